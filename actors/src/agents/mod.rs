@@ -1,0 +1,1 @@
+//! Analysis agents: technical analysis, regime detection, sentiment, trading decision.

@@ -1,0 +1,308 @@
+//! Typed pub/sub. A [`Topic<E>`] fans an event out to actor [`Recipient`]s with
+//! `try_send`, so a publisher never blocks; a full or closed mailbox counts as a
+//! drop for that subscriber. [`Latest<E>`] keeps the newest event per key with a TTL.
+
+use crate::clock::SharedClock;
+use crate::messages::BusEvent;
+use actix::prelude::*;
+use chrono::{DateTime, Duration, Utc};
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Identifies one subscription; returned by [`Topic::subscribe`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct SubscriberId(u64);
+
+type Filter<E> = Arc<dyn Fn(&E) -> bool + Send + Sync>;
+
+struct Subscription<E: Message<Result = ()> + Send> {
+    id: SubscriberId,
+    name: String,
+    recipient: Recipient<E>,
+    filter: Option<Filter<E>>,
+    stats: Arc<SubscriberCounters>,
+}
+
+#[derive(Debug, Default)]
+struct SubscriberCounters {
+    delivered: AtomicU64,
+    dropped: AtomicU64,
+}
+
+/// Counters of one subscription.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SubscriberStats {
+    pub id: SubscriberId,
+    pub name: String,
+    pub delivered: u64,
+    pub dropped: u64,
+}
+
+/// Outcome of one publish.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delivery {
+    pub delivered: usize,
+    pub dropped: usize,
+    pub filtered: usize,
+}
+
+struct TopicInner<E: Message<Result = ()> + Send> {
+    subs: RwLock<Arc<Vec<Subscription<E>>>>,
+    next_id: AtomicU64,
+    published: AtomicU64,
+    on_drop: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+}
+
+/// One typed topic. Cheap to clone; clones share subscribers.
+pub struct Topic<E: Message<Result = ()> + Send> {
+    inner: Arc<TopicInner<E>>,
+}
+
+impl<E: Message<Result = ()> + Send> Clone for Topic<E> {
+    fn clone(&self) -> Self {
+        Self { inner: Arc::clone(&self.inner) }
+    }
+}
+
+impl<E: Message<Result = ()> + Send> Default for Topic<E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<E: Message<Result = ()> + Send> Subscription<E> {
+    fn clone_entry(&self) -> Self {
+        Self {
+            id: self.id,
+            name: self.name.clone(),
+            recipient: self.recipient.clone(),
+            filter: self.filter.clone(),
+            stats: Arc::clone(&self.stats),
+        }
+    }
+}
+
+impl<E: Message<Result = ()> + Send> Topic<E> {
+    pub fn new() -> Self {
+        Self {
+            inner: Arc::new(TopicInner {
+                subs: RwLock::new(Arc::new(Vec::new())),
+                next_id: AtomicU64::new(1),
+                published: AtomicU64::new(0),
+                on_drop: None,
+            }),
+        }
+    }
+
+    /// A topic that reports every dropped delivery by subscriber name (e.g. to the actor registry).
+    pub fn with_drop_hook(hook: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        Self {
+            inner: Arc::new(TopicInner {
+                subs: RwLock::new(Arc::new(Vec::new())),
+                next_id: AtomicU64::new(1),
+                published: AtomicU64::new(0),
+                on_drop: Some(Arc::new(hook)),
+            }),
+        }
+    }
+
+    fn add(&self, name: &str, recipient: Recipient<E>, filter: Option<Filter<E>>) -> SubscriberId {
+        let id = SubscriberId(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
+        let mut guard = self.inner.subs.write();
+        let mut next: Vec<Subscription<E>> = guard.iter().map(Subscription::clone_entry).collect();
+        next.push(Subscription {
+            id,
+            name: name.to_owned(),
+            recipient,
+            filter,
+            stats: Arc::default(),
+        });
+        *guard = Arc::new(next);
+        id
+    }
+
+    /// Subscribes `recipient` to every event.
+    pub fn subscribe(&self, name: &str, recipient: Recipient<E>) -> SubscriberId {
+        self.add(name, recipient, None)
+    }
+
+    /// Subscribes `recipient` to the events `filter` accepts.
+    pub fn subscribe_filtered(
+        &self,
+        name: &str,
+        recipient: Recipient<E>,
+        filter: impl Fn(&E) -> bool + Send + Sync + 'static,
+    ) -> SubscriberId {
+        self.add(name, recipient, Some(Arc::new(filter)))
+    }
+
+    /// Removes a subscription; returns whether it existed.
+    pub fn unsubscribe(&self, id: SubscriberId) -> bool {
+        let mut guard = self.inner.subs.write();
+        if !guard.iter().any(|s| s.id == id) {
+            return false;
+        }
+        let next: Vec<Subscription<E>> = guard.iter().filter(|s| s.id != id).map(Subscription::clone_entry).collect();
+        *guard = Arc::new(next);
+        true
+    }
+
+    pub fn subscriber_count(&self) -> usize {
+        self.inner.subs.read().len()
+    }
+
+    pub fn published(&self) -> u64 {
+        self.inner.published.load(Ordering::Relaxed)
+    }
+
+    pub fn stats(&self) -> Vec<SubscriberStats> {
+        self.inner
+            .subs
+            .read()
+            .iter()
+            .map(|s| SubscriberStats {
+                id: s.id,
+                name: s.name.clone(),
+                delivered: s.stats.delivered.load(Ordering::Relaxed),
+                dropped: s.stats.dropped.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+}
+
+impl<E: Message<Result = ()> + Send + Clone> Topic<E> {
+    /// Delivers `event` to every matching subscriber with `try_send`; never blocks.
+    pub fn publish(&self, event: E) -> Delivery {
+        self.inner.published.fetch_add(1, Ordering::Relaxed);
+        let subs = Arc::clone(&self.inner.subs.read());
+        let mut out = Delivery::default();
+        let matching: Vec<&Subscription<E>> = subs
+            .iter()
+            .filter(|s| {
+                let pass = s.filter.as_ref().is_none_or(|f| f(&event));
+                if !pass {
+                    out.filtered += 1;
+                }
+                pass
+            })
+            .collect();
+        let last = matching.len().saturating_sub(1);
+        let mut event = Some(event);
+        for (i, sub) in matching.into_iter().enumerate() {
+            let msg = if i == last { event.take() } else { event.clone() };
+            let Some(msg) = msg else { break };
+            match sub.recipient.try_send(msg) {
+                Ok(()) => {
+                    sub.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                    out.delivered += 1;
+                }
+                Err(err) => {
+                    sub.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    out.dropped += 1;
+                    let why = match err {
+                        SendError::Full(_) => "mailbox full",
+                        SendError::Closed(_) => "mailbox closed",
+                    };
+                    tracing::warn!(topic = std::any::type_name::<E>(), subscriber = %sub.name, why, "bus event dropped");
+                    if let Some(hook) = &self.inner.on_drop {
+                        hook(&sub.name);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The newest event per key, each expiring `ttl` after its own timestamp (business clock).
+pub struct Latest<E> {
+    entries: Arc<Mutex<HashMap<String, E>>>,
+    ttl: Duration,
+    clock: SharedClock,
+}
+
+impl<E> Clone for Latest<E> {
+    fn clone(&self) -> Self {
+        Self {
+            entries: Arc::clone(&self.entries),
+            ttl: self.ttl,
+            clock: Arc::clone(&self.clock),
+        }
+    }
+}
+
+impl<E: BusEvent> Latest<E> {
+    pub fn new(ttl: Duration, clock: SharedClock) -> Self {
+        Self {
+            entries: Arc::default(),
+            ttl,
+            clock,
+        }
+    }
+
+    fn fresh(&self, e: &E, now: DateTime<Utc>) -> bool {
+        now.signed_duration_since(e.meta().timestamp) <= self.ttl
+    }
+
+    /// Stores `event` under its key, replacing an older one; drops expired entries as it goes.
+    pub fn record(&self, event: E) {
+        let now = self.clock.now();
+        let mut map = self.entries.lock();
+        map.retain(|_, e| now.signed_duration_since(e.meta().timestamp) <= self.ttl);
+        let key = event.key();
+        match map.get(&key) {
+            Some(old) if old.meta().timestamp > event.meta().timestamp => {}
+            _ => {
+                map.insert(key, event);
+            }
+        }
+    }
+
+    /// The newest unexpired event for `key`.
+    pub fn get(&self, key: &str) -> Option<E> {
+        let now = self.clock.now();
+        self.entries.lock().get(key).filter(|e| self.fresh(e, now)).cloned()
+    }
+
+    /// The newest unexpired event for `key` that is at most `max_age` old.
+    pub fn get_max_age(&self, key: &str, max_age: Duration) -> Option<E> {
+        let now = self.clock.now();
+        self.get(key).filter(|e| now.signed_duration_since(e.meta().timestamp) <= max_age)
+    }
+
+    /// Number of stored entries (expired ones included until the next `record` or `purge`).
+    pub fn len(&self) -> usize {
+        self.entries.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops every expired entry; returns how many went.
+    pub fn purge(&self) -> usize {
+        let now = self.clock.now();
+        let mut map = self.entries.lock();
+        let before = map.len();
+        map.retain(|_, e| now.signed_duration_since(e.meta().timestamp) <= self.ttl);
+        before - map.len()
+    }
+}
+
+/// Every topic of the system, one per seed topic (plus system events). Cloned into actors at wiring time.
+#[derive(Clone, Default)]
+pub struct Bus {
+    pub candles: Topic<crate::messages::CandleClosed>,
+    pub market_data: Topic<crate::messages::MarketSnapshot>,
+    pub ta_signals: Topic<crate::messages::TaSignal>,
+    pub regime_updates: Topic<crate::messages::RegimeUpdate>,
+    pub sentiment_updates: Topic<crate::messages::SentimentUpdate>,
+    pub trading_signals: Topic<crate::messages::TradingSignal>,
+    pub risk_alerts: Topic<crate::messages::RiskAlert>,
+    pub execution_events: Topic<crate::messages::ExecutionEvent>,
+    pub portfolio_updates: Topic<crate::messages::PortfolioUpdate>,
+    pub system_events: Topic<crate::messages::SystemEvent>,
+}

@@ -1,0 +1,3 @@
+//! The coordinator: lifecycle state machine, schedules, conflicts, and its actor.
+
+pub mod state;

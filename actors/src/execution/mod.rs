@@ -1,0 +1,1 @@
+//! Order lifecycle, the OrderExecutionManager and PositionTracker actors, and the paper exchange.

@@ -1,0 +1,1 @@
+//! Portfolio rebalance math, hodl bags and the PortfolioRebalancer actor.

@@ -1,0 +1,300 @@
+//! Traits the outside world implements: stores, the exchange, model clients, the market feed.
+//! Every method returns a `'static` boxed future so actors can run it with `into_actor`.
+
+use crate::domain::{Candle, ClientOrderId, CorrelationId, OrderStatus, OrderType, Side, Symbol};
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+// ---------------------------------------------------------------- stores
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store query failed: {0}")]
+    Query(String),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreFuture<T> = BoxFuture<'static, Result<T, StoreError>>;
+
+/// Named JSON state documents (coordinator state, risk state, …), upserted whole.
+pub trait StateStore: Send + Sync + 'static {
+    fn load_state(&self, key: &str) -> StoreFuture<Option<serde_json::Value>>;
+    fn save_state(&self, key: &str, state: serde_json::Value) -> StoreFuture<()>;
+}
+
+/// One agent output, kept for the audit trail and `GET /agents/{name}/latest`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentOutputRecord {
+    pub agent: String,
+    pub symbol: String,
+    pub timestamp: DateTime<Utc>,
+    pub correlation_id: CorrelationId,
+    pub model: Option<String>,
+    pub output: serde_json::Value,
+}
+
+/// One link of a decision chain (signal, verdict, order, fill, …).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    pub correlation_id: CorrelationId,
+    pub timestamp: DateTime<Utc>,
+    pub stage: String,
+    pub symbol: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+/// The audit trail: agent outputs and decision chains.
+pub trait AuditStore: Send + Sync + 'static {
+    fn record_agent_output(&self, rec: AgentOutputRecord) -> StoreFuture<()>;
+    fn latest_agent_output(&self, agent: &str, symbol: &str) -> StoreFuture<Option<AgentOutputRecord>>;
+    fn record_decision(&self, rec: DecisionRecord) -> StoreFuture<()>;
+    fn decision_chain(&self, correlation_id: CorrelationId) -> StoreFuture<Vec<DecisionRecord>>;
+}
+
+/// Process-level health of the store.
+pub trait StoreHealth: Send + Sync + 'static {
+    /// `Ok` when the store answers; the in-memory store always does.
+    fn ping(&self) -> StoreFuture<()>;
+    /// Whether state survives a restart.
+    fn durable(&self) -> bool;
+}
+
+/// Every store the actors use, as shared trait objects.
+#[derive(Clone)]
+pub struct Stores {
+    pub state: Arc<dyn StateStore>,
+    pub audit: Arc<dyn AuditStore>,
+    pub health: Arc<dyn StoreHealth>,
+}
+
+// ---------------------------------------------------------------- exchange
+
+/// Precision and minimums of one pair, read from the exchange at start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairInfo {
+    pub symbol: Symbol,
+    /// The exchange's own name for the pair (e.g. `XBTUSDT`).
+    pub exchange_name: String,
+    pub tick_size: Decimal,
+    pub price_decimals: u32,
+    pub lot_decimals: u32,
+    pub ordermin: Decimal,
+    pub costmin: Decimal,
+    pub max_leverage_buy: u32,
+    pub max_leverage_sell: u32,
+}
+
+impl PairInfo {
+    /// Price rounded to the nearest tick.
+    pub fn quantise_price(&self, price: Decimal) -> Decimal {
+        if self.tick_size.is_zero() {
+            return price.round_dp(self.price_decimals);
+        }
+        ((price / self.tick_size).round() * self.tick_size).normalize()
+    }
+
+    /// Volume truncated (never rounded up) to the lot decimals.
+    pub fn quantise_volume(&self, volume: Decimal) -> Decimal {
+        volume.trunc_with_scale(self.lot_decimals).normalize()
+    }
+}
+
+/// An order as sent to the exchange.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderRequest {
+    pub client_order_id: ClientOrderId,
+    pub symbol: Symbol,
+    pub side: Side,
+    pub order_type: OrderType,
+    /// Base units.
+    pub volume: Decimal,
+    /// Limit price, or trigger price for stop-loss / take-profit orders.
+    pub price: Option<Decimal>,
+    /// Limit price of `*-limit` contingent orders.
+    pub price2: Option<Decimal>,
+    pub leverage: Option<u32>,
+    pub reduce_only: bool,
+    pub post_only: bool,
+    /// Validate only; nothing is placed.
+    pub validate: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderAck {
+    pub exchange_order_id: String,
+    pub client_order_id: ClientOrderId,
+    pub description: String,
+}
+
+/// The exchange's view of one order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExchangeOrder {
+    pub exchange_order_id: String,
+    pub client_order_id: Option<ClientOrderId>,
+    pub symbol: Symbol,
+    pub side: Side,
+    pub order_type: OrderType,
+    pub status: OrderStatus,
+    pub volume: Decimal,
+    pub filled_volume: Decimal,
+    pub avg_fill_price: Option<Decimal>,
+    pub fee: Decimal,
+    pub price: Option<Decimal>,
+    pub opened_at: Option<DateTime<Utc>>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub reason: Option<String>,
+}
+
+/// Identifies an order to cancel or query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OrderRef {
+    Exchange(String),
+    Client(ClientOrderId),
+}
+
+/// Exchange failures, classified by what the caller may do next.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum ExchangeError {
+    /// Nothing happened on the exchange; retry with back-off (new nonce, new signature).
+    #[error("transient exchange error: {0}")]
+    Retryable(String),
+    /// The exchange refused the request; never retry the same request.
+    #[error("rejected by the exchange: {0}")]
+    Rejected(String),
+    /// The request may or may not have taken effect (timeout, 5xx, EService); query by client id first.
+    #[error("outcome unknown: {0}")]
+    Unknown(String),
+    /// Local rate limiter or the exchange's limiter said wait.
+    #[error("rate limited: {0}")]
+    RateLimited(String),
+    /// Local validation (precision, minimums, unknown pair) failed before sending.
+    #[error("invalid order: {0}")]
+    Invalid(String),
+}
+
+impl ExchangeError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Retryable(_) | Self::RateLimited(_))
+    }
+}
+
+pub type ExchangeFuture<T> = BoxFuture<'static, Result<T, ExchangeError>>;
+
+/// One exchange account: Kraken live or the paper exchange.
+pub trait Exchange: Send + Sync + 'static {
+    fn pairs(&self) -> ExchangeFuture<Vec<PairInfo>>;
+    fn place_order(&self, req: OrderRequest) -> ExchangeFuture<OrderAck>;
+    fn cancel_order(&self, order: OrderRef) -> ExchangeFuture<()>;
+    fn query_orders(&self, orders: Vec<OrderRef>) -> ExchangeFuture<Vec<ExchangeOrder>>;
+    fn open_orders(&self) -> ExchangeFuture<Vec<ExchangeOrder>>;
+    fn balances(&self) -> ExchangeFuture<BTreeMap<String, Decimal>>;
+    /// Dead man's switch: cancel everything after `timeout_secs` unless refreshed (0 disarms).
+    fn cancel_all_after(&self, timeout_secs: u32) -> ExchangeFuture<()>;
+}
+
+// ---------------------------------------------------------------- models
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelRequest {
+    pub model: String,
+    pub system_prompt: String,
+    pub user_prompt: String,
+    pub max_tokens: u32,
+    pub temperature: f64,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelResponse {
+    pub provider: String,
+    pub model: String,
+    pub text: String,
+    pub input_tokens: u32,
+    pub output_tokens: u32,
+    pub latency_ms: u64,
+    pub cost_usd: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum ModelError {
+    #[error("model call timed out after {0} ms")]
+    Timeout(u64),
+    #[error("model provider error: {0}")]
+    Provider(String),
+    #[error("model rate limited: {0}")]
+    RateLimited(String),
+    #[error("model output unusable: {0}")]
+    BadOutput(String),
+    #[error("model not configured: {0}")]
+    NotConfigured(String),
+}
+
+pub type ModelFuture = BoxFuture<'static, Result<ModelResponse, ModelError>>;
+
+/// A chat-completion style model endpoint.
+pub trait ModelClient: Send + Sync + 'static {
+    fn provider(&self) -> &str;
+    fn complete(&self, req: ModelRequest) -> ModelFuture;
+}
+
+// ---------------------------------------------------------------- market
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FeedError {
+    #[error("market data source failed: {0}")]
+    Source(String),
+    #[error("market data is malformed: {0}")]
+    Malformed(String),
+}
+
+/// What a feed yields on each poll.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeedItem {
+    /// Newly closed candles, in time order.
+    Candles(Vec<Candle>),
+    /// Nothing new yet; poll again later.
+    Idle,
+    /// A finite feed (replay) is exhausted.
+    End,
+}
+
+/// A source of closed candles: simulated, Kraken REST, or a CSV replay.
+pub trait MarketFeed: Send + 'static {
+    fn symbols(&self) -> Vec<Symbol>;
+    fn next(&mut self) -> BoxFuture<'_, Result<FeedItem, FeedError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+
+    fn pair() -> PairInfo {
+        PairInfo {
+            symbol: Symbol::parse("BTC/USDT").unwrap(),
+            exchange_name: "XBTUSDT".into(),
+            tick_size: dec!(0.1),
+            price_decimals: 1,
+            lot_decimals: 8,
+            ordermin: dec!(0.00005),
+            costmin: dec!(0.5),
+            max_leverage_buy: 5,
+            max_leverage_sell: 5,
+        }
+    }
+
+    #[test]
+    fn quantises_price_to_tick_and_truncates_volume() {
+        let p = pair();
+        assert_eq!(p.quantise_price(dec!(45250.06)), dec!(45250.1));
+        assert_eq!(p.quantise_price(dec!(45250.04)), dec!(45250));
+        assert_eq!(p.quantise_volume(dec!(0.123456789)), dec!(0.12345678));
+    }
+}

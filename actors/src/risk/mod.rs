@@ -1,0 +1,1 @@
+//! Risk: the pure validation pipeline (`rules`) and the RiskEngine actor (`engine`).

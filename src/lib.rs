@@ -1,0 +1,1 @@
+//! TripleGain server: settings, persistence, HTTP API and adapters around the actors crate.
