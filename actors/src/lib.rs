@@ -9,6 +9,7 @@ pub mod coordinator;
 pub mod domain;
 pub mod execution;
 pub mod indicators;
+pub mod market;
 pub mod messages;
 pub mod portfolio;
 pub mod ports;

@@ -1,0 +1,1 @@
+//! Candle aggregation and market-data helpers shared by every feed.

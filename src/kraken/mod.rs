@@ -1,0 +1,1 @@
+//! Kraken REST client: signing, nonces, rate limits, wire DTOs, error classes.

@@ -1,0 +1,1 @@
+//! Market feeds: simulated, Kraken public REST, CSV replay.
