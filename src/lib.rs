@@ -1,5 +1,11 @@
 //! TripleGain server: settings, persistence, HTTP API and adapters around the actors crate.
 
+pub mod cli;
+pub mod db;
 pub mod kraken;
 pub mod llm;
 pub mod market;
+pub mod routes;
+pub mod settings;
+pub mod startup;
+pub mod telemetry;

@@ -1,1 +1,133 @@
-fn main() {}
+use clap::Parser;
+use std::process::ExitCode;
+use triplegain::cli::{Cli, Command};
+use triplegain::settings::Settings;
+use triplegain::startup::Application;
+use triplegain::{db, telemetry};
+
+/// Exit code for configuration errors.
+const EXIT_CONFIG: u8 = 2;
+/// Exit code after a fatal panic.
+const EXIT_PANIC: u8 = 70;
+
+fn load(cli: &Cli) -> Result<Settings, ExitCode> {
+    Settings::load(&cli.config).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match &cli.command {
+        Command::CheckConfig => match load(&cli) {
+            Ok(settings) => match settings.redacted_yaml() {
+                Ok(yaml) => {
+                    print!("{yaml}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: cannot print settings: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(code) => code,
+        },
+        Command::Migrate => {
+            let settings = match load(&cli) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            telemetry::init(&settings.logging);
+            let Some(url) = &settings.database.url else {
+                eprintln!("error: DATABASE_URL is not set; nothing to migrate");
+                return ExitCode::from(EXIT_CONFIG);
+            };
+            let result = async {
+                let pool = db::build_pool(url.expose(), &settings.database)?;
+                db::migrate(&pool).await
+            }
+            .await;
+            match result {
+                Ok(applied) => {
+                    println!("migrations applied: {}", if applied.is_empty() { "none (up to date)".into() } else { applied.join(", ") });
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Serve { bind } => {
+            let mut settings = match load(&cli) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            if let Some(bind) = bind {
+                settings.server.bind.clone_from(bind);
+                if let Err(e) = settings.validate() {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            }
+            telemetry::init(&settings.logging);
+            telemetry::install_panic_hook();
+            let app = match Application::build(settings).await {
+                Ok(app) => app,
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "startup failed");
+                    eprintln!("error: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let mut fatal = telemetry::fatal_panics();
+            let fatal_seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = fatal_seen.clone();
+            let stop = async move {
+                tokio::select! {
+                    () = shutdown_signal() => {}
+                    _ = fatal.changed() => {
+                        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+            };
+            if let Err(e) = app.run_until_stopped(stop).await {
+                tracing::error!(error = %format!("{e:#}"), "server failed");
+                return ExitCode::FAILURE;
+            }
+            if fatal_seen.load(std::sync::atomic::Ordering::SeqCst) {
+                return ExitCode::from(EXIT_PANIC);
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}

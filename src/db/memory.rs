@@ -1,0 +1,73 @@
+use futures::FutureExt;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use triplegain_actors::domain::CorrelationId;
+use triplegain_actors::ports::{
+    AgentOutputRecord, AuditStore, DecisionRecord, StateStore, StoreFuture, StoreHealth,
+};
+
+/// Keeps at most this many decision records; older ones are dropped first.
+const MAX_DECISIONS: usize = 100_000;
+
+#[derive(Default)]
+struct Inner {
+    state: HashMap<String, serde_json::Value>,
+    latest_outputs: HashMap<(String, String), AgentOutputRecord>,
+    decisions: std::collections::VecDeque<DecisionRecord>,
+}
+
+/// In-memory implementation of the store ports. Nothing survives a restart.
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl StateStore for MemoryStore {
+    fn load_state(&self, key: &str) -> StoreFuture<Option<serde_json::Value>> {
+        let v = self.inner.lock().state.get(key).cloned();
+        async move { Ok(v) }.boxed()
+    }
+
+    fn save_state(&self, key: &str, state: serde_json::Value) -> StoreFuture<()> {
+        self.inner.lock().state.insert(key.to_owned(), state);
+        async { Ok(()) }.boxed()
+    }
+}
+
+impl AuditStore for MemoryStore {
+    fn record_agent_output(&self, rec: AgentOutputRecord) -> StoreFuture<()> {
+        self.inner.lock().latest_outputs.insert((rec.agent.clone(), rec.symbol.clone()), rec);
+        async { Ok(()) }.boxed()
+    }
+
+    fn latest_agent_output(&self, agent: &str, symbol: &str) -> StoreFuture<Option<AgentOutputRecord>> {
+        let v = self.inner.lock().latest_outputs.get(&(agent.to_owned(), symbol.to_owned())).cloned();
+        async move { Ok(v) }.boxed()
+    }
+
+    fn record_decision(&self, rec: DecisionRecord) -> StoreFuture<()> {
+        let mut inner = self.inner.lock();
+        if inner.decisions.len() >= MAX_DECISIONS {
+            inner.decisions.pop_front();
+        }
+        inner.decisions.push_back(rec);
+        async { Ok(()) }.boxed()
+    }
+
+    fn decision_chain(&self, correlation_id: CorrelationId) -> StoreFuture<Vec<DecisionRecord>> {
+        let v: Vec<DecisionRecord> =
+            self.inner.lock().decisions.iter().filter(|d| d.correlation_id == correlation_id).cloned().collect();
+        async move { Ok(v) }.boxed()
+    }
+}
+
+impl StoreHealth for MemoryStore {
+    fn ping(&self) -> StoreFuture<()> {
+        async { Ok(()) }.boxed()
+    }
+
+    fn durable(&self) -> bool {
+        false
+    }
+}

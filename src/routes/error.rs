@@ -1,0 +1,231 @@
+//! The JSON error envelope `{"error": {"code", "message", "field"?}}` and its mapping from
+//! extractor and actor failures.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use std::fmt;
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ErrorEnvelope {
+    pub error: ErrorBody,
+}
+
+/// An HTTP error with our envelope.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub body: ErrorBody,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: ErrorBody {
+                code: code.to_owned(),
+                message: message.into(),
+                field: None,
+            },
+        }
+    }
+
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.body.field = Some(field.into());
+        self
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn validation(field: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", message).with_field(field)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn unavailable(component: &str) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("{component} not available"))
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
+    /// Maps a failed actor request: mailbox closed or timed out → 503; a crash or escalation → 503.
+    pub fn from_mailbox(component: &str, err: &actix::MailboxError) -> Self {
+        tracing::warn!(component, error = %err, "actor request failed");
+        Self::unavailable(component)
+    }
+
+    pub fn from_actor(component: &str, err: &triplegain_actors::supervision::ActorError) -> Self {
+        tracing::warn!(component, error = %err, "actor refused or crashed");
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("{component} not available: {err}"))
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.body.code, self.body.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status);
+        if self.status == StatusCode::UNAUTHORIZED {
+            res.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        res.json(ErrorEnvelope { error: self.body.clone() })
+    }
+}
+
+/// Pulls a field name out of a serde error message (`missing field `x``, `unknown field `x``).
+fn field_from_serde(msg: &str) -> Option<String> {
+    for marker in ["missing field `", "unknown field `", "duplicate field `"] {
+        if let Some(start) = msg.find(marker) {
+            let rest = &msg[start + marker.len()..];
+            return rest.find('`').map(|end| rest[..end].to_owned());
+        }
+    }
+    None
+}
+
+/// The JSON body error handler for `web::Json`: 413 over the limit, 415 for a wrong content type,
+/// 400 naming the field where serde says which one.
+pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError as E;
+    let api = match &err {
+        E::OverflowKnownLength { .. } | E::Overflow { .. } => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", err.to_string())
+        }
+        E::ContentType => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Content-Type must be application/json",
+        ),
+        E::Deserialize(de) => {
+            let msg = de.to_string();
+            let mut e = ApiError::bad_request(msg.clone());
+            if let Some(f) = field_from_serde(&msg) {
+                e = e.with_field(f);
+            }
+            e
+        }
+        other => ApiError::bad_request(format!("could not read the JSON body: {other}")),
+    };
+    api.into()
+}
+
+/// A JSON body whose errors name the field by its path (`orders[0].price`): malformed JSON or a
+/// wrong type is 400 with `field`, a body over the limit is 413, a wrong content type 415.
+pub struct JsonBody<T>(pub T);
+
+/// Like [`JsonBody`], but an empty body is `None` (malformed JSON is still a 400).
+pub struct OptionalJsonBody<T>(pub Option<T>);
+
+impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for OptionalJsonBody<T> {
+    type Error = actix_web::Error;
+    type Future = futures::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &actix_web::HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let empty = req
+            .headers()
+            .get(actix_web::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|v| v.trim() == "0");
+        if empty {
+            return Box::pin(async { Ok(OptionalJsonBody(None)) });
+        }
+        let inner = JsonBody::<T>::from_request(req, payload);
+        Box::pin(async move { inner.await.map(|b| OptionalJsonBody(Some(b.0))) })
+    }
+}
+
+impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for JsonBody<T> {
+    type Error = actix_web::Error;
+    type Future = futures::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &actix_web::HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let content_type_ok = req
+            .headers()
+            .get(actix_web::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        let bytes = actix_web::web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            if !content_type_ok {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "Content-Type must be application/json",
+                )
+                .into());
+            }
+            let bytes = bytes.await.map_err(|e| {
+                actix_web::Error::from(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.to_string()))
+            })?;
+            let de = &mut serde_json::Deserializer::from_slice(&bytes);
+            match serde_path_to_error::deserialize::<_, T>(de) {
+                Ok(v) => Ok(JsonBody(v)),
+                Err(err) => {
+                    let path = err.path().to_string();
+                    let inner = err.into_inner();
+                    let msg = inner.to_string();
+                    let field = if path == "." { field_from_serde(&msg) } else { Some(path) };
+                    let mut e = ApiError::bad_request(msg);
+                    if let Some(f) = field {
+                        e = e.with_field(f);
+                    }
+                    Err(e.into())
+                }
+            }
+        })
+    }
+}
+
+/// Path and query extraction errors: 400 with our envelope.
+pub fn path_error(err: actix_web::error::PathError, _req: &actix_web::HttpRequest) -> actix_web::Error {
+    ApiError::bad_request(err.to_string()).into()
+}
+
+pub fn query_error(err: actix_web::error::QueryPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
+    let msg = err.to_string();
+    let mut e = ApiError::bad_request(msg.clone());
+    if let Some(f) = field_from_serde(&msg) {
+        e = e.with_field(f);
+    }
+    e.into()
+}
+
+/// Unknown routes.
+pub async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
+    ApiError::not_found(format!("no route for {} {}", req.method(), req.path())).error_response()
+}

@@ -1,0 +1,66 @@
+//! The HTTP control API under `/api/v1`, plus `/healthz`, `/readyz` and `/metrics`.
+
+pub mod auth;
+pub mod error;
+mod system;
+
+use crate::startup::AppState;
+use actix_web::web;
+use utoipa::OpenApi;
+
+pub use error::{ApiError, JsonBody, OptionalJsonBody};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "TripleGain control API", description = "Control and observe the TripleGain trading system."),
+    paths(
+        system::healthz,
+        system::readyz,
+        system::list_actors,
+        system::crash_actor,
+        system::coordinator_status,
+        system::coordinator_pause,
+        system::coordinator_resume,
+        system::coordinator_halt,
+        system::coordinator_admin_resume,
+    ),
+    components(schemas(error::ErrorEnvelope, error::ErrorBody, system::ControlBody)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+async fn openapi_json() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok().json(ApiDoc::openapi())
+}
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
+    cfg.app_data(state)
+        .route("/healthz", web::get().to(system::healthz))
+        .route("/readyz", web::get().to(system::readyz))
+        .route("/metrics", web::get().to(system::metrics))
+        .service(
+            web::scope("/api/v1")
+                .route("/openapi.json", web::get().to(openapi_json))
+                .route("/actors", web::get().to(system::list_actors))
+                .route("/actors/{name}/crash", web::post().to(system::crash_actor))
+                .route("/coordinator/status", web::get().to(system::coordinator_status))
+                .route("/coordinator/pause", web::post().to(system::coordinator_pause))
+                .route("/coordinator/resume", web::post().to(system::coordinator_resume))
+                .route("/coordinator/halt", web::post().to(system::coordinator_halt))
+                .route("/coordinator/admin-resume", web::post().to(system::coordinator_admin_resume)),
+        );
+}

@@ -1,0 +1,204 @@
+//! The one place that builds the pool, starts and wires the actors, and binds HTTP.
+
+use crate::db;
+use crate::routes::{self, auth::Caller, auth::TokenTable};
+use crate::settings::Settings;
+use actix::Addr;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context as _;
+use deadpool_postgres::Pool;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use sha2::{Digest, Sha256};
+use std::net::TcpListener;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tracing_actix_web::TracingLogger;
+use triplegain_actors::bus::Bus;
+use triplegain_actors::clock::{SharedClock, SystemClock};
+use triplegain_actors::coordinator::Coordinator;
+use triplegain_actors::domain::TradingMode;
+use triplegain_actors::ports::Stores;
+use triplegain_actors::supervision::{start_supervised, Registry, RestartPolicy};
+
+/// Mailbox capacity of control-plane actors.
+const CONTROL_MAILBOX: usize = 256;
+
+/// Shared state of the HTTP handlers.
+pub struct AppState {
+    pub registry: Registry,
+    pub coordinator: Addr<Coordinator>,
+    pub stores: Stores,
+    pub pool: Option<Pool>,
+    pub bus: Bus,
+    pub clock: SharedClock,
+    pub fault_injection: bool,
+    pub mode: TradingMode,
+    pub core_actors: Vec<String>,
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    /// Records a control action in `api_audit_log` (and the log). Never fails the request.
+    pub async fn audit(&self, caller: &Caller, method: &str, route: &str, body: Option<&[u8]>, status: u16, result: &str) {
+        let digest = body.map(|b| hex(&Sha256::digest(b)));
+        let role = routes::auth::role_str(caller.role);
+        tracing::info!(event = "audit", token = %caller.name, role, method, route, status, result, "control action");
+        let Some(pool) = &self.pool else { return };
+        let client = match pool.get().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "audit log unavailable");
+                return;
+            }
+        };
+        let status = i32::from(status);
+        if let Err(e) = client
+            .execute(
+                "INSERT INTO api_audit_log (token_name, role, method, route, body_sha256, status, result) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[&caller.name, &role, &method, &route, &digest, &status, &result],
+            )
+            .await
+        {
+            tracing::error!(error = %e, "audit record not written");
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::debug!("metrics recorder already installed");
+            }
+            handle
+        })
+        .clone()
+}
+
+/// The running application: HTTP server plus actor system.
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    state: web::Data<AppState>,
+    drain_deadline: Duration,
+}
+
+impl Application {
+    /// Builds everything: stores (and migrations), actors, HTTP listener.
+    ///
+    /// # Errors
+    /// When the database is unreachable, migrations fail or the address cannot be bound.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let (stores, pool) = match &settings.database.url {
+            Some(url) => {
+                let pool = db::build_pool(url.expose(), &settings.database)?;
+                if settings.database.run_migrations {
+                    let applied = db::migrate(&pool).await?;
+                    tracing::info!(applied = applied.len(), "database migrations up to date");
+                }
+                (db::pg_stores(pool.clone()), Some(pool))
+            }
+            None => {
+                tracing::warn!("no DATABASE_URL: paper mode on the in-memory store; nothing survives a restart");
+                (db::memory_stores(), None)
+            }
+        };
+
+        let clock: SharedClock = Arc::new(SystemClock);
+        let bus = Bus::default();
+        let policy = RestartPolicy {
+            max_restarts: settings.supervision.max_restarts,
+            window_secs: settings.supervision.window_secs,
+        };
+        let registry = Registry::new(policy, bus.risk_alerts.clone(), clock.clone());
+
+        let coordinator = {
+            let store = stores.state.clone();
+            let clock = clock.clone();
+            start_supervised(&registry, "coordinator", true, CONTROL_MAILBOX, move |sup| Coordinator::new(sup, store, clock))
+        };
+        bus.risk_alerts.subscribe("coordinator", coordinator.clone().recipient());
+
+        let listener = TcpListener::bind(&settings.server.bind)
+            .with_context(|| format!("binding server.bind {}", settings.server.bind))?;
+        let port = listener.local_addr()?.port();
+
+        let state = web::Data::new(AppState {
+            registry,
+            coordinator,
+            stores,
+            pool,
+            bus,
+            clock,
+            fault_injection: settings.fault_injection(),
+            mode: settings.app.mode,
+            core_actors: vec!["coordinator".into()],
+            metrics: metrics_handle(),
+        });
+        let tokens = web::Data::new(Arc::new(TokenTable::new(&settings.api.tokens)));
+        let max_body = settings.server.max_body_bytes;
+        let app_state = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(TracingLogger::default())
+                .app_data(tokens.clone())
+                .app_data(web::PayloadConfig::new(max_body))
+                .app_data(web::JsonConfig::default().limit(max_body).error_handler(routes::error::json_error))
+                .app_data(web::PathConfig::default().error_handler(routes::error::path_error))
+                .app_data(web::QueryConfig::default().error_handler(routes::error::query_error))
+                .configure(|cfg| routes::configure(cfg, app_state.clone()))
+                .default_service(web::route().to(routes::error::not_found))
+        })
+        .workers(settings.server.workers)
+        .disable_signals()
+        .shutdown_timeout(settings.server.shutdown_deadline_secs)
+        .listen(listener)?
+        .run();
+
+        tracing::info!(port, mode = %settings.app.mode, "TripleGain listening");
+        Ok(Self {
+            port,
+            server,
+            state,
+            drain_deadline: Duration::from_secs(settings.supervision.drain_deadline_secs),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then stops HTTP gracefully and drains the actors.
+    ///
+    /// # Errors
+    /// When the HTTP server fails.
+    pub async fn run_until_stopped(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let server = self.server;
+        tokio::pin!(server);
+        tokio::select! {
+            res = &mut server => {
+                res.context("HTTP server failed")?;
+            }
+            () = shutdown => {
+                tracing::info!("shutdown requested: stopping HTTP");
+                handle.stop(true).await;
+            }
+        }
+        tracing::info!(deadline_secs = self.drain_deadline.as_secs(), "draining actors");
+        let drained = self.state.registry.drain_all(self.drain_deadline).await;
+        tracing::info!(drained, "shutdown complete");
+        Ok(())
+    }
+}
