@@ -185,15 +185,16 @@ impl Application {
     /// When the HTTP server fails.
     pub async fn run_until_stopped(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
         let handle = self.server.handle();
-        let server = self.server;
-        tokio::pin!(server);
+        // The server future must keep being polled for a stop command to be processed.
+        let mut server = actix_web::rt::spawn(self.server);
         tokio::select! {
             res = &mut server => {
-                res.context("HTTP server failed")?;
+                res.context("HTTP server task failed")?.context("HTTP server failed")?;
             }
             () = shutdown => {
                 tracing::info!("shutdown requested: stopping HTTP");
                 handle.stop(true).await;
+                let _ = server.await;
             }
         }
         tracing::info!(deadline_secs = self.drain_deadline.as_secs(), "draining actors");
