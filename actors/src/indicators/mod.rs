@@ -1,6 +1,11 @@
 //! Incremental indicator library. Values are `f64` (indicators are not money)
 //! and `None` during warm-up.
 
+mod engine;
+pub mod primitives;
+
+pub use engine::{Bar, IndicatorEngine, IndicatorError, VwapAnchor};
+
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
