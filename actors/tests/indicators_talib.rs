@@ -1,6 +1,12 @@
 //! The indicator engine, fed candle by candle, reproduces the TA-Lib fixture
 //! (`tests/fixtures/indicators_talib.json`, written by `tests/fixtures/gen_talib.py`) to 1e-8
 //! relative, including where the warm-up ends.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -61,7 +67,9 @@ fn candle(raw: &Value, symbol: &Symbol) -> Candle {
     Candle {
         symbol: symbol.clone(),
         timeframe: Timeframe::H1,
-        open_time: DateTime::parse_from_rfc3339(raw["t"].as_str().unwrap()).unwrap().with_timezone(&Utc),
+        open_time: DateTime::parse_from_rfc3339(raw["t"].as_str().unwrap())
+            .unwrap()
+            .with_timezone(&Utc),
         open: d("o"),
         high: d("h"),
         low: d("l"),
@@ -72,10 +80,35 @@ fn candle(raw: &Value, symbol: &Symbol) -> Candle {
 
 /// Every indicator the issue lists must be present in the fixture.
 const REQUIRED: &[&str] = &[
-    "ema_9", "ema_21", "ema_50", "ema_200", "sma_20", "sma_50", "sma_200", "rsi_14", "atr_14", "adx_14", "roc_10",
-    "obv", "vwap", "choppiness_14", "volume_sma_20", "volume_vs_avg", "macd_line", "macd_signal", "macd_histogram",
-    "bb_upper", "bb_middle", "bb_lower", "bb_width", "bb_position", "stoch_rsi_k", "stoch_rsi_d",
-    "supertrend_value", "supertrend_direction", "squeeze_detected",
+    "ema_9",
+    "ema_21",
+    "ema_50",
+    "ema_200",
+    "sma_20",
+    "sma_50",
+    "sma_200",
+    "rsi_14",
+    "atr_14",
+    "adx_14",
+    "roc_10",
+    "obv",
+    "vwap",
+    "choppiness_14",
+    "volume_sma_20",
+    "volume_vs_avg",
+    "macd_line",
+    "macd_signal",
+    "macd_histogram",
+    "bb_upper",
+    "bb_middle",
+    "bb_lower",
+    "bb_width",
+    "bb_position",
+    "stoch_rsi_k",
+    "stoch_rsi_d",
+    "supertrend_value",
+    "supertrend_direction",
+    "squeeze_detected",
 ];
 
 #[test]
@@ -108,13 +141,20 @@ fn engine_matches_talib_fixture_for_every_indicator() {
                             failures.push(format!("{name}[{i}] {key}: got {g}, TA-Lib {w}"));
                         }
                     }
-                    (w, g) => failures.push(format!("{name}[{i}] {key}: warm-up mismatch, got {g:?}, expected {w:?}")),
+                    (w, g) => failures.push(format!(
+                        "{name}[{i}] {key}: warm-up mismatch, got {g:?}, expected {w:?}"
+                    )),
                 }
             }
         }
         assert_eq!(engine.candles_applied(), candles.len() as u64);
     }
-    assert!(failures.is_empty(), "{} mismatches, first: {:#?}", failures.len(), &failures[..failures.len().min(20)]);
+    assert!(
+        failures.is_empty(),
+        "{} mismatches, first: {:#?}",
+        failures.len(),
+        &failures[..failures.len().min(20)]
+    );
     assert!(compared > 30_000, "compared only {compared} values");
 }
 
@@ -128,14 +168,35 @@ fn snapshot_serialises_with_the_documented_keys() {
     }
     let json = serde_json::to_value(engine.snapshot()).unwrap();
     for key in [
-        "ema_9", "ema_21", "ema_50", "ema_200", "sma_20", "sma_50", "sma_200", "rsi_14", "atr_14", "adx_14", "roc_10",
-        "obv", "vwap", "choppiness_14", "volume_sma_20", "volume_vs_avg", "squeeze_detected",
+        "ema_9",
+        "ema_21",
+        "ema_50",
+        "ema_200",
+        "sma_20",
+        "sma_50",
+        "sma_200",
+        "rsi_14",
+        "atr_14",
+        "adx_14",
+        "roc_10",
+        "obv",
+        "vwap",
+        "choppiness_14",
+        "volume_sma_20",
+        "volume_vs_avg",
+        "squeeze_detected",
     ] {
-        assert!(json[key].is_number() || json[key].is_boolean(), "{key} missing or null: {json}");
+        assert!(
+            json[key].is_number() || json[key].is_boolean(),
+            "{key} missing or null: {json}"
+        );
     }
     for (obj, keys) in [
         ("macd", &["line", "signal", "histogram"][..]),
-        ("bollinger_bands", &["upper", "middle", "lower", "width", "position"][..]),
+        (
+            "bollinger_bands",
+            &["upper", "middle", "lower", "width", "position"][..],
+        ),
         ("stochastic_rsi", &["k", "d"][..]),
         ("supertrend", &["value", "direction"][..]),
     ] {

@@ -102,11 +102,32 @@ impl RegimeParameters {
     /// the regime defaults of `regime`, leverage is capped by the regime's maximum.
     pub fn clamped(self, regime: Regime) -> Self {
         let d = Self::for_regime(regime);
-        let clamp = |x: f64, lo: f64, hi: f64, default: f64| if x.is_finite() { x.clamp(lo, hi) } else { default };
+        let clamp = |x: f64, lo: f64, hi: f64, default: f64| {
+            if x.is_finite() {
+                x.clamp(lo, hi)
+            } else {
+                default
+            }
+        };
         Self {
-            position_size_multiplier: clamp(self.position_size_multiplier, 0.25, 1.5, d.position_size_multiplier),
-            stop_loss_atr_multiplier: clamp(self.stop_loss_atr_multiplier, 0.5, 2.0, d.stop_loss_atr_multiplier),
-            take_profit_atr_multiplier: clamp(self.take_profit_atr_multiplier, 0.5, 3.0, d.take_profit_atr_multiplier),
+            position_size_multiplier: clamp(
+                self.position_size_multiplier,
+                0.25,
+                1.5,
+                d.position_size_multiplier,
+            ),
+            stop_loss_atr_multiplier: clamp(
+                self.stop_loss_atr_multiplier,
+                0.5,
+                2.0,
+                d.stop_loss_atr_multiplier,
+            ),
+            take_profit_atr_multiplier: clamp(
+                self.take_profit_atr_multiplier,
+                0.5,
+                3.0,
+                d.take_profit_atr_multiplier,
+            ),
             max_leverage: self.max_leverage.clamp(1, d.max_leverage),
             entry_strictness: self.entry_strictness,
         }
@@ -263,7 +284,10 @@ fn direction_score(price: Option<f64>, ind: &IndicatorSnapshot, ta: Option<TaSum
 /// Classifies the regime from one snapshot.
 pub fn detect(input: &RegimeInput<'_>) -> RegimeDetection {
     let ind = input.indicators;
-    let price = input.current_price.to_f64().filter(|p| p.is_finite() && *p > 0.0);
+    let price = input
+        .current_price
+        .to_f64()
+        .filter(|p| p.is_finite() && *p > 0.0);
     let mut missing = Vec::new();
     let adx = ind.adx_14;
     if adx.is_none() {
@@ -293,17 +317,48 @@ pub fn detect(input: &RegimeInput<'_>) -> RegimeDetection {
 
     let (regime, clarity, why) = if matches!(volatility, Volatility::High | Volatility::Extreme) {
         let pct = atr_pct.unwrap_or(0.0);
-        let regime = if bullish { Regime::VolatileBull } else { Regime::VolatileBear };
-        (regime, 0.5 * ramp(pct, 3.0, 6.0) + 0.5 * agreement, format!("ATR {pct:.2}% of price ({} volatility)", volatility.as_str()))
+        let regime = if bullish {
+            Regime::VolatileBull
+        } else {
+            Regime::VolatileBear
+        };
+        (
+            regime,
+            0.5 * ramp(pct, 3.0, 6.0) + 0.5 * agreement,
+            format!(
+                "ATR {pct:.2}% of price ({} volatility)",
+                volatility.as_str()
+            ),
+        )
     } else if adx_v > ADX_TREND_THRESHOLD {
-        let regime = if bullish { Regime::TrendingBull } else { Regime::TrendingBear };
-        (regime, 0.5 * ramp(adx_v, 25.0, 40.0) + 0.5 * agreement, format!("ADX {adx_v:.1} above 25"))
+        let regime = if bullish {
+            Regime::TrendingBull
+        } else {
+            Regime::TrendingBear
+        };
+        (
+            regime,
+            0.5 * ramp(adx_v, 25.0, 40.0) + 0.5 * agreement,
+            format!("ADX {adx_v:.1} above 25"),
+        )
     } else if ind.squeeze_detected == Some(true) {
-        (Regime::BreakoutPotential, 0.6 + 0.4 * ramp(25.0 - adx_v, 0.0, 10.0), "Bollinger bands inside the Keltner channel (squeeze)".to_string())
+        (
+            Regime::BreakoutPotential,
+            0.6 + 0.4 * ramp(25.0 - adx_v, 0.0, 10.0),
+            "Bollinger bands inside the Keltner channel (squeeze)".to_string(),
+        )
     } else if chop_v > CHOPPINESS_THRESHOLD {
-        (Regime::Choppy, 0.6 * ramp(chop_v, 60.0, 70.0) + 0.4 * (1.0 - agreement), format!("choppiness {chop_v:.1} above 60 with ADX {adx_v:.1}"))
+        (
+            Regime::Choppy,
+            0.6 * ramp(chop_v, 60.0, 70.0) + 0.4 * (1.0 - agreement),
+            format!("choppiness {chop_v:.1} above 60 with ADX {adx_v:.1}"),
+        )
     } else {
-        (Regime::Ranging, 0.5 * ramp(25.0 - adx_v, 0.0, 10.0) + 0.5 * (1.0 - agreement), format!("ADX {adx_v:.1} and choppiness {chop_v:.1}: no trend"))
+        (
+            Regime::Ranging,
+            0.5 * ramp(25.0 - adx_v, 0.0, 10.0) + 0.5 * (1.0 - agreement),
+            format!("ADX {adx_v:.1} and choppiness {chop_v:.1}: no trend"),
+        )
     };
     let mut confidence = (0.4 + 0.55 * clarity.clamp(0.0, 1.0)).min(0.95);
     if !missing.is_empty() {
@@ -337,7 +392,10 @@ pub struct HysteresisConfig {
 
 impl Default for HysteresisConfig {
     fn default() -> Self {
-        Self { min_change_confidence: 0.7, change_periods: 2 }
+        Self {
+            min_change_confidence: 0.7,
+            change_periods: 2,
+        }
     }
 }
 
@@ -400,7 +458,10 @@ impl RegimeOutput {
             periods_in_regime: 0,
             transition_probabilities: BTreeMap::new(),
             parameters: RegimeParameters::for_regime(Regime::Choppy),
-            reasoning: truncate_chars(&format!("Regime detection failed: {error}"), MAX_REGIME_REASONING_CHARS),
+            reasoning: truncate_chars(
+                &format!("Regime detection failed: {error}"),
+                MAX_REGIME_REASONING_CHARS,
+            ),
             model_used: String::new(),
         }
     }
@@ -441,7 +502,11 @@ pub struct RegimeTracker {
 
 impl RegimeTracker {
     pub fn new(config: HysteresisConfig) -> Self {
-        Self { config, held: None, pending: None }
+        Self {
+            config,
+            held: None,
+            pending: None,
+        }
     }
 
     /// The regime in force, if any detection was made or restored.
@@ -454,8 +519,13 @@ impl RegimeTracker {
     /// divided by the run interval (at least the stored count).
     pub fn restore(&mut self, stored: &RegimeOutput, now: DateTime<Utc>, interval_secs: i64) {
         let elapsed = (now - stored.timestamp).num_seconds().max(0);
-        let extra = if interval_secs > 0 { elapsed / interval_secs } else { 0 };
-        let periods = u32::try_from(i64::from(stored.periods_in_regime).saturating_add(extra)).unwrap_or(u32::MAX);
+        let extra = if interval_secs > 0 {
+            elapsed / interval_secs
+        } else {
+            0
+        };
+        let periods = u32::try_from(i64::from(stored.periods_in_regime).saturating_add(extra))
+            .unwrap_or(u32::MAX);
         self.held = Some(Held {
             regime: stored.regime,
             confidence: stored.confidence,
@@ -467,11 +537,22 @@ impl RegimeTracker {
     }
 
     /// Applies the hysteresis to `detection` made at `now` and returns the output to publish.
-    pub fn observe(&mut self, symbol: &Symbol, detection: RegimeDetection, now: DateTime<Utc>) -> RegimeOutput {
+    pub fn observe(
+        &mut self,
+        symbol: &Symbol,
+        detection: RegimeDetection,
+        now: DateTime<Utc>,
+    ) -> RegimeOutput {
         let held = match self.held {
             None => {
                 self.pending = None;
-                Held { regime: detection.regime, confidence: detection.confidence, started: now, periods: 1, previous: None }
+                Held {
+                    regime: detection.regime,
+                    confidence: detection.confidence,
+                    started: now,
+                    periods: 1,
+                    previous: None,
+                }
             }
             Some(mut held) if held.regime == detection.regime => {
                 self.pending = None;
@@ -516,12 +597,19 @@ impl RegimeTracker {
             detection.reasoning.clone()
         } else {
             let pending = match self.pending {
-                Some(p) => format!(" (candidate {}/{})", p.consecutive, self.config.change_periods),
+                Some(p) => format!(
+                    " (candidate {}/{})",
+                    p.consecutive, self.config.change_periods
+                ),
                 None => String::new(),
             };
             format!(
                 "holding {} ({} periods): detected {} at {:.2}{pending}; {}",
-                held.regime, held.periods, detection.regime, detection.confidence, detection.reasoning
+                held.regime,
+                held.periods,
+                detection.regime,
+                detection.confidence,
+                detection.reasoning
             )
         };
         reasoning = truncate_chars(&reasoning, MAX_REGIME_REASONING_CHARS);
@@ -550,6 +638,12 @@ impl RegimeTracker {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
 mod tests {
     use super::*;
     use crate::domain::CorrelationId;
@@ -562,12 +656,18 @@ mod tests {
     }
 
     fn t0() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2025-03-01T00:00:00Z").unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339("2025-03-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     /// Price 100, bullish votes everywhere unless overridden.
     fn ind(adx: f64, chop: f64, atr: f64, bullish: bool) -> IndicatorSnapshot {
-        let (above, below) = if bullish { (95.0, 105.0) } else { (105.0, 95.0) };
+        let (above, below) = if bullish {
+            (95.0, 105.0)
+        } else {
+            (105.0, 95.0)
+        };
         IndicatorSnapshot {
             ema_9: Some(if bullish { 101.0 } else { 99.0 }),
             ema_21: Some(100.0),
@@ -577,7 +677,10 @@ mod tests {
             atr_14: Some(atr),
             adx_14: Some(adx),
             choppiness_14: Some(chop),
-            supertrend: SupertrendValue { value: Some(below), direction: Some(if bullish { 1 } else { -1 }) },
+            supertrend: SupertrendValue {
+                value: Some(below),
+                direction: Some(if bullish { 1 } else { -1 }),
+            },
             volume_vs_avg: Some(1.0),
             squeeze_detected: Some(false),
             ..IndicatorSnapshot::default()
@@ -585,7 +688,11 @@ mod tests {
     }
 
     fn run(ind: &IndicatorSnapshot) -> RegimeDetection {
-        detect(&RegimeInput { current_price: dec!(100), indicators: ind, ta: None })
+        detect(&RegimeInput {
+            current_price: dec!(100),
+            indicators: ind,
+            ta: None,
+        })
     }
 
     #[test]
@@ -597,20 +704,48 @@ mod tests {
         mixed.ema_200 = Some(105.0);
         mixed.supertrend.direction = Some(-1);
         let cases: Vec<(&str, IndicatorSnapshot, Regime)> = vec![
-            ("high ATR%, bullish", ind(30.0, 40.0, 3.5, true), Regime::VolatileBull),
-            ("extreme ATR%, bearish", ind(30.0, 40.0, 6.0, false), Regime::VolatileBear),
-            ("ADX 35 bullish", ind(35.0, 40.0, 1.5, true), Regime::TrendingBull),
-            ("ADX 35 bearish", ind(35.0, 40.0, 1.5, false), Regime::TrendingBear),
-            ("ADX exactly 25 is not trending", ind(25.0, 50.0, 1.5, true), Regime::Ranging),
+            (
+                "high ATR%, bullish",
+                ind(30.0, 40.0, 3.5, true),
+                Regime::VolatileBull,
+            ),
+            (
+                "extreme ATR%, bearish",
+                ind(30.0, 40.0, 6.0, false),
+                Regime::VolatileBear,
+            ),
+            (
+                "ADX 35 bullish",
+                ind(35.0, 40.0, 1.5, true),
+                Regime::TrendingBull,
+            ),
+            (
+                "ADX 35 bearish",
+                ind(35.0, 40.0, 1.5, false),
+                Regime::TrendingBear,
+            ),
+            (
+                "ADX exactly 25 is not trending",
+                ind(25.0, 50.0, 1.5, true),
+                Regime::Ranging,
+            ),
             ("squeeze with weak ADX", squeeze, Regime::BreakoutPotential),
             ("choppiness 66", ind(18.0, 66.0, 1.5, true), Regime::Choppy),
-            ("choppiness exactly 60 is not choppy", ind(18.0, 60.0, 1.5, true), Regime::Ranging),
+            (
+                "choppiness exactly 60 is not choppy",
+                ind(18.0, 60.0, 1.5, true),
+                Regime::Ranging,
+            ),
             ("quiet, mixed direction", mixed, Regime::Ranging),
         ];
         for (why, snapshot, want) in cases {
             let d = run(&snapshot);
             assert_eq!(d.regime, want, "{why}: {}", d.reasoning);
-            assert!((0.4..=0.95).contains(&d.confidence), "{why}: confidence {}", d.confidence);
+            assert!(
+                (0.4..=0.95).contains(&d.confidence),
+                "{why}: confidence {}",
+                d.confidence
+            );
             assert!(d.reasoning.chars().count() <= MAX_REGIME_REASONING_CHARS);
         }
     }
@@ -631,7 +766,11 @@ mod tests {
     #[test]
     fn missing_indicators_use_reference_defaults_and_low_confidence() {
         let d = run(&IndicatorSnapshot::default());
-        assert_eq!(d.regime, Regime::Ranging, "ADX 25 and choppiness 50 defaults");
+        assert_eq!(
+            d.regime,
+            Regime::Ranging,
+            "ADX 25 and choppiness 50 defaults"
+        );
         assert_eq!(d.confidence, DEGRADED_CONFIDENCE);
         assert_eq!(d.choppiness, 50.0);
         assert_eq!(d.trend_strength, 0.25);
@@ -639,7 +778,10 @@ mod tests {
         assert!(d.missing.contains(&"adx_14".to_string()));
         assert!(d.reasoning.contains("missing"));
         // Only ADX known and above 25: the reference rule RSI > 50 picks the side (RSI default 50 → bear).
-        let partial = IndicatorSnapshot { adx_14: Some(40.0), ..IndicatorSnapshot::default() };
+        let partial = IndicatorSnapshot {
+            adx_14: Some(40.0),
+            ..IndicatorSnapshot::default()
+        };
         assert_eq!(run(&partial).regime, Regime::TrendingBear);
     }
 
@@ -657,7 +799,11 @@ mod tests {
             bias: Bias::Short,
             confidence: 0.25,
         };
-        let with_ta = detect(&RegimeInput { current_price: dec!(100), indicators: &snapshot, ta: Some(ta) });
+        let with_ta = detect(&RegimeInput {
+            current_price: dec!(100),
+            indicators: &snapshot,
+            ta: Some(ta),
+        });
         assert_eq!(with_ta.regime, Regime::TrendingBear);
         assert!(with_ta.direction_score < 0.0);
     }
@@ -700,7 +846,13 @@ mod tests {
         for (regime, size, stop, tp, lev, strict) in table {
             let p = RegimeParameters::for_regime(regime);
             assert_eq!(
-                (p.position_size_multiplier, p.stop_loss_atr_multiplier, p.take_profit_atr_multiplier, p.max_leverage, p.entry_strictness),
+                (
+                    p.position_size_multiplier,
+                    p.stop_loss_atr_multiplier,
+                    p.take_profit_atr_multiplier,
+                    p.max_leverage,
+                    p.entry_strictness
+                ),
                 (size, stop, tp, lev, strict),
                 "{regime}"
             );
@@ -743,17 +895,18 @@ mod tests {
     #[test]
     fn hysteresis_table() {
         use Regime::*;
-        let steps: [(Regime, f64, Regime, u32, Option<u32>); 10] = [
-            (Ranging, 0.45, Ranging, 1, None),            // first detection always adopted
-            (TrendingBull, 0.9, Ranging, 2, Some(1)),     // candidate 1/2
-            (TrendingBull, 0.8, TrendingBull, 1, None),   // confirmed on the 2nd consecutive run
-            (Choppy, 0.75, TrendingBull, 2, Some(1)),     // candidate
-            (TrendingBull, 0.6, TrendingBull, 3, None),   // repeat of current clears the candidate
-            (Choppy, 0.75, TrendingBull, 4, Some(1)),     // candidate starts again at 1
-            (Choppy, 0.65, TrendingBull, 5, None),        // low confidence breaks the streak
+        type Step = (Regime, f64, Regime, u32, Option<u32>);
+        let steps: [Step; 10] = [
+            (Ranging, 0.45, Ranging, 1, None), // first detection always adopted
+            (TrendingBull, 0.9, Ranging, 2, Some(1)), // candidate 1/2
+            (TrendingBull, 0.8, TrendingBull, 1, None), // confirmed on the 2nd consecutive run
+            (Choppy, 0.75, TrendingBull, 2, Some(1)), // candidate
+            (TrendingBull, 0.6, TrendingBull, 3, None), // repeat of current clears the candidate
+            (Choppy, 0.75, TrendingBull, 4, Some(1)), // candidate starts again at 1
+            (Choppy, 0.65, TrendingBull, 5, None), // low confidence breaks the streak
             (Choppy, 0.75, TrendingBull, 6, Some(1)),
-            (Ranging, 0.75, TrendingBull, 7, Some(1)),    // a different candidate restarts the count
-            (Ranging, 0.7, Ranging, 1, None),             // exactly 0.7 counts
+            (Ranging, 0.75, TrendingBull, 7, Some(1)), // a different candidate restarts the count
+            (Ranging, 0.7, Ranging, 1, None),          // exactly 0.7 counts
         ];
         let mut tracker = RegimeTracker::default();
         let s = sym();
@@ -763,7 +916,11 @@ mod tests {
             let out = tracker.observe(&s, detection(det, conf), now);
             assert_eq!(out.regime, want, "step {i}");
             assert_eq!(out.periods_in_regime, periods, "step {i}");
-            assert_eq!(out.pending_change.map(|p| p.consecutive), pending, "step {i}");
+            assert_eq!(
+                out.pending_change.map(|p| p.consecutive),
+                pending,
+                "step {i}"
+            );
             assert_eq!(out.detected_regime, det, "step {i}");
             if prev_regime.is_some_and(|p| p != want) {
                 assert_eq!(out.previous_regime, prev_regime, "step {i}");
@@ -779,12 +936,29 @@ mod tests {
         let s = sym();
         let mut tracker = RegimeTracker::default();
         tracker.observe(&s, detection(Regime::TrendingBull, 0.82), t0());
-        let out = tracker.observe(&s, detection(Regime::Choppy, 0.9), t0() + Duration::seconds(300));
+        let out = tracker.observe(
+            &s,
+            detection(Regime::Choppy, 0.9),
+            t0() + Duration::seconds(300),
+        );
         assert_eq!(out.regime, Regime::TrendingBull);
-        assert_eq!(out.confidence, 0.82, "held regime's own confidence, not the suppressed detection's");
-        assert_eq!(out.parameters, RegimeParameters::for_regime(Regime::TrendingBull));
+        assert_eq!(
+            out.confidence, 0.82,
+            "held regime's own confidence, not the suppressed detection's"
+        );
+        assert_eq!(
+            out.parameters,
+            RegimeParameters::for_regime(Regime::TrendingBull)
+        );
         assert_eq!(out.detected_confidence, 0.9);
-        assert_eq!(out.pending_change, Some(PendingChange { regime: Regime::Choppy, confidence: 0.9, consecutive: 1 }));
+        assert_eq!(
+            out.pending_change,
+            Some(PendingChange {
+                regime: Regime::Choppy,
+                confidence: 0.9,
+                consecutive: 1
+            })
+        );
         assert!(out.reasoning.starts_with("holding trending_bull"));
         assert!(out.reasoning.chars().count() <= MAX_REGIME_REASONING_CHARS);
     }
@@ -794,12 +968,20 @@ mod tests {
         let s = sym();
         let mut first = RegimeTracker::default();
         first.observe(&s, detection(Regime::TrendingBear, 0.8), t0());
-        let stored = first.observe(&s, detection(Regime::TrendingBear, 0.85), t0() + Duration::seconds(300));
+        let stored = first.observe(
+            &s,
+            detection(Regime::TrendingBear, 0.85),
+            t0() + Duration::seconds(300),
+        );
         let mut restarted = RegimeTracker::default();
         restarted.restore(&stored, t0() + Duration::seconds(300 + 900), 300);
         assert_eq!(restarted.current(), Some(Regime::TrendingBear));
         // A single strong different detection does not flip the restored regime.
-        let out = restarted.observe(&s, detection(Regime::Ranging, 0.9), t0() + Duration::seconds(1500));
+        let out = restarted.observe(
+            &s,
+            detection(Regime::Ranging, 0.9),
+            t0() + Duration::seconds(1500),
+        );
         assert_eq!(out.regime, Regime::TrendingBear);
         assert_eq!(out.periods_in_regime, 2 + 3 + 1);
         assert_eq!(out.regime_started, t0());

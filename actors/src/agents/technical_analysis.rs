@@ -120,8 +120,12 @@ pub fn analyse(input: &TaInput<'_>) -> TaOutput {
 
     let (Some(rsi), Some(hist)) = (ind.rsi_14, ind.macd.histogram) else {
         out.primary_signal = "No analysis available".to_string();
-        out.warnings.push("insufficient data: RSI 14 and MACD are still warming up".to_string());
-        out.reasoning = format!("Analysis for {}: indicators are still warming up", input.symbol);
+        out.warnings
+            .push("insufficient data: RSI 14 and MACD are still warming up".to_string());
+        out.reasoning = format!(
+            "Analysis for {}: indicators are still warming up",
+            input.symbol
+        );
         return out;
     };
 
@@ -143,7 +147,8 @@ pub fn analyse(input: &TaInput<'_>) -> TaOutput {
         out.support_levels = support;
         out.resistance_levels = resistance;
     } else {
-        out.warnings.push("no valid current price: key levels skipped".to_string());
+        out.warnings
+            .push("no valid current price: key levels skipped".to_string());
     }
 
     if out.trend_direction != TrendDirection::Neutral {
@@ -159,7 +164,10 @@ pub fn analyse(input: &TaInput<'_>) -> TaOutput {
             .filter(|(_, t)| *t != out.trend_direction && *t != TrendDirection::Neutral)
             .count();
         if opposed > 0 {
-            out.warnings.push(format!("{opposed} timeframe(s) trend against the {} bias", out.bias));
+            out.warnings.push(format!(
+                "{opposed} timeframe(s) trend against the {} bias",
+                out.bias
+            ));
         }
     }
 
@@ -221,8 +229,14 @@ fn momentum(rsi: f64, hist: f64, atr: Option<f64>, stoch_k: Option<f64>) -> f64 
 }
 
 fn key_levels(price: f64, ind: &IndicatorSnapshot, candles: &[Candle]) -> (Vec<f64>, Vec<f64>) {
-    let swing_high = candles.iter().filter_map(|c| c.high.to_f64()).fold(None, |m: Option<f64>, h| Some(m.map_or(h, |m| m.max(h))));
-    let swing_low = candles.iter().filter_map(|c| c.low.to_f64()).fold(None, |m: Option<f64>, l| Some(m.map_or(l, |m| m.min(l))));
+    let swing_high = candles
+        .iter()
+        .filter_map(|c| c.high.to_f64())
+        .fold(None, |m: Option<f64>, h| Some(m.map_or(h, |m| m.max(h))));
+    let swing_low = candles
+        .iter()
+        .filter_map(|c| c.low.to_f64())
+        .fold(None, |m: Option<f64>, l| Some(m.map_or(l, |m| m.min(l))));
     let candidates = [
         ind.bollinger_bands.upper,
         ind.bollinger_bands.lower,
@@ -236,12 +250,19 @@ fn key_levels(price: f64, ind: &IndicatorSnapshot, candles: &[Candle]) -> (Vec<f
         swing_high,
         swing_low,
     ];
-    let levels: Vec<f64> = candidates.into_iter().flatten().filter(|v| v.is_finite() && *v > 0.0).collect();
+    let levels: Vec<f64> = candidates
+        .into_iter()
+        .flatten()
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .collect();
     let mut support: Vec<f64> = levels.iter().copied().filter(|v| *v < price).collect();
     let mut resistance: Vec<f64> = levels.iter().copied().filter(|v| *v > price).collect();
     support.sort_by(|a, b| b.total_cmp(a));
     resistance.sort_by(|a, b| a.total_cmp(b));
-    (merge_levels(support, price), merge_levels(resistance, price))
+    (
+        merge_levels(support, price),
+        merge_levels(resistance, price),
+    )
 }
 
 /// Drops levels within 0.1 % of price of the previous kept one; keeps the nearest three.
@@ -262,7 +283,12 @@ fn merge_levels(sorted_nearest_first: Vec<f64>, price: f64) -> Vec<f64> {
     kept
 }
 
-fn position(price: f64, support: &[f64], resistance: &[f64], bb_position: Option<f64>) -> PricePosition {
+fn position(
+    price: f64,
+    support: &[f64],
+    resistance: &[f64],
+    bb_position: Option<f64>,
+) -> PricePosition {
     if let (Some(s), Some(r)) = (support.first(), resistance.first()) {
         let frac = (price - s) / (r - s);
         return if frac < 0.25 {
@@ -311,10 +337,12 @@ fn secondary_and_warnings(out: &mut TaOutput, ind: &IndicatorSnapshot, price: f6
         out.secondary_signals.push(format!("ADX {adx:.1} ({kind})"));
     }
     if ind.squeeze_detected == Some(true) {
-        out.warnings.push("Bollinger squeeze: volatility expansion pending".to_string());
+        out.warnings
+            .push("Bollinger squeeze: volatility expansion pending".to_string());
     }
     if let Some(v) = ind.volume_vs_avg.filter(|v| *v >= 2.0) {
-        out.secondary_signals.push(format!("volume {v:.1}x average"));
+        out.secondary_signals
+            .push(format!("volume {v:.1}x average"));
     }
     let against = matches!(
         (out.bias, out.macd_signal),
@@ -326,8 +354,14 @@ fn secondary_and_warnings(out: &mut TaOutput, ind: &IndicatorSnapshot, price: f6
 }
 
 fn reasoning_text(out: &TaOutput, ind: &IndicatorSnapshot) -> String {
-    let mut parts = vec![format!("{} {}: {}", out.symbol, out.timeframe, out.primary_signal)];
-    parts.push(format!("momentum {:+.2}, trend strength {:.2}", out.momentum_score, out.trend_strength));
+    let mut parts = vec![format!(
+        "{} {}: {}",
+        out.symbol, out.timeframe, out.primary_signal
+    )];
+    parts.push(format!(
+        "momentum {:+.2}, trend strength {:.2}",
+        out.momentum_score, out.trend_strength
+    ));
     if let Some(adx) = ind.adx_14 {
         parts.push(format!("ADX {adx:.1}"));
     }
@@ -383,7 +417,12 @@ impl TaOutput {
 
     /// The output when the model call failed (reference §1.1): neutral, confidence 0,
     /// "No analysis available", warning "LLM call failed".
-    pub fn model_failure(symbol: &Symbol, timeframe: Timeframe, timestamp: DateTime<Utc>, error: &str) -> Self {
+    pub fn model_failure(
+        symbol: &Symbol,
+        timeframe: Timeframe,
+        timestamp: DateTime<Utc>,
+        error: &str,
+    ) -> Self {
         let mut out = Self::neutral(symbol, timeframe, timestamp);
         out.primary_signal = "No analysis available".to_string();
         out.warnings.push("LLM call failed".to_string());
@@ -395,7 +434,13 @@ impl TaOutput {
     /// clamped (non-finite → defaults), levels must be finite and positive, reasoning cut to
     /// 500 characters or defaulted when shorter than 10.
     pub fn sanitised(mut self) -> Self {
-        let clamp = |x: f64, lo: f64, hi: f64, default: f64| if x.is_finite() { x.clamp(lo, hi) } else { default };
+        let clamp = |x: f64, lo: f64, hi: f64, default: f64| {
+            if x.is_finite() {
+                x.clamp(lo, hi)
+            } else {
+                default
+            }
+        };
         self.trend_strength = clamp(self.trend_strength, 0.0, 1.0, 0.5);
         self.momentum_score = clamp(self.momentum_score, -1.0, 1.0, 0.0);
         self.confidence = clamp(self.confidence, 0.0, 1.0, 0.0);
@@ -425,6 +470,12 @@ impl TaOutput {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
 mod tests {
     use super::*;
     use crate::domain::CorrelationId;
@@ -436,7 +487,9 @@ mod tests {
     }
 
     fn ts() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2025-01-01T12:00:00Z").unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339("2025-01-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     fn snapshot(rsi: f64, hist: f64) -> IndicatorSnapshot {
@@ -451,8 +504,15 @@ mod tests {
             rsi_14: Some(rsi),
             atr_14: Some(2.0),
             adx_14: Some(30.0),
-            stochastic_rsi: StochRsiValue { k: Some(50.0), d: Some(50.0) },
-            macd: MacdValue { line: Some(0.5), signal: Some(0.5 - hist), histogram: Some(hist) },
+            stochastic_rsi: StochRsiValue {
+                k: Some(50.0),
+                d: Some(50.0),
+            },
+            macd: MacdValue {
+                line: Some(0.5),
+                signal: Some(0.5 - hist),
+                histogram: Some(hist),
+            },
             bollinger_bands: BollingerValue {
                 upper: Some(104.0),
                 middle: Some(99.5),
@@ -460,7 +520,10 @@ mod tests {
                 width: Some(0.09),
                 position: Some(0.6),
             },
-            supertrend: SupertrendValue { value: Some(96.0), direction: Some(1) },
+            supertrend: SupertrendValue {
+                value: Some(96.0),
+                direction: Some(1),
+            },
             ..IndicatorSnapshot::default()
         }
     }
@@ -527,12 +590,18 @@ mod tests {
     #[test]
     fn warm_up_gives_zero_confidence_and_a_warning() {
         let s = sym();
-        let ind = IndicatorSnapshot { rsi_14: Some(70.0), ..IndicatorSnapshot::default() };
+        let ind = IndicatorSnapshot {
+            rsi_14: Some(70.0),
+            ..IndicatorSnapshot::default()
+        };
         let out = analyse(&input(&ind, &s));
         assert_eq!(out.confidence, 0.0);
         assert_eq!(out.bias, Bias::Neutral);
         assert_eq!(out.primary_signal, "No analysis available");
-        assert!(out.warnings.iter().any(|w| w.starts_with("insufficient data")));
+        assert!(out
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("insufficient data")));
     }
 
     #[test]
@@ -584,7 +653,8 @@ mod tests {
 
     #[test]
     fn position_table() {
-        let cases: [(&[f64], &[f64], Option<f64>, PricePosition); 6] = [
+        type Case<'a> = (&'a [f64], &'a [f64], Option<f64>, PricePosition);
+        let cases: [Case<'_>; 6] = [
             (&[99.0], &[101.0], None, PricePosition::MidRange),
             (&[99.9], &[104.0], None, PricePosition::NearSupport),
             (&[96.0], &[100.2], None, PricePosition::NearResistance),
@@ -593,7 +663,11 @@ mod tests {
             (&[], &[], None, PricePosition::MidRange),
         ];
         for (sup, res, bb, want) in cases {
-            assert_eq!(position(100.0, sup, res, bb), want, "{sup:?} {res:?} {bb:?}");
+            assert_eq!(
+                position(100.0, sup, res, bb),
+                want,
+                "{sup:?} {res:?} {bb:?}"
+            );
         }
     }
 
@@ -623,8 +697,14 @@ mod tests {
         let out = analyse(&inp);
         assert_eq!(out.resistance_levels, vec![102.0, 104.0]);
         assert_eq!(out.support_levels.first(), Some(&99.8));
-        assert_eq!(out.timeframe_alignment, vec!["15m".to_string(), "1d".to_string()]);
-        assert!(out.warnings.iter().any(|w| w.contains("1 timeframe(s) trend against")));
+        assert_eq!(
+            out.timeframe_alignment,
+            vec!["15m".to_string(), "1d".to_string()]
+        );
+        assert!(out
+            .warnings
+            .iter()
+            .any(|w| w.contains("1 timeframe(s) trend against")));
     }
 
     #[test]
@@ -637,7 +717,9 @@ mod tests {
         inp.previous = Some(&prev);
         let out = analyse(&inp);
         assert_eq!(out.macd_signal, MacdSignal::BullishCross);
-        assert!(out.secondary_signals.contains(&"MACD bullish cross".to_string()));
+        assert!(out
+            .secondary_signals
+            .contains(&"MACD bullish cross".to_string()));
         assert!(out.warnings.iter().any(|w| w.contains("squeeze")));
     }
 

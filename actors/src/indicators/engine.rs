@@ -50,7 +50,10 @@ pub enum VwapAnchor {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum IndicatorError {
     #[error("candle at {got} is not after the last applied candle at {last}")]
-    OutOfOrder { last: DateTime<Utc>, got: DateTime<Utc> },
+    OutOfOrder {
+        last: DateTime<Utc>,
+        got: DateTime<Utc>,
+    },
     #[error("candle at {at} has a non-finite or negative value")]
     InvalidValue { at: DateTime<Utc> },
 }
@@ -86,7 +89,6 @@ pub struct IndicatorEngine {
     candles: u64,
     snapshot: IndicatorSnapshot,
 }
-
 
 impl Default for IndicatorEngine {
     fn default() -> Self {
@@ -156,7 +158,7 @@ impl IndicatorEngine {
     /// [`IndicatorError::OutOfOrder`] for a candle not after the last applied one,
     /// [`IndicatorError::InvalidValue`] for a negative price or volume.
     pub fn try_update(&mut self, candle: &Candle) -> Result<IndicatorSnapshot, IndicatorError> {
-        self.apply(Bar::from_candle(candle)).map(|s| s.clone())
+        self.apply(Bar::from_candle(candle)).cloned()
     }
 
     /// Applies one bar and returns a reference to the new snapshot (no clone).
@@ -166,7 +168,10 @@ impl IndicatorEngine {
     pub fn apply(&mut self, bar: Bar) -> Result<&IndicatorSnapshot, IndicatorError> {
         if let Some(last) = self.last_time {
             if bar.open_time <= last {
-                return Err(IndicatorError::OutOfOrder { last, got: bar.open_time });
+                return Err(IndicatorError::OutOfOrder {
+                    last,
+                    got: bar.open_time,
+                });
             }
         }
         let values = [bar.open, bar.high, bar.low, bar.close, bar.volume];
@@ -176,7 +181,13 @@ impl IndicatorEngine {
         self.last_time = Some(bar.open_time);
         self.last_close = Some(bar.close);
         self.candles += 1;
-        let Bar { high, low, close, volume, .. } = bar;
+        let Bar {
+            high,
+            low,
+            close,
+            volume,
+            ..
+        } = bar;
 
         let s = &mut self.snapshot;
         s.ema_9 = self.ema_9.push(close);
@@ -198,12 +209,16 @@ impl IndicatorEngine {
         s.vwap = self.vwap.push(anchor, high, low, close, volume);
         s.choppiness_14 = self.choppiness_14.push(high, low, close);
         s.volume_sma_20 = self.volume_sma_20.push(volume);
-        s.volume_vs_avg = s.volume_sma_20.and_then(|avg| (avg != 0.0).then(|| volume / avg));
+        s.volume_vs_avg = s
+            .volume_sma_20
+            .and_then(|avg| (avg != 0.0).then(|| volume / avg));
 
         s.macd = match self.macd.push(close) {
-            Some((line, signal, histogram)) => {
-                MacdValue { line: Some(line), signal: Some(signal), histogram: Some(histogram) }
-            }
+            Some((line, signal, histogram)) => MacdValue {
+                line: Some(line),
+                signal: Some(signal),
+                histogram: Some(histogram),
+            },
             None => MacdValue::default(),
         };
         let bands = self.bollinger.push(close);
@@ -213,16 +228,26 @@ impl IndicatorEngine {
                 middle: Some(middle),
                 lower: Some(lower),
                 width: (middle != 0.0).then(|| (upper - lower) / middle),
-                position: Some(if upper > lower { (close - lower) / (upper - lower) } else { 0.5 }),
+                position: Some(if upper > lower {
+                    (close - lower) / (upper - lower)
+                } else {
+                    0.5
+                }),
             },
             None => BollingerValue::default(),
         };
         s.stochastic_rsi = match self.stoch_rsi.push(close) {
-            Some((k, d)) => StochRsiValue { k: Some(k), d: Some(d) },
+            Some((k, d)) => StochRsiValue {
+                k: Some(k),
+                d: Some(d),
+            },
             None => StochRsiValue::default(),
         };
         s.supertrend = match self.supertrend.push(high, low, close) {
-            Some((value, direction)) => SupertrendValue { value: Some(value), direction: Some(direction) },
+            Some((value, direction)) => SupertrendValue {
+                value: Some(value),
+                direction: Some(direction),
+            },
             None => SupertrendValue::default(),
         };
         let kc_mid = self.squeeze_ema.push(close);
@@ -256,5 +281,98 @@ impl IndicatorEngine {
     /// Open time of the last applied candle.
     pub fn last_open_time(&self) -> Option<DateTime<Utc>> {
         self.last_time
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
+mod tests {
+    use super::*;
+    use crate::domain::{Symbol, Timeframe};
+    use chrono::Duration;
+    use rust_decimal::Decimal;
+
+    fn candle(i: i64, close: Decimal) -> Candle {
+        Candle {
+            symbol: Symbol::parse("BTC/USDT").unwrap(),
+            timeframe: Timeframe::M1,
+            open_time: DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc)
+                + Duration::minutes(i),
+            open: close,
+            high: close + Decimal::ONE,
+            low: close - Decimal::ONE,
+            close,
+            volume: Decimal::TEN,
+        }
+    }
+
+    #[test]
+    fn warm_up_then_values() {
+        let mut e = IndicatorEngine::new();
+        assert_eq!(e.snapshot(), IndicatorSnapshot::default());
+        let mut last = IndicatorSnapshot::default();
+        for i in 0..40 {
+            last = e.update(&candle(i, Decimal::from(100 + (i % 5))));
+            if i < 8 {
+                assert_eq!(last.ema_9, None, "candle {i}");
+            }
+        }
+        assert!(
+            last.ema_9.is_some()
+                && last.rsi_14.is_some()
+                && last.adx_14.is_some()
+                && last.macd.signal.is_some()
+        );
+        assert_eq!(last.sma_200, None);
+        assert_eq!(e.candles_applied(), 40);
+        assert_eq!(e.last_close(), Some(104.0));
+    }
+
+    #[test]
+    fn out_of_order_and_invalid_candles_are_not_applied() {
+        let mut e = IndicatorEngine::new();
+        e.update(&candle(5, Decimal::from(100)));
+        let before = e.snapshot();
+        let err = e.try_update(&candle(5, Decimal::from(200))).unwrap_err();
+        assert!(matches!(err, IndicatorError::OutOfOrder { .. }));
+        assert!(matches!(
+            e.try_update(&candle(4, Decimal::from(200))),
+            Err(IndicatorError::OutOfOrder { .. })
+        ));
+        let mut bad = candle(6, Decimal::from(100));
+        bad.volume = Decimal::from(-1);
+        assert!(matches!(
+            e.try_update(&bad),
+            Err(IndicatorError::InvalidValue { .. })
+        ));
+        // `update` ignores the rejected candle and returns the unchanged snapshot.
+        assert_eq!(e.update(&candle(3, Decimal::from(1))), before);
+        assert_eq!(e.candles_applied(), 1);
+        assert_eq!(e.last_close(), Some(100.0));
+    }
+
+    #[test]
+    fn cumulative_vwap_does_not_reset_at_midnight() {
+        let mut session = IndicatorEngine::new();
+        let mut cumulative = IndicatorEngine::with_vwap_anchor(VwapAnchor::Cumulative);
+        let mut a = candle(23 * 60 + 59, Decimal::from(100));
+        let mut b = candle(24 * 60, Decimal::from(200));
+        a.high = a.close;
+        a.low = a.close;
+        b.high = b.close;
+        b.low = b.close;
+        for c in [&a, &b] {
+            session.update(c);
+            cumulative.update(c);
+        }
+        assert_eq!(session.snapshot().vwap, Some(200.0));
+        assert_eq!(cumulative.snapshot().vwap, Some(150.0));
     }
 }

@@ -47,7 +47,11 @@ pub struct Ring {
 
 impl Ring {
     pub fn new(capacity: usize) -> Self {
-        Self { buf: vec![0.0; capacity.max(1)], head: 0, len: 0 }
+        Self {
+            buf: vec![0.0; capacity.max(1)],
+            head: 0,
+            len: 0,
+        }
     }
 
     pub fn capacity(&self) -> usize {
@@ -104,11 +108,21 @@ pub struct RollingExtreme {
 
 impl RollingExtreme {
     pub fn max(period: usize) -> Self {
-        Self { period: period.max(1) as u64, max: true, seq: 0, deque: VecDeque::with_capacity(period + 1) }
+        Self {
+            period: period.max(1) as u64,
+            max: true,
+            seq: 0,
+            deque: VecDeque::with_capacity(period + 1),
+        }
     }
 
     pub fn min(period: usize) -> Self {
-        Self { period: period.max(1) as u64, max: false, seq: 0, deque: VecDeque::with_capacity(period + 1) }
+        Self {
+            period: period.max(1) as u64,
+            max: false,
+            seq: 0,
+            deque: VecDeque::with_capacity(period + 1),
+        }
     }
 
     /// Adds `x`; returns the extreme of the window once `period` values were seen.
@@ -148,7 +162,10 @@ pub struct Sma {
 
 impl Sma {
     pub fn new(period: usize) -> Self {
-        Self { ring: Ring::new(period), sum: CompensatedSum::default() }
+        Self {
+            ring: Ring::new(period),
+            sum: CompensatedSum::default(),
+        }
     }
 
     pub fn push(&mut self, x: f64) -> Option<f64> {
@@ -160,7 +177,9 @@ impl Sma {
     }
 
     pub fn value(&self) -> Option<f64> {
-        self.ring.is_full().then(|| self.sum.value() / self.ring.capacity() as f64)
+        self.ring
+            .is_full()
+            .then(|| self.sum.value() / self.ring.capacity() as f64)
     }
 }
 
@@ -178,7 +197,13 @@ pub struct Ema {
 impl Ema {
     pub fn new(period: usize) -> Self {
         let period = period.max(1);
-        Self { period, k: 2.0 / (period as f64 + 1.0), seen: 0, seed: 0.0, value: None }
+        Self {
+            period,
+            k: 2.0 / (period as f64 + 1.0),
+            seen: 0,
+            seed: 0.0,
+            value: None,
+        }
     }
 
     pub fn push(&mut self, x: f64) -> Option<f64> {
@@ -213,13 +238,18 @@ pub struct Rsi {
 
 impl Rsi {
     pub fn new(period: usize) -> Self {
-        Self { period: period.max(1), prev: None, deltas: 0, gain: 0.0, loss: 0.0, value: None }
+        Self {
+            period: period.max(1),
+            prev: None,
+            deltas: 0,
+            gain: 0.0,
+            loss: 0.0,
+            value: None,
+        }
     }
 
     pub fn push(&mut self, close: f64) -> Option<f64> {
-        let Some(prev) = self.prev.replace(close) else {
-            return None;
-        };
+        let prev = self.prev.replace(close)?;
         let delta = close - prev;
         let p = self.period as f64;
         self.deltas += 1;
@@ -246,7 +276,11 @@ impl Rsi {
             self.gain /= p;
         }
         let total = self.gain + self.loss;
-        self.value = Some(if total == 0.0 { 50.0 } else { 100.0 * (self.gain / total) });
+        self.value = Some(if total == 0.0 {
+            50.0
+        } else {
+            100.0 * (self.gain / total)
+        });
         self.value
     }
 
@@ -282,13 +316,17 @@ pub struct Atr {
 
 impl Atr {
     pub fn new(period: usize) -> Self {
-        Self { period: period.max(1), prev_close: None, seen: 0, seed: 0.0, value: None }
+        Self {
+            period: period.max(1),
+            prev_close: None,
+            seen: 0,
+            seed: 0.0,
+            value: None,
+        }
     }
 
     pub fn push(&mut self, high: f64, low: f64, close: f64) -> Option<f64> {
-        let Some(prev_close) = self.prev_close.replace(close) else {
-            return None;
-        };
+        let prev_close = self.prev_close.replace(close)?;
         let tr = true_range(high, low, prev_close);
         let p = self.period as f64;
         match self.value {
@@ -343,9 +381,7 @@ impl Adx {
     }
 
     pub fn push(&mut self, high: f64, low: f64, close: f64) -> Option<f64> {
-        let Some((prev_high, prev_low, prev_close)) = self.prev.replace((high, low, close)) else {
-            return None;
-        };
+        let (prev_high, prev_low, prev_close) = self.prev.replace((high, low, close))?;
         self.index += 1;
         let i = self.index;
         let p = self.period;
@@ -416,7 +452,11 @@ pub type MacdTriple = (f64, f64, f64);
 
 impl Macd {
     pub fn new(fast: usize, slow: usize, signal: usize) -> Self {
-        let (fast, slow) = if slow < fast { (slow, fast) } else { (fast, slow) };
+        let (fast, slow) = if slow < fast {
+            (slow, fast)
+        } else {
+            (fast, slow)
+        };
         Self {
             fast: Ema::new(fast),
             slow: Ema::new(slow),
@@ -429,7 +469,11 @@ impl Macd {
     pub fn push(&mut self, close: f64) -> Option<MacdTriple> {
         self.seen += 1;
         let slow = self.slow.push(close);
-        let fast = if self.seen > self.skip_fast { self.fast.push(close) } else { None };
+        let fast = if self.seen > self.skip_fast {
+            self.fast.push(close)
+        } else {
+            None
+        };
         let (Some(fast), Some(slow)) = (fast, slow) else {
             return None;
         };
@@ -454,7 +498,12 @@ pub type Bands = (f64, f64, f64);
 
 impl Bollinger {
     pub fn new(period: usize, k: f64) -> Self {
-        Self { ring: Ring::new(period), sum: CompensatedSum::default(), sum_sq: CompensatedSum::default(), k }
+        Self {
+            ring: Ring::new(period),
+            sum: CompensatedSum::default(),
+            sum_sq: CompensatedSum::default(),
+            k,
+        }
     }
 
     pub fn push(&mut self, x: f64) -> Option<Bands> {
@@ -507,7 +556,11 @@ impl StochRsi {
         let (Some(hi), Some(lo)) = (hi, lo) else {
             return None;
         };
-        let raw = if hi > lo { (rsi - lo) / ((hi - lo) / 100.0) } else { 50.0 };
+        let raw = if hi > lo {
+            (rsi - lo) / ((hi - lo) / 100.0)
+        } else {
+            50.0
+        };
         let k = self.k.push(raw)?;
         let d = self.d.push(k)?;
         Some((k, d))
@@ -522,7 +575,9 @@ pub struct Roc {
 
 impl Roc {
     pub fn new(period: usize) -> Self {
-        Self { ring: Ring::new(period + 1) }
+        Self {
+            ring: Ring::new(period + 1),
+        }
     }
 
     pub fn push(&mut self, close: f64) -> Option<f64> {
@@ -531,7 +586,11 @@ impl Roc {
             return None;
         }
         let past = self.ring.oldest()?;
-        Some(if past != 0.0 { ((close / past) - 1.0) * 100.0 } else { 0.0 })
+        Some(if past != 0.0 {
+            ((close / past) - 1.0) * 100.0
+        } else {
+            0.0
+        })
     }
 }
 
@@ -613,7 +672,11 @@ pub struct Supertrend {
 
 impl Supertrend {
     pub fn new(period: usize, mult: f64) -> Self {
-        Self { atr: Atr::new(period), mult, state: None }
+        Self {
+            atr: Atr::new(period),
+            mult,
+            state: None,
+        }
     }
 
     pub fn push(&mut self, high: f64, low: f64, close: f64) -> Option<(f64, i8)> {
@@ -624,7 +687,9 @@ impl Supertrend {
         let next = match self.state {
             None if close > hl2 => (lower, 1),
             None => (upper, -1),
-            Some((prev, dir)) if close > prev => (if dir == 1 { lower.max(prev) } else { lower }, 1),
+            Some((prev, dir)) if close > prev => {
+                (if dir == 1 { lower.max(prev) } else { lower }, 1)
+            }
             Some((prev, dir)) => (if dir == -1 { upper.min(prev) } else { upper }, -1),
         };
         self.state = Some(next);
@@ -644,7 +709,14 @@ pub struct Vwap {
 
 impl Vwap {
     /// `anchor` identifies the session (e.g. the UTC day number); a new value resets the sums.
-    pub fn push(&mut self, anchor: i64, high: f64, low: f64, close: f64, volume: f64) -> Option<f64> {
+    pub fn push(
+        &mut self,
+        anchor: i64,
+        high: f64,
+        low: f64,
+        close: f64,
+        volume: f64,
+    ) -> Option<f64> {
         if self.anchor != Some(anchor) {
             self.anchor = Some(anchor);
             self.pv = 0.0;
@@ -663,6 +735,12 @@ impl Vwap {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
 mod tests {
     use super::*;
 
@@ -681,7 +759,9 @@ mod tests {
 
     #[test]
     fn rolling_extremes_match_a_window_scan() {
-        let xs = [3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0, 5.0, 3.0, 5.0, 8.0, 9.0, 7.0, 9.0, 3.0];
+        let xs = [
+            3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0, 5.0, 3.0, 5.0, 8.0, 9.0, 7.0, 9.0, 3.0,
+        ];
         let mut hi = RollingExtreme::max(4);
         let mut lo = RollingExtreme::min(4);
         for (i, &x) in xs.iter().enumerate() {
@@ -691,8 +771,16 @@ mod tests {
                 assert_eq!((h, l), (None, None));
             } else {
                 let w = &xs[i - 3..=i];
-                assert_eq!(h, Some(w.iter().cloned().fold(f64::MIN, f64::max)), "max at {i}");
-                assert_eq!(l, Some(w.iter().cloned().fold(f64::MAX, f64::min)), "min at {i}");
+                assert_eq!(
+                    h,
+                    Some(w.iter().cloned().fold(f64::MIN, f64::max)),
+                    "max at {i}"
+                );
+                assert_eq!(
+                    l,
+                    Some(w.iter().cloned().fold(f64::MAX, f64::min)),
+                    "min at {i}"
+                );
             }
         }
     }
@@ -705,7 +793,10 @@ mod tests {
             let x = 60_000.0 + f64::from(i % 97) * 0.1 + 1e-3 * f64::from(i % 7);
             last = s.push(x);
         }
-        let exact: f64 = (1_000_000u32 - 20..1_000_000).map(|i| 60_000.0 + f64::from(i % 97) * 0.1 + 1e-3 * f64::from(i % 7)).sum::<f64>() / 20.0;
+        let exact: f64 = (1_000_000u32 - 20..1_000_000)
+            .map(|i| 60_000.0 + f64::from(i % 97) * 0.1 + 1e-3 * f64::from(i % 7))
+            .sum::<f64>()
+            / 20.0;
         let got = last.unwrap();
         assert!(((got - exact) / exact).abs() < 1e-14, "{got} vs {exact}");
     }
