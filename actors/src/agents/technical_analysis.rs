@@ -181,6 +181,33 @@ pub fn analyse(input: &TaInput<'_>) -> TaOutput {
     out
 }
 
+/// Trend of one timeframe for the multi-timeframe state (reference §2.2): bullish if
+/// EMA 9 > EMA 21, else bearish; `None` while either is warming up.
+pub fn timeframe_trend(indicators: &IndicatorSnapshot) -> Option<TrendDirection> {
+    match (indicators.ema_9, indicators.ema_21) {
+        (Some(fast), Some(slow)) if fast > slow => Some(TrendDirection::Bullish),
+        (Some(_), Some(_)) => Some(TrendDirection::Bearish),
+        _ => None,
+    }
+}
+
+/// Trend alignment score (reference §2.2): (bullish − bearish) / total, rounded to 2
+/// decimals; 0 when no timeframe has a trend.
+pub fn trend_alignment_score(trends: &[(Timeframe, TrendDirection)]) -> f64 {
+    let bull = trends
+        .iter()
+        .filter(|(_, t)| *t == TrendDirection::Bullish)
+        .count() as f64;
+    let bear = trends
+        .iter()
+        .filter(|(_, t)| *t == TrendDirection::Bearish)
+        .count() as f64;
+    if trends.is_empty() {
+        return 0.0;
+    }
+    (((bull - bear) / trends.len() as f64) * 100.0).round() / 100.0
+}
+
 /// §1.1: long if RSI > 60 and histogram > 0, short if RSI < 40 and histogram < 0.
 pub fn bias_rule(rsi: f64, macd_histogram: f64) -> Bias {
     if rsi > 60.0 && macd_histogram > 0.0 {
@@ -556,6 +583,29 @@ mod tests {
         for (rsi, hist, want, why) in cases {
             assert_eq!(bias_rule(rsi, hist), want, "{why}");
         }
+    }
+
+    #[test]
+    fn timeframe_trend_and_alignment() {
+        let mut ind = IndicatorSnapshot::default();
+        assert_eq!(timeframe_trend(&ind), None);
+        ind.ema_9 = Some(2.0);
+        ind.ema_21 = Some(1.0);
+        assert_eq!(timeframe_trend(&ind), Some(TrendDirection::Bullish));
+        ind.ema_9 = Some(1.0);
+        assert_eq!(
+            timeframe_trend(&ind),
+            Some(TrendDirection::Bearish),
+            "equal EMAs are bearish"
+        );
+        use TrendDirection::*;
+        assert_eq!(trend_alignment_score(&[]), 0.0);
+        let t = [
+            (Timeframe::M1, Bullish),
+            (Timeframe::M5, Bullish),
+            (Timeframe::H1, Bearish),
+        ];
+        assert_eq!(trend_alignment_score(&t), 0.33);
     }
 
     #[test]

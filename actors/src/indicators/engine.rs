@@ -96,6 +96,9 @@ impl Default for IndicatorEngine {
     }
 }
 
+/// Candles after which every indicator has a value (the longest window: EMA/SMA 200).
+pub const WARM_UP_CANDLES: usize = 200;
+
 /// Keltner multiplier of the squeeze test (BB 20/2 inside KC EMA 20 ± 1.5·ATR 20).
 const SQUEEZE_KC_MULT: f64 = 1.5;
 const SQUEEZE_PERIOD: usize = 20;
@@ -311,6 +314,17 @@ mod tests {
             close,
             volume: Decimal::TEN,
         }
+    }
+
+    #[test]
+    fn every_indicator_has_a_value_after_the_warm_up() {
+        let mut e = IndicatorEngine::new();
+        let mut snap = IndicatorSnapshot::default();
+        for i in 0..WARM_UP_CANDLES as i64 {
+            snap = e.update(&candle(i, Decimal::from(100 + (i * 7 % 11))));
+        }
+        let json = serde_json::to_string(&snap).unwrap();
+        assert!(!json.contains("null"), "{json}");
     }
 
     #[test]
