@@ -1,0 +1,825 @@
+//! Rule-based technical analysis (reference §1.1): a pure function from the indicator
+//! snapshot of one symbol and timeframe to a [`TaOutput`].
+//!
+//! Rules:
+//! * Needs RSI 14 and the MACD histogram. Without them (warm-up) the output is neutral with
+//!   confidence 0 and the warning "insufficient data".
+//! * `bias`: `long` if RSI > 60 and MACD histogram > 0; `short` if RSI < 40 and histogram < 0;
+//!   otherwise `neutral`. `trend_direction` mirrors the bias.
+//! * `rsi_signal`: RSI < 30 oversold, RSI > 70 overbought, otherwise neutral.
+//! * `macd_signal`: by the sign of the histogram; `bullish_cross` / `bearish_cross` when the
+//!   sign changed since the previous snapshot (when one is given).
+//! * `trend_strength` = min(1, ADX/50) (0.5 while ADX is warming up).
+//! * `momentum_score` in −1..1: the mean of (RSI − 50)/50, (stochastic RSI K − 50)/50 and
+//!   tanh(histogram / (0.25·ATR)) over the components available.
+//! * `confidence` is [`RULE_BASED_CONFIDENCE`] (0.25): an indicator heuristic must not claim
+//!   more (reference lesson 41).
+//! * Support and resistance: Bollinger bands, SMA 20/50/200, EMA 50/200, VWAP, Supertrend and
+//!   the high and low of the recent candles supplied, split at the current price, nearest
+//!   first, at most three each, levels closer than 0.1 % merged. `current_position` from where
+//!   the price sits between the nearest support and resistance (lower/upper quarter), else
+//!   from the Bollinger position (< 0.2 / > 0.8).
+//! * Reasoning at most 500 characters (497 + "...").
+
+use crate::domain::{Bias, Candle, Symbol, Timeframe, TrendDirection};
+use crate::indicators::IndicatorSnapshot;
+use crate::messages::{EventMeta, TaSignal};
+use chrono::{DateTime, Utc};
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+/// Confidence of the rule-based analysis (reference: indicator heuristic 0.25).
+pub const RULE_BASED_CONFIDENCE: f64 = 0.25;
+/// Maximum reasoning length in characters.
+pub const MAX_REASONING_CHARS: usize = 500;
+/// Name recorded as `model_used` for the rule-based analysis.
+pub const RULE_BASED_MODEL: &str = "rule_based";
+
+const MAX_LEVELS: usize = 3;
+const LEVEL_MERGE_FRACTION: f64 = 0.001;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RsiSignal {
+    Oversold,
+    Neutral,
+    Overbought,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MacdSignal {
+    BullishCross,
+    BearishCross,
+    Bullish,
+    Bearish,
+    Neutral,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PricePosition {
+    NearSupport,
+    MidRange,
+    NearResistance,
+}
+
+/// What the analysis looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct TaInput<'a> {
+    pub symbol: &'a Symbol,
+    pub timeframe: Timeframe,
+    pub timestamp: DateTime<Utc>,
+    pub current_price: Decimal,
+    pub indicators: &'a IndicatorSnapshot,
+    /// The snapshot one candle earlier, for MACD crosses.
+    pub previous: Option<&'a IndicatorSnapshot>,
+    /// Recent candles of the analysed timeframe (may be empty), for swing highs and lows.
+    pub recent_candles: &'a [Candle],
+    /// Trend per other timeframe (e.g. EMA 9 vs EMA 21), for `timeframe_alignment`.
+    pub timeframe_trends: &'a [(Timeframe, TrendDirection)],
+}
+
+/// Technical-analysis output (reference §1.1 `TAOutput`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaOutput {
+    pub symbol: Symbol,
+    pub timeframe: Timeframe,
+    pub timestamp: DateTime<Utc>,
+    pub trend_direction: TrendDirection,
+    /// 0..1
+    pub trend_strength: f64,
+    /// Timeframes whose trend agrees with `trend_direction`.
+    pub timeframe_alignment: Vec<String>,
+    /// −1..1
+    pub momentum_score: f64,
+    pub rsi_signal: RsiSignal,
+    pub macd_signal: MacdSignal,
+    /// Nearest first.
+    pub resistance_levels: Vec<f64>,
+    /// Nearest first.
+    pub support_levels: Vec<f64>,
+    pub current_position: PricePosition,
+    pub primary_signal: String,
+    pub secondary_signals: Vec<String>,
+    pub warnings: Vec<String>,
+    pub bias: Bias,
+    /// 0..1
+    pub confidence: f64,
+    pub reasoning: String,
+    pub model_used: String,
+}
+
+/// Runs the rule-based analysis.
+pub fn analyse(input: &TaInput<'_>) -> TaOutput {
+    let ind = input.indicators;
+    let price = input.current_price.to_f64().unwrap_or(f64::NAN);
+    let mut out = TaOutput::neutral(input.symbol, input.timeframe, input.timestamp);
+    out.model_used = RULE_BASED_MODEL.to_string();
+
+    let (Some(rsi), Some(hist)) = (ind.rsi_14, ind.macd.histogram) else {
+        out.primary_signal = "No analysis available".to_string();
+        out.warnings
+            .push("insufficient data: RSI 14 and MACD are still warming up".to_string());
+        out.reasoning = format!(
+            "Analysis for {}: indicators are still warming up",
+            input.symbol
+        );
+        return out;
+    };
+
+    out.bias = bias_rule(rsi, hist);
+    out.trend_direction = match out.bias {
+        Bias::Long => TrendDirection::Bullish,
+        Bias::Short => TrendDirection::Bearish,
+        Bias::Neutral => TrendDirection::Neutral,
+    };
+    out.rsi_signal = rsi_signal(rsi);
+    out.macd_signal = macd_signal(hist, input.previous.and_then(|p| p.macd.histogram));
+    out.trend_strength = ind.adx_14.map_or(0.5, |adx| (adx / 50.0).clamp(0.0, 1.0));
+    out.momentum_score = momentum(rsi, hist, ind.atr_14, ind.stochastic_rsi.k);
+    out.confidence = RULE_BASED_CONFIDENCE;
+
+    if price.is_finite() && price > 0.0 {
+        let (support, resistance) = key_levels(price, ind, input.recent_candles);
+        out.current_position = position(price, &support, &resistance, ind.bollinger_bands.position);
+        out.support_levels = support;
+        out.resistance_levels = resistance;
+    } else {
+        out.warnings
+            .push("no valid current price: key levels skipped".to_string());
+    }
+
+    if out.trend_direction != TrendDirection::Neutral {
+        out.timeframe_alignment = input
+            .timeframe_trends
+            .iter()
+            .filter(|(_, t)| *t == out.trend_direction)
+            .map(|(tf, _)| tf.to_string())
+            .collect();
+        let opposed = input
+            .timeframe_trends
+            .iter()
+            .filter(|(_, t)| *t != out.trend_direction && *t != TrendDirection::Neutral)
+            .count();
+        if opposed > 0 {
+            out.warnings.push(format!(
+                "{opposed} timeframe(s) trend against the {} bias",
+                out.bias
+            ));
+        }
+    }
+
+    out.primary_signal = match out.bias {
+        Bias::Long => format!("long bias: RSI {rsi:.1} above 60 with MACD histogram {hist:+.4}"),
+        Bias::Short => format!("short bias: RSI {rsi:.1} below 40 with MACD histogram {hist:+.4}"),
+        Bias::Neutral => format!("no directional signal: RSI {rsi:.1}, MACD histogram {hist:+.4}"),
+    };
+    secondary_and_warnings(&mut out, ind, price, rsi);
+    out.reasoning = truncate_reasoning(&reasoning_text(&out, ind));
+    out
+}
+
+/// Trend of one timeframe for the multi-timeframe state (reference §2.2): bullish if
+/// EMA 9 > EMA 21, else bearish; `None` while either is warming up.
+pub fn timeframe_trend(indicators: &IndicatorSnapshot) -> Option<TrendDirection> {
+    match (indicators.ema_9, indicators.ema_21) {
+        (Some(fast), Some(slow)) if fast > slow => Some(TrendDirection::Bullish),
+        (Some(_), Some(_)) => Some(TrendDirection::Bearish),
+        _ => None,
+    }
+}
+
+/// Trend alignment score (reference §2.2): (bullish − bearish) / total, rounded to 2
+/// decimals; 0 when no timeframe has a trend.
+pub fn trend_alignment_score(trends: &[(Timeframe, TrendDirection)]) -> f64 {
+    let bull = trends
+        .iter()
+        .filter(|(_, t)| *t == TrendDirection::Bullish)
+        .count() as f64;
+    let bear = trends
+        .iter()
+        .filter(|(_, t)| *t == TrendDirection::Bearish)
+        .count() as f64;
+    if trends.is_empty() {
+        return 0.0;
+    }
+    (((bull - bear) / trends.len() as f64) * 100.0).round() / 100.0
+}
+
+/// §1.1: long if RSI > 60 and histogram > 0, short if RSI < 40 and histogram < 0.
+pub fn bias_rule(rsi: f64, macd_histogram: f64) -> Bias {
+    if rsi > 60.0 && macd_histogram > 0.0 {
+        Bias::Long
+    } else if rsi < 40.0 && macd_histogram < 0.0 {
+        Bias::Short
+    } else {
+        Bias::Neutral
+    }
+}
+
+pub fn rsi_signal(rsi: f64) -> RsiSignal {
+    if rsi < 30.0 {
+        RsiSignal::Oversold
+    } else if rsi > 70.0 {
+        RsiSignal::Overbought
+    } else {
+        RsiSignal::Neutral
+    }
+}
+
+pub fn macd_signal(histogram: f64, previous_histogram: Option<f64>) -> MacdSignal {
+    match previous_histogram {
+        Some(prev) if prev <= 0.0 && histogram > 0.0 => MacdSignal::BullishCross,
+        Some(prev) if prev >= 0.0 && histogram < 0.0 => MacdSignal::BearishCross,
+        _ if histogram > 0.0 => MacdSignal::Bullish,
+        _ if histogram < 0.0 => MacdSignal::Bearish,
+        _ => MacdSignal::Neutral,
+    }
+}
+
+fn momentum(rsi: f64, hist: f64, atr: Option<f64>, stoch_k: Option<f64>) -> f64 {
+    let mut parts = vec![(rsi - 50.0) / 50.0];
+    if let Some(atr) = atr.filter(|a| *a > 0.0) {
+        parts.push((hist / (0.25 * atr)).tanh());
+    }
+    if let Some(k) = stoch_k {
+        parts.push((k - 50.0) / 50.0);
+    }
+    let score = parts.iter().sum::<f64>() / parts.len() as f64;
+    if score.is_finite() {
+        score.clamp(-1.0, 1.0)
+    } else {
+        0.0
+    }
+}
+
+fn key_levels(price: f64, ind: &IndicatorSnapshot, candles: &[Candle]) -> (Vec<f64>, Vec<f64>) {
+    let swing_high = candles
+        .iter()
+        .filter_map(|c| c.high.to_f64())
+        .fold(None, |m: Option<f64>, h| Some(m.map_or(h, |m| m.max(h))));
+    let swing_low = candles
+        .iter()
+        .filter_map(|c| c.low.to_f64())
+        .fold(None, |m: Option<f64>, l| Some(m.map_or(l, |m| m.min(l))));
+    let candidates = [
+        ind.bollinger_bands.upper,
+        ind.bollinger_bands.lower,
+        ind.sma_20,
+        ind.sma_50,
+        ind.sma_200,
+        ind.ema_50,
+        ind.ema_200,
+        ind.vwap,
+        ind.supertrend.value,
+        swing_high,
+        swing_low,
+    ];
+    let levels: Vec<f64> = candidates
+        .into_iter()
+        .flatten()
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .collect();
+    let mut support: Vec<f64> = levels.iter().copied().filter(|v| *v < price).collect();
+    let mut resistance: Vec<f64> = levels.iter().copied().filter(|v| *v > price).collect();
+    support.sort_by(|a, b| b.total_cmp(a));
+    resistance.sort_by(|a, b| a.total_cmp(b));
+    (
+        merge_levels(support, price),
+        merge_levels(resistance, price),
+    )
+}
+
+/// Drops levels within 0.1 % of price of the previous kept one; keeps the nearest three.
+fn merge_levels(sorted_nearest_first: Vec<f64>, price: f64) -> Vec<f64> {
+    let mut kept: Vec<f64> = Vec::with_capacity(MAX_LEVELS);
+    for level in sorted_nearest_first {
+        if kept.len() == MAX_LEVELS {
+            break;
+        }
+        let far = match kept.last() {
+            Some(last) => (last - level).abs() > price * LEVEL_MERGE_FRACTION,
+            None => true,
+        };
+        if far {
+            kept.push(level);
+        }
+    }
+    kept
+}
+
+fn position(
+    price: f64,
+    support: &[f64],
+    resistance: &[f64],
+    bb_position: Option<f64>,
+) -> PricePosition {
+    if let (Some(s), Some(r)) = (support.first(), resistance.first()) {
+        let frac = (price - s) / (r - s);
+        return if frac < 0.25 {
+            PricePosition::NearSupport
+        } else if frac > 0.75 {
+            PricePosition::NearResistance
+        } else {
+            PricePosition::MidRange
+        };
+    }
+    match bb_position {
+        Some(p) if p < 0.2 => PricePosition::NearSupport,
+        Some(p) if p > 0.8 => PricePosition::NearResistance,
+        _ => PricePosition::MidRange,
+    }
+}
+
+fn secondary_and_warnings(out: &mut TaOutput, ind: &IndicatorSnapshot, price: f64, rsi: f64) {
+    match out.macd_signal {
+        MacdSignal::BullishCross => out.secondary_signals.push("MACD bullish cross".to_string()),
+        MacdSignal::BearishCross => out.secondary_signals.push("MACD bearish cross".to_string()),
+        _ => {}
+    }
+    match out.rsi_signal {
+        RsiSignal::Overbought => out.warnings.push(format!("RSI overbought ({rsi:.1})")),
+        RsiSignal::Oversold => out.warnings.push(format!("RSI oversold ({rsi:.1})")),
+        RsiSignal::Neutral => {}
+    }
+    if let Some(ema200) = ind.ema_200 {
+        if price.is_finite() {
+            let side = if price >= ema200 { "above" } else { "below" };
+            out.secondary_signals.push(format!("price {side} EMA 200"));
+        }
+    }
+    if let (Some(e9), Some(e21)) = (ind.ema_9, ind.ema_21) {
+        let side = if e9 >= e21 { "above" } else { "below" };
+        out.secondary_signals.push(format!("EMA 9 {side} EMA 21"));
+    }
+    match ind.supertrend.direction {
+        Some(1) => out.secondary_signals.push("Supertrend up".to_string()),
+        Some(-1) => out.secondary_signals.push("Supertrend down".to_string()),
+        _ => {}
+    }
+    if let Some(adx) = ind.adx_14 {
+        let kind = if adx > 25.0 { "trending" } else { "weak trend" };
+        out.secondary_signals.push(format!("ADX {adx:.1} ({kind})"));
+    }
+    if ind.squeeze_detected == Some(true) {
+        out.warnings
+            .push("Bollinger squeeze: volatility expansion pending".to_string());
+    }
+    if let Some(v) = ind.volume_vs_avg.filter(|v| *v >= 2.0) {
+        out.secondary_signals
+            .push(format!("volume {v:.1}x average"));
+    }
+    let against = matches!(
+        (out.bias, out.macd_signal),
+        (Bias::Long, MacdSignal::BearishCross) | (Bias::Short, MacdSignal::BullishCross)
+    );
+    if against {
+        out.warnings.push("MACD cross against the bias".to_string());
+    }
+}
+
+fn reasoning_text(out: &TaOutput, ind: &IndicatorSnapshot) -> String {
+    let mut parts = vec![format!(
+        "{} {}: {}",
+        out.symbol, out.timeframe, out.primary_signal
+    )];
+    parts.push(format!(
+        "momentum {:+.2}, trend strength {:.2}",
+        out.momentum_score, out.trend_strength
+    ));
+    if let Some(adx) = ind.adx_14 {
+        parts.push(format!("ADX {adx:.1}"));
+    }
+    if !out.secondary_signals.is_empty() {
+        parts.push(out.secondary_signals.join(", "));
+    }
+    if !out.warnings.is_empty() {
+        parts.push(format!("warnings: {}", out.warnings.join(", ")));
+    }
+    parts.join("; ")
+}
+
+/// Cuts `text` to [`MAX_REASONING_CHARS`] characters (497 + "..."), on character boundaries.
+pub fn truncate_reasoning(text: &str) -> String {
+    truncate_chars(text, MAX_REASONING_CHARS)
+}
+
+/// Cuts `text` to at most `max` characters, ending in "..." when cut.
+pub fn truncate_chars(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut s: String = text.chars().take(max.saturating_sub(3)).collect();
+    s.push_str("...");
+    s
+}
+
+impl TaOutput {
+    /// Everything neutral, confidence 0, default reasoning "Analysis for <symbol>".
+    pub fn neutral(symbol: &Symbol, timeframe: Timeframe, timestamp: DateTime<Utc>) -> Self {
+        Self {
+            symbol: symbol.clone(),
+            timeframe,
+            timestamp,
+            trend_direction: TrendDirection::Neutral,
+            trend_strength: 0.5,
+            timeframe_alignment: Vec::new(),
+            momentum_score: 0.0,
+            rsi_signal: RsiSignal::Neutral,
+            macd_signal: MacdSignal::Neutral,
+            resistance_levels: Vec::new(),
+            support_levels: Vec::new(),
+            current_position: PricePosition::MidRange,
+            primary_signal: String::new(),
+            secondary_signals: Vec::new(),
+            warnings: Vec::new(),
+            bias: Bias::Neutral,
+            confidence: 0.0,
+            reasoning: format!("Analysis for {symbol}"),
+            model_used: String::new(),
+        }
+    }
+
+    /// The output when the model call failed (reference §1.1): neutral, confidence 0,
+    /// "No analysis available", warning "LLM call failed".
+    pub fn model_failure(
+        symbol: &Symbol,
+        timeframe: Timeframe,
+        timestamp: DateTime<Utc>,
+        error: &str,
+    ) -> Self {
+        let mut out = Self::neutral(symbol, timeframe, timestamp);
+        out.primary_signal = "No analysis available".to_string();
+        out.warnings.push("LLM call failed".to_string());
+        out.reasoning = truncate_reasoning(&format!("LLM error: {error}"));
+        out
+    }
+
+    /// Brings an externally produced output (e.g. parsed from a model) into range: numbers
+    /// clamped (non-finite → defaults), levels must be finite and positive, reasoning cut to
+    /// 500 characters or defaulted when shorter than 10.
+    pub fn sanitised(mut self) -> Self {
+        let clamp = |x: f64, lo: f64, hi: f64, default: f64| {
+            if x.is_finite() {
+                x.clamp(lo, hi)
+            } else {
+                default
+            }
+        };
+        self.trend_strength = clamp(self.trend_strength, 0.0, 1.0, 0.5);
+        self.momentum_score = clamp(self.momentum_score, -1.0, 1.0, 0.0);
+        self.confidence = clamp(self.confidence, 0.0, 1.0, 0.0);
+        self.support_levels.retain(|v| v.is_finite() && *v > 0.0);
+        self.resistance_levels.retain(|v| v.is_finite() && *v > 0.0);
+        if self.reasoning.trim().chars().count() < 10 {
+            self.reasoning = format!("Analysis for {}", self.symbol);
+        }
+        self.reasoning = truncate_reasoning(&self.reasoning);
+        self
+    }
+
+    /// The bus event for this output.
+    pub fn to_signal(&self, meta: EventMeta) -> TaSignal {
+        TaSignal {
+            meta,
+            symbol: self.symbol.clone(),
+            timeframe: self.timeframe,
+            trend_direction: self.trend_direction,
+            trend_strength: self.trend_strength,
+            momentum_score: self.momentum_score,
+            bias: self.bias,
+            confidence: self.confidence,
+            reasoning: self.reasoning.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
+mod tests {
+    use super::*;
+    use crate::domain::CorrelationId;
+    use crate::indicators::{BollingerValue, MacdValue, StochRsiValue, SupertrendValue};
+    use rust_decimal_macros::dec;
+
+    fn sym() -> Symbol {
+        Symbol::parse("BTC/USDT").unwrap()
+    }
+
+    fn ts() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2025-01-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn snapshot(rsi: f64, hist: f64) -> IndicatorSnapshot {
+        IndicatorSnapshot {
+            ema_9: Some(101.0),
+            ema_21: Some(100.0),
+            ema_50: Some(98.0),
+            ema_200: Some(90.0),
+            sma_20: Some(99.5),
+            sma_50: Some(97.0),
+            sma_200: Some(91.0),
+            rsi_14: Some(rsi),
+            atr_14: Some(2.0),
+            adx_14: Some(30.0),
+            stochastic_rsi: StochRsiValue {
+                k: Some(50.0),
+                d: Some(50.0),
+            },
+            macd: MacdValue {
+                line: Some(0.5),
+                signal: Some(0.5 - hist),
+                histogram: Some(hist),
+            },
+            bollinger_bands: BollingerValue {
+                upper: Some(104.0),
+                middle: Some(99.5),
+                lower: Some(95.0),
+                width: Some(0.09),
+                position: Some(0.6),
+            },
+            supertrend: SupertrendValue {
+                value: Some(96.0),
+                direction: Some(1),
+            },
+            ..IndicatorSnapshot::default()
+        }
+    }
+
+    fn input<'a>(ind: &'a IndicatorSnapshot, symbol: &'a Symbol) -> TaInput<'a> {
+        TaInput {
+            symbol,
+            timeframe: Timeframe::H1,
+            timestamp: ts(),
+            current_price: dec!(100.5),
+            indicators: ind,
+            previous: None,
+            recent_candles: &[],
+            timeframe_trends: &[],
+        }
+    }
+
+    #[test]
+    fn bias_rule_table() {
+        let cases = [
+            (65.0, 0.1, Bias::Long, "RSI > 60 and histogram > 0"),
+            (60.0, 0.1, Bias::Neutral, "RSI exactly 60 is not above 60"),
+            (65.0, 0.0, Bias::Neutral, "flat histogram"),
+            (65.0, -0.1, Bias::Neutral, "RSI high but histogram negative"),
+            (35.0, -0.1, Bias::Short, "RSI < 40 and histogram < 0"),
+            (40.0, -0.1, Bias::Neutral, "RSI exactly 40 is not below 40"),
+            (35.0, 0.1, Bias::Neutral, "RSI low but histogram positive"),
+            (50.0, 0.3, Bias::Neutral, "mid RSI"),
+        ];
+        for (rsi, hist, want, why) in cases {
+            assert_eq!(bias_rule(rsi, hist), want, "{why}");
+        }
+    }
+
+    #[test]
+    fn timeframe_trend_and_alignment() {
+        let mut ind = IndicatorSnapshot::default();
+        assert_eq!(timeframe_trend(&ind), None);
+        ind.ema_9 = Some(2.0);
+        ind.ema_21 = Some(1.0);
+        assert_eq!(timeframe_trend(&ind), Some(TrendDirection::Bullish));
+        ind.ema_9 = Some(1.0);
+        assert_eq!(
+            timeframe_trend(&ind),
+            Some(TrendDirection::Bearish),
+            "equal EMAs are bearish"
+        );
+        use TrendDirection::*;
+        assert_eq!(trend_alignment_score(&[]), 0.0);
+        let t = [
+            (Timeframe::M1, Bullish),
+            (Timeframe::M5, Bullish),
+            (Timeframe::H1, Bearish),
+        ];
+        assert_eq!(trend_alignment_score(&t), 0.33);
+    }
+
+    #[test]
+    fn rsi_signal_table() {
+        for (rsi, want) in [
+            (29.9, RsiSignal::Oversold),
+            (30.0, RsiSignal::Neutral),
+            (70.0, RsiSignal::Neutral),
+            (70.1, RsiSignal::Overbought),
+        ] {
+            assert_eq!(rsi_signal(rsi), want, "rsi {rsi}");
+        }
+    }
+
+    #[test]
+    fn macd_signal_table() {
+        let cases = [
+            (0.2, None, MacdSignal::Bullish),
+            (-0.2, None, MacdSignal::Bearish),
+            (0.0, None, MacdSignal::Neutral),
+            (0.2, Some(-0.1), MacdSignal::BullishCross),
+            (0.2, Some(0.0), MacdSignal::BullishCross),
+            (-0.2, Some(0.1), MacdSignal::BearishCross),
+            (0.2, Some(0.1), MacdSignal::Bullish),
+            (-0.2, Some(-0.1), MacdSignal::Bearish),
+        ];
+        for (hist, prev, want) in cases {
+            assert_eq!(macd_signal(hist, prev), want, "hist {hist} prev {prev:?}");
+        }
+    }
+
+    #[test]
+    fn warm_up_gives_zero_confidence_and_a_warning() {
+        let s = sym();
+        let ind = IndicatorSnapshot {
+            rsi_14: Some(70.0),
+            ..IndicatorSnapshot::default()
+        };
+        let out = analyse(&input(&ind, &s));
+        assert_eq!(out.confidence, 0.0);
+        assert_eq!(out.bias, Bias::Neutral);
+        assert_eq!(out.primary_signal, "No analysis available");
+        assert!(out
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("insufficient data")));
+    }
+
+    #[test]
+    fn analyse_paths_table() {
+        let s = sym();
+        let cases = [
+            (66.0, 0.4, Bias::Long, TrendDirection::Bullish),
+            (33.0, -0.4, Bias::Short, TrendDirection::Bearish),
+            (52.0, 0.4, Bias::Neutral, TrendDirection::Neutral),
+        ];
+        for (rsi, hist, bias, dir) in cases {
+            let ind = snapshot(rsi, hist);
+            let out = analyse(&input(&ind, &s));
+            assert_eq!(out.bias, bias, "rsi {rsi}");
+            assert_eq!(out.trend_direction, dir, "rsi {rsi}");
+            assert_eq!(out.confidence, RULE_BASED_CONFIDENCE);
+            assert_eq!(out.model_used, RULE_BASED_MODEL);
+            assert!((out.trend_strength - 0.6).abs() < 1e-12, "ADX 30 / 50");
+            assert!(out.momentum_score.signum() == hist.signum() || rsi == 52.0);
+            assert!((-1.0..=1.0).contains(&out.momentum_score));
+            assert!(out.reasoning.chars().count() <= MAX_REASONING_CHARS);
+            assert!(out.reasoning.contains("BTC/USDT"));
+        }
+    }
+
+    #[test]
+    fn momentum_is_mean_of_components() {
+        // RSI 75 → +0.5; histogram 0.5 with ATR 2 → tanh(1); stoch K 50 → 0.
+        let m = momentum(75.0, 0.5, Some(2.0), Some(50.0));
+        assert!((m - (0.5 + 1f64.tanh()) / 3.0).abs() < 1e-12);
+        assert_eq!(momentum(100.0, 0.0, None, None), 1.0);
+        assert_eq!(momentum(0.0, 0.0, None, None), -1.0);
+    }
+
+    #[test]
+    fn key_levels_split_at_price_nearest_first_and_merged() {
+        let s = sym();
+        let ind = snapshot(66.0, 0.4);
+        let out = analyse(&input(&ind, &s));
+        // Above 100.5: BB upper 104. Below: sma_20 99.5, ema_50 98, sma_50 97, ...
+        assert_eq!(out.resistance_levels, vec![104.0]);
+        assert_eq!(out.support_levels, vec![99.5, 98.0, 97.0]);
+        // Between 99.5 and 104 at 100.5 → fraction 0.22 → near support.
+        assert_eq!(out.current_position, PricePosition::NearSupport);
+
+        let merged = merge_levels(vec![99.99, 99.95, 99.0], 100.0);
+        assert_eq!(merged, vec![99.99, 99.0], "levels within 0.1 % merge");
+    }
+
+    #[test]
+    fn position_table() {
+        type Case<'a> = (&'a [f64], &'a [f64], Option<f64>, PricePosition);
+        let cases: [Case<'_>; 6] = [
+            (&[99.0], &[101.0], None, PricePosition::MidRange),
+            (&[99.9], &[104.0], None, PricePosition::NearSupport),
+            (&[96.0], &[100.2], None, PricePosition::NearResistance),
+            (&[], &[], Some(0.1), PricePosition::NearSupport),
+            (&[95.0], &[], Some(0.9), PricePosition::NearResistance),
+            (&[], &[], None, PricePosition::MidRange),
+        ];
+        for (sup, res, bb, want) in cases {
+            assert_eq!(
+                position(100.0, sup, res, bb),
+                want,
+                "{sup:?} {res:?} {bb:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn swing_levels_and_timeframe_alignment() {
+        let s = sym();
+        let ind = snapshot(66.0, 0.4);
+        let candle = |h, l| Candle {
+            symbol: s.clone(),
+            timeframe: Timeframe::H1,
+            open_time: ts(),
+            open: dec!(100),
+            high: h,
+            low: l,
+            close: dec!(100),
+            volume: dec!(1),
+        };
+        let candles = vec![candle(dec!(102), dec!(99.8)), candle(dec!(101), dec!(99.9))];
+        let trends = [
+            (Timeframe::M15, TrendDirection::Bullish),
+            (Timeframe::H4, TrendDirection::Bearish),
+            (Timeframe::D1, TrendDirection::Bullish),
+        ];
+        let mut inp = input(&ind, &s);
+        inp.recent_candles = &candles;
+        inp.timeframe_trends = &trends;
+        let out = analyse(&inp);
+        assert_eq!(out.resistance_levels, vec![102.0, 104.0]);
+        assert_eq!(out.support_levels.first(), Some(&99.8));
+        assert_eq!(
+            out.timeframe_alignment,
+            vec!["15m".to_string(), "1d".to_string()]
+        );
+        assert!(out
+            .warnings
+            .iter()
+            .any(|w| w.contains("1 timeframe(s) trend against")));
+    }
+
+    #[test]
+    fn macd_cross_and_squeeze_reported() {
+        let s = sym();
+        let mut ind = snapshot(66.0, 0.4);
+        ind.squeeze_detected = Some(true);
+        let prev = snapshot(58.0, -0.1);
+        let mut inp = input(&ind, &s);
+        inp.previous = Some(&prev);
+        let out = analyse(&inp);
+        assert_eq!(out.macd_signal, MacdSignal::BullishCross);
+        assert!(out
+            .secondary_signals
+            .contains(&"MACD bullish cross".to_string()));
+        assert!(out.warnings.iter().any(|w| w.contains("squeeze")));
+    }
+
+    #[test]
+    fn reasoning_truncates_on_char_boundaries() {
+        let long = "é".repeat(600);
+        let cut = truncate_reasoning(&long);
+        assert_eq!(cut.chars().count(), 500);
+        assert!(cut.ends_with("..."));
+        assert_eq!(truncate_reasoning("short"), "short");
+    }
+
+    #[test]
+    fn model_failure_and_sanitise() {
+        let s = sym();
+        let f = TaOutput::model_failure(&s, Timeframe::H1, ts(), "timeout");
+        assert_eq!(f.confidence, 0.0);
+        assert_eq!(f.warnings, vec!["LLM call failed".to_string()]);
+        assert_eq!(f.reasoning, "LLM error: timeout");
+
+        let mut raw = TaOutput::neutral(&s, Timeframe::H1, ts());
+        raw.confidence = 1.7;
+        raw.momentum_score = f64::NAN;
+        raw.trend_strength = -0.2;
+        raw.support_levels = vec![f64::INFINITY, 95.0, -1.0];
+        raw.reasoning = "ok".to_string();
+        let clean = raw.sanitised();
+        assert_eq!(clean.confidence, 1.0);
+        assert_eq!(clean.momentum_score, 0.0);
+        assert_eq!(clean.trend_strength, 0.0);
+        assert_eq!(clean.support_levels, vec![95.0]);
+        assert_eq!(clean.reasoning, "Analysis for BTC/USDT");
+    }
+
+    #[test]
+    fn converts_to_ta_signal_and_serialises() {
+        let s = sym();
+        let ind = snapshot(66.0, 0.4);
+        let out = analyse(&input(&ind, &s));
+        let meta = EventMeta::caused_by("technical_analysis", ts(), CorrelationId::new());
+        let sig = out.to_signal(meta.clone());
+        assert_eq!(sig.meta, meta);
+        assert_eq!(sig.bias, Bias::Long);
+        assert_eq!(sig.trend_direction, TrendDirection::Bullish);
+        assert_eq!(sig.confidence, out.confidence);
+        let json = serde_json::to_value(&out).unwrap();
+        assert_eq!(json["bias"], "long");
+        assert_eq!(json["macd_signal"], "bullish");
+        assert_eq!(json["current_position"], "near_support");
+        let back: TaOutput = serde_json::from_value(json).unwrap();
+        assert_eq!(back, out);
+    }
+}
