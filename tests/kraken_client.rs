@@ -13,8 +13,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use triplegain::kraken::{
-    client_order_id_from_kraken, kraken_cl_ord_id, spawn_dead_mans_switch, DeadMansSwitchConfig, KrakenClient,
-    KrakenConfig, KrakenCredentials, KrakenExchange, Tier,
+    client_order_id_from_kraken, kraken_cl_ord_id, spawn_dead_mans_switch, DeadMansSwitchConfig,
+    KrakenClient, KrakenConfig, KrakenCredentials, KrakenExchange, Tier,
 };
 use triplegain_actors::domain::{ClientOrderId, OrderStatus, OrderType, Side, Symbol, Timeframe};
 use triplegain_actors::ports::{Exchange, ExchangeError, OrderRef, OrderRequest};
@@ -22,7 +22,8 @@ use wiremock::matchers::{method, path, path_regex, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 const KEY: &str = "test-api-key";
-const SECRET: &str = "kQH5HW/8p1uGOVjbgWA7FunAmGO8lsSUXNsu3eow76sz84Q18fWxnyRzBHCd3pd5nE9qa99HAZtuZuj6F1huXg==";
+const SECRET: &str =
+    "kQH5HW/8p1uGOVjbgWA7FunAmGO8lsSUXNsu3eow76sz84Q18fWxnyRzBHCd3pd5nE9qa99HAZtuZuj6F1huXg==";
 
 // ---------------------------------------------------------------- fake Kraken
 
@@ -125,13 +126,25 @@ impl Fake {
         let method = path.trim_start_matches("/0/private/").to_owned();
         let body = String::from_utf8(req.body.clone()).unwrap();
         let form = parse_form(&body);
-        let header = |h: &str| req.headers.get(h).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let header = |h: &str| {
+            req.headers
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
         let signature = header("API-Sign");
         let nonce_text = form.get("nonce").cloned().unwrap_or_default();
         let nonce: u64 = nonce_text.parse().unwrap_or(0);
         let mut st = state.lock().unwrap();
         let record = |outcome: &'static str, st: &mut FakeState| {
-            st.seen.push(Seen { method: method.clone(), nonce, signature: signature.clone(), form: form.clone(), outcome });
+            st.seen.push(Seen {
+                method: method.clone(),
+                nonce,
+                signature: signature.clone(),
+                form: form.clone(),
+                outcome,
+            });
         };
         if header("API-Key") != KEY {
             record("bad key", &mut st);
@@ -152,7 +165,9 @@ impl Fake {
         let scripted = st.script.get_mut(&method).and_then(VecDeque::pop_front);
         match scripted {
             Some(Scripted::Body(v)) => ResponseTemplate::new(200).set_body_json(v),
-            Some(Scripted::Status(s)) => ResponseTemplate::new(s).set_body_string("<html>bad gateway</html>"),
+            Some(Scripted::Status(s)) => {
+                ResponseTemplate::new(s).set_body_string("<html>bad gateway</html>")
+            }
             Some(Scripted::Delay(d, v)) => ResponseTemplate::new(200).set_body_json(v).set_delay(d),
             None => match st.default.get(&method) {
                 Some(v) => ResponseTemplate::new(200).set_body_json(v.clone()),
@@ -162,15 +177,32 @@ impl Fake {
     }
 
     fn script(&self, method: &str, answers: Vec<Scripted>) {
-        self.state.lock().unwrap().script.entry(method.to_owned()).or_default().extend(answers);
+        self.state
+            .lock()
+            .unwrap()
+            .script
+            .entry(method.to_owned())
+            .or_default()
+            .extend(answers);
     }
 
     fn default(&self, method: &str, envelope: Value) {
-        self.state.lock().unwrap().default.insert(method.to_owned(), envelope);
+        self.state
+            .lock()
+            .unwrap()
+            .default
+            .insert(method.to_owned(), envelope);
     }
 
     fn seen(&self, method: &str) -> Vec<Seen> {
-        self.state.lock().unwrap().seen.iter().filter(|s| s.method == method).cloned().collect()
+        self.state
+            .lock()
+            .unwrap()
+            .seen
+            .iter()
+            .filter(|s| s.method == method)
+            .cloned()
+            .collect()
     }
 
     fn all_seen(&self) -> Vec<Seen> {
@@ -211,12 +243,17 @@ impl Fake {
 
     async fn exchange_with(&self, config: KrakenConfig) -> KrakenExchange {
         self.mount_public("AssetPairs", asset_pairs()).await;
-        KrakenExchange::connect(self.client_with(config), &symbols()).await.unwrap()
+        KrakenExchange::connect(self.client_with(config), &symbols())
+            .await
+            .unwrap()
     }
 }
 
 fn symbols() -> Vec<Symbol> {
-    ["BTC/USDT", "XRP/USDT", "XRP/BTC"].iter().map(|s| Symbol::parse(s).unwrap()).collect()
+    ["BTC/USDT", "XRP/USDT", "XRP/BTC"]
+        .iter()
+        .map(|s| Symbol::parse(s).unwrap())
+        .collect()
 }
 
 fn sym(s: &str) -> Symbol {
@@ -302,8 +339,14 @@ async fn signed_private_calls_pass_verification_with_strictly_increasing_nonces(
     let seen = fake.all_seen();
     assert_eq!(seen.len(), 8);
     assert!(seen.iter().all(|s| s.outcome == "accepted"), "{seen:?}");
-    assert!(seen.windows(2).all(|w| w[1].nonce > w[0].nonce), "nonces must strictly increase: {seen:?}");
-    assert!(seen[0].nonce > 1_600_000_000_000 && seen[0].nonce < 10_000_000_000_000, "millisecond scale");
+    assert!(
+        seen.windows(2).all(|w| w[1].nonce > w[0].nonce),
+        "nonces must strictly increase: {seen:?}"
+    );
+    assert!(
+        seen[0].nonce > 1_600_000_000_000 && seen[0].nonce < 10_000_000_000_000,
+        "millisecond scale"
+    );
     assert_eq!(balances.get("BTC"), Some(&dec!(0.5)));
     assert_eq!(balances.get("XRP"), Some(&dec!(120.5)));
     assert_eq!(balances.get("USDT"), Some(&dec!(1000.25)));
@@ -316,24 +359,48 @@ async fn a_wrong_secret_or_key_is_refused_by_the_fake_and_rejected_without_retry
     let fake = Fake::start().await;
     fake.default("Balance", ok(json!({})));
     let other_secret = B64.encode([7u8; 64]);
-    let wrong_secret = KrakenClient::new(fake.config(), Some(KrakenCredentials::new(KEY, other_secret))).unwrap();
+    let wrong_secret = KrakenClient::new(
+        fake.config(),
+        Some(KrakenCredentials::new(KEY, other_secret)),
+    )
+    .unwrap();
     let e = wrong_secret.balance().await.unwrap_err();
-    assert!(matches!(&e, ExchangeError::Rejected(m) if m.contains("EAPI:Invalid signature")), "{e:?}");
+    assert!(
+        matches!(&e, ExchangeError::Rejected(m) if m.contains("EAPI:Invalid signature")),
+        "{e:?}"
+    );
 
-    let wrong_key = KrakenClient::new(fake.config(), Some(KrakenCredentials::new("nope", SECRET))).unwrap();
+    let wrong_key =
+        KrakenClient::new(fake.config(), Some(KrakenCredentials::new("nope", SECRET))).unwrap();
     let e = wrong_key.balance().await.unwrap_err();
-    assert!(matches!(&e, ExchangeError::Rejected(m) if m.contains("EAPI:Invalid key")), "{e:?}");
-    assert_eq!(fake.all_seen().len(), 2, "fatal auth errors are not retried");
+    assert!(
+        matches!(&e, ExchangeError::Rejected(m) if m.contains("EAPI:Invalid key")),
+        "{e:?}"
+    );
+    assert_eq!(
+        fake.all_seen().len(),
+        2,
+        "fatal auth errors are not retried"
+    );
 
     let public_only = KrakenClient::new(fake.config(), None).unwrap();
-    assert!(matches!(public_only.balance().await, Err(ExchangeError::Rejected(_))));
+    assert!(matches!(
+        public_only.balance().await,
+        Err(ExchangeError::Rejected(_))
+    ));
     assert_eq!(fake.all_seen().len(), 2, "no request without credentials");
 }
 
 #[tokio::test]
 async fn a_retried_read_uses_a_new_nonce_and_a_new_signature() {
     let fake = Fake::start().await;
-    fake.script("Balance", vec![Scripted::Body(err("EService:Unavailable")), Scripted::Status(502)]);
+    fake.script(
+        "Balance",
+        vec![
+            Scripted::Body(err("EService:Unavailable")),
+            Scripted::Status(502),
+        ],
+    );
     fake.default("Balance", ok(json!({"USDT": "5"})));
 
     let b = fake.client().balance().await.unwrap();
@@ -375,12 +442,28 @@ async fn invalid_nonce_on_add_order_is_retried_once_with_a_fresh_nonce() {
     assert_eq!(seen.len(), 2);
     assert!(seen[1].nonce > seen[0].nonce);
     assert_ne!(seen[0].signature, seen[1].signature);
-    assert_eq!(seen[0].form.get("cl_ord_id"), seen[1].form.get("cl_ord_id"), "same order, same client id");
+    assert_eq!(
+        seen[0].form.get("cl_ord_id"),
+        seen[1].form.get("cl_ord_id"),
+        "same order, same client id"
+    );
 
     // A nonce refused twice is not hammered (lock-out risk): rejected after one retry.
-    fake.script("AddOrder", vec![Scripted::Body(err("EAPI:Invalid nonce")), Scripted::Body(err("EAPI:Invalid nonce"))]);
-    let e = ex.place_order(limit("BTC/USDT", Side::Buy, dec!(0.01), dec!(45000))).await.unwrap_err();
-    assert!(matches!(&e, ExchangeError::Rejected(m) if m.contains("Invalid nonce")), "{e:?}");
+    fake.script(
+        "AddOrder",
+        vec![
+            Scripted::Body(err("EAPI:Invalid nonce")),
+            Scripted::Body(err("EAPI:Invalid nonce")),
+        ],
+    );
+    let e = ex
+        .place_order(limit("BTC/USDT", Side::Buy, dec!(0.01), dec!(45000)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, ExchangeError::Rejected(m) if m.contains("Invalid nonce")),
+        "{e:?}"
+    );
     assert_eq!(fake.seen("AddOrder").len(), 4);
 }
 
@@ -391,7 +474,10 @@ async fn the_fake_refuses_a_nonce_that_does_not_increase() {
     fake.default("Balance", ok(json!({})));
     fake.state.lock().unwrap().last_nonce = u64::MAX - 1;
     let e = fake.client().balance().await.unwrap_err();
-    assert!(matches!(&e, ExchangeError::Rejected(m) if m.contains("Invalid nonce")), "{e:?}");
+    assert!(
+        matches!(&e, ExchangeError::Rejected(m) if m.contains("Invalid nonce")),
+        "{e:?}"
+    );
     let seen = fake.seen("Balance");
     assert_eq!(seen.len(), 2, "one retry with a fresh nonce, then stop");
     assert!(seen.iter().all(|s| s.outcome == "bad nonce"));
@@ -405,18 +491,49 @@ async fn order_change_failures_are_classified_and_never_retried() {
     let ex = fake.exchange().await;
     type Check = fn(&ExchangeError) -> bool;
     let cases: Vec<(Scripted, Check, &str)> = vec![
-        (Scripted::Body(err("EOrder:Insufficient funds")), |e| matches!(e, ExchangeError::Rejected(_)), "funds"),
-        (Scripted::Body(err("EGeneral:Invalid arguments:volume")), |e| matches!(e, ExchangeError::Rejected(_)), "args"),
-        (Scripted::Body(err("EService:Unavailable")), |e| matches!(e, ExchangeError::Unknown(_)), "unavailable"),
-        (Scripted::Body(err("EService:Busy")), |e| matches!(e, ExchangeError::Unknown(_)), "busy"),
-        (Scripted::Status(502), |e| matches!(e, ExchangeError::Unknown(_)), "HTTP 502"),
-        (Scripted::Body(err("EOrder:Rate limit exceeded")), |e| matches!(e, ExchangeError::RateLimited(_)), "limit"),
+        (
+            Scripted::Body(err("EOrder:Insufficient funds")),
+            |e| matches!(e, ExchangeError::Rejected(_)),
+            "funds",
+        ),
+        (
+            Scripted::Body(err("EGeneral:Invalid arguments:volume")),
+            |e| matches!(e, ExchangeError::Rejected(_)),
+            "args",
+        ),
+        (
+            Scripted::Body(err("EService:Unavailable")),
+            |e| matches!(e, ExchangeError::Unknown(_)),
+            "unavailable",
+        ),
+        (
+            Scripted::Body(err("EService:Busy")),
+            |e| matches!(e, ExchangeError::Unknown(_)),
+            "busy",
+        ),
+        (
+            Scripted::Status(502),
+            |e| matches!(e, ExchangeError::Unknown(_)),
+            "HTTP 502",
+        ),
+        (
+            Scripted::Body(err("EOrder:Rate limit exceeded")),
+            |e| matches!(e, ExchangeError::RateLimited(_)),
+            "limit",
+        ),
     ];
     for (i, (answer, check, name)) in cases.into_iter().enumerate() {
         fake.script("AddOrder", vec![answer]);
-        let e = ex.place_order(limit("BTC/USDT", Side::Buy, dec!(0.01), dec!(45000))).await.unwrap_err();
+        let e = ex
+            .place_order(limit("BTC/USDT", Side::Buy, dec!(0.01), dec!(45000)))
+            .await
+            .unwrap_err();
         assert!(check(&e), "{name}: got {e:?}");
-        assert_eq!(fake.seen("AddOrder").len(), i + 1, "{name}: exactly one request");
+        assert_eq!(
+            fake.seen("AddOrder").len(),
+            i + 1,
+            "{name}: exactly one request"
+        );
     }
 }
 
@@ -424,9 +541,18 @@ async fn order_change_failures_are_classified_and_never_retried() {
 async fn an_add_order_timeout_is_unknown_and_resolved_by_client_id() {
     // Arrange: the order reaches the exchange but the answer comes too late.
     let fake = Fake::start().await;
-    let cfg = KrakenConfig { timeout: Duration::from_millis(300), ..fake.config() };
+    let cfg = KrakenConfig {
+        timeout: Duration::from_millis(300),
+        ..fake.config()
+    };
     let ex = fake.exchange_with(cfg).await;
-    fake.script("AddOrder", vec![Scripted::Delay(Duration::from_secs(2), add_order_ok("OTX-1"))]);
+    fake.script(
+        "AddOrder",
+        vec![Scripted::Delay(
+            Duration::from_secs(2),
+            add_order_ok("OTX-1"),
+        )],
+    );
     let req = limit("BTC/USDT", Side::Buy, dec!(0.12345678), dec!(45250.1));
 
     // Act
@@ -437,16 +563,28 @@ async fn an_add_order_timeout_is_unknown_and_resolved_by_client_id() {
     let sent = fake.seen("AddOrder");
     assert_eq!(sent.len(), 1);
     let cl = sent[0].form.get("cl_ord_id").cloned().unwrap();
-    fake.default("OpenOrders", ok(json!({"open": {"OTX-1": kraken_order(&cl, "open", "0.00000000")}})));
+    fake.default(
+        "OpenOrders",
+        ok(json!({"open": {"OTX-1": kraken_order(&cl, "open", "0.00000000")}})),
+    );
 
-    let found = ex.query_orders(vec![OrderRef::Client(req.client_order_id.clone())]).await.unwrap();
+    let found = ex
+        .query_orders(vec![OrderRef::Client(req.client_order_id.clone())])
+        .await
+        .unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].exchange_order_id, "OTX-1");
-    assert_eq!(found[0].client_order_id.as_ref(), Some(&req.client_order_id));
+    assert_eq!(
+        found[0].client_order_id.as_ref(),
+        Some(&req.client_order_id)
+    );
     assert_eq!(found[0].status, OrderStatus::Open);
     let lookups = fake.seen("OpenOrders");
     assert_eq!(lookups.last().unwrap().form.get("cl_ord_id"), Some(&cl));
-    assert!(fake.seen("ClosedOrders").is_empty(), "found among open orders");
+    assert!(
+        fake.seen("ClosedOrders").is_empty(),
+        "found among open orders"
+    );
 }
 
 #[tokio::test]
@@ -460,11 +598,17 @@ async fn a_client_id_lookup_falls_back_to_closed_orders() {
         "ClosedOrders",
         ok(json!({"closed": {"OCL-1": kraken_order(&cl, "closed", "0.12345678")}, "count": 1})),
     );
-    let found = ex.query_orders(vec![OrderRef::Client(id.clone())]).await.unwrap();
+    let found = ex
+        .query_orders(vec![OrderRef::Client(id.clone())])
+        .await
+        .unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].status, OrderStatus::Filled);
     assert_eq!(found[0].filled_volume, dec!(0.12345678));
-    assert_eq!(fake.seen("ClosedOrders")[0].form.get("cl_ord_id"), Some(&cl));
+    assert_eq!(
+        fake.seen("ClosedOrders")[0].form.get("cl_ord_id"),
+        Some(&cl)
+    );
 }
 
 // ---------------------------------------------------------------- pairs, quantisation, body
@@ -475,25 +619,52 @@ async fn asset_pairs_map_our_symbols_with_precision() {
     let ex = fake.exchange().await;
     let pairs = ex.pairs().await.unwrap();
     assert_eq!(pairs.len(), 3, "only the wanted pairs: {pairs:?}");
-    let get = |s: &str| pairs.iter().find(|p| p.symbol.as_str() == s).unwrap().clone();
+    let get = |s: &str| {
+        pairs
+            .iter()
+            .find(|p| p.symbol.as_str() == s)
+            .unwrap()
+            .clone()
+    };
     let btc = get("BTC/USDT");
     assert_eq!(btc.exchange_name, "XBTUSDT");
-    assert_eq!((btc.tick_size, btc.price_decimals, btc.lot_decimals), (dec!(0.1), 1, 8));
-    assert_eq!((btc.ordermin, btc.costmin, btc.max_leverage_buy), (dec!(0.00005), dec!(0.5), 5));
+    assert_eq!(
+        (btc.tick_size, btc.price_decimals, btc.lot_decimals),
+        (dec!(0.1), 1, 8)
+    );
+    assert_eq!(
+        (btc.ordermin, btc.costmin, btc.max_leverage_buy),
+        (dec!(0.00005), dec!(0.5), 5)
+    );
     let xrp = get("XRP/USDT");
     assert_eq!(xrp.exchange_name, "XRPUSDT");
-    assert_eq!((xrp.tick_size, xrp.ordermin, xrp.max_leverage_buy), (dec!(0.00001), dec!(10), 1));
+    assert_eq!(
+        (xrp.tick_size, xrp.ordermin, xrp.max_leverage_buy),
+        (dec!(0.00001), dec!(10), 1)
+    );
     let xrpbtc = get("XRP/BTC");
     assert_eq!(xrpbtc.exchange_name, "XXRPXXBT");
-    assert_eq!((xrpbtc.tick_size, xrpbtc.costmin), (dec!(0.00000001), dec!(0.00002)));
+    assert_eq!(
+        (xrpbtc.tick_size, xrpbtc.costmin),
+        (dec!(0.00000001), dec!(0.00002))
+    );
     assert_eq!((xrpbtc.max_leverage_buy, xrpbtc.max_leverage_sell), (3, 2));
     // Every Kraken name of a pair maps back to our symbol.
     for name in ["XXRPXXBT", "XRPXBT", "XRP/XBT", "xrpxbt"] {
-        assert_eq!(ex.registry().symbol_for(name), Some(&sym("XRP/BTC")), "{name}");
+        assert_eq!(
+            ex.registry().symbol_for(name),
+            Some(&sym("XRP/BTC")),
+            "{name}"
+        );
     }
 
-    let unknown = KrakenExchange::connect(fake.client(), &[sym("DOGE/EUR")]).await.unwrap_err();
-    assert!(matches!(&unknown, ExchangeError::Invalid(m) if m.contains("DOGE/EUR")), "{unknown:?}");
+    let unknown = KrakenExchange::connect(fake.client(), &[sym("DOGE/EUR")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&unknown, ExchangeError::Invalid(m) if m.contains("DOGE/EUR")),
+        "{unknown:?}"
+    );
 }
 
 #[tokio::test]
@@ -504,7 +675,10 @@ async fn add_order_body_is_quantised_without_exponents_and_carries_cl_ord_id() {
 
     let btc = limit("BTC/USDT", Side::Buy, dec!(0.123456789), dec!(45250.06));
     let ack = ex.place_order(btc.clone()).await.unwrap();
-    let tiny = OrderRequest { post_only: true, ..limit("XRP/BTC", Side::Sell, dec!(25.000000019), dec!(0.00000100)) };
+    let tiny = OrderRequest {
+        post_only: true,
+        ..limit("XRP/BTC", Side::Sell, dec!(25.000000019), dec!(0.00000100))
+    };
     ex.place_order(tiny).await.unwrap();
     let stop = OrderRequest {
         order_type: OrderType::StopLossLimit,
@@ -537,13 +711,24 @@ async fn add_order_body_is_quantised_without_exponents_and_carries_cl_ord_id() {
     for s in &sent {
         for k in ["price", "price2", "volume"] {
             let v = s.form.get(k).map(String::as_str).unwrap_or("");
-            assert!(!v.to_ascii_lowercase().contains('e'), "{k}={v} uses an exponent");
+            assert!(
+                !v.to_ascii_lowercase().contains('e'),
+                "{k}={v} uses an exponent"
+            );
         }
     }
 
     assert_eq!(field(2, "ordertype").as_deref(), Some("stop-loss-limit"));
-    assert_eq!(field(2, "price").as_deref(), Some("44000"), "trigger in price");
-    assert_eq!(field(2, "price2").as_deref(), Some("43900.1"), "limit in price2");
+    assert_eq!(
+        field(2, "price").as_deref(),
+        Some("44000"),
+        "trigger in price"
+    );
+    assert_eq!(
+        field(2, "price2").as_deref(),
+        Some("43900.1"),
+        "limit in price2"
+    );
     assert_eq!(field(2, "reduce_only").as_deref(), Some("true"));
     assert_eq!(field(2, "leverage").as_deref(), Some("2"));
 }
@@ -554,17 +739,39 @@ async fn minimum_violations_are_refused_without_any_http_call() {
     let ex = fake.exchange().await;
     fake.default("AddOrder", add_order_ok("SHOULD-NOT-HAPPEN"));
     let cases = [
-        (limit("BTC/USDT", Side::Buy, dec!(0.00004), dec!(45000)), "ordermin"),
-        (limit("XRP/USDT", Side::Buy, dec!(9.99999999), dec!(0.6)), "ordermin"),
-        (limit("BTC/USDT", Side::Buy, dec!(0.0001), dec!(4000)), "costmin"),
-        (limit("XRP/BTC", Side::Buy, dec!(10), dec!(0.000001)), "costmin"),
-        (limit("ETH/USDT", Side::Buy, dec!(1), dec!(2000)), "not a loaded Kraken pair"),
+        (
+            limit("BTC/USDT", Side::Buy, dec!(0.00004), dec!(45000)),
+            "ordermin",
+        ),
+        (
+            limit("XRP/USDT", Side::Buy, dec!(9.99999999), dec!(0.6)),
+            "ordermin",
+        ),
+        (
+            limit("BTC/USDT", Side::Buy, dec!(0.0001), dec!(4000)),
+            "costmin",
+        ),
+        (
+            limit("XRP/BTC", Side::Buy, dec!(10), dec!(0.000001)),
+            "costmin",
+        ),
+        (
+            limit("ETH/USDT", Side::Buy, dec!(1), dec!(2000)),
+            "not a loaded Kraken pair",
+        ),
     ];
     for (req, needle) in cases {
         let e = ex.place_order(req.clone()).await.unwrap_err();
-        assert!(matches!(&e, ExchangeError::Invalid(m) if m.contains(needle)), "{needle}: {e:?}");
+        assert!(
+            matches!(&e, ExchangeError::Invalid(m) if m.contains(needle)),
+            "{needle}: {e:?}"
+        );
     }
-    assert!(fake.all_seen().is_empty(), "nothing may reach Kraken: {:?}", fake.all_seen());
+    assert!(
+        fake.all_seen().is_empty(),
+        "nothing may reach Kraken: {:?}",
+        fake.all_seen()
+    );
 }
 
 // ---------------------------------------------------------------- public data
@@ -594,15 +801,24 @@ async fn ohlc_over_http_drops_the_forming_candle_and_ticker_reads_last_bid_ask()
     )
     .await;
 
-    let candles = ex.ohlc(&sym("BTC/USDT"), Timeframe::H1, Some(1_700_000_000)).await.unwrap();
+    let candles = ex
+        .ohlc(&sym("BTC/USDT"), Timeframe::H1, Some(1_700_000_000))
+        .await
+        .unwrap();
     assert_eq!(candles.len(), 2);
     assert_eq!(candles[0].symbol, sym("BTC/USDT"));
     assert_eq!(candles[0].timeframe, Timeframe::H1);
     assert_eq!(candles[1].open_time.timestamp(), 1_700_003_600);
-    assert_eq!((candles[1].high, candles[1].volume), (dec!(45200.0), dec!(8.25)));
+    assert_eq!(
+        (candles[1].high, candles[1].volume),
+        (dec!(45200.0), dec!(8.25))
+    );
 
     let t = ex.ticker(&sym("XRP/USDT")).await.unwrap();
-    assert_eq!((t.last, t.bid, t.ask), (dec!(0.61220), dec!(0.61200), dec!(0.61234)));
+    assert_eq!(
+        (t.last, t.bid, t.ask),
+        (dec!(0.61220), dec!(0.61200), dec!(0.61234))
+    );
 }
 
 // ---------------------------------------------------------------- orders, cancel, switch
@@ -622,7 +838,10 @@ async fn open_orders_convert_and_cancel_by_client_id_sends_cl_ord_id() {
         }})),
     );
     fake.default("CancelOrder", ok(json!({"count": 1})));
-    fake.default("QueryOrders", ok(json!({"OPEN-1": kraken_order(&cl, "canceled", "0.02")})));
+    fake.default(
+        "QueryOrders",
+        ok(json!({"OPEN-1": kraken_order(&cl, "canceled", "0.02")})),
+    );
 
     let open = ex.open_orders().await.unwrap();
     assert_eq!(open.len(), 1, "orders on pairs we do not trade are skipped");
@@ -631,14 +850,28 @@ async fn open_orders_convert_and_cancel_by_client_id_sends_cl_ord_id() {
     assert_eq!(open[0].price, Some(dec!(45250.1)));
 
     ex.cancel_order(OrderRef::Client(id.clone())).await.unwrap();
-    ex.cancel_order(OrderRef::Exchange("OPEN-1".into())).await.unwrap();
+    ex.cancel_order(OrderRef::Exchange("OPEN-1".into()))
+        .await
+        .unwrap();
     let cancels = fake.seen("CancelOrder");
     assert_eq!(cancels[0].form.get("cl_ord_id"), Some(&cl));
-    assert_eq!(cancels[1].form.get("txid").map(String::as_str), Some("OPEN-1"));
+    assert_eq!(
+        cancels[1].form.get("txid").map(String::as_str),
+        Some("OPEN-1")
+    );
 
-    let q = ex.query_orders(vec![OrderRef::Exchange("OPEN-1".into())]).await.unwrap();
+    let q = ex
+        .query_orders(vec![OrderRef::Exchange("OPEN-1".into())])
+        .await
+        .unwrap();
     assert_eq!(q[0].status, OrderStatus::Cancelled);
-    assert_eq!(fake.seen("QueryOrders")[0].form.get("txid").map(String::as_str), Some("OPEN-1"));
+    assert_eq!(
+        fake.seen("QueryOrders")[0]
+            .form
+            .get("txid")
+            .map(String::as_str),
+        Some("OPEN-1")
+    );
 }
 
 #[tokio::test]
@@ -651,15 +884,24 @@ async fn dead_mans_switch_refreshes_on_kraken_and_disarms_on_stop() {
     );
     let handle = spawn_dead_mans_switch(
         Arc::new(ex),
-        DeadMansSwitchConfig { timeout_secs: 60, refresh_every: Duration::from_millis(60) },
+        DeadMansSwitchConfig {
+            timeout_secs: 60,
+            refresh_every: Duration::from_millis(60),
+        },
     )
     .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     handle.stop(true).await.unwrap();
-    let calls: Vec<String> =
-        fake.seen("CancelAllOrdersAfter").iter().map(|s| s.form.get("timeout").cloned().unwrap()).collect();
+    let calls: Vec<String> = fake
+        .seen("CancelAllOrdersAfter")
+        .iter()
+        .map(|s| s.form.get("timeout").cloned().unwrap())
+        .collect();
     assert!(calls.len() >= 3, "{calls:?}");
-    assert!(calls[..calls.len() - 1].iter().all(|t| t == "60"), "{calls:?}");
+    assert!(
+        calls[..calls.len() - 1].iter().all(|t| t == "60"),
+        "{calls:?}"
+    );
     assert_eq!(calls.last().map(String::as_str), Some("0"), "disarmed last");
 }
 
@@ -669,7 +911,11 @@ async fn dead_mans_switch_refreshes_on_kraken_and_disarms_on_stop() {
 async fn rest_counter_stops_a_burst_before_kraken_does() {
     let fake = Fake::start().await;
     fake.default("Balance", ok(json!({})));
-    let cfg = KrakenConfig { tier: Tier::Starter, max_rate_wait: Duration::from_millis(100), ..fake.config() };
+    let cfg = KrakenConfig {
+        tier: Tier::Starter,
+        max_rate_wait: Duration::from_millis(100),
+        ..fake.config()
+    };
     let client = fake.client_with(cfg);
 
     let mut results = Vec::new();
@@ -678,7 +924,11 @@ async fn rest_counter_stops_a_burst_before_kraken_does() {
     }
 
     assert!(results[..15].iter().all(Result::is_ok));
-    assert!(matches!(results[15], Err(ExchangeError::RateLimited(_))), "{:?}", results[15]);
+    assert!(
+        matches!(results[15], Err(ExchangeError::RateLimited(_))),
+        "{:?}",
+        results[15]
+    );
     assert_eq!(fake.seen("Balance").len(), 15, "the 16th call never left");
 }
 
@@ -687,7 +937,11 @@ async fn rest_counter_waits_for_decay_when_allowed() {
     let fake = Fake::start().await;
     fake.default("Balance", ok(json!({})));
     // Pro: 20 max, −1/s. The 21st call waits up to 1 s, within the 1.5 s allowed.
-    let cfg = KrakenConfig { tier: Tier::Pro, max_rate_wait: Duration::from_millis(1500), ..fake.config() };
+    let cfg = KrakenConfig {
+        tier: Tier::Pro,
+        max_rate_wait: Duration::from_millis(1500),
+        ..fake.config()
+    };
     let client = fake.client_with(cfg);
     let started = std::time::Instant::now();
     for _ in 0..20 {
@@ -697,21 +951,31 @@ async fn rest_counter_waits_for_decay_when_allowed() {
     let started = std::time::Instant::now();
     client.balance().await.unwrap();
     let waited = started.elapsed();
-    assert!(waited + burst >= Duration::from_millis(900), "burst {burst:?}, then waited {waited:?}");
+    assert!(
+        waited + burst >= Duration::from_millis(900),
+        "burst {burst:?}, then waited {waited:?}"
+    );
     assert_eq!(fake.seen("Balance").len(), 21);
 }
 
 #[tokio::test]
 async fn cancelling_young_orders_exhausts_the_pair_trading_counter() {
     let fake = Fake::start().await;
-    let cfg = KrakenConfig { tier: Tier::Starter, max_rate_wait: Duration::from_millis(100), ..fake.config() };
+    let cfg = KrakenConfig {
+        tier: Tier::Starter,
+        max_rate_wait: Duration::from_millis(100),
+        ..fake.config()
+    };
     let ex = fake.exchange_with(cfg).await;
     fake.default("CancelOrder", ok(json!({"count": 1})));
     let mut refused = None;
     for i in 0..10 {
         let txid = format!("OYOUNG-{i}");
         fake.script("AddOrder", vec![Scripted::Body(add_order_ok(&txid))]);
-        if let Err(e) = ex.place_order(limit("BTC/USDT", Side::Buy, dec!(0.01), dec!(45000))).await {
+        if let Err(e) = ex
+            .place_order(limit("BTC/USDT", Side::Buy, dec!(0.01), dec!(45000)))
+            .await
+        {
             refused = Some((i, "add", e));
             break;
         }
@@ -726,22 +990,34 @@ async fn cancelling_young_orders_exhausts_the_pair_trading_counter() {
     assert_eq!((cycle, what), (6, "cancel"), "{e:?}");
     assert!(matches!(e, ExchangeError::RateLimited(_)), "{e:?}");
     assert_eq!(fake.seen("AddOrder").len(), 7);
-    assert_eq!(fake.seen("CancelOrder").len(), 6, "the refused cancel never left");
+    assert_eq!(
+        fake.seen("CancelOrder").len(),
+        6,
+        "the refused cancel never left"
+    );
 
     // Other pairs have their own counter.
     fake.script("AddOrder", vec![Scripted::Body(add_order_ok("OXRP-1"))]);
-    ex.place_order(limit("XRP/USDT", Side::Buy, dec!(20), dec!(0.6))).await.unwrap();
+    ex.place_order(limit("XRP/USDT", Side::Buy, dec!(20), dec!(0.6)))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn temporary_lockout_pauses_private_calls_locally() {
     let fake = Fake::start().await;
-    fake.script("Balance", vec![Scripted::Body(err("EGeneral:Temporary lockout"))]);
+    fake.script(
+        "Balance",
+        vec![Scripted::Body(err("EGeneral:Temporary lockout"))],
+    );
     fake.default("Balance", ok(json!({})));
     let client = fake.client();
     let e = client.balance().await.unwrap_err();
     assert!(matches!(e, ExchangeError::RateLimited(_)), "{e:?}");
     let e = client.balance().await.unwrap_err();
-    assert!(matches!(&e, ExchangeError::RateLimited(m) if m.contains("paused")), "{e:?}");
+    assert!(
+        matches!(&e, ExchangeError::RateLimited(m) if m.contains("paused")),
+        "{e:?}"
+    );
     assert_eq!(fake.seen("Balance").len(), 1, "no call during the lock-out");
 }

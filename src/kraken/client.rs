@@ -3,8 +3,8 @@
 
 use super::assets::{format_decimal, is_suffixed_asset, normalise_asset, parse_decimal};
 use super::errors::{
-    classify, classify_http_status, classify_malformed, classify_transport, has_error, CallKind, INVALID_NONCE_PREFIX,
-    LOCKOUT_PREFIX,
+    classify, classify_http_status, classify_malformed, classify_transport, has_error, CallKind,
+    INVALID_NONCE_PREFIX, LOCKOUT_PREFIX,
 };
 use super::limits::{rest_cost, RateGate, Tier, TradingLimiter, ADD_ORDER_COST};
 use super::sign::{sign_with_key, FormBody, NonceSource};
@@ -39,13 +39,19 @@ pub struct KrakenCredentials {
 
 impl KrakenCredentials {
     pub fn new(api_key: impl Into<String>, api_secret: impl Into<String>) -> Self {
-        Self { api_key: SecretString::from(api_key.into()), api_secret: SecretString::from(api_secret.into()) }
+        Self {
+            api_key: SecretString::from(api_key.into()),
+            api_secret: SecretString::from(api_secret.into()),
+        }
     }
 }
 
 impl fmt::Debug for KrakenCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KrakenCredentials").field("api_key", &"[REDACTED]").field("api_secret", &"[REDACTED]").finish()
+        f.debug_struct("KrakenCredentials")
+            .field("api_key", &"[REDACTED]")
+            .field("api_secret", &"[REDACTED]")
+            .finish()
     }
 }
 
@@ -232,7 +238,9 @@ fn unix_secs_to_utc(secs: f64) -> Option<DateTime<Utc>> {
         return None;
     }
     let whole = secs.trunc() as i64;
-    let nanos = ((secs - secs.trunc()) * 1e9).round().clamp(0.0, 999_999_999.0) as u32;
+    let nanos = ((secs - secs.trunc()) * 1e9)
+        .round()
+        .clamp(0.0, 999_999_999.0) as u32;
     Utc.timestamp_opt(whole, nanos).single()
 }
 
@@ -359,7 +367,10 @@ impl KrakenClient {
     /// # Errors
     /// [`KrakenSetupError`] for a secret that is not base64, a malformed base URL, or an HTTP
     /// client that cannot be built.
-    pub fn new(config: KrakenConfig, credentials: Option<KrakenCredentials>) -> Result<Self, KrakenSetupError> {
+    pub fn new(
+        config: KrakenConfig,
+        credentials: Option<KrakenCredentials>,
+    ) -> Result<Self, KrakenSetupError> {
         let base_url = config.base_url.trim().trim_end_matches('/').to_owned();
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
             return Err(KrakenSetupError::BadBaseUrl(config.base_url.clone()));
@@ -370,7 +381,10 @@ impl KrakenClient {
                 let secret = B64
                     .decode(c.api_secret.expose_secret().trim())
                     .map_err(|_| KrakenSetupError::SecretNotBase64)?;
-                Some(Keys { api_key: c.api_key, secret: SecretBox::new(Box::new(secret)) })
+                Some(Keys {
+                    api_key: c.api_key,
+                    secret: SecretBox::new(Box::new(secret)),
+                })
             }
         };
         let http = reqwest::Client::builder()
@@ -378,7 +392,11 @@ impl KrakenClient {
             .user_agent(config.user_agent.clone())
             .build()
             .map_err(|e| KrakenSetupError::Http(e.to_string()))?;
-        let rest = RateGate::new("Kraken REST", config.tier.rest_limits(), config.max_rate_wait);
+        let rest = RateGate::new(
+            "Kraken REST",
+            config.tier.rest_limits(),
+            config.max_rate_wait,
+        );
         let trading = TradingLimiter::new(config.tier.trading_limits(), config.max_rate_wait);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -450,9 +468,16 @@ impl KrakenClient {
     ///
     /// # Errors
     /// Classified [`ExchangeError`]; `Rejected` without credentials.
-    pub async fn private(&self, method: &str, params: &FormBody, kind: CallKind) -> Result<Value, ExchangeError> {
+    pub async fn private(
+        &self,
+        method: &str,
+        params: &FormBody,
+        kind: CallKind,
+    ) -> Result<Value, ExchangeError> {
         let Some(keys) = self.inner.keys.as_ref() else {
-            return Err(ExchangeError::Rejected(format!("Kraken {method} needs API credentials")));
+            return Err(ExchangeError::Rejected(format!(
+                "Kraken {method} needs API credentials"
+            )));
         };
         let mut attempt = 1;
         let mut nonce_retry_used = false;
@@ -466,8 +491,13 @@ impl KrakenClient {
             };
             if let SendError::Kraken(errors) = &err {
                 if has_error(errors, LOCKOUT_PREFIX) {
-                    *self.inner.lockout_until.lock() = Some(Instant::now() + self.inner.config.lockout_pause);
-                    tracing::error!(method, ?errors, "Kraken temporary lockout: pausing private calls");
+                    *self.inner.lockout_until.lock() =
+                        Some(Instant::now() + self.inner.config.lockout_pause);
+                    tracing::error!(
+                        method,
+                        ?errors,
+                        "Kraken temporary lockout: pausing private calls"
+                    );
                 }
                 if has_error(errors, INVALID_NONCE_PREFIX) {
                     if nonce_retry_used {
@@ -477,7 +507,10 @@ impl KrakenClient {
                         )));
                     }
                     nonce_retry_used = true;
-                    tracing::warn!(method, "Kraken refused the nonce; retrying once with a fresh nonce");
+                    tracing::warn!(
+                        method,
+                        "Kraken refused the nonce; retrying once with a fresh nonce"
+                    );
                     continue;
                 }
             }
@@ -496,7 +529,10 @@ impl KrakenClient {
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        self.inner.config.retry_backoff.saturating_mul(1u32 << attempt.saturating_sub(1).min(10))
+        self.inner
+            .config
+            .retry_backoff
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(10))
     }
 
     fn check_lockout(&self) -> Result<(), ExchangeError> {
@@ -526,14 +562,22 @@ impl KrakenClient {
             let _in_order = self.inner.send_lock.lock().await;
             let nonce = self.inner.nonces.next();
             let rest = params.encode();
-            let body = if rest.is_empty() { format!("nonce={nonce}") } else { format!("nonce={nonce}&{rest}") };
-            let signature = sign_with_key(&path, nonce, body.as_bytes(), keys.secret.expose_secret());
+            let body = if rest.is_empty() {
+                format!("nonce={nonce}")
+            } else {
+                format!("nonce={nonce}&{rest}")
+            };
+            let signature =
+                sign_with_key(&path, nonce, body.as_bytes(), keys.secret.expose_secret());
             self.inner
                 .http
                 .post(&url)
                 .header("API-Key", keys.api_key.expose_secret())
                 .header("API-Sign", signature)
-                .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
                 .body(body)
                 .send()
                 .await
@@ -551,7 +595,10 @@ impl KrakenClient {
     pub async fn asset_pairs(&self) -> Result<BTreeMap<String, AssetPair>, ExchangeError> {
         let v = self.public("AssetPairs", &FormBody::new()).await?;
         let Value::Object(map) = v else {
-            return Err(classify_malformed("AssetPairs result is not an object", CallKind::Read));
+            return Err(classify_malformed(
+                "AssetPairs result is not an object",
+                CallKind::Read,
+            ));
         };
         let mut out = BTreeMap::new();
         for (id, entry) in map {
@@ -559,7 +606,9 @@ impl KrakenClient {
                 Ok(p) => {
                     out.insert(id, p);
                 }
-                Err(e) => tracing::debug!(pair = %id, error = %e, "skipping unparsable AssetPairs entry"),
+                Err(e) => {
+                    tracing::debug!(pair = %id, error = %e, "skipping unparsable AssetPairs entry")
+                }
             }
         }
         Ok(out)
@@ -577,7 +626,8 @@ impl KrakenClient {
         since: Option<i64>,
     ) -> Result<Vec<Candle>, ExchangeError> {
         let mut q = FormBody::new();
-        q.push("pair", pair).push("interval", interval_minutes(timeframe).to_string());
+        q.push("pair", pair)
+            .push("interval", interval_minutes(timeframe).to_string());
         if let Some(s) = since {
             q.push("since", s.to_string());
         }
@@ -604,7 +654,9 @@ impl KrakenClient {
     /// # Errors
     /// Classified [`ExchangeError`].
     pub async fn balance(&self) -> Result<BTreeMap<String, Decimal>, ExchangeError> {
-        let v = self.private("Balance", &FormBody::new(), CallKind::Read).await?;
+        let v = self
+            .private("Balance", &FormBody::new(), CallKind::Read)
+            .await?;
         parse_balance(&v)
     }
 
@@ -613,11 +665,22 @@ impl KrakenClient {
     ///
     /// # Errors
     /// Classified [`ExchangeError`]; `Unknown` when the order may exist.
-    pub async fn add_order(&self, params: &AddOrderParams) -> Result<AddOrderResult, ExchangeError> {
-        self.inner.trading.acquire(&params.pair, ADD_ORDER_COST).await?;
-        let v = self.private("AddOrder", &params.to_form(), CallKind::OrderChange).await?;
+    pub async fn add_order(
+        &self,
+        params: &AddOrderParams,
+    ) -> Result<AddOrderResult, ExchangeError> {
+        self.inner
+            .trading
+            .acquire(&params.pair, ADD_ORDER_COST)
+            .await?;
+        let v = self
+            .private("AddOrder", &params.to_form(), CallKind::OrderChange)
+            .await?;
         let txids: Vec<String> = match v.get("txid") {
-            Some(Value::Array(a)) => a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|t| t.as_str().map(str::to_owned))
+                .collect(),
             Some(Value::String(s)) => vec![s.clone()],
             _ => Vec::new(),
         };
@@ -632,7 +695,9 @@ impl KrakenClient {
             if let Some(c) = &params.cl_ord_id {
                 ids.push(c);
             }
-            self.inner.trading.record_placed(&params.pair, &ids, Instant::now());
+            self.inner
+                .trading
+                .record_placed(&params.pair, &ids, Instant::now());
         }
         Ok(AddOrderResult { txids, description })
     }
@@ -649,7 +714,9 @@ impl KrakenClient {
             CancelTarget::Txid(t) => f.push("txid", t.clone()),
             CancelTarget::ClOrdId(c) => f.push("cl_ord_id", c.clone()),
         };
-        let v = self.private("CancelOrder", &f, CallKind::OrderChange).await?;
+        let v = self
+            .private("CancelOrder", &f, CallKind::OrderChange)
+            .await?;
         self.inner.trading.forget(&[target.id()]);
         Ok(CancelResult {
             count: v.get("count").and_then(Value::as_u64).unwrap_or(0),
@@ -661,7 +728,10 @@ impl KrakenClient {
     ///
     /// # Errors
     /// Classified [`ExchangeError`].
-    pub async fn query_orders(&self, txids: &[String]) -> Result<BTreeMap<String, KrakenOrder>, ExchangeError> {
+    pub async fn query_orders(
+        &self,
+        txids: &[String],
+    ) -> Result<BTreeMap<String, KrakenOrder>, ExchangeError> {
         let mut out = BTreeMap::new();
         for chunk in txids.chunks(50) {
             let mut f = FormBody::new();
@@ -676,7 +746,10 @@ impl KrakenClient {
     ///
     /// # Errors
     /// Classified [`ExchangeError`].
-    pub async fn open_orders(&self, cl_ord_id: Option<&str>) -> Result<BTreeMap<String, KrakenOrder>, ExchangeError> {
+    pub async fn open_orders(
+        &self,
+        cl_ord_id: Option<&str>,
+    ) -> Result<BTreeMap<String, KrakenOrder>, ExchangeError> {
         let mut f = FormBody::new();
         if let Some(c) = cl_ord_id {
             f.push("cl_ord_id", c);
@@ -710,7 +783,10 @@ impl KrakenClient {
     ///
     /// # Errors
     /// `Invalid` for a timeout of a day or more; otherwise classified [`ExchangeError`].
-    pub async fn cancel_all_orders_after(&self, timeout_secs: u32) -> Result<DeadMansSwitchStatus, ExchangeError> {
+    pub async fn cancel_all_orders_after(
+        &self,
+        timeout_secs: u32,
+    ) -> Result<DeadMansSwitchStatus, ExchangeError> {
         if timeout_secs >= MAX_DEAD_MANS_SWITCH_SECS {
             return Err(ExchangeError::Invalid(format!(
                 "dead man's switch timeout {timeout_secs} s must be below {MAX_DEAD_MANS_SWITCH_SECS} s"
@@ -718,9 +794,19 @@ impl KrakenClient {
         }
         let mut f = FormBody::new();
         f.push("timeout", timeout_secs.to_string());
-        let v = self.private("CancelAllOrdersAfter", &f, CallKind::Read).await?;
-        let text = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-        Ok(DeadMansSwitchStatus { current_time: text("currentTime"), trigger_time: text("triggerTime") })
+        let v = self
+            .private("CancelAllOrdersAfter", &f, CallKind::Read)
+            .await?;
+        let text = |k: &str| {
+            v.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        Ok(DeadMansSwitchStatus {
+            current_time: text("currentTime"),
+            trigger_time: text("triggerTime"),
+        })
     }
 }
 
@@ -760,11 +846,17 @@ async fn read_envelope_raw(resp: reqwest::Response) -> Result<Value, SendError> 
 fn parse_envelope(text: &str) -> Result<Value, SendError> {
     let v: Value = serde_json::from_str(text).map_err(|e| SendError::Malformed(format!("{e}")))?;
     let errors: Vec<String> = match v.get("error") {
-        Some(Value::Array(a)) => a.iter().filter_map(|e| e.as_str().map(str::to_owned)).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|e| e.as_str().map(str::to_owned))
+            .collect(),
         Some(Value::String(s)) if !s.is_empty() => vec![s.clone()],
         _ => Vec::new(),
     };
-    if errors.iter().any(|e| !e.trim().to_ascii_lowercase().starts_with('w')) {
+    if errors
+        .iter()
+        .any(|e| !e.trim().to_ascii_lowercase().starts_with('w'))
+    {
         return Err(SendError::Kraken(errors));
     }
     for w in &errors {
@@ -786,21 +878,39 @@ fn malformed(detail: impl Into<String>) -> ExchangeError {
 ///
 /// # Errors
 /// `Retryable` (malformed) when rows are missing or not numeric.
-pub fn parse_ohlc(v: &Value, symbol: &Symbol, timeframe: Timeframe) -> Result<Vec<Candle>, ExchangeError> {
+pub fn parse_ohlc(
+    v: &Value,
+    symbol: &Symbol,
+    timeframe: Timeframe,
+) -> Result<Vec<Candle>, ExchangeError> {
     let rows = v
         .as_object()
-        .and_then(|m| m.iter().find(|(k, val)| k.as_str() != "last" && val.is_array()))
+        .and_then(|m| {
+            m.iter()
+                .find(|(k, val)| k.as_str() != "last" && val.is_array())
+        })
         .and_then(|(_, val)| val.as_array())
         .ok_or_else(|| malformed("OHLC result has no rows"))?;
     let finished = rows.len().saturating_sub(1);
     rows.iter()
         .take(finished)
         .map(|row| {
-            let cell = |i: usize| row.get(i).ok_or_else(|| malformed(format!("OHLC row too short: {row}")));
-            let dec = |i: usize| cell(i).and_then(|c| parse_decimal(c).ok_or_else(|| malformed(format!("bad OHLC cell {c}"))));
-            let t = cell(0)?.as_i64().ok_or_else(|| malformed(format!("bad OHLC time in {row}")))?;
-            let open_time =
-                Utc.timestamp_opt(t, 0).single().ok_or_else(|| malformed(format!("OHLC time {t} out of range")))?;
+            let cell = |i: usize| {
+                row.get(i)
+                    .ok_or_else(|| malformed(format!("OHLC row too short: {row}")))
+            };
+            let dec = |i: usize| {
+                cell(i).and_then(|c| {
+                    parse_decimal(c).ok_or_else(|| malformed(format!("bad OHLC cell {c}")))
+                })
+            };
+            let t = cell(0)?
+                .as_i64()
+                .ok_or_else(|| malformed(format!("bad OHLC time in {row}")))?;
+            let open_time = Utc
+                .timestamp_opt(t, 0)
+                .single()
+                .ok_or_else(|| malformed(format!("OHLC time {t} out of range")))?;
             Ok(Candle {
                 symbol: symbol.clone(),
                 timeframe,
@@ -831,7 +941,11 @@ pub fn parse_ticker(v: &Value) -> Result<Ticker, ExchangeError> {
             .and_then(parse_decimal)
             .ok_or_else(|| malformed(format!("Ticker field {k} missing")))
     };
-    Ok(Ticker { last: first("c")?, bid: first("b")?, ask: first("a")? })
+    Ok(Ticker {
+        last: first("c")?,
+        bid: first("b")?,
+        ask: first("a")?,
+    })
 }
 
 /// Parses a Balance result into our asset codes, summing names that map to the same asset.
@@ -839,13 +953,16 @@ pub fn parse_ticker(v: &Value) -> Result<Ticker, ExchangeError> {
 /// # Errors
 /// `Retryable` (malformed) when an amount is not a decimal.
 pub fn parse_balance(v: &Value) -> Result<BTreeMap<String, Decimal>, ExchangeError> {
-    let map = v.as_object().ok_or_else(|| malformed("Balance result is not an object"))?;
+    let map = v
+        .as_object()
+        .ok_or_else(|| malformed("Balance result is not an object"))?;
     let mut out = BTreeMap::new();
     for (asset, amount) in map {
         if is_suffixed_asset(asset) {
             continue;
         }
-        let amount = parse_decimal(amount).ok_or_else(|| malformed(format!("bad balance for {asset}: {amount}")))?;
+        let amount = parse_decimal(amount)
+            .ok_or_else(|| malformed(format!("bad balance for {asset}: {amount}")))?;
         *out.entry(normalise_asset(asset)).or_insert(Decimal::ZERO) += amount;
     }
     Ok(out)
@@ -857,7 +974,11 @@ pub fn parse_balance(v: &Value) -> Result<BTreeMap<String, Decimal>, ExchangeErr
 /// `Retryable` (malformed) when an order does not parse.
 pub fn parse_orders(v: &Value) -> Result<BTreeMap<String, KrakenOrder>, ExchangeError> {
     let Some(map) = v.as_object() else {
-        return if v.is_null() { Ok(BTreeMap::new()) } else { Err(malformed("orders result is not an object")) };
+        return if v.is_null() {
+            Ok(BTreeMap::new())
+        } else {
+            Err(malformed("orders result is not an object"))
+        };
     };
     map.iter()
         .map(|(txid, o)| {
@@ -878,16 +999,28 @@ mod tests {
     fn credentials_debug_hides_secrets() {
         let c = KrakenCredentials::new("my-public-key", "c2VjcmV0");
         let s = format!("{c:?}");
-        assert!(!s.contains("my-public-key") && !s.contains("c2VjcmV0"), "{s}");
+        assert!(
+            !s.contains("my-public-key") && !s.contains("c2VjcmV0"),
+            "{s}"
+        );
         assert!(s.contains("REDACTED"));
     }
 
     #[test]
     fn client_rejects_bad_setup() {
         let bad = KrakenCredentials::new("k", "not base64!!");
-        assert_eq!(KrakenClient::new(KrakenConfig::default(), Some(bad)).unwrap_err(), KrakenSetupError::SecretNotBase64);
-        let cfg = KrakenConfig { base_url: "api.kraken.com".into(), ..KrakenConfig::default() };
-        assert!(matches!(KrakenClient::new(cfg, None), Err(KrakenSetupError::BadBaseUrl(_))));
+        assert_eq!(
+            KrakenClient::new(KrakenConfig::default(), Some(bad)).unwrap_err(),
+            KrakenSetupError::SecretNotBase64
+        );
+        let cfg = KrakenConfig {
+            base_url: "api.kraken.com".into(),
+            ..KrakenConfig::default()
+        };
+        assert!(matches!(
+            KrakenClient::new(cfg, None),
+            Err(KrakenSetupError::BadBaseUrl(_))
+        ));
     }
 
     #[test]
@@ -910,9 +1043,20 @@ mod tests {
             "ordertype=stop-loss-limit&type=sell&pair=XBTUSDT&volume=0.000001&price=45000&price2=44900.5\
              &leverage=2&reduce_only=true&cl_ord_id=abc&validate=true"
         );
-        let spot = AddOrderParams { leverage: Some(1), reduce_only: false, validate: false, post_only: true, ..p };
+        let spot = AddOrderParams {
+            leverage: Some(1),
+            reduce_only: false,
+            validate: false,
+            post_only: true,
+            ..p
+        };
         let body = spot.to_form().encode();
-        assert!(!body.contains("leverage") && body.contains("oflags=post") && !body.contains("validate"), "{body}");
+        assert!(
+            !body.contains("leverage")
+                && body.contains("oflags=post")
+                && !body.contains("validate"),
+            "{body}"
+        );
     }
 
     #[test]
@@ -949,15 +1093,31 @@ mod tests {
     #[test]
     fn ticker_parses_last_bid_ask() {
         let v = json!({"XBTUSDT": {"a": ["45001.1", "1", "1.000"], "b": ["45000.9", "2", "2.000"], "c": ["45001.0", "0.01"]}});
-        assert_eq!(parse_ticker(&v).unwrap(), Ticker { last: dec!(45001.0), bid: dec!(45000.9), ask: dec!(45001.1) });
+        assert_eq!(
+            parse_ticker(&v).unwrap(),
+            Ticker {
+                last: dec!(45001.0),
+                bid: dec!(45000.9),
+                ask: dec!(45001.1)
+            }
+        );
     }
 
     #[test]
     fn envelope_separates_errors_warnings_and_garbage() {
-        assert!(matches!(parse_envelope(r#"{"error":["EService:Busy"]}"#), Err(SendError::Kraken(_))));
-        assert!(matches!(parse_envelope(r#"{"error":["WGeneral:x"],"result":{"a":1}}"#), Ok(_)));
-        assert!(matches!(parse_envelope("<html>502</html>"), Err(SendError::Malformed(_))));
-        assert!(matches!(parse_envelope(r#"{"error":[]}"#), Err(SendError::Malformed(_))));
+        assert!(matches!(
+            parse_envelope(r#"{"error":["EService:Busy"]}"#),
+            Err(SendError::Kraken(_))
+        ));
+        assert!(parse_envelope(r#"{"error":["WGeneral:x"],"result":{"a":1}}"#).is_ok());
+        assert!(matches!(
+            parse_envelope("<html>502</html>"),
+            Err(SendError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_envelope(r#"{"error":[]}"#),
+            Err(SendError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -95,9 +95,20 @@ pub fn has_error(errors: &[String], prefix: &str) -> bool {
 /// - busy/unavailable/internal error/deadline: reads retryable, order changes unknown;
 /// - anything unrecognised: reads rejected (no blind retries), order changes unknown (reconcile).
 pub fn classify(errors: &[String], kind: CallKind) -> ExchangeError {
-    let errors: Vec<&String> = errors.iter().filter(|e| !e.trim().to_ascii_lowercase().starts_with('w')).collect();
-    let text = errors.iter().map(|e| e.as_str()).collect::<Vec<_>>().join("; ");
-    let any = |list: &[&str]| errors.iter().any(|e| list.iter().any(|p| starts_with_ci(e, p)));
+    let errors: Vec<&String> = errors
+        .iter()
+        .filter(|e| !e.trim().to_ascii_lowercase().starts_with('w'))
+        .collect();
+    let text = errors
+        .iter()
+        .map(|e| e.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let any = |list: &[&str]| {
+        errors
+            .iter()
+            .any(|e| list.iter().any(|p| starts_with_ci(e, p)))
+    };
 
     if errors.is_empty() {
         return ExchangeError::Rejected("Kraken reported only warnings".into());
@@ -127,7 +138,9 @@ pub fn classify(errors: &[String], kind: CallKind) -> ExchangeError {
     }
     match kind {
         CallKind::Read => ExchangeError::Rejected(format!("unrecognised Kraken error: {text}")),
-        CallKind::OrderChange => ExchangeError::Unknown(format!("unrecognised Kraken error: {text}")),
+        CallKind::OrderChange => {
+            ExchangeError::Unknown(format!("unrecognised Kraken error: {text}"))
+        }
     }
 }
 
@@ -200,11 +213,19 @@ mod tests {
             ("eorder:insufficient FUNDS", OrderChange, Rejected),
             ("EOrder:Insufficient margin", OrderChange, Rejected),
             ("EGeneral:Invalid arguments", OrderChange, Rejected),
-            ("EGeneral:Invalid arguments:volume minimum not met", OrderChange, Rejected),
+            (
+                "EGeneral:Invalid arguments:volume minimum not met",
+                OrderChange,
+                Rejected,
+            ),
             ("EOrder:Order minimum not met", OrderChange, Rejected),
             ("EOrder:Cost minimum not met", OrderChange, Rejected),
             ("EOrder:Tick size check failed", OrderChange, Rejected),
-            ("EOrder:Invalid price:XXBTZEUR price can only be specified up to 1 decimals", OrderChange, Rejected),
+            (
+                "EOrder:Invalid price:XXBTZEUR price can only be specified up to 1 decimals",
+                OrderChange,
+                Rejected,
+            ),
             ("EOrder:Orders limit exceeded", OrderChange, Rejected),
             ("EAPI:Invalid key", Read, Rejected),
             ("EAPI:Invalid signature", Read, Rejected),
@@ -218,7 +239,11 @@ mod tests {
             ("EGeneral:Too many requests", Read, RateLimited),
             ("EService:Throttled: 1700000000", Read, RateLimited),
             ("EOrder:Rate limit exceeded", OrderChange, RateLimited),
-            ("EOrder:Domain rate limit exceeded", OrderChange, RateLimited),
+            (
+                "EOrder:Domain rate limit exceeded",
+                OrderChange,
+                RateLimited,
+            ),
             ("EGeneral:Temporary lockout", Read, RateLimited),
             ("EService:Unavailable", Read, Retryable),
             ("EService:Unavailable", OrderChange, Unknown),
@@ -233,25 +258,56 @@ mod tests {
         for (err, kind, want) in table {
             let got = classify(&[(*err).to_owned()], *kind);
             assert_eq!(class(&got), *want, "{err} as {kind:?} → {got:?}");
-            assert!(got.to_string().contains(err), "message keeps Kraken's text: {got}");
+            assert!(
+                got.to_string().contains(err),
+                "message keeps Kraken's text: {got}"
+            );
         }
     }
 
     #[test]
     fn rejection_wins_over_ambiguity_and_warnings_are_ignored() {
-        let errs = vec!["WGeneral:Something".to_owned(), "EService:Busy".into(), "EOrder:Insufficient funds".into()];
-        assert!(matches!(classify(&errs, OrderChange), ExchangeError::Rejected(_)));
+        let errs = vec![
+            "WGeneral:Something".to_owned(),
+            "EService:Busy".into(),
+            "EOrder:Insufficient funds".into(),
+        ];
+        assert!(matches!(
+            classify(&errs, OrderChange),
+            ExchangeError::Rejected(_)
+        ));
         let only_warn = vec!["WGeneral:Danger".to_owned()];
-        assert!(matches!(classify(&only_warn, Read), ExchangeError::Rejected(_)));
+        assert!(matches!(
+            classify(&only_warn, Read),
+            ExchangeError::Rejected(_)
+        ));
     }
 
     #[test]
     fn http_status_classes() {
-        assert!(matches!(classify_http_status(502, OrderChange), ExchangeError::Unknown(_)));
-        assert!(matches!(classify_http_status(503, Read), ExchangeError::Retryable(_)));
-        assert!(matches!(classify_http_status(429, OrderChange), ExchangeError::RateLimited(_)));
-        assert!(matches!(classify_http_status(403, Read), ExchangeError::Rejected(_)));
-        assert!(matches!(classify_malformed("<html>", OrderChange), ExchangeError::Unknown(_)));
-        assert!(matches!(classify_malformed("<html>", Read), ExchangeError::Retryable(_)));
+        assert!(matches!(
+            classify_http_status(502, OrderChange),
+            ExchangeError::Unknown(_)
+        ));
+        assert!(matches!(
+            classify_http_status(503, Read),
+            ExchangeError::Retryable(_)
+        ));
+        assert!(matches!(
+            classify_http_status(429, OrderChange),
+            ExchangeError::RateLimited(_)
+        ));
+        assert!(matches!(
+            classify_http_status(403, Read),
+            ExchangeError::Rejected(_)
+        ));
+        assert!(matches!(
+            classify_malformed("<html>", OrderChange),
+            ExchangeError::Unknown(_)
+        ));
+        assert!(matches!(
+            classify_malformed("<html>", Read),
+            ExchangeError::Retryable(_)
+        ));
     }
 }

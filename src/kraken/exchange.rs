@@ -3,7 +3,8 @@
 
 use super::assets::{normalise_asset, normalise_wsname};
 use super::client::{
-    AddOrderParams, AssetPair, CancelTarget, KrakenClient, KrakenOrder, Ticker, MAX_DEAD_MANS_SWITCH_SECS,
+    AddOrderParams, AssetPair, CancelTarget, KrakenClient, KrakenOrder, Ticker,
+    MAX_DEAD_MANS_SWITCH_SECS,
 };
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
@@ -11,9 +12,12 @@ use rust_decimal::Decimal;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
-use triplegain_actors::domain::{Candle, ClientOrderId, OrderStatus, OrderType, Side, Symbol, Timeframe};
+use triplegain_actors::domain::{
+    Candle, ClientOrderId, OrderStatus, OrderType, Side, Symbol, Timeframe,
+};
 use triplegain_actors::ports::{
-    Exchange, ExchangeError, ExchangeFuture, ExchangeOrder, OrderAck, OrderRef, OrderRequest, PairInfo,
+    Exchange, ExchangeError, ExchangeFuture, ExchangeOrder, OrderAck, OrderRef, OrderRequest,
+    PairInfo,
 };
 use uuid::Uuid;
 
@@ -62,7 +66,10 @@ impl PairRegistry {
     ///
     /// # Errors
     /// `Invalid` naming the wanted symbols Kraken does not list.
-    pub fn build(pairs: &BTreeMap<String, AssetPair>, wanted: &[Symbol]) -> Result<Self, ExchangeError> {
+    pub fn build(
+        pairs: &BTreeMap<String, AssetPair>,
+        wanted: &[Symbol],
+    ) -> Result<Self, ExchangeError> {
         let mut reg = Self::default();
         for (id, p) in pairs {
             let Some(symbol) = symbol_of(p) else { continue };
@@ -75,17 +82,29 @@ impl PairRegistry {
                 continue;
             }
             let info = pair_info(id, p, symbol.clone());
-            for name in [Some(id.as_str()), Some(p.altname.as_str()), p.wsname.as_deref(), Some(symbol.as_str())]
-                .into_iter()
-                .flatten()
+            for name in [
+                Some(id.as_str()),
+                Some(p.altname.as_str()),
+                p.wsname.as_deref(),
+                Some(symbol.as_str()),
+            ]
+            .into_iter()
+            .flatten()
             {
                 reg.alias.insert(name.to_ascii_uppercase(), symbol.clone());
             }
             reg.by_symbol.insert(symbol, info);
         }
-        let missing: Vec<&str> = wanted.iter().filter(|s| !reg.by_symbol.contains_key(*s)).map(Symbol::as_str).collect();
+        let missing: Vec<&str> = wanted
+            .iter()
+            .filter(|s| !reg.by_symbol.contains_key(*s))
+            .map(Symbol::as_str)
+            .collect();
         if !missing.is_empty() {
-            return Err(ExchangeError::Invalid(format!("Kraken lists no pair for {}", missing.join(", "))));
+            return Err(ExchangeError::Invalid(format!(
+                "Kraken lists no pair for {}",
+                missing.join(", ")
+            )));
         }
         Ok(reg)
     }
@@ -114,7 +133,10 @@ fn symbol_of(p: &AssetPair) -> Option<Symbol> {
 }
 
 fn pair_info(id: &str, p: &AssetPair, symbol: Symbol) -> PairInfo {
-    let tick_size = p.tick_size.filter(|t| *t > Decimal::ZERO).unwrap_or_else(|| Decimal::new(1, p.pair_decimals));
+    let tick_size = p
+        .tick_size
+        .filter(|t| *t > Decimal::ZERO)
+        .unwrap_or_else(|| Decimal::new(1, p.pair_decimals));
     PairInfo {
         symbol,
         exchange_name: id.to_owned(),
@@ -136,18 +158,33 @@ fn pair_info(id: &str, p: &AssetPair, symbol: Symbol) -> PairInfo {
 /// # Errors
 /// `Invalid` with the reason; nothing is sent.
 pub fn prepare_order(pair: &PairInfo, req: &OrderRequest) -> Result<AddOrderParams, ExchangeError> {
-    let invalid = |m: String| Err(ExchangeError::Invalid(format!("{} {}: {m}", req.symbol, req.client_order_id)));
+    let invalid = |m: String| {
+        Err(ExchangeError::Invalid(format!(
+            "{} {}: {m}",
+            req.symbol, req.client_order_id
+        )))
+    };
     let needs_price = !matches!(req.order_type, OrderType::Market);
-    let needs_price2 = matches!(req.order_type, OrderType::StopLossLimit | OrderType::TakeProfitLimit);
+    let needs_price2 = matches!(
+        req.order_type,
+        OrderType::StopLossLimit | OrderType::TakeProfitLimit
+    );
     match (needs_price, req.price) {
         (true, None) => return invalid(format!("{} order needs a price", req.order_type)),
         (false, Some(_)) => {
-            return invalid("market orders take no price; bound the slippage with a limit order".into());
+            return invalid(
+                "market orders take no price; bound the slippage with a limit order".into(),
+            );
         }
         _ => {}
     }
     match (needs_price2, req.price2) {
-        (true, None) => return invalid(format!("{} order needs a limit price (price2)", req.order_type)),
+        (true, None) => {
+            return invalid(format!(
+                "{} order needs a limit price (price2)",
+                req.order_type
+            ))
+        }
         (false, Some(_)) => return invalid(format!("{} order takes no price2", req.order_type)),
         _ => {}
     }
@@ -158,15 +195,24 @@ pub fn prepare_order(pair: &PairInfo, req: &OrderRequest) -> Result<AddOrderPara
     let price2 = req.price2.map(|p| pair.quantise_price(p));
     for p in price.iter().chain(price2.iter()) {
         if *p <= Decimal::ZERO {
-            return invalid(format!("price must be positive after rounding to tick {}", pair.tick_size));
+            return invalid(format!(
+                "price must be positive after rounding to tick {}",
+                pair.tick_size
+            ));
         }
     }
     let volume = pair.quantise_volume(req.volume);
     if volume <= Decimal::ZERO {
-        return invalid(format!("volume {} is zero after truncation to {} decimals", req.volume, pair.lot_decimals));
+        return invalid(format!(
+            "volume {} is zero after truncation to {} decimals",
+            req.volume, pair.lot_decimals
+        ));
     }
     if volume < pair.ordermin {
-        return invalid(format!("volume {volume} is below the pair minimum {} (ordermin)", pair.ordermin));
+        return invalid(format!(
+            "volume {volume} is below the pair minimum {} (ordermin)",
+            pair.ordermin
+        ));
     }
     // The executed price: limit price for *-limit types, else the limit/trigger price.
     // Market orders have no price to check against costmin; Kraken checks it.
@@ -187,7 +233,10 @@ pub fn prepare_order(pair: &PairInfo, req: &OrderRequest) -> Result<AddOrderPara
             Side::Sell => pair.max_leverage_sell,
         };
         if l > max {
-            return invalid(format!("leverage {l} exceeds the pair maximum {max} for {}", req.side));
+            return invalid(format!(
+                "leverage {l} exceeds the pair maximum {max} for {}",
+                req.side
+            ));
         }
     }
     Ok(AddOrderParams {
@@ -206,7 +255,11 @@ pub fn prepare_order(pair: &PairInfo, req: &OrderRequest) -> Result<AddOrderPara
 }
 
 /// Our view of a Kraken order; `None` for pairs we do not trade or order types we do not use.
-pub fn to_exchange_order(txid: &str, o: &KrakenOrder, registry: &PairRegistry) -> Option<ExchangeOrder> {
+pub fn to_exchange_order(
+    txid: &str,
+    o: &KrakenOrder,
+    registry: &PairRegistry,
+) -> Option<ExchangeOrder> {
     let symbol = registry.symbol_for(&o.descr.pair)?.clone();
     let side = Side::parse(&o.descr.side).ok()?;
     let order_type = OrderType::parse(&o.descr.ordertype).ok()?;
@@ -228,7 +281,9 @@ pub fn to_exchange_order(txid: &str, o: &KrakenOrder, registry: &PairRegistry) -
         status,
         volume: o.vol,
         filled_volume: o.vol_exec,
-        avg_fill_price: o.price.filter(|p| *p > Decimal::ZERO && o.vol_exec > Decimal::ZERO),
+        avg_fill_price: o
+            .price
+            .filter(|p| *p > Decimal::ZERO && o.vol_exec > Decimal::ZERO),
         fee: o.fee,
         price: o.descr.price.filter(|p| *p > Decimal::ZERO),
         opened_at: o.opened_at(),
@@ -262,7 +317,10 @@ impl KrakenExchange {
     }
 
     pub fn with_registry(client: KrakenClient, registry: PairRegistry) -> Self {
-        Self { client, registry: Arc::new(registry) }
+        Self {
+            client,
+            registry: Arc::new(registry),
+        }
     }
 
     pub fn client(&self) -> &KrakenClient {
@@ -274,7 +332,9 @@ impl KrakenExchange {
     }
 
     fn pair(&self, symbol: &Symbol) -> Result<&PairInfo, ExchangeError> {
-        self.registry.get(symbol).ok_or_else(|| ExchangeError::Invalid(format!("{symbol} is not a loaded Kraken pair")))
+        self.registry
+            .get(symbol)
+            .ok_or_else(|| ExchangeError::Invalid(format!("{symbol} is not a loaded Kraken pair")))
     }
 
     /// The validated `AddOrder` parameters for `req` (what [`Exchange::place_order`] sends).
@@ -289,7 +349,12 @@ impl KrakenExchange {
     ///
     /// # Errors
     /// Classified [`ExchangeError`].
-    pub async fn ohlc(&self, symbol: &Symbol, timeframe: Timeframe, since: Option<i64>) -> Result<Vec<Candle>, ExchangeError> {
+    pub async fn ohlc(
+        &self,
+        symbol: &Symbol,
+        timeframe: Timeframe,
+        since: Option<i64>,
+    ) -> Result<Vec<Candle>, ExchangeError> {
         let name = self.pair(symbol)?.exchange_name.clone();
         self.client.ohlc(&name, symbol, timeframe, since).await
     }
@@ -307,12 +372,19 @@ impl KrakenExchange {
     ///
     /// # Errors
     /// Classified [`ExchangeError`]; `Invalid` for ids Kraken cannot carry.
-    pub async fn find_by_client_id(&self, id: &ClientOrderId) -> Result<Option<ExchangeOrder>, ExchangeError> {
+    pub async fn find_by_client_id(
+        &self,
+        id: &ClientOrderId,
+    ) -> Result<Option<ExchangeOrder>, ExchangeError> {
         let cl = kraken_cl_ord_id(id)?;
         let open = self.client.open_orders(Some(&cl)).await?;
         let found = |m: &BTreeMap<String, KrakenOrder>| {
             m.iter()
-                .filter(|(_, o)| o.cl_ord_id.as_deref().map_or(true, |c| c.eq_ignore_ascii_case(&cl)))
+                .filter(|(_, o)| {
+                    o.cl_ord_id
+                        .as_deref()
+                        .map_or(true, |c| c.eq_ignore_ascii_case(&cl))
+                })
                 .find_map(|(txid, o)| to_exchange_order(txid, o, &self.registry))
         };
         if let Some(o) = found(&open) {
@@ -344,7 +416,11 @@ impl Exchange for KrakenExchange {
                     )))
                 }
             };
-            Ok(OrderAck { exchange_order_id, client_order_id: req.client_order_id, description: res.description })
+            Ok(OrderAck {
+                exchange_order_id,
+                client_order_id: req.client_order_id,
+                description: res.description,
+            })
         }
         .boxed()
     }
@@ -374,7 +450,11 @@ impl Exchange for KrakenExchange {
                 .collect();
             if !txids.is_empty() {
                 let found = this.client.query_orders(&txids).await?;
-                out.extend(found.iter().filter_map(|(t, o)| to_exchange_order(t, o, &this.registry)));
+                out.extend(
+                    found
+                        .iter()
+                        .filter_map(|(t, o)| to_exchange_order(t, o, &this.registry)),
+                );
             }
             for o in &orders {
                 if let OrderRef::Client(id) = o {
@@ -392,7 +472,10 @@ impl Exchange for KrakenExchange {
         let this = self.clone();
         async move {
             let open = this.client.open_orders(None).await?;
-            Ok(open.iter().filter_map(|(t, o)| to_exchange_order(t, o, &this.registry)).collect())
+            Ok(open
+                .iter()
+                .filter_map(|(t, o)| to_exchange_order(t, o, &this.registry))
+                .collect())
         }
         .boxed()
     }
@@ -404,7 +487,13 @@ impl Exchange for KrakenExchange {
 
     fn cancel_all_after(&self, timeout_secs: u32) -> ExchangeFuture<()> {
         let client = self.client.clone();
-        async move { client.cancel_all_orders_after(timeout_secs).await.map(|_| ()) }.boxed()
+        async move {
+            client
+                .cancel_all_orders_after(timeout_secs)
+                .await
+                .map(|_| ())
+        }
+        .boxed()
     }
 }
 
@@ -419,7 +508,10 @@ pub struct DeadMansSwitchConfig {
 
 impl Default for DeadMansSwitchConfig {
     fn default() -> Self {
-        Self { timeout_secs: 60, refresh_every: Duration::from_secs(20) }
+        Self {
+            timeout_secs: 60,
+            refresh_every: Duration::from_secs(20),
+        }
     }
 }
 
@@ -433,7 +525,9 @@ pub struct DeadMansSwitchHandle {
 
 impl std::fmt::Debug for DeadMansSwitchHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeadMansSwitchHandle").field("running", &self.is_running()).finish()
+        f.debug_struct("DeadMansSwitchHandle")
+            .field("running", &self.is_running())
+            .finish()
     }
 }
 
@@ -487,7 +581,9 @@ pub fn spawn_dead_mans_switch(
             MAX_DEAD_MANS_SWITCH_SECS - 1
         )));
     }
-    if config.refresh_every.is_zero() || config.refresh_every >= Duration::from_secs(u64::from(config.timeout_secs)) {
+    if config.refresh_every.is_zero()
+        || config.refresh_every >= Duration::from_secs(u64::from(config.timeout_secs))
+    {
         return Err(ExchangeError::Invalid(format!(
             "dead man's switch refresh {:?} must be shorter than its timeout {} s",
             config.refresh_every, config.timeout_secs
@@ -515,7 +611,11 @@ pub fn spawn_dead_mans_switch(
             }
         }
     });
-    Ok(DeadMansSwitchHandle { stop: Some(tx), task: Some(task), exchange })
+    Ok(DeadMansSwitchHandle {
+        stop: Some(tx),
+        task: Some(task),
+        exchange,
+    })
 }
 
 #[cfg(test)]
@@ -565,40 +665,92 @@ mod tests {
         assert_eq!(kraken_cl_ord_id(&short).unwrap(), "sl-42");
         assert_eq!(client_order_id_from_kraken("sl-42"), Some(short));
         let long = ClientOrderId::parse("this-is-a-much-too-long-free-text").unwrap();
-        assert!(matches!(kraken_cl_ord_id(&long), Err(ExchangeError::Invalid(_))));
+        assert!(matches!(
+            kraken_cl_ord_id(&long),
+            Err(ExchangeError::Invalid(_))
+        ));
     }
 
     #[test]
     fn prepare_quantises_and_checks_minimums() {
         let p = btc();
-        let ok = prepare_order(&p, &req(OrderType::Limit, dec!(0.123456789), Some(dec!(45250.06)))).unwrap();
+        let ok = prepare_order(
+            &p,
+            &req(OrderType::Limit, dec!(0.123456789), Some(dec!(45250.06))),
+        )
+        .unwrap();
         assert_eq!(ok.price, Some(dec!(45250.1)));
         assert_eq!(ok.volume, dec!(0.12345678));
         assert_eq!(ok.pair, "XBTUSDT");
         assert!(ok.cl_ord_id.is_some());
 
         let cases: &[(OrderRequest, &str)] = &[
-            (req(OrderType::Limit, dec!(0.00004), Some(dec!(45000))), "ordermin"),
-            (req(OrderType::Limit, dec!(0.000000001), Some(dec!(45000))), "zero after truncation"),
-            (req(OrderType::Limit, dec!(0.0001), Some(dec!(1))), "costmin"),
+            (
+                req(OrderType::Limit, dec!(0.00004), Some(dec!(45000))),
+                "ordermin",
+            ),
+            (
+                req(OrderType::Limit, dec!(0.000000001), Some(dec!(45000))),
+                "zero after truncation",
+            ),
+            (
+                req(OrderType::Limit, dec!(0.0001), Some(dec!(1))),
+                "costmin",
+            ),
             (req(OrderType::Limit, dec!(0.001), None), "needs a price"),
-            (req(OrderType::Market, dec!(0.001), Some(dec!(45000))), "take no price"),
-            (req(OrderType::StopLossLimit, dec!(0.001), Some(dec!(45000))), "price2"),
-            (req(OrderType::Limit, dec!(0.001), Some(dec!(0.01))), "positive"),
-            (OrderRequest { price2: Some(dec!(1)), ..req(OrderType::StopLoss, dec!(0.001), Some(dec!(44000))) }, "takes no price2"),
-            (OrderRequest { post_only: true, ..req(OrderType::Market, dec!(0.001), None) }, "post-only"),
-            (OrderRequest { leverage: Some(4), side: Side::Sell, ..req(OrderType::Limit, dec!(0.001), Some(dec!(45000))) }, "leverage 4"),
+            (
+                req(OrderType::Market, dec!(0.001), Some(dec!(45000))),
+                "take no price",
+            ),
+            (
+                req(OrderType::StopLossLimit, dec!(0.001), Some(dec!(45000))),
+                "price2",
+            ),
+            (
+                req(OrderType::Limit, dec!(0.001), Some(dec!(0.01))),
+                "positive",
+            ),
+            (
+                OrderRequest {
+                    price2: Some(dec!(1)),
+                    ..req(OrderType::StopLoss, dec!(0.001), Some(dec!(44000)))
+                },
+                "takes no price2",
+            ),
+            (
+                OrderRequest {
+                    post_only: true,
+                    ..req(OrderType::Market, dec!(0.001), None)
+                },
+                "post-only",
+            ),
+            (
+                OrderRequest {
+                    leverage: Some(4),
+                    side: Side::Sell,
+                    ..req(OrderType::Limit, dec!(0.001), Some(dec!(45000)))
+                },
+                "leverage 4",
+            ),
         ];
         for (r, needle) in cases {
             match prepare_order(&p, r) {
-                Err(ExchangeError::Invalid(m)) => assert!(m.contains(needle), "{needle:?} not in {m:?}"),
+                Err(ExchangeError::Invalid(m)) => {
+                    assert!(m.contains(needle), "{needle:?} not in {m:?}")
+                }
                 other => panic!("{needle}: expected Invalid, got {other:?}"),
             }
         }
         // Leverage within the maximum is kept; 1 means spot and is dropped.
-        let lev = OrderRequest { leverage: Some(5), ..req(OrderType::Limit, dec!(0.001), Some(dec!(45000))) };
+        let lev = OrderRequest {
+            leverage: Some(5),
+            ..req(OrderType::Limit, dec!(0.001), Some(dec!(45000)))
+        };
         assert_eq!(prepare_order(&p, &lev).unwrap().leverage, Some(5));
-        let spot = OrderRequest { leverage: Some(1), ..req(OrderType::Limit, dec!(0.001), Some(dec!(45000))) };
+        let spot = OrderRequest {
+            leverage: Some(1),
+            ..req(OrderType::Limit, dec!(0.001), Some(dec!(45000)))
+        };
         assert_eq!(prepare_order(&p, &spot).unwrap().leverage, None);
         // Stop-loss-limit: trigger in price, limit in price2, both on the tick.
         let sll = OrderRequest {
@@ -607,7 +759,10 @@ mod tests {
             ..req(OrderType::StopLossLimit, dec!(0.001), Some(dec!(44000.06)))
         };
         let sll = prepare_order(&p, &sll).unwrap();
-        assert_eq!((sll.price, sll.price2), (Some(dec!(44000.1)), Some(dec!(43999.9))));
+        assert_eq!(
+            (sll.price, sll.price2),
+            (Some(dec!(44000.1)), Some(dec!(43999.9)))
+        );
     }
 
     #[test]
@@ -678,14 +833,28 @@ mod tests {
                 self.arms.fetch_add(1, Ordering::SeqCst)
             };
             let fail = self.fail_first && n == 0 && timeout_secs != 0;
-            async move { if fail { Err(ExchangeError::Retryable("EService:Busy".into())) } else { Ok(()) } }.boxed()
+            async move {
+                if fail {
+                    Err(ExchangeError::Retryable("EService:Busy".into()))
+                } else {
+                    Ok(())
+                }
+            }
+            .boxed()
         }
     }
 
     #[tokio::test]
     async fn dead_mans_switch_arms_refreshes_and_disarms_on_stop() {
-        let ex = Arc::new(CountingExchange { arms: AtomicU32::new(0), disarms: AtomicU32::new(0), fail_first: true });
-        let cfg = DeadMansSwitchConfig { timeout_secs: 7, refresh_every: Duration::from_millis(30) };
+        let ex = Arc::new(CountingExchange {
+            arms: AtomicU32::new(0),
+            disarms: AtomicU32::new(0),
+            fail_first: true,
+        });
+        let cfg = DeadMansSwitchConfig {
+            timeout_secs: 7,
+            refresh_every: Duration::from_millis(30),
+        };
         let handle = spawn_dead_mans_switch(ex.clone(), cfg).unwrap();
         tokio::time::sleep(Duration::from_millis(110)).await;
         assert!(handle.is_running());
@@ -695,20 +864,50 @@ mod tests {
         assert!((3..=6).contains(&arms), "arms = {arms}");
         assert_eq!(ex.disarms.load(Ordering::SeqCst), 1);
         tokio::time::sleep(Duration::from_millis(70)).await;
-        assert_eq!(ex.arms.load(Ordering::SeqCst), arms, "no refresh after stop");
+        assert_eq!(
+            ex.arms.load(Ordering::SeqCst),
+            arms,
+            "no refresh after stop"
+        );
     }
 
     #[tokio::test]
     async fn dead_mans_switch_rejects_bad_settings_and_drop_does_not_disarm() {
-        let ex = Arc::new(CountingExchange { arms: AtomicU32::new(0), disarms: AtomicU32::new(0), fail_first: false });
+        let ex = Arc::new(CountingExchange {
+            arms: AtomicU32::new(0),
+            disarms: AtomicU32::new(0),
+            fail_first: false,
+        });
         for cfg in [
-            DeadMansSwitchConfig { timeout_secs: 0, refresh_every: Duration::from_secs(1) },
-            DeadMansSwitchConfig { timeout_secs: 86_400, refresh_every: Duration::from_secs(1) },
-            DeadMansSwitchConfig { timeout_secs: 7, refresh_every: Duration::from_secs(7) },
+            DeadMansSwitchConfig {
+                timeout_secs: 0,
+                refresh_every: Duration::from_secs(1),
+            },
+            DeadMansSwitchConfig {
+                timeout_secs: 86_400,
+                refresh_every: Duration::from_secs(1),
+            },
+            DeadMansSwitchConfig {
+                timeout_secs: 7,
+                refresh_every: Duration::from_secs(7),
+            },
         ] {
-            assert!(matches!(spawn_dead_mans_switch(ex.clone(), cfg), Err(ExchangeError::Invalid(_))), "{cfg:?}");
+            assert!(
+                matches!(
+                    spawn_dead_mans_switch(ex.clone(), cfg),
+                    Err(ExchangeError::Invalid(_))
+                ),
+                "{cfg:?}"
+            );
         }
-        let h = spawn_dead_mans_switch(ex.clone(), DeadMansSwitchConfig { timeout_secs: 7, refresh_every: Duration::from_millis(20) }).unwrap();
+        let h = spawn_dead_mans_switch(
+            ex.clone(),
+            DeadMansSwitchConfig {
+                timeout_secs: 7,
+                refresh_every: Duration::from_millis(20),
+            },
+        )
+        .unwrap();
         tokio::time::sleep(Duration::from_millis(30)).await;
         drop(h);
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -35,18 +35,36 @@ impl Tier {
     /// REST call counter per API key.
     pub fn rest_limits(self) -> CounterLimits {
         match self {
-            Self::Starter => CounterLimits { max: 15.0, decay_per_sec: 0.33 },
-            Self::Intermediate => CounterLimits { max: 20.0, decay_per_sec: 0.5 },
-            Self::Pro => CounterLimits { max: 20.0, decay_per_sec: 1.0 },
+            Self::Starter => CounterLimits {
+                max: 15.0,
+                decay_per_sec: 0.33,
+            },
+            Self::Intermediate => CounterLimits {
+                max: 20.0,
+                decay_per_sec: 0.5,
+            },
+            Self::Pro => CounterLimits {
+                max: 20.0,
+                decay_per_sec: 1.0,
+            },
         }
     }
 
     /// Matching-engine counter per pair.
     pub fn trading_limits(self) -> CounterLimits {
         match self {
-            Self::Starter => CounterLimits { max: 60.0, decay_per_sec: 1.0 },
-            Self::Intermediate => CounterLimits { max: 125.0, decay_per_sec: 2.34 },
-            Self::Pro => CounterLimits { max: 180.0, decay_per_sec: 3.75 },
+            Self::Starter => CounterLimits {
+                max: 60.0,
+                decay_per_sec: 1.0,
+            },
+            Self::Intermediate => CounterLimits {
+                max: 125.0,
+                decay_per_sec: 2.34,
+            },
+            Self::Pro => CounterLimits {
+                max: 180.0,
+                decay_per_sec: 3.75,
+            },
         }
     }
 
@@ -57,7 +75,9 @@ impl Tier {
             "starter" => Ok(Self::Starter),
             "intermediate" => Ok(Self::Intermediate),
             "pro" => Ok(Self::Pro),
-            _ => Err(format!("unknown Kraken tier {s:?} (expected starter, intermediate or pro)")),
+            _ => Err(format!(
+                "unknown Kraken tier {s:?} (expected starter, intermediate or pro)"
+            )),
         }
     }
 }
@@ -66,7 +86,8 @@ impl Tier {
 /// REST counter (they use the trading counter); history calls cost 2.
 pub fn rest_cost(method: &str) -> f64 {
     match method {
-        "AddOrder" | "AddOrderBatch" | "CancelOrder" | "CancelOrderBatch" | "EditOrder" | "AmendOrder" => 0.0,
+        "AddOrder" | "AddOrderBatch" | "CancelOrder" | "CancelOrderBatch" | "EditOrder"
+        | "AmendOrder" => 0.0,
         "ClosedOrders" | "TradesHistory" | "Ledgers" | "QueryTrades" | "QueryLedgers" => 2.0,
         _ => 1.0,
     }
@@ -110,7 +131,11 @@ pub struct DecayingCounter {
 
 impl DecayingCounter {
     pub fn new(limits: CounterLimits, now: Instant) -> Self {
-        Self { limits, value: 0.0, updated: now }
+        Self {
+            limits,
+            value: 0.0,
+            updated: now,
+        }
     }
 
     fn decay(&mut self, now: Instant) {
@@ -157,7 +182,11 @@ pub struct RateGate {
 
 impl RateGate {
     pub fn new(name: impl Into<String>, limits: CounterLimits, max_wait: Duration) -> Self {
-        Self { name: name.into(), counter: Mutex::new(DecayingCounter::new(limits, Instant::now())), max_wait }
+        Self {
+            name: name.into(),
+            counter: Mutex::new(DecayingCounter::new(limits, Instant::now())),
+            max_wait,
+        }
     }
 
     /// Charges `cost`, sleeping until the counter has decayed enough.
@@ -215,7 +244,14 @@ pub struct TradingLimiter {
 
 impl TradingLimiter {
     pub fn new(limits: CounterLimits, max_wait: Duration) -> Self {
-        Self { limits, max_wait, state: Mutex::new(TradingState { pairs: HashMap::new(), placed: HashMap::new() }) }
+        Self {
+            limits,
+            max_wait,
+            state: Mutex::new(TradingState {
+                pairs: HashMap::new(),
+                placed: HashMap::new(),
+            }),
+        }
     }
 
     /// Charges `cost` on `pair` at `now` (pure step; see [`Self::acquire`]).
@@ -225,12 +261,19 @@ impl TradingLimiter {
     pub fn try_charge_at(&self, pair: &str, cost: f64, now: Instant) -> Result<(), Duration> {
         let mut st = self.state.lock();
         let limits = self.limits;
-        st.pairs.entry(pair.to_owned()).or_insert_with(|| DecayingCounter::new(limits, now)).try_charge(cost, now)
+        st.pairs
+            .entry(pair.to_owned())
+            .or_insert_with(|| DecayingCounter::new(limits, now))
+            .try_charge(cost, now)
     }
 
     /// Counter value of `pair` at `now`.
     pub fn value_at(&self, pair: &str, now: Instant) -> f64 {
-        self.state.lock().pairs.get_mut(pair).map_or(0.0, |c| c.value_at(now))
+        self.state
+            .lock()
+            .pairs
+            .get_mut(pair)
+            .map_or(0.0, |c| c.value_at(now))
     }
 
     /// Charges `cost` on `pair`, sleeping until it fits.
@@ -261,7 +304,8 @@ impl TradingLimiter {
     /// Remembers when the order known by `ids` (txids and/or client id) was placed on `pair`.
     pub fn record_placed(&self, pair: &str, ids: &[&str], now: Instant) {
         let mut st = self.state.lock();
-        st.placed.retain(|_, (_, at)| now.saturating_duration_since(*at) < PENALTY_HORIZON);
+        st.placed
+            .retain(|_, (_, at)| now.saturating_duration_since(*at) < PENALTY_HORIZON);
         for id in ids {
             st.placed.insert((*id).to_owned(), (pair.to_owned(), now));
         }
@@ -302,12 +346,48 @@ mod tests {
 
     #[test]
     fn tier_tables_match_the_documented_limits() {
-        assert_eq!(Tier::Starter.rest_limits(), CounterLimits { max: 15.0, decay_per_sec: 0.33 });
-        assert_eq!(Tier::Intermediate.rest_limits(), CounterLimits { max: 20.0, decay_per_sec: 0.5 });
-        assert_eq!(Tier::Pro.rest_limits(), CounterLimits { max: 20.0, decay_per_sec: 1.0 });
-        assert_eq!(Tier::Starter.trading_limits(), CounterLimits { max: 60.0, decay_per_sec: 1.0 });
-        assert_eq!(Tier::Intermediate.trading_limits(), CounterLimits { max: 125.0, decay_per_sec: 2.34 });
-        assert_eq!(Tier::Pro.trading_limits(), CounterLimits { max: 180.0, decay_per_sec: 3.75 });
+        assert_eq!(
+            Tier::Starter.rest_limits(),
+            CounterLimits {
+                max: 15.0,
+                decay_per_sec: 0.33
+            }
+        );
+        assert_eq!(
+            Tier::Intermediate.rest_limits(),
+            CounterLimits {
+                max: 20.0,
+                decay_per_sec: 0.5
+            }
+        );
+        assert_eq!(
+            Tier::Pro.rest_limits(),
+            CounterLimits {
+                max: 20.0,
+                decay_per_sec: 1.0
+            }
+        );
+        assert_eq!(
+            Tier::Starter.trading_limits(),
+            CounterLimits {
+                max: 60.0,
+                decay_per_sec: 1.0
+            }
+        );
+        assert_eq!(
+            Tier::Intermediate.trading_limits(),
+            CounterLimits {
+                max: 125.0,
+                decay_per_sec: 2.34
+            }
+        );
+        assert_eq!(
+            Tier::Pro.trading_limits(),
+            CounterLimits {
+                max: 180.0,
+                decay_per_sec: 3.75
+            }
+        );
         assert_eq!(Tier::parse("PRO"), Ok(Tier::Pro));
         assert!(Tier::parse("gold").is_err());
     }
@@ -332,10 +412,16 @@ mod tests {
         }
         // Full: the 16th call must wait 1 / 0.33 s ≈ 3.03 s.
         let wait = c.try_charge(1.0, t0).unwrap_err();
-        assert!(wait > Duration::from_millis(3000) && wait < Duration::from_millis(3100), "{wait:?}");
+        assert!(
+            wait > Duration::from_millis(3000) && wait < Duration::from_millis(3100),
+            "{wait:?}"
+        );
         // A history call (cost 2) needs twice that.
         let wait2 = c.try_charge(2.0, t0).unwrap_err();
-        assert!(wait2 > Duration::from_millis(6000) && wait2 < Duration::from_millis(6100), "{wait2:?}");
+        assert!(
+            wait2 > Duration::from_millis(6000) && wait2 < Duration::from_millis(6100),
+            "{wait2:?}"
+        );
         // After the advertised wait the call fits.
         let later = t0 + wait;
         c.try_charge(1.0, later).unwrap();
@@ -349,14 +435,35 @@ mod tests {
     #[test]
     fn a_cost_above_the_maximum_never_fits() {
         let t0 = Instant::now();
-        let mut c = DecayingCounter::new(CounterLimits { max: 5.0, decay_per_sec: 1.0 }, t0);
+        let mut c = DecayingCounter::new(
+            CounterLimits {
+                max: 5.0,
+                decay_per_sec: 1.0,
+            },
+            t0,
+        );
         assert_eq!(c.try_charge(6.0, t0), Err(Duration::MAX));
     }
 
     #[test]
     fn cancel_penalty_by_resting_time() {
         let s = Duration::from_secs;
-        let cases = [(0, 8.0), (4, 8.0), (5, 6.0), (9, 6.0), (10, 5.0), (14, 5.0), (15, 4.0), (44, 4.0), (45, 2.0), (89, 2.0), (90, 1.0), (299, 1.0), (300, 0.0), (3600, 0.0)];
+        let cases = [
+            (0, 8.0),
+            (4, 8.0),
+            (5, 6.0),
+            (9, 6.0),
+            (10, 5.0),
+            (14, 5.0),
+            (15, 4.0),
+            (44, 4.0),
+            (45, 2.0),
+            (89, 2.0),
+            (90, 1.0),
+            (299, 1.0),
+            (300, 0.0),
+            (3600, 0.0),
+        ];
         for (age, cost) in cases {
             assert_eq!(cancel_cost(s(age)), cost, "cancel after {age} s");
         }
@@ -376,11 +483,23 @@ mod tests {
 
         // Cancelled after 2 s: penalty 8, charged on XBTUSDT.
         let t2 = t0 + Duration::from_secs(2);
-        assert_eq!(lim.cancel_charge_at("OABC-1", t2), Some(("XBTUSDT".to_owned(), 8.0)));
-        assert_eq!(lim.cancel_charge_at("tg-1", t2), Some(("XBTUSDT".to_owned(), 8.0)));
+        assert_eq!(
+            lim.cancel_charge_at("OABC-1", t2),
+            Some(("XBTUSDT".to_owned(), 8.0))
+        );
+        assert_eq!(
+            lim.cancel_charge_at("tg-1", t2),
+            Some(("XBTUSDT".to_owned(), 8.0))
+        );
         // After 60 s only 2, after 5 minutes nothing; unknown orders cost nothing.
-        assert_eq!(lim.cancel_charge_at("OABC-1", t0 + Duration::from_secs(60)), Some(("XBTUSDT".to_owned(), 2.0)));
-        assert_eq!(lim.cancel_charge_at("OABC-1", t0 + Duration::from_secs(301)), None);
+        assert_eq!(
+            lim.cancel_charge_at("OABC-1", t0 + Duration::from_secs(60)),
+            Some(("XBTUSDT".to_owned(), 2.0))
+        );
+        assert_eq!(
+            lim.cancel_charge_at("OABC-1", t0 + Duration::from_secs(301)),
+            None
+        );
         assert_eq!(lim.cancel_charge_at("OTHER", t2), None);
 
         lim.try_charge_at("XBTUSDT", 8.0, t2).unwrap();
@@ -393,14 +512,19 @@ mod tests {
         let mut refused = None;
         for i in 0..10 {
             t += Duration::from_millis(100);
-            if let Err(w) = lim.try_charge_at("XBTUSDT", ADD_ORDER_COST + cancel_cost(Duration::ZERO), t) {
+            if let Err(w) =
+                lim.try_charge_at("XBTUSDT", ADD_ORDER_COST + cancel_cost(Duration::ZERO), t)
+            {
                 refused = Some((i, w));
                 break;
             }
         }
         let (i, wait) = refused.expect("the loop must hit the trading limit");
         assert!(i >= 5, "refused too early at cycle {i}");
-        assert!(wait > Duration::ZERO && wait < Duration::from_secs(10), "{wait:?}");
+        assert!(
+            wait > Duration::ZERO && wait < Duration::from_secs(10),
+            "{wait:?}"
+        );
 
         lim.forget(&["OABC-1", "tg-1"]);
         assert_eq!(lim.cancel_charge_at("OABC-1", t2), None);
@@ -409,19 +533,39 @@ mod tests {
     #[tokio::test]
     async fn gate_waits_for_decay_within_the_allowed_wait_and_refuses_beyond_it() {
         // 2 calls fit, decay 20/s → the third waits ~50 ms.
-        let gate = RateGate::new("rest", CounterLimits { max: 2.0, decay_per_sec: 20.0 }, Duration::from_millis(500));
+        let gate = RateGate::new(
+            "rest",
+            CounterLimits {
+                max: 2.0,
+                decay_per_sec: 20.0,
+            },
+            Duration::from_millis(500),
+        );
         gate.acquire(1.0).await.unwrap();
         gate.acquire(1.0).await.unwrap();
         let started = Instant::now();
         gate.acquire(1.0).await.unwrap();
         let waited = started.elapsed();
-        assert!(waited >= Duration::from_millis(40), "waited only {waited:?}");
+        assert!(
+            waited >= Duration::from_millis(40),
+            "waited only {waited:?}"
+        );
 
-        let strict = RateGate::new("rest", CounterLimits { max: 1.0, decay_per_sec: 0.1 }, Duration::from_millis(100));
+        let strict = RateGate::new(
+            "rest",
+            CounterLimits {
+                max: 1.0,
+                decay_per_sec: 0.1,
+            },
+            Duration::from_millis(100),
+        );
         strict.acquire(1.0).await.unwrap();
         let started = Instant::now();
         let err = strict.acquire(1.0).await.unwrap_err();
         assert!(matches!(err, ExchangeError::RateLimited(_)), "{err:?}");
-        assert!(started.elapsed() < Duration::from_millis(50), "must refuse without sleeping");
+        assert!(
+            started.elapsed() < Duration::from_millis(50),
+            "must refuse without sleeping"
+        );
     }
 }
