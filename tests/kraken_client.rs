@@ -1021,3 +1021,32 @@ async fn temporary_lockout_pauses_private_calls_locally() {
     );
     assert_eq!(fake.seen("Balance").len(), 1, "no call during the lock-out");
 }
+
+#[tokio::test]
+async fn a_tick_size_rejection_reloads_the_pairs_and_is_not_retried() {
+    let fake = Fake::start().await;
+    let ex = fake.exchange().await;
+    fake.script(
+        "AddOrder",
+        vec![Scripted::Body(err("EOrder:Tick size check failed"))],
+    );
+    let e = ex
+        .place_order(limit("BTC/USDT", Side::Buy, dec!(0.01), dec!(45000)))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ExchangeError::Rejected(_)), "{e:?}");
+    assert_eq!(fake.seen("AddOrder").len(), 1);
+    let pair_loads = fake
+        .server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/0/public/AssetPairs")
+        .count();
+    assert_eq!(
+        pair_loads, 2,
+        "loaded at connect and reloaded after the rejection"
+    );
+    assert_eq!(ex.registry().pairs().count(), 3);
+}

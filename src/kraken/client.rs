@@ -660,6 +660,18 @@ impl KrakenClient {
         parse_balance(&v)
     }
 
+    /// Available balances by our asset code from `BalanceEx`:
+    /// `balance + credit − credit_used − hold_trade` (funds not reserved by open orders).
+    ///
+    /// # Errors
+    /// Classified [`ExchangeError`].
+    pub async fn available_balance(&self) -> Result<BTreeMap<String, Decimal>, ExchangeError> {
+        let v = self
+            .private("BalanceEx", &FormBody::new(), CallKind::Read)
+            .await?;
+        parse_balance_ex(&v)
+    }
+
     /// Places an order. Charges the pair's trading counter first (Kraken charges it even when
     /// the order fails validation). Never retried except once after `EAPI:Invalid nonce`.
     ///
@@ -673,9 +685,23 @@ impl KrakenClient {
             .trading
             .acquire(&params.pair, ADD_ORDER_COST)
             .await?;
-        let v = self
+        let v = match self
             .private("AddOrder", &params.to_form(), CallKind::OrderChange)
-            .await?;
+            .await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                // The order may rest on the book: a cancel soon after still pays the penalty.
+                if let (ExchangeError::Unknown(_), Some(c), false) =
+                    (&e, &params.cl_ord_id, params.validate)
+                {
+                    self.inner
+                        .trading
+                        .record_placed(&params.pair, &[c], Instant::now());
+                }
+                return Err(e);
+            }
+        };
         let txids: Vec<String> = match v.get("txid") {
             Some(Value::Array(a)) => a
                 .iter()
@@ -968,6 +994,35 @@ pub fn parse_balance(v: &Value) -> Result<BTreeMap<String, Decimal>, ExchangeErr
     Ok(out)
 }
 
+/// Parses a BalanceEx result into available amounts by our asset code.
+///
+/// # Errors
+/// `Retryable` (malformed) when an entry has no decimal `balance`.
+pub fn parse_balance_ex(v: &Value) -> Result<BTreeMap<String, Decimal>, ExchangeError> {
+    let map = v
+        .as_object()
+        .ok_or_else(|| malformed("BalanceEx result is not an object"))?;
+    let mut out = BTreeMap::new();
+    for (asset, entry) in map {
+        if is_suffixed_asset(asset) {
+            continue;
+        }
+        let field = |k: &str| {
+            entry
+                .get(k)
+                .and_then(parse_decimal)
+                .unwrap_or(Decimal::ZERO)
+        };
+        let balance = entry
+            .get("balance")
+            .and_then(parse_decimal)
+            .ok_or_else(|| malformed(format!("bad BalanceEx entry for {asset}: {entry}")))?;
+        let available = balance + field("credit") - field("credit_used") - field("hold_trade");
+        *out.entry(normalise_asset(asset)).or_insert(Decimal::ZERO) += available;
+    }
+    Ok(out)
+}
+
 /// Parses a `{TXID: order}` map.
 ///
 /// # Errors
@@ -1088,6 +1143,20 @@ mod tests {
         assert_eq!(b.get("USDT"), Some(&dec!(1000)));
         assert_eq!(b.get("USD"), Some(&dec!(12.3)));
         assert_eq!(b.len(), 4, "{b:?}");
+    }
+
+    #[test]
+    fn balance_ex_subtracts_holds() {
+        let v = json!({
+            "XXBT": {"balance": "1.5", "hold_trade": "0.5"},
+            "USDT": {"balance": "100", "credit": "10", "credit_used": "4", "hold_trade": "20"},
+            "XBT.F": {"balance": "3"}
+        });
+        let b = parse_balance_ex(&v).unwrap();
+        assert_eq!(b.get("BTC"), Some(&dec!(1.0)));
+        assert_eq!(b.get("USDT"), Some(&dec!(86)));
+        assert_eq!(b.len(), 2);
+        assert!(parse_balance_ex(&json!({"XXBT": {"hold_trade": "1"}})).is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use super::client::{
 };
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
+use parking_lot::RwLock;
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -294,11 +295,28 @@ pub fn to_exchange_order(
 
 // ---------------------------------------------------------------- exchange
 
+async fn load_registry(
+    client: &KrakenClient,
+    symbols: &[Symbol],
+) -> Result<PairRegistry, ExchangeError> {
+    let pairs = client.asset_pairs().await?;
+    let registry = PairRegistry::build(&pairs, symbols)?;
+    for p in registry.pairs() {
+        tracing::info!(symbol = %p.symbol, kraken = %p.exchange_name, tick = %p.tick_size,
+            lot_decimals = p.lot_decimals, ordermin = %p.ordermin, costmin = %p.costmin,
+            "Kraken pair loaded");
+    }
+    Ok(registry)
+}
+
 /// Kraken behind the [`Exchange`] port. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct KrakenExchange {
     client: KrakenClient,
-    registry: Arc<PairRegistry>,
+    /// Replaced whole by [`KrakenExchange::refresh_pairs`].
+    registry: Arc<RwLock<Arc<PairRegistry>>>,
+    /// The symbols asked for at connect (empty = all).
+    wanted: Arc<Vec<Symbol>>,
 }
 
 impl KrakenExchange {
@@ -307,33 +325,45 @@ impl KrakenExchange {
     /// # Errors
     /// Classified [`ExchangeError`]; `Invalid` when a wanted symbol is not listed.
     pub async fn connect(client: KrakenClient, symbols: &[Symbol]) -> Result<Self, ExchangeError> {
-        let pairs = client.asset_pairs().await?;
-        let registry = PairRegistry::build(&pairs, symbols)?;
-        for p in registry.pairs() {
-            tracing::info!(symbol = %p.symbol, kraken = %p.exchange_name, tick = %p.tick_size,
-                lot_decimals = p.lot_decimals, ordermin = %p.ordermin, costmin = %p.costmin, "Kraken pair loaded");
-        }
-        Ok(Self::with_registry(client, registry))
+        let registry = load_registry(&client, symbols).await?;
+        let mut ex = Self::with_registry(client, registry);
+        ex.wanted = Arc::new(symbols.to_vec());
+        Ok(ex)
     }
 
     pub fn with_registry(client: KrakenClient, registry: PairRegistry) -> Self {
+        let wanted = registry.pairs().map(|p| p.symbol.clone()).collect();
         Self {
             client,
-            registry: Arc::new(registry),
+            registry: Arc::new(RwLock::new(Arc::new(registry))),
+            wanted: Arc::new(wanted),
         }
+    }
+
+    /// Reloads `AssetPairs` (precision or minimums changed, e.g. after
+    /// `EOrder:Tick size check failed`). The old registry stays if the reload fails.
+    ///
+    /// # Errors
+    /// Classified [`ExchangeError`].
+    pub async fn refresh_pairs(&self) -> Result<(), ExchangeError> {
+        let fresh = load_registry(&self.client, &self.wanted).await?;
+        *self.registry.write() = Arc::new(fresh);
+        Ok(())
     }
 
     pub fn client(&self) -> &KrakenClient {
         &self.client
     }
 
-    pub fn registry(&self) -> &PairRegistry {
-        &self.registry
+    /// The current pair registry.
+    pub fn registry(&self) -> Arc<PairRegistry> {
+        self.registry.read().clone()
     }
 
-    fn pair(&self, symbol: &Symbol) -> Result<&PairInfo, ExchangeError> {
-        self.registry
+    fn pair(&self, symbol: &Symbol) -> Result<PairInfo, ExchangeError> {
+        self.registry()
             .get(symbol)
+            .cloned()
             .ok_or_else(|| ExchangeError::Invalid(format!("{symbol} is not a loaded Kraken pair")))
     }
 
@@ -342,7 +372,7 @@ impl KrakenExchange {
     /// # Errors
     /// `Invalid` for unknown pairs and orders failing precision, minimum or type rules.
     pub fn prepare(&self, req: &OrderRequest) -> Result<AddOrderParams, ExchangeError> {
-        prepare_order(self.pair(&req.symbol)?, req)
+        prepare_order(&self.pair(&req.symbol)?, req)
     }
 
     /// Closed candles of `symbol` (the still-forming one is dropped).
@@ -378,6 +408,7 @@ impl KrakenExchange {
     ) -> Result<Option<ExchangeOrder>, ExchangeError> {
         let cl = kraken_cl_ord_id(id)?;
         let open = self.client.open_orders(Some(&cl)).await?;
+        let registry = self.registry();
         let found = |m: &BTreeMap<String, KrakenOrder>| {
             m.iter()
                 .filter(|(_, o)| {
@@ -385,7 +416,7 @@ impl KrakenExchange {
                         .as_deref()
                         .map_or(true, |c| c.eq_ignore_ascii_case(&cl))
                 })
-                .find_map(|(txid, o)| to_exchange_order(txid, o, &self.registry))
+                .find_map(|(txid, o)| to_exchange_order(txid, o, &registry))
         };
         if let Some(o) = found(&open) {
             return Ok(Some(o));
@@ -397,7 +428,7 @@ impl KrakenExchange {
 
 impl Exchange for KrakenExchange {
     fn pairs(&self) -> ExchangeFuture<Vec<PairInfo>> {
-        let pairs: Vec<PairInfo> = self.registry.pairs().cloned().collect();
+        let pairs: Vec<PairInfo> = self.registry().pairs().cloned().collect();
         async move { Ok(pairs) }.boxed()
     }
 
@@ -405,7 +436,21 @@ impl Exchange for KrakenExchange {
         let this = self.clone();
         async move {
             let params = this.prepare(&req)?;
-            let res = this.client.add_order(&params).await?;
+            let res = match this.client.add_order(&params).await {
+                Ok(r) => r,
+                Err(e) => {
+                    if let ExchangeError::Rejected(m) = &e {
+                        let m = m.to_ascii_lowercase();
+                        if m.contains("tick size") || m.contains("invalid price") {
+                            tracing::warn!(error = %e, "Kraken refused the price precision; reloading pairs");
+                            if let Err(re) = this.refresh_pairs().await {
+                                tracing::warn!(error = %re, "reloading Kraken pairs failed");
+                            }
+                        }
+                    }
+                    return Err(e);
+                }
+            };
             let exchange_order_id = match (res.txids.first(), req.validate) {
                 (Some(t), _) => t.clone(),
                 (None, true) => String::new(),
@@ -453,7 +498,7 @@ impl Exchange for KrakenExchange {
                 out.extend(
                     found
                         .iter()
-                        .filter_map(|(t, o)| to_exchange_order(t, o, &this.registry)),
+                        .filter_map(|(t, o)| to_exchange_order(t, o, &this.registry())),
                 );
             }
             for o in &orders {
@@ -474,7 +519,7 @@ impl Exchange for KrakenExchange {
             let open = this.client.open_orders(None).await?;
             Ok(open
                 .iter()
-                .filter_map(|(t, o)| to_exchange_order(t, o, &this.registry))
+                .filter_map(|(t, o)| to_exchange_order(t, o, &this.registry()))
                 .collect())
         }
         .boxed()
