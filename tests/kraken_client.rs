@@ -1050,3 +1050,30 @@ async fn a_tick_size_rejection_reloads_the_pairs_and_is_not_retried() {
     );
     assert_eq!(ex.registry().pairs().count(), 3);
 }
+
+#[tokio::test]
+async fn a_kraken_rate_limit_error_fills_the_local_counter() {
+    let fake = Fake::start().await;
+    fake.script(
+        "Balance",
+        vec![Scripted::Body(err("EAPI:Rate limit exceeded"))],
+    );
+    fake.default("Balance", ok(json!({})));
+    // Pro decays 1/s: after Kraken's refusal the retry must wait ~1 s, beyond the 200 ms allowed.
+    let client = fake.client();
+    let e = client.balance().await.unwrap_err();
+    assert!(matches!(e, ExchangeError::RateLimited(_)), "{e:?}");
+    assert_eq!(fake.seen("Balance").len(), 1);
+    assert!(
+        client.rest_gate().value() > 19.0,
+        "{}",
+        client.rest_gate().value()
+    );
+    let e = client.balance().await.unwrap_err();
+    assert!(matches!(e, ExchangeError::RateLimited(_)), "{e:?}");
+    assert_eq!(
+        fake.seen("Balance").len(),
+        1,
+        "refused locally while the counter decays"
+    );
+}

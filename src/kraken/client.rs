@@ -515,15 +515,29 @@ impl KrakenClient {
                 }
             }
             let classified = err.classify(kind);
+            let mut wait = self.backoff(attempt);
+            if let SendError::Kraken(errors) = &err {
+                if REST_LIMIT_PREFIXES.iter().any(|p| has_error(errors, p)) {
+                    // Our estimate was low (the key is shared or the tier is wrong): start over full.
+                    self.inner.rest.saturate();
+                    wait = wait.max(self.inner.rest.unit_decay());
+                }
+                if let Some(until) = throttled_wait(errors) {
+                    wait = wait.max(until);
+                }
+            }
             let may_retry = kind == CallKind::Read
                 && classified.is_retryable()
                 && !matches!(&err, SendError::Kraken(e) if has_error(e, LOCKOUT_PREFIX))
-                && attempt < self.inner.config.read_attempts.max(1);
+                && attempt < self.inner.config.read_attempts.max(1)
+                && (!matches!(classified, ExchangeError::RateLimited(_))
+                    || wait <= self.inner.config.max_rate_wait);
             if !may_retry {
                 return Err(classified);
             }
-            tracing::warn!(method, attempt, error = %classified, "Kraken private read failed, retrying");
-            tokio::time::sleep(self.backoff(attempt)).await;
+            tracing::warn!(method, attempt, error = %classified, wait_ms = wait.as_millis() as u64,
+                "Kraken private read failed, retrying");
+            tokio::time::sleep(wait).await;
             attempt += 1;
         }
     }
@@ -691,6 +705,9 @@ impl KrakenClient {
         {
             Ok(v) => v,
             Err(e) => {
+                if is_engine_limit(&e) {
+                    self.inner.trading.saturate(&params.pair);
+                }
                 // The order may rest on the book: a cancel soon after still pays the penalty.
                 if let (ExchangeError::Unknown(_), Some(c), false) =
                     (&e, &params.cl_ord_id, params.validate)
@@ -837,6 +854,40 @@ impl KrakenClient {
 }
 
 // ---------------------------------------------------------------- envelope
+
+/// Kraken errors meaning the per-key REST counter is over its limit.
+const REST_LIMIT_PREFIXES: &[&str] = &[
+    "eapi:rate limit exceeded",
+    "egeneral:too many requests",
+    "eauth:rate limit exceeded",
+];
+
+/// Kraken errors meaning a pair's matching-engine counter is over its limit.
+const ENGINE_LIMIT_PREFIXES: &[&str] = &["eorder:rate limit exceeded"];
+
+/// How long `EService:Throttled: <unix ts>` asks us to wait.
+fn throttled_wait(errors: &[String]) -> Option<Duration> {
+    let e = errors
+        .iter()
+        .find(|e| e.to_ascii_lowercase().starts_with("eservice:throttled"))?;
+    let ts: u64 = e.rsplit(':').next()?.trim().parse().ok()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    Some(Duration::from_secs(ts.saturating_sub(now)))
+}
+
+/// Whether an error from an order change says the pair's engine counter is full.
+fn is_engine_limit(e: &ExchangeError) -> bool {
+    match e {
+        ExchangeError::RateLimited(m) => {
+            let m = m.to_ascii_lowercase();
+            ENGINE_LIMIT_PREFIXES.iter().any(|p| m.contains(p))
+        }
+        _ => false,
+    }
+}
 
 enum SendError {
     Transport(reqwest::Error),
@@ -1143,6 +1194,27 @@ mod tests {
         assert_eq!(b.get("USDT"), Some(&dec!(1000)));
         assert_eq!(b.get("USD"), Some(&dec!(12.3)));
         assert_eq!(b.len(), 4, "{b:?}");
+    }
+
+    #[test]
+    fn throttled_errors_carry_their_wait() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let errs = vec![format!("EService:Throttled: {}", now + 5)];
+        let w = throttled_wait(&errs).unwrap();
+        assert!(
+            w >= Duration::from_secs(4) && w <= Duration::from_secs(5),
+            "{w:?}"
+        );
+        assert_eq!(throttled_wait(&["EService:Busy".to_owned()]), None);
+        assert!(is_engine_limit(&ExchangeError::RateLimited(
+            "EOrder:Rate limit exceeded".into()
+        )));
+        assert!(!is_engine_limit(&ExchangeError::RateLimited(
+            "EAPI:Rate limit exceeded".into()
+        )));
     }
 
     #[test]

@@ -146,6 +146,13 @@ impl DecayingCounter {
         }
     }
 
+    /// Sets the counter to its maximum: Kraken said we are over the limit, so our estimate
+    /// was low (another client shares the key or the pair).
+    pub fn saturate(&mut self, now: Instant) {
+        self.decay(now);
+        self.value = self.value.max(self.limits.max);
+    }
+
     /// The counter value at `now`.
     pub fn value_at(&mut self, now: Instant) -> f64 {
         self.decay(now);
@@ -218,6 +225,21 @@ impl RateGate {
         }
     }
 
+    /// Marks the counter full after Kraken reported the limit exceeded.
+    pub fn saturate(&self) {
+        self.counter.lock().saturate(Instant::now());
+    }
+
+    /// Seconds one unit of cost takes to decay.
+    pub fn unit_decay(&self) -> Duration {
+        let rate = self.counter.lock().limits.decay_per_sec;
+        if rate > 0.0 {
+            Duration::from_secs_f64(1.0 / rate)
+        } else {
+            Duration::MAX
+        }
+    }
+
     /// Current counter value (for metrics and tests).
     pub fn value(&self) -> f64 {
         self.counter.lock().value_at(Instant::now())
@@ -265,6 +287,17 @@ impl TradingLimiter {
             .entry(pair.to_owned())
             .or_insert_with(|| DecayingCounter::new(limits, now))
             .try_charge(cost, now)
+    }
+
+    /// Marks `pair`'s counter full after Kraken reported the engine limit exceeded.
+    pub fn saturate(&self, pair: &str) {
+        let now = Instant::now();
+        let mut st = self.state.lock();
+        let limits = self.limits;
+        st.pairs
+            .entry(pair.to_owned())
+            .or_insert_with(|| DecayingCounter::new(limits, now))
+            .saturate(now);
     }
 
     /// Counter value of `pair` at `now`.
@@ -430,6 +463,25 @@ mod tests {
         assert!((v - 5.1).abs() < 0.05, "{v}");
         // It never goes below zero.
         assert_eq!(c.value_at(later + Duration::from_secs(3600)), 0.0);
+    }
+
+    #[test]
+    fn saturating_after_a_kraken_limit_error_makes_callers_wait() {
+        let t0 = Instant::now();
+        let mut c = DecayingCounter::new(Tier::Pro.rest_limits(), t0);
+        c.try_charge(1.0, t0).unwrap();
+        c.saturate(t0);
+        assert_eq!(c.value_at(t0), 20.0);
+        let wait = c.try_charge(1.0, t0).unwrap_err();
+        assert!(
+            wait >= Duration::from_secs(1) && wait < Duration::from_millis(1100),
+            "{wait:?}"
+        );
+
+        let lim = TradingLimiter::new(Tier::Starter.trading_limits(), Duration::from_secs(1));
+        lim.saturate("XBTUSDT");
+        assert!(lim.try_charge_at("XBTUSDT", 1.0, Instant::now()).is_err());
+        assert!(lim.try_charge_at("XRPUSDT", 1.0, Instant::now()).is_ok());
     }
 
     #[test]
