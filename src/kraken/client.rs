@@ -492,7 +492,7 @@ impl KrakenClient {
             if let SendError::Kraken(errors) = &err {
                 if has_error(errors, LOCKOUT_PREFIX) {
                     *self.inner.lockout_until.lock() =
-                        Some(Instant::now() + self.inner.config.lockout_pause);
+                        Instant::now().checked_add(self.inner.config.lockout_pause);
                     tracing::error!(
                         method,
                         ?errors,

@@ -411,10 +411,11 @@ impl KrakenExchange {
         let registry = self.registry();
         let found = |m: &BTreeMap<String, KrakenOrder>| {
             m.iter()
+                // Kraken filtered by cl_ord_id already; re-check in case it echoes another form.
                 .filter(|(_, o)| {
-                    o.cl_ord_id
-                        .as_deref()
-                        .map_or(true, |c| c.eq_ignore_ascii_case(&cl))
+                    o.cl_ord_id.as_deref().map_or(true, |c| {
+                        client_order_id_from_kraken(c).as_ref() == Some(id)
+                    })
                 })
                 .find_map(|(txid, o)| to_exchange_order(txid, o, &registry))
         };

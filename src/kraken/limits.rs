@@ -175,7 +175,9 @@ impl DecayingCounter {
         }
         let secs = (self.value + cost - self.limits.max) / self.limits.decay_per_sec;
         // Round up to whole milliseconds so the retry after the wait always fits.
-        Err(Duration::from_millis((secs * 1000.0).ceil() as u64 + 1))
+        Err(Duration::from_millis(
+            ((secs * 1000.0).ceil() as u64).saturating_add(1),
+        ))
     }
 }
 
