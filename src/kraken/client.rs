@@ -1,0 +1,1271 @@
+//! The Kraken REST client: configuration, credentials, the signed private-request path with
+//! nonces, rate counters and retries, and the typed endpoints.
+
+use super::assets::{format_decimal, is_suffixed_asset, normalise_asset, parse_decimal};
+use super::errors::{
+    classify, classify_http_status, classify_malformed, classify_transport, has_error, CallKind,
+    INVALID_NONCE_PREFIX, LOCKOUT_PREFIX,
+};
+use super::limits::{rest_cost, RateGate, Tier, TradingLimiter, ADD_ORDER_COST};
+use super::sign::{sign_with_key, FormBody, NonceSource};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use chrono::{DateTime, TimeZone, Utc};
+use parking_lot::Mutex;
+use rust_decimal::Decimal;
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use triplegain_actors::domain::{Candle, OrderType, Side, Symbol, Timeframe};
+use triplegain_actors::ports::ExchangeError;
+
+/// Kraken's production REST endpoint.
+pub const DEFAULT_BASE_URL: &str = "https://api.kraken.com";
+
+/// Largest `CancelAllOrdersAfter` timeout Kraken accepts (exclusive).
+pub const MAX_DEAD_MANS_SWITCH_SECS: u32 = 86_400;
+
+/// API key and secret of one Kraken key. `Debug` never prints them.
+#[derive(Clone)]
+pub struct KrakenCredentials {
+    pub api_key: SecretString,
+    /// Base64 secret as shown by Kraken.
+    pub api_secret: SecretString,
+}
+
+impl KrakenCredentials {
+    pub fn new(api_key: impl Into<String>, api_secret: impl Into<String>) -> Self {
+        Self {
+            api_key: SecretString::from(api_key.into()),
+            api_secret: SecretString::from(api_secret.into()),
+        }
+    }
+}
+
+impl fmt::Debug for KrakenCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KrakenCredentials")
+            .field("api_key", &"[REDACTED]")
+            .field("api_secret", &"[REDACTED]")
+            .finish()
+    }
+}
+
+/// Client settings; `Default` gives production values for a starter-tier key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KrakenConfig {
+    /// Scheme, host and optional port, without `/0/...` (e.g. `https://api.kraken.com`).
+    pub base_url: String,
+    /// Whole-request timeout.
+    pub timeout: Duration,
+    pub tier: Tier,
+    /// Longest the client waits for a local rate counter to decay before returning `RateLimited`.
+    pub max_rate_wait: Duration,
+    /// Total attempts for reads on retryable failures (1 = no retry). Order changes are never
+    /// retried, except once with a fresh nonce after `EAPI:Invalid nonce`.
+    pub read_attempts: u32,
+    /// First back-off between read attempts; doubled on each further attempt.
+    pub retry_backoff: Duration,
+    /// How long private calls stay paused after `EGeneral:Temporary lockout`.
+    pub lockout_pause: Duration,
+    pub user_agent: String,
+}
+
+impl Default for KrakenConfig {
+    fn default() -> Self {
+        Self {
+            base_url: DEFAULT_BASE_URL.to_owned(),
+            timeout: Duration::from_secs(10),
+            tier: Tier::Starter,
+            max_rate_wait: Duration::from_secs(10),
+            read_attempts: 3,
+            retry_backoff: Duration::from_secs(1),
+            lockout_pause: Duration::from_secs(15 * 60),
+            user_agent: concat!("triplegain/", env!("CARGO_PKG_VERSION")).to_owned(),
+        }
+    }
+}
+
+/// The client could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KrakenSetupError {
+    #[error("Kraken API secret is not valid base64")]
+    SecretNotBase64,
+    #[error("Kraken base URL {0:?} must start with http:// or https://")]
+    BadBaseUrl(String),
+    #[error("HTTP client could not be built: {0}")]
+    Http(String),
+}
+
+struct Keys {
+    api_key: SecretString,
+    secret: SecretBox<Vec<u8>>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base_url: String,
+    config: KrakenConfig,
+    keys: Option<Keys>,
+    nonces: NonceSource,
+    /// Serialises "take nonce → sign → send" so requests reach Kraken in nonce order.
+    send_lock: tokio::sync::Mutex<()>,
+    rest: RateGate,
+    trading: TradingLimiter,
+    lockout_until: Mutex<Option<Instant>>,
+}
+
+/// Kraken REST client for one API key (or none, for public data). Cheap to clone.
+#[derive(Clone)]
+pub struct KrakenClient {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for KrakenClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KrakenClient")
+            .field("base_url", &self.inner.base_url)
+            .field("tier", &self.inner.config.tier)
+            .field("authenticated", &self.inner.keys.is_some())
+            .finish()
+    }
+}
+
+// ---------------------------------------------------------------- DTOs
+
+/// One entry of `AssetPairs` (the fields we use).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct AssetPair {
+    pub altname: String,
+    #[serde(default)]
+    pub wsname: Option<String>,
+    pub base: String,
+    pub quote: String,
+    pub pair_decimals: u32,
+    pub lot_decimals: u32,
+    #[serde(default)]
+    pub cost_decimals: Option<u32>,
+    #[serde(default, deserialize_with = "de_opt_decimal")]
+    pub tick_size: Option<Decimal>,
+    #[serde(default, deserialize_with = "de_opt_decimal")]
+    pub ordermin: Option<Decimal>,
+    #[serde(default, deserialize_with = "de_opt_decimal")]
+    pub costmin: Option<Decimal>,
+    #[serde(default)]
+    pub leverage_buy: Vec<u32>,
+    #[serde(default)]
+    pub leverage_sell: Vec<u32>,
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+/// Last trade, best bid and best ask of a pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticker {
+    pub last: Decimal,
+    pub bid: Decimal,
+    pub ask: Decimal,
+}
+
+/// `descr` of an order.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+pub struct OrderDescription {
+    #[serde(default)]
+    pub pair: String,
+    #[serde(default, rename = "type")]
+    pub side: String,
+    #[serde(default)]
+    pub ordertype: String,
+    #[serde(default, deserialize_with = "de_opt_decimal")]
+    pub price: Option<Decimal>,
+    #[serde(default, deserialize_with = "de_opt_decimal")]
+    pub price2: Option<Decimal>,
+    #[serde(default)]
+    pub leverage: Option<String>,
+    #[serde(default)]
+    pub order: String,
+}
+
+/// An order as returned by OpenOrders / ClosedOrders / QueryOrders.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct KrakenOrder {
+    #[serde(default)]
+    pub cl_ord_id: Option<String>,
+    #[serde(default)]
+    pub userref: Option<Value>,
+    pub status: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub opentm: Option<f64>,
+    #[serde(default)]
+    pub closetm: Option<f64>,
+    #[serde(default)]
+    pub descr: OrderDescription,
+    #[serde(deserialize_with = "de_decimal")]
+    pub vol: Decimal,
+    #[serde(default, deserialize_with = "de_decimal_or_zero")]
+    pub vol_exec: Decimal,
+    #[serde(default, deserialize_with = "de_decimal_or_zero")]
+    pub cost: Decimal,
+    #[serde(default, deserialize_with = "de_decimal_or_zero")]
+    pub fee: Decimal,
+    /// Average fill price.
+    #[serde(default, deserialize_with = "de_opt_decimal")]
+    pub price: Option<Decimal>,
+    #[serde(default)]
+    pub misc: Option<String>,
+    #[serde(default)]
+    pub oflags: Option<String>,
+}
+
+impl KrakenOrder {
+    pub fn opened_at(&self) -> Option<DateTime<Utc>> {
+        self.opentm.and_then(unix_secs_to_utc)
+    }
+
+    pub fn closed_at(&self) -> Option<DateTime<Utc>> {
+        self.closetm.and_then(unix_secs_to_utc)
+    }
+}
+
+fn unix_secs_to_utc(secs: f64) -> Option<DateTime<Utc>> {
+    if !secs.is_finite() || secs <= 0.0 {
+        return None;
+    }
+    let whole = secs.trunc() as i64;
+    let nanos = ((secs - secs.trunc()) * 1e9)
+        .round()
+        .clamp(0.0, 999_999_999.0) as u32;
+    Utc.timestamp_opt(whole, nanos).single()
+}
+
+/// Parameters of `AddOrder`, in Kraken's terms (pair name, already quantised decimals).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AddOrderParams {
+    /// Kraken pair id or altname.
+    pub pair: String,
+    pub side: Side,
+    pub order_type: OrderType,
+    pub volume: Decimal,
+    /// Limit price, or trigger price of stop-loss / take-profit types.
+    pub price: Option<Decimal>,
+    /// Limit price of `*-limit` types.
+    pub price2: Option<Decimal>,
+    /// Sent only when greater than 1.
+    pub leverage: Option<u32>,
+    pub reduce_only: bool,
+    pub post_only: bool,
+    pub validate: bool,
+    pub cl_ord_id: Option<String>,
+}
+
+impl AddOrderParams {
+    /// The form fields (without the nonce), decimals without exponents.
+    pub fn to_form(&self) -> FormBody {
+        let mut f = FormBody::new();
+        f.push("ordertype", self.order_type.as_str())
+            .push("type", self.side.as_str())
+            .push("pair", self.pair.clone())
+            .push("volume", format_decimal(self.volume));
+        if let Some(p) = self.price {
+            f.push("price", format_decimal(p));
+        }
+        if let Some(p) = self.price2 {
+            f.push("price2", format_decimal(p));
+        }
+        if let Some(l) = self.leverage.filter(|l| *l > 1) {
+            f.push("leverage", l.to_string());
+        }
+        if self.reduce_only {
+            f.push("reduce_only", "true");
+        }
+        if self.post_only {
+            f.push("oflags", "post");
+        }
+        if let Some(id) = &self.cl_ord_id {
+            f.push("cl_ord_id", id.clone());
+        }
+        if self.validate {
+            f.push("validate", "true");
+        }
+        f
+    }
+}
+
+/// Result of `AddOrder`: txids (empty for `validate`) and Kraken's description.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddOrderResult {
+    pub txids: Vec<String>,
+    pub description: String,
+}
+
+/// Which order to cancel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelTarget {
+    Txid(String),
+    ClOrdId(String),
+}
+
+impl CancelTarget {
+    fn id(&self) -> &str {
+        match self {
+            Self::Txid(s) | Self::ClOrdId(s) => s,
+        }
+    }
+}
+
+/// Result of `CancelOrder`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CancelResult {
+    pub count: u64,
+    pub pending: bool,
+}
+
+/// Result of `CancelAllOrdersAfter` (RFC 3339 texts; `trigger_time` is `0` when disarmed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadMansSwitchStatus {
+    pub current_time: String,
+    pub trigger_time: String,
+}
+
+fn de_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+    let v = Value::deserialize(d)?;
+    parse_decimal(&v).ok_or_else(|| serde::de::Error::custom(format!("not a decimal: {v}")))
+}
+
+fn de_decimal_or_zero<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+    Ok(de_opt_decimal(d)?.unwrap_or(Decimal::ZERO))
+}
+
+fn de_opt_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+    let v = Value::deserialize(d)?;
+    Ok(parse_decimal(&v))
+}
+
+/// Kraken OHLC interval (minutes) of a timeframe.
+pub fn interval_minutes(tf: Timeframe) -> u32 {
+    match tf {
+        Timeframe::M1 => 1,
+        Timeframe::M5 => 5,
+        Timeframe::M15 => 15,
+        Timeframe::H1 => 60,
+        Timeframe::H4 => 240,
+        Timeframe::D1 => 1440,
+    }
+}
+
+// ---------------------------------------------------------------- client
+
+impl KrakenClient {
+    /// Builds a client; `credentials` may be `None` for public data only.
+    ///
+    /// # Errors
+    /// [`KrakenSetupError`] for a secret that is not base64, a malformed base URL, or an HTTP
+    /// client that cannot be built.
+    pub fn new(
+        config: KrakenConfig,
+        credentials: Option<KrakenCredentials>,
+    ) -> Result<Self, KrakenSetupError> {
+        let base_url = config.base_url.trim().trim_end_matches('/').to_owned();
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            return Err(KrakenSetupError::BadBaseUrl(config.base_url.clone()));
+        }
+        let keys = match credentials {
+            None => None,
+            Some(c) => {
+                let secret = B64
+                    .decode(c.api_secret.expose_secret().trim())
+                    .map_err(|_| KrakenSetupError::SecretNotBase64)?;
+                Some(Keys {
+                    api_key: c.api_key,
+                    secret: SecretBox::new(Box::new(secret)),
+                })
+            }
+        };
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .user_agent(config.user_agent.clone())
+            .build()
+            .map_err(|e| KrakenSetupError::Http(e.to_string()))?;
+        let rest = RateGate::new(
+            "Kraken REST",
+            config.tier.rest_limits(),
+            config.max_rate_wait,
+        );
+        let trading = TradingLimiter::new(config.tier.trading_limits(), config.max_rate_wait);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                base_url,
+                config,
+                keys,
+                nonces: NonceSource::new(),
+                send_lock: tokio::sync::Mutex::new(()),
+                rest,
+                trading,
+                lockout_until: Mutex::new(None),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &KrakenConfig {
+        &self.inner.config
+    }
+
+    pub fn has_credentials(&self) -> bool {
+        self.inner.keys.is_some()
+    }
+
+    /// The per-pair trading counters (also used by callers that want to inspect them).
+    pub fn trading_limiter(&self) -> &TradingLimiter {
+        &self.inner.trading
+    }
+
+    /// The per-key REST call counter.
+    pub fn rest_gate(&self) -> &RateGate {
+        &self.inner.rest
+    }
+
+    // ------------------------------------------------------------ transport
+
+    /// `GET /0/public/<method>`; reads are retried on retryable failures.
+    ///
+    /// # Errors
+    /// Classified [`ExchangeError`].
+    pub async fn public(&self, method: &str, query: &FormBody) -> Result<Value, ExchangeError> {
+        let qs = query.encode();
+        let url = if qs.is_empty() {
+            format!("{}/0/public/{method}", self.inner.base_url)
+        } else {
+            format!("{}/0/public/{method}?{qs}", self.inner.base_url)
+        };
+        let mut attempt = 1;
+        loop {
+            let res = match self.inner.http.get(&url).send().await {
+                Ok(resp) => read_envelope(resp, CallKind::Read).await,
+                Err(e) => Err(classify_transport(&e, CallKind::Read)),
+            };
+            match res {
+                Err(e) if e.is_retryable() && attempt < self.inner.config.read_attempts.max(1) => {
+                    tracing::warn!(method, attempt, error = %e, "Kraken public call failed, retrying");
+                    tokio::time::sleep(self.backoff(attempt)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// `POST /0/private/<method>` with a fresh nonce and signature on every attempt.
+    ///
+    /// Reads are retried on retryable failures up to `read_attempts`; order changes never are,
+    /// except once with a fresh nonce after `EAPI:Invalid nonce` (refused before execution).
+    ///
+    /// # Errors
+    /// Classified [`ExchangeError`]; `Rejected` without credentials.
+    pub async fn private(
+        &self,
+        method: &str,
+        params: &FormBody,
+        kind: CallKind,
+    ) -> Result<Value, ExchangeError> {
+        let Some(keys) = self.inner.keys.as_ref() else {
+            return Err(ExchangeError::Rejected(format!(
+                "Kraken {method} needs API credentials"
+            )));
+        };
+        let mut attempt = 1;
+        let mut nonce_retry_used = false;
+        loop {
+            self.check_lockout()?;
+            self.inner.rest.acquire(rest_cost(method)).await?;
+            let res = self.send_private(keys, method, params).await;
+            let err = match res {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            if let SendError::Kraken(errors) = &err {
+                if has_error(errors, LOCKOUT_PREFIX) {
+                    *self.inner.lockout_until.lock() =
+                        Instant::now().checked_add(self.inner.config.lockout_pause);
+                    tracing::error!(
+                        method,
+                        ?errors,
+                        "Kraken temporary lockout: pausing private calls"
+                    );
+                }
+                if has_error(errors, INVALID_NONCE_PREFIX) {
+                    if nonce_retry_used {
+                        return Err(ExchangeError::Rejected(format!(
+                            "{} persisted after one retry with a fresh nonce",
+                            errors.join("; ")
+                        )));
+                    }
+                    nonce_retry_used = true;
+                    tracing::warn!(
+                        method,
+                        "Kraken refused the nonce; retrying once with a fresh nonce"
+                    );
+                    continue;
+                }
+            }
+            let classified = err.classify(kind);
+            let mut wait = self.backoff(attempt);
+            if let SendError::Kraken(errors) = &err {
+                if REST_LIMIT_PREFIXES.iter().any(|p| has_error(errors, p)) {
+                    // Our estimate was low (the key is shared or the tier is wrong): start over full.
+                    self.inner.rest.saturate();
+                    wait = wait.max(self.inner.rest.unit_decay());
+                }
+                if let Some(until) = throttled_wait(errors) {
+                    wait = wait.max(until);
+                }
+            }
+            let may_retry = kind == CallKind::Read
+                && classified.is_retryable()
+                && !matches!(&err, SendError::Kraken(e) if has_error(e, LOCKOUT_PREFIX))
+                && attempt < self.inner.config.read_attempts.max(1)
+                && (!matches!(classified, ExchangeError::RateLimited(_))
+                    || wait <= self.inner.config.max_rate_wait);
+            if !may_retry {
+                return Err(classified);
+            }
+            tracing::warn!(method, attempt, error = %classified, wait_ms = wait.as_millis() as u64,
+                "Kraken private read failed, retrying");
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        self.inner
+            .config
+            .retry_backoff
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(10))
+    }
+
+    fn check_lockout(&self) -> Result<(), ExchangeError> {
+        let mut guard = self.inner.lockout_until.lock();
+        match *guard {
+            Some(until) if Instant::now() < until => Err(ExchangeError::RateLimited(format!(
+                "EGeneral:Temporary lockout: private calls paused for {} more s",
+                until.saturating_duration_since(Instant::now()).as_secs()
+            ))),
+            Some(_) => {
+                *guard = None;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    async fn send_private(
+        &self,
+        keys: &Keys,
+        method: &str,
+        params: &FormBody,
+    ) -> Result<Value, SendError> {
+        let path = format!("/0/private/{method}");
+        let url = format!("{}{path}", self.inner.base_url);
+        let response = {
+            let _in_order = self.inner.send_lock.lock().await;
+            let nonce = self.inner.nonces.next();
+            let rest = params.encode();
+            let body = if rest.is_empty() {
+                format!("nonce={nonce}")
+            } else {
+                format!("nonce={nonce}&{rest}")
+            };
+            let signature =
+                sign_with_key(&path, nonce, body.as_bytes(), keys.secret.expose_secret());
+            self.inner
+                .http
+                .post(&url)
+                .header("API-Key", keys.api_key.expose_secret())
+                .header("API-Sign", signature)
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(body)
+                .send()
+                .await
+                .map_err(SendError::Transport)?
+        };
+        read_envelope_raw(response).await
+    }
+
+    // ------------------------------------------------------------ public endpoints
+
+    /// All tradable pairs, keyed by Kraken's canonical pair id.
+    ///
+    /// # Errors
+    /// Classified [`ExchangeError`]; `Retryable` for an unparsable result.
+    pub async fn asset_pairs(&self) -> Result<BTreeMap<String, AssetPair>, ExchangeError> {
+        let v = self.public("AssetPairs", &FormBody::new()).await?;
+        let Value::Object(map) = v else {
+            return Err(classify_malformed(
+                "AssetPairs result is not an object",
+                CallKind::Read,
+            ));
+        };
+        let mut out = BTreeMap::new();
+        for (id, entry) in map {
+            match serde_json::from_value::<AssetPair>(entry) {
+                Ok(p) => {
+                    out.insert(id, p);
+                }
+                Err(e) => {
+                    tracing::debug!(pair = %id, error = %e, "skipping unparsable AssetPairs entry")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Closed candles of `pair` (Kraken name) for `symbol`; the last, still-forming row is dropped.
+    ///
+    /// # Errors
+    /// Classified [`ExchangeError`]; `Retryable` for malformed rows.
+    pub async fn ohlc(
+        &self,
+        pair: &str,
+        symbol: &Symbol,
+        timeframe: Timeframe,
+        since: Option<i64>,
+    ) -> Result<Vec<Candle>, ExchangeError> {
+        let mut q = FormBody::new();
+        q.push("pair", pair)
+            .push("interval", interval_minutes(timeframe).to_string());
+        if let Some(s) = since {
+            q.push("since", s.to_string());
+        }
+        let v = self.public("OHLC", &q).await?;
+        parse_ohlc(&v, symbol, timeframe)
+    }
+
+    /// Last trade, best bid and best ask of `pair` (Kraken name).
+    ///
+    /// # Errors
+    /// Classified [`ExchangeError`]; `Retryable` for a malformed result.
+    pub async fn ticker(&self, pair: &str) -> Result<Ticker, ExchangeError> {
+        let mut q = FormBody::new();
+        q.push("pair", pair);
+        let v = self.public("Ticker", &q).await?;
+        parse_ticker(&v)
+    }
+
+    // ------------------------------------------------------------ private endpoints
+
+    /// Spendable balances by our asset code (`XXBT` → `BTC`, `ZUSD` → `USD`); the read-only
+    /// suffixed variants (`.F`, `.S`, `.B`, `.M`, `.T`) are left out.
+    ///
+    /// # Errors
+    /// Classified [`ExchangeError`].
+    pub async fn balance(&self) -> Result<BTreeMap<String, Decimal>, ExchangeError> {
+        let v = self
+            .private("Balance", &FormBody::new(), CallKind::Read)
+            .await?;
+        parse_balance(&v)
+    }
+
+    /// Available balances by our asset code from `BalanceEx`:
+    /// `balance + credit − credit_used − hold_trade` (funds not reserved by open orders).
+    ///
+    /// # Errors
+    /// Classified [`ExchangeError`].
+    pub async fn available_balance(&self) -> Result<BTreeMap<String, Decimal>, ExchangeError> {
+        let v = self
+            .private("BalanceEx", &FormBody::new(), CallKind::Read)
+            .await?;
+        parse_balance_ex(&v)
+    }
+
+    /// Places an order. Charges the pair's trading counter first (Kraken charges it even when
+    /// the order fails validation). Never retried except once after `EAPI:Invalid nonce`.
+    ///
+    /// # Errors
+    /// Classified [`ExchangeError`]; `Unknown` when the order may exist.
+    pub async fn add_order(
+        &self,
+        params: &AddOrderParams,
+    ) -> Result<AddOrderResult, ExchangeError> {
+        self.inner
+            .trading
+            .acquire(&params.pair, ADD_ORDER_COST)
+            .await?;
+        let v = match self
+            .private("AddOrder", &params.to_form(), CallKind::OrderChange)
+            .await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                if is_engine_limit(&e) {
+                    self.inner.trading.saturate(&params.pair);
+                }
+                // The order may rest on the book: a cancel soon after still pays the penalty.
+                if let (ExchangeError::Unknown(_), Some(c), false) =
+                    (&e, &params.cl_ord_id, params.validate)
+                {
+                    self.inner
+                        .trading
+                        .record_placed(&params.pair, &[c], Instant::now());
+                }
+                return Err(e);
+            }
+        };
+        let txids: Vec<String> = match v.get("txid") {
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|t| t.as_str().map(str::to_owned))
+                .collect(),
+            Some(Value::String(s)) => vec![s.clone()],
+            _ => Vec::new(),
+        };
+        let description = v
+            .get("descr")
+            .and_then(|d| d.get("order"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if !params.validate {
+            let mut ids: Vec<&str> = txids.iter().map(String::as_str).collect();
+            if let Some(c) = &params.cl_ord_id {
+                ids.push(c);
+            }
+            self.inner
+                .trading
+                .record_placed(&params.pair, &ids, Instant::now());
+        }
+        Ok(AddOrderResult { txids, description })
+    }
+
+    /// Cancels one order by txid or `cl_ord_id`, charging the young-order penalty when we
+    /// placed it recently.
+    ///
+    /// # Errors
+    /// Classified [`ExchangeError`]; `Unknown` when the cancel may or may not have happened.
+    pub async fn cancel_order(&self, target: &CancelTarget) -> Result<CancelResult, ExchangeError> {
+        self.inner.trading.acquire_cancel(target.id()).await?;
+        let mut f = FormBody::new();
+        match target {
+            CancelTarget::Txid(t) => f.push("txid", t.clone()),
+            CancelTarget::ClOrdId(c) => f.push("cl_ord_id", c.clone()),
+        };
+        let v = self
+            .private("CancelOrder", &f, CallKind::OrderChange)
+            .await?;
+        self.inner.trading.forget(&[target.id()]);
+        Ok(CancelResult {
+            count: v.get("count").and_then(Value::as_u64).unwrap_or(0),
+            pending: v.get("pending").and_then(Value::as_bool).unwrap_or(false),
+        })
+    }
+
+    /// Orders by txid (at most 50 per call; longer lists are split).
+    ///
+    /// # Errors
+    /// Classified [`ExchangeError`].
+    pub async fn query_orders(
+        &self,
+        txids: &[String],
+    ) -> Result<BTreeMap<String, KrakenOrder>, ExchangeError> {
+        let mut out = BTreeMap::new();
+        for chunk in txids.chunks(50) {
+            let mut f = FormBody::new();
+            f.push("txid", chunk.join(","));
+            let v = self.private("QueryOrders", &f, CallKind::Read).await?;
+            out.extend(parse_orders(&v)?);
+        }
+        Ok(out)
+    }
+
+    /// Open orders, optionally only the one with `cl_ord_id`.
+    ///
+    /// # Errors
+    /// Classified [`ExchangeError`].
+    pub async fn open_orders(
+        &self,
+        cl_ord_id: Option<&str>,
+    ) -> Result<BTreeMap<String, KrakenOrder>, ExchangeError> {
+        let mut f = FormBody::new();
+        if let Some(c) = cl_ord_id {
+            f.push("cl_ord_id", c);
+        }
+        let v = self.private("OpenOrders", &f, CallKind::Read).await?;
+        parse_orders(v.get("open").unwrap_or(&Value::Null))
+    }
+
+    /// The newest page (50) of closed orders, optionally only `cl_ord_id`, optionally from `start`.
+    ///
+    /// # Errors
+    /// Classified [`ExchangeError`].
+    pub async fn closed_orders(
+        &self,
+        cl_ord_id: Option<&str>,
+        start: Option<i64>,
+    ) -> Result<BTreeMap<String, KrakenOrder>, ExchangeError> {
+        let mut f = FormBody::new();
+        if let Some(c) = cl_ord_id {
+            f.push("cl_ord_id", c);
+        }
+        if let Some(s) = start {
+            f.push("start", s.to_string());
+        }
+        let v = self.private("ClosedOrders", &f, CallKind::Read).await?;
+        parse_orders(v.get("closed").unwrap_or(&Value::Null))
+    }
+
+    /// Arms (or with `0` disarms) the dead man's switch: all orders are cancelled after
+    /// `timeout_secs` unless this is called again before.
+    ///
+    /// # Errors
+    /// `Invalid` for a timeout of a day or more; otherwise classified [`ExchangeError`].
+    pub async fn cancel_all_orders_after(
+        &self,
+        timeout_secs: u32,
+    ) -> Result<DeadMansSwitchStatus, ExchangeError> {
+        if timeout_secs >= MAX_DEAD_MANS_SWITCH_SECS {
+            return Err(ExchangeError::Invalid(format!(
+                "dead man's switch timeout {timeout_secs} s must be below {MAX_DEAD_MANS_SWITCH_SECS} s"
+            )));
+        }
+        let mut f = FormBody::new();
+        f.push("timeout", timeout_secs.to_string());
+        let v = self
+            .private("CancelAllOrdersAfter", &f, CallKind::Read)
+            .await?;
+        let text = |k: &str| {
+            v.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        Ok(DeadMansSwitchStatus {
+            current_time: text("currentTime"),
+            trigger_time: text("triggerTime"),
+        })
+    }
+}
+
+// ---------------------------------------------------------------- envelope
+
+/// Kraken errors meaning the per-key REST counter is over its limit.
+const REST_LIMIT_PREFIXES: &[&str] = &[
+    "eapi:rate limit exceeded",
+    "egeneral:too many requests",
+    "eauth:rate limit exceeded",
+];
+
+/// Kraken errors meaning a pair's matching-engine counter is over its limit.
+const ENGINE_LIMIT_PREFIXES: &[&str] = &["eorder:rate limit exceeded"];
+
+/// How long `EService:Throttled: <unix ts>` asks us to wait.
+fn throttled_wait(errors: &[String]) -> Option<Duration> {
+    let e = errors
+        .iter()
+        .find(|e| e.to_ascii_lowercase().starts_with("eservice:throttled"))?;
+    let ts: u64 = e.rsplit(':').next()?.trim().parse().ok()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    Some(Duration::from_secs(ts.saturating_sub(now)))
+}
+
+/// Whether an error from an order change says the pair's engine counter is full.
+fn is_engine_limit(e: &ExchangeError) -> bool {
+    match e {
+        ExchangeError::RateLimited(m) => {
+            let m = m.to_ascii_lowercase();
+            ENGINE_LIMIT_PREFIXES.iter().any(|p| m.contains(p))
+        }
+        _ => false,
+    }
+}
+
+enum SendError {
+    Transport(reqwest::Error),
+    Http(u16),
+    Malformed(String),
+    Kraken(Vec<String>),
+}
+
+impl SendError {
+    fn classify(&self, kind: CallKind) -> ExchangeError {
+        match self {
+            Self::Transport(e) => classify_transport(e, kind),
+            Self::Http(s) => classify_http_status(*s, kind),
+            Self::Malformed(d) => classify_malformed(d, kind),
+            Self::Kraken(errors) => classify(errors, kind),
+        }
+    }
+}
+
+async fn read_envelope(resp: reqwest::Response, kind: CallKind) -> Result<Value, ExchangeError> {
+    read_envelope_raw(resp).await.map_err(|e| e.classify(kind))
+}
+
+async fn read_envelope_raw(resp: reqwest::Response) -> Result<Value, SendError> {
+    let status = resp.status().as_u16();
+    if status != 200 {
+        return Err(SendError::Http(status));
+    }
+    let text = resp.text().await.map_err(SendError::Transport)?;
+    parse_envelope(&text)
+}
+
+fn parse_envelope(text: &str) -> Result<Value, SendError> {
+    let v: Value = serde_json::from_str(text).map_err(|e| SendError::Malformed(format!("{e}")))?;
+    let errors: Vec<String> = match v.get("error") {
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|e| e.as_str().map(str::to_owned))
+            .collect(),
+        Some(Value::String(s)) if !s.is_empty() => vec![s.clone()],
+        _ => Vec::new(),
+    };
+    if errors
+        .iter()
+        .any(|e| !e.trim().to_ascii_lowercase().starts_with('w'))
+    {
+        return Err(SendError::Kraken(errors));
+    }
+    for w in &errors {
+        tracing::warn!(warning = %w, "Kraken warning");
+    }
+    match v.get("result") {
+        Some(r) => Ok(r.clone()),
+        None => Err(SendError::Malformed("no result and no error".into())),
+    }
+}
+
+// ---------------------------------------------------------------- result parsing
+
+fn malformed(detail: impl Into<String>) -> ExchangeError {
+    classify_malformed(&detail.into(), CallKind::Read)
+}
+
+/// Parses an OHLC result and drops its last (unfinished) row.
+///
+/// # Errors
+/// `Retryable` (malformed) when rows are missing or not numeric.
+pub fn parse_ohlc(
+    v: &Value,
+    symbol: &Symbol,
+    timeframe: Timeframe,
+) -> Result<Vec<Candle>, ExchangeError> {
+    let rows = v
+        .as_object()
+        .and_then(|m| {
+            m.iter()
+                .find(|(k, val)| k.as_str() != "last" && val.is_array())
+        })
+        .and_then(|(_, val)| val.as_array())
+        .ok_or_else(|| malformed("OHLC result has no rows"))?;
+    let finished = rows.len().saturating_sub(1);
+    rows.iter()
+        .take(finished)
+        .map(|row| {
+            let cell = |i: usize| {
+                row.get(i)
+                    .ok_or_else(|| malformed(format!("OHLC row too short: {row}")))
+            };
+            let dec = |i: usize| {
+                cell(i).and_then(|c| {
+                    parse_decimal(c).ok_or_else(|| malformed(format!("bad OHLC cell {c}")))
+                })
+            };
+            let t = cell(0)?
+                .as_i64()
+                .ok_or_else(|| malformed(format!("bad OHLC time in {row}")))?;
+            let open_time = Utc
+                .timestamp_opt(t, 0)
+                .single()
+                .ok_or_else(|| malformed(format!("OHLC time {t} out of range")))?;
+            Ok(Candle {
+                symbol: symbol.clone(),
+                timeframe,
+                open_time,
+                open: dec(1)?,
+                high: dec(2)?,
+                low: dec(3)?,
+                close: dec(4)?,
+                volume: dec(6)?,
+            })
+        })
+        .collect()
+}
+
+/// Parses a Ticker result (first pair in it).
+///
+/// # Errors
+/// `Retryable` (malformed) when a field is missing.
+pub fn parse_ticker(v: &Value) -> Result<Ticker, ExchangeError> {
+    let entry = v
+        .as_object()
+        .and_then(|m| m.values().next())
+        .ok_or_else(|| malformed("Ticker result is empty"))?;
+    let first = |k: &str| {
+        entry
+            .get(k)
+            .and_then(|a| a.get(0))
+            .and_then(parse_decimal)
+            .ok_or_else(|| malformed(format!("Ticker field {k} missing")))
+    };
+    Ok(Ticker {
+        last: first("c")?,
+        bid: first("b")?,
+        ask: first("a")?,
+    })
+}
+
+/// Parses a Balance result into our asset codes, summing names that map to the same asset.
+///
+/// # Errors
+/// `Retryable` (malformed) when an amount is not a decimal.
+pub fn parse_balance(v: &Value) -> Result<BTreeMap<String, Decimal>, ExchangeError> {
+    let map = v
+        .as_object()
+        .ok_or_else(|| malformed("Balance result is not an object"))?;
+    let mut out = BTreeMap::new();
+    for (asset, amount) in map {
+        if is_suffixed_asset(asset) {
+            continue;
+        }
+        let amount = parse_decimal(amount)
+            .ok_or_else(|| malformed(format!("bad balance for {asset}: {amount}")))?;
+        *out.entry(normalise_asset(asset)).or_insert(Decimal::ZERO) += amount;
+    }
+    Ok(out)
+}
+
+/// Parses a BalanceEx result into available amounts by our asset code.
+///
+/// # Errors
+/// `Retryable` (malformed) when an entry has no decimal `balance`.
+pub fn parse_balance_ex(v: &Value) -> Result<BTreeMap<String, Decimal>, ExchangeError> {
+    let map = v
+        .as_object()
+        .ok_or_else(|| malformed("BalanceEx result is not an object"))?;
+    let mut out = BTreeMap::new();
+    for (asset, entry) in map {
+        if is_suffixed_asset(asset) {
+            continue;
+        }
+        let field = |k: &str| {
+            entry
+                .get(k)
+                .and_then(parse_decimal)
+                .unwrap_or(Decimal::ZERO)
+        };
+        let balance = entry
+            .get("balance")
+            .and_then(parse_decimal)
+            .ok_or_else(|| malformed(format!("bad BalanceEx entry for {asset}: {entry}")))?;
+        let available = balance + field("credit") - field("credit_used") - field("hold_trade");
+        *out.entry(normalise_asset(asset)).or_insert(Decimal::ZERO) += available;
+    }
+    Ok(out)
+}
+
+/// Parses a `{TXID: order}` map.
+///
+/// # Errors
+/// `Retryable` (malformed) when an order does not parse.
+pub fn parse_orders(v: &Value) -> Result<BTreeMap<String, KrakenOrder>, ExchangeError> {
+    let Some(map) = v.as_object() else {
+        return if v.is_null() {
+            Ok(BTreeMap::new())
+        } else {
+            Err(malformed("orders result is not an object"))
+        };
+    };
+    map.iter()
+        .map(|(txid, o)| {
+            serde_json::from_value::<KrakenOrder>(o.clone())
+                .map(|o| (txid.clone(), o))
+                .map_err(|e| malformed(format!("order {txid}: {e}")))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+    use serde_json::json;
+
+    #[test]
+    fn credentials_debug_hides_secrets() {
+        let c = KrakenCredentials::new("my-public-key", "c2VjcmV0");
+        let s = format!("{c:?}");
+        assert!(
+            !s.contains("my-public-key") && !s.contains("c2VjcmV0"),
+            "{s}"
+        );
+        assert!(s.contains("REDACTED"));
+    }
+
+    #[test]
+    fn client_rejects_bad_setup() {
+        let bad = KrakenCredentials::new("k", "not base64!!");
+        assert_eq!(
+            KrakenClient::new(KrakenConfig::default(), Some(bad)).unwrap_err(),
+            KrakenSetupError::SecretNotBase64
+        );
+        let cfg = KrakenConfig {
+            base_url: "api.kraken.com".into(),
+            ..KrakenConfig::default()
+        };
+        assert!(matches!(
+            KrakenClient::new(cfg, None),
+            Err(KrakenSetupError::BadBaseUrl(_))
+        ));
+    }
+
+    #[test]
+    fn add_order_form_has_exact_fields() {
+        let p = AddOrderParams {
+            pair: "XBTUSDT".into(),
+            side: Side::Sell,
+            order_type: OrderType::StopLossLimit,
+            volume: dec!(0.00000100),
+            price: Some(dec!(45000.0)),
+            price2: Some(dec!(44900.50)),
+            leverage: Some(2),
+            reduce_only: true,
+            post_only: false,
+            validate: true,
+            cl_ord_id: Some("abc".into()),
+        };
+        assert_eq!(
+            p.to_form().encode(),
+            "ordertype=stop-loss-limit&type=sell&pair=XBTUSDT&volume=0.000001&price=45000&price2=44900.5\
+             &leverage=2&reduce_only=true&cl_ord_id=abc&validate=true"
+        );
+        let spot = AddOrderParams {
+            leverage: Some(1),
+            reduce_only: false,
+            validate: false,
+            post_only: true,
+            ..p
+        };
+        let body = spot.to_form().encode();
+        assert!(
+            !body.contains("leverage")
+                && body.contains("oflags=post")
+                && !body.contains("validate"),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn ohlc_drops_the_unfinished_row() {
+        let v = json!({
+            "XXBTZUSD": [
+                [1700000000, "100.1", "101", "99", "100.5", "100.2", "1.5", 10],
+                [1700000060, "100.5", "102", "100", "101.5", "101.0", "2.25", 12],
+                [1700000120, "101.5", "101.6", "101.4", "101.5", "101.5", "0.01", 1]
+            ],
+            "last": 1700000060
+        });
+        let sym = Symbol::parse("BTC/USD").unwrap();
+        let c = parse_ohlc(&v, &sym, Timeframe::M1).unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].open, dec!(100.1));
+        assert_eq!(c[1].close, dec!(101.5));
+        assert_eq!(c[1].volume, dec!(2.25));
+        assert_eq!(c[1].open_time.timestamp(), 1_700_000_060);
+        assert!(parse_ohlc(&json!({"last": 1}), &sym, Timeframe::M1).is_err());
+    }
+
+    #[test]
+    fn balance_normalises_assets_and_skips_suffixed() {
+        let v = json!({"XXBT": "0.5", "XXRP": "100.25", "USDT": "1000", "ZUSD": "12.3", "XBT.F": "9", "ETH2.S": "1"});
+        let b = parse_balance(&v).unwrap();
+        assert_eq!(b.get("BTC"), Some(&dec!(0.5)));
+        assert_eq!(b.get("XRP"), Some(&dec!(100.25)));
+        assert_eq!(b.get("USDT"), Some(&dec!(1000)));
+        assert_eq!(b.get("USD"), Some(&dec!(12.3)));
+        assert_eq!(b.len(), 4, "{b:?}");
+    }
+
+    #[test]
+    fn throttled_errors_carry_their_wait() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let errs = vec![format!("EService:Throttled: {}", now + 5)];
+        let w = throttled_wait(&errs).unwrap();
+        assert!(
+            w >= Duration::from_secs(4) && w <= Duration::from_secs(5),
+            "{w:?}"
+        );
+        assert_eq!(throttled_wait(&["EService:Busy".to_owned()]), None);
+        assert!(is_engine_limit(&ExchangeError::RateLimited(
+            "EOrder:Rate limit exceeded".into()
+        )));
+        assert!(!is_engine_limit(&ExchangeError::RateLimited(
+            "EAPI:Rate limit exceeded".into()
+        )));
+    }
+
+    #[test]
+    fn balance_ex_subtracts_holds() {
+        let v = json!({
+            "XXBT": {"balance": "1.5", "hold_trade": "0.5"},
+            "USDT": {"balance": "100", "credit": "10", "credit_used": "4", "hold_trade": "20"},
+            "XBT.F": {"balance": "3"}
+        });
+        let b = parse_balance_ex(&v).unwrap();
+        assert_eq!(b.get("BTC"), Some(&dec!(1.0)));
+        assert_eq!(b.get("USDT"), Some(&dec!(86)));
+        assert_eq!(b.len(), 2);
+        assert!(parse_balance_ex(&json!({"XXBT": {"hold_trade": "1"}})).is_err());
+    }
+
+    #[test]
+    fn ticker_parses_last_bid_ask() {
+        let v = json!({"XBTUSDT": {"a": ["45001.1", "1", "1.000"], "b": ["45000.9", "2", "2.000"], "c": ["45001.0", "0.01"]}});
+        assert_eq!(
+            parse_ticker(&v).unwrap(),
+            Ticker {
+                last: dec!(45001.0),
+                bid: dec!(45000.9),
+                ask: dec!(45001.1)
+            }
+        );
+    }
+
+    #[test]
+    fn envelope_separates_errors_warnings_and_garbage() {
+        assert!(matches!(
+            parse_envelope(r#"{"error":["EService:Busy"]}"#),
+            Err(SendError::Kraken(_))
+        ));
+        assert!(parse_envelope(r#"{"error":["WGeneral:x"],"result":{"a":1}}"#).is_ok());
+        assert!(matches!(
+            parse_envelope("<html>502</html>"),
+            Err(SendError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_envelope(r#"{"error":[]}"#),
+            Err(SendError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn order_times_convert() {
+        let t = unix_secs_to_utc(1_688_666_559.5).unwrap();
+        assert_eq!(t.timestamp(), 1_688_666_559);
+        assert_eq!(t.timestamp_subsec_millis(), 500);
+        assert_eq!(unix_secs_to_utc(0.0), None);
+    }
+}

@@ -1,0 +1,625 @@
+//! Local copies of Kraken's rate counters, so we wait instead of provoking rate-limit errors.
+//!
+//! - The REST call counter per API key: +1 per call (+2 for history calls), decaying at the
+//!   tier's rate, capped at the tier's maximum.
+//! - The matching-engine (trading) counter per pair: +1 per AddOrder, and a penalty for
+//!   cancelling (or amending/editing) an order that rested only briefly.
+//!
+//! The counters are pure ([`DecayingCounter`] takes the time as an argument); [`RateGate`] and
+//! [`TradingLimiter`] wrap them with an async wait bounded by a configured maximum.
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use triplegain_actors::ports::ExchangeError;
+
+/// Kraken verification tier of the account; selects the counter limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    #[default]
+    Starter,
+    Intermediate,
+    Pro,
+}
+
+/// Maximum of a counter and how fast it decays.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CounterLimits {
+    pub max: f64,
+    pub decay_per_sec: f64,
+}
+
+impl Tier {
+    /// REST call counter per API key.
+    pub fn rest_limits(self) -> CounterLimits {
+        match self {
+            Self::Starter => CounterLimits {
+                max: 15.0,
+                decay_per_sec: 0.33,
+            },
+            Self::Intermediate => CounterLimits {
+                max: 20.0,
+                decay_per_sec: 0.5,
+            },
+            Self::Pro => CounterLimits {
+                max: 20.0,
+                decay_per_sec: 1.0,
+            },
+        }
+    }
+
+    /// Matching-engine counter per pair.
+    pub fn trading_limits(self) -> CounterLimits {
+        match self {
+            Self::Starter => CounterLimits {
+                max: 60.0,
+                decay_per_sec: 1.0,
+            },
+            Self::Intermediate => CounterLimits {
+                max: 125.0,
+                decay_per_sec: 2.34,
+            },
+            Self::Pro => CounterLimits {
+                max: 180.0,
+                decay_per_sec: 3.75,
+            },
+        }
+    }
+
+    /// # Errors
+    /// Returns the unknown text.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "starter" => Ok(Self::Starter),
+            "intermediate" => Ok(Self::Intermediate),
+            "pro" => Ok(Self::Pro),
+            _ => Err(format!(
+                "unknown Kraken tier {s:?} (expected starter, intermediate or pro)"
+            )),
+        }
+    }
+}
+
+/// REST counter cost of one call to `method`. Order placement and cancellation are not on the
+/// REST counter (they use the trading counter); history calls cost 2.
+pub fn rest_cost(method: &str) -> f64 {
+    match method {
+        "AddOrder" | "AddOrderBatch" | "CancelOrder" | "CancelOrderBatch" | "EditOrder"
+        | "AmendOrder" => 0.0,
+        "ClosedOrders" | "TradesHistory" | "Ledgers" | "QueryTrades" | "QueryLedgers" => 2.0,
+        _ => 1.0,
+    }
+}
+
+/// Trading counter cost of cancelling an order that has rested for `age` (fixed part 0).
+pub fn cancel_cost(age: Duration) -> f64 {
+    age_penalty(age, [8.0, 6.0, 5.0, 4.0, 2.0, 1.0])
+}
+
+/// Trading counter cost of amending an order that has rested for `age` (fixed part 1).
+pub fn amend_cost(age: Duration) -> f64 {
+    1.0 + age_penalty(age, [3.0, 2.0, 1.0, 0.0, 0.0, 0.0])
+}
+
+/// Trading counter cost of editing an order that has rested for `age` (fixed part 1).
+pub fn edit_cost(age: Duration) -> f64 {
+    1.0 + age_penalty(age, [6.0, 5.0, 4.0, 2.0, 1.0, 0.0])
+}
+
+/// Trading counter cost of placing an order.
+pub const ADD_ORDER_COST: f64 = 1.0;
+
+/// Penalty by resting time: <5 s, <10 s, <15 s, <45 s, <90 s, <300 s, then nothing.
+fn age_penalty(age: Duration, table: [f64; 6]) -> f64 {
+    let bounds = [5u64, 10, 15, 45, 90, 300];
+    bounds
+        .iter()
+        .zip(table)
+        .find(|(b, _)| age < Duration::from_secs(**b))
+        .map_or(0.0, |(_, p)| p)
+}
+
+/// A counter that rises by each call's cost and decays linearly with time.
+#[derive(Debug, Clone)]
+pub struct DecayingCounter {
+    limits: CounterLimits,
+    value: f64,
+    updated: Instant,
+}
+
+impl DecayingCounter {
+    pub fn new(limits: CounterLimits, now: Instant) -> Self {
+        Self {
+            limits,
+            value: 0.0,
+            updated: now,
+        }
+    }
+
+    fn decay(&mut self, now: Instant) {
+        let dt = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.value = (self.value - dt * self.limits.decay_per_sec).max(0.0);
+        if now > self.updated {
+            self.updated = now;
+        }
+    }
+
+    /// Sets the counter to its maximum: Kraken said we are over the limit, so our estimate
+    /// was low (another client shares the key or the pair).
+    pub fn saturate(&mut self, now: Instant) {
+        self.decay(now);
+        self.value = self.value.max(self.limits.max);
+    }
+
+    /// The counter value at `now`.
+    pub fn value_at(&mut self, now: Instant) -> f64 {
+        self.decay(now);
+        self.value
+    }
+
+    /// Charges `cost` if it fits under the maximum at `now`; otherwise returns how long to wait
+    /// until it fits (`Duration::MAX` if it never can).
+    ///
+    /// # Errors
+    /// The wait needed, when the cost does not fit now.
+    pub fn try_charge(&mut self, cost: f64, now: Instant) -> Result<(), Duration> {
+        self.decay(now);
+        if self.value + cost <= self.limits.max + 1e-9 {
+            self.value += cost;
+            return Ok(());
+        }
+        if cost > self.limits.max || self.limits.decay_per_sec <= 0.0 {
+            return Err(Duration::MAX);
+        }
+        let secs = (self.value + cost - self.limits.max) / self.limits.decay_per_sec;
+        // Round up to whole milliseconds so the retry after the wait always fits.
+        Err(Duration::from_millis(
+            ((secs * 1000.0).ceil() as u64).saturating_add(1),
+        ))
+    }
+}
+
+/// An async gate over one [`DecayingCounter`]: waits for decay, up to `max_wait`.
+#[derive(Debug)]
+pub struct RateGate {
+    name: String,
+    counter: Mutex<DecayingCounter>,
+    max_wait: Duration,
+}
+
+impl RateGate {
+    pub fn new(name: impl Into<String>, limits: CounterLimits, max_wait: Duration) -> Self {
+        Self {
+            name: name.into(),
+            counter: Mutex::new(DecayingCounter::new(limits, Instant::now())),
+            max_wait,
+        }
+    }
+
+    /// Charges `cost`, sleeping until the counter has decayed enough.
+    ///
+    /// # Errors
+    /// [`ExchangeError::RateLimited`] when the wait would exceed the configured maximum.
+    pub async fn acquire(&self, cost: f64) -> Result<(), ExchangeError> {
+        if cost <= 0.0 {
+            return Ok(());
+        }
+        let started = Instant::now();
+        loop {
+            let attempt = self.counter.lock().try_charge(cost, Instant::now());
+            let wait = match attempt {
+                Ok(()) => return Ok(()),
+                Err(wait) => wait,
+            };
+            let waited = started.elapsed();
+            if waited.saturating_add(wait) > self.max_wait {
+                return Err(ExchangeError::RateLimited(format!(
+                    "{} counter full: cost {cost} needs {:.1} s of decay, more than the {:.1} s allowed",
+                    self.name,
+                    wait.as_secs_f64(),
+                    self.max_wait.as_secs_f64()
+                )));
+            }
+            tracing::debug!(counter = %self.name, wait_ms = wait.as_millis() as u64, "rate counter full, waiting");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Marks the counter full after Kraken reported the limit exceeded.
+    pub fn saturate(&self) {
+        self.counter.lock().saturate(Instant::now());
+    }
+
+    /// Seconds one unit of cost takes to decay.
+    pub fn unit_decay(&self) -> Duration {
+        let rate = self.counter.lock().limits.decay_per_sec;
+        if rate > 0.0 {
+            Duration::from_secs_f64(1.0 / rate)
+        } else {
+            Duration::MAX
+        }
+    }
+
+    /// Current counter value (for metrics and tests).
+    pub fn value(&self) -> f64 {
+        self.counter.lock().value_at(Instant::now())
+    }
+}
+
+/// How long [`TradingLimiter`] remembers an order's placement time: after 300 s no penalty applies.
+const PENALTY_HORIZON: Duration = Duration::from_secs(300);
+
+#[derive(Debug)]
+struct TradingState {
+    pairs: HashMap<String, DecayingCounter>,
+    /// Order id (txid or client id) → (pair, placement time).
+    placed: HashMap<String, (String, Instant)>,
+}
+
+/// The per-pair matching-engine counters plus the placement times needed for cancel penalties.
+#[derive(Debug)]
+pub struct TradingLimiter {
+    limits: CounterLimits,
+    max_wait: Duration,
+    state: Mutex<TradingState>,
+}
+
+impl TradingLimiter {
+    pub fn new(limits: CounterLimits, max_wait: Duration) -> Self {
+        Self {
+            limits,
+            max_wait,
+            state: Mutex::new(TradingState {
+                pairs: HashMap::new(),
+                placed: HashMap::new(),
+            }),
+        }
+    }
+
+    /// Charges `cost` on `pair` at `now` (pure step; see [`Self::acquire`]).
+    ///
+    /// # Errors
+    /// The wait needed when the cost does not fit.
+    pub fn try_charge_at(&self, pair: &str, cost: f64, now: Instant) -> Result<(), Duration> {
+        let mut st = self.state.lock();
+        let limits = self.limits;
+        st.pairs
+            .entry(pair.to_owned())
+            .or_insert_with(|| DecayingCounter::new(limits, now))
+            .try_charge(cost, now)
+    }
+
+    /// Marks `pair`'s counter full after Kraken reported the engine limit exceeded.
+    pub fn saturate(&self, pair: &str) {
+        let now = Instant::now();
+        let mut st = self.state.lock();
+        let limits = self.limits;
+        st.pairs
+            .entry(pair.to_owned())
+            .or_insert_with(|| DecayingCounter::new(limits, now))
+            .saturate(now);
+    }
+
+    /// Counter value of `pair` at `now`.
+    pub fn value_at(&self, pair: &str, now: Instant) -> f64 {
+        self.state
+            .lock()
+            .pairs
+            .get_mut(pair)
+            .map_or(0.0, |c| c.value_at(now))
+    }
+
+    /// Charges `cost` on `pair`, sleeping until it fits.
+    ///
+    /// # Errors
+    /// [`ExchangeError::RateLimited`] when the wait would exceed the configured maximum.
+    pub async fn acquire(&self, pair: &str, cost: f64) -> Result<(), ExchangeError> {
+        if cost <= 0.0 {
+            return Ok(());
+        }
+        let started = Instant::now();
+        loop {
+            let wait = match self.try_charge_at(pair, cost, Instant::now()) {
+                Ok(()) => return Ok(()),
+                Err(wait) => wait,
+            };
+            if started.elapsed().saturating_add(wait) > self.max_wait {
+                return Err(ExchangeError::RateLimited(format!(
+                    "trading counter for {pair} full: cost {cost} needs {:.1} s of decay, more than the {:.1} s allowed",
+                    wait.as_secs_f64(),
+                    self.max_wait.as_secs_f64()
+                )));
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Remembers when the order known by `ids` (txids and/or client id) was placed on `pair`.
+    pub fn record_placed(&self, pair: &str, ids: &[&str], now: Instant) {
+        let mut st = self.state.lock();
+        st.placed
+            .retain(|_, (_, at)| now.saturating_duration_since(*at) < PENALTY_HORIZON);
+        for id in ids {
+            st.placed.insert((*id).to_owned(), (pair.to_owned(), now));
+        }
+    }
+
+    /// Pair and trading cost of cancelling the order `id` at `now`; `None` when we did not place
+    /// it within the penalty horizon (then no penalty applies or the pair is unknown to us).
+    pub fn cancel_charge_at(&self, id: &str, now: Instant) -> Option<(String, f64)> {
+        let st = self.state.lock();
+        let (pair, at) = st.placed.get(id)?;
+        let cost = cancel_cost(now.saturating_duration_since(*at));
+        (cost > 0.0).then(|| (pair.clone(), cost))
+    }
+
+    /// Charges the cancel penalty for `id` (if any), sleeping until it fits.
+    ///
+    /// # Errors
+    /// [`ExchangeError::RateLimited`] when the wait would exceed the configured maximum.
+    pub async fn acquire_cancel(&self, id: &str) -> Result<(), ExchangeError> {
+        match self.cancel_charge_at(id, Instant::now()) {
+            Some((pair, cost)) => self.acquire(&pair, cost).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Forgets the placement time of `ids` (after a cancel).
+    pub fn forget(&self, ids: &[&str]) {
+        let mut st = self.state.lock();
+        for id in ids {
+            st.placed.remove(*id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tier_tables_match_the_documented_limits() {
+        assert_eq!(
+            Tier::Starter.rest_limits(),
+            CounterLimits {
+                max: 15.0,
+                decay_per_sec: 0.33
+            }
+        );
+        assert_eq!(
+            Tier::Intermediate.rest_limits(),
+            CounterLimits {
+                max: 20.0,
+                decay_per_sec: 0.5
+            }
+        );
+        assert_eq!(
+            Tier::Pro.rest_limits(),
+            CounterLimits {
+                max: 20.0,
+                decay_per_sec: 1.0
+            }
+        );
+        assert_eq!(
+            Tier::Starter.trading_limits(),
+            CounterLimits {
+                max: 60.0,
+                decay_per_sec: 1.0
+            }
+        );
+        assert_eq!(
+            Tier::Intermediate.trading_limits(),
+            CounterLimits {
+                max: 125.0,
+                decay_per_sec: 2.34
+            }
+        );
+        assert_eq!(
+            Tier::Pro.trading_limits(),
+            CounterLimits {
+                max: 180.0,
+                decay_per_sec: 3.75
+            }
+        );
+        assert_eq!(Tier::parse("PRO"), Ok(Tier::Pro));
+        assert!(Tier::parse("gold").is_err());
+    }
+
+    #[test]
+    fn rest_costs_per_endpoint() {
+        assert_eq!(rest_cost("Balance"), 1.0);
+        assert_eq!(rest_cost("QueryOrders"), 1.0);
+        assert_eq!(rest_cost("TradesHistory"), 2.0);
+        assert_eq!(rest_cost("Ledgers"), 2.0);
+        assert_eq!(rest_cost("ClosedOrders"), 2.0);
+        assert_eq!(rest_cost("AddOrder"), 0.0);
+        assert_eq!(rest_cost("CancelOrder"), 0.0);
+    }
+
+    #[test]
+    fn counter_fills_then_decays() {
+        let t0 = Instant::now();
+        let mut c = DecayingCounter::new(Tier::Starter.rest_limits(), t0);
+        for _ in 0..15 {
+            c.try_charge(1.0, t0).unwrap();
+        }
+        // Full: the 16th call must wait 1 / 0.33 s ≈ 3.03 s.
+        let wait = c.try_charge(1.0, t0).unwrap_err();
+        assert!(
+            wait > Duration::from_millis(3000) && wait < Duration::from_millis(3100),
+            "{wait:?}"
+        );
+        // A history call (cost 2) needs twice that.
+        let wait2 = c.try_charge(2.0, t0).unwrap_err();
+        assert!(
+            wait2 > Duration::from_millis(6000) && wait2 < Duration::from_millis(6100),
+            "{wait2:?}"
+        );
+        // After the advertised wait the call fits.
+        let later = t0 + wait;
+        c.try_charge(1.0, later).unwrap();
+        // 30 s later the counter has decayed by 9.9.
+        let v = c.value_at(later + Duration::from_secs(30));
+        assert!((v - 5.1).abs() < 0.05, "{v}");
+        // It never goes below zero.
+        assert_eq!(c.value_at(later + Duration::from_secs(3600)), 0.0);
+    }
+
+    #[test]
+    fn saturating_after_a_kraken_limit_error_makes_callers_wait() {
+        let t0 = Instant::now();
+        let mut c = DecayingCounter::new(Tier::Pro.rest_limits(), t0);
+        c.try_charge(1.0, t0).unwrap();
+        c.saturate(t0);
+        assert_eq!(c.value_at(t0), 20.0);
+        let wait = c.try_charge(1.0, t0).unwrap_err();
+        assert!(
+            wait >= Duration::from_secs(1) && wait < Duration::from_millis(1100),
+            "{wait:?}"
+        );
+
+        let lim = TradingLimiter::new(Tier::Starter.trading_limits(), Duration::from_secs(1));
+        lim.saturate("XBTUSDT");
+        assert!(lim.try_charge_at("XBTUSDT", 1.0, Instant::now()).is_err());
+        assert!(lim.try_charge_at("XRPUSDT", 1.0, Instant::now()).is_ok());
+    }
+
+    #[test]
+    fn a_cost_above_the_maximum_never_fits() {
+        let t0 = Instant::now();
+        let mut c = DecayingCounter::new(
+            CounterLimits {
+                max: 5.0,
+                decay_per_sec: 1.0,
+            },
+            t0,
+        );
+        assert_eq!(c.try_charge(6.0, t0), Err(Duration::MAX));
+    }
+
+    #[test]
+    fn cancel_penalty_by_resting_time() {
+        let s = Duration::from_secs;
+        let cases = [
+            (0, 8.0),
+            (4, 8.0),
+            (5, 6.0),
+            (9, 6.0),
+            (10, 5.0),
+            (14, 5.0),
+            (15, 4.0),
+            (44, 4.0),
+            (45, 2.0),
+            (89, 2.0),
+            (90, 1.0),
+            (299, 1.0),
+            (300, 0.0),
+            (3600, 0.0),
+        ];
+        for (age, cost) in cases {
+            assert_eq!(cancel_cost(s(age)), cost, "cancel after {age} s");
+        }
+        assert_eq!(amend_cost(s(1)), 4.0);
+        assert_eq!(amend_cost(s(20)), 1.0);
+        assert_eq!(edit_cost(s(1)), 7.0);
+        assert_eq!(edit_cost(s(60)), 2.0);
+        assert_eq!(edit_cost(s(400)), 1.0);
+    }
+
+    #[test]
+    fn cancelling_a_young_order_costs_more_on_its_pair_only() {
+        let lim = TradingLimiter::new(Tier::Starter.trading_limits(), Duration::from_secs(1));
+        let t0 = Instant::now();
+        lim.try_charge_at("XBTUSDT", ADD_ORDER_COST, t0).unwrap();
+        lim.record_placed("XBTUSDT", &["OABC-1", "tg-1"], t0);
+
+        // Cancelled after 2 s: penalty 8, charged on XBTUSDT.
+        let t2 = t0 + Duration::from_secs(2);
+        assert_eq!(
+            lim.cancel_charge_at("OABC-1", t2),
+            Some(("XBTUSDT".to_owned(), 8.0))
+        );
+        assert_eq!(
+            lim.cancel_charge_at("tg-1", t2),
+            Some(("XBTUSDT".to_owned(), 8.0))
+        );
+        // After 60 s only 2, after 5 minutes nothing; unknown orders cost nothing.
+        assert_eq!(
+            lim.cancel_charge_at("OABC-1", t0 + Duration::from_secs(60)),
+            Some(("XBTUSDT".to_owned(), 2.0))
+        );
+        assert_eq!(
+            lim.cancel_charge_at("OABC-1", t0 + Duration::from_secs(301)),
+            None
+        );
+        assert_eq!(lim.cancel_charge_at("OTHER", t2), None);
+
+        lim.try_charge_at("XBTUSDT", 8.0, t2).unwrap();
+        let v = lim.value_at("XBTUSDT", t2);
+        assert!((v - 8.0).abs() < 1e-9, "1 + 8 - 2 s of decay = {v}");
+        assert_eq!(lim.value_at("XRPUSDT", t2), 0.0);
+
+        // Place-then-cancel loops exhaust the pair: 6 cycles of 9 within a second fill 60.
+        let mut t = t2;
+        let mut refused = None;
+        for i in 0..10 {
+            t += Duration::from_millis(100);
+            if let Err(w) =
+                lim.try_charge_at("XBTUSDT", ADD_ORDER_COST + cancel_cost(Duration::ZERO), t)
+            {
+                refused = Some((i, w));
+                break;
+            }
+        }
+        let (i, wait) = refused.expect("the loop must hit the trading limit");
+        assert!(i >= 5, "refused too early at cycle {i}");
+        assert!(
+            wait > Duration::ZERO && wait < Duration::from_secs(10),
+            "{wait:?}"
+        );
+
+        lim.forget(&["OABC-1", "tg-1"]);
+        assert_eq!(lim.cancel_charge_at("OABC-1", t2), None);
+    }
+
+    #[tokio::test]
+    async fn gate_waits_for_decay_within_the_allowed_wait_and_refuses_beyond_it() {
+        // 2 calls fit, decay 20/s → the third waits ~50 ms.
+        let gate = RateGate::new(
+            "rest",
+            CounterLimits {
+                max: 2.0,
+                decay_per_sec: 20.0,
+            },
+            Duration::from_millis(500),
+        );
+        gate.acquire(1.0).await.unwrap();
+        gate.acquire(1.0).await.unwrap();
+        let started = Instant::now();
+        gate.acquire(1.0).await.unwrap();
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(40),
+            "waited only {waited:?}"
+        );
+
+        let strict = RateGate::new(
+            "rest",
+            CounterLimits {
+                max: 1.0,
+                decay_per_sec: 0.1,
+            },
+            Duration::from_millis(100),
+        );
+        strict.acquire(1.0).await.unwrap();
+        let started = Instant::now();
+        let err = strict.acquire(1.0).await.unwrap_err();
+        assert!(matches!(err, ExchangeError::RateLimited(_)), "{err:?}");
+        assert!(
+            started.elapsed() < Duration::from_millis(50),
+            "must refuse without sleeping"
+        );
+    }
+}
