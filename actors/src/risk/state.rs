@@ -473,3 +473,291 @@ pub fn drawdown_pct(equity: Decimal, peak: Decimal) -> Decimal {
     }
     (peak - equity) / peak * Decimal::ONE_HUNDRED
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use rust_decimal_macros::dec;
+    use std::collections::BTreeMap;
+
+    fn at(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap()
+    }
+
+    fn btc() -> Symbol {
+        Symbol::parse("BTC/USDT").unwrap()
+    }
+
+    /// A state that saw one portfolio update (equity 10 000) on Wednesday 2026-11-25 10:00.
+    fn funded(limits: &RiskLimits) -> RiskState {
+        let mut s = RiskState::default();
+        let t = at(2026, 11, 25, 10);
+        s.roll_periods(t);
+        s.apply_portfolio(
+            dec!(10000),
+            dec!(10000),
+            dec!(0),
+            BTreeMap::new(),
+            t,
+            limits,
+        );
+        s
+    }
+
+    fn loss(s: &mut RiskState, pnl: Decimal, t: DateTime<Utc>, l: &RiskLimits) -> Vec<RiskEvent> {
+        s.roll_periods(t);
+        s.record_trade(&btc(), pnl, CorrelationId::new(), t, l)
+    }
+
+    #[test]
+    fn daily_loss_breaker_trips_at_5_percent_and_clears_at_utc_midnight() {
+        let l = RiskLimits::default();
+        let mut s = funded(&l);
+        assert!(loss(&mut s, dec!(-499), at(2026, 11, 25, 11), &l).is_empty());
+        assert!(!s.halted);
+        let events = loss(&mut s, dec!(-1), at(2026, 11, 25, 12), &l);
+        assert!(
+            matches!(
+                &events[..],
+                [RiskEvent::BreakerTripped {
+                    breaker: Breaker::DailyLoss,
+                    ..
+                }]
+            ),
+            "{events:?}"
+        );
+        assert!(s.halted);
+        assert_eq!(
+            s.halt_reason.as_deref(),
+            Some("circuit breaker: daily_loss")
+        );
+        // Still the same UTC day at 23:00: no reset.
+        assert!(!s.roll_periods(at(2026, 11, 25, 23)));
+        assert!(s.halted);
+        // First event after midnight resets the day; the week keeps its loss.
+        assert!(s.roll_periods(at(2026, 11, 26, 0)));
+        assert!(!s.halted, "{s:?}");
+        assert_eq!(s.daily_pnl, dec!(0));
+        assert_eq!(s.trades_today, 0);
+        assert_eq!(s.weekly_pnl, dec!(-500));
+    }
+
+    #[test]
+    fn weekly_breaker_resets_on_the_first_event_of_a_new_iso_week_on_any_weekday() {
+        let l = RiskLimits::default();
+        let mut s = funded(&l);
+        loss(&mut s, dec!(-450), at(2026, 11, 25, 11), &l); // Wed, week 48
+        loss(&mut s, dec!(-450), at(2026, 11, 26, 11), &l); // Thu
+        let events = loss(&mut s, dec!(-150), at(2026, 11, 28, 11), &l); // Sat: -1050 = 10.5 %
+        assert!(events.iter().any(|e| matches!(
+            e,
+            RiskEvent::BreakerTripped {
+                breaker: Breaker::WeeklyLoss,
+                ..
+            }
+        )));
+        assert!(s.halted);
+        // Sunday is still ISO week 48.
+        s.roll_periods(at(2026, 11, 29, 23));
+        assert!(s.breakers.contains(&Breaker::WeeklyLoss));
+        // Nothing happens on Monday; the first event is on Wednesday of week 49.
+        assert!(s.roll_periods(at(2026, 12, 2, 9)));
+        assert_eq!(s.weekly_pnl, dec!(0));
+        assert!(!s.halted);
+    }
+
+    #[test]
+    fn iso_week_spans_the_year_boundary() {
+        // 2026-12-31 (Thu) and 2027-01-01 (Fri) are both in ISO week 53 of 2026.
+        assert!(same_iso_week(at(2026, 12, 31, 0), at(2027, 1, 1, 0)));
+        assert!(!same_iso_week(at(2027, 1, 3, 23), at(2027, 1, 4, 0)));
+    }
+
+    #[test]
+    fn drawdown_breaker_needs_an_admin_and_rebases_the_peak() {
+        let l = RiskLimits::default();
+        let mut s = funded(&l);
+        let t = at(2026, 11, 25, 12);
+        let events = s.apply_portfolio(dec!(7900), dec!(10000), dec!(0), BTreeMap::new(), t, &l);
+        assert!(matches!(
+            &events[..],
+            [RiskEvent::BreakerTripped {
+                breaker: Breaker::MaxDrawdown,
+                ..
+            }]
+        ));
+        assert_eq!(s.drawdown_pct, dec!(21));
+        assert!(s.halted);
+        // Period roll-overs do not clear it.
+        s.roll_periods(at(2026, 12, 10, 0));
+        assert!(s.halted);
+        assert_eq!(
+            s.reset(ResetScope::Drawdown, false, t),
+            Err(ResetError::AdminRequired("the drawdown breaker".into()))
+        );
+        assert_eq!(
+            s.reset(ResetScope::All, false, t),
+            Err(ResetError::AdminRequired("every breaker".into()))
+        );
+        assert!(s.halted);
+        s.reset(ResetScope::Drawdown, true, t).unwrap();
+        assert!(!s.halted);
+        // The portfolio still reports the old peak; the breaker does not trip again at once.
+        let events = s.apply_portfolio(dec!(7900), dec!(10000), dec!(0), BTreeMap::new(), t, &l);
+        assert!(events.is_empty(), "{events:?}");
+        assert_eq!(s.drawdown_pct, dec!(0));
+        // A fresh 20 % fall from the new peak trips it again.
+        let events = s.apply_portfolio(dec!(6320), dec!(10000), dec!(0), BTreeMap::new(), t, &l);
+        assert!(matches!(
+            &events[..],
+            [RiskEvent::BreakerTripped {
+                breaker: Breaker::MaxDrawdown,
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn drawdown_exceeds_100_percent_with_negative_equity() {
+        assert_eq!(drawdown_pct(dec!(-1000), dec!(10000)), dec!(110));
+        assert_eq!(drawdown_pct(dec!(12000), dec!(10000)), dec!(0));
+        assert_eq!(drawdown_pct(dec!(-5), dec!(0)), dec!(0));
+    }
+
+    #[test]
+    fn cooldowns_follow_the_loss_streak() {
+        let l = RiskLimits::default();
+        let mut s = funded(&l);
+        let t = at(2026, 11, 25, 12);
+        // (pnl, expected cooldown minutes from t, expected alert)
+        let steps: [(Decimal, Option<i64>, bool); 6] = [
+            (dec!(-10), Some(10), false),
+            (dec!(-10), Some(10), false),
+            (dec!(-10), Some(30), false),
+            (dec!(-10), Some(30), false),
+            (dec!(-10), Some(60), true),
+            (dec!(-10), Some(60), false),
+        ];
+        for (i, (pnl, minutes, alert)) in steps.into_iter().enumerate() {
+            s.cooldown_until = None;
+            let events = s.record_trade(&btc(), pnl, CorrelationId::new(), t, &l);
+            assert_eq!(
+                s.cooldown_until,
+                minutes.map(|m| t + Duration::minutes(m)),
+                "loss {}",
+                i + 1
+            );
+            let alerted = events
+                .iter()
+                .any(|e| matches!(e, RiskEvent::ConsecutiveLosses { .. }));
+            assert_eq!(alerted, alert, "loss {}", i + 1);
+        }
+        assert_eq!(s.consecutive_losses, 6);
+        // A win ends the streak and adds no cooldown.
+        s.cooldown_until = None;
+        s.record_trade(&btc(), dec!(25), CorrelationId::new(), t, &l);
+        assert_eq!((s.consecutive_losses, s.consecutive_wins), (0, 1));
+        assert_eq!(s.cooldown_until, None);
+        assert_eq!(s.trades_today, 7);
+    }
+
+    #[test]
+    fn cooldown_is_never_shortened() {
+        let l = RiskLimits::default();
+        let mut s = RiskState::default();
+        let t = at(2026, 11, 25, 12);
+        s.start_cooldown(t, 60, "long".into());
+        s.position_opened(t, &l);
+        assert_eq!(s.cooldown_until, Some(t + Duration::minutes(60)));
+        assert_eq!(s.cooldown_reason.as_deref(), Some("long"));
+        assert!(s.in_cooldown(t + Duration::minutes(59)));
+        assert!(!s.in_cooldown(t + Duration::minutes(60)));
+    }
+
+    #[test]
+    fn post_trade_cooldown_after_opening() {
+        let l = RiskLimits::default();
+        let mut s = RiskState::default();
+        let t = at(2026, 11, 25, 12);
+        s.position_opened(t, &l);
+        assert_eq!(s.cooldown_until, Some(t + Duration::minutes(5)));
+    }
+
+    #[test]
+    fn volatility_spike_starts_on_transition_and_clears() {
+        let l = RiskLimits::default();
+        let mut s = RiskState::default();
+        let t = at(2026, 11, 25, 12);
+        for _ in 0..5 {
+            assert!(s.record_atr("BTC/USDT", 100.0, t, &l).is_empty());
+        }
+        // Exactly 3× is not a spike.
+        assert!(s.record_atr("BTC/USDT", 300.0, t, &l).is_empty());
+        assert!(!s.volatility_spike("BTC/USDT"));
+        let events = s.record_atr("BTC/USDT", 500.0, t, &l);
+        assert!(
+            matches!(&events[..], [RiskEvent::VolatilitySpike { .. }]),
+            "{events:?}"
+        );
+        assert!(s.volatility_spike("BTC/USDT"));
+        assert_eq!(s.cooldown_until, Some(t + Duration::minutes(15)));
+        // Still spiking: no new event.
+        assert!(s.record_atr("BTC/USDT", 900.0, t, &l).is_empty());
+        s.record_atr("BTC/USDT", 100.0, t, &l);
+        assert!(!s.volatility_spike("BTC/USDT"));
+        assert!(!s.volatility_spike("XRP/USDT"));
+    }
+
+    #[test]
+    fn redelivered_events_are_recognised() {
+        let mut s = RiskState::default();
+        let id = Uuid::new_v4();
+        assert!(s.first_sighting(id));
+        assert!(!s.first_sighting(id));
+    }
+
+    #[test]
+    fn exposure_percentages_are_of_equity() {
+        let l = RiskLimits::default();
+        let mut s = RiskState::default();
+        let by_symbol = BTreeMap::from([
+            ("BTC/USDT".to_owned(), dec!(3000)),
+            ("XRP/USDT".to_owned(), dec!(1000)),
+        ]);
+        s.apply_portfolio(
+            dec!(10000),
+            dec!(10000),
+            dec!(4000),
+            by_symbol,
+            at(2026, 11, 25, 12),
+            &l,
+        );
+        assert_eq!(s.symbol_exposure_pct("BTC/USDT"), dec!(30));
+        assert_eq!(s.total_exposure_pct(), dec!(40));
+        assert_eq!(s.available_margin_usd, dec!(6000));
+    }
+
+    #[test]
+    fn full_admin_reset_lifts_a_hold() {
+        let mut s = RiskState::default();
+        let t = at(2026, 11, 25, 12);
+        s.halt("risk state could not be loaded".into());
+        s.reset(ResetScope::Drawdown, true, t).unwrap();
+        assert!(s.halted, "only a full reset lifts a hold");
+        s.reset(ResetScope::All, true, t).unwrap();
+        assert!(!s.halted);
+    }
+
+    #[test]
+    fn state_round_trips_through_json() {
+        let l = RiskLimits::default();
+        let mut s = funded(&l);
+        loss(&mut s, dec!(-600), at(2026, 11, 25, 12), &l);
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["daily_pnl"], "-600");
+        assert_eq!(json["breakers"][0], "daily_loss");
+        let back: RiskState = serde_json::from_value(json).unwrap();
+        assert_eq!(back, s);
+    }
+}
