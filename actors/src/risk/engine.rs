@@ -307,10 +307,6 @@ impl Actor for RiskEngine {
             self.load(ctx);
         }
     }
-
-    fn stopped(&mut self, _: &mut Context<Self>) {
-        self.sup.on_stopped();
-    }
 }
 
 impl actix::Supervised for RiskEngine {
@@ -485,5 +481,480 @@ impl Handler<MarketSnapshot> for RiskEngine {
         if let Err(e) = res {
             tracing::error!(error = %e, "market snapshot not applied");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, ManualClock};
+    use crate::domain::{OrderStatus, Regime, Side, Symbol};
+    use crate::risk::types::{ProposalSource, RejectionCode, VerdictStatus};
+    use crate::supervision::{start_supervised, Registry, RestartPolicy};
+    use chrono::TimeZone;
+    use parking_lot::Mutex;
+    use rust_decimal_macros::dec;
+    use std::collections::{BTreeMap, HashMap};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    /// An in-memory [`StateStore`] with a save counter, an optional load delay and a switch
+    /// that makes loads fail.
+    #[derive(Clone, Default)]
+    struct MemStore {
+        docs: Arc<Mutex<HashMap<String, serde_json::Value>>>,
+        saves: Arc<AtomicUsize>,
+        fail_loads: Arc<AtomicBool>,
+        load_delay_ms: u64,
+    }
+
+    impl MemStore {
+        fn doc(&self) -> Option<serde_json::Value> {
+            self.docs.lock().get(RISK_STATE_KEY).cloned()
+        }
+    }
+
+    impl StateStore for MemStore {
+        fn load_state(&self, key: &str) -> crate::ports::StoreFuture<Option<serde_json::Value>> {
+            let (docs, key, fail, delay) = (
+                Arc::clone(&self.docs),
+                key.to_owned(),
+                self.fail_loads.load(Ordering::SeqCst),
+                self.load_delay_ms,
+            );
+            Box::pin(async move {
+                if delay > 0 {
+                    actix::clock::sleep(Duration::from_millis(delay)).await;
+                }
+                if fail {
+                    return Err(StoreError::Unavailable("database down".into()));
+                }
+                Ok(docs.lock().get(&key).cloned())
+            })
+        }
+
+        fn save_state(&self, key: &str, state: serde_json::Value) -> crate::ports::StoreFuture<()> {
+            let (docs, saves, key) = (
+                Arc::clone(&self.docs),
+                Arc::clone(&self.saves),
+                key.to_owned(),
+            );
+            Box::pin(async move {
+                saves.fetch_add(1, Ordering::SeqCst);
+                docs.lock().insert(key, state);
+                Ok(())
+            })
+        }
+    }
+
+    struct Collector(Arc<Mutex<Vec<RiskAlert>>>);
+    impl Actor for Collector {
+        type Context = Context<Self>;
+    }
+    impl Handler<RiskAlert> for Collector {
+        type Result = ();
+        fn handle(&mut self, msg: RiskAlert, _: &mut Context<Self>) {
+            self.0.lock().push(msg);
+        }
+    }
+
+    struct Harness {
+        addr: Addr<RiskEngine>,
+        store: MemStore,
+        alerts: Arc<Mutex<Vec<RiskAlert>>>,
+        clock: ManualClock,
+        registry: Registry,
+    }
+
+    fn wednesday() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap()
+    }
+
+    fn start(store: MemStore, clock: ManualClock) -> Harness {
+        let topic = Topic::<RiskAlert>::new();
+        let alerts = Arc::new(Mutex::new(Vec::new()));
+        let collector = Collector(Arc::clone(&alerts)).start();
+        topic.subscribe("collector", collector.recipient());
+        let shared: SharedClock = Arc::new(clock.clone());
+        let registry = Registry::new(RestartPolicy::default(), topic.clone(), Arc::clone(&shared));
+        let cfg = RiskEngineConfig {
+            limits: RiskLimits::default(),
+            store: Arc::new(store.clone()),
+            alerts: topic,
+            clock: shared,
+        };
+        let addr = start_supervised(&registry, "risk_engine", true, 64, move |sup| {
+            RiskEngine::new(sup, cfg)
+        });
+        Harness {
+            addr,
+            store,
+            alerts,
+            clock,
+            registry,
+        }
+    }
+
+    fn btc() -> Symbol {
+        Symbol::parse("BTC/USDT").unwrap()
+    }
+
+    fn portfolio(h: &Harness, equity: Decimal, peak: Decimal) -> PortfolioUpdate {
+        PortfolioUpdate {
+            meta: EventMeta::new("position_tracker", h.clock.now()),
+            equity_usd: equity,
+            peak_equity_usd: peak,
+            drawdown_pct: Decimal::ZERO,
+            open_exposure_usd: Decimal::ZERO,
+            exposure_by_symbol: BTreeMap::new(),
+            balances: BTreeMap::new(),
+            allocation_pct: BTreeMap::new(),
+        }
+    }
+
+    fn closed(h: &Harness, pnl: Decimal) -> ExecutionEvent {
+        ExecutionEvent {
+            meta: EventMeta::new("execution", h.clock.now()),
+            event_type: ExecutionEventType::PositionClosed,
+            order_id: "O-1".into(),
+            client_order_id: None,
+            symbol: btc(),
+            side: Side::Sell,
+            status: OrderStatus::Filled,
+            size: dec!(0.01),
+            fill_price: Some(dec!(45000)),
+            fee: dec!(0),
+            realized_pnl: Some(pnl),
+            position_id: Some("P-1".into()),
+        }
+    }
+
+    fn proposal() -> TradeProposal {
+        TradeProposal {
+            symbol: btc(),
+            side: Side::Buy,
+            size_usd: dec!(1000),
+            entry_price: dec!(45000),
+            stop_loss: Some(dec!(44100)),
+            take_profit: Some(dec!(46800)),
+            leverage: 1,
+            confidence: 0.8,
+            regime: Regime::TrendingBull,
+            source: ProposalSource::Agent,
+            correlation_id: CorrelationId::new(),
+            reduce_only: false,
+        }
+    }
+
+    async fn validate(h: &Harness) -> RiskVerdict {
+        h.addr
+            .send(ValidateTrade(proposal()))
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    async fn state(h: &Harness) -> RiskStateView {
+        h.addr.send(GetRiskState).await.unwrap().unwrap()
+    }
+
+    /// Waits (at most 2 s) until `f` holds.
+    async fn eventually(what: &str, f: impl Fn() -> bool) {
+        for _ in 0..200 {
+            if f() {
+                return;
+            }
+            actix::clock::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    fn stored(h: &Harness, field: &str) -> Option<serde_json::Value> {
+        h.store.doc().map(|d| d[field].clone())
+    }
+
+    #[actix::test]
+    async fn equity_comes_only_from_portfolio_updates() {
+        let h = start(MemStore::default(), ManualClock::new(wednesday()));
+        let v = validate(&h).await;
+        assert_eq!(v.rejections, vec![RejectionCode::EquityUnavailable]);
+        h.addr
+            .send(portfolio(&h, dec!(10000), dec!(10000)))
+            .await
+            .unwrap();
+        let v = validate(&h).await;
+        assert_eq!(v.status, VerdictStatus::Approved, "{v:?}");
+    }
+
+    #[actix::test]
+    async fn daily_loss_publishes_a_breaker_alert_and_halts_until_the_next_day() {
+        let h = start(MemStore::default(), ManualClock::new(wednesday()));
+        h.addr
+            .send(portfolio(&h, dec!(10000), dec!(10000)))
+            .await
+            .unwrap();
+        let loss = closed(&h, dec!(-600));
+        let cid = loss.meta.correlation_id;
+        h.addr.send(loss).await.unwrap();
+
+        eventually("the daily-loss alert", || !h.alerts.lock().is_empty()).await;
+        let alert = h.alerts.lock()[0].clone();
+        assert_eq!(alert.alert_type, AlertType::CircuitBreaker);
+        assert_eq!(alert.breach.as_deref(), Some("daily_loss"));
+        assert_eq!(alert.severity, Severity::High);
+        assert_eq!(alert.action_required.as_deref(), Some("pause_trading"));
+        assert_eq!(
+            alert.meta.correlation_id, cid,
+            "the alert continues the trade's chain"
+        );
+
+        let v = validate(&h).await;
+        assert_eq!(
+            (v.status, v.rejections.clone()),
+            (VerdictStatus::Halted, vec![RejectionCode::TradingHalted])
+        );
+
+        // Another event on the same day does not alert twice.
+        h.addr
+            .send(portfolio(&h, dec!(9400), dec!(10000)))
+            .await
+            .unwrap();
+        assert_eq!(h.alerts.lock().len(), 1);
+
+        h.clock
+            .set(Utc.with_ymd_and_hms(2026, 11, 26, 0, 30, 0).unwrap());
+        let v = validate(&h).await;
+        assert_eq!(v.status, VerdictStatus::Approved, "{v:?}");
+        let view = state(&h).await;
+        assert_eq!(view.state.daily_pnl, dec!(0));
+        assert_eq!(view.state.weekly_pnl, dec!(-600));
+    }
+
+    #[actix::test]
+    async fn weekly_pnl_resets_in_a_new_iso_week() {
+        let h = start(MemStore::default(), ManualClock::new(wednesday()));
+        h.addr
+            .send(portfolio(&h, dec!(10000), dec!(10000)))
+            .await
+            .unwrap();
+        h.addr.send(closed(&h, dec!(-300))).await.unwrap();
+        h.clock
+            .set(Utc.with_ymd_and_hms(2026, 11, 29, 23, 0, 0).unwrap()); // Sunday, same ISO week
+        assert_eq!(state(&h).await.state.weekly_pnl, dec!(-300));
+        h.clock
+            .set(Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap()); // Tuesday, next ISO week
+        let view = state(&h).await;
+        assert_eq!(view.state.weekly_pnl, dec!(0));
+        assert_eq!(view.state.weekly_period_start, Some(h.clock.now()));
+    }
+
+    #[actix::test]
+    async fn drawdown_breaker_needs_an_admin_reset() {
+        let h = start(MemStore::default(), ManualClock::new(wednesday()));
+        h.addr
+            .send(portfolio(&h, dec!(10000), dec!(10000)))
+            .await
+            .unwrap();
+        h.addr
+            .send(portfolio(&h, dec!(7500), dec!(10000)))
+            .await
+            .unwrap();
+        eventually("the drawdown alert", || !h.alerts.lock().is_empty()).await;
+        let alert = h.alerts.lock()[0].clone();
+        assert_eq!(alert.breach.as_deref(), Some("max_drawdown"));
+        assert_eq!(alert.severity, Severity::Critical);
+        assert_eq!(
+            alert.action_required.as_deref(),
+            Some("close_all_positions")
+        );
+
+        h.clock.advance(chrono::Duration::days(8));
+        assert_eq!(
+            validate(&h).await.status,
+            VerdictStatus::Halted,
+            "period roll-over keeps it"
+        );
+
+        let refused = h
+            .addr
+            .send(ResetRisk {
+                admin: false,
+                scope: ResetScope::Drawdown,
+            })
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                refused,
+                Err(RiskResetError::Refused(ResetError::AdminRequired(_)))
+            ),
+            "{refused:?}"
+        );
+        assert_eq!(validate(&h).await.status, VerdictStatus::Halted);
+
+        let view = h
+            .addr
+            .send(ResetRisk {
+                admin: true,
+                scope: ResetScope::Drawdown,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!view.halted);
+        h.addr
+            .send(portfolio(&h, dec!(7500), dec!(10000)))
+            .await
+            .unwrap();
+        let v = validate(&h).await;
+        assert_eq!(v.status, VerdictStatus::Approved, "{v:?}");
+    }
+
+    #[actix::test]
+    async fn five_losses_alert_and_cool_down() {
+        let h = start(MemStore::default(), ManualClock::new(wednesday()));
+        h.addr
+            .send(portfolio(&h, dec!(100000), dec!(100000)))
+            .await
+            .unwrap();
+        for _ in 0..5 {
+            h.addr.send(closed(&h, dec!(-10))).await.unwrap();
+        }
+        eventually("the consecutive-loss alert", || !h.alerts.lock().is_empty()).await;
+        assert_eq!(
+            h.alerts.lock()[0].breach.as_deref(),
+            Some("consecutive_losses")
+        );
+        let v = validate(&h).await;
+        assert_eq!(v.rejections, vec![RejectionCode::CooldownActive]);
+        h.clock.advance(chrono::Duration::minutes(61));
+        let v = validate(&h).await;
+        // After the cooldown: halved size and a 0.75 confidence floor (0.8 passes).
+        assert_eq!(v.status, VerdictStatus::Modified, "{v:?}");
+        assert_eq!(v.proposal.size_usd, dec!(500));
+        assert_eq!(v.metrics.required_confidence, Some(0.75));
+    }
+
+    #[actix::test]
+    async fn a_redelivered_trade_result_counts_once() {
+        let h = start(MemStore::default(), ManualClock::new(wednesday()));
+        h.addr
+            .send(portfolio(&h, dec!(10000), dec!(10000)))
+            .await
+            .unwrap();
+        let ev = closed(&h, dec!(-100));
+        h.addr.send(ev.clone()).await.unwrap();
+        h.addr.send(ev).await.unwrap();
+        let view = state(&h).await;
+        assert_eq!(view.state.daily_pnl, dec!(-100));
+        assert_eq!(view.state.consecutive_losses, 1);
+    }
+
+    #[actix::test]
+    async fn state_is_persisted_on_change_and_reloaded_after_a_crash() {
+        let h = start(MemStore::default(), ManualClock::new(wednesday()));
+        h.addr
+            .send(portfolio(&h, dec!(10000), dec!(10000)))
+            .await
+            .unwrap();
+        h.addr.send(closed(&h, dec!(-100))).await.unwrap();
+        eventually("the loss to be persisted", || {
+            stored(&h, "daily_pnl") == Some(serde_json::json!("-100"))
+        })
+        .await;
+
+        // Change the stored document behind the engine's back: only a reload can see this.
+        h.store.docs.lock().get_mut(RISK_STATE_KEY).unwrap()["consecutive_losses"] =
+            serde_json::json!(4);
+
+        h.registry.inject_fault("risk_engine").await.unwrap();
+        let view = state(&h).await;
+        assert_eq!(
+            view.state.consecutive_losses, 4,
+            "state reloaded from the store after the restart"
+        );
+        assert_eq!(view.state.daily_pnl, dec!(-100));
+        assert_eq!(view.state.equity_usd, Some(dec!(10000)));
+        let record = h.registry.get("risk_engine").unwrap();
+        assert_eq!((record.starts, record.restarts), (2, 1));
+        assert!(view.persistence_error.is_none());
+    }
+
+    #[actix::test]
+    async fn a_new_engine_restores_the_halt_before_answering() {
+        let first = start(MemStore::default(), ManualClock::new(wednesday()));
+        first
+            .addr
+            .send(portfolio(&first, dec!(10000), dec!(10000)))
+            .await
+            .unwrap();
+        first
+            .addr
+            .send(portfolio(&first, dec!(7000), dec!(10000)))
+            .await
+            .unwrap();
+        eventually("the breaker to be persisted", || {
+            stored(&first, "breakers") == Some(serde_json::json!(["max_drawdown"]))
+        })
+        .await;
+
+        // A second process on the same store, with a slow store: the first answer waits for the load.
+        let store = MemStore {
+            load_delay_ms: 200,
+            ..first.store.clone()
+        };
+        let second = start(store, ManualClock::new(wednesday()));
+        let v = validate(&second).await;
+        assert_eq!(v.status, VerdictStatus::Halted, "{v:?}");
+        assert!(v.reason.unwrap().contains("max_drawdown"));
+    }
+
+    #[actix::test]
+    async fn an_unreadable_store_halts_and_keeps_the_stored_state() {
+        let store = MemStore::default();
+        store.docs.lock().insert(
+            RISK_STATE_KEY.into(),
+            serde_json::json!({"consecutive_losses": 2}),
+        );
+        store.fail_loads.store(true, Ordering::SeqCst);
+        let h = start(store, ManualClock::new(wednesday()));
+        let v = validate(&h).await;
+        assert_eq!(v.status, VerdictStatus::Halted);
+        assert!(v.reason.unwrap().contains("could not be loaded"));
+
+        h.addr
+            .send(portfolio(&h, dec!(10000), dec!(10000)))
+            .await
+            .unwrap();
+        h.addr.send(Drain).await.unwrap();
+        assert_eq!(
+            h.store.saves.load(Ordering::SeqCst),
+            0,
+            "nothing overwrites the stored state"
+        );
+
+        // An admin accepts the current state; saving resumes.
+        let view = h
+            .addr
+            .send(ResetRisk {
+                admin: true,
+                scope: ResetScope::All,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!view.halted);
+        h.addr.send(Drain).await.unwrap();
+        assert_eq!(stored(&h, "consecutive_losses"), Some(serde_json::json!(0)));
+    }
+
+    #[actix::test]
+    async fn drain_writes_the_latest_state() {
+        let h = start(MemStore::default(), ManualClock::new(wednesday()));
+        h.addr
+            .send(portfolio(&h, dec!(12345), dec!(12345)))
+            .await
+            .unwrap();
+        h.addr.send(Drain).await.unwrap();
+        assert_eq!(stored(&h, "equity_usd"), Some(serde_json::json!("12345")));
     }
 }
