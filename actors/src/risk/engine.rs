@@ -485,6 +485,12 @@ impl Handler<MarketSnapshot> for RiskEngine {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
 mod tests {
     use super::*;
     use crate::clock::{Clock, ManualClock};

@@ -1,8 +1,11 @@
 //! The pure validation pipeline (reference §3.2, with the defects corrected):
-//! halt → cooldown → input checks → stop-loss → reward:risk → confidence → size and
-//! risk per trade → consecutive-loss halving → volatility spike → leverage caps →
-//! exposure → correlation → margin. Exposure, correlation and margin see the proposal
-//! after every reduction. The first rejection ends the pipeline.
+//! halt → cooldown → input checks → equity known → stop-loss → reward:risk → confidence →
+//! size and risk per trade → consecutive-loss halving → volatility spike → leverage caps →
+//! minimum size → exposure → correlation → margin. Exposure, correlation and margin see the
+//! proposal after every reduction (size and leverage only ever go down). The first rejection
+//! ends the pipeline. Exposure, risk and correlation count the notional (`size_usd × leverage`);
+//! margin counts the committed `size_usd`. A reduce-only proposal never adds exposure: it passes
+//! a halt and skips the entry checks, keeping only the input checks and the leverage cap.
 
 use super::types::{
     default_strictness, strictness_adjustment, ProposalSource, RejectionCode, RiskLimits,
@@ -305,8 +308,8 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// 5. Confidence floor by regime, loss streak and entry strictness. Rebalances are not
-    /// signals and carry no confidence floor.
+    /// Step 5: the confidence floor by regime, loss streak and entry strictness. Rebalances
+    /// are not signals and carry no confidence floor.
     fn check_confidence(&mut self) -> Result<(), Stop> {
         if self.p.source == ProposalSource::Rebalance {
             return Ok(());
@@ -342,7 +345,8 @@ impl Run<'_> {
     }
 
     fn shrink(&mut self, to: Decimal, why: String) {
-        let to = to.round_dp(2);
+        // Cents, rounded down so a cut never lands above its limit.
+        let to = to.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::ToZero);
         if to < self.p.size_usd {
             self.modifications
                 .push(format!("size_usd {} -> {}: {}", self.p.size_usd, to, why));
@@ -523,6 +527,12 @@ impl Run<'_> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
 mod tests {
     use super::*;
     use crate::domain::{CorrelationId, EntryStrictness, Symbol};

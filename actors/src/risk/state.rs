@@ -2,7 +2,7 @@
 //! roll-over, breakers, cooldowns and resets. The engine calls these and publishes
 //! what they report; nothing here does I/O.
 
-use super::types::{Breaker, RegimeInfo, RiskLimits, RiskState, TradeResult, VolatilityInfo};
+use super::types::{Breaker, RegimeInfo, RiskLimits, RiskState, TradeResult};
 use crate::domain::{CorrelationId, EntryStrictness, Regime, Symbol};
 use chrono::{DateTime, Datelike, Duration, Utc};
 use rust_decimal::Decimal;
@@ -291,7 +291,7 @@ impl RiskState {
             return;
         }
         let until = now + Duration::minutes(minutes);
-        if self.cooldown_until.is_none_or(|u| until > u) {
+        if self.cooldown_until.map_or(true, |u| until > u) {
             self.cooldown_until = Some(until);
             self.cooldown_reason = Some(reason);
         }
@@ -332,10 +332,7 @@ impl RiskState {
         if !atr.is_finite() || atr < 0.0 {
             return Vec::new();
         }
-        let v = self
-            .volatility
-            .entry(symbol.to_owned())
-            .or_insert_with(VolatilityInfo::default);
+        let v = self.volatility.entry(symbol.to_owned()).or_default();
         let avg = if v.samples.is_empty() {
             0.0
         } else {
@@ -475,6 +472,12 @@ pub fn drawdown_pct(equity: Decimal, peak: Decimal) -> Decimal {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
 mod tests {
     use super::*;
     use chrono::TimeZone;
