@@ -84,9 +84,15 @@ pub struct RiskEngineConfig {
     pub clock: SharedClock,
 }
 
-/// Serialises saves so that an older state never overwrites a newer one.
+/// Serialises saves so that an older state never overwrites a newer one, and coalesces a
+/// burst of changes: each save writes the newest pending document, if any is left.
 #[derive(Clone, Default)]
-struct SaveGate(Arc<futures::lock::Mutex<u64>>);
+struct SaveGate {
+    /// The version last written.
+    written: Arc<futures::lock::Mutex<u64>>,
+    /// The newest document not yet written.
+    pending: Arc<parking_lot::Mutex<Option<(u64, serde_json::Value)>>>,
+}
 
 pub struct RiskEngine {
     sup: SupervisionHandle,
@@ -246,17 +252,21 @@ impl RiskEngine {
             }
         };
         self.version += 1;
-        let version = self.version;
+        *self.gate.pending.lock() = Some((self.version, json));
         let gate = self.gate.clone();
         let store = Arc::clone(&self.cfg.store);
         let err_slot = Arc::clone(&self.persistence_error);
         Some(
             async move {
-                let mut written = gate.0.lock().await;
+                let mut written = gate.written.lock().await;
+                let Some((version, json)) = gate.pending.lock().take() else {
+                    return; // an earlier save already wrote the newest document
+                };
                 if *written >= version {
                     return;
                 }
-                match with_retries(move || store.save_state(RISK_STATE_KEY, json.clone())).await {
+                let doc = json.clone();
+                match with_retries(move || store.save_state(RISK_STATE_KEY, doc.clone())).await {
                     Ok(()) => {
                         *written = version;
                         *err_slot.lock() = None;
@@ -264,6 +274,8 @@ impl RiskEngine {
                     Err(e) => {
                         tracing::error!(error = %e, version, "risk state could not be persisted");
                         *err_slot.lock() = Some(e.to_string());
+                        // Keep it for the next save unless a newer document is already waiting.
+                        gate.pending.lock().get_or_insert((version, json));
                     }
                 }
             }
@@ -962,5 +974,88 @@ mod tests {
             .unwrap();
         h.addr.send(Drain).await.unwrap();
         assert_eq!(stored(&h, "equity_usd"), Some(serde_json::json!("12345")));
+    }
+
+    fn snapshot(h: &Harness, atr: f64) -> MarketSnapshot {
+        MarketSnapshot {
+            meta: EventMeta::new("market", h.clock.now()),
+            symbol: btc(),
+            current_price: dec!(45000),
+            price_24h_ago: None,
+            price_change_24h_pct: None,
+            volume_24h: None,
+            volume_vs_avg: None,
+            indicators: crate::indicators::IndicatorSnapshot {
+                atr_14: Some(atr),
+                ..Default::default()
+            },
+            data_age_seconds: 0,
+            missing_data_flags: Vec::new(),
+        }
+    }
+
+    #[actix::test]
+    async fn an_atr_spike_cools_down_then_halves_the_size() {
+        let h = start(MemStore::default(), ManualClock::new(wednesday()));
+        h.addr
+            .send(portfolio(&h, dec!(10000), dec!(10000)))
+            .await
+            .unwrap();
+        for _ in 0..5 {
+            h.addr.send(snapshot(&h, 100.0)).await.unwrap();
+        }
+        assert_eq!(validate(&h).await.status, VerdictStatus::Approved);
+        h.addr.send(snapshot(&h, 450.0)).await.unwrap();
+        assert_eq!(
+            validate(&h).await.rejections,
+            vec![RejectionCode::CooldownActive]
+        );
+        h.clock.advance(chrono::Duration::minutes(16));
+        let v = validate(&h).await;
+        assert_eq!(v.status, VerdictStatus::Modified, "{v:?}");
+        assert_eq!(v.proposal.size_usd, dec!(500));
+        assert!(v.warnings.iter().any(|w| w.starts_with("volatility_spike")));
+    }
+
+    #[actix::test]
+    async fn regime_updates_set_the_entry_strictness() {
+        let h = start(MemStore::default(), ManualClock::new(wednesday()));
+        h.addr
+            .send(portfolio(&h, dec!(10000), dec!(10000)))
+            .await
+            .unwrap();
+        let mut p = proposal();
+        p.regime = Regime::Ranging;
+        p.confidence = 0.62;
+        // Ranging defaults to strict: 0.60 + 0.05.
+        let v = h
+            .addr
+            .send(ValidateTrade(p.clone()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(v.rejections, vec![RejectionCode::ConfidenceTooLow]);
+        h.addr
+            .send(RegimeUpdate {
+                meta: EventMeta::new("regime", h.clock.now()),
+                symbol: btc(),
+                regime: Regime::Ranging,
+                confidence: 0.7,
+                position_size_multiplier: 0.75,
+                entry_strictness: crate::domain::EntryStrictness::Normal,
+                stop_loss_atr_multiplier: 0.8,
+                take_profit_atr_multiplier: 1.5,
+                max_leverage: 2,
+                previous_regime: None,
+            })
+            .await
+            .unwrap();
+        let v = h.addr.send(ValidateTrade(p)).await.unwrap().unwrap();
+        assert_eq!(v.status, VerdictStatus::Approved, "{v:?}");
+        let json = serde_json::to_value(state(&h).await).unwrap();
+        assert_eq!(
+            json["state"]["regimes"]["BTC/USDT"]["entry_strictness"],
+            "normal"
+        );
     }
 }
