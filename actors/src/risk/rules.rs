@@ -1435,4 +1435,27 @@ mod tests {
         assert_eq!(l.correlation("XRP/BTC", "XRP/USDT"), dec!(0.85));
         assert_eq!(l.correlation("ETH/USDT", "XRP/USDT"), dec!(0));
     }
+
+    /// Prints validation latency; run with `--ignored --nocapture` (debug builds are slower).
+    #[test]
+    #[ignore = "timing report, not a check"]
+    fn latency_report() {
+        let mut s = state();
+        s.open_exposure_usd = dec!(3000);
+        s.exposure_by_symbol.insert("BTC/USDT".into(), dec!(1500));
+        s.exposure_by_symbol.insert("XRP/USDT".into(), dec!(1500));
+        let (p, l) = (proposal(), RiskLimits::default());
+        let mut micros: Vec<f64> = (0..10_000)
+            .map(|_| {
+                let t = Instant::now();
+                std::hint::black_box(validate(&p, &s, &l, now()));
+                t.elapsed().as_secs_f64() * 1e6
+            })
+            .collect();
+        micros.sort_by(f64::total_cmp);
+        println!(
+            "validate p50 {:.2} µs, p99 {:.2} µs",
+            micros[5_000], micros[9_900]
+        );
+    }
 }
