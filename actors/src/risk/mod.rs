@@ -1,1 +1,15 @@
-//! Risk: the pure validation pipeline (`rules`) and the RiskEngine actor (`engine`).
+//! Risk: the pure validation pipeline (`rules`), the pure state transitions (`state`)
+//! and the RiskEngine actor (`engine`), the sole owner of the risk state.
+
+pub mod engine;
+pub mod rules;
+pub mod state;
+pub mod types;
+
+pub use engine::{
+    GetRiskState, ResetRisk, RiskEngine, RiskEngineConfig, RiskResetError, RiskStateView,
+    ValidateTrade, RISK_STATE_KEY,
+};
+pub use rules::{leverage_cap, required_confidence, validate};
+pub use state::{ResetError, ResetScope, RiskEvent};
+pub use types::*;
