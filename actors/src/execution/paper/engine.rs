@@ -75,7 +75,11 @@ impl PaperOrder {
         if self.filled_volume.is_zero() {
             None
         } else {
-            Some((self.filled_cost / self.filled_volume).round_dp(SCALE).normalize())
+            Some(
+                (self.filled_cost / self.filled_volume)
+                    .round_dp(SCALE)
+                    .normalize(),
+            )
         }
     }
 
@@ -169,7 +173,12 @@ impl Bar {
         if opened_at <= self.start {
             *self
         } else {
-            Bar { open: self.close, high: self.close, low: self.close, ..*self }
+            Bar {
+                open: self.close,
+                high: self.close,
+                low: self.close,
+                ..*self
+            }
         }
     }
 }
@@ -229,7 +238,10 @@ fn is_stop(t: OrderType) -> bool {
 /// Sell stops fire when the low reaches the trigger, buy stops when the high does; take-profits mirror.
 /// A bar opening beyond the trigger (a gap) executes at the open.
 fn trigger_base(order_type: OrderType, side: Side, trigger: Decimal, b: &Bar) -> Option<Decimal> {
-    let falling = matches!((is_stop(order_type), side), (true, Side::Sell) | (false, Side::Buy));
+    let falling = matches!(
+        (is_stop(order_type), side),
+        (true, Side::Sell) | (false, Side::Buy)
+    );
     if falling {
         (b.low <= trigger).then(|| trigger.min(b.open))
     } else {
@@ -240,15 +252,27 @@ fn trigger_base(order_type: OrderType, side: Side, trigger: Decimal, b: &Bar) ->
 fn limit_decision(limit: Decimal, side: Side, marketable: bool, b: &Bar) -> Option<Decision> {
     let buy = side == Side::Buy;
     if marketable && ((buy && b.open <= limit) || (!buy && b.open >= limit)) {
-        return Some(Decision { base: b.open, liquidity: Liquidity::Taker, slip: Slip::CappedAt(limit) });
+        return Some(Decision {
+            base: b.open,
+            liquidity: Liquidity::Taker,
+            slip: Slip::CappedAt(limit),
+        });
     }
     let crossed = if buy { b.low <= limit } else { b.high >= limit };
-    crossed.then_some(Decision { base: limit, liquidity: Liquidity::Maker, slip: Slip::None })
+    crossed.then_some(Decision {
+        base: limit,
+        liquidity: Liquidity::Maker,
+        slip: Slip::None,
+    })
 }
 
 impl Engine {
     pub fn new(cfg: PaperConfig) -> Self {
-        let pairs = cfg.pairs.iter().map(|p| (p.symbol.clone(), p.clone())).collect();
+        let pairs = cfg
+            .pairs
+            .iter()
+            .map(|p| (p.symbol.clone(), p.clone()))
+            .collect();
         let balances = cfg.initial_balances.clone();
         let rng = cfg.seed;
         Self {
@@ -308,7 +332,10 @@ impl Engine {
     // ------------------------------------------------------------ faults and the dead man's switch
 
     pub fn take_fault(&mut self, op: PaperOp) -> Option<Fault> {
-        let idx = self.faults.iter().position(|f| f.op == PaperOp::Any || f.op == op)?;
+        let idx = self
+            .faults
+            .iter()
+            .position(|f| f.op == PaperOp::Any || f.op == op)?;
         self.faults.remove(idx)
     }
 
@@ -316,7 +343,12 @@ impl Engine {
         if let Some(deadline) = self.dead_man {
             if now >= deadline {
                 self.dead_man = None;
-                let live: Vec<String> = self.orders.values().filter(|o| o.is_live()).map(|o| o.id.clone()).collect();
+                let live: Vec<String> = self
+                    .orders
+                    .values()
+                    .filter(|o| o.is_live())
+                    .map(|o| o.id.clone())
+                    .collect();
                 for id in live {
                     self.close_order(&id, OrderStatus::Cancelled, now, "Dead man's switch");
                 }
@@ -326,13 +358,22 @@ impl Engine {
     }
 
     pub fn arm_dead_man(&mut self, now: DateTime<Utc>, timeout_secs: u32) {
-        self.dead_man = (timeout_secs > 0).then(|| now + chrono::Duration::seconds(i64::from(timeout_secs)));
+        self.dead_man =
+            (timeout_secs > 0).then(|| now + chrono::Duration::seconds(i64::from(timeout_secs)));
     }
 
     // ------------------------------------------------------------ placing
 
-    pub fn place(&mut self, req: OrderRequest, now: DateTime<Utc>) -> Result<OrderAck, ExchangeError> {
-        let pair = self.pairs.get(&req.symbol).cloned().ok_or_else(|| rejected("EQuery:Unknown asset pair"))?;
+    pub fn place(
+        &mut self,
+        req: OrderRequest,
+        now: DateTime<Utc>,
+    ) -> Result<OrderAck, ExchangeError> {
+        let pair = self
+            .pairs
+            .get(&req.symbol)
+            .cloned()
+            .ok_or_else(|| rejected("EQuery:Unknown asset pair"))?;
         if req.volume <= Decimal::ZERO {
             return Err(invalid("EGeneral:Invalid arguments:volume"));
         }
@@ -343,12 +384,22 @@ impl Engine {
         };
         let (price, price2) = match req.order_type {
             OrderType::Market => (None, None),
-            OrderType::Limit | OrderType::StopLoss | OrderType::TakeProfit => {
-                (Some(quantise(req.price, "price")?.ok_or_else(|| invalid("EGeneral:Invalid arguments:price"))?), None)
-            }
+            OrderType::Limit | OrderType::StopLoss | OrderType::TakeProfit => (
+                Some(
+                    quantise(req.price, "price")?
+                        .ok_or_else(|| invalid("EGeneral:Invalid arguments:price"))?,
+                ),
+                None,
+            ),
             OrderType::StopLossLimit | OrderType::TakeProfitLimit => (
-                Some(quantise(req.price, "price")?.ok_or_else(|| invalid("EGeneral:Invalid arguments:price"))?),
-                Some(quantise(req.price2, "price2")?.ok_or_else(|| invalid("EGeneral:Invalid arguments:price2"))?),
+                Some(
+                    quantise(req.price, "price")?
+                        .ok_or_else(|| invalid("EGeneral:Invalid arguments:price"))?,
+                ),
+                Some(
+                    quantise(req.price2, "price2")?
+                        .ok_or_else(|| invalid("EGeneral:Invalid arguments:price2"))?,
+                ),
             ),
         };
         if req.post_only && req.order_type != OrderType::Limit {
@@ -361,7 +412,10 @@ impl Engine {
         let last = self.last_prices.get(req.symbol.as_str()).map(|p| p.price);
         let ref_price = match (req.order_type, price, price2) {
             (OrderType::Market, _, _) => last.ok_or_else(|| {
-                ExchangeError::Retryable(format!("EService:Unavailable:no market price for {} yet", req.symbol))
+                ExchangeError::Retryable(format!(
+                    "EService:Unavailable:no market price for {} yet",
+                    req.symbol
+                ))
             })?,
             (OrderType::StopLossLimit | OrderType::TakeProfitLimit, _, Some(p2)) => p2,
             (_, Some(p), _) => p,
@@ -370,7 +424,11 @@ impl Engine {
         if volume * ref_price < pair.costmin {
             return Err(invalid("EOrder:Cost minimum not met"));
         }
-        if self.orders.values().any(|o| o.client_order_id == req.client_order_id) {
+        if self
+            .orders
+            .values()
+            .any(|o| o.client_order_id == req.client_order_id)
+        {
             return Err(rejected("EOrder:Duplicate cl_ord_id"));
         }
 
@@ -385,7 +443,11 @@ impl Engine {
                 return Err(invalid("EGeneral:Invalid arguments:leverage"));
             }
         }
-        let opposite = self.positions.get(req.symbol.as_str()).filter(|p| p.side != position_side(req.side)).cloned();
+        let opposite = self
+            .positions
+            .get(req.symbol.as_str())
+            .filter(|p| p.side != position_side(req.side))
+            .cloned();
         let margin_leverage = match (leverage, req.reduce_only, &opposite) {
             (Some(l), _, _) => Some(l),
             (None, true, Some(p)) => Some(p.leverage),
@@ -421,12 +483,21 @@ impl Engine {
         let (base, quote) = (req.symbol.base().to_owned(), req.symbol.quote().to_owned());
         let (reserve_asset, amount, short_msg) = match margin_leverage {
             Some(l) => {
-                let opening = (volume - opposite.as_ref().map(|p| p.volume).unwrap_or_default()).max(Decimal::ZERO);
+                let opening = (volume - opposite.as_ref().map(|p| p.volume).unwrap_or_default())
+                    .max(Decimal::ZERO);
                 let collateral = opening * worst / Decimal::from(l);
-                (quote, collateral + volume * worst * taker, "EOrder:Insufficient margin")
+                (
+                    quote,
+                    collateral + volume * worst * taker,
+                    "EOrder:Insufficient margin",
+                )
             }
             None => match req.side {
-                Side::Buy => (quote, volume * worst * (Decimal::ONE + taker), "EOrder:Insufficient funds"),
+                Side::Buy => (
+                    quote,
+                    volume * worst * (Decimal::ONE + taker),
+                    "EOrder:Insufficient funds",
+                ),
                 Side::Sell => (base, volume, "EOrder:Insufficient funds"),
             },
         };
@@ -451,7 +522,11 @@ impl Engine {
             symbol: req.symbol,
             side: req.side,
             order_type: req.order_type,
-            status: if req.order_type == OrderType::Market { OrderStatus::Pending } else { OrderStatus::Open },
+            status: if req.order_type == OrderType::Market {
+                OrderStatus::Pending
+            } else {
+                OrderStatus::Open
+            },
             volume,
             filled_volume: Decimal::ZERO,
             filled_cost: Decimal::ZERO,
@@ -472,7 +547,11 @@ impl Engine {
         self.hold(&reserve_asset, amount);
         self.orders.insert(id.clone(), order);
         tracing::debug!(order_id = %id, cid = %req.client_order_id, %description, "paper order placed");
-        Ok(OrderAck { exchange_order_id: id, client_order_id: req.client_order_id, description })
+        Ok(OrderAck {
+            exchange_order_id: id,
+            client_order_id: req.client_order_id,
+            description,
+        })
     }
 
     // ------------------------------------------------------------ lookups and cancels
@@ -480,9 +559,12 @@ impl Engine {
     fn find_id(&self, r: &OrderRef) -> Option<String> {
         match r {
             OrderRef::Exchange(id) => self.orders.contains_key(id).then(|| id.clone()),
-            OrderRef::Client(cid) => {
-                self.orders.values().rev().find(|o| &o.client_order_id == cid).map(|o| o.id.clone())
-            }
+            OrderRef::Client(cid) => self
+                .orders
+                .values()
+                .rev()
+                .find(|o| &o.client_order_id == cid)
+                .map(|o| o.id.clone()),
         }
     }
 
@@ -504,12 +586,18 @@ impl Engine {
     }
 
     pub fn open_orders(&self) -> Vec<ExchangeOrder> {
-        self.orders.values().filter(|o| o.is_live()).map(PaperOrder::to_exchange_order).collect()
+        self.orders
+            .values()
+            .filter(|o| o.is_live())
+            .map(PaperOrder::to_exchange_order)
+            .collect()
     }
 
     /// Ends a live order: releases what it still holds, records the reason, trims the history.
     fn close_order(&mut self, id: &str, status: OrderStatus, now: DateTime<Utc>, reason: &str) {
-        let Some(o) = self.orders.get_mut(id) else { return };
+        let Some(o) = self.orders.get_mut(id) else {
+            return;
+        };
         if !o.is_live() {
             return;
         }
@@ -523,7 +611,12 @@ impl Engine {
     }
 
     fn trim_history(&mut self) {
-        let closed: Vec<String> = self.orders.values().filter(|o| !o.is_live()).map(|o| o.id.clone()).collect();
+        let closed: Vec<String> = self
+            .orders
+            .values()
+            .filter(|o| !o.is_live())
+            .map(|o| o.id.clone())
+            .collect();
         let excess = closed.len().saturating_sub(self.cfg.max_history);
         for id in closed.into_iter().take(excess) {
             self.orders.remove(&id);
@@ -541,10 +634,22 @@ impl Engine {
                 return Vec::new();
             }
         }
-        self.last_prices.insert(symbol.as_str().to_owned(), PricePoint { price: bar.close, at: bar.end });
-        let Some(pair) = self.pairs.get(symbol).cloned() else { return Vec::new() };
-        let ids: Vec<String> =
-            self.orders.values().filter(|o| o.is_live() && &o.symbol == symbol).map(|o| o.id.clone()).collect();
+        self.last_prices.insert(
+            symbol.as_str().to_owned(),
+            PricePoint {
+                price: bar.close,
+                at: bar.end,
+            },
+        );
+        let Some(pair) = self.pairs.get(symbol).cloned() else {
+            return Vec::new();
+        };
+        let ids: Vec<String> = self
+            .orders
+            .values()
+            .filter(|o| o.is_live() && &o.symbol == symbol)
+            .map(|o| o.id.clone())
+            .collect();
         let mut fills = Vec::new();
         for id in ids {
             if let Some(fill) = self.process(&id, &bar, &pair) {
@@ -584,10 +689,19 @@ impl Engine {
     /// Whether and at what base price the order executes in `b`; sets `triggered` on `*-limit` orders.
     fn decide(&self, o: &mut PaperOrder, b: &Bar) -> Option<Decision> {
         match o.order_type {
-            OrderType::Market => Some(Decision { base: b.open, liquidity: Liquidity::Taker, slip: Slip::Full }),
+            OrderType::Market => Some(Decision {
+                base: b.open,
+                liquidity: Liquidity::Taker,
+                slip: Slip::Full,
+            }),
             OrderType::Limit => limit_decision(o.price?, o.side, o.marketable, b),
-            OrderType::StopLoss | OrderType::TakeProfit => trigger_base(o.order_type, o.side, o.price?, b)
-                .map(|base| Decision { base, liquidity: Liquidity::Taker, slip: Slip::Full }),
+            OrderType::StopLoss | OrderType::TakeProfit => {
+                trigger_base(o.order_type, o.side, o.price?, b).map(|base| Decision {
+                    base,
+                    liquidity: Liquidity::Taker,
+                    slip: Slip::Full,
+                })
+            }
             OrderType::StopLossLimit | OrderType::TakeProfitLimit => {
                 let limit = o.price2?;
                 if o.triggered {
@@ -693,10 +807,12 @@ impl Engine {
         let released = if volume >= remaining {
             o.reserved
         } else {
-            (o.reserved * volume / remaining).round_dp_with_strategy(SCALE, RoundingStrategy::ToZero)
+            (o.reserved * volume / remaining)
+                .round_dp_with_strategy(SCALE, RoundingStrategy::ToZero)
         };
         let cost = price * volume;
-        let fee = (cost * fee_pct / HUNDRED).round_dp_with_strategy(FEE_DECIMALS, RoundingStrategy::MidpointAwayFromZero);
+        let fee = (cost * fee_pct / HUNDRED)
+            .round_dp_with_strategy(FEE_DECIMALS, RoundingStrategy::MidpointAwayFromZero);
         self.release(&o.reserve_asset, released);
         let settled = match o.margin_leverage {
             Some(lev) => self.settle_margin(o, volume, price, fee, lev, ts),
@@ -713,7 +829,9 @@ impl Engine {
         o.filled_volume += volume;
         o.filled_cost += cost;
         o.fee += fee;
-        if o.filled_volume >= o.volume || (o.reduce_only && o.margin_leverage.is_some() && !self.has_opposite(o)) {
+        if o.filled_volume >= o.volume
+            || (o.reduce_only && o.margin_leverage.is_some() && !self.has_opposite(o))
+        {
             o.status = OrderStatus::Filled;
             o.closed_at = Some(ts);
             if !o.reserved.is_zero() {
@@ -742,10 +860,18 @@ impl Engine {
     }
 
     fn has_opposite(&self, o: &PaperOrder) -> bool {
-        self.positions.get(o.symbol.as_str()).is_some_and(|p| p.side != position_side(o.side))
+        self.positions
+            .get(o.symbol.as_str())
+            .is_some_and(|p| p.side != position_side(o.side))
     }
 
-    fn settle_spot(&mut self, o: &PaperOrder, volume: Decimal, cost: Decimal, fee: Decimal) -> Result<Option<Decimal>, String> {
+    fn settle_spot(
+        &mut self,
+        o: &PaperOrder,
+        volume: Decimal,
+        cost: Decimal,
+        fee: Decimal,
+    ) -> Result<Option<Decimal>, String> {
         let (base, quote) = (o.symbol.base(), o.symbol.quote());
         match o.side {
             Side::Buy => {
@@ -782,7 +908,11 @@ impl Engine {
         let (reduced, pnl, freed) = match &existing {
             Some(p) if p.side != side => {
                 let rv = volume.min(p.volume);
-                let freed = if rv >= p.volume { p.margin } else { (p.margin * rv / p.volume).round_dp(SCALE) };
+                let freed = if rv >= p.volume {
+                    p.margin
+                } else {
+                    (p.margin * rv / p.volume).round_dp(SCALE)
+                };
                 let pnl = match p.side {
                     PositionSide::Long => (price - p.avg_price) * rv,
                     PositionSide::Short => (p.avg_price - price) * rv,
@@ -791,9 +921,15 @@ impl Engine {
             }
             _ => (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO),
         };
-        let opening = if o.reduce_only { Decimal::ZERO } else { volume - reduced };
+        let opening = if o.reduce_only {
+            Decimal::ZERO
+        } else {
+            volume - reduced
+        };
         let collateral = (opening * price / Decimal::from(leverage.max(1))).round_dp(SCALE);
-        if opening > Decimal::ZERO && self.available(&quote) + freed + pnl - fee - collateral < Decimal::ZERO {
+        if opening > Decimal::ZERO
+            && self.available(&quote) + freed + pnl - fee - collateral < Decimal::ZERO
+        {
             return Err("Insufficient margin".to_owned());
         }
         self.credit(&quote, freed + pnl - fee - collateral);
@@ -808,7 +944,9 @@ impl Engine {
                 }
             } else if opening > Decimal::ZERO {
                 let new_volume = p.volume + opening;
-                p.avg_price = ((p.avg_price * p.volume + price * opening) / new_volume).round_dp(SCALE).normalize();
+                p.avg_price = ((p.avg_price * p.volume + price * opening) / new_volume)
+                    .round_dp(SCALE)
+                    .normalize();
                 p.volume = new_volume;
                 p.margin += collateral;
                 self.positions.insert(key.clone(), p);
@@ -849,7 +987,13 @@ fn describe(
     price2: Option<Decimal>,
     leverage: Option<u32>,
 ) -> String {
-    let mut s = format!("{} {} {} @ {}", req.side, volume.normalize(), pair.exchange_name, req.order_type);
+    let mut s = format!(
+        "{} {} {} @ {}",
+        req.side,
+        volume.normalize(),
+        pair.exchange_name,
+        req.order_type
+    );
     if let Some(p) = price {
         s.push_str(&format!(" {}", p.normalize()));
     }

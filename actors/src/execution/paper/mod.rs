@@ -44,8 +44,8 @@ pub use engine::{Liquidity, PaperFill, PaperOrder, PaperPosition, PricePoint};
 use crate::clock::SharedClock;
 use crate::domain::{Candle, Symbol};
 use crate::ports::{
-    Exchange, ExchangeError, ExchangeFuture, ExchangeOrder, OrderAck, OrderRef, OrderRequest, PairInfo, StateStore,
-    StoreError, StoreFuture,
+    Exchange, ExchangeError, ExchangeFuture, ExchangeOrder, OrderAck, OrderRef, OrderRequest,
+    PairInfo, StateStore, StoreError, StoreFuture,
 };
 use chrono::{DateTime, Utc};
 use engine::{Bar, Engine, Fault};
@@ -89,10 +89,14 @@ impl Default for PaperConfig {
             max_slippage_bps: Decimal::new(10, 0),
             seed: 42,
             partial_fills: false,
-            initial_balances: [("USDT", Decimal::new(10000, 0)), ("BTC", Decimal::ZERO), ("XRP", Decimal::ZERO)]
-                .into_iter()
-                .map(|(a, v)| (a.to_owned(), v))
-                .collect(),
+            initial_balances: [
+                ("USDT", Decimal::new(10000, 0)),
+                ("BTC", Decimal::ZERO),
+                ("XRP", Decimal::ZERO),
+            ]
+            .into_iter()
+            .map(|(a, v)| (a.to_owned(), v))
+            .collect(),
             pairs: PaperExchange::default_pairs(),
             max_history: 1000,
             max_fills: 10_000,
@@ -116,11 +120,22 @@ impl PaperConfig {
         if self.max_slippage_bps < Decimal::ZERO {
             return err("max_slippage_bps must not be negative".into());
         }
-        if let Some((asset, _)) = self.initial_balances.iter().find(|(_, v)| **v < Decimal::ZERO) {
+        if let Some((asset, _)) = self
+            .initial_balances
+            .iter()
+            .find(|(_, v)| **v < Decimal::ZERO)
+        {
             return err(format!("initial balance of {asset} is negative"));
         }
-        if let Some(p) = self.pairs.iter().find(|p| p.tick_size <= Decimal::ZERO || p.ordermin < Decimal::ZERO) {
-            return err(format!("pair {} needs a positive tick size and a non-negative ordermin", p.symbol));
+        if let Some(p) = self
+            .pairs
+            .iter()
+            .find(|p| p.tick_size <= Decimal::ZERO || p.ordermin < Decimal::ZERO)
+        {
+            return err(format!(
+                "pair {} needs a positive tick size and a non-negative ordermin",
+                p.symbol
+            ));
         }
         Ok(())
     }
@@ -194,15 +209,42 @@ impl PaperExchange {
     /// [`PaperConfigError`] when the configuration is invalid.
     pub fn new(config: PaperConfig, clock: SharedClock) -> Result<Self, PaperConfigError> {
         config.validate()?;
-        Ok(Self { inner: Arc::new(Mutex::new(Engine::new(config))), clock })
+        Ok(Self {
+            inner: Arc::new(Mutex::new(Engine::new(config))),
+            clock,
+        })
     }
 
     /// Kraken-like precision for the traded pairs. Live values come from `AssetPairs` at start.
     pub fn default_pairs() -> Vec<PairInfo> {
         [
-            pair("BTC/USDT", "XBTUSDT", Decimal::new(1, 1), 1, Decimal::new(5, 5), Decimal::new(5, 1), 5),
-            pair("XRP/USDT", "XRPUSDT", Decimal::new(1, 5), 5, Decimal::new(10, 0), Decimal::new(5, 1), 5),
-            pair("XRP/BTC", "XRPXBT", Decimal::new(1, 8), 8, Decimal::new(10, 0), Decimal::new(2, 5), 5),
+            pair(
+                "BTC/USDT",
+                "XBTUSDT",
+                Decimal::new(1, 1),
+                1,
+                Decimal::new(5, 5),
+                Decimal::new(5, 1),
+                5,
+            ),
+            pair(
+                "XRP/USDT",
+                "XRPUSDT",
+                Decimal::new(1, 5),
+                5,
+                Decimal::new(10, 0),
+                Decimal::new(5, 1),
+                5,
+            ),
+            pair(
+                "XRP/BTC",
+                "XRPXBT",
+                Decimal::new(1, 8),
+                8,
+                Decimal::new(10, 0),
+                Decimal::new(2, 5),
+                5,
+            ),
         ]
         .into_iter()
         .flatten()
@@ -217,7 +259,14 @@ impl PaperExchange {
         if price <= Decimal::ZERO {
             return Vec::new();
         }
-        let bar = Bar { start: ts, end: ts, open: price, high: price, low: price, close: price };
+        let bar = Bar {
+            start: ts,
+            end: ts,
+            open: price,
+            high: price,
+            low: price,
+            close: price,
+        };
         let now = self.clock.now();
         self.inner.lock().on_bar(symbol, bar, now)
     }
@@ -243,13 +292,20 @@ impl PaperExchange {
     // ------------------------------------------------------------ inspection
 
     pub fn last_price(&self, symbol: &Symbol) -> Option<Decimal> {
-        self.inner.lock().last_prices.get(symbol.as_str()).map(|p| p.price)
+        self.inner
+            .lock()
+            .last_prices
+            .get(symbol.as_str())
+            .map(|p| p.price)
     }
 
     /// Totals minus what open orders hold.
     pub fn available_balances(&self) -> BTreeMap<String, Decimal> {
         let eng = self.inner.lock();
-        eng.balances.keys().map(|a| (a.clone(), eng.available(a))).collect()
+        eng.balances
+            .keys()
+            .map(|a| (a.clone(), eng.available(a)))
+            .collect()
     }
 
     /// What open orders hold, per asset.
@@ -281,7 +337,12 @@ impl PaperExchange {
         let eng = self.inner.lock();
         match order {
             OrderRef::Exchange(id) => eng.orders.get(id).cloned(),
-            OrderRef::Client(cid) => eng.orders.values().rev().find(|o| &o.client_order_id == cid).cloned(),
+            OrderRef::Client(cid) => eng
+                .orders
+                .values()
+                .rev()
+                .find(|o| &o.client_order_id == cid)
+                .cloned(),
         }
     }
 
@@ -295,7 +356,10 @@ impl PaperExchange {
     /// The next call of kind `op` fails with `error`. With `apply`, the call takes effect first (the order
     /// is placed or cancelled) and only the answer is lost, as after a timeout once the engine accepted it.
     pub fn fail_next_op(&self, op: PaperOp, error: ExchangeError, apply: bool) {
-        self.inner.lock().faults.push_back(Fault { op, error, apply });
+        self.inner
+            .lock()
+            .faults
+            .push_back(Fault { op, error, apply });
     }
 
     // ------------------------------------------------------------ persistence
@@ -321,21 +385,38 @@ impl PaperExchange {
     /// [`StoreError::Corrupt`] for an unknown version or inconsistent content; nothing is changed then.
     pub fn restore(&self, snap: PaperSnapshot) -> Result<(), StoreError> {
         if snap.version != SNAPSHOT_VERSION {
-            return Err(StoreError::Corrupt(format!("paper exchange snapshot version {}", snap.version)));
+            return Err(StoreError::Corrupt(format!(
+                "paper exchange snapshot version {}",
+                snap.version
+            )));
         }
-        if let Some(o) = snap.orders.iter().find(|o| o.reserved < Decimal::ZERO || o.filled_volume > o.volume) {
-            return Err(StoreError::Corrupt(format!("paper order {} is inconsistent", o.id)));
+        if let Some(o) = snap
+            .orders
+            .iter()
+            .find(|o| o.reserved < Decimal::ZERO || o.filled_volume > o.volume)
+        {
+            return Err(StoreError::Corrupt(format!(
+                "paper order {} is inconsistent",
+                o.id
+            )));
         }
         let max_seq = snap
             .orders
             .iter()
-            .filter_map(|o| o.id.strip_prefix("PAPER-").and_then(|n| n.parse::<u64>().ok()))
+            .filter_map(|o| {
+                o.id.strip_prefix("PAPER-")
+                    .and_then(|n| n.parse::<u64>().ok())
+            })
             .max()
             .unwrap_or(0);
         let mut eng = self.inner.lock();
         eng.balances = snap.balances;
         eng.orders = snap.orders.into_iter().map(|o| (o.id.clone(), o)).collect();
-        eng.positions = snap.positions.into_iter().map(|p| (p.symbol.as_str().to_owned(), p)).collect();
+        eng.positions = snap
+            .positions
+            .into_iter()
+            .map(|p| (p.symbol.as_str().to_owned(), p))
+            .collect();
         eng.last_prices = snap.last_prices;
         eng.fills = snap.fills.into_iter().collect();
         eng.next_seq = snap.next_seq.max(max_seq);
@@ -358,9 +439,11 @@ impl PaperExchange {
         let load = store.load_state(STATE_KEY);
         let me = self.clone();
         async move {
-            let Some(value) = load.await? else { return Ok(false) };
-            let snap: PaperSnapshot =
-                serde_json::from_value(value).map_err(|e| StoreError::Corrupt(format!("paper exchange: {e}")))?;
+            let Some(value) = load.await? else {
+                return Ok(false);
+            };
+            let snap: PaperSnapshot = serde_json::from_value(value)
+                .map_err(|e| StoreError::Corrupt(format!("paper exchange: {e}")))?;
             me.restore(snap)?;
             Ok(true)
         }
@@ -379,8 +462,14 @@ impl PaperExchange {
             let mut eng = self.inner.lock();
             eng.check_dead_man(now);
             match eng.take_fault(op) {
-                Some(Fault { error, apply: false, .. }) => Err(error),
-                Some(Fault { error, apply: true, .. }) => {
+                Some(Fault {
+                    error,
+                    apply: false,
+                    ..
+                }) => Err(error),
+                Some(Fault {
+                    error, apply: true, ..
+                }) => {
                     let _ignored = f(&mut eng, now);
                     Err(error)
                 }
@@ -393,7 +482,9 @@ impl PaperExchange {
 
 impl Exchange for PaperExchange {
     fn pairs(&self) -> ExchangeFuture<Vec<PairInfo>> {
-        self.call(PaperOp::Pairs, |eng, _| Ok(eng.pairs.values().cloned().collect()))
+        self.call(PaperOp::Pairs, |eng, _| {
+            Ok(eng.pairs.values().cloned().collect())
+        })
     }
 
     fn place_order(&self, req: OrderRequest) -> ExchangeFuture<OrderAck> {
@@ -401,7 +492,9 @@ impl Exchange for PaperExchange {
     }
 
     fn cancel_order(&self, order: OrderRef) -> ExchangeFuture<()> {
-        self.call(PaperOp::CancelOrder, move |eng, now| eng.cancel(&order, now))
+        self.call(PaperOp::CancelOrder, move |eng, now| {
+            eng.cancel(&order, now)
+        })
     }
 
     fn query_orders(&self, orders: Vec<OrderRef>) -> ExchangeFuture<Vec<ExchangeOrder>> {
