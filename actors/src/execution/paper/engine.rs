@@ -505,6 +505,13 @@ impl Engine {
         if self.available(&reserve_asset) < amount {
             return Err(rejected(short_msg));
         }
+        // Spot exits (stop-loss / take-profit types, or reduce-only sells) are checked against the free
+        // base now and again when they fill, but hold nothing: a stop and a take-profit may both cover
+        // the same holding, and whichever fills second finds the base gone and is cancelled.
+        let spot_exit = margin_leverage.is_none()
+            && req.side == Side::Sell
+            && (req.reduce_only || !matches!(req.order_type, OrderType::Limit | OrderType::Market));
+        let amount = if spot_exit { Decimal::ZERO } else { amount };
 
         let description = describe(&req, &pair, volume, price, price2, margin_leverage);
         if req.validate {

@@ -27,12 +27,22 @@
 //! Accounting: per-asset balances; fees in the quote asset, `cost × fee_pct / 100` rounded to 8 decimals.
 //! Open orders hold funds (buys: quote for the worst price plus the taker fee; sells: base), so the account
 //! cannot be over-committed; a fill that finds too little (a market buy after a jump) is cancelled with reason
-//! `Insufficient funds`. Orders with leverage > 1 trade on margin: one net position per pair, collateral
+//! `Insufficient funds`. Spot exits (stop-loss / take-profit types, or reduce-only sells) are checked against
+//! the free base when placed and again when they fill, but hold nothing, so a stop and a take-profit can both
+//! cover one holding; the one that fills second finds the base gone and is cancelled (`Insufficient funds`),
+//! never selling it twice. Orders with leverage > 1 trade on margin: one net position per pair, collateral
 //! = cost / leverage taken out of the quote balance, P&L realised into the quote balance on reduction, never
 //! a negative base balance. Reduce-only orders only reduce such a position.
 //!
 //! `balances()` returns totals, as Kraken's `Balance` does (held funds included); see
 //! [`PaperExchange::available_balances`] for what is free.
+//!
+//! Not modelled: margin liquidation and rollover fees, time-in-force / expiry (every order is GTC),
+//! iceberg and trailing orders, order-book depth (a fill never moves the price).
+//!
+//! Persistence: [`PaperExchange::snapshot`] / [`PaperExchange::restore`], or [`PaperExchange::save_to`] /
+//! [`PaperExchange::load_from`] under [`STATE_KEY`]; the generator state is part of the snapshot, so a
+//! restored exchange continues the same seeded sequence.
 
 mod engine;
 mod rng;
@@ -139,6 +149,15 @@ impl PaperConfig {
         }
         Ok(())
     }
+}
+
+/// Account value in one quote asset, see [`PaperExchange::equity_in`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Equity {
+    pub quote: String,
+    pub total: Decimal,
+    /// Assets or positions that could not be valued for lack of a price.
+    pub unpriced: Vec<String>,
 }
 
 /// Which call an injected fault applies to.
@@ -330,6 +349,40 @@ impl PaperExchange {
             *out.entry(f.fee_asset.clone()).or_default() += f.fee;
         }
         out
+    }
+
+    /// Account value in `quote`: every balance at the last `ASSET/quote` price, plus the collateral and
+    /// unrealised P&L of the margin positions. Nothing is guessed: assets (or positions) without a price
+    /// are left out and named in [`Equity::unpriced`].
+    pub fn equity_in(&self, quote: &str) -> Equity {
+        let eng = self.inner.lock();
+        let mut holdings = eng.balances.clone();
+        let mut unpriced = Vec::new();
+        for p in eng.positions.values() {
+            let value = match eng.last_prices.get(p.symbol.as_str()) {
+                Some(px) => p.margin + p.unrealized_pnl(px.price),
+                None => {
+                    unpriced.push(p.symbol.to_string());
+                    p.margin
+                }
+            };
+            *holdings.entry(p.symbol.quote().to_owned()).or_default() += value;
+        }
+        let mut total = Decimal::ZERO;
+        for (asset, amount) in holdings.into_iter().filter(|(_, a)| !a.is_zero()) {
+            if asset == quote {
+                total += amount;
+            } else if let Some(px) = eng.last_prices.get(&format!("{asset}/{quote}")) {
+                total += amount * px.price;
+            } else {
+                unpriced.push(asset);
+            }
+        }
+        Equity {
+            quote: quote.to_owned(),
+            total,
+            unpriced,
+        }
     }
 
     /// The full record of an order (open or kept in the history).

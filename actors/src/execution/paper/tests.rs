@@ -301,8 +301,8 @@ fn stop_loss_sell_triggers_on_the_candle_low_at_the_trigger_price() {
     .unwrap();
     assert_eq!(
         e.avail("BTC"),
-        dec!(0),
-        "the stop holds the base it would sell"
+        dec!(0.1),
+        "an exit order checks the base but holds none"
     );
 
     let candle = |minute: i64, o: Decimal, h: Decimal, l: Decimal, c: Decimal| Candle {
@@ -948,4 +948,77 @@ fn fail_next_returns_the_injected_error_once() {
     );
     assert!(block_on(e.ex.cancel_order(OrderRef::Client(cid("b")))).is_err());
     assert_eq!(e.order("b").status, OrderStatus::Cancelled);
+}
+
+#[test]
+fn stop_and_take_profit_may_cover_the_same_holding_but_never_sell_it_twice() {
+    let e = env(cfg(dec!(0)));
+    long_btc(&e);
+    e.place(req(
+        "sl",
+        Side::Sell,
+        OrderType::StopLoss,
+        dec!(0.1),
+        Some(dec!(44000)),
+    ))
+    .unwrap();
+    let mut tp = limit("tp", Side::Sell, dec!(0.1), dec!(46000));
+    tp.reduce_only = true;
+    e.place(tp).unwrap();
+    // More than the holding is refused even for exits.
+    let err = e
+        .place(req(
+            "sl2",
+            Side::Sell,
+            OrderType::StopLoss,
+            dec!(0.2),
+            Some(dec!(43000)),
+        ))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ExchangeError::Rejected("EOrder:Insufficient funds".into())
+    );
+
+    assert_eq!(
+        e.tick(5, dec!(43900)).len(),
+        1,
+        "the stop sells the holding"
+    );
+    // Nobody cancelled the take-profit (no OCO here): when it is reached there is nothing left to sell.
+    assert!(e.tick(6, dec!(46100)).is_empty());
+    let tp = e.order("tp");
+    assert_eq!(
+        (tp.status, tp.reason.as_deref()),
+        (OrderStatus::Cancelled, Some("Insufficient funds"))
+    );
+    assert_eq!(e.bal("BTC"), dec!(0));
+}
+
+#[test]
+fn equity_values_balances_and_margin_positions_at_the_last_price() {
+    let e = env(cfg(dec!(0)));
+    long_btc(&e); // USDT 5 488.30 + 0.1 BTC
+    assert_eq!(e.ex.equity_in("USDT").total, dec!(5488.30) + dec!(4500));
+    e.tick(2, dec!(46000));
+    let eq = e.ex.equity_in("USDT");
+    assert_eq!(
+        (eq.total, eq.unpriced.is_empty()),
+        (dec!(5488.30) + dec!(4600), true)
+    );
+
+    // A 2x short of 0.05 BTC at 46 000: collateral 1 150, fee 5.98; at 45 000 it gains 50.
+    let mut short = market("s", Side::Sell, dec!(0.05));
+    short.leverage = Some(2);
+    e.place(short).unwrap();
+    e.tick(3, dec!(46000));
+    e.tick(4, dec!(45000));
+    let eq = e.ex.equity_in("USDT");
+    assert_eq!(eq.total, dec!(5488.30) - dec!(5.98) + dec!(4500) + dec!(50));
+
+    e.ex.on_price(&Symbol::parse("XRP/BTC").unwrap(), dec!(0.00001), t0());
+    assert!(
+        e.ex.equity_in("BTC").unpriced.contains(&"USDT".to_owned()),
+        "no USDT/BTC price: not guessed"
+    );
 }
