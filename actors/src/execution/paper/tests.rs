@@ -1022,3 +1022,45 @@ fn equity_values_balances_and_margin_positions_at_the_last_price() {
         "no USDT/BTC price: not guessed"
     );
 }
+
+// ------------------------------------------------------------ port usage
+
+#[tokio::test]
+async fn works_as_a_shared_exchange_port_with_static_send_futures() {
+    let clock = ManualClock::new(t0());
+    let paper = PaperExchange::new(cfg(dec!(0)), Arc::new(clock.clone())).unwrap();
+    let port: Arc<dyn Exchange> = Arc::new(paper.clone());
+    paper.on_price(&btc(), dec!(45000), t0());
+
+    // The futures own everything they need, so they can be spawned and outlive the borrow of the port.
+    let placed = tokio::spawn(port.place_order(limit("p", Side::Buy, dec!(0.1), dec!(44000))));
+    let ack = placed.await.unwrap().unwrap();
+    let open = tokio::spawn(port.open_orders()).await.unwrap().unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].exchange_order_id, ack.exchange_order_id);
+    assert_eq!(open[0].status, OrderStatus::Open);
+    let pairs = port.pairs().await.unwrap();
+    assert_eq!(pairs.len(), 3);
+}
+
+#[test]
+fn config_fills_missing_fields_with_defaults_and_money_is_serialised_as_strings() {
+    let config: PaperConfig =
+        serde_json::from_str(r#"{"taker_fee_pct": "0.4", "seed": 9}"#).unwrap();
+    assert_eq!(
+        (config.taker_fee_pct, config.maker_fee_pct, config.seed),
+        (dec!(0.4), dec!(0.16), 9)
+    );
+    assert_eq!(config.initial_balances.get("USDT"), Some(&dec!(10000)));
+    assert_eq!(config.pairs, PaperExchange::default_pairs());
+
+    let bad = PaperConfig {
+        taker_fee_pct: dec!(-1),
+        ..PaperConfig::default()
+    };
+    assert!(PaperExchange::new(bad, Arc::new(ManualClock::new(t0()))).is_err());
+
+    let e = env(cfg(dec!(0)));
+    let json = serde_json::to_value(e.ex.snapshot()).unwrap();
+    assert_eq!(json["balances"]["USDT"], serde_json::json!("10000"));
+}
