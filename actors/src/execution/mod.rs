@@ -1,1 +1,3 @@
 //! Order lifecycle, the OrderExecutionManager and PositionTracker actors, and the paper exchange.
+
+pub mod paper;
