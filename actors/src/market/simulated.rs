@@ -416,8 +416,8 @@ mod tests {
         }
         // Each minute opens where the previous one closed.
         for w in candles.chunks(3).collect::<Vec<_>>().windows(2) {
-            for s in 0..3 {
-                assert_eq!(w[1][s].open, w[0][s].close);
+            for (prev, next) in w[0].iter().zip(w[1]) {
+                assert_eq!(next.open, prev.close, "{}", next.symbol);
             }
         }
     }
