@@ -69,12 +69,32 @@ fn replay_reads_the_header_format_with_unix_and_rfc3339_timestamps() {
     );
     let candles = load_candles(&file, &sym("BTC/USDT")).unwrap();
     assert_eq!(candles.len(), 3);
-    assert_eq!(candles[0].open_time, Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
-    assert_eq!(candles[1].open_time, Utc.with_ymd_and_hms(2026, 1, 1, 0, 1, 0).unwrap());
-    assert_eq!(candles[2].open_time, Utc.with_ymd_and_hms(2026, 1, 1, 0, 2, 0).unwrap());
+    assert_eq!(
+        candles[0].open_time,
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+    );
+    assert_eq!(
+        candles[1].open_time,
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 1, 0).unwrap()
+    );
+    assert_eq!(
+        candles[2].open_time,
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 2, 0).unwrap()
+    );
     let c = &candles[0];
-    assert_eq!((c.open, c.high, c.low, c.close, c.volume), (dec!(95000.0), dec!(95010.5), dec!(94990.1), dec!(95005.2), dec!(1.5)));
-    assert!(candles.iter().all(|c| c.timeframe == Timeframe::M1 && c.symbol == sym("BTC/USDT")));
+    assert_eq!(
+        (c.open, c.high, c.low, c.close, c.volume),
+        (
+            dec!(95000.0),
+            dec!(95010.5),
+            dec!(94990.1),
+            dec!(95005.2),
+            dec!(1.5)
+        )
+    );
+    assert!(candles
+        .iter()
+        .all(|c| c.timeframe == Timeframe::M1 && c.symbol == sym("BTC/USDT")));
 }
 
 #[test]
@@ -89,7 +109,10 @@ fn replay_reads_krakens_headerless_ohlcvt_export_and_its_timeframe() {
     );
     let candles = load_candles(&file, &sym("XRP/USDT")).unwrap();
     assert_eq!(candles.len(), 3);
-    assert!(candles.iter().all(|c| c.timeframe == Timeframe::H1), "one hour between rows");
+    assert!(
+        candles.iter().all(|c| c.timeframe == Timeframe::H1),
+        "one hour between rows"
+    );
     assert_eq!(candles[2].low, dec!(2.28000));
     assert_eq!(candles[2].volume, dec!(150000.25));
     assert_eq!(candles[1].open_time, at(1_767_229_200));
@@ -109,7 +132,10 @@ fn a_malformed_row_names_the_file_and_line() {
         let file = write(&dir, name, text);
         let msg = malformed(load_candles(&file, &sym("BTC/USDT")).unwrap_err());
         let prefix = format!("{}:{line}: ", file.display());
-        assert!(msg.starts_with(&prefix), "{name}: {msg:?} should start with {prefix:?}");
+        assert!(
+            msg.starts_with(&prefix),
+            "{name}: {msg:?} should start with {prefix:?}"
+        );
         assert!(msg.contains(what), "{name}: {msg:?} should mention {what}");
     }
 }
@@ -126,7 +152,11 @@ fn rows_out_of_time_order_are_an_error_not_sorted() {
     assert!(msg.starts_with(&format!("{}:6: ", file.display())), "{msg}");
     assert!(msg.contains("time order"), "{msg}");
 
-    let dup = write(&dir, "dup.csv", "1767225600,1,2,0.5,1.5,10,1\n1767225600,1,2,0.5,1.5,10,1\n");
+    let dup = write(
+        &dir,
+        "dup.csv",
+        "1767225600,1,2,0.5,1.5,10,1\n1767225600,1,2,0.5,1.5,10,1\n",
+    );
     let msg = malformed(load_candles(&dup, &sym("BTC/USDT")).unwrap_err());
     assert!(msg.starts_with(&format!("{}:2: ", dup.display())), "{msg}");
 }
@@ -145,7 +175,10 @@ async fn replay_stops_at_a_bad_row_after_yielding_the_good_ones() {
         assert!(matches!(feed.next().await.unwrap(), FeedItem::Candles(c) if c.len() == 1));
     }
     let msg = malformed(feed.next().await.unwrap_err());
-    assert!(msg.starts_with(&format!("{}:81: ", file.display())), "{msg}");
+    assert!(
+        msg.starts_with(&format!("{}:81: ", file.display())),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
@@ -172,7 +205,16 @@ async fn replay_merges_files_in_time_order_grouping_equal_timestamps() {
     let groups = drain(&mut feed).await;
     let shape: Vec<Vec<(i64, &str)>> = groups
         .iter()
-        .map(|g| g.iter().map(|c| ((c.open_time.timestamp() - 1_767_225_600) / 60, c.symbol.as_str())).collect())
+        .map(|g| {
+            g.iter()
+                .map(|c| {
+                    (
+                        (c.open_time.timestamp() - 1_767_225_600) / 60,
+                        c.symbol.as_str(),
+                    )
+                })
+                .collect()
+        })
         .collect();
     assert_eq!(
         shape,
@@ -184,14 +226,21 @@ async fn replay_merges_files_in_time_order_grouping_equal_timestamps() {
             vec![(4, "XRP/USDT")],
         ]
     );
-    assert_eq!(feed.next().await.unwrap(), FeedItem::End, "stays at the end");
+    assert_eq!(
+        feed.next().await.unwrap(),
+        FeedItem::End,
+        "stays at the end"
+    );
 }
 
 #[test]
 fn replay_refuses_missing_files_and_duplicate_symbols() {
     let dir = temp_dir();
     let a = write(&dir, "a.csv", "1767225600,1,2,0.5,1.5,10,1\n");
-    assert!(matches!(ReplayFeed::open(vec![(sym("BTC/USDT"), dir.join("missing.csv"))]), Err(FeedError::Source(_))));
+    assert!(matches!(
+        ReplayFeed::open(vec![(sym("BTC/USDT"), dir.join("missing.csv"))]),
+        Err(FeedError::Source(_))
+    ));
     assert!(matches!(
         ReplayFeed::open(vec![(sym("BTC/USDT"), a.clone()), (sym("BTC/USDT"), a)]),
         Err(FeedError::Source(_))
@@ -204,17 +253,32 @@ fn replayed_minutes_aggregate_into_five_minute_candles() {
     let mut text = String::from("timestamp,open,high,low,close,volume\n");
     for i in 0..10 {
         let p = 100 + i;
-        text.push_str(&format!("{},{p},{},{},{},{}\n", 1_767_225_600 + 60 * i, p + 2, p - 1, p + 1, i + 1));
+        text.push_str(&format!(
+            "{},{p},{},{},{},{}\n",
+            1_767_225_600 + 60 * i,
+            p + 2,
+            p - 1,
+            p + 1,
+            i + 1
+        ));
     }
     let file = write(&dir, "btc.csv", &text);
     let mut agg = CandleAggregator::new();
     let mut five = Vec::new();
     for c in load_candles(&file, &sym("BTC/USDT")).unwrap() {
-        five.extend(agg.push(&c).unwrap().into_iter().filter(|c| c.timeframe == Timeframe::M5));
+        five.extend(
+            agg.push(&c)
+                .unwrap()
+                .into_iter()
+                .filter(|c| c.timeframe == Timeframe::M5),
+        );
     }
     assert_eq!(five.len(), 2);
     let c = &five[1];
-    assert_eq!((c.open, c.high, c.low, c.close, c.volume), (dec!(105), dec!(111), dec!(104), dec!(110), dec!(40)));
+    assert_eq!(
+        (c.open, c.high, c.low, c.close, c.volume),
+        (dec!(105), dec!(111), dec!(104), dec!(110), dec!(40))
+    );
 }
 
 // ---------------------------------------------------------------- simulated
@@ -225,24 +289,33 @@ async fn simulated_feed_is_reproducible_and_yields_all_three_symbols_per_minute(
     let mut a = SimulatedFeed::seeded(7, start, 0.0);
     let mut b = SimulatedFeed::seeded(7, start, 0.0);
     let mut c = SimulatedFeed::seeded(8, start, 0.0);
-    assert_eq!(a.symbols(), vec![sym("BTC/USDT"), sym("XRP/USDT"), sym("XRP/BTC")]);
+    assert_eq!(
+        a.symbols(),
+        vec![sym("BTC/USDT"), sym("XRP/USDT"), sym("XRP/BTC")]
+    );
     let mut differs = false;
     for minute in 0..120 {
-        let (FeedItem::Candles(x), FeedItem::Candles(y), FeedItem::Candles(z)) =
-            (a.next().await.unwrap(), b.next().await.unwrap(), c.next().await.unwrap())
-        else {
+        let (FeedItem::Candles(x), FeedItem::Candles(y), FeedItem::Candles(z)) = (
+            a.next().await.unwrap(),
+            b.next().await.unwrap(),
+            c.next().await.unwrap(),
+        ) else {
             panic!("the simulated feed always has candles");
         };
         assert_eq!(x, y);
         differs |= x != z;
         assert_eq!(x.len(), 3);
-        assert!(x.iter().all(|c| c.open_time == start + chrono::Duration::minutes(minute)));
+        assert!(x
+            .iter()
+            .all(|c| c.open_time == start + chrono::Duration::minutes(minute)));
     }
     assert!(differs, "another seed gives another path");
     // The feed is the model, step for step.
     let mut model = SimulatedMarket::new(7, start);
     let direct: Vec<Candle> = (0..121).flat_map(|_| model.step()).collect();
-    let FeedItem::Candles(next) = a.next().await.unwrap() else { panic!() };
+    let FeedItem::Candles(next) = a.next().await.unwrap() else {
+        panic!()
+    };
     assert_eq!(next, direct[360..]);
 }
 
@@ -250,8 +323,14 @@ async fn simulated_feed_is_reproducible_and_yields_all_three_symbols_per_minute(
 async fn simulated_feed_paces_by_speed_except_during_backfill() {
     let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
     // speed 60: one simulated minute per second.
-    assert_eq!(SimulatedFeed::seeded(1, start, 60.0).period(), Duration::from_secs(1));
-    assert_eq!(SimulatedFeed::seeded(1, start, 0.0).period(), Duration::ZERO);
+    assert_eq!(
+        SimulatedFeed::seeded(1, start, 60.0).period(),
+        Duration::from_secs(1)
+    );
+    assert_eq!(
+        SimulatedFeed::seeded(1, start, 0.0).period(),
+        Duration::ZERO
+    );
 
     // speed 3000: 20 ms per minute.
     let mut feed = SimulatedFeed::seeded(1, start, 3000.0);
@@ -259,15 +338,24 @@ async fn simulated_feed_paces_by_speed_except_during_backfill() {
     for _ in 0..5 {
         feed.next().await.unwrap();
     }
-    assert!(t0.elapsed() >= Duration::from_millis(95), "paced: {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(95),
+        "paced: {:?}",
+        t0.elapsed()
+    );
 
     // One minute per second, but the first 30 minutes are history and come at once.
-    let mut feed = SimulatedFeed::seeded(1, start, 60.0).unpaced_until(start + chrono::Duration::minutes(30));
+    let mut feed =
+        SimulatedFeed::seeded(1, start, 60.0).unpaced_until(start + chrono::Duration::minutes(30));
     let t0 = Instant::now();
     for _ in 0..30 {
         feed.next().await.unwrap();
     }
-    assert!(t0.elapsed() < Duration::from_millis(500), "backfill unpaced: {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_millis(500),
+        "backfill unpaced: {:?}",
+        t0.elapsed()
+    );
     let paced = tokio::time::timeout(Duration::from_millis(300), feed.next()).await;
     assert!(paced.is_err(), "minute 30 waits for its second");
 }
@@ -346,7 +434,11 @@ async fn kraken_feed_maps_pairs_drops_the_forming_row_and_polls_with_since() {
         .and(query_param_is_missing("since"))
         .respond_with(ResponseTemplate::new(200).set_body_json(ohlc(
             "XXRPXXBT",
-            vec![ohlc_row(T0 + 60, "0.00002421", "900"), ohlc_row(T0 + 120, "0.00002425", "800"), ohlc_row(T0 + 180, "0.00002430", "1")],
+            vec![
+                ohlc_row(T0 + 60, "0.00002421", "900"),
+                ohlc_row(T0 + 120, "0.00002425", "800"),
+                ohlc_row(T0 + 180, "0.00002430", "1"),
+            ],
             T0 + 120,
         )))
         .expect(1)
@@ -359,7 +451,11 @@ async fn kraken_feed_maps_pairs_drops_the_forming_row_and_polls_with_since() {
         .and(query_param("since", (T0 + 120).to_string()))
         .respond_with(ResponseTemplate::new(200).set_body_json(ohlc(
             "XBTUSDT",
-            vec![ohlc_row(T0 + 120, "95020.2", "2.25"), ohlc_row(T0 + 180, "95031.0", "3.5"), ohlc_row(T0 + 240, "95040.0", "0.2")],
+            vec![
+                ohlc_row(T0 + 120, "95020.2", "2.25"),
+                ohlc_row(T0 + 180, "95031.0", "3.5"),
+                ohlc_row(T0 + 240, "95040.0", "0.2"),
+            ],
             T0 + 180,
         )))
         .expect(1)
@@ -371,7 +467,10 @@ async fn kraken_feed_maps_pairs_drops_the_forming_row_and_polls_with_since() {
         .and(query_param("since", (T0 + 120).to_string()))
         .respond_with(ResponseTemplate::new(200).set_body_json(ohlc(
             "XXRPXXBT",
-            vec![ohlc_row(T0 + 180, "0.00002431", "50"), ohlc_row(T0 + 240, "0.00002440", "2")],
+            vec![
+                ohlc_row(T0 + 180, "0.00002431", "50"),
+                ohlc_row(T0 + 240, "0.00002440", "2"),
+            ],
             T0 + 180,
         )))
         .expect(1)
@@ -381,9 +480,19 @@ async fn kraken_feed_maps_pairs_drops_the_forming_row_and_polls_with_since() {
     let mut feed = KrakenPublicFeed::new(&server.uri(), vec![sym("BTC/USDT"), sym("XRP/BTC")])
         .unwrap()
         .with_poll_interval(Duration::ZERO);
-    let FeedItem::Candles(first) = feed.next().await.unwrap() else { panic!("history expected") };
-    let got: Vec<(i64, &str, Decimal)> =
-        first.iter().map(|c| ((c.open_time.timestamp() - T0) / 60, c.symbol.as_str(), c.close)).collect();
+    let FeedItem::Candles(first) = feed.next().await.unwrap() else {
+        panic!("history expected")
+    };
+    let got: Vec<(i64, &str, Decimal)> = first
+        .iter()
+        .map(|c| {
+            (
+                (c.open_time.timestamp() - T0) / 60,
+                c.symbol.as_str(),
+                c.close,
+            )
+        })
+        .collect();
     assert_eq!(
         got,
         vec![
@@ -398,10 +507,19 @@ async fn kraken_feed_maps_pairs_drops_the_forming_row_and_polls_with_since() {
     assert!(first.iter().all(|c| c.timeframe == Timeframe::M1));
     assert_eq!(first[3].volume, dec!(2.25));
 
-    let FeedItem::Candles(second) = feed.next().await.unwrap() else { panic!("new candles expected") };
+    let FeedItem::Candles(second) = feed.next().await.unwrap() else {
+        panic!("new candles expected")
+    };
     let got: Vec<(i64, &str, Decimal, Decimal)> = second
         .iter()
-        .map(|c| ((c.open_time.timestamp() - T0) / 60, c.symbol.as_str(), c.close, c.volume))
+        .map(|c| {
+            (
+                (c.open_time.timestamp() - T0) / 60,
+                c.symbol.as_str(),
+                c.close,
+                c.volume,
+            )
+        })
         .collect();
     assert_eq!(
         got,
@@ -410,7 +528,10 @@ async fn kraken_feed_maps_pairs_drops_the_forming_row_and_polls_with_since() {
     );
     assert_eq!(
         feed.resolve_pairs().await.unwrap(),
-        vec![(sym("BTC/USDT"), "XBTUSDT".to_owned()), (sym("XRP/BTC"), "XRPXBT".to_owned())]
+        vec![
+            (sym("BTC/USDT"), "XBTUSDT".to_owned()),
+            (sym("XRP/BTC"), "XRPXBT".to_owned())
+        ]
     );
     // Mock expectations (AssetPairs once, each OHLC once) are verified when the server drops.
 }
@@ -422,11 +543,16 @@ async fn kraken_feed_is_idle_when_only_the_forming_row_came_back() {
     Mock::given(method("GET"))
         .and(path("/0/public/OHLC"))
         .and(query_param("pair", "XRPUSDT"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(ohlc("XRPUSDT", vec![ohlc_row(T0, "2.3", "10")], T0 - 60)))
+        .respond_with(ResponseTemplate::new(200).set_body_json(ohlc(
+            "XRPUSDT",
+            vec![ohlc_row(T0, "2.3", "10")],
+            T0 - 60,
+        )))
         .mount(&server)
         .await;
-    let mut feed =
-        KrakenPublicFeed::new(&server.uri(), vec![sym("XRP/USDT")]).unwrap().with_poll_interval(Duration::ZERO);
+    let mut feed = KrakenPublicFeed::new(&server.uri(), vec![sym("XRP/USDT")])
+        .unwrap()
+        .with_poll_interval(Duration::ZERO);
     assert_eq!(feed.next().await.unwrap(), FeedItem::Idle);
 }
 
@@ -436,7 +562,9 @@ async fn kraken_errors_are_source_errors_and_a_failed_poll_keeps_the_cursor() {
     mount_asset_pairs(&server).await;
     Mock::given(method("GET"))
         .and(path("/0/public/OHLC"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"error": ["EService:Unavailable"]})))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"error": ["EService:Unavailable"]})),
+        )
         .up_to_n_times(1)
         .mount(&server)
         .await;
@@ -451,19 +579,31 @@ async fn kraken_errors_are_source_errors_and_a_failed_poll_keeps_the_cursor() {
         .and(query_param_is_missing("since"))
         .respond_with(ResponseTemplate::new(200).set_body_json(ohlc(
             "XBTUSDT",
-            vec![ohlc_row(T0, "95000.0", "1"), ohlc_row(T0 + 60, "95001.0", "1")],
+            vec![
+                ohlc_row(T0, "95000.0", "1"),
+                ohlc_row(T0 + 60, "95001.0", "1"),
+            ],
             T0,
         )))
         .mount(&server)
         .await;
-    let mut feed =
-        KrakenPublicFeed::new(&server.uri(), vec![sym("BTC/USDT")]).unwrap().with_poll_interval(Duration::ZERO);
+    let mut feed = KrakenPublicFeed::new(&server.uri(), vec![sym("BTC/USDT")])
+        .unwrap()
+        .with_poll_interval(Duration::ZERO);
     let e1 = feed.next().await.unwrap_err();
-    assert!(matches!(&e1, FeedError::Source(m) if m.contains("EService:Unavailable")), "{e1:?}");
+    assert!(
+        matches!(&e1, FeedError::Source(m) if m.contains("EService:Unavailable")),
+        "{e1:?}"
+    );
     let e2 = feed.next().await.unwrap_err();
-    assert!(matches!(&e2, FeedError::Source(m) if m.contains("502")), "{e2:?}");
+    assert!(
+        matches!(&e2, FeedError::Source(m) if m.contains("502")),
+        "{e2:?}"
+    );
     // Still no `since`: the failures moved nothing.
-    let FeedItem::Candles(c) = feed.next().await.unwrap() else { panic!() };
+    let FeedItem::Candles(c) = feed.next().await.unwrap() else {
+        panic!()
+    };
     assert_eq!(c.len(), 1);
     assert_eq!(c[0].close, dec!(95000.0));
 }
@@ -500,7 +640,8 @@ async fn kraken_ticker_gives_the_last_trade_price_per_symbol() {
         .expect(1)
         .mount(&server)
         .await;
-    let mut feed = KrakenPublicFeed::new(&server.uri(), vec![sym("BTC/USDT"), sym("XRP/BTC")]).unwrap();
+    let mut feed =
+        KrakenPublicFeed::new(&server.uri(), vec![sym("BTC/USDT"), sym("XRP/BTC")]).unwrap();
     let prices = feed.last_prices().await.unwrap();
     assert_eq!(prices.get(&sym("BTC/USDT")), Some(&dec!(95123.4)));
     assert_eq!(prices.get(&sym("XRP/BTC")), Some(&dec!(0.00002419)));

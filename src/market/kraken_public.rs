@@ -126,17 +126,27 @@ impl KrakenPublicFeed {
             .await
             .map_err(|e| FeedError::Source(format!("{endpoint}: {e}")))?;
         let status = resp.status();
-        let body = resp.text().await.map_err(|e| FeedError::Source(format!("{endpoint}: reading the body: {e}")))?;
+        let body = resp
+            .text()
+            .await
+            .map_err(|e| FeedError::Source(format!("{endpoint}: reading the body: {e}")))?;
         if !status.is_success() {
             let snippet: String = body.chars().take(200).collect();
-            return Err(FeedError::Source(format!("{endpoint}: HTTP {status}: {snippet}")));
+            return Err(FeedError::Source(format!(
+                "{endpoint}: HTTP {status}: {snippet}"
+            )));
         }
-        let env: Envelope = serde_json::from_str(&body)
-            .map_err(|e| FeedError::Source(format!("{endpoint}: response is not Kraken JSON: {e}")))?;
+        let env: Envelope = serde_json::from_str(&body).map_err(|e| {
+            FeedError::Source(format!("{endpoint}: response is not Kraken JSON: {e}"))
+        })?;
         if !env.error.is_empty() {
-            return Err(FeedError::Source(format!("{endpoint}: {}", env.error.join("; "))));
+            return Err(FeedError::Source(format!(
+                "{endpoint}: {}",
+                env.error.join("; ")
+            )));
         }
-        env.result.ok_or_else(|| FeedError::Source(format!("{endpoint}: response has no result")))
+        env.result
+            .ok_or_else(|| FeedError::Source(format!("{endpoint}: response has no result")))
     }
 
     /// Reads `AssetPairs` once and maps every configured symbol to its Kraken pair.
@@ -154,22 +164,39 @@ impl KrakenPublicFeed {
             }
             self.pairs = Some(pairs);
         }
-        Ok(self.pairs.iter().flatten().map(|p| (p.symbol.clone(), p.altname.clone())).collect())
+        Ok(self
+            .pairs
+            .iter()
+            .flatten()
+            .map(|p| (p.symbol.clone(), p.altname.clone()))
+            .collect())
     }
 
     /// One OHLC request: the closed candles after `cursor.newest` and the new `last`.
-    async fn poll_pair(&self, cursor: &PairCursor) -> Result<(Vec<Candle>, Option<i64>), FeedError> {
-        let mut query = vec![("pair", cursor.altname.clone()), ("interval", "1".to_owned())];
+    async fn poll_pair(
+        &self,
+        cursor: &PairCursor,
+    ) -> Result<(Vec<Candle>, Option<i64>), FeedError> {
+        let mut query = vec![
+            ("pair", cursor.altname.clone()),
+            ("interval", "1".to_owned()),
+        ];
         if let Some(since) = cursor.since {
             query.push(("since", since.to_string()));
         }
         let result = self.get("OHLC", &query).await?;
-        let obj = result.as_object().ok_or_else(|| FeedError::Malformed("OHLC: result is not an object".into()))?;
+        let obj = result
+            .as_object()
+            .ok_or_else(|| FeedError::Malformed("OHLC: result is not an object".into()))?;
         let last = obj.get("last").and_then(Value::as_i64);
         let rows = obj
             .get(&cursor.key)
             .or_else(|| obj.get(&cursor.altname))
-            .or_else(|| obj.iter().find(|(k, _)| k.as_str() != "last").map(|(_, v)| v))
+            .or_else(|| {
+                obj.iter()
+                    .find(|(k, _)| k.as_str() != "last")
+                    .map(|(_, v)| v)
+            })
             .and_then(Value::as_array)
             .ok_or_else(|| FeedError::Malformed(format!("OHLC: no rows for {}", cursor.key)))?;
         // The last row is the candle still forming.
@@ -222,7 +249,11 @@ impl KrakenPublicFeed {
     pub async fn last_prices(&mut self) -> Result<BTreeMap<Symbol, Decimal>, FeedError> {
         self.resolve_pairs().await?;
         let pairs = self.pairs.clone().unwrap_or_default();
-        let names = pairs.iter().map(|p| p.altname.as_str()).collect::<Vec<_>>().join(",");
+        let names = pairs
+            .iter()
+            .map(|p| p.altname.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
         let result = self.get("Ticker", &[("pair", names)]).await?;
         let mut out = BTreeMap::new();
         for p in &pairs {
@@ -230,11 +261,13 @@ impl KrakenPublicFeed {
                 .get(&p.key)
                 .or_else(|| result.get(&p.altname))
                 .ok_or_else(|| FeedError::Malformed(format!("Ticker: no entry for {}", p.key)))?;
-            let last = entry
-                .get("c")
-                .and_then(|c| c.get(0))
-                .ok_or_else(|| FeedError::Malformed(format!("Ticker: {} has no last trade", p.key)))?;
-            out.insert(p.symbol.clone(), decimal(last).map_err(|m| FeedError::Malformed(format!("Ticker: {m}")))?);
+            let last = entry.get("c").and_then(|c| c.get(0)).ok_or_else(|| {
+                FeedError::Malformed(format!("Ticker: {} has no last trade", p.key))
+            })?;
+            out.insert(
+                p.symbol.clone(),
+                decimal(last).map_err(|m| FeedError::Malformed(format!("Ticker: {m}")))?,
+            );
         }
         Ok(out)
     }
@@ -242,19 +275,27 @@ impl KrakenPublicFeed {
 
 fn find_pair(table: &HashMap<String, AssetPair>, symbol: &Symbol) -> Result<PairCursor, FeedError> {
     let matches = |info: &AssetPair| {
-        let by_assets =
-            kraken_asset_to_common(&info.base) == symbol.base() && kraken_asset_to_common(&info.quote) == symbol.quote();
-        let by_wsname = info.wsname.as_deref().and_then(|ws| ws.split_once('/')).is_some_and(|(b, q)| {
-            kraken_asset_to_common(b) == symbol.base() && kraken_asset_to_common(q) == symbol.quote()
-        });
+        let by_assets = kraken_asset_to_common(&info.base) == symbol.base()
+            && kraken_asset_to_common(&info.quote) == symbol.quote();
+        let by_wsname = info
+            .wsname
+            .as_deref()
+            .and_then(|ws| ws.split_once('/'))
+            .is_some_and(|(b, q)| {
+                kraken_asset_to_common(b) == symbol.base()
+                    && kraken_asset_to_common(q) == symbol.quote()
+            });
         by_assets || by_wsname
     };
-    let mut found: Vec<(&String, &AssetPair)> =
-        table.iter().filter(|(key, info)| !key.ends_with(".d") && matches(info)).collect();
+    let mut found: Vec<(&String, &AssetPair)> = table
+        .iter()
+        .filter(|(key, info)| !key.ends_with(".d") && matches(info))
+        .collect();
     // Deterministic choice if Kraken ever lists two: the shortest id.
     found.sort_by_key(|(key, _)| (key.len(), key.as_str()));
-    let (key, info) =
-        found.first().ok_or_else(|| FeedError::Source(format!("Kraken lists no pair for {symbol}")))?;
+    let (key, info) = found
+        .first()
+        .ok_or_else(|| FeedError::Source(format!("Kraken lists no pair for {symbol}")))?;
     Ok(PairCursor {
         symbol: symbol.clone(),
         key: (*key).clone(),
@@ -283,11 +324,20 @@ fn decimal(v: &Value) -> Result<Decimal, String> {
 /// `[time, open, high, low, close, vwap, volume, count]`.
 fn parse_ohlc_row(row: &Value, symbol: &Symbol) -> Result<Candle, FeedError> {
     let bad = |m: String| FeedError::Malformed(format!("OHLC {symbol}: {m}"));
-    let cells = row.as_array().filter(|a| a.len() >= 7).ok_or_else(|| bad(format!("row {row} is not an OHLC row")))?;
-    let field = |i: usize| cells.get(i).ok_or_else(|| bad(format!("row {row} is short")));
-    let secs = field(0)?.as_i64().ok_or_else(|| bad(format!("time in {row} is not an integer")))?;
-    let open_time =
-        DateTime::<Utc>::from_timestamp(secs, 0).ok_or_else(|| bad(format!("time {secs} is out of range")))?;
+    let cells = row
+        .as_array()
+        .filter(|a| a.len() >= 7)
+        .ok_or_else(|| bad(format!("row {row} is not an OHLC row")))?;
+    let field = |i: usize| {
+        cells
+            .get(i)
+            .ok_or_else(|| bad(format!("row {row} is short")))
+    };
+    let secs = field(0)?
+        .as_i64()
+        .ok_or_else(|| bad(format!("time in {row} is not an integer")))?;
+    let open_time = DateTime::<Utc>::from_timestamp(secs, 0)
+        .ok_or_else(|| bad(format!("time {secs} is out of range")))?;
     let num = |i: usize| field(i).and_then(|v| decimal(v).map_err(bad));
     Ok(Candle {
         symbol: symbol.clone(),
@@ -315,7 +365,11 @@ impl MarketFeed for KrakenPublicFeed {
             }
             self.last_poll = Some(Instant::now());
             let candles = self.poll().await?;
-            Ok(if candles.is_empty() { FeedItem::Idle } else { FeedItem::Candles(candles) })
+            Ok(if candles.is_empty() {
+                FeedItem::Idle
+            } else {
+                FeedItem::Candles(candles)
+            })
         })
     }
 }
@@ -338,9 +392,21 @@ mod tests {
     fn ohlc_rows_accept_strings_and_numbers() {
         let sym = Symbol::parse("BTC/USDT").ok();
         let Some(sym) = sym else { return };
-        let row = serde_json::json!([1_700_000_040, "37000.1", "37010.0", 36990.5, "37005.2", "37001.0", "1.23456789", 42]);
+        let row = serde_json::json!([
+            1_700_000_040,
+            "37000.1",
+            "37010.0",
+            36990.5,
+            "37005.2",
+            "37001.0",
+            "1.23456789",
+            42
+        ]);
         let c = parse_ohlc_row(&row, &sym);
-        assert!(matches!(&c, Ok(c) if c.low == Decimal::new(369_905, 1) && c.volume == Decimal::new(123_456_789, 8)), "{c:?}");
+        assert!(
+            matches!(&c, Ok(c) if c.low == Decimal::new(369_905, 1) && c.volume == Decimal::new(123_456_789, 8)),
+            "{c:?}"
+        );
         assert!(parse_ohlc_row(&serde_json::json!(["x", "1"]), &sym).is_err());
     }
 }

@@ -132,7 +132,10 @@ impl CsvSource {
             let row = self.parse_row(line, &text)?;
             self.accept(row)
         } else {
-            let cols: Vec<String> = text.split(',').map(|c| c.trim().to_ascii_lowercase()).collect();
+            let cols: Vec<String> = text
+                .split(',')
+                .map(|c| c.trim().to_ascii_lowercase())
+                .collect();
             let ok = cols.len() >= HEADER.len() && cols.iter().zip(HEADER).all(|(c, h)| c == h);
             if !ok {
                 return Err(self.err(
@@ -156,7 +159,10 @@ impl CsvSource {
                 Format::Header => "at least 6",
                 Format::KrakenOhlcvt => "6 or 7",
             };
-            return Err(self.err(line, format!("expected {want} columns, found {}", fields.len())));
+            return Err(self.err(
+                line,
+                format!("expected {want} columns, found {}", fields.len()),
+            ));
         }
         let get = |i: usize| fields.get(i).copied().unwrap_or_default();
         let num = |i: usize, name: &str| parse_decimal(get(i), name).map_err(|m| self.err(line, m));
@@ -173,10 +179,16 @@ impl CsvSource {
         if row.low <= Decimal::ZERO {
             return Err(self.err(line, format!("prices must be positive, low is {}", row.low)));
         }
-        if row.high < row.low || row.high < row.open.max(row.close) || row.low > row.open.min(row.close) {
+        if row.high < row.low
+            || row.high < row.open.max(row.close)
+            || row.low > row.open.min(row.close)
+        {
             return Err(self.err(
                 line,
-                format!("inconsistent OHLC: open {} high {} low {} close {}", row.open, row.high, row.low, row.close),
+                format!(
+                    "inconsistent OHLC: open {} high {} low {} close {}",
+                    row.open, row.high, row.low, row.close
+                ),
             ));
         }
         if row.volume < Decimal::ZERO {
@@ -226,7 +238,11 @@ impl CsvSource {
 
     fn detect_timeframe(&self, path: &Path) -> Result<Timeframe, FeedError> {
         let rows: Vec<&Row> = self.ahead.iter().collect();
-        let gap = rows.windows(2).filter_map(|w| w.get(1).zip(w.first())).map(|(b, a)| b.ts - a.ts).min();
+        let gap = rows
+            .windows(2)
+            .filter_map(|w| w.get(1).zip(w.first()))
+            .map(|(b, a)| b.ts - a.ts)
+            .min();
         match gap {
             Some(secs) => Timeframe::ALL.into_iter().find(|tf| tf.seconds() == secs).ok_or_else(|| {
                 FeedError::Malformed(format!(
@@ -271,7 +287,9 @@ fn timeframe_from_file_name(path: &Path) -> Option<Timeframe> {
     let stem = path.file_stem()?.to_str()?;
     let (_, minutes) = stem.rsplit_once('_')?;
     let minutes: i64 = minutes.parse().ok()?;
-    Timeframe::ALL.into_iter().find(|tf| tf.seconds() == minutes * 60)
+    Timeframe::ALL
+        .into_iter()
+        .find(|tf| tf.seconds() == minutes * 60)
 }
 
 /// Reads a whole CSV file of one symbol (used by `triplegain analyze`).
@@ -288,7 +306,9 @@ pub fn load_candles(path: &Path, symbol: &Symbol) -> Result<Vec<Candle>, FeedErr
     Ok(out)
 }
 
-const QUOTES: [&str; 12] = ["USDT", "USDC", "ZUSD", "ZEUR", "ZGBP", "XXBT", "USD", "EUR", "GBP", "XBT", "BTC", "ETH"];
+const QUOTES: [&str; 12] = [
+    "USDT", "USDC", "ZUSD", "ZEUR", "ZGBP", "XXBT", "USD", "EUR", "GBP", "XBT", "BTC", "ETH",
+];
 
 /// Tells the symbol from a file name: `BTC_USDT.csv`, `btc-usdt.csv`, `XBTUSDT_1.csv`,
 /// `XRPXBT_60.csv`, `XXBTZUSD.csv` (Kraken names map to ours: XBT → BTC).
@@ -296,16 +316,28 @@ pub fn symbol_from_file_name(path: &Path) -> Option<Symbol> {
     let stem = path.file_stem()?.to_str()?.trim().to_ascii_uppercase();
     // Drop a Kraken interval suffix such as `_1` or `_1440`.
     let stem = match stem.rsplit_once('_') {
-        Some((head, tail)) if !tail.is_empty() && tail.chars().all(|c| c.is_ascii_digit()) => head.to_owned(),
+        Some((head, tail)) if !tail.is_empty() && tail.chars().all(|c| c.is_ascii_digit()) => {
+            head.to_owned()
+        }
         _ => stem,
     };
     let (base, quote) = if let Some((b, q)) = stem.split_once(['_', '-', '=', ' ']) {
         (b.to_owned(), q.to_owned())
     } else {
-        let quote = QUOTES.iter().find(|q| stem.len() > q.len() && stem.ends_with(*q))?;
-        (stem[..stem.len() - quote.len()].to_owned(), (*quote).to_owned())
+        let quote = QUOTES
+            .iter()
+            .find(|q| stem.len() > q.len() && stem.ends_with(*q))?;
+        (
+            stem[..stem.len() - quote.len()].to_owned(),
+            (*quote).to_owned(),
+        )
     };
-    Symbol::parse(&format!("{}/{}", kraken_asset_to_common(&base), kraken_asset_to_common(&quote))).ok()
+    Symbol::parse(&format!(
+        "{}/{}",
+        kraken_asset_to_common(&base),
+        kraken_asset_to_common(&quote)
+    ))
+    .ok()
 }
 
 /// Parses a replay command-line argument: `SYMBOL=FILE` (e.g. `BTC/USDT=data/btc.csv`) or just
@@ -320,11 +352,13 @@ pub fn parse_replay_arg(arg: &str) -> Result<(Symbol, PathBuf), FeedError> {
         }
     }
     let path = PathBuf::from(arg);
-    symbol_from_file_name(&path).map(|s| (s, path)).ok_or_else(|| {
-        FeedError::Source(format!(
+    symbol_from_file_name(&path)
+        .map(|s| (s, path))
+        .ok_or_else(|| {
+            FeedError::Source(format!(
             "cannot tell the symbol of {arg:?}; write SYMBOL=FILE, e.g. BTC/USDT=data/btc_usdt.csv"
         ))
-    })
+        })
 }
 
 /// Replays CSV files (one per symbol) merged in time order: each `next()` yields every symbol's
@@ -344,7 +378,9 @@ impl ReplayFeed {
         let mut sources: Vec<CsvSource> = Vec::with_capacity(files.len());
         for (symbol, path) in files {
             if sources.iter().any(|s| s.symbol == symbol) {
-                return Err(FeedError::Source(format!("{symbol} is given more than one replay file")));
+                return Err(FeedError::Source(format!(
+                    "{symbol} is given more than one replay file"
+                )));
             }
             sources.push(CsvSource::open(&path, symbol)?);
         }
@@ -357,7 +393,10 @@ impl ReplayFeed {
 
     /// Each symbol with the timeframe detected for its file.
     pub fn timeframes(&self) -> Vec<(Symbol, Timeframe)> {
-        self.sources.iter().map(|s| (s.symbol.clone(), s.timeframe)).collect()
+        self.sources
+            .iter()
+            .map(|s| (s.symbol.clone(), s.timeframe))
+            .collect()
     }
 
     /// The next group of candles sharing the earliest pending timestamp.
@@ -434,7 +473,10 @@ mod tests {
 
     #[test]
     fn timeframe_suffix() {
-        assert_eq!(timeframe_from_file_name(Path::new("XBTUSDT_240.csv")), Some(Timeframe::H4));
+        assert_eq!(
+            timeframe_from_file_name(Path::new("XBTUSDT_240.csv")),
+            Some(Timeframe::H4)
+        );
         assert_eq!(timeframe_from_file_name(Path::new("XBTUSDT_30.csv")), None);
     }
 }

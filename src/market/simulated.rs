@@ -29,7 +29,12 @@ impl SimulatedFeed {
         } else {
             Duration::ZERO
         };
-        Self { market, period, unpaced_until: None, next_due: None }
+        Self {
+            market,
+            period,
+            unpaced_until: None,
+            next_due: None,
+        }
     }
 
     /// Seeded market starting at `start` with default prices.
@@ -57,7 +62,10 @@ impl SimulatedFeed {
         if self.period.is_zero() {
             return;
         }
-        if self.unpaced_until.is_some_and(|t| self.market.next_open_time() < t) {
+        if self
+            .unpaced_until
+            .is_some_and(|t| self.market.next_open_time() < t)
+        {
             return;
         }
         let now = Instant::now();
