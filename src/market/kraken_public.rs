@@ -390,8 +390,7 @@ mod tests {
 
     #[test]
     fn ohlc_rows_accept_strings_and_numbers() {
-        let sym = Symbol::parse("BTC/USDT").ok();
-        let Some(sym) = sym else { return };
+        let sym = Symbol::parse("BTC/USDT").expect("valid symbol");
         let row = serde_json::json!([
             1_700_000_040,
             "37000.1",
