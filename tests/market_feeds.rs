@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use triplegain::market::{load_candles, KrakenPublicFeed, ReplayFeed, SimulatedFeed};
 use triplegain_actors::domain::{Candle, Symbol, Timeframe};
-use triplegain_actors::market::{CandleAggregator, SimulatedMarket};
+use triplegain_actors::market::{CandleAggregator, MarketHistory, SimulatedMarket};
 use triplegain_actors::ports::{FeedError, FeedItem, MarketFeed};
 use wiremock::matchers::{method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -358,6 +358,51 @@ async fn simulated_feed_paces_by_speed_except_during_backfill() {
     );
     let paced = tokio::time::timeout(Duration::from_millis(300), feed.next()).await;
     assert!(paced.is_err(), "minute 30 waits for its second");
+}
+
+#[tokio::test]
+async fn two_simulated_days_through_the_history_give_every_timeframe_and_24h_fields() {
+    let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let mut feed = SimulatedFeed::seeded(21, start, 0.0);
+    let mut history = MarketHistory::new();
+    let mut closed = std::collections::BTreeMap::<Timeframe, usize>::new();
+    for _ in 0..2 * 1440 {
+        let FeedItem::Candles(candles) = feed.next().await.unwrap() else {
+            panic!()
+        };
+        for c in &candles {
+            for done in history.push(c).unwrap() {
+                *closed.entry(done.timeframe).or_default() += 1;
+            }
+        }
+    }
+    // Three symbols: 2 days of 1m, 5m, 15m, 1h, 4h and 1d candles.
+    let want = [
+        (Timeframe::M1, 2880),
+        (Timeframe::M5, 576),
+        (Timeframe::M15, 192),
+        (Timeframe::H1, 48),
+        (Timeframe::H4, 12),
+        (Timeframe::D1, 2),
+    ];
+    for (tf, per_symbol) in want {
+        assert_eq!(closed.get(&tf), Some(&(3 * per_symbol)), "{tf}");
+    }
+    let now = start + chrono::Duration::days(2);
+    for symbol in feed.symbols() {
+        let s = history.summary(&symbol, Timeframe::H1, now).unwrap();
+        let last_hour = history.latest(&symbol, Timeframe::H1).unwrap();
+        assert_eq!(s.current_price, last_hour.close);
+        let ago = s.price_24h_ago.unwrap();
+        let hourly = history.candles(&symbol, Timeframe::H1);
+        assert_eq!(ago, hourly[hourly.len() - 25].close, "{symbol}");
+        assert!(s.volume_24h.unwrap() > Decimal::ZERO);
+        assert_eq!(s.data_age_seconds, 0);
+        assert!(s
+            .missing_data_flags
+            .contains(&"insufficient_1d_candles".to_owned()));
+        assert!(!s.missing_data_flags.contains(&"stale_data".to_owned()));
+    }
 }
 
 // ---------------------------------------------------------------- Kraken public
