@@ -127,6 +127,7 @@ fn a_malformed_row_names_the_file_and_line() {
         ("bad_ohlc.csv", "1767225600,1,2,0.5,1.5,10,3\n1767225660,1,1.2,0.5,1.5,10,3\n", 2, "inconsistent"),
         ("bad_time.csv", "timestamp,open,high,low,close,volume\nyesterday,1,2,0.5,1.5,10\n", 2, "timestamp"),
         ("bad_header.csv", "time,o,h,l,c,v\n1767225600,1,2,0.5,1.5,10\n", 1, "header"),
+        ("millis.csv", "1767225600000,1,2,0.5,1.5,10,3\n", 1, "milliseconds"),
     ];
     for (name, text, line, what) in cases {
         let file = write(&dir, name, text);

@@ -24,6 +24,9 @@ use triplegain_actors::ports::{FeedError, FeedItem, MarketFeed};
 /// Rows read ahead to tell a file's timeframe.
 const TIMEFRAME_PROBE_ROWS: usize = 50;
 
+/// 3000-01-01T00:00:00Z; anything later is taken for a millisecond timestamp.
+const LATEST_TIMESTAMP: i64 = 32_503_680_000;
+
 const HEADER: [&str; 6] = ["timestamp", "open", "high", "low", "close", "volume"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +170,9 @@ impl CsvSource {
         let get = |i: usize| fields.get(i).copied().unwrap_or_default();
         let num = |i: usize, name: &str| parse_decimal(get(i), name).map_err(|m| self.err(line, m));
         let ts = parse_timestamp(get(0)).map_err(|m| self.err(line, m))?;
+        if !(0..=LATEST_TIMESTAMP).contains(&ts) {
+            return Err(self.err(line, format!("timestamp {ts} is outside 1970..3000 (unix seconds expected, not milliseconds)")));
+        }
         let row = Row {
             ts,
             line,
