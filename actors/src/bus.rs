@@ -63,7 +63,9 @@ pub struct Topic<E: Message<Result = ()> + Send> {
 
 impl<E: Message<Result = ()> + Send> Clone for Topic<E> {
     fn clone(&self) -> Self {
-        Self { inner: Arc::clone(&self.inner) }
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
     }
 }
 
@@ -145,7 +147,11 @@ impl<E: Message<Result = ()> + Send> Topic<E> {
         if !guard.iter().any(|s| s.id == id) {
             return false;
         }
-        let next: Vec<Subscription<E>> = guard.iter().filter(|s| s.id != id).map(Subscription::clone_entry).collect();
+        let next: Vec<Subscription<E>> = guard
+            .iter()
+            .filter(|s| s.id != id)
+            .map(Subscription::clone_entry)
+            .collect();
         *guard = Arc::new(next);
         true
     }
@@ -192,7 +198,11 @@ impl<E: Message<Result = ()> + Send + Clone> Topic<E> {
         let last = matching.len().saturating_sub(1);
         let mut event = Some(event);
         for (i, sub) in matching.into_iter().enumerate() {
-            let msg = if i == last { event.take() } else { event.clone() };
+            let msg = if i == last {
+                event.take()
+            } else {
+                event.clone()
+            };
             let Some(msg) = msg else { break };
             match sub.recipient.try_send(msg) {
                 Ok(()) => {
@@ -264,13 +274,18 @@ impl<E: BusEvent> Latest<E> {
     /// The newest unexpired event for `key`.
     pub fn get(&self, key: &str) -> Option<E> {
         let now = self.clock.now();
-        self.entries.lock().get(key).filter(|e| self.fresh(e, now)).cloned()
+        self.entries
+            .lock()
+            .get(key)
+            .filter(|e| self.fresh(e, now))
+            .cloned()
     }
 
     /// The newest unexpired event for `key` that is at most `max_age` old.
     pub fn get_max_age(&self, key: &str, max_age: Duration) -> Option<E> {
         let now = self.clock.now();
-        self.get(key).filter(|e| now.signed_duration_since(e.meta().timestamp) <= max_age)
+        self.get(key)
+            .filter(|e| now.signed_duration_since(e.meta().timestamp) <= max_age)
     }
 
     /// Number of stored entries (expired ones included until the next `record` or `purge`).

@@ -37,17 +37,35 @@ impl CoordinatorState {
     /// [`InvalidTransition`] when the table has no edge for `(self, trigger)`.
     pub fn transition(self, trigger: Trigger) -> Result<Self, InvalidTransition> {
         use CoordinatorState::*;
-        let err = |reason| Err(InvalidTransition { from: self, trigger, reason });
+        let err = |reason| {
+            Err(InvalidTransition {
+                from: self,
+                trigger,
+                reason,
+            })
+        };
         match (self, trigger) {
             (Running, Trigger::Pause) => Ok(Paused),
             (Paused, Trigger::Pause) => err("already paused"),
             (Paused, Trigger::Resume) => Ok(Running),
             (Running, Trigger::Resume) => err("already running"),
-            (Halted, Trigger::Pause | Trigger::Resume) => err("halted; an admin must resume after the cause is cleared"),
+            (Halted, Trigger::Pause | Trigger::Resume) => {
+                err("halted; an admin must resume after the cause is cleared")
+            }
             (Running | Paused, Trigger::Halt) => Ok(Halted),
             (Halted, Trigger::Halt) => err("already halted"),
-            (Halted, Trigger::AdminResume { cause_cleared: true }) => Ok(Running),
-            (Halted, Trigger::AdminResume { cause_cleared: false }) => err("the halt cause is not cleared"),
+            (
+                Halted,
+                Trigger::AdminResume {
+                    cause_cleared: true,
+                },
+            ) => Ok(Running),
+            (
+                Halted,
+                Trigger::AdminResume {
+                    cause_cleared: false,
+                },
+            ) => err("the halt cause is not cleared"),
             (Running | Paused, Trigger::AdminResume { .. }) => err("not halted"),
         }
     }
@@ -71,8 +89,20 @@ mod tests {
             (Running, Trigger::Halt, Some(Halted)),
             (Paused, Trigger::Halt, Some(Halted)),
             (Halted, Trigger::Resume, None),
-            (Halted, Trigger::AdminResume { cause_cleared: false }, None),
-            (Halted, Trigger::AdminResume { cause_cleared: true }, Some(Running)),
+            (
+                Halted,
+                Trigger::AdminResume {
+                    cause_cleared: false,
+                },
+                None,
+            ),
+            (
+                Halted,
+                Trigger::AdminResume {
+                    cause_cleared: true,
+                },
+                Some(Running),
+            ),
             (Running, Trigger::Resume, None),
         ];
         for (from, trig, want) in cases {

@@ -136,14 +136,19 @@ wire_enum!(
 impl OrderStatus {
     /// Terminal states accept no further transitions.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Filled | Self::Cancelled | Self::Expired | Self::Rejected | Self::Error)
+        matches!(
+            self,
+            Self::Filled | Self::Cancelled | Self::Expired | Self::Rejected | Self::Error
+        )
     }
 
     /// The order lifecycle as one table: may an order move from `self` to `next`?
     pub fn can_transition_to(self, next: OrderStatus) -> bool {
         use OrderStatus::*;
         match (self, next) {
-            (Pending, Open | PartiallyFilled | Filled | Cancelled | Expired | Rejected | Error) => true,
+            (Pending, Open | PartiallyFilled | Filled | Cancelled | Expired | Rejected | Error) => {
+                true
+            }
             (Open, PartiallyFilled | Filled | Cancelled | Expired | Error) => true,
             (PartiallyFilled, PartiallyFilled | Filled | Cancelled | Expired | Error) => true,
             // `error` means "outcome unknown": a reconcile may resolve it to the exchange's truth.

@@ -45,8 +45,15 @@ impl EventMeta {
     }
 
     /// A new envelope continuing the chain `correlation_id`.
-    pub fn caused_by(source: impl Into<String>, timestamp: DateTime<Utc>, correlation_id: CorrelationId) -> Self {
-        Self { correlation_id, ..Self::new(source, timestamp) }
+    pub fn caused_by(
+        source: impl Into<String>,
+        timestamp: DateTime<Utc>,
+        correlation_id: CorrelationId,
+    ) -> Self {
+        Self {
+            correlation_id,
+            ..Self::new(source, timestamp)
+        }
     }
 
     pub fn with_priority(mut self, priority: Priority) -> Self {

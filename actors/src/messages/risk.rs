@@ -27,4 +27,7 @@ pub struct RiskAlert {
     pub breach: Option<String>,
     pub symbol: Option<Symbol>,
 }
-bus_event!(RiskAlert, "risk_alerts", |e| e.symbol.as_ref().map_or_else(|| "*".to_owned(), ToString::to_string));
+bus_event!(RiskAlert, "risk_alerts", |e| e
+    .symbol
+    .as_ref()
+    .map_or_else(|| "*".to_owned(), ToString::to_string));
