@@ -432,3 +432,142 @@ pub fn aggregate(results: &[ProviderResult], cfg: &AggregationConfig) -> Sentime
         total_cost_usd,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use rust_decimal_macros::dec;
+
+    fn answer(score: f64, confidence: f64) -> String {
+        format!(
+            r#"{{"bias":"{}","score":{score},"confidence":{confidence},
+               "key_events":[{{"event":"ETF inflows","impact":"positive","significance":"high","source":"news"}},
+                             {{"event":"Exchange hack rumour","impact":"negative","significance":"low","source":"x"}}],
+               "narratives":["institutional demand"],"reasoning":"mood {score}"}}"#,
+            bias_from_score(score)
+        )
+    }
+
+    fn result(source: SentimentSource, outcome: Result<ProviderSentiment, String>) -> ProviderResult {
+        let provider = if source == SentimentSource::Social { "xai" } else { "openai" };
+        ProviderResult { provider: provider.into(), model: "m".into(), source, outcome, latency_ms: 100, cost_usd: dec!(0.01) }
+    }
+
+    #[test]
+    fn score_boundaries_are_symmetric() {
+        use SentimentBias::*;
+        let table = [
+            (1.0, VeryBullish),
+            (0.6, VeryBullish),
+            (0.59, Bullish),
+            (0.2, Bullish),
+            (0.19, Neutral),
+            (0.0, Neutral),
+            (-0.19, Neutral),
+            (-0.2, Bearish),
+            (-0.59, Bearish),
+            (-0.6, VeryBearish),
+            (-1.0, VeryBearish),
+        ];
+        for (score, bias) in table {
+            assert_eq!(bias_from_score(score), bias, "{score}");
+        }
+        assert_eq!(fear_greed_from_score(-0.2), FearGreed::Fear);
+        assert_eq!(fear_greed_from_score(0.6), FearGreed::ExtremeGreed);
+    }
+
+    #[test]
+    fn parses_provider_answer() {
+        let p = parse_provider_output(&format!("Here you go:\n```json\n{}\n```", answer(0.45, 0.7))).unwrap();
+        assert_eq!(p.bias, SentimentBias::Bullish);
+        assert_eq!(p.score, 0.45);
+        assert_eq!(p.key_events.len(), 2);
+        assert_eq!(p.key_events[0].significance, Significance::High);
+        assert_eq!(p.narratives, vec!["institutional demand"]);
+    }
+
+    #[test]
+    fn invalid_provider_answers_name_the_field() {
+        let cases = [
+            (r#"{"confidence":0.5}"#, "`score`"),
+            (r#"{"score":1.5,"confidence":0.5}"#, "`score`"),
+            (r#"{"score":0.1,"confidence":-0.1}"#, "`confidence`"),
+            (r#"{"score":0.1,"confidence":0.5,"bias":"super_bullish"}"#, "`bias`"),
+            (r#"{"score":0.1,"confidence":0.5,"key_events":[{"event":"x","impact":"huge"}]}"#, "`key_events[0].impact`"),
+            (r#"{"score":0.1,"confidence":0.5,"key_events":[{"impact":"positive"}]}"#, "`key_events[0].event`"),
+            (r#"{"score":0.1,"confidence":0.5,"narratives":"one"}"#, "`narratives`"),
+        ];
+        for (text, field) in cases {
+            match parse_provider_output(text) {
+                Err(ModelError::BadOutput(m)) => assert!(m.contains(field), "{text}: {m}"),
+                other => panic!("{text}: expected BadOutput naming {field}, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn aggregates_with_configured_weights() {
+        let social = parse_provider_output(&answer(0.8, 0.6)).unwrap();
+        let news = parse_provider_output(&answer(-0.4, 0.8)).unwrap();
+        let results = [result(SentimentSource::Social, Ok(social)), result(SentimentSource::News, Ok(news))];
+        // equal default weights: (0.8 + -0.4) / 2 = 0.2 → bullish
+        let out = aggregate(&results, &AggregationConfig::default());
+        assert!((out.overall_score - 0.2).abs() < 1e-9);
+        assert_eq!(out.bias, SentimentBias::Bullish);
+        assert!((out.confidence - 0.7).abs() < 1e-9);
+        assert_eq!((out.social_score, out.news_score), (0.8, -0.4));
+        assert!(out.social_available && out.news_available);
+        assert_eq!(out.total_cost_usd, dec!(0.02));
+        // news-heavy weights: (0.8×0.25 − 0.4×0.75) = −0.1 → neutral
+        let out = aggregate(&results, &AggregationConfig { social_weight: 0.25, news_weight: 0.75 });
+        assert!((out.overall_score + 0.1).abs() < 1e-9);
+        assert_eq!(out.bias, SentimentBias::Neutral);
+        // events: high first, duplicates (same first 50 chars, any case) removed
+        assert_eq!(out.key_events.len(), 2);
+        assert_eq!(out.key_events[0].event, "ETF inflows");
+        assert_eq!(out.narratives, vec!["institutional demand"]);
+        assert!(out.reasoning.starts_with("Social: mood 0.8 | News: mood -0.4"), "{}", out.reasoning);
+        assert_eq!(out.model_used, "xai:m+openai:m");
+    }
+
+    #[test]
+    fn single_provider_uses_its_score_and_confidence_is_not_floored() {
+        let news = parse_provider_output(&answer(-0.7, 0.1)).unwrap();
+        let out = aggregate(
+            &[result(SentimentSource::Social, Err("timeout".into())), result(SentimentSource::News, Ok(news))],
+            &AggregationConfig::default(),
+        );
+        assert_eq!(out.bias, SentimentBias::VeryBearish);
+        assert_eq!(out.fear_greed, FearGreed::ExtremeFear);
+        assert!((out.confidence - 0.1).abs() < 1e-9);
+        assert!(!out.social_available && out.news_available);
+        assert_eq!(out.social_score, 0.0);
+    }
+
+    #[test]
+    fn all_failed_or_unconfigured_is_neutral_with_zero_confidence_and_a_reason() {
+        let out = aggregate(
+            &[result(SentimentSource::Social, Err("circuit breaker open".into())), result(SentimentSource::News, Err("http 500".into()))],
+            &AggregationConfig::default(),
+        );
+        assert_eq!((out.bias, out.fear_greed, out.confidence), (SentimentBias::Neutral, FearGreed::Neutral, 0.0));
+        assert!(out.reasoning.contains("circuit breaker open") && out.reasoning.contains("http 500"), "{}", out.reasoning);
+        let none = aggregate(&[], &AggregationConfig::default());
+        assert_eq!(none.confidence, 0.0);
+        assert_eq!(none.reasoning, "no sentiment provider configured");
+        let symbol = Symbol::parse("XRP/USDT").unwrap();
+        let update = none.to_update(EventMeta::new("sentiment", Utc::now()), symbol.clone());
+        assert_eq!((update.bias, update.confidence, update.symbol), (SentimentBias::Neutral, 0.0, symbol));
+    }
+
+    #[test]
+    fn prompts_name_the_asset_and_source() {
+        let s = Symbol::parse("XRP/BTC").unwrap();
+        let r = build_request(&s, SentimentSource::Social, "grok-2", 30_000);
+        assert!(r.user_prompt.contains("XRP") && r.user_prompt.contains("social"));
+        assert!(r.system_prompt.contains("social media") && r.system_prompt.contains("JSON"));
+        assert_eq!((r.temperature, r.max_tokens, r.timeout_ms), (0.3, 2048, 30_000));
+        assert!(build_request(&s, SentimentSource::News, "gpt-4o", 1).system_prompt.contains("news coverage"));
+    }
+}
