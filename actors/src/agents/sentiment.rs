@@ -72,7 +72,12 @@ pub fn build_user_prompt(symbol: &Symbol, source: SentimentSource) -> String {
     )
 }
 
-pub fn build_request(symbol: &Symbol, source: SentimentSource, model: &str, timeout_ms: u64) -> ModelRequest {
+pub fn build_request(
+    symbol: &Symbol,
+    source: SentimentSource,
+    model: &str,
+    timeout_ms: u64,
+) -> ModelRequest {
     ModelRequest {
         model: model.to_string(),
         system_prompt: system_prompt(source),
@@ -122,13 +127,20 @@ pub struct ProviderSentiment {
     pub reasoning: String,
 }
 
-fn parse_enum<T>(field: &str, v: Option<&Value>, default: T, parse: impl Fn(&str) -> Option<T>) -> Result<T, ModelError> {
+fn parse_enum<T>(
+    field: &str,
+    v: Option<&Value>,
+    default: T,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<T, ModelError> {
     match v {
         None | Some(Value::Null) => Ok(default),
-        Some(Value::String(s)) => {
-            parse(s.trim().to_ascii_lowercase().as_str()).ok_or_else(|| fields::bad(field, &format!("unknown value {s:?}")))
-        }
-        Some(other) => Err(fields::bad(field, &format!("expected a string, got {other}"))),
+        Some(Value::String(s)) => parse(s.trim().to_ascii_lowercase().as_str())
+            .ok_or_else(|| fields::bad(field, &format!("unknown value {s:?}"))),
+        Some(other) => Err(fields::bad(
+            field,
+            &format!("expected a string, got {other}"),
+        )),
     }
 }
 
@@ -144,7 +156,12 @@ pub fn parse_provider_output(text: &str) -> Result<ProviderSentiment, ModelError
         None | Some(Value::Null) => bias_from_score(score),
         Some(Value::String(s)) => SentimentBias::parse(s.trim().to_ascii_lowercase().as_str())
             .map_err(|e| fields::bad("bias", &e))?,
-        Some(other) => return Err(fields::bad("bias", &format!("expected a string, got {other}"))),
+        Some(other) => {
+            return Err(fields::bad(
+                "bias",
+                &format!("expected a string, got {other}"),
+            ))
+        }
     };
     let mut key_events = Vec::new();
     match obj.get("key_events") {
@@ -155,22 +172,30 @@ pub fn parse_provider_output(text: &str) -> Result<ProviderSentiment, ModelError
                 let Value::Object(e) = item else {
                     return Err(fields::bad(&field, "expected an object"));
                 };
-                let event = fields::req_str(e, "event").map_err(|_| fields::bad(&format!("{field}.event"), "missing"))?;
-                let impact = parse_enum(&format!("{field}.impact"), e.get("impact"), Impact::Neutral, |s| match s {
-                    "positive" => Some(Impact::Positive),
-                    "negative" => Some(Impact::Negative),
-                    "neutral" => Some(Impact::Neutral),
-                    _ => None,
-                })?;
-                let significance =
-                    parse_enum(&format!("{field}.significance"), e.get("significance"), Significance::Medium, |s| {
-                        match s {
-                            "low" => Some(Significance::Low),
-                            "medium" => Some(Significance::Medium),
-                            "high" => Some(Significance::High),
-                            _ => None,
-                        }
-                    })?;
+                let event = fields::req_str(e, "event")
+                    .map_err(|_| fields::bad(&format!("{field}.event"), "missing"))?;
+                let impact = parse_enum(
+                    &format!("{field}.impact"),
+                    e.get("impact"),
+                    Impact::Neutral,
+                    |s| match s {
+                        "positive" => Some(Impact::Positive),
+                        "negative" => Some(Impact::Negative),
+                        "neutral" => Some(Impact::Neutral),
+                        _ => None,
+                    },
+                )?;
+                let significance = parse_enum(
+                    &format!("{field}.significance"),
+                    e.get("significance"),
+                    Significance::Medium,
+                    |s| match s {
+                        "low" => Some(Significance::Low),
+                        "medium" => Some(Significance::Medium),
+                        "high" => Some(Significance::High),
+                        _ => None,
+                    },
+                )?;
                 let source = fields::opt_str(e, "source")
                     .map_err(|_| fields::bad(&format!("{field}.source"), "expected a string"))?
                     .unwrap_or_default();
@@ -192,7 +217,10 @@ pub fn parse_provider_output(text: &str) -> Result<ProviderSentiment, ModelError
             .take(MAX_NARRATIVES)
             .map(|(i, n)| match n {
                 Value::String(s) => Ok(fields::truncate(s, NARRATIVE_CHARS)),
-                _ => Err(fields::bad(&format!("narratives[{i}]"), "expected a string")),
+                _ => Err(fields::bad(
+                    &format!("narratives[{i}]"),
+                    "expected a string",
+                )),
             })
             .collect::<Result<Vec<_>, _>>()?,
         Some(_) => return Err(fields::bad("narratives", "expected an array")),
@@ -223,7 +251,12 @@ pub struct ProviderResult {
 
 impl ProviderResult {
     /// From a model call: parsed and validated, or the error.
-    pub fn from_call(provider: &str, model: &str, source: SentimentSource, result: Result<ModelResponse, ModelError>) -> Self {
+    pub fn from_call(
+        provider: &str,
+        model: &str,
+        source: SentimentSource,
+        result: Result<ModelResponse, ModelError>,
+    ) -> Self {
         match result {
             Ok(r) => Self {
                 provider: r.provider.clone(),
@@ -254,7 +287,10 @@ pub struct AggregationConfig {
 
 impl Default for AggregationConfig {
     fn default() -> Self {
-        Self { social_weight: 0.6, news_weight: 0.6 }
+        Self {
+            social_weight: 0.6,
+            news_weight: 0.6,
+        }
     }
 }
 
@@ -347,10 +383,12 @@ pub fn neutral_fallback(reason: impl Into<String>) -> SentimentOutput {
 /// Combines the providers' results (reference §1.3, corrected).
 pub fn aggregate(results: &[ProviderResult], cfg: &AggregationConfig) -> SentimentOutput {
     let ok = |source: SentimentSource| {
-        results.iter().find_map(|r| match (&r.outcome, r.source == source) {
-            (Ok(s), true) => Some(s),
-            _ => None,
-        })
+        results
+            .iter()
+            .find_map(|r| match (&r.outcome, r.source == source) {
+                (Ok(s), true) => Some(s),
+                _ => None,
+            })
     };
     let social = ok(SentimentSource::Social);
     let news = ok(SentimentSource::News);
@@ -360,7 +398,12 @@ pub fn aggregate(results: &[ProviderResult], cfg: &AggregationConfig) -> Sentime
         (None, None) => {
             let why: Vec<String> = results
                 .iter()
-                .filter_map(|r| r.outcome.as_ref().err().map(|e| format!("{}: {e}", r.provider)))
+                .filter_map(|r| {
+                    r.outcome
+                        .as_ref()
+                        .err()
+                        .map(|e| format!("{}: {e}", r.provider))
+                })
                 .collect();
             let reason = if why.is_empty() {
                 "no sentiment provider configured".to_string()
@@ -385,9 +428,13 @@ pub fn aggregate(results: &[ProviderResult], cfg: &AggregationConfig) -> Sentime
     };
     let overall = overall.clamp(-1.0, 1.0);
     let present: Vec<&ProviderSentiment> = social.into_iter().chain(news).collect();
-    let confidence = present.iter().map(|p| p.confidence).sum::<f64>() / present.len().max(1) as f64;
+    let confidence =
+        present.iter().map(|p| p.confidence).sum::<f64>() / present.len().max(1) as f64;
 
-    let mut events: Vec<KeyEvent> = present.iter().flat_map(|p| p.key_events.iter().cloned()).collect();
+    let mut events: Vec<KeyEvent> = present
+        .iter()
+        .flat_map(|p| p.key_events.iter().cloned())
+        .collect();
     events.sort_by(|a, b| b.significance.cmp(&a.significance));
     let mut seen = std::collections::HashSet::new();
     events.retain(|e| seen.insert(e.event.to_lowercase().chars().take(50).collect::<String>()));
@@ -402,7 +449,10 @@ pub fn aggregate(results: &[ProviderResult], cfg: &AggregationConfig) -> Sentime
     let news_analysis = news.map(|n| n.reasoning.clone()).unwrap_or_default();
     let mut parts = Vec::new();
     if social.is_some() {
-        parts.push(format!("Social: {}", fields::truncate(&social_analysis, 200)));
+        parts.push(format!(
+            "Social: {}",
+            fields::truncate(&social_analysis, 200)
+        ));
     }
     if news.is_some() {
         parts.push(format!("News: {}", fields::truncate(&news_analysis, 200)));
@@ -449,9 +499,23 @@ mod tests {
         )
     }
 
-    fn result(source: SentimentSource, outcome: Result<ProviderSentiment, String>) -> ProviderResult {
-        let provider = if source == SentimentSource::Social { "xai" } else { "openai" };
-        ProviderResult { provider: provider.into(), model: "m".into(), source, outcome, latency_ms: 100, cost_usd: dec!(0.01) }
+    fn result(
+        source: SentimentSource,
+        outcome: Result<ProviderSentiment, String>,
+    ) -> ProviderResult {
+        let provider = if source == SentimentSource::Social {
+            "xai"
+        } else {
+            "openai"
+        };
+        ProviderResult {
+            provider: provider.into(),
+            model: "m".into(),
+            source,
+            outcome,
+            latency_ms: 100,
+            cost_usd: dec!(0.01),
+        }
     }
 
     #[test]
@@ -479,7 +543,11 @@ mod tests {
 
     #[test]
     fn parses_provider_answer() {
-        let p = parse_provider_output(&format!("Here you go:\n```json\n{}\n```", answer(0.45, 0.7))).unwrap();
+        let p = parse_provider_output(&format!(
+            "Here you go:\n```json\n{}\n```",
+            answer(0.45, 0.7)
+        ))
+        .unwrap();
         assert_eq!(p.bias, SentimentBias::Bullish);
         assert_eq!(p.score, 0.45);
         assert_eq!(p.key_events.len(), 2);
@@ -493,10 +561,22 @@ mod tests {
             (r#"{"confidence":0.5}"#, "`score`"),
             (r#"{"score":1.5,"confidence":0.5}"#, "`score`"),
             (r#"{"score":0.1,"confidence":-0.1}"#, "`confidence`"),
-            (r#"{"score":0.1,"confidence":0.5,"bias":"super_bullish"}"#, "`bias`"),
-            (r#"{"score":0.1,"confidence":0.5,"key_events":[{"event":"x","impact":"huge"}]}"#, "`key_events[0].impact`"),
-            (r#"{"score":0.1,"confidence":0.5,"key_events":[{"impact":"positive"}]}"#, "`key_events[0].event`"),
-            (r#"{"score":0.1,"confidence":0.5,"narratives":"one"}"#, "`narratives`"),
+            (
+                r#"{"score":0.1,"confidence":0.5,"bias":"super_bullish"}"#,
+                "`bias`",
+            ),
+            (
+                r#"{"score":0.1,"confidence":0.5,"key_events":[{"event":"x","impact":"huge"}]}"#,
+                "`key_events[0].impact`",
+            ),
+            (
+                r#"{"score":0.1,"confidence":0.5,"key_events":[{"impact":"positive"}]}"#,
+                "`key_events[0].event`",
+            ),
+            (
+                r#"{"score":0.1,"confidence":0.5,"narratives":"one"}"#,
+                "`narratives`",
+            ),
         ];
         for (text, field) in cases {
             match parse_provider_output(text) {
@@ -510,7 +590,10 @@ mod tests {
     fn aggregates_with_configured_weights() {
         let social = parse_provider_output(&answer(0.8, 0.6)).unwrap();
         let news = parse_provider_output(&answer(-0.4, 0.8)).unwrap();
-        let results = [result(SentimentSource::Social, Ok(social)), result(SentimentSource::News, Ok(news))];
+        let results = [
+            result(SentimentSource::Social, Ok(social)),
+            result(SentimentSource::News, Ok(news)),
+        ];
         // equal default weights: (0.8 + -0.4) / 2 = 0.2 → bullish
         let out = aggregate(&results, &AggregationConfig::default());
         assert!((out.overall_score - 0.2).abs() < 1e-9);
@@ -520,14 +603,25 @@ mod tests {
         assert!(out.social_available && out.news_available);
         assert_eq!(out.total_cost_usd, dec!(0.02));
         // news-heavy weights: (0.8×0.25 − 0.4×0.75) = −0.1 → neutral
-        let out = aggregate(&results, &AggregationConfig { social_weight: 0.25, news_weight: 0.75 });
+        let out = aggregate(
+            &results,
+            &AggregationConfig {
+                social_weight: 0.25,
+                news_weight: 0.75,
+            },
+        );
         assert!((out.overall_score + 0.1).abs() < 1e-9);
         assert_eq!(out.bias, SentimentBias::Neutral);
         // events: high first, duplicates (same first 50 chars, any case) removed
         assert_eq!(out.key_events.len(), 2);
         assert_eq!(out.key_events[0].event, "ETF inflows");
         assert_eq!(out.narratives, vec!["institutional demand"]);
-        assert!(out.reasoning.starts_with("Social: mood 0.8 | News: mood -0.4"), "{}", out.reasoning);
+        assert!(
+            out.reasoning
+                .starts_with("Social: mood 0.8 | News: mood -0.4"),
+            "{}",
+            out.reasoning
+        );
         assert_eq!(out.model_used, "xai:m+openai:m");
     }
 
@@ -535,7 +629,10 @@ mod tests {
     fn single_provider_uses_its_score_and_confidence_is_not_floored() {
         let news = parse_provider_output(&answer(-0.7, 0.1)).unwrap();
         let out = aggregate(
-            &[result(SentimentSource::Social, Err("timeout".into())), result(SentimentSource::News, Ok(news))],
+            &[
+                result(SentimentSource::Social, Err("timeout".into())),
+                result(SentimentSource::News, Ok(news)),
+            ],
             &AggregationConfig::default(),
         );
         assert_eq!(out.bias, SentimentBias::VeryBearish);
@@ -548,17 +645,30 @@ mod tests {
     #[test]
     fn all_failed_or_unconfigured_is_neutral_with_zero_confidence_and_a_reason() {
         let out = aggregate(
-            &[result(SentimentSource::Social, Err("circuit breaker open".into())), result(SentimentSource::News, Err("http 500".into()))],
+            &[
+                result(SentimentSource::Social, Err("circuit breaker open".into())),
+                result(SentimentSource::News, Err("http 500".into())),
+            ],
             &AggregationConfig::default(),
         );
-        assert_eq!((out.bias, out.fear_greed, out.confidence), (SentimentBias::Neutral, FearGreed::Neutral, 0.0));
-        assert!(out.reasoning.contains("circuit breaker open") && out.reasoning.contains("http 500"), "{}", out.reasoning);
+        assert_eq!(
+            (out.bias, out.fear_greed, out.confidence),
+            (SentimentBias::Neutral, FearGreed::Neutral, 0.0)
+        );
+        assert!(
+            out.reasoning.contains("circuit breaker open") && out.reasoning.contains("http 500"),
+            "{}",
+            out.reasoning
+        );
         let none = aggregate(&[], &AggregationConfig::default());
         assert_eq!(none.confidence, 0.0);
         assert_eq!(none.reasoning, "no sentiment provider configured");
         let symbol = Symbol::parse("XRP/USDT").unwrap();
         let update = none.to_update(EventMeta::new("sentiment", Utc::now()), symbol.clone());
-        assert_eq!((update.bias, update.confidence, update.symbol), (SentimentBias::Neutral, 0.0, symbol));
+        assert_eq!(
+            (update.bias, update.confidence, update.symbol),
+            (SentimentBias::Neutral, 0.0, symbol)
+        );
     }
 
     #[test]
@@ -567,7 +677,12 @@ mod tests {
         let r = build_request(&s, SentimentSource::Social, "grok-2", 30_000);
         assert!(r.user_prompt.contains("XRP") && r.user_prompt.contains("social"));
         assert!(r.system_prompt.contains("social media") && r.system_prompt.contains("JSON"));
-        assert_eq!((r.temperature, r.max_tokens, r.timeout_ms), (0.3, 2048, 30_000));
-        assert!(build_request(&s, SentimentSource::News, "gpt-4o", 1).system_prompt.contains("news coverage"));
+        assert_eq!(
+            (r.temperature, r.max_tokens, r.timeout_ms),
+            (0.3, 2048, 30_000)
+        );
+        assert!(build_request(&s, SentimentSource::News, "gpt-4o", 1)
+            .system_prompt
+            .contains("news coverage"));
     }
 }

@@ -9,7 +9,9 @@
 //!   (naming the field) instead of being coerced to a default.
 
 use crate::domain::{Bias, Regime, SentimentBias, Symbol, TradeAction};
-use crate::messages::{EventMeta, MarketSnapshot, RegimeUpdate, SentimentUpdate, TaSignal, TradingSignal};
+use crate::messages::{
+    EventMeta, MarketSnapshot, RegimeUpdate, SentimentUpdate, TaSignal, TradingSignal,
+};
 use crate::ports::{ModelError, ModelRequest, ModelResponse};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -84,7 +86,13 @@ pub fn build_user_prompt(input: &DecisionInput) -> String {
 }
 
 /// A model request for this agent.
-pub fn build_request(input: &DecisionInput, model: &str, max_tokens: u32, temperature: f64, timeout_ms: u64) -> ModelRequest {
+pub fn build_request(
+    input: &DecisionInput,
+    model: &str,
+    max_tokens: u32,
+    temperature: f64,
+    timeout_ms: u64,
+) -> ModelRequest {
     ModelRequest {
         model: model.to_string(),
         system_prompt: SYSTEM_PROMPT.to_string(),
@@ -183,19 +191,26 @@ pub fn parse_decision(text: &str, current_price: Decimal) -> Result<DecisionOutp
 
     let stop_loss_pct = match fields::opt_decimal(&obj, "stop_loss_pct")? {
         Some(p) if p <= Decimal::ZERO || p >= Decimal::ONE_HUNDRED => {
-            return Err(fields::bad("stop_loss_pct", "must be between 0 and 100 (exclusive)"))
+            return Err(fields::bad(
+                "stop_loss_pct",
+                "must be between 0 and 100 (exclusive)",
+            ))
         }
         Some(p) => Some(p.clamp(STOP_LOSS_PCT_MIN, STOP_LOSS_PCT_MAX)),
         None => match fields::opt_decimal(&obj, "stop_loss")? {
-            Some(stop) if is_entry => {
-                Some(distance_pct("stop_loss", stop, reference, !is_long)?.clamp(STOP_LOSS_PCT_MIN, STOP_LOSS_PCT_MAX))
-            }
+            Some(stop) if is_entry => Some(
+                distance_pct("stop_loss", stop, reference, !is_long)?
+                    .clamp(STOP_LOSS_PCT_MIN, STOP_LOSS_PCT_MAX),
+            ),
             _ => None,
         },
     };
     let take_profit_pct = match fields::opt_decimal(&obj, "take_profit_pct")? {
         Some(p) if p <= Decimal::ZERO || p >= Decimal::ONE_HUNDRED => {
-            return Err(fields::bad("take_profit_pct", "must be between 0 and 100 (exclusive)"))
+            return Err(fields::bad(
+                "take_profit_pct",
+                "must be between 0 and 100 (exclusive)",
+            ))
         }
         Some(p) => Some(p),
         None => match fields::opt_decimal(&obj, "take_profit")? {
@@ -213,7 +228,12 @@ pub fn parse_decision(text: &str, current_price: Decimal) -> Result<DecisionOutp
         None | Some(Value::Null) => 1,
         Some(v) => match v.as_u64() {
             Some(l) if (1..=u64::from(MAX_LEVERAGE)).contains(&l) => u32::try_from(l).unwrap_or(1),
-            _ => return Err(fields::bad("leverage", &format!("must be an integer 1..{MAX_LEVERAGE}, got {v}"))),
+            _ => {
+                return Err(fields::bad(
+                    "leverage",
+                    &format!("must be an integer 1..{MAX_LEVERAGE}, got {v}"),
+                ))
+            }
         },
     };
     if is_entry && stop_loss_pct.is_none() {
@@ -233,13 +253,21 @@ pub fn parse_decision(text: &str, current_price: Decimal) -> Result<DecisionOutp
 }
 
 /// Percent distance of `level` from `reference`; `above` says on which side it must lie.
-fn distance_pct(field: &str, level: Decimal, reference: Decimal, above: bool) -> Result<Decimal, ModelError> {
+fn distance_pct(
+    field: &str,
+    level: Decimal,
+    reference: Decimal,
+    above: bool,
+) -> Result<Decimal, ModelError> {
     if reference <= Decimal::ZERO || level <= Decimal::ZERO {
         return Err(fields::bad(field, "price must be positive"));
     }
     if (above && level <= reference) || (!above && level >= reference) {
         let side = if above { "above" } else { "below" };
-        return Err(fields::bad(field, &format!("{level} must lie {side} the entry {reference}")));
+        return Err(fields::bad(
+            field,
+            &format!("{level} must lie {side} the entry {reference}"),
+        ));
     }
     Ok(((level - reference).abs() / reference) * Decimal::ONE_HUNDRED)
 }
@@ -273,7 +301,10 @@ pub const BASE_POSITION_PCT: Decimal = Decimal::TEN;
 /// TP multiplier ÷ stop multiplier); size = 10 % × regime size multiplier; leverage 1.
 pub fn rule_based_decision(input: &DecisionInput) -> DecisionOutput {
     let (Some(ta), Some(regime)) = (&input.ta, &input.regime) else {
-        return DecisionOutput::hold(RULE_HOLD_NO_DATA_CONFIDENCE, "rule-based: technical analysis or regime missing");
+        return DecisionOutput::hold(
+            RULE_HOLD_NO_DATA_CONFIDENCE,
+            "rule-based: technical analysis or regime missing",
+        );
     };
     if input.current_price <= Decimal::ZERO {
         return DecisionOutput::hold(RULE_HOLD_NO_DATA_CONFIDENCE, "rule-based: no current price");
@@ -281,7 +312,12 @@ pub fn rule_based_decision(input: &DecisionInput) -> DecisionOutput {
     let long = match ta.bias {
         Bias::Long => true,
         Bias::Short => false,
-        Bias::Neutral => return DecisionOutput::hold(RULE_HOLD_CONFIDENCE, "rule-based: technical bias is neutral"),
+        Bias::Neutral => {
+            return DecisionOutput::hold(
+                RULE_HOLD_CONFIDENCE,
+                "rule-based: technical bias is neutral",
+            )
+        }
     };
     match regime.regime {
         Regime::Choppy | Regime::Unknown => {
@@ -291,16 +327,27 @@ pub fn rule_based_decision(input: &DecisionInput) -> DecisionOutput {
             )
         }
         Regime::TrendingBear | Regime::VolatileBear if long => {
-            return DecisionOutput::hold(RULE_HOLD_CONFIDENCE, format!("rule-based: long bias against {}", regime.regime))
+            return DecisionOutput::hold(
+                RULE_HOLD_CONFIDENCE,
+                format!("rule-based: long bias against {}", regime.regime),
+            )
         }
         Regime::TrendingBull | Regime::VolatileBull if !long => {
-            return DecisionOutput::hold(RULE_HOLD_CONFIDENCE, format!("rule-based: short bias against {}", regime.regime))
+            return DecisionOutput::hold(
+                RULE_HOLD_CONFIDENCE,
+                format!("rule-based: short bias against {}", regime.regime),
+            )
         }
         _ => {}
     }
     let mut confidence = ta.confidence;
-    let mut notes = vec![format!("TA {} {:.2}", ta.bias, ta.confidence), format!("regime {}", regime.regime)];
-    if (long && regime.regime == Regime::TrendingBull) || (!long && regime.regime == Regime::TrendingBear) {
+    let mut notes = vec![
+        format!("TA {} {:.2}", ta.bias, ta.confidence),
+        format!("regime {}", regime.regime),
+    ];
+    if (long && regime.regime == Regime::TrendingBull)
+        || (!long && regime.regime == Regime::TrendingBear)
+    {
         confidence += 0.05;
     }
     if let Some(s) = &input.sentiment {
@@ -317,7 +364,10 @@ pub fn rule_based_decision(input: &DecisionInput) -> DecisionOutput {
         if opposes && s.confidence >= SENTIMENT_VETO_CONFIDENCE {
             return DecisionOutput::hold(
                 RULE_HOLD_CONFIDENCE,
-                format!("rule-based: sentiment {} ({:.2}) against the technical bias", s.bias, s.confidence),
+                format!(
+                    "rule-based: sentiment {} ({:.2}) against the technical bias",
+                    s.bias, s.confidence
+                ),
             );
         }
         if opposes {
@@ -331,26 +381,38 @@ pub fn rule_based_decision(input: &DecisionInput) -> DecisionOutput {
     if confidence < MIN_ACTION_CONFIDENCE {
         return DecisionOutput::hold(
             RULE_HOLD_CONFIDENCE,
-            format!("rule-based: confidence {confidence:.2} below {MIN_ACTION_CONFIDENCE} ({})", notes.join(", ")),
+            format!(
+                "rule-based: confidence {confidence:.2} below {MIN_ACTION_CONFIDENCE} ({})",
+                notes.join(", ")
+            ),
         );
     }
     let stop_mult = fields::dec(regime.stop_loss_atr_multiplier).max(Decimal::new(1, 1));
     let tp_mult = fields::dec(regime.take_profit_atr_multiplier);
-    let stop = (Decimal::TWO * stop_mult).clamp(STOP_LOSS_PCT_MIN, STOP_LOSS_PCT_MAX).round_dp(2);
+    let stop = (Decimal::TWO * stop_mult)
+        .clamp(STOP_LOSS_PCT_MIN, STOP_LOSS_PCT_MAX)
+        .round_dp(2);
     let reward_risk = (tp_mult / stop_mult).max(Decimal::new(15, 1));
     let take_profit = (stop * reward_risk).round_dp(2);
     let size = (BASE_POSITION_PCT * fields::dec(regime.position_size_multiplier))
         .clamp(Decimal::ZERO, Decimal::ONE_HUNDRED)
         .round_dp(2);
     DecisionOutput {
-        action: if long { TradeAction::Buy } else { TradeAction::Sell },
+        action: if long {
+            TradeAction::Buy
+        } else {
+            TradeAction::Sell
+        },
         confidence,
         entry_price: Some(input.current_price),
         stop_loss_pct: Some(stop.normalize()),
         take_profit_pct: Some(take_profit.normalize()),
         position_size_pct: Some(size.normalize()),
         leverage: 1,
-        reasoning: fields::truncate(&format!("rule-based: {}", notes.join(", ")), MAX_REASONING_CHARS),
+        reasoning: fields::truncate(
+            &format!("rule-based: {}", notes.join(", ")),
+            MAX_REASONING_CHARS,
+        ),
     }
 }
 
@@ -421,7 +483,12 @@ pub struct ConsensusConfig {
 
 impl Default for ConsensusConfig {
     fn default() -> Self {
-        Self { min_quorum: 4, unanimous_boost: 0.15, strong_majority_boost: 0.10, majority_boost: 0.05 }
+        Self {
+            min_quorum: 4,
+            unanimous_boost: 0.15,
+            strong_majority_boost: 0.10,
+            majority_boost: 0.05,
+        }
     }
 }
 
@@ -494,10 +561,15 @@ fn mean_decimal(values: impl Iterator<Item = Decimal>) -> Option<Decimal> {
 pub fn consensus(model_votes: Vec<ModelVote>, cfg: &ConsensusConfig) -> ConsensusDecision {
     let total_models = model_votes.len();
     let total_cost_usd = model_votes.iter().map(|v| v.cost_usd).sum();
-    let total_tokens = model_votes.iter().map(|v| u64::from(v.input_tokens) + u64::from(v.output_tokens)).sum();
+    let total_tokens = model_votes
+        .iter()
+        .map(|v| u64::from(v.input_tokens) + u64::from(v.output_tokens))
+        .sum();
     let latency_ms = model_votes.iter().map(|v| v.latency_ms).max().unwrap_or(0);
-    let valid: Vec<(&str, &DecisionOutput)> =
-        model_votes.iter().filter_map(|v| v.valid().map(|d| (v.model.as_str(), d))).collect();
+    let valid: Vec<(&str, &DecisionOutput)> = model_votes
+        .iter()
+        .filter_map(|v| v.valid().map(|d| (v.model.as_str(), d)))
+        .collect();
     let valid_models = valid.len();
     let votes: Vec<(TradeAction, usize)> = TradeAction::ALL
         .iter()
@@ -505,10 +577,21 @@ pub fn consensus(model_votes: Vec<ModelVote>, cfg: &ConsensusConfig) -> Consensu
         .filter(|(_, n)| *n > 0)
         .collect();
     // The most-voted action. Ties only occur at ≤ 50 % strength, which is forced to HOLD below.
-    let (top_action, top_votes) = votes.iter().copied().max_by_key(|(_, n)| *n).unwrap_or((TradeAction::Hold, 0));
-    let strength = if valid_models == 0 { 0.0 } else { top_votes as f64 / valid_models as f64 };
-    let votes_text =
-        votes.iter().map(|(a, n)| format!("{a}: {n}")).collect::<Vec<_>>().join(", ");
+    let (top_action, top_votes) = votes
+        .iter()
+        .copied()
+        .max_by_key(|(_, n)| *n)
+        .unwrap_or((TradeAction::Hold, 0));
+    let strength = if valid_models == 0 {
+        0.0
+    } else {
+        top_votes as f64 / valid_models as f64
+    };
+    let votes_text = votes
+        .iter()
+        .map(|(a, n)| format!("{a}: {n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
 
     let mut out = ConsensusDecision {
         action: TradeAction::Hold,
@@ -542,8 +625,11 @@ pub fn consensus(model_votes: Vec<ModelVote>, cfg: &ConsensusConfig) -> Consensu
     // Exact rational thresholds: top/valid ≤ 1/2 → HOLD; ≥ 2/3 majority; ≥ 5/6 strong; = 1 unanimous.
     if 2 * top_votes <= valid_models {
         out.agreement = AgreementType::Split;
-        out.agreeing_models =
-            valid.iter().filter(|(_, d)| d.action == TradeAction::Hold).map(|(m, _)| (*m).to_string()).collect();
+        out.agreeing_models = valid
+            .iter()
+            .filter(|(_, d)| d.action == TradeAction::Hold)
+            .map(|(m, _)| (*m).to_string())
+            .collect();
         out.reasoning = format!(
             "Consensus: HOLD (no majority: best {top_votes}/{valid_models} models, {:.0}% strength) | Votes: {votes_text}",
             strength * 100.0
@@ -560,8 +646,13 @@ pub fn consensus(model_votes: Vec<ModelVote>, cfg: &ConsensusConfig) -> Consensu
     } else {
         (AgreementType::Split, 0.0)
     };
-    let agreeing: Vec<(&str, &DecisionOutput)> = valid.iter().copied().filter(|(_, d)| d.action == top_action).collect();
-    let mean_conf = agreeing.iter().map(|(_, d)| d.confidence).sum::<f64>() / agreeing.len().max(1) as f64;
+    let agreeing: Vec<(&str, &DecisionOutput)> = valid
+        .iter()
+        .copied()
+        .filter(|(_, d)| d.action == top_action)
+        .collect();
+    let mean_conf =
+        agreeing.iter().map(|(_, d)| d.confidence).sum::<f64>() / agreeing.len().max(1) as f64;
     out.action = top_action;
     out.agreement = agreement;
     out.confidence = (mean_conf + boost).clamp(0.0, 1.0);
@@ -570,8 +661,14 @@ pub fn consensus(model_votes: Vec<ModelVote>, cfg: &ConsensusConfig) -> Consensu
         out.entry_price = mean_decimal(agreeing.iter().filter_map(|(_, d)| d.entry_price));
         out.stop_loss_pct = mean_decimal(agreeing.iter().filter_map(|(_, d)| d.stop_loss_pct));
         out.take_profit_pct = mean_decimal(agreeing.iter().filter_map(|(_, d)| d.take_profit_pct));
-        out.position_size_pct = mean_decimal(agreeing.iter().filter_map(|(_, d)| d.position_size_pct));
-        out.leverage = agreeing.iter().map(|(_, d)| d.leverage).min().unwrap_or(1).max(1);
+        out.position_size_pct =
+            mean_decimal(agreeing.iter().filter_map(|(_, d)| d.position_size_pct));
+        out.leverage = agreeing
+            .iter()
+            .map(|(_, d)| d.leverage)
+            .min()
+            .unwrap_or(1)
+            .max(1);
     }
     let excerpts: Vec<String> = agreeing
         .iter()
@@ -607,18 +704,25 @@ pub(crate) mod fields {
         let parsed = serde_json::from_str::<Value>(trimmed).ok().or_else(|| {
             let start = trimmed.find('{')?;
             let end = trimmed.rfind('}')?;
-            trimmed.get(start..=end).and_then(|s| serde_json::from_str::<Value>(s).ok())
+            trimmed
+                .get(start..=end)
+                .and_then(|s| serde_json::from_str::<Value>(s).ok())
         });
         match parsed {
             Some(Value::Object(m)) => Ok(m),
             _ => {
                 let head: String = trimmed.chars().take(100).collect();
-                Err(ModelError::BadOutput(format!("no JSON object in the answer: {head:?}")))
+                Err(ModelError::BadOutput(format!(
+                    "no JSON object in the answer: {head:?}"
+                )))
             }
         }
     }
 
-    pub(crate) fn req_str<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a str, ModelError> {
+    pub(crate) fn req_str<'a>(
+        obj: &'a Map<String, Value>,
+        field: &str,
+    ) -> Result<&'a str, ModelError> {
         match obj.get(field) {
             Some(Value::String(s)) => Ok(s),
             Some(other) => Err(bad(field, &format!("expected a string, got {other}"))),
@@ -626,7 +730,10 @@ pub(crate) mod fields {
         }
     }
 
-    pub(crate) fn opt_str(obj: &Map<String, Value>, field: &str) -> Result<Option<String>, ModelError> {
+    pub(crate) fn opt_str(
+        obj: &Map<String, Value>,
+        field: &str,
+    ) -> Result<Option<String>, ModelError> {
         match obj.get(field) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -643,9 +750,16 @@ pub(crate) mod fields {
     }
 
     /// A required number within `[lo, hi]`.
-    pub(crate) fn req_f64_in(obj: &Map<String, Value>, field: &str, lo: f64, hi: f64) -> Result<f64, ModelError> {
+    pub(crate) fn req_f64_in(
+        obj: &Map<String, Value>,
+        field: &str,
+        lo: f64,
+        hi: f64,
+    ) -> Result<f64, ModelError> {
         let v = obj.get(field).ok_or_else(|| bad(field, "missing"))?;
-        let x = number(v).filter(|x| x.is_finite()).ok_or_else(|| bad(field, &format!("expected a number, got {v}")))?;
+        let x = number(v)
+            .filter(|x| x.is_finite())
+            .ok_or_else(|| bad(field, &format!("expected a number, got {v}")))?;
         if x < lo || x > hi {
             return Err(bad(field, &format!("{x} is outside {lo}..{hi}")));
         }
@@ -653,7 +767,10 @@ pub(crate) mod fields {
     }
 
     /// An optional decimal (JSON number or numeric string), parsed from its text, not via f64.
-    pub(crate) fn opt_decimal(obj: &Map<String, Value>, field: &str) -> Result<Option<Decimal>, ModelError> {
+    pub(crate) fn opt_decimal(
+        obj: &Map<String, Value>,
+        field: &str,
+    ) -> Result<Option<Decimal>, ModelError> {
         let text = match obj.get(field) {
             None | Some(Value::Null) => return Ok(None),
             Some(Value::Number(n)) => n.to_string(),
@@ -747,8 +864,19 @@ mod tests {
         }
     }
 
-    fn input(ta_: Option<TaSignal>, regime_: Option<RegimeUpdate>, sent: Option<SentimentUpdate>) -> DecisionInput {
-        DecisionInput { symbol: sym(), current_price: dec!(50000), snapshot: None, ta: ta_, regime: regime_, sentiment: sent }
+    fn input(
+        ta_: Option<TaSignal>,
+        regime_: Option<RegimeUpdate>,
+        sent: Option<SentimentUpdate>,
+    ) -> DecisionInput {
+        DecisionInput {
+            symbol: sym(),
+            current_price: dec!(50000),
+            snapshot: None,
+            ta: ta_,
+            regime: regime_,
+            sentiment: sent,
+        }
     }
 
     #[test]
@@ -756,30 +884,150 @@ mod tests {
         use SentimentBias as S;
         let cases: Vec<(&str, DecisionInput, TradeAction, f64)> = vec![
             ("no inputs", input(None, None, None), TradeAction::Hold, 0.0),
-            ("no regime", input(Some(ta(Bias::Long, 0.9)), None, None), TradeAction::Hold, 0.0),
-            ("neutral bias", input(Some(ta(Bias::Neutral, 0.9)), Some(regime(Regime::TrendingBull)), None), TradeAction::Hold, 0.5),
-            ("long in bull trend", input(Some(ta(Bias::Long, 0.7)), Some(regime(Regime::TrendingBull)), None), TradeAction::Buy, 0.75),
-            ("short in bear trend + bearish sentiment", input(Some(ta(Bias::Short, 0.7)), Some(regime(Regime::TrendingBear)), Some(sentiment(S::Bearish, 0.6))), TradeAction::Sell, 0.8),
-            ("long in choppy", input(Some(ta(Bias::Long, 0.95)), Some(regime(Regime::Choppy)), None), TradeAction::Hold, 0.5),
-            ("long in unknown", input(Some(ta(Bias::Long, 0.95)), Some(regime(Regime::Unknown)), None), TradeAction::Hold, 0.5),
-            ("long against bear trend", input(Some(ta(Bias::Long, 0.95)), Some(regime(Regime::TrendingBear)), None), TradeAction::Hold, 0.5),
-            ("short against volatile bull", input(Some(ta(Bias::Short, 0.95)), Some(regime(Regime::VolatileBull)), None), TradeAction::Hold, 0.5),
-            ("strong opposing sentiment vetoes", input(Some(ta(Bias::Long, 0.95)), Some(regime(Regime::TrendingBull)), Some(sentiment(S::VeryBearish, 0.5))), TradeAction::Hold, 0.5),
-            ("weak opposing sentiment costs 0.10", input(Some(ta(Bias::Long, 0.72)), Some(regime(Regime::Ranging)), Some(sentiment(S::Bearish, 0.4))), TradeAction::Hold, 0.5),
-            ("ranging long at 0.70", input(Some(ta(Bias::Long, 0.70)), Some(regime(Regime::Ranging)), None), TradeAction::Buy, 0.70),
-            ("below 0.65", input(Some(ta(Bias::Long, 0.64)), Some(regime(Regime::Ranging)), None), TradeAction::Hold, 0.5),
-            ("sentiment pushes over 0.65", input(Some(ta(Bias::Long, 0.62)), Some(regime(Regime::Ranging)), Some(sentiment(S::Bullish, 0.3))), TradeAction::Buy, 0.67),
+            (
+                "no regime",
+                input(Some(ta(Bias::Long, 0.9)), None, None),
+                TradeAction::Hold,
+                0.0,
+            ),
+            (
+                "neutral bias",
+                input(
+                    Some(ta(Bias::Neutral, 0.9)),
+                    Some(regime(Regime::TrendingBull)),
+                    None,
+                ),
+                TradeAction::Hold,
+                0.5,
+            ),
+            (
+                "long in bull trend",
+                input(
+                    Some(ta(Bias::Long, 0.7)),
+                    Some(regime(Regime::TrendingBull)),
+                    None,
+                ),
+                TradeAction::Buy,
+                0.75,
+            ),
+            (
+                "short in bear trend + bearish sentiment",
+                input(
+                    Some(ta(Bias::Short, 0.7)),
+                    Some(regime(Regime::TrendingBear)),
+                    Some(sentiment(S::Bearish, 0.6)),
+                ),
+                TradeAction::Sell,
+                0.8,
+            ),
+            (
+                "long in choppy",
+                input(
+                    Some(ta(Bias::Long, 0.95)),
+                    Some(regime(Regime::Choppy)),
+                    None,
+                ),
+                TradeAction::Hold,
+                0.5,
+            ),
+            (
+                "long in unknown",
+                input(
+                    Some(ta(Bias::Long, 0.95)),
+                    Some(regime(Regime::Unknown)),
+                    None,
+                ),
+                TradeAction::Hold,
+                0.5,
+            ),
+            (
+                "long against bear trend",
+                input(
+                    Some(ta(Bias::Long, 0.95)),
+                    Some(regime(Regime::TrendingBear)),
+                    None,
+                ),
+                TradeAction::Hold,
+                0.5,
+            ),
+            (
+                "short against volatile bull",
+                input(
+                    Some(ta(Bias::Short, 0.95)),
+                    Some(regime(Regime::VolatileBull)),
+                    None,
+                ),
+                TradeAction::Hold,
+                0.5,
+            ),
+            (
+                "strong opposing sentiment vetoes",
+                input(
+                    Some(ta(Bias::Long, 0.95)),
+                    Some(regime(Regime::TrendingBull)),
+                    Some(sentiment(S::VeryBearish, 0.5)),
+                ),
+                TradeAction::Hold,
+                0.5,
+            ),
+            (
+                "weak opposing sentiment costs 0.10",
+                input(
+                    Some(ta(Bias::Long, 0.72)),
+                    Some(regime(Regime::Ranging)),
+                    Some(sentiment(S::Bearish, 0.4)),
+                ),
+                TradeAction::Hold,
+                0.5,
+            ),
+            (
+                "ranging long at 0.70",
+                input(
+                    Some(ta(Bias::Long, 0.70)),
+                    Some(regime(Regime::Ranging)),
+                    None,
+                ),
+                TradeAction::Buy,
+                0.70,
+            ),
+            (
+                "below 0.65",
+                input(
+                    Some(ta(Bias::Long, 0.64)),
+                    Some(regime(Regime::Ranging)),
+                    None,
+                ),
+                TradeAction::Hold,
+                0.5,
+            ),
+            (
+                "sentiment pushes over 0.65",
+                input(
+                    Some(ta(Bias::Long, 0.62)),
+                    Some(regime(Regime::Ranging)),
+                    Some(sentiment(S::Bullish, 0.3)),
+                ),
+                TradeAction::Buy,
+                0.67,
+            ),
         ];
         for (name, inp, action, conf) in cases {
             let d = rule_based_decision(&inp);
             assert_eq!(d.action, action, "{name}: {}", d.reasoning);
-            assert!((d.confidence - conf).abs() < 1e-9, "{name}: confidence {}", d.confidence);
+            assert!(
+                (d.confidence - conf).abs() < 1e-9,
+                "{name}: confidence {}",
+                d.confidence
+            );
             assert_eq!(d.leverage, 1, "{name}");
             if matches!(action, TradeAction::Buy | TradeAction::Sell) {
                 assert_eq!(d.entry_price, Some(dec!(50000)), "{name}");
                 assert!(d.stop_loss_pct.is_some(), "{name}: entries carry a stop");
             } else {
-                assert!(d.stop_loss_pct.is_none() && d.entry_price.is_none(), "{name}");
+                assert!(
+                    d.stop_loss_pct.is_none() && d.entry_price.is_none(),
+                    "{name}"
+                );
             }
         }
     }
@@ -787,18 +1035,33 @@ mod tests {
     #[test]
     fn rule_based_levels_follow_the_regime() {
         // trending bull: stop 2 × 1.2 = 2.4 %; R:R max(1.5, 2.0/1.2 = 1.667) → TP 4.0 %; size 10 × 1.0
-        let d = rule_based_decision(&input(Some(ta(Bias::Long, 0.8)), Some(regime(Regime::TrendingBull)), None));
+        let d = rule_based_decision(&input(
+            Some(ta(Bias::Long, 0.8)),
+            Some(regime(Regime::TrendingBull)),
+            None,
+        ));
         assert_eq!(d.stop_loss_pct, Some(dec!(2.4)));
         assert_eq!(d.take_profit_pct, Some(dec!(4)));
         assert_eq!(d.position_size_pct, Some(dec!(10)));
         // ranging: stop 2 × 0.8 = 1.6 %; R:R 1.5/0.8 = 1.875 → 3.0 %; size 7.5
-        let d = rule_based_decision(&input(Some(ta(Bias::Long, 0.8)), Some(regime(Regime::Ranging)), None));
+        let d = rule_based_decision(&input(
+            Some(ta(Bias::Long, 0.8)),
+            Some(regime(Regime::Ranging)),
+            None,
+        ));
         assert_eq!(d.stop_loss_pct, Some(dec!(1.6)));
         assert_eq!(d.take_profit_pct, Some(dec!(3)));
         assert_eq!(d.position_size_pct, Some(dec!(7.5)));
         // breakout: stop 2 %; R:R 3 → 6 %
-        let d = rule_based_decision(&input(Some(ta(Bias::Short, 0.8)), Some(regime(Regime::BreakoutPotential)), None));
-        assert_eq!((d.action, d.stop_loss_pct, d.take_profit_pct), (TradeAction::Sell, Some(dec!(2)), Some(dec!(6))));
+        let d = rule_based_decision(&input(
+            Some(ta(Bias::Short, 0.8)),
+            Some(regime(Regime::BreakoutPotential)),
+            None,
+        ));
+        assert_eq!(
+            (d.action, d.stop_loss_pct, d.take_profit_pct),
+            (TradeAction::Sell, Some(dec!(2)), Some(dec!(6)))
+        );
         // and the rule-based answer parses back through the model-output validator unchanged
         let back = parse_decision(&d.to_json().to_string(), dec!(50000)).unwrap();
         assert_eq!(back, d);
@@ -826,13 +1089,24 @@ mod tests {
             dec!(1),
         )
         .unwrap();
-        assert_eq!((d.stop_loss_pct, d.take_profit_pct), (Some(dec!(2)), Some(dec!(6))));
+        assert_eq!(
+            (d.stop_loss_pct, d.take_profit_pct),
+            (Some(dec!(2)), Some(dec!(6)))
+        );
         // SELL against the current price; stop 0.5 % clamps up to 1 %
-        let d = parse_decision(r#"{"action":"SELL","confidence":0.7,"stop_loss":100.5}"#, dec!(100)).unwrap();
+        let d = parse_decision(
+            r#"{"action":"SELL","confidence":0.7,"stop_loss":100.5}"#,
+            dec!(100),
+        )
+        .unwrap();
         assert_eq!(d.stop_loss_pct, Some(dec!(1)));
         assert_eq!(d.entry_price, None);
         // 9 % clamps down to 5 %
-        let d = parse_decision(r#"{"action":"BUY","confidence":0.7,"stop_loss_pct":9}"#, dec!(100)).unwrap();
+        let d = parse_decision(
+            r#"{"action":"BUY","confidence":0.7,"stop_loss_pct":9}"#,
+            dec!(100),
+        )
+        .unwrap();
         assert_eq!(d.stop_loss_pct, Some(dec!(5)));
     }
 
@@ -844,15 +1118,39 @@ mod tests {
             (r#"{"action": "CLOSE", "confidence": 0.7}"#, "`action`"),
             (r#"{"action": "HOLD"}"#, "`confidence`"),
             (r#"{"action": "HOLD", "confidence": 1.5}"#, "`confidence`"),
-            (r#"{"action": "HOLD", "confidence": "high"}"#, "`confidence`"),
+            (
+                r#"{"action": "HOLD", "confidence": "high"}"#,
+                "`confidence`",
+            ),
             (r#"{"action": "BUY", "confidence": 0.8}"#, "`stop_loss_pct`"),
-            (r#"{"action": "BUY", "confidence": 0.8, "stop_loss": 101}"#, "`stop_loss`"),
-            (r#"{"action": "SELL", "confidence": 0.8, "stop_loss_pct": 2, "take_profit": 105}"#, "`take_profit`"),
-            (r#"{"action": "BUY", "confidence": 0.8, "stop_loss_pct": -2}"#, "`stop_loss_pct`"),
-            (r#"{"action": "BUY", "confidence": 0.8, "stop_loss_pct": 2, "position_size_pct": 150}"#, "`position_size_pct`"),
-            (r#"{"action": "BUY", "confidence": 0.8, "stop_loss_pct": 2, "leverage": 10}"#, "`leverage`"),
-            (r#"{"action": "BUY", "confidence": 0.8, "stop_loss_pct": 2, "entry_price": "abc"}"#, "`entry_price`"),
-            (r#"{"action": "BUY", "confidence": 0.8, "stop_loss_pct": 2, "entry_price": 0}"#, "`entry_price`"),
+            (
+                r#"{"action": "BUY", "confidence": 0.8, "stop_loss": 101}"#,
+                "`stop_loss`",
+            ),
+            (
+                r#"{"action": "SELL", "confidence": 0.8, "stop_loss_pct": 2, "take_profit": 105}"#,
+                "`take_profit`",
+            ),
+            (
+                r#"{"action": "BUY", "confidence": 0.8, "stop_loss_pct": -2}"#,
+                "`stop_loss_pct`",
+            ),
+            (
+                r#"{"action": "BUY", "confidence": 0.8, "stop_loss_pct": 2, "position_size_pct": 150}"#,
+                "`position_size_pct`",
+            ),
+            (
+                r#"{"action": "BUY", "confidence": 0.8, "stop_loss_pct": 2, "leverage": 10}"#,
+                "`leverage`",
+            ),
+            (
+                r#"{"action": "BUY", "confidence": 0.8, "stop_loss_pct": 2, "entry_price": "abc"}"#,
+                "`entry_price`",
+            ),
+            (
+                r#"{"action": "BUY", "confidence": 0.8, "stop_loss_pct": 2, "entry_price": 0}"#,
+                "`entry_price`",
+            ),
         ];
         for (text, field) in cases {
             match parse_decision(text, dec!(100)) {
@@ -885,10 +1183,17 @@ mod tests {
     }
 
     fn votes(spec: &[(TradeAction, f64)], failed: usize) -> Vec<ModelVote> {
-        let mut v: Vec<ModelVote> =
-            spec.iter().enumerate().map(|(i, (a, c))| vote(&format!("m{i}"), *a, *c)).collect();
+        let mut v: Vec<ModelVote> = spec
+            .iter()
+            .enumerate()
+            .map(|(i, (a, c))| vote(&format!("m{i}"), *a, *c))
+            .collect();
         for i in 0..failed {
-            v.push(ModelVote::failed(&format!("f{i}"), "p", "model call timed out after 30000 ms"));
+            v.push(ModelVote::failed(
+                &format!("f{i}"),
+                "p",
+                "model call timed out after 30000 ms",
+            ));
         }
         v
     }
@@ -899,16 +1204,86 @@ mod tests {
         use TradeAction::{Buy as B, Hold as H, Sell as S};
         let cfg = ConsensusConfig::default();
         // (name, votes, failed models, action, agreement, confidence)
-        let cases: Vec<(&str, Vec<(TradeAction, f64)>, usize, TradeAction, AgreementType, f64)> = vec![
-            ("unanimous 6/6: mean 0.7 + 0.15", vec![(B, 0.7); 6], 0, B, Unanimous, 0.85),
-            ("unanimous caps at 1", vec![(B, 0.95); 6], 0, B, Unanimous, 1.0),
-            ("5/6 strong majority +0.10", [vec![(S, 0.8); 5], vec![(B, 0.9)]].concat(), 0, S, StrongMajority, 0.9),
-            ("4/6 is a majority (+0.05), not split", [vec![(B, 0.7); 4], vec![(H, 0.5); 2]].concat(), 0, B, Majority, 0.75),
-            ("3/3 split is HOLD", [vec![(B, 0.9); 3], vec![(S, 0.9); 3]].concat(), 0, H, Split, 0.0),
-            ("2/2/2 is HOLD", [vec![(B, 0.9); 2], vec![(S, 0.9); 2], vec![(H, 0.9); 2]].concat(), 0, H, Split, 0.0),
-            ("3/5 keeps the action without boost", [vec![(B, 0.7); 3], vec![(S, 0.9); 2]].concat(), 0, B, Split, 0.7),
-            ("3 valid of 6 is below quorum", vec![(B, 0.9); 3], 3, H, InsufficientQuorum, 0.0),
-            ("4 valid of 6 with failures: unanimous among valid", vec![(S, 0.7); 4], 2, S, Unanimous, 0.85),
+        let cases: Vec<(
+            &str,
+            Vec<(TradeAction, f64)>,
+            usize,
+            TradeAction,
+            AgreementType,
+            f64,
+        )> = vec![
+            (
+                "unanimous 6/6: mean 0.7 + 0.15",
+                vec![(B, 0.7); 6],
+                0,
+                B,
+                Unanimous,
+                0.85,
+            ),
+            (
+                "unanimous caps at 1",
+                vec![(B, 0.95); 6],
+                0,
+                B,
+                Unanimous,
+                1.0,
+            ),
+            (
+                "5/6 strong majority +0.10",
+                [vec![(S, 0.8); 5], vec![(B, 0.9)]].concat(),
+                0,
+                S,
+                StrongMajority,
+                0.9,
+            ),
+            (
+                "4/6 is a majority (+0.05), not split",
+                [vec![(B, 0.7); 4], vec![(H, 0.5); 2]].concat(),
+                0,
+                B,
+                Majority,
+                0.75,
+            ),
+            (
+                "3/3 split is HOLD",
+                [vec![(B, 0.9); 3], vec![(S, 0.9); 3]].concat(),
+                0,
+                H,
+                Split,
+                0.0,
+            ),
+            (
+                "2/2/2 is HOLD",
+                [vec![(B, 0.9); 2], vec![(S, 0.9); 2], vec![(H, 0.9); 2]].concat(),
+                0,
+                H,
+                Split,
+                0.0,
+            ),
+            (
+                "3/5 keeps the action without boost",
+                [vec![(B, 0.7); 3], vec![(S, 0.9); 2]].concat(),
+                0,
+                B,
+                Split,
+                0.7,
+            ),
+            (
+                "3 valid of 6 is below quorum",
+                vec![(B, 0.9); 3],
+                3,
+                H,
+                InsufficientQuorum,
+                0.0,
+            ),
+            (
+                "4 valid of 6 with failures: unanimous among valid",
+                vec![(S, 0.7); 4],
+                2,
+                S,
+                Unanimous,
+                0.85,
+            ),
             ("no valid answer", vec![], 6, H, InsufficientQuorum, 0.0),
             ("unanimous HOLD", vec![(H, 0.6); 4], 0, H, Unanimous, 0.75),
         ];
@@ -917,9 +1292,17 @@ mod tests {
             let d = consensus(votes(&spec, failed), &cfg);
             assert_eq!(d.action, action, "{name}: {}", d.reasoning);
             assert_eq!(d.agreement, agreement, "{name}");
-            assert!((d.confidence - conf).abs() < 1e-9, "{name}: confidence {}", d.confidence);
+            assert!(
+                (d.confidence - conf).abs() < 1e-9,
+                "{name}: confidence {}",
+                d.confidence
+            );
             assert_eq!(d.total_models, n, "{name}: failed models still count");
-            assert_eq!(d.model_votes.len(), n, "{name}: every model kept for model_comparisons");
+            assert_eq!(
+                d.model_votes.len(),
+                n,
+                "{name}: every model kept for model_comparisons"
+            );
             assert_eq!(d.valid_models, spec.len(), "{name}");
         }
     }
@@ -938,26 +1321,46 @@ mod tests {
         assert_eq!(d.entry_price, Some(dec!(101)));
         assert_eq!(d.stop_loss_pct, Some(dec!(2.25)));
         assert_eq!(d.take_profit_pct, Some(dec!(4)));
-        assert_eq!(d.leverage, 1, "the most conservative leverage of the agreeing models");
+        assert_eq!(
+            d.leverage, 1,
+            "the most conservative leverage of the agreeing models"
+        );
         assert_eq!(d.total_cost_usd, dec!(0.04));
         assert_eq!(d.total_tokens, 60);
         assert_eq!(d.latency_ms, 900);
         assert_eq!(d.votes, vec![(TradeAction::Buy, 4)]);
         assert_eq!(d.agreeing_models, vec!["m0", "m1", "m2", "m3"]);
-        assert!(d.reasoning.starts_with("Consensus: BUY (4/4 models agree, 100% strength)"), "{}", d.reasoning);
+        assert!(
+            d.reasoning
+                .starts_with("Consensus: BUY (4/4 models agree, 100% strength)"),
+            "{}",
+            d.reasoning
+        );
         let s = d.to_signal(meta(), sym());
-        assert_eq!((s.action, s.entry_price, s.leverage), (TradeAction::Buy, Some(dec!(101)), 1));
+        assert_eq!(
+            (s.action, s.entry_price, s.leverage),
+            (TradeAction::Buy, Some(dec!(101)), 1)
+        );
     }
 
     #[test]
     fn prompt_is_reproducible_and_carries_the_context() {
-        let a = input(Some(ta(Bias::Long, 0.7)), Some(regime(Regime::TrendingBull)), Some(sentiment(SentimentBias::Bullish, 0.6)));
+        let a = input(
+            Some(ta(Bias::Long, 0.7)),
+            Some(regime(Regime::TrendingBull)),
+            Some(sentiment(SentimentBias::Bullish, 0.6)),
+        );
         let mut b = a.clone();
         // new envelopes (random ids) must not change the prompt
         b.ta.as_mut().unwrap().meta = EventMeta::new("other", Utc::now());
         let pa = build_user_prompt(&a);
         assert_eq!(pa, build_user_prompt(&b));
-        assert!(pa.contains("trending_bull") && pa.contains("\"bias\":\"long\"") && pa.contains("bullish"), "{pa}");
+        assert!(
+            pa.contains("trending_bull")
+                && pa.contains("\"bias\":\"long\"")
+                && pa.contains("bullish"),
+            "{pa}"
+        );
         assert!(pa.contains("50000"));
         let r = build_request(&a, "deepseek-chat", 1024, 0.3, 30_000);
         assert_eq!(r.model, "deepseek-chat");
@@ -977,10 +1380,18 @@ mod tests {
         };
         let v = ModelVote::from_call("deepseek-chat", "deepseek", Ok(ok.clone()), dec!(100));
         assert_eq!(v.decision.unwrap().action, TradeAction::Hold);
-        let bad = ModelResponse { text: r#"{"action":"MOON","confidence":0.5}"#.into(), ..ok };
+        let bad = ModelResponse {
+            text: r#"{"action":"MOON","confidence":0.5}"#.into(),
+            ..ok
+        };
         let v = ModelVote::from_call("deepseek-chat", "deepseek", Ok(bad), dec!(100));
         assert!(v.decision.unwrap_err().contains("`action`"));
-        let v = ModelVote::from_call("gpt-4o", "openai", Err(ModelError::Timeout(30000)), dec!(100));
+        let v = ModelVote::from_call(
+            "gpt-4o",
+            "openai",
+            Err(ModelError::Timeout(30000)),
+            dec!(100),
+        );
         assert!(v.decision.is_err());
     }
 }
