@@ -1,5 +1,11 @@
 //! Model clients against local mock servers speaking the real OpenAI chat-completions and
 //! Anthropic messages wire formats.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests assert by unwrapping"
+)]
 
 use rust_decimal_macros::dec;
 use secrecy::SecretString;
@@ -251,7 +257,8 @@ async fn anthropic_request_wire_format_and_response_parsing() {
 #[tokio::test]
 async fn error_statuses_map_to_model_errors() {
     // (status, body, expected class)
-    let cases: [(u16, &str, fn(&ModelError) -> bool); 6] = [
+    type Case = (u16, &'static str, fn(&ModelError) -> bool);
+    let cases: [Case; 6] = [
         (
             429,
             r#"{"error":{"message":"Rate limit reached","type":"requests"}}"#,

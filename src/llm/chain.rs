@@ -148,13 +148,16 @@ impl ModelClient for FallbackChain {
     }
 }
 
+/// A function answering a request with model text.
+pub type AnswerFn = dyn Fn(&ModelRequest) -> Result<String, ModelError> + Send + Sync;
+
 /// A deterministic model behind the same port: answers from a function of the request (for
 /// example the rule-based decision serialised as JSON). Never fails unless the function does;
 /// zero tokens, zero cost.
 #[derive(Clone)]
 pub struct FnModelClient {
     provider: String,
-    answer: Arc<dyn Fn(&ModelRequest) -> Result<String, ModelError> + Send + Sync>,
+    answer: Arc<AnswerFn>,
 }
 
 impl FnModelClient {
@@ -569,6 +572,12 @@ impl ModelClient for ReplayModelClient {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests assert by unwrapping"
+)]
 mod tests {
     use super::*;
 

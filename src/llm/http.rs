@@ -175,6 +175,12 @@ pub(crate) fn redact(s: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests assert by unwrapping"
+)]
 mod tests {
     use super::*;
 

@@ -134,6 +134,12 @@ impl ModelClient for JsonOutputClient {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests assert by unwrapping"
+)]
 mod tests {
     use super::*;
 

@@ -435,7 +435,7 @@ pub fn aggregate(results: &[ProviderResult], cfg: &AggregationConfig) -> Sentime
         .iter()
         .flat_map(|p| p.key_events.iter().cloned())
         .collect();
-    events.sort_by(|a, b| b.significance.cmp(&a.significance));
+    events.sort_by_key(|e| std::cmp::Reverse(e.significance));
     let mut seen = std::collections::HashSet::new();
     events.retain(|e| seen.insert(e.event.to_lowercase().chars().take(50).collect::<String>()));
     events.truncate(MAX_EVENTS);
@@ -484,6 +484,12 @@ pub fn aggregate(results: &[ProviderResult], cfg: &AggregationConfig) -> Sentime
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests assert by unwrapping"
+)]
 mod tests {
     use super::*;
     use chrono::Utc;

@@ -800,6 +800,12 @@ pub(crate) mod fields {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests assert by unwrapping"
+)]
 mod tests {
     use super::*;
     use crate::domain::{EntryStrictness, Timeframe, TrendDirection};
@@ -1204,14 +1210,15 @@ mod tests {
         use TradeAction::{Buy as B, Hold as H, Sell as S};
         let cfg = ConsensusConfig::default();
         // (name, votes, failed models, action, agreement, confidence)
-        let cases: Vec<(
-            &str,
+        type Case = (
+            &'static str,
             Vec<(TradeAction, f64)>,
             usize,
             TradeAction,
             AgreementType,
             f64,
-        )> = vec![
+        );
+        let cases: Vec<Case> = vec![
             (
                 "unanimous 6/6: mean 0.7 + 0.15",
                 vec![(B, 0.7); 6],
