@@ -5,6 +5,7 @@
 //! - [`json`]: strict extraction of the JSON object a model answers with.
 //! - [`chain`]: fallback chain, circuit breaker, answer recorder and replay client.
 //! - [`pricing`]: per-model token prices for cost accounting.
+//! - [`providers`]: provider settings and building (guarded) clients from them.
 //!
 //! Every call has a deadline (`ModelRequest::timeout_ms`, covering retries), bounded retries with
 //! backoff on 429 and 5xx only, token and cost accounting, and latency. API keys are
@@ -16,6 +17,7 @@ mod http;
 pub mod json;
 pub mod openai;
 pub mod pricing;
+pub mod providers;
 
 pub use anthropic::AnthropicClient;
 pub use chain::{
@@ -27,3 +29,4 @@ pub use http::RetryPolicy;
 pub use json::{extract_json_object, parse_output, JsonOutputClient};
 pub use openai::OpenAiCompatibleClient;
 pub use pricing::{ModelPrice, PriceTable};
+pub use providers::{ProviderSettings, WireFormat, DECISION_MODELS};
