@@ -553,9 +553,16 @@ async fn breaker_opens_after_repeated_500s_and_the_chain_moves_on() {
 async fn recorded_answers_replay_and_a_missing_entry_names_its_key() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
+        .and(body_partial_json(json!({"model": "gpt-4o"})))
         .respond_with(
             ResponseTemplate::new(200).set_body_json(chat_completion("gpt-4o", BUY_JSON, 7, 3)),
         )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(body_partial_json(json!({"model": "gpt-4-turbo"})))
+        .respond_with(ResponseTemplate::new(500))
         .expect(1)
         .mount(&server)
         .await;
@@ -576,21 +583,28 @@ async fn recorded_answers_replay_and_a_missing_entry_names_its_key() {
     );
     let req = request("gpt-4o", 5_000);
     let live_answer = live.complete(req.clone()).await.unwrap();
+    let failing_req = request("gpt-4-turbo", 5_000);
+    let live_error = live.complete(failing_req.clone()).await.unwrap_err();
 
     let answers = recorder.answers();
-    assert_eq!(answers.len(), 1);
+    assert_eq!(answers.len(), 2, "answers and failures are both recorded");
     assert_eq!(
         answers[0].key,
         ReplayKey::for_request("trading_decision", &req)
     );
     assert_eq!(answers[0].key.prompt_hash.len(), 64);
 
-    // Replay from memory and from the file: same answer, no network call (the mock expects 1).
+    // Replay from memory and from the file: same outcomes, no network call (each mock expects 1).
     for replay in [
         ReplayModelClient::new("trading_decision", answers.clone()),
         ReplayModelClient::load_jsonl("trading_decision", &path).unwrap(),
     ] {
         assert_eq!(replay.complete(req.clone()).await.unwrap(), live_answer);
+        assert_eq!(
+            replay.complete(failing_req.clone()).await.unwrap_err(),
+            live_error,
+            "a recorded failure replays as the same failure"
+        );
         let mut other = req.clone();
         other.user_prompt.push_str(" (changed)");
         let key = ReplayKey::for_request("trading_decision", &other);

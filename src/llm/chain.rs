@@ -383,11 +383,12 @@ impl std::fmt::Display for ReplayKey {
     }
 }
 
-/// One recorded answer.
+/// One recorded model call: its answer, or the error it failed with (a replay must take the
+/// same fallback path as the live run).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordedAnswer {
     pub key: ReplayKey,
-    pub response: ModelResponse,
+    pub outcome: Result<ModelResponse, ModelError>,
 }
 
 /// Receives every model answer for later replay.
@@ -456,7 +457,7 @@ impl ModelRecorder for JsonlRecorder {
     }
 }
 
-/// Records every successful answer of `inner` under (agent, model, prompt hash).
+/// Records every answer (and every failure) of `inner` under (agent, model, prompt hash).
 #[derive(Clone)]
 pub struct RecordingClient {
     inner: Arc<dyn ModelClient>,
@@ -489,23 +490,22 @@ impl ModelClient for RecordingClient {
         let recorder = Arc::clone(&self.recorder);
         Box::pin(async move {
             let res = fut.await;
-            if let Ok(resp) = &res {
-                recorder.record(RecordedAnswer {
-                    key,
-                    response: resp.clone(),
-                });
-            }
+            recorder.record(RecordedAnswer {
+                key,
+                outcome: res.clone(),
+            });
             res
         })
     }
 }
 
-/// Answers from recorded answers only; never calls a model. A missing entry fails with
+/// Answers from recorded calls only (a recorded failure fails the same way); never calls a
+/// model. A missing entry fails with
 /// `NotConfigured("missing replay entry <agent>/<model>/<hash>")`.
 #[derive(Clone)]
 pub struct ReplayModelClient {
     agent: String,
-    answers: Arc<HashMap<ReplayKey, ModelResponse>>,
+    answers: Arc<HashMap<ReplayKey, Result<ModelResponse, ModelError>>>,
 }
 
 impl ReplayModelClient {
@@ -514,7 +514,7 @@ impl ReplayModelClient {
         agent: impl Into<String>,
         answers: impl IntoIterator<Item = RecordedAnswer>,
     ) -> Self {
-        let map = answers.into_iter().map(|a| (a.key, a.response)).collect();
+        let map = answers.into_iter().map(|a| (a.key, a.outcome)).collect();
         Self {
             agent: agent.into(),
             answers: Arc::new(map),
@@ -562,7 +562,7 @@ impl ModelClient for ReplayModelClient {
     fn complete(&self, req: ModelRequest) -> ModelFuture {
         let key = ReplayKey::for_request(&self.agent, &req);
         let res = match self.answers.get(&key) {
-            Some(r) => Ok(r.clone()),
+            Some(r) => r.clone(),
             None => Err(ModelError::NotConfigured(format!(
                 "missing replay entry {key}"
             ))),
