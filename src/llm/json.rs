@@ -6,9 +6,12 @@
 //! validation against an agent's schema happens in the agent (`parse_*` functions in
 //! `triplegain_actors::agents`), which names the offending field.
 
+use rust_decimal::Decimal;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::sync::Arc;
+use triplegain_actors::agents::sentiment::{self, ProviderSentiment};
+use triplegain_actors::agents::trading_decision::{self, DecisionOutput};
 use triplegain_actors::ports::{ModelClient, ModelError, ModelFuture, ModelRequest};
 
 /// The first JSON object in `text`.
@@ -46,6 +49,24 @@ pub fn parse_output<T: DeserializeOwned>(text: &str) -> Result<T, ModelError> {
     let map = extract_json_object(text)?;
     serde_json::from_value(Value::Object(map))
         .map_err(|e| ModelError::BadOutput(format!("schema mismatch: {e}")))
+}
+
+/// Extracts the object and validates it as a trading decision (fields named on error).
+///
+/// # Errors
+/// `BadOutput` when no object is found or a field is missing, misspelt or out of range.
+pub fn parse_decision(text: &str, current_price: Decimal) -> Result<DecisionOutput, ModelError> {
+    let map = extract_json_object(text)?;
+    trading_decision::parse_decision(&Value::Object(map).to_string(), current_price)
+}
+
+/// Extracts the object and validates it as one sentiment provider's answer.
+///
+/// # Errors
+/// `BadOutput` when no object is found or a field is missing, misspelt or out of range.
+pub fn parse_sentiment(text: &str) -> Result<ProviderSentiment, ModelError> {
+    let map = extract_json_object(text)?;
+    sentiment::parse_provider_output(&Value::Object(map).to_string())
 }
 
 /// Contents of ```json fences (`json_only`) or of every fence.
@@ -185,6 +206,27 @@ mod tests {
     struct Out {
         action: String,
         confidence: f64,
+    }
+
+    #[test]
+    fn validated_agent_outputs_after_prose_with_braces() {
+        use triplegain_actors::domain::{SentimentBias, TradeAction};
+        let t = "My view {short version}: ```json\n{\"action\": \"SELL\", \"confidence\": 0.7, \
+                 \"stop_loss_pct\": 2, \"reasoning\": \"lower highs {4h}\"}\n``` done {x}";
+        let d = parse_decision(t, rust_decimal::Decimal::ONE_HUNDRED).unwrap();
+        assert_eq!(d.action, TradeAction::Sell);
+        let e = parse_decision(
+            "Note {a}: {\"action\": \"SELL\", \"confidence\": 2}",
+            rust_decimal::Decimal::ONE_HUNDRED,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, ModelError::BadOutput(ref m) if m.contains("`confidence`")),
+            "{e}"
+        );
+        let s =
+            parse_sentiment("Sentiment {today}: {\"score\": -0.3, \"confidence\": 0.6}").unwrap();
+        assert_eq!(s.bias, SentimentBias::Bearish);
     }
 
     #[test]

@@ -26,7 +26,9 @@ pub use chain::{
     ModelRecorder, RecordedAnswer, RecordingClient, ReplayKey, ReplayModelClient,
 };
 pub use http::RetryPolicy;
-pub use json::{extract_json_object, parse_output, JsonOutputClient};
+pub use json::{
+    extract_json_object, parse_decision, parse_output, parse_sentiment, JsonOutputClient,
+};
 pub use openai::OpenAiCompatibleClient;
 pub use pricing::{ModelPrice, PriceTable};
 pub use providers::{ProviderSettings, WireFormat, DECISION_MODELS};
