@@ -226,8 +226,9 @@ pub fn parse_decision(text: &str, current_price: Decimal) -> Result<DecisionOutp
     }
     let leverage = match obj.get("leverage") {
         None | Some(Value::Null) => 1,
-        Some(v) => match v.as_u64() {
-            Some(l) if (1..=u64::from(MAX_LEVERAGE)).contains(&l) => u32::try_from(l).unwrap_or(1),
+        // Integral numbers only (`2` or `2.0`); 1..=MAX_LEVERAGE.
+        Some(v) => match v.as_f64().filter(|x| x.fract() == 0.0) {
+            Some(l) if (1.0..=f64::from(MAX_LEVERAGE)).contains(&l) => l as u32,
             _ => {
                 return Err(fields::bad(
                     "leverage",
@@ -1076,7 +1077,7 @@ mod tests {
     #[test]
     fn parses_a_valid_answer_in_prose() {
         let t = "Decision below.\n```json\n{\"action\": \"buy\", \"confidence\": 0.8, \"entry_price\": 50000.5, \
-                 \"stop_loss_pct\": 2.5, \"take_profit_pct\": 5, \"position_size_pct\": 12.5, \"leverage\": 2, \
+                 \"stop_loss_pct\": 2.5, \"take_profit_pct\": 5, \"position_size_pct\": 12.5, \"leverage\": 2.0, \
                  \"reasoning\": \"trend up\"}\n```";
         let d = parse_decision(t, dec!(50000)).unwrap();
         assert_eq!(d.action, TradeAction::Buy);
@@ -1147,6 +1148,10 @@ mod tests {
             ),
             (
                 r#"{"action": "BUY", "confidence": 0.8, "stop_loss_pct": 2, "leverage": 10}"#,
+                "`leverage`",
+            ),
+            (
+                r#"{"action": "BUY", "confidence": 0.8, "stop_loss_pct": 2, "leverage": 1.5}"#,
                 "`leverage`",
             ),
             (
