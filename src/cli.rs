@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "triplegain", version, about = "TripleGain: an actor-based trading system for Kraken")]
+#[command(
+    name = "triplegain",
+    version,
+    about = "TripleGain: an actor-based trading system for Kraken"
+)]
 pub struct Cli {
     /// Directory holding base.yaml and the domain files.
     #[arg(long, global = true, default_value = "config", env = "TRIPLEGAIN_CONFIG_DIR")]

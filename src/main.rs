@@ -78,7 +78,14 @@ async fn main() -> ExitCode {
             .await;
             match result {
                 Ok(applied) => {
-                    println!("migrations applied: {}", if applied.is_empty() { "none (up to date)".into() } else { applied.join(", ") });
+                    println!(
+                        "migrations applied: {}",
+                        if applied.is_empty() {
+                            "none (up to date)".into()
+                        } else {
+                            applied.join(", ")
+                        }
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

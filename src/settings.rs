@@ -13,7 +13,15 @@ use std::path::{Path, PathBuf};
 use triplegain_actors::domain::TradingMode;
 
 /// The domain files loaded after `base.yaml`, in order.
-pub const DOMAIN_FILES: [&str; 7] = ["orchestration", "risk", "execution", "portfolio", "hodl", "indicators", "agents"];
+pub const DOMAIN_FILES: [&str; 7] = [
+    "orchestration",
+    "risk",
+    "execution",
+    "portfolio",
+    "hodl",
+    "indicators",
+    "agents",
+];
 
 /// A secret value: never printed by Debug, Display, logs or `check-config`.
 #[derive(Clone)]
@@ -269,7 +277,7 @@ impl Default for KrakenSettings {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProviderSettings {
     pub base_url: String,
@@ -299,15 +307,6 @@ impl Default for LlmSettings {
                 ("xai".into(), p("https://api.x.ai/v1")),
                 ("ollama".into(), p("http://127.0.0.1:11434/v1")),
             ]),
-        }
-    }
-}
-
-impl Default for ProviderSettings {
-    fn default() -> Self {
-        Self {
-            base_url: String::new(),
-            api_key: None,
         }
     }
 }
@@ -362,7 +361,7 @@ impl Settings {
     /// # Errors
     /// [`SettingsError`] naming the file and key of the first invalid or unknown setting.
     pub fn load(dir: &Path) -> Result<Self, SettingsError> {
-        Self::load_with_env(dir, |k| env_var(k))
+        Self::load_with_env(dir, env_var)
     }
 
     /// The files read, in order, that exist.
@@ -370,7 +369,11 @@ impl Settings {
         let mut names: Vec<String> = vec!["base".into()];
         names.extend(DOMAIN_FILES.iter().map(|s| (*s).to_owned()));
         names.push(environment.to_owned());
-        names.into_iter().map(|n| dir.join(format!("{n}.yaml"))).filter(|p| p.exists()).collect()
+        names
+            .into_iter()
+            .map(|n| dir.join(format!("{n}.yaml")))
+            .filter(|p| p.exists())
+            .collect()
     }
 
     /// As [`Settings::load`], reading the environment through `env`.
@@ -386,7 +389,10 @@ impl Settings {
         }
         let environment = env("TRIPLEGAIN_ENV").unwrap_or_else(|| "local".into());
         if !matches!(environment.as_str(), "local" | "production") {
-            return Err(SettingsError::new("TRIPLEGAIN_ENV", format!("must be local or production, got {environment:?}")));
+            return Err(SettingsError::new(
+                "TRIPLEGAIN_ENV",
+                format!("must be local or production, got {environment:?}"),
+            ));
         }
         let files = Self::files(dir, &environment);
         // Each file on its own first, so an error names the file that holds the bad key.
@@ -402,8 +408,9 @@ impl Settings {
         for file in &files {
             builder = builder.add_source(File::from(file.as_path()).format(FileFormat::Yaml));
         }
-        let overrides: Vec<(String, String)> =
-            std::env::vars().filter(|(k, _)| k.starts_with("TRIPLEGAIN__")).collect();
+        let overrides: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("TRIPLEGAIN__"))
+            .collect();
         let mut env_map = config::Map::new();
         for (k, _) in &overrides {
             if let Some(v) = env(k) {
@@ -455,17 +462,26 @@ impl Settings {
     /// [`SettingsError`] naming the key.
     pub fn validate(&self) -> Result<(), SettingsError> {
         if self.server.bind.parse::<std::net::SocketAddr>().is_err() {
-            return Err(SettingsError::new("server.bind", format!("{:?} is not an address like 127.0.0.1:8080", self.server.bind)));
+            return Err(SettingsError::new(
+                "server.bind",
+                format!("{:?} is not an address like 127.0.0.1:8080", self.server.bind),
+            ));
         }
         if self.server.workers == 0 {
             return Err(SettingsError::new("server.workers", "must be at least 1"));
         }
         if self.supervision.max_restarts == 0 || self.supervision.window_secs == 0 {
-            return Err(SettingsError::new("supervision.max_restarts / supervision.window_secs", "must be at least 1"));
+            return Err(SettingsError::new(
+                "supervision.max_restarts / supervision.window_secs",
+                "must be at least 1",
+            ));
         }
         for (i, t) in self.api.tokens.iter().enumerate() {
             if t.token.expose().len() < 16 {
-                return Err(SettingsError::new(format!("api.tokens[{i}].token ({})", t.name), "must be at least 16 characters"));
+                return Err(SettingsError::new(
+                    format!("api.tokens[{i}].token ({})", t.name),
+                    "must be at least 16 characters",
+                ));
             }
         }
         for s in &self.market.symbols {
@@ -473,7 +489,10 @@ impl Settings {
                 .map_err(|e| SettingsError::new("market.symbols", e.to_string()))?;
         }
         if !matches!(self.kraken.tier.as_str(), "starter" | "intermediate" | "pro") {
-            return Err(SettingsError::new("kraken.tier", "must be starter, intermediate or pro"));
+            return Err(SettingsError::new(
+                "kraken.tier",
+                "must be starter, intermediate or pro",
+            ));
         }
         if self.app.mode == TradingMode::Live {
             if self.database.url.is_none() {
@@ -483,14 +502,19 @@ impl Settings {
                 ));
             }
             if self.kraken.api_key.is_none() || self.kraken.api_secret.is_none() {
-                return Err(SettingsError::new("KRAKEN_API_KEY / KRAKEN_API_SECRET", "live mode requires Kraken API credentials"));
+                return Err(SettingsError::new(
+                    "KRAKEN_API_KEY / KRAKEN_API_SECRET",
+                    "live mode requires Kraken API credentials",
+                ));
             }
         }
         Ok(())
     }
 
     pub fn fault_injection(&self) -> bool {
-        self.server.fault_injection.unwrap_or(self.app.mode == TradingMode::Paper)
+        self.server
+            .fault_injection
+            .unwrap_or(self.app.mode == TradingMode::Paper)
     }
 
     /// The resolved settings as YAML with every secret redacted.

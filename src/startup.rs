@@ -39,7 +39,15 @@ pub struct AppState {
 
 impl AppState {
     /// Records a control action in `api_audit_log` (and the log). Never fails the request.
-    pub async fn audit(&self, caller: &Caller, method: &str, route: &str, body: Option<&[u8]>, status: u16, result: &str) {
+    pub async fn audit(
+        &self,
+        caller: &Caller,
+        method: &str,
+        route: &str,
+        body: Option<&[u8]>,
+        status: u16,
+        result: &str,
+    ) {
         let digest = body.map(|b| hex(&Sha256::digest(b)));
         let role = routes::auth::role_str(caller.role);
         tracing::info!(event = "audit", token = %caller.name, role, method, route, status, result, "control action");
@@ -122,9 +130,12 @@ impl Application {
         let coordinator = {
             let store = stores.state.clone();
             let clock = clock.clone();
-            start_supervised(&registry, "coordinator", true, CONTROL_MAILBOX, move |sup| Coordinator::new(sup, store, clock))
+            start_supervised(&registry, "coordinator", true, CONTROL_MAILBOX, move |sup| {
+                Coordinator::new(sup, store, clock)
+            })
         };
-        bus.risk_alerts.subscribe("coordinator", coordinator.clone().recipient());
+        bus.risk_alerts
+            .subscribe("coordinator", coordinator.clone().recipient());
 
         let listener = TcpListener::bind(&settings.server.bind)
             .with_context(|| format!("binding server.bind {}", settings.server.bind))?;
@@ -150,7 +161,11 @@ impl Application {
                 .wrap(TracingLogger::default())
                 .app_data(tokens.clone())
                 .app_data(web::PayloadConfig::new(max_body))
-                .app_data(web::JsonConfig::default().limit(max_body).error_handler(routes::error::json_error))
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(max_body)
+                        .error_handler(routes::error::json_error),
+                )
                 .app_data(web::PathConfig::default().error_handler(routes::error::path_error))
                 .app_data(web::QueryConfig::default().error_handler(routes::error::query_error))
                 .configure(|cfg| routes::configure(cfg, app_state.clone()))

@@ -30,7 +30,10 @@ pub fn fatal_panics() -> watch::Receiver<Option<String>> {
 pub fn install_panic_hook() {
     let tx = FATAL.get_or_init(|| watch::channel(None).0).clone();
     std::panic::set_hook(Box::new(move |info| {
-        let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
         let payload = info
             .payload()
             .downcast_ref::<&str>()

@@ -61,7 +61,11 @@ fn check_config_exits_2_naming_file_and_key() {
 
 #[test]
 fn live_mode_without_database_refuses_to_start() {
-    let out = bin().args(["serve"]).env("TRIPLEGAIN__APP__MODE", "live").output().unwrap();
+    let out = bin()
+        .args(["serve"])
+        .env("TRIPLEGAIN__APP__MODE", "live")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("DATABASE_URL"));
 }
@@ -90,7 +94,10 @@ fn paper_server_without_database_serves_restarts_actors_and_stops_on_sigterm() {
     while Instant::now() < deadline && port.is_none() {
         if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
             let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if v["fields"]["message"].as_str().is_some_and(|m| m.contains("in-memory store")) {
+            if v["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("in-memory store"))
+            {
                 saw_memory_warning = true;
             }
             if v["fields"]["message"] == "TripleGain listening" {
@@ -101,7 +108,10 @@ fn paper_server_without_database_serves_restarts_actors_and_stops_on_sigterm() {
     let port = port.expect("server reported its port");
     assert!(saw_memory_warning, "paper mode without a database warns at start");
     let base = format!("http://127.0.0.1:{port}");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let c = reqwest::Client::new();
         assert_eq!(c.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);
@@ -123,7 +133,13 @@ fn paper_server_without_database_serves_restarts_actors_and_stops_on_sigterm() {
             .json()
             .await
             .unwrap();
-        let coord = actors["actors"].as_array().unwrap().iter().find(|a| a["name"] == "coordinator").unwrap().clone();
+        let coord = actors["actors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == "coordinator")
+            .unwrap()
+            .clone();
         assert_eq!(coord["restarts"], 1);
         assert_eq!(c.get(format!("{base}/readyz")).send().await.unwrap().status(), 200);
     });
@@ -136,7 +152,10 @@ fn paper_server_without_database_serves_restarts_actors_and_stops_on_sigterm() {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "did not exit within 10 s of SIGTERM");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "did not exit within 10 s of SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(0));

@@ -13,8 +13,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use triplegain::kraken::{
-    client_order_id_from_kraken, kraken_cl_ord_id, spawn_dead_mans_switch, DeadMansSwitchConfig,
-    KrakenClient, KrakenConfig, KrakenCredentials, KrakenExchange, Tier,
+    client_order_id_from_kraken, kraken_cl_ord_id, spawn_dead_mans_switch, DeadMansSwitchConfig, KrakenClient,
+    KrakenConfig, KrakenCredentials, KrakenExchange, Tier,
 };
 use triplegain_actors::domain::{ClientOrderId, OrderStatus, OrderType, Side, Symbol, Timeframe};
 use triplegain_actors::ports::{Exchange, ExchangeError, OrderRef, OrderRequest};
@@ -22,8 +22,7 @@ use wiremock::matchers::{method, path, path_regex, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 const KEY: &str = "test-api-key";
-const SECRET: &str =
-    "kQH5HW/8p1uGOVjbgWA7FunAmGO8lsSUXNsu3eow76sz84Q18fWxnyRzBHCd3pd5nE9qa99HAZtuZuj6F1huXg==";
+const SECRET: &str = "kQH5HW/8p1uGOVjbgWA7FunAmGO8lsSUXNsu3eow76sz84Q18fWxnyRzBHCd3pd5nE9qa99HAZtuZuj6F1huXg==";
 
 // ---------------------------------------------------------------- fake Kraken
 
@@ -165,9 +164,7 @@ impl Fake {
         let scripted = st.script.get_mut(&method).and_then(VecDeque::pop_front);
         match scripted {
             Some(Scripted::Body(v)) => ResponseTemplate::new(200).set_body_json(v),
-            Some(Scripted::Status(s)) => {
-                ResponseTemplate::new(s).set_body_string("<html>bad gateway</html>")
-            }
+            Some(Scripted::Status(s)) => ResponseTemplate::new(s).set_body_string("<html>bad gateway</html>"),
             Some(Scripted::Delay(d, v)) => ResponseTemplate::new(200).set_body_json(v).set_delay(d),
             None => match st.default.get(&method) {
                 Some(v) => ResponseTemplate::new(200).set_body_json(v.clone()),
@@ -187,11 +184,7 @@ impl Fake {
     }
 
     fn default(&self, method: &str, envelope: Value) {
-        self.state
-            .lock()
-            .unwrap()
-            .default
-            .insert(method.to_owned(), envelope);
+        self.state.lock().unwrap().default.insert(method.to_owned(), envelope);
     }
 
     fn seen(&self, method: &str) -> Vec<Seen> {
@@ -359,35 +352,23 @@ async fn a_wrong_secret_or_key_is_refused_by_the_fake_and_rejected_without_retry
     let fake = Fake::start().await;
     fake.default("Balance", ok(json!({})));
     let other_secret = B64.encode([7u8; 64]);
-    let wrong_secret = KrakenClient::new(
-        fake.config(),
-        Some(KrakenCredentials::new(KEY, other_secret)),
-    )
-    .unwrap();
+    let wrong_secret = KrakenClient::new(fake.config(), Some(KrakenCredentials::new(KEY, other_secret))).unwrap();
     let e = wrong_secret.balance().await.unwrap_err();
     assert!(
         matches!(&e, ExchangeError::Rejected(m) if m.contains("EAPI:Invalid signature")),
         "{e:?}"
     );
 
-    let wrong_key =
-        KrakenClient::new(fake.config(), Some(KrakenCredentials::new("nope", SECRET))).unwrap();
+    let wrong_key = KrakenClient::new(fake.config(), Some(KrakenCredentials::new("nope", SECRET))).unwrap();
     let e = wrong_key.balance().await.unwrap_err();
     assert!(
         matches!(&e, ExchangeError::Rejected(m) if m.contains("EAPI:Invalid key")),
         "{e:?}"
     );
-    assert_eq!(
-        fake.all_seen().len(),
-        2,
-        "fatal auth errors are not retried"
-    );
+    assert_eq!(fake.all_seen().len(), 2, "fatal auth errors are not retried");
 
     let public_only = KrakenClient::new(fake.config(), None).unwrap();
-    assert!(matches!(
-        public_only.balance().await,
-        Err(ExchangeError::Rejected(_))
-    ));
+    assert!(matches!(public_only.balance().await, Err(ExchangeError::Rejected(_))));
     assert_eq!(fake.all_seen().len(), 2, "no request without credentials");
 }
 
@@ -396,10 +377,7 @@ async fn a_retried_read_uses_a_new_nonce_and_a_new_signature() {
     let fake = Fake::start().await;
     fake.script(
         "Balance",
-        vec![
-            Scripted::Body(err("EService:Unavailable")),
-            Scripted::Status(502),
-        ],
+        vec![Scripted::Body(err("EService:Unavailable")), Scripted::Status(502)],
     );
     fake.default("Balance", ok(json!({"USDT": "5"})));
 
@@ -529,11 +507,7 @@ async fn order_change_failures_are_classified_and_never_retried() {
             .await
             .unwrap_err();
         assert!(check(&e), "{name}: got {e:?}");
-        assert_eq!(
-            fake.seen("AddOrder").len(),
-            i + 1,
-            "{name}: exactly one request"
-        );
+        assert_eq!(fake.seen("AddOrder").len(), i + 1, "{name}: exactly one request");
     }
 }
 
@@ -548,10 +522,7 @@ async fn an_add_order_timeout_is_unknown_and_resolved_by_client_id() {
     let ex = fake.exchange_with(cfg).await;
     fake.script(
         "AddOrder",
-        vec![Scripted::Delay(
-            Duration::from_secs(2),
-            add_order_ok("OTX-1"),
-        )],
+        vec![Scripted::Delay(Duration::from_secs(2), add_order_ok("OTX-1"))],
     );
     let req = limit("BTC/USDT", Side::Buy, dec!(0.12345678), dec!(45250.1));
 
@@ -574,17 +545,11 @@ async fn an_add_order_timeout_is_unknown_and_resolved_by_client_id() {
         .unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].exchange_order_id, "OTX-1");
-    assert_eq!(
-        found[0].client_order_id.as_ref(),
-        Some(&req.client_order_id)
-    );
+    assert_eq!(found[0].client_order_id.as_ref(), Some(&req.client_order_id));
     assert_eq!(found[0].status, OrderStatus::Open);
     let lookups = fake.seen("OpenOrders");
     assert_eq!(lookups.last().unwrap().form.get("cl_ord_id"), Some(&cl));
-    assert!(
-        fake.seen("ClosedOrders").is_empty(),
-        "found among open orders"
-    );
+    assert!(fake.seen("ClosedOrders").is_empty(), "found among open orders");
 }
 
 #[tokio::test]
@@ -598,17 +563,11 @@ async fn a_client_id_lookup_falls_back_to_closed_orders() {
         "ClosedOrders",
         ok(json!({"closed": {"OCL-1": kraken_order(&cl, "closed", "0.12345678")}, "count": 1})),
     );
-    let found = ex
-        .query_orders(vec![OrderRef::Client(id.clone())])
-        .await
-        .unwrap();
+    let found = ex.query_orders(vec![OrderRef::Client(id.clone())]).await.unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].status, OrderStatus::Filled);
     assert_eq!(found[0].filled_volume, dec!(0.12345678));
-    assert_eq!(
-        fake.seen("ClosedOrders")[0].form.get("cl_ord_id"),
-        Some(&cl)
-    );
+    assert_eq!(fake.seen("ClosedOrders")[0].form.get("cl_ord_id"), Some(&cl));
 }
 
 // ---------------------------------------------------------------- pairs, quantisation, body
@@ -619,19 +578,10 @@ async fn asset_pairs_map_our_symbols_with_precision() {
     let ex = fake.exchange().await;
     let pairs = ex.pairs().await.unwrap();
     assert_eq!(pairs.len(), 3, "only the wanted pairs: {pairs:?}");
-    let get = |s: &str| {
-        pairs
-            .iter()
-            .find(|p| p.symbol.as_str() == s)
-            .unwrap()
-            .clone()
-    };
+    let get = |s: &str| pairs.iter().find(|p| p.symbol.as_str() == s).unwrap().clone();
     let btc = get("BTC/USDT");
     assert_eq!(btc.exchange_name, "XBTUSDT");
-    assert_eq!(
-        (btc.tick_size, btc.price_decimals, btc.lot_decimals),
-        (dec!(0.1), 1, 8)
-    );
+    assert_eq!((btc.tick_size, btc.price_decimals, btc.lot_decimals), (dec!(0.1), 1, 8));
     assert_eq!(
         (btc.ordermin, btc.costmin, btc.max_leverage_buy),
         (dec!(0.00005), dec!(0.5), 5)
@@ -644,18 +594,11 @@ async fn asset_pairs_map_our_symbols_with_precision() {
     );
     let xrpbtc = get("XRP/BTC");
     assert_eq!(xrpbtc.exchange_name, "XXRPXXBT");
-    assert_eq!(
-        (xrpbtc.tick_size, xrpbtc.costmin),
-        (dec!(0.00000001), dec!(0.00002))
-    );
+    assert_eq!((xrpbtc.tick_size, xrpbtc.costmin), (dec!(0.00000001), dec!(0.00002)));
     assert_eq!((xrpbtc.max_leverage_buy, xrpbtc.max_leverage_sell), (3, 2));
     // Every Kraken name of a pair maps back to our symbol.
     for name in ["XXRPXXBT", "XRPXBT", "XRP/XBT", "xrpxbt"] {
-        assert_eq!(
-            ex.registry().symbol_for(name),
-            Some(&sym("XRP/BTC")),
-            "{name}"
-        );
+        assert_eq!(ex.registry().symbol_for(name), Some(&sym("XRP/BTC")), "{name}");
     }
 
     let unknown = KrakenExchange::connect(fake.client(), &[sym("DOGE/EUR")])
@@ -711,24 +654,13 @@ async fn add_order_body_is_quantised_without_exponents_and_carries_cl_ord_id() {
     for s in &sent {
         for k in ["price", "price2", "volume"] {
             let v = s.form.get(k).map(String::as_str).unwrap_or("");
-            assert!(
-                !v.to_ascii_lowercase().contains('e'),
-                "{k}={v} uses an exponent"
-            );
+            assert!(!v.to_ascii_lowercase().contains('e'), "{k}={v} uses an exponent");
         }
     }
 
     assert_eq!(field(2, "ordertype").as_deref(), Some("stop-loss-limit"));
-    assert_eq!(
-        field(2, "price").as_deref(),
-        Some("44000"),
-        "trigger in price"
-    );
-    assert_eq!(
-        field(2, "price2").as_deref(),
-        Some("43900.1"),
-        "limit in price2"
-    );
+    assert_eq!(field(2, "price").as_deref(), Some("44000"), "trigger in price");
+    assert_eq!(field(2, "price2").as_deref(), Some("43900.1"), "limit in price2");
     assert_eq!(field(2, "reduce_only").as_deref(), Some("true"));
     assert_eq!(field(2, "leverage").as_deref(), Some("2"));
 }
@@ -739,22 +671,10 @@ async fn minimum_violations_are_refused_without_any_http_call() {
     let ex = fake.exchange().await;
     fake.default("AddOrder", add_order_ok("SHOULD-NOT-HAPPEN"));
     let cases = [
-        (
-            limit("BTC/USDT", Side::Buy, dec!(0.00004), dec!(45000)),
-            "ordermin",
-        ),
-        (
-            limit("XRP/USDT", Side::Buy, dec!(9.99999999), dec!(0.6)),
-            "ordermin",
-        ),
-        (
-            limit("BTC/USDT", Side::Buy, dec!(0.0001), dec!(4000)),
-            "costmin",
-        ),
-        (
-            limit("XRP/BTC", Side::Buy, dec!(10), dec!(0.000001)),
-            "costmin",
-        ),
+        (limit("BTC/USDT", Side::Buy, dec!(0.00004), dec!(45000)), "ordermin"),
+        (limit("XRP/USDT", Side::Buy, dec!(9.99999999), dec!(0.6)), "ordermin"),
+        (limit("BTC/USDT", Side::Buy, dec!(0.0001), dec!(4000)), "costmin"),
+        (limit("XRP/BTC", Side::Buy, dec!(10), dec!(0.000001)), "costmin"),
         (
             limit("ETH/USDT", Side::Buy, dec!(1), dec!(2000)),
             "not a loaded Kraken pair",
@@ -809,16 +729,10 @@ async fn ohlc_over_http_drops_the_forming_candle_and_ticker_reads_last_bid_ask()
     assert_eq!(candles[0].symbol, sym("BTC/USDT"));
     assert_eq!(candles[0].timeframe, Timeframe::H1);
     assert_eq!(candles[1].open_time.timestamp(), 1_700_003_600);
-    assert_eq!(
-        (candles[1].high, candles[1].volume),
-        (dec!(45200.0), dec!(8.25))
-    );
+    assert_eq!((candles[1].high, candles[1].volume), (dec!(45200.0), dec!(8.25)));
 
     let t = ex.ticker(&sym("XRP/USDT")).await.unwrap();
-    assert_eq!(
-        (t.last, t.bid, t.ask),
-        (dec!(0.61220), dec!(0.61200), dec!(0.61234))
-    );
+    assert_eq!((t.last, t.bid, t.ask), (dec!(0.61220), dec!(0.61200), dec!(0.61234)));
 }
 
 // ---------------------------------------------------------------- orders, cancel, switch
@@ -850,15 +764,10 @@ async fn open_orders_convert_and_cancel_by_client_id_sends_cl_ord_id() {
     assert_eq!(open[0].price, Some(dec!(45250.1)));
 
     ex.cancel_order(OrderRef::Client(id.clone())).await.unwrap();
-    ex.cancel_order(OrderRef::Exchange("OPEN-1".into()))
-        .await
-        .unwrap();
+    ex.cancel_order(OrderRef::Exchange("OPEN-1".into())).await.unwrap();
     let cancels = fake.seen("CancelOrder");
     assert_eq!(cancels[0].form.get("cl_ord_id"), Some(&cl));
-    assert_eq!(
-        cancels[1].form.get("txid").map(String::as_str),
-        Some("OPEN-1")
-    );
+    assert_eq!(cancels[1].form.get("txid").map(String::as_str), Some("OPEN-1"));
 
     let q = ex
         .query_orders(vec![OrderRef::Exchange("OPEN-1".into())])
@@ -866,10 +775,7 @@ async fn open_orders_convert_and_cancel_by_client_id_sends_cl_ord_id() {
         .unwrap();
     assert_eq!(q[0].status, OrderStatus::Cancelled);
     assert_eq!(
-        fake.seen("QueryOrders")[0]
-            .form
-            .get("txid")
-            .map(String::as_str),
+        fake.seen("QueryOrders")[0].form.get("txid").map(String::as_str),
         Some("OPEN-1")
     );
 }
@@ -898,10 +804,7 @@ async fn dead_mans_switch_refreshes_on_kraken_and_disarms_on_stop() {
         .map(|s| s.form.get("timeout").cloned().unwrap())
         .collect();
     assert!(calls.len() >= 3, "{calls:?}");
-    assert!(
-        calls[..calls.len() - 1].iter().all(|t| t == "60"),
-        "{calls:?}"
-    );
+    assert!(calls[..calls.len() - 1].iter().all(|t| t == "60"), "{calls:?}");
     assert_eq!(calls.last().map(String::as_str), Some("0"), "disarmed last");
 }
 
@@ -990,11 +893,7 @@ async fn cancelling_young_orders_exhausts_the_pair_trading_counter() {
     assert_eq!((cycle, what), (6, "cancel"), "{e:?}");
     assert!(matches!(e, ExchangeError::RateLimited(_)), "{e:?}");
     assert_eq!(fake.seen("AddOrder").len(), 7);
-    assert_eq!(
-        fake.seen("CancelOrder").len(),
-        6,
-        "the refused cancel never left"
-    );
+    assert_eq!(fake.seen("CancelOrder").len(), 6, "the refused cancel never left");
 
     // Other pairs have their own counter.
     fake.script("AddOrder", vec![Scripted::Body(add_order_ok("OXRP-1"))]);
@@ -1006,10 +905,7 @@ async fn cancelling_young_orders_exhausts_the_pair_trading_counter() {
 #[tokio::test]
 async fn temporary_lockout_pauses_private_calls_locally() {
     let fake = Fake::start().await;
-    fake.script(
-        "Balance",
-        vec![Scripted::Body(err("EGeneral:Temporary lockout"))],
-    );
+    fake.script("Balance", vec![Scripted::Body(err("EGeneral:Temporary lockout"))]);
     fake.default("Balance", ok(json!({})));
     let client = fake.client();
     let e = client.balance().await.unwrap_err();
@@ -1026,10 +922,7 @@ async fn temporary_lockout_pauses_private_calls_locally() {
 async fn a_tick_size_rejection_reloads_the_pairs_and_is_not_retried() {
     let fake = Fake::start().await;
     let ex = fake.exchange().await;
-    fake.script(
-        "AddOrder",
-        vec![Scripted::Body(err("EOrder:Tick size check failed"))],
-    );
+    fake.script("AddOrder", vec![Scripted::Body(err("EOrder:Tick size check failed"))]);
     let e = ex
         .place_order(limit("BTC/USDT", Side::Buy, dec!(0.01), dec!(45000)))
         .await
@@ -1044,31 +937,21 @@ async fn a_tick_size_rejection_reloads_the_pairs_and_is_not_retried() {
         .iter()
         .filter(|r| r.url.path() == "/0/public/AssetPairs")
         .count();
-    assert_eq!(
-        pair_loads, 2,
-        "loaded at connect and reloaded after the rejection"
-    );
+    assert_eq!(pair_loads, 2, "loaded at connect and reloaded after the rejection");
     assert_eq!(ex.registry().pairs().count(), 3);
 }
 
 #[tokio::test]
 async fn a_kraken_rate_limit_error_fills_the_local_counter() {
     let fake = Fake::start().await;
-    fake.script(
-        "Balance",
-        vec![Scripted::Body(err("EAPI:Rate limit exceeded"))],
-    );
+    fake.script("Balance", vec![Scripted::Body(err("EAPI:Rate limit exceeded"))]);
     fake.default("Balance", ok(json!({})));
     // Pro decays 1/s: after Kraken's refusal the retry must wait ~1 s, beyond the 200 ms allowed.
     let client = fake.client();
     let e = client.balance().await.unwrap_err();
     assert!(matches!(e, ExchangeError::RateLimited(_)), "{e:?}");
     assert_eq!(fake.seen("Balance").len(), 1);
-    assert!(
-        client.rest_gate().value() > 19.0,
-        "{}",
-        client.rest_gate().value()
-    );
+    assert!(client.rest_gate().value() > 19.0, "{}", client.rest_gate().value());
     let e = client.balance().await.unwrap_err();
     assert!(matches!(e, ExchangeError::RateLimited(_)), "{e:?}");
     assert_eq!(

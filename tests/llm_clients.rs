@@ -14,13 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use triplegain::llm::chain::FnModelClient;
 use triplegain::llm::{
-    AnthropicClient, BreakerState, CircuitBreaker, CircuitBreakerClient, FallbackChain,
-    JsonOutputClient, JsonlRecorder, MemoryRecorder, ModelRecorder, OpenAiCompatibleClient,
-    RecordingClient, ReplayKey, ReplayModelClient, RetryPolicy,
+    AnthropicClient, BreakerState, CircuitBreaker, CircuitBreakerClient, FallbackChain, JsonOutputClient,
+    JsonlRecorder, MemoryRecorder, ModelRecorder, OpenAiCompatibleClient, RecordingClient, ReplayKey,
+    ReplayModelClient, RetryPolicy,
 };
 use triplegain_actors::agents::trading_decision::{
-    self as td, consensus, parse_decision, rule_based_decision, ConsensusConfig, DecisionInput,
-    ModelVote,
+    self as td, consensus, parse_decision, rule_based_decision, ConsensusConfig, DecisionInput, ModelVote,
 };
 use triplegain_actors::domain::{Symbol, TradeAction};
 use triplegain_actors::ports::{ModelClient, ModelError, ModelRequest};
@@ -48,12 +47,7 @@ fn fast_retry(max_retries: u32) -> RetryPolicy {
     }
 }
 
-fn chat_completion(
-    model: &str,
-    content: &str,
-    prompt_tokens: u32,
-    completion_tokens: u32,
-) -> Value {
+fn chat_completion(model: &str, content: &str, prompt_tokens: u32, completion_tokens: u32) -> Value {
     json!({
         "id": "chatcmpl-abc123",
         "object": "chat.completion",
@@ -88,12 +82,8 @@ fn anthropic_message(model: &str, text: &str, input_tokens: u32, output_tokens: 
 }
 
 fn openai(server: &MockServer) -> OpenAiCompatibleClient {
-    OpenAiCompatibleClient::new(
-        "openai",
-        format!("{}/v1", server.uri()),
-        Some(SecretString::from(KEY)),
-    )
-    .with_retry(RetryPolicy::none())
+    OpenAiCompatibleClient::new("openai", format!("{}/v1", server.uri()), Some(SecretString::from(KEY)))
+        .with_retry(RetryPolicy::none())
 }
 
 const BUY_JSON: &str = r#"{"action":"BUY","confidence":0.8,"entry_price":50000,"stop_loss_pct":2,"take_profit_pct":4,"position_size_pct":10,"leverage":1,"reasoning":"trend up"}"#;
@@ -163,12 +153,7 @@ async fn deepseek_xai_and_ollama_share_the_wire_format() {
         .await;
     Mock::given(method("POST"))
         .and(path("/ollama/v1/chat/completions"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(chat_completion(
-            "qwen2.5:7b",
-            "{}",
-            900,
-            100,
-        )))
+        .respond_with(ResponseTemplate::new(200).set_body_json(chat_completion("qwen2.5:7b", "{}", 900, 100)))
         .mount(&server)
         .await;
     let deepseek = OpenAiCompatibleClient::new(
@@ -176,10 +161,7 @@ async fn deepseek_xai_and_ollama_share_the_wire_format() {
         format!("{}/v1/", server.uri()),
         Some(SecretString::from(KEY)),
     );
-    let r = deepseek
-        .complete(request("deepseek-chat", 5_000))
-        .await
-        .unwrap();
+    let r = deepseek.complete(request("deepseek-chat", 5_000)).await.unwrap();
     assert_eq!((r.provider.as_str(), r.cost_usd), ("deepseek", dec!(0.42)));
 
     let ollama = OpenAiCompatibleClient::ollama(format!("{}/ollama/v1", server.uri()));
@@ -189,10 +171,7 @@ async fn deepseek_xai_and_ollama_share_the_wire_format() {
         ("ollama", dec!(0), 900)
     );
     let received = server.received_requests().await.unwrap();
-    let ollama_req = received
-        .iter()
-        .find(|r| r.url.path().starts_with("/ollama"))
-        .unwrap();
+    let ollama_req = received.iter().find(|r| r.url.path().starts_with("/ollama")).unwrap();
     assert!(
         ollama_req.headers.get("authorization").is_none(),
         "keyless endpoint sends no Authorization"
@@ -223,8 +202,7 @@ async fn anthropic_request_wire_format_and_response_parsing() {
         .expect(1)
         .mount(&server)
         .await;
-    let client = AnthropicClient::new(server.uri(), Some(SecretString::from(KEY)))
-        .with_retry(RetryPolicy::none());
+    let client = AnthropicClient::new(server.uri(), Some(SecretString::from(KEY))).with_retry(RetryPolicy::none());
 
     let resp = client
         .complete(request("claude-3-5-sonnet-20241022", 5_000))
@@ -247,9 +225,7 @@ async fn anthropic_request_wire_format_and_response_parsing() {
     assert_eq!(resp.cost_usd, dec!(0.0105));
     // the fenced answer still parses into a validated decision
     assert_eq!(
-        parse_decision(&resp.text, dec!(50000))
-            .unwrap()
-            .stop_loss_pct,
+        parse_decision(&resp.text, dec!(50000)).unwrap().stop_loss_pct,
         Some(dec!(2))
     );
 }
@@ -267,14 +243,10 @@ async fn error_statuses_map_to_model_errors() {
         (500, r#"{"error":{"message":"server error"}}"#, |e| {
             matches!(e, ModelError::Provider(_))
         }),
-        (503, "upstream unavailable", |e| {
-            matches!(e, ModelError::Provider(_))
+        (503, "upstream unavailable", |e| matches!(e, ModelError::Provider(_))),
+        (529, r#"{"type":"error","error":{"type":"overloaded_error"}}"#, |e| {
+            matches!(e, ModelError::RateLimited(_))
         }),
-        (
-            529,
-            r#"{"type":"error","error":{"type":"overloaded_error"}}"#,
-            |e| matches!(e, ModelError::RateLimited(_)),
-        ),
         (
             401,
             r#"{"error":{"message":"Incorrect API key provided: sk-test-0123456789abcdefghijklmnopqrstuvwxyz"}}"#,
@@ -292,10 +264,7 @@ async fn error_statuses_map_to_model_errors() {
             .respond_with(ResponseTemplate::new(status).set_body_string(body))
             .mount(&server)
             .await;
-        let oa = openai(&server)
-            .complete(request("gpt-4o", 5_000))
-            .await
-            .unwrap_err();
+        let oa = openai(&server).complete(request("gpt-4o", 5_000)).await.unwrap_err();
         assert!(expected(&oa), "openai {status}: {oa:?}");
         assert!(!oa.to_string().contains(KEY), "key leaked in {oa}");
         let an = AnthropicClient::new(server.uri(), Some(SecretString::from(KEY)))
@@ -306,11 +275,7 @@ async fn error_statuses_map_to_model_errors() {
         assert!(expected(&an), "anthropic {status}: {an:?}");
         assert!(!an.to_string().contains(KEY), "key leaked in {an}");
     }
-    assert!(!format!(
-        "{:?}",
-        OpenAiCompatibleClient::openai(Some(SecretString::from(KEY)))
-    )
-    .contains(KEY));
+    assert!(!format!("{:?}", OpenAiCompatibleClient::openai(Some(SecretString::from(KEY)))).contains(KEY));
 }
 
 #[tokio::test]
@@ -325,10 +290,7 @@ async fn slow_answer_maps_to_timeout() {
         .mount(&server)
         .await;
     let started = std::time::Instant::now();
-    let err = openai(&server)
-        .complete(request("gpt-4o", 200))
-        .await
-        .unwrap_err();
+    let err = openai(&server).complete(request("gpt-4o", 200)).await.unwrap_err();
     assert_eq!(err, ModelError::Timeout(200));
     assert!(
         started.elapsed() < Duration::from_millis(1_200),
@@ -346,9 +308,7 @@ async fn rate_limited_then_success_is_retried_with_backoff() {
         .mount(&server)
         .await;
     Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(chat_completion("gpt-4o", BUY_JSON, 10, 10)),
-        )
+        .respond_with(ResponseTemplate::new(200).set_body_json(chat_completion("gpt-4o", BUY_JSON, 10, 10)))
         .expect(1)
         .mount(&server)
         .await;
@@ -399,10 +359,7 @@ async fn server_errors_are_retried_a_bounded_number_of_times_but_4xx_never() {
         "1 try + 2 retries"
     );
     assert_eq!(
-        received
-            .iter()
-            .filter(|r| r.url.path() == "/v1/messages")
-            .count(),
+        received.iter().filter(|r| r.url.path() == "/v1/messages").count(),
         1,
         "no retry on 404"
     );
@@ -419,32 +376,21 @@ async fn fallback_chain_tries_in_order_and_ends_with_the_rule_based_model() {
         .await;
     Mock::given(method("POST"))
         .and(path("/b/chat/completions"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(chat_completion(
-            "m-b",
-            "I think BUY is right.",
-            5,
-            5,
-        )))
+        .respond_with(ResponseTemplate::new(200).set_body_json(chat_completion("m-b", "I think BUY is right.", 5, 5)))
         .expect(1)
         .mount(&server)
         .await;
     Mock::given(method("POST"))
         .and(path("/c/chat/completions"))
         .and(body_partial_json(json!({"model": "m-c"})))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(chat_completion("m-c", BUY_JSON, 5, 5)),
-        )
+        .respond_with(ResponseTemplate::new(200).set_body_json(chat_completion("m-c", BUY_JSON, 5, 5)))
         .expect(1)
         .mount(&server)
         .await;
     let mk = |p: &str| -> Arc<dyn ModelClient> {
         Arc::new(JsonOutputClient::new(Arc::new(
-            OpenAiCompatibleClient::new(
-                p,
-                format!("{}/{p}", server.uri()),
-                Some(SecretString::from(KEY)),
-            )
-            .with_retry(RetryPolicy::none()),
+            OpenAiCompatibleClient::new(p, format!("{}/{p}", server.uri()), Some(SecretString::from(KEY)))
+                .with_retry(RetryPolicy::none()),
         )))
     };
     let chain = FallbackChain::new()
@@ -476,10 +422,9 @@ async fn fallback_chain_tries_in_order_and_ends_with_the_rule_based_model() {
     let rule_based: Arc<dyn ModelClient> = Arc::new(FnModelClient::new("rule-based", move |_| {
         Ok(rule_based_decision(&rule_input).to_json().to_string())
     }));
-    let all_down =
-        FallbackChain::new()
-            .then(mk("a"), "m-a", 2_000)
-            .then(rule_based, "rule-based", 1_000);
+    let all_down = FallbackChain::new()
+        .then(mk("a"), "m-a", 2_000)
+        .then(rule_based, "rule-based", 1_000);
     let resp = all_down
         .complete(td::build_request(&input, "x", 512, 0.3, 1_000))
         .await
@@ -507,19 +452,13 @@ async fn breaker_opens_after_repeated_500s_and_the_chain_moves_on() {
         .await;
     Mock::given(method("POST"))
         .and(path("/good/chat/completions"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(chat_completion("g", BUY_JSON, 1, 1)),
-        )
+        .respond_with(ResponseTemplate::new(200).set_body_json(chat_completion("g", BUY_JSON, 1, 1)))
         .mount(&server)
         .await;
     let bad = CircuitBreakerClient::new(
         Arc::new(
-            OpenAiCompatibleClient::new(
-                "bad",
-                format!("{}/bad", server.uri()),
-                Some(SecretString::from(KEY)),
-            )
-            .with_retry(RetryPolicy::none()),
+            OpenAiCompatibleClient::new("bad", format!("{}/bad", server.uri()), Some(SecretString::from(KEY)))
+                .with_retry(RetryPolicy::none()),
         ),
         CircuitBreaker::new(3, Duration::from_secs(300), 3),
     );
@@ -538,10 +477,7 @@ async fn breaker_opens_after_repeated_500s_and_the_chain_moves_on() {
     assert_eq!(bad.state(), BreakerState::Open);
     let received = server.received_requests().await.unwrap();
     assert_eq!(
-        received
-            .iter()
-            .filter(|r| r.url.path().starts_with("/bad"))
-            .count(),
+        received.iter().filter(|r| r.url.path().starts_with("/bad")).count(),
         3,
         "after 3 failures the open breaker stops calling the provider"
     );
@@ -554,9 +490,7 @@ async fn recorded_answers_replay_and_a_missing_entry_names_its_key() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(body_partial_json(json!({"model": "gpt-4o"})))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(chat_completion("gpt-4o", BUY_JSON, 7, 3)),
-        )
+        .respond_with(ResponseTemplate::new(200).set_body_json(chat_completion("gpt-4o", BUY_JSON, 7, 3)))
         .expect(1)
         .mount(&server)
         .await;
@@ -588,10 +522,7 @@ async fn recorded_answers_replay_and_a_missing_entry_names_its_key() {
 
     let answers = recorder.answers();
     assert_eq!(answers.len(), 2, "answers and failures are both recorded");
-    assert_eq!(
-        answers[0].key,
-        ReplayKey::for_request("trading_decision", &req)
-    );
+    assert_eq!(answers[0].key, ReplayKey::for_request("trading_decision", &req));
     assert_eq!(answers[0].key.prompt_hash.len(), 64);
 
     // Replay from memory and from the file: same outcomes, no network call (each mock expects 1).
@@ -612,10 +543,7 @@ async fn recorded_answers_replay_and_a_missing_entry_names_its_key() {
             Err(ModelError::NotConfigured(m)) => {
                 assert_eq!(
                     m,
-                    format!(
-                        "missing replay entry trading_decision/gpt-4o/{}",
-                        key.prompt_hash
-                    )
+                    format!("missing replay entry trading_decision/gpt-4o/{}", key.prompt_hash)
                 )
             }
             other => panic!("expected a missing replay entry, got {other:?}"),
@@ -623,10 +551,7 @@ async fn recorded_answers_replay_and_a_missing_entry_names_its_key() {
     }
     // another agent's record is not this agent's answer
     let replay = ReplayModelClient::new("sentiment", answers);
-    assert!(matches!(
-        replay.complete(req).await,
-        Err(ModelError::NotConfigured(_))
-    ));
+    assert!(matches!(replay.complete(req).await, Err(ModelError::NotConfigured(_))));
     let _ = std::fs::remove_file(path);
 }
 

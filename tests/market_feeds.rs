@@ -69,28 +69,13 @@ fn replay_reads_the_header_format_with_unix_and_rfc3339_timestamps() {
     );
     let candles = load_candles(&file, &sym("BTC/USDT")).unwrap();
     assert_eq!(candles.len(), 3);
-    assert_eq!(
-        candles[0].open_time,
-        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
-    );
-    assert_eq!(
-        candles[1].open_time,
-        Utc.with_ymd_and_hms(2026, 1, 1, 0, 1, 0).unwrap()
-    );
-    assert_eq!(
-        candles[2].open_time,
-        Utc.with_ymd_and_hms(2026, 1, 1, 0, 2, 0).unwrap()
-    );
+    assert_eq!(candles[0].open_time, Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
+    assert_eq!(candles[1].open_time, Utc.with_ymd_and_hms(2026, 1, 1, 0, 1, 0).unwrap());
+    assert_eq!(candles[2].open_time, Utc.with_ymd_and_hms(2026, 1, 1, 0, 2, 0).unwrap());
     let c = &candles[0];
     assert_eq!(
         (c.open, c.high, c.low, c.close, c.volume),
-        (
-            dec!(95000.0),
-            dec!(95010.5),
-            dec!(94990.1),
-            dec!(95005.2),
-            dec!(1.5)
-        )
+        (dec!(95000.0), dec!(95010.5), dec!(94990.1), dec!(95005.2), dec!(1.5))
     );
     assert!(candles
         .iter()
@@ -122,21 +107,43 @@ fn replay_reads_krakens_headerless_ohlcvt_export_and_its_timeframe() {
 fn a_malformed_row_names_the_file_and_line() {
     let dir = temp_dir();
     let cases = [
-        ("bad_number.csv", "timestamp,open,high,low,close,volume\n1767225600,1,2,0.5,1.5,10\n1767225660,1,2,abc,1.5,10\n", 3, "low"),
-        ("short_row.csv", "1767225600,1,2,0.5,1.5,10,3\n\n1767225660,1,2,0.5\n", 3, "columns"),
-        ("bad_ohlc.csv", "1767225600,1,2,0.5,1.5,10,3\n1767225660,1,1.2,0.5,1.5,10,3\n", 2, "inconsistent"),
-        ("bad_time.csv", "timestamp,open,high,low,close,volume\nyesterday,1,2,0.5,1.5,10\n", 2, "timestamp"),
-        ("bad_header.csv", "time,o,h,l,c,v\n1767225600,1,2,0.5,1.5,10\n", 1, "header"),
+        (
+            "bad_number.csv",
+            "timestamp,open,high,low,close,volume\n1767225600,1,2,0.5,1.5,10\n1767225660,1,2,abc,1.5,10\n",
+            3,
+            "low",
+        ),
+        (
+            "short_row.csv",
+            "1767225600,1,2,0.5,1.5,10,3\n\n1767225660,1,2,0.5\n",
+            3,
+            "columns",
+        ),
+        (
+            "bad_ohlc.csv",
+            "1767225600,1,2,0.5,1.5,10,3\n1767225660,1,1.2,0.5,1.5,10,3\n",
+            2,
+            "inconsistent",
+        ),
+        (
+            "bad_time.csv",
+            "timestamp,open,high,low,close,volume\nyesterday,1,2,0.5,1.5,10\n",
+            2,
+            "timestamp",
+        ),
+        (
+            "bad_header.csv",
+            "time,o,h,l,c,v\n1767225600,1,2,0.5,1.5,10\n",
+            1,
+            "header",
+        ),
         ("millis.csv", "1767225600000,1,2,0.5,1.5,10,3\n", 1, "milliseconds"),
     ];
     for (name, text, line, what) in cases {
         let file = write(&dir, name, text);
         let msg = malformed(load_candles(&file, &sym("BTC/USDT")).unwrap_err());
         let prefix = format!("{}:{line}: ", file.display());
-        assert!(
-            msg.starts_with(&prefix),
-            "{name}: {msg:?} should start with {prefix:?}"
-        );
+        assert!(msg.starts_with(&prefix), "{name}: {msg:?} should start with {prefix:?}");
         assert!(msg.contains(what), "{name}: {msg:?} should mention {what}");
     }
 }
@@ -176,10 +183,7 @@ async fn replay_stops_at_a_bad_row_after_yielding_the_good_ones() {
         assert!(matches!(feed.next().await.unwrap(), FeedItem::Candles(c) if c.len() == 1));
     }
     let msg = malformed(feed.next().await.unwrap_err());
-    assert!(
-        msg.starts_with(&format!("{}:81: ", file.display())),
-        "{msg}"
-    );
+    assert!(msg.starts_with(&format!("{}:81: ", file.display())), "{msg}");
 }
 
 #[tokio::test]
@@ -208,12 +212,7 @@ async fn replay_merges_files_in_time_order_grouping_equal_timestamps() {
         .iter()
         .map(|g| {
             g.iter()
-                .map(|c| {
-                    (
-                        (c.open_time.timestamp() - 1_767_225_600) / 60,
-                        c.symbol.as_str(),
-                    )
-                })
+                .map(|c| ((c.open_time.timestamp() - 1_767_225_600) / 60, c.symbol.as_str()))
                 .collect()
         })
         .collect();
@@ -227,11 +226,7 @@ async fn replay_merges_files_in_time_order_grouping_equal_timestamps() {
             vec![(4, "XRP/USDT")],
         ]
     );
-    assert_eq!(
-        feed.next().await.unwrap(),
-        FeedItem::End,
-        "stays at the end"
-    );
+    assert_eq!(feed.next().await.unwrap(), FeedItem::End, "stays at the end");
 }
 
 #[test]
@@ -290,10 +285,7 @@ async fn simulated_feed_is_reproducible_and_yields_all_three_symbols_per_minute(
     let mut a = SimulatedFeed::seeded(7, start, 0.0);
     let mut b = SimulatedFeed::seeded(7, start, 0.0);
     let mut c = SimulatedFeed::seeded(8, start, 0.0);
-    assert_eq!(
-        a.symbols(),
-        vec![sym("BTC/USDT"), sym("XRP/USDT"), sym("XRP/BTC")]
-    );
+    assert_eq!(a.symbols(), vec![sym("BTC/USDT"), sym("XRP/USDT"), sym("XRP/BTC")]);
     let mut differs = false;
     for minute in 0..120 {
         let (FeedItem::Candles(x), FeedItem::Candles(y), FeedItem::Candles(z)) = (
@@ -324,14 +316,8 @@ async fn simulated_feed_is_reproducible_and_yields_all_three_symbols_per_minute(
 async fn simulated_feed_paces_by_speed_except_during_backfill() {
     let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
     // speed 60: one simulated minute per second.
-    assert_eq!(
-        SimulatedFeed::seeded(1, start, 60.0).period(),
-        Duration::from_secs(1)
-    );
-    assert_eq!(
-        SimulatedFeed::seeded(1, start, 0.0).period(),
-        Duration::ZERO
-    );
+    assert_eq!(SimulatedFeed::seeded(1, start, 60.0).period(), Duration::from_secs(1));
+    assert_eq!(SimulatedFeed::seeded(1, start, 0.0).period(), Duration::ZERO);
 
     // speed 3000: 20 ms per minute.
     let mut feed = SimulatedFeed::seeded(1, start, 3000.0);
@@ -339,15 +325,10 @@ async fn simulated_feed_paces_by_speed_except_during_backfill() {
     for _ in 0..5 {
         feed.next().await.unwrap();
     }
-    assert!(
-        t0.elapsed() >= Duration::from_millis(95),
-        "paced: {:?}",
-        t0.elapsed()
-    );
+    assert!(t0.elapsed() >= Duration::from_millis(95), "paced: {:?}", t0.elapsed());
 
     // One minute per second, but the first 30 minutes are history and come at once.
-    let mut feed =
-        SimulatedFeed::seeded(1, start, 60.0).unpaced_until(start + chrono::Duration::minutes(30));
+    let mut feed = SimulatedFeed::seeded(1, start, 60.0).unpaced_until(start + chrono::Duration::minutes(30));
     let t0 = Instant::now();
     for _ in 0..30 {
         feed.next().await.unwrap();
@@ -399,9 +380,7 @@ async fn two_simulated_days_through_the_history_give_every_timeframe_and_24h_fie
         assert_eq!(ago, hourly[hourly.len() - 25].close, "{symbol}");
         assert!(s.volume_24h.unwrap() > Decimal::ZERO);
         assert_eq!(s.data_age_seconds, 0);
-        assert!(s
-            .missing_data_flags
-            .contains(&"insufficient_1d_candles".to_owned()));
+        assert!(s.missing_data_flags.contains(&"insufficient_1d_candles".to_owned()));
         assert!(!s.missing_data_flags.contains(&"stale_data".to_owned()));
     }
 }
@@ -531,13 +510,7 @@ async fn kraken_feed_maps_pairs_drops_the_forming_row_and_polls_with_since() {
     };
     let got: Vec<(i64, &str, Decimal)> = first
         .iter()
-        .map(|c| {
-            (
-                (c.open_time.timestamp() - T0) / 60,
-                c.symbol.as_str(),
-                c.close,
-            )
-        })
+        .map(|c| ((c.open_time.timestamp() - T0) / 60, c.symbol.as_str(), c.close))
         .collect();
     assert_eq!(
         got,
@@ -569,7 +542,10 @@ async fn kraken_feed_maps_pairs_drops_the_forming_row_and_polls_with_since() {
         .collect();
     assert_eq!(
         got,
-        vec![(3, "BTC/USDT", dec!(95031.0), dec!(3.5)), (3, "XRP/BTC", dec!(0.00002431), dec!(50))],
+        vec![
+            (3, "BTC/USDT", dec!(95031.0), dec!(3.5)),
+            (3, "XRP/BTC", dec!(0.00002431), dec!(50))
+        ],
         "only the newly closed minute, with its final values; the repeated 02 row is not emitted twice"
     );
     assert_eq!(
@@ -608,9 +584,7 @@ async fn kraken_errors_are_source_errors_and_a_failed_poll_keeps_the_cursor() {
     mount_asset_pairs(&server).await;
     Mock::given(method("GET"))
         .and(path("/0/public/OHLC"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"error": ["EService:Unavailable"]})),
-        )
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"error": ["EService:Unavailable"]})))
         .up_to_n_times(1)
         .mount(&server)
         .await;
@@ -625,10 +599,7 @@ async fn kraken_errors_are_source_errors_and_a_failed_poll_keeps_the_cursor() {
         .and(query_param_is_missing("since"))
         .respond_with(ResponseTemplate::new(200).set_body_json(ohlc(
             "XBTUSDT",
-            vec![
-                ohlc_row(T0, "95000.0", "1"),
-                ohlc_row(T0 + 60, "95001.0", "1"),
-            ],
+            vec![ohlc_row(T0, "95000.0", "1"), ohlc_row(T0 + 60, "95001.0", "1")],
             T0,
         )))
         .mount(&server)
@@ -642,10 +613,7 @@ async fn kraken_errors_are_source_errors_and_a_failed_poll_keeps_the_cursor() {
         "{e1:?}"
     );
     let e2 = feed.next().await.unwrap_err();
-    assert!(
-        matches!(&e2, FeedError::Source(m) if m.contains("502")),
-        "{e2:?}"
-    );
+    assert!(matches!(&e2, FeedError::Source(m) if m.contains("502")), "{e2:?}");
     // Still no `since`: the failures moved nothing.
     let FeedItem::Candles(c) = feed.next().await.unwrap() else {
         panic!()
@@ -686,8 +654,7 @@ async fn kraken_ticker_gives_the_last_trade_price_per_symbol() {
         .expect(1)
         .mount(&server)
         .await;
-    let mut feed =
-        KrakenPublicFeed::new(&server.uri(), vec![sym("BTC/USDT"), sym("XRP/BTC")]).unwrap();
+    let mut feed = KrakenPublicFeed::new(&server.uri(), vec![sym("BTC/USDT"), sym("XRP/BTC")]).unwrap();
     let prices = feed.last_prices().await.unwrap();
     assert_eq!(prices.get(&sym("BTC/USDT")), Some(&dec!(95123.4)));
     assert_eq!(prices.get(&sym("XRP/BTC")), Some(&dec!(0.00002419)));

@@ -17,6 +17,7 @@ use std::sync::Arc;
 pub struct SubscriberId(u64);
 
 type Filter<E> = Arc<dyn Fn(&E) -> bool + Send + Sync>;
+type DropHook = Arc<dyn Fn(&str) + Send + Sync>;
 
 struct Subscription<E: Message<Result = ()> + Send> {
     id: SubscriberId,
@@ -53,7 +54,7 @@ struct TopicInner<E: Message<Result = ()> + Send> {
     subs: RwLock<Arc<Vec<Subscription<E>>>>,
     next_id: AtomicU64,
     published: AtomicU64,
-    on_drop: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+    on_drop: Option<DropHook>,
 }
 
 /// One typed topic. Cheap to clone; clones share subscribers.
@@ -198,11 +199,7 @@ impl<E: Message<Result = ()> + Send + Clone> Topic<E> {
         let last = matching.len().saturating_sub(1);
         let mut event = Some(event);
         for (i, sub) in matching.into_iter().enumerate() {
-            let msg = if i == last {
-                event.take()
-            } else {
-                event.clone()
-            };
+            let msg = if i == last { event.take() } else { event.clone() };
             let Some(msg) = msg else { break };
             match sub.recipient.try_send(msg) {
                 Ok(()) => {
@@ -274,11 +271,7 @@ impl<E: BusEvent> Latest<E> {
     /// The newest unexpired event for `key`.
     pub fn get(&self, key: &str) -> Option<E> {
         let now = self.clock.now();
-        self.entries
-            .lock()
-            .get(key)
-            .filter(|e| self.fresh(e, now))
-            .cloned()
+        self.entries.lock().get(key).filter(|e| self.fresh(e, now)).cloned()
     }
 
     /// The newest unexpired event for `key` that is at most `max_age` old.

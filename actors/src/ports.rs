@@ -53,11 +53,7 @@ pub struct DecisionRecord {
 /// The audit trail: agent outputs and decision chains.
 pub trait AuditStore: Send + Sync + 'static {
     fn record_agent_output(&self, rec: AgentOutputRecord) -> StoreFuture<()>;
-    fn latest_agent_output(
-        &self,
-        agent: &str,
-        symbol: &str,
-    ) -> StoreFuture<Option<AgentOutputRecord>>;
+    fn latest_agent_output(&self, agent: &str, symbol: &str) -> StoreFuture<Option<AgentOutputRecord>>;
     fn record_decision(&self, rec: DecisionRecord) -> StoreFuture<()>;
     fn decision_chain(&self, correlation_id: CorrelationId) -> StoreFuture<Vec<DecisionRecord>>;
 }

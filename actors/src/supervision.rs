@@ -179,10 +179,7 @@ impl Registry {
         self.snapshot()
             .into_iter()
             .filter_map(|r| match (r.state, r.connected) {
-                (ActorState::Escalated, _) => Some(format!(
-                    "actor {} escalated after {} restarts",
-                    r.name, r.restarts
-                )),
+                (ActorState::Escalated, _) => Some(format!("actor {} escalated after {} restarts", r.name, r.restarts)),
                 (_, false) if r.core => Some(format!("core actor {} is not running", r.name)),
                 _ => None,
             })
@@ -203,9 +200,7 @@ impl Registry {
     pub async fn inject_fault(&self, name: &str) -> Result<(), String> {
         let ping = {
             let mut actors = self.inner.actors.lock();
-            let entry = actors
-                .get_mut(name)
-                .ok_or_else(|| format!("no actor named {name:?}"))?;
+            let entry = actors.get_mut(name).ok_or_else(|| format!("no actor named {name:?}"))?;
             entry.record.inject_fault = true;
             entry.ping.clone()
         };
@@ -219,12 +214,7 @@ impl Registry {
 
     /// Pings every actor; used by liveness checks.
     pub async fn ping(&self, name: &str, timeout: Duration) -> bool {
-        let ping = self
-            .inner
-            .actors
-            .lock()
-            .get(name)
-            .and_then(|e| e.ping.clone());
+        let ping = self.inner.actors.lock().get(name).and_then(|e| e.ping.clone());
         match ping {
             Some(p) => matches!(p.send(Ping).timeout(timeout).await, Ok(Ok(()))),
             None => false,
@@ -250,21 +240,14 @@ impl Registry {
         match tokio_timeout(deadline, all).await {
             Some(results) => results.into_iter().all(|ok| ok),
             None => {
-                tracing::error!(
-                    deadline_secs = deadline.as_secs(),
-                    "actor drain deadline passed"
-                );
+                tracing::error!(deadline_secs = deadline.as_secs(), "actor drain deadline passed");
                 false
             }
         }
     }
 
     fn update<R>(&self, name: &str, f: impl FnOnce(&mut ActorRecord) -> R) -> Option<R> {
-        self.inner
-            .actors
-            .lock()
-            .get_mut(name)
-            .map(|e| f(&mut e.record))
+        self.inner.actors.lock().get_mut(name).map(|e| f(&mut e.record))
     }
 
     fn escalate(&self, name: &str, restarts: u32, reason: &str) {
@@ -275,15 +258,12 @@ impl Registry {
             reason,
             "restart intensity exceeded; actor fenced and trading halted"
         );
-        let meta =
-            EventMeta::new("supervisor", self.inner.clock.now()).with_priority(Priority::Urgent);
+        let meta = EventMeta::new("supervisor", self.inner.clock.now()).with_priority(Priority::Urgent);
         self.inner.alerts.publish(RiskAlert {
             meta,
             alert_type: AlertType::ActorEscalated,
             severity: Severity::Critical,
-            message: format!(
-                "actor {name} exceeded its restart intensity ({restarts} restarts): {reason}"
-            ),
+            message: format!("actor {name} exceeded its restart intensity ({restarts} restarts): {reason}"),
             action_required: Some("halt_trading".to_owned()),
             breach: Some(format!("actor_escalated:{name}")),
             symbol: None,
@@ -357,20 +337,12 @@ impl SupervisionHandle {
             }
             r.restarts += 1;
             r.restart_times.push_back(now);
-            while r
-                .restart_times
-                .front()
-                .is_some_and(|t| now.duration_since(*t) > window)
-            {
+            while r.restart_times.front().is_some_and(|t| now.duration_since(*t) > window) {
                 r.restart_times.pop_front();
             }
             if r.restart_times.len() > policy.max_restarts as usize {
                 r.state = ActorState::Escalated;
-                Some((
-                    true,
-                    r.restarts,
-                    r.last_crash_reason.clone().unwrap_or_default(),
-                ))
+                Some((true, r.restarts, r.last_crash_reason.clone().unwrap_or_default()))
             } else {
                 r.state = ActorState::Restarting;
                 Some((false, r.restarts, String::new()))
@@ -406,9 +378,7 @@ impl SupervisionHandle {
 
     fn take_fault(&self) -> bool {
         self.registry
-            .update(&self.name, |r| {
-                std::mem::replace(&mut r.inject_fault, false)
-            })
+            .update(&self.name, |r| std::mem::replace(&mut r.inject_fault, false))
             .unwrap_or(false)
     }
 }
@@ -480,10 +450,7 @@ where
     }
 }
 
-#[expect(
-    clippy::panic,
-    reason = "fault injection panics on purpose to exercise the guard"
-)]
+#[expect(clippy::panic, reason = "fault injection panics on purpose to exercise the guard")]
 fn inject_panic(name: &str) {
     panic!("injected fault in actor {name}");
 }
@@ -515,11 +482,7 @@ macro_rules! supervised_basics {
     ($ty:ty) => {
         impl ::actix::Handler<$crate::messages::Ping> for $ty {
             type Result = Result<(), $crate::supervision::ActorError>;
-            fn handle(
-                &mut self,
-                _: $crate::messages::Ping,
-                ctx: &mut Self::Context,
-            ) -> Self::Result {
+            fn handle(&mut self, _: $crate::messages::Ping, ctx: &mut Self::Context) -> Self::Result {
                 $crate::supervision::guarded(self, ctx, |_, _| ())
             }
         }

@@ -79,17 +79,8 @@ fn pipeline_over_fixture_series() {
             regimes.insert(out.regime);
             previous = Some(snap);
         }
-        assert_eq!(
-            biases.len(),
-            3,
-            "{}: long, short and neutral all occur",
-            series["name"]
-        );
-        assert!(
-            regimes.len() >= 3,
-            "{}: regimes seen {regimes:?}",
-            series["name"]
-        );
+        assert_eq!(biases.len(), 3, "{}: long, short and neutral all occur", series["name"]);
+        assert!(regimes.len() >= 3, "{}: regimes seen {regimes:?}", series["name"]);
         assert!(
             regimes.contains(&Regime::TrendingBull) || regimes.contains(&Regime::VolatileBull),
             "{}: the up-trend phase is recognised: {regimes:?}",

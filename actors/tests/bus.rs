@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code")]
 //! The seed's bus test table: pub/sub basic, multi-subscriber, filter, TTL expiry with flat
 //! memory, concurrent publishers without loss; plus unsubscribe and drop counting.
 
@@ -59,7 +60,10 @@ fn sink(capacity: usize) -> (Addr<Sink>, Arc<parking_lot::Mutex<Vec<TaSignal>>>)
     let g = got.clone();
     let addr = Sink::create(move |ctx| {
         ctx.set_mailbox_capacity(capacity);
-        Sink { got: g, count: Arc::default() }
+        Sink {
+            got: g,
+            count: Arc::default(),
+        }
     });
     (addr, got)
 }
@@ -108,7 +112,9 @@ async fn every_subscriber_receives() {
 async fn filter_blocks_message() {
     let topic = Topic::<TaSignal>::new();
     let (btc, btc_got) = sink(64);
-    topic.subscribe_filtered("btc-only", btc.clone().recipient(), |e: &TaSignal| e.symbol.base() == "BTC");
+    topic.subscribe_filtered("btc-only", btc.clone().recipient(), |e: &TaSignal| {
+        e.symbol.base() == "BTC"
+    });
     let d = topic.publish(signal("XRP/USDT", 0.5, Utc::now()));
     assert_eq!((d.delivered, d.filtered), (0, 1));
     topic.publish(signal("BTC/USDT", 0.5, Utc::now()));

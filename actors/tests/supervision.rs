@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code")]
 //! A panic inside a handler restarts the actor with the same address; too many restarts escalate.
 
 use actix::prelude::*;
@@ -6,7 +7,9 @@ use std::time::Duration;
 use triplegain_actors::bus::Topic;
 use triplegain_actors::clock::{SharedClock, SystemClock};
 use triplegain_actors::messages::{AlertType, RiskAlert};
-use triplegain_actors::supervision::{start_supervised, ActorError, ActorState, Generation, Probe, Registry, RestartPolicy};
+use triplegain_actors::supervision::{
+    start_supervised, ActorError, ActorState, Generation, Probe, Registry, RestartPolicy,
+};
 
 struct AlertSink(Arc<parking_lot::Mutex<Vec<RiskAlert>>>);
 impl Actor for AlertSink {
@@ -25,7 +28,17 @@ fn registry(max_restarts: u32) -> (Registry, Arc<parking_lot::Mutex<Vec<RiskAler
     let sink = AlertSink(seen.clone()).start();
     alerts.subscribe("alerts", sink.recipient());
     let clock: SharedClock = Arc::new(SystemClock);
-    (Registry::new(RestartPolicy { max_restarts, window_secs: 60 }, alerts, clock), seen)
+    (
+        Registry::new(
+            RestartPolicy {
+                max_restarts,
+                window_secs: 60,
+            },
+            alerts,
+            clock,
+        ),
+        seen,
+    )
 }
 
 #[actix::test]
@@ -62,7 +75,10 @@ async fn exceeding_restart_intensity_escalates_and_alerts() {
     assert_eq!(rec.state, ActorState::Escalated);
     assert_eq!(rec.restarts, 3);
     // Fenced: it refuses work instead of running it.
-    assert_eq!(addr.send(Generation).await.unwrap(), Err(ActorError::Escalated("probe".into())));
+    assert_eq!(
+        addr.send(Generation).await.unwrap(),
+        Err(ActorError::Escalated("probe".into()))
+    );
     assert_eq!(reg.unready_reasons().len(), 1);
     actix::clock::sleep(Duration::from_millis(30)).await;
     let alerts = alerts.lock();

@@ -3,9 +3,7 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
 use triplegain_actors::domain::CorrelationId;
-use triplegain_actors::ports::{
-    AgentOutputRecord, AuditStore, DecisionRecord, StateStore, StoreFuture, StoreHealth,
-};
+use triplegain_actors::ports::{AgentOutputRecord, AuditStore, DecisionRecord, StateStore, StoreFuture, StoreHealth};
 
 /// Keeps at most this many decision records; older ones are dropped first.
 const MAX_DECISIONS: usize = 100_000;
@@ -37,12 +35,20 @@ impl StateStore for MemoryStore {
 
 impl AuditStore for MemoryStore {
     fn record_agent_output(&self, rec: AgentOutputRecord) -> StoreFuture<()> {
-        self.inner.lock().latest_outputs.insert((rec.agent.clone(), rec.symbol.clone()), rec);
+        self.inner
+            .lock()
+            .latest_outputs
+            .insert((rec.agent.clone(), rec.symbol.clone()), rec);
         async { Ok(()) }.boxed()
     }
 
     fn latest_agent_output(&self, agent: &str, symbol: &str) -> StoreFuture<Option<AgentOutputRecord>> {
-        let v = self.inner.lock().latest_outputs.get(&(agent.to_owned(), symbol.to_owned())).cloned();
+        let v = self
+            .inner
+            .lock()
+            .latest_outputs
+            .get(&(agent.to_owned(), symbol.to_owned()))
+            .cloned();
         async move { Ok(v) }.boxed()
     }
 
@@ -56,8 +62,14 @@ impl AuditStore for MemoryStore {
     }
 
     fn decision_chain(&self, correlation_id: CorrelationId) -> StoreFuture<Vec<DecisionRecord>> {
-        let v: Vec<DecisionRecord> =
-            self.inner.lock().decisions.iter().filter(|d| d.correlation_id == correlation_id).cloned().collect();
+        let v: Vec<DecisionRecord> = self
+            .inner
+            .lock()
+            .decisions
+            .iter()
+            .filter(|d| d.correlation_id == correlation_id)
+            .cloned()
+            .collect();
         async move { Ok(v) }.boxed()
     }
 }

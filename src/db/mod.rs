@@ -27,7 +27,13 @@ pub fn build_pool(url: &str, settings: &DatabaseSettings) -> anyhow::Result<Pool
     let mut pg: tokio_postgres::Config = url.parse().context("DATABASE_URL is not a valid PostgreSQL URL")?;
     pg.connect_timeout(Duration::from_secs(settings.connect_timeout_secs));
     pg.application_name("triplegain");
-    let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let manager = Manager::from_config(
+        pg,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
     Pool::builder(manager)
         .max_size(settings.max_connections)
         .runtime(Runtime::Tokio1)

@@ -46,7 +46,8 @@ impl StateStore for PgStore {
             let client = pool.get().await.map_err(unavailable)?;
             let sql = format!("SELECT state_data FROM {} WHERE key = $1", state_table(&key));
             let row = client.query_opt(&sql, &[&key]).await.map_err(query)?;
-            row.map(|r| r.try_get::<_, serde_json::Value>(0).map_err(query)).transpose()
+            row.map(|r| r.try_get::<_, serde_json::Value>(0).map_err(query))
+                .transpose()
         }
         .boxed()
     }
@@ -103,7 +104,9 @@ impl AuditStore for PgStore {
                     agent: r.try_get(0).map_err(query)?,
                     symbol: r.try_get(1).map_err(query)?,
                     correlation_id: CorrelationId(
-                        r.try_get::<_, Option<uuid::Uuid>>(2).map_err(query)?.unwrap_or_default(),
+                        r.try_get::<_, Option<uuid::Uuid>>(2)
+                            .map_err(query)?
+                            .unwrap_or_default(),
                     ),
                     model: r.try_get(3).map_err(query)?,
                     output: r.try_get(4).map_err(query)?,
@@ -122,7 +125,13 @@ impl AuditStore for PgStore {
             client
                 .execute(
                     "INSERT INTO decisions (correlation_id, stage, symbol, detail, at) VALUES ($1, $2, $3, $4, $5)",
-                    &[&rec.correlation_id.0, &rec.stage, &rec.symbol, &rec.detail, &rec.timestamp],
+                    &[
+                        &rec.correlation_id.0,
+                        &rec.stage,
+                        &rec.symbol,
+                        &rec.detail,
+                        &rec.timestamp,
+                    ],
                 )
                 .await
                 .map_err(query)?;

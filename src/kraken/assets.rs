@@ -49,11 +49,7 @@ pub fn is_suffixed_asset(kraken: &str) -> bool {
 /// Our `BASE/QUOTE` text for a Kraken `wsname` such as `XBT/USDT` (→ `BTC/USDT`).
 pub fn normalise_wsname(wsname: &str) -> Option<String> {
     let (base, quote) = wsname.split_once('/')?;
-    Some(format!(
-        "{}/{}",
-        normalise_asset(base),
-        normalise_asset(quote)
-    ))
+    Some(format!("{}/{}", normalise_asset(base), normalise_asset(quote)))
 }
 
 /// A decimal for the wire: normalised (no trailing zeros) and never in exponent notation,
@@ -74,9 +70,7 @@ pub fn parse_decimal(v: &serde_json::Value) -> Option<Decimal> {
 /// Parses a decimal text, accepting exponent notation too.
 pub fn parse_decimal_str(s: &str) -> Option<Decimal> {
     let s = s.trim();
-    Decimal::from_str(s)
-        .ok()
-        .or_else(|| Decimal::from_scientific(s).ok())
+    Decimal::from_str(s).ok().or_else(|| Decimal::from_scientific(s).ok())
 }
 
 #[cfg(test)]
@@ -124,16 +118,10 @@ mod tests {
 
     #[test]
     fn decimals_parse_from_strings_and_numbers() {
-        assert_eq!(
-            parse_decimal(&serde_json::json!("0.0001")),
-            Some(dec!(0.0001))
-        );
+        assert_eq!(parse_decimal(&serde_json::json!("0.0001")), Some(dec!(0.0001)));
         assert_eq!(parse_decimal(&serde_json::json!(0.5)), Some(dec!(0.5)));
         assert_eq!(parse_decimal(&serde_json::json!(12)), Some(dec!(12)));
-        assert_eq!(
-            parse_decimal(&serde_json::json!("1e-8")),
-            Some(dec!(0.00000001))
-        );
+        assert_eq!(parse_decimal(&serde_json::json!("1e-8")), Some(dec!(0.00000001)));
         assert_eq!(parse_decimal(&serde_json::json!(null)), None);
         assert_eq!(parse_decimal(&serde_json::json!("abc")), None);
     }

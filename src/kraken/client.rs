@@ -3,8 +3,8 @@
 
 use super::assets::{format_decimal, is_suffixed_asset, normalise_asset, parse_decimal};
 use super::errors::{
-    classify, classify_http_status, classify_malformed, classify_transport, has_error, CallKind,
-    INVALID_NONCE_PREFIX, LOCKOUT_PREFIX,
+    classify, classify_http_status, classify_malformed, classify_transport, has_error, CallKind, INVALID_NONCE_PREFIX,
+    LOCKOUT_PREFIX,
 };
 use super::limits::{rest_cost, RateGate, Tier, TradingLimiter, ADD_ORDER_COST};
 use super::sign::{sign_with_key, FormBody, NonceSource};
@@ -238,9 +238,7 @@ fn unix_secs_to_utc(secs: f64) -> Option<DateTime<Utc>> {
         return None;
     }
     let whole = secs.trunc() as i64;
-    let nanos = ((secs - secs.trunc()) * 1e9)
-        .round()
-        .clamp(0.0, 999_999_999.0) as u32;
+    let nanos = ((secs - secs.trunc()) * 1e9).round().clamp(0.0, 999_999_999.0) as u32;
     Utc.timestamp_opt(whole, nanos).single()
 }
 
@@ -367,10 +365,7 @@ impl KrakenClient {
     /// # Errors
     /// [`KrakenSetupError`] for a secret that is not base64, a malformed base URL, or an HTTP
     /// client that cannot be built.
-    pub fn new(
-        config: KrakenConfig,
-        credentials: Option<KrakenCredentials>,
-    ) -> Result<Self, KrakenSetupError> {
+    pub fn new(config: KrakenConfig, credentials: Option<KrakenCredentials>) -> Result<Self, KrakenSetupError> {
         let base_url = config.base_url.trim().trim_end_matches('/').to_owned();
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
             return Err(KrakenSetupError::BadBaseUrl(config.base_url.clone()));
@@ -392,11 +387,7 @@ impl KrakenClient {
             .user_agent(config.user_agent.clone())
             .build()
             .map_err(|e| KrakenSetupError::Http(e.to_string()))?;
-        let rest = RateGate::new(
-            "Kraken REST",
-            config.tier.rest_limits(),
-            config.max_rate_wait,
-        );
+        let rest = RateGate::new("Kraken REST", config.tier.rest_limits(), config.max_rate_wait);
         let trading = TradingLimiter::new(config.tier.trading_limits(), config.max_rate_wait);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -468,12 +459,7 @@ impl KrakenClient {
     ///
     /// # Errors
     /// Classified [`ExchangeError`]; `Rejected` without credentials.
-    pub async fn private(
-        &self,
-        method: &str,
-        params: &FormBody,
-        kind: CallKind,
-    ) -> Result<Value, ExchangeError> {
+    pub async fn private(&self, method: &str, params: &FormBody, kind: CallKind) -> Result<Value, ExchangeError> {
         let Some(keys) = self.inner.keys.as_ref() else {
             return Err(ExchangeError::Rejected(format!(
                 "Kraken {method} needs API credentials"
@@ -491,13 +477,8 @@ impl KrakenClient {
             };
             if let SendError::Kraken(errors) = &err {
                 if has_error(errors, LOCKOUT_PREFIX) {
-                    *self.inner.lockout_until.lock() =
-                        Instant::now().checked_add(self.inner.config.lockout_pause);
-                    tracing::error!(
-                        method,
-                        ?errors,
-                        "Kraken temporary lockout: pausing private calls"
-                    );
+                    *self.inner.lockout_until.lock() = Instant::now().checked_add(self.inner.config.lockout_pause);
+                    tracing::error!(method, ?errors, "Kraken temporary lockout: pausing private calls");
                 }
                 if has_error(errors, INVALID_NONCE_PREFIX) {
                     if nonce_retry_used {
@@ -507,10 +488,7 @@ impl KrakenClient {
                         )));
                     }
                     nonce_retry_used = true;
-                    tracing::warn!(
-                        method,
-                        "Kraken refused the nonce; retrying once with a fresh nonce"
-                    );
+                    tracing::warn!(method, "Kraken refused the nonce; retrying once with a fresh nonce");
                     continue;
                 }
             }
@@ -530,8 +508,7 @@ impl KrakenClient {
                 && classified.is_retryable()
                 && !matches!(&err, SendError::Kraken(e) if has_error(e, LOCKOUT_PREFIX))
                 && attempt < self.inner.config.read_attempts.max(1)
-                && (!matches!(classified, ExchangeError::RateLimited(_))
-                    || wait <= self.inner.config.max_rate_wait);
+                && (!matches!(classified, ExchangeError::RateLimited(_)) || wait <= self.inner.config.max_rate_wait);
             if !may_retry {
                 return Err(classified);
             }
@@ -564,12 +541,7 @@ impl KrakenClient {
         }
     }
 
-    async fn send_private(
-        &self,
-        keys: &Keys,
-        method: &str,
-        params: &FormBody,
-    ) -> Result<Value, SendError> {
+    async fn send_private(&self, keys: &Keys, method: &str, params: &FormBody) -> Result<Value, SendError> {
         let path = format!("/0/private/{method}");
         let url = format!("{}{path}", self.inner.base_url);
         let response = {
@@ -581,17 +553,13 @@ impl KrakenClient {
             } else {
                 format!("nonce={nonce}&{rest}")
             };
-            let signature =
-                sign_with_key(&path, nonce, body.as_bytes(), keys.secret.expose_secret());
+            let signature = sign_with_key(&path, nonce, body.as_bytes(), keys.secret.expose_secret());
             self.inner
                 .http
                 .post(&url)
                 .header("API-Key", keys.api_key.expose_secret())
                 .header("API-Sign", signature)
-                .header(
-                    reqwest::header::CONTENT_TYPE,
-                    "application/x-www-form-urlencoded",
-                )
+                .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
                 .body(body)
                 .send()
                 .await
@@ -609,10 +577,7 @@ impl KrakenClient {
     pub async fn asset_pairs(&self) -> Result<BTreeMap<String, AssetPair>, ExchangeError> {
         let v = self.public("AssetPairs", &FormBody::new()).await?;
         let Value::Object(map) = v else {
-            return Err(classify_malformed(
-                "AssetPairs result is not an object",
-                CallKind::Read,
-            ));
+            return Err(classify_malformed("AssetPairs result is not an object", CallKind::Read));
         };
         let mut out = BTreeMap::new();
         for (id, entry) in map {
@@ -668,9 +633,7 @@ impl KrakenClient {
     /// # Errors
     /// Classified [`ExchangeError`].
     pub async fn balance(&self) -> Result<BTreeMap<String, Decimal>, ExchangeError> {
-        let v = self
-            .private("Balance", &FormBody::new(), CallKind::Read)
-            .await?;
+        let v = self.private("Balance", &FormBody::new(), CallKind::Read).await?;
         parse_balance(&v)
     }
 
@@ -680,9 +643,7 @@ impl KrakenClient {
     /// # Errors
     /// Classified [`ExchangeError`].
     pub async fn available_balance(&self) -> Result<BTreeMap<String, Decimal>, ExchangeError> {
-        let v = self
-            .private("BalanceEx", &FormBody::new(), CallKind::Read)
-            .await?;
+        let v = self.private("BalanceEx", &FormBody::new(), CallKind::Read).await?;
         parse_balance_ex(&v)
     }
 
@@ -691,39 +652,23 @@ impl KrakenClient {
     ///
     /// # Errors
     /// Classified [`ExchangeError`]; `Unknown` when the order may exist.
-    pub async fn add_order(
-        &self,
-        params: &AddOrderParams,
-    ) -> Result<AddOrderResult, ExchangeError> {
-        self.inner
-            .trading
-            .acquire(&params.pair, ADD_ORDER_COST)
-            .await?;
-        let v = match self
-            .private("AddOrder", &params.to_form(), CallKind::OrderChange)
-            .await
-        {
+    pub async fn add_order(&self, params: &AddOrderParams) -> Result<AddOrderResult, ExchangeError> {
+        self.inner.trading.acquire(&params.pair, ADD_ORDER_COST).await?;
+        let v = match self.private("AddOrder", &params.to_form(), CallKind::OrderChange).await {
             Ok(v) => v,
             Err(e) => {
                 if is_engine_limit(&e) {
                     self.inner.trading.saturate(&params.pair);
                 }
                 // The order may rest on the book: a cancel soon after still pays the penalty.
-                if let (ExchangeError::Unknown(_), Some(c), false) =
-                    (&e, &params.cl_ord_id, params.validate)
-                {
-                    self.inner
-                        .trading
-                        .record_placed(&params.pair, &[c], Instant::now());
+                if let (ExchangeError::Unknown(_), Some(c), false) = (&e, &params.cl_ord_id, params.validate) {
+                    self.inner.trading.record_placed(&params.pair, &[c], Instant::now());
                 }
                 return Err(e);
             }
         };
         let txids: Vec<String> = match v.get("txid") {
-            Some(Value::Array(a)) => a
-                .iter()
-                .filter_map(|t| t.as_str().map(str::to_owned))
-                .collect(),
+            Some(Value::Array(a)) => a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect(),
             Some(Value::String(s)) => vec![s.clone()],
             _ => Vec::new(),
         };
@@ -738,9 +683,7 @@ impl KrakenClient {
             if let Some(c) = &params.cl_ord_id {
                 ids.push(c);
             }
-            self.inner
-                .trading
-                .record_placed(&params.pair, &ids, Instant::now());
+            self.inner.trading.record_placed(&params.pair, &ids, Instant::now());
         }
         Ok(AddOrderResult { txids, description })
     }
@@ -757,9 +700,7 @@ impl KrakenClient {
             CancelTarget::Txid(t) => f.push("txid", t.clone()),
             CancelTarget::ClOrdId(c) => f.push("cl_ord_id", c.clone()),
         };
-        let v = self
-            .private("CancelOrder", &f, CallKind::OrderChange)
-            .await?;
+        let v = self.private("CancelOrder", &f, CallKind::OrderChange).await?;
         self.inner.trading.forget(&[target.id()]);
         Ok(CancelResult {
             count: v.get("count").and_then(Value::as_u64).unwrap_or(0),
@@ -771,10 +712,7 @@ impl KrakenClient {
     ///
     /// # Errors
     /// Classified [`ExchangeError`].
-    pub async fn query_orders(
-        &self,
-        txids: &[String],
-    ) -> Result<BTreeMap<String, KrakenOrder>, ExchangeError> {
+    pub async fn query_orders(&self, txids: &[String]) -> Result<BTreeMap<String, KrakenOrder>, ExchangeError> {
         let mut out = BTreeMap::new();
         for chunk in txids.chunks(50) {
             let mut f = FormBody::new();
@@ -789,10 +727,7 @@ impl KrakenClient {
     ///
     /// # Errors
     /// Classified [`ExchangeError`].
-    pub async fn open_orders(
-        &self,
-        cl_ord_id: Option<&str>,
-    ) -> Result<BTreeMap<String, KrakenOrder>, ExchangeError> {
+    pub async fn open_orders(&self, cl_ord_id: Option<&str>) -> Result<BTreeMap<String, KrakenOrder>, ExchangeError> {
         let mut f = FormBody::new();
         if let Some(c) = cl_ord_id {
             f.push("cl_ord_id", c);
@@ -826,10 +761,7 @@ impl KrakenClient {
     ///
     /// # Errors
     /// `Invalid` for a timeout of a day or more; otherwise classified [`ExchangeError`].
-    pub async fn cancel_all_orders_after(
-        &self,
-        timeout_secs: u32,
-    ) -> Result<DeadMansSwitchStatus, ExchangeError> {
+    pub async fn cancel_all_orders_after(&self, timeout_secs: u32) -> Result<DeadMansSwitchStatus, ExchangeError> {
         if timeout_secs >= MAX_DEAD_MANS_SWITCH_SECS {
             return Err(ExchangeError::Invalid(format!(
                 "dead man's switch timeout {timeout_secs} s must be below {MAX_DEAD_MANS_SWITCH_SECS} s"
@@ -837,15 +769,8 @@ impl KrakenClient {
         }
         let mut f = FormBody::new();
         f.push("timeout", timeout_secs.to_string());
-        let v = self
-            .private("CancelAllOrdersAfter", &f, CallKind::Read)
-            .await?;
-        let text = |k: &str| {
-            v.get(k)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
+        let v = self.private("CancelAllOrdersAfter", &f, CallKind::Read).await?;
+        let text = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
         Ok(DeadMansSwitchStatus {
             current_time: text("currentTime"),
             trigger_time: text("triggerTime"),
@@ -923,17 +848,11 @@ async fn read_envelope_raw(resp: reqwest::Response) -> Result<Value, SendError> 
 fn parse_envelope(text: &str) -> Result<Value, SendError> {
     let v: Value = serde_json::from_str(text).map_err(|e| SendError::Malformed(format!("{e}")))?;
     let errors: Vec<String> = match v.get("error") {
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|e| e.as_str().map(str::to_owned))
-            .collect(),
+        Some(Value::Array(a)) => a.iter().filter_map(|e| e.as_str().map(str::to_owned)).collect(),
         Some(Value::String(s)) if !s.is_empty() => vec![s.clone()],
         _ => Vec::new(),
     };
-    if errors
-        .iter()
-        .any(|e| !e.trim().to_ascii_lowercase().starts_with('w'))
-    {
+    if errors.iter().any(|e| !e.trim().to_ascii_lowercase().starts_with('w')) {
         return Err(SendError::Kraken(errors));
     }
     for w in &errors {
@@ -955,17 +874,10 @@ fn malformed(detail: impl Into<String>) -> ExchangeError {
 ///
 /// # Errors
 /// `Retryable` (malformed) when rows are missing or not numeric.
-pub fn parse_ohlc(
-    v: &Value,
-    symbol: &Symbol,
-    timeframe: Timeframe,
-) -> Result<Vec<Candle>, ExchangeError> {
+pub fn parse_ohlc(v: &Value, symbol: &Symbol, timeframe: Timeframe) -> Result<Vec<Candle>, ExchangeError> {
     let rows = v
         .as_object()
-        .and_then(|m| {
-            m.iter()
-                .find(|(k, val)| k.as_str() != "last" && val.is_array())
-        })
+        .and_then(|m| m.iter().find(|(k, val)| k.as_str() != "last" && val.is_array()))
         .and_then(|(_, val)| val.as_array())
         .ok_or_else(|| malformed("OHLC result has no rows"))?;
     let finished = rows.len().saturating_sub(1);
@@ -977,9 +889,7 @@ pub fn parse_ohlc(
                     .ok_or_else(|| malformed(format!("OHLC row too short: {row}")))
             };
             let dec = |i: usize| {
-                cell(i).and_then(|c| {
-                    parse_decimal(c).ok_or_else(|| malformed(format!("bad OHLC cell {c}")))
-                })
+                cell(i).and_then(|c| parse_decimal(c).ok_or_else(|| malformed(format!("bad OHLC cell {c}"))))
             };
             let t = cell(0)?
                 .as_i64()
@@ -1038,8 +948,7 @@ pub fn parse_balance(v: &Value) -> Result<BTreeMap<String, Decimal>, ExchangeErr
         if is_suffixed_asset(asset) {
             continue;
         }
-        let amount = parse_decimal(amount)
-            .ok_or_else(|| malformed(format!("bad balance for {asset}: {amount}")))?;
+        let amount = parse_decimal(amount).ok_or_else(|| malformed(format!("bad balance for {asset}: {amount}")))?;
         *out.entry(normalise_asset(asset)).or_insert(Decimal::ZERO) += amount;
     }
     Ok(out)
@@ -1058,12 +967,7 @@ pub fn parse_balance_ex(v: &Value) -> Result<BTreeMap<String, Decimal>, Exchange
         if is_suffixed_asset(asset) {
             continue;
         }
-        let field = |k: &str| {
-            entry
-                .get(k)
-                .and_then(parse_decimal)
-                .unwrap_or(Decimal::ZERO)
-        };
+        let field = |k: &str| entry.get(k).and_then(parse_decimal).unwrap_or(Decimal::ZERO);
         let balance = entry
             .get("balance")
             .and_then(parse_decimal)
@@ -1105,10 +1009,7 @@ mod tests {
     fn credentials_debug_hides_secrets() {
         let c = KrakenCredentials::new("my-public-key", "c2VjcmV0");
         let s = format!("{c:?}");
-        assert!(
-            !s.contains("my-public-key") && !s.contains("c2VjcmV0"),
-            "{s}"
-        );
+        assert!(!s.contains("my-public-key") && !s.contains("c2VjcmV0"), "{s}");
         assert!(s.contains("REDACTED"));
     }
 
@@ -1158,9 +1059,7 @@ mod tests {
         };
         let body = spot.to_form().encode();
         assert!(
-            !body.contains("leverage")
-                && body.contains("oflags=post")
-                && !body.contains("validate"),
+            !body.contains("leverage") && body.contains("oflags=post") && !body.contains("validate"),
             "{body}"
         );
     }
@@ -1204,10 +1103,7 @@ mod tests {
             .as_secs();
         let errs = vec![format!("EService:Throttled: {}", now + 5)];
         let w = throttled_wait(&errs).unwrap();
-        assert!(
-            w >= Duration::from_secs(4) && w <= Duration::from_secs(5),
-            "{w:?}"
-        );
+        assert!(w >= Duration::from_secs(4) && w <= Duration::from_secs(5), "{w:?}");
         assert_eq!(throttled_wait(&["EService:Busy".to_owned()]), None);
         assert!(is_engine_limit(&ExchangeError::RateLimited(
             "EOrder:Rate limit exceeded".into()

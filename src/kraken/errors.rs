@@ -99,16 +99,8 @@ pub fn classify(errors: &[String], kind: CallKind) -> ExchangeError {
         .iter()
         .filter(|e| !e.trim().to_ascii_lowercase().starts_with('w'))
         .collect();
-    let text = errors
-        .iter()
-        .map(|e| e.as_str())
-        .collect::<Vec<_>>()
-        .join("; ");
-    let any = |list: &[&str]| {
-        errors
-            .iter()
-            .any(|e| list.iter().any(|p| starts_with_ci(e, p)))
-    };
+    let text = errors.iter().map(|e| e.as_str()).collect::<Vec<_>>().join("; ");
+    let any = |list: &[&str]| errors.iter().any(|e| list.iter().any(|p| starts_with_ci(e, p)));
 
     if errors.is_empty() {
         return ExchangeError::Rejected("Kraken reported only warnings".into());
@@ -138,9 +130,7 @@ pub fn classify(errors: &[String], kind: CallKind) -> ExchangeError {
     }
     match kind {
         CallKind::Read => ExchangeError::Rejected(format!("unrecognised Kraken error: {text}")),
-        CallKind::OrderChange => {
-            ExchangeError::Unknown(format!("unrecognised Kraken error: {text}"))
-        }
+        CallKind::OrderChange => ExchangeError::Unknown(format!("unrecognised Kraken error: {text}")),
     }
 }
 
@@ -239,11 +229,7 @@ mod tests {
             ("EGeneral:Too many requests", Read, RateLimited),
             ("EService:Throttled: 1700000000", Read, RateLimited),
             ("EOrder:Rate limit exceeded", OrderChange, RateLimited),
-            (
-                "EOrder:Domain rate limit exceeded",
-                OrderChange,
-                RateLimited,
-            ),
+            ("EOrder:Domain rate limit exceeded", OrderChange, RateLimited),
             ("EGeneral:Temporary lockout", Read, RateLimited),
             ("EService:Unavailable", Read, Retryable),
             ("EService:Unavailable", OrderChange, Unknown),
@@ -258,10 +244,7 @@ mod tests {
         for (err, kind, want) in table {
             let got = classify(&[(*err).to_owned()], *kind);
             assert_eq!(class(&got), *want, "{err} as {kind:?} → {got:?}");
-            assert!(
-                got.to_string().contains(err),
-                "message keeps Kraken's text: {got}"
-            );
+            assert!(got.to_string().contains(err), "message keeps Kraken's text: {got}");
         }
     }
 
@@ -272,15 +255,9 @@ mod tests {
             "EService:Busy".into(),
             "EOrder:Insufficient funds".into(),
         ];
-        assert!(matches!(
-            classify(&errs, OrderChange),
-            ExchangeError::Rejected(_)
-        ));
+        assert!(matches!(classify(&errs, OrderChange), ExchangeError::Rejected(_)));
         let only_warn = vec!["WGeneral:Danger".to_owned()];
-        assert!(matches!(
-            classify(&only_warn, Read),
-            ExchangeError::Rejected(_)
-        ));
+        assert!(matches!(classify(&only_warn, Read), ExchangeError::Rejected(_)));
     }
 
     #[test]
@@ -289,18 +266,12 @@ mod tests {
             classify_http_status(502, OrderChange),
             ExchangeError::Unknown(_)
         ));
-        assert!(matches!(
-            classify_http_status(503, Read),
-            ExchangeError::Retryable(_)
-        ));
+        assert!(matches!(classify_http_status(503, Read), ExchangeError::Retryable(_)));
         assert!(matches!(
             classify_http_status(429, OrderChange),
             ExchangeError::RateLimited(_)
         ));
-        assert!(matches!(
-            classify_http_status(403, Read),
-            ExchangeError::Rejected(_)
-        ));
+        assert!(matches!(classify_http_status(403, Read), ExchangeError::Rejected(_)));
         assert!(matches!(
             classify_malformed("<html>", OrderChange),
             ExchangeError::Unknown(_)

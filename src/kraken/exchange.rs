@@ -3,8 +3,7 @@
 
 use super::assets::{normalise_asset, normalise_wsname};
 use super::client::{
-    AddOrderParams, AssetPair, CancelTarget, KrakenClient, KrakenOrder, Ticker,
-    MAX_DEAD_MANS_SWITCH_SECS,
+    AddOrderParams, AssetPair, CancelTarget, KrakenClient, KrakenOrder, Ticker, MAX_DEAD_MANS_SWITCH_SECS,
 };
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
@@ -13,12 +12,9 @@ use rust_decimal::Decimal;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
-use triplegain_actors::domain::{
-    Candle, ClientOrderId, OrderStatus, OrderType, Side, Symbol, Timeframe,
-};
+use triplegain_actors::domain::{Candle, ClientOrderId, OrderStatus, OrderType, Side, Symbol, Timeframe};
 use triplegain_actors::ports::{
-    Exchange, ExchangeError, ExchangeFuture, ExchangeOrder, OrderAck, OrderRef, OrderRequest,
-    PairInfo,
+    Exchange, ExchangeError, ExchangeFuture, ExchangeOrder, OrderAck, OrderRef, OrderRequest, PairInfo,
 };
 use uuid::Uuid;
 
@@ -67,10 +63,7 @@ impl PairRegistry {
     ///
     /// # Errors
     /// `Invalid` naming the wanted symbols Kraken does not list.
-    pub fn build(
-        pairs: &BTreeMap<String, AssetPair>,
-        wanted: &[Symbol],
-    ) -> Result<Self, ExchangeError> {
+    pub fn build(pairs: &BTreeMap<String, AssetPair>, wanted: &[Symbol]) -> Result<Self, ExchangeError> {
         let mut reg = Self::default();
         for (id, p) in pairs {
             let Some(symbol) = symbol_of(p) else { continue };
@@ -166,26 +159,16 @@ pub fn prepare_order(pair: &PairInfo, req: &OrderRequest) -> Result<AddOrderPara
         )))
     };
     let needs_price = !matches!(req.order_type, OrderType::Market);
-    let needs_price2 = matches!(
-        req.order_type,
-        OrderType::StopLossLimit | OrderType::TakeProfitLimit
-    );
+    let needs_price2 = matches!(req.order_type, OrderType::StopLossLimit | OrderType::TakeProfitLimit);
     match (needs_price, req.price) {
         (true, None) => return invalid(format!("{} order needs a price", req.order_type)),
         (false, Some(_)) => {
-            return invalid(
-                "market orders take no price; bound the slippage with a limit order".into(),
-            );
+            return invalid("market orders take no price; bound the slippage with a limit order".into());
         }
         _ => {}
     }
     match (needs_price2, req.price2) {
-        (true, None) => {
-            return invalid(format!(
-                "{} order needs a limit price (price2)",
-                req.order_type
-            ))
-        }
+        (true, None) => return invalid(format!("{} order needs a limit price (price2)", req.order_type)),
         (false, Some(_)) => return invalid(format!("{} order takes no price2", req.order_type)),
         _ => {}
     }
@@ -234,10 +217,7 @@ pub fn prepare_order(pair: &PairInfo, req: &OrderRequest) -> Result<AddOrderPara
             Side::Sell => pair.max_leverage_sell,
         };
         if l > max {
-            return invalid(format!(
-                "leverage {l} exceeds the pair maximum {max} for {}",
-                req.side
-            ));
+            return invalid(format!("leverage {l} exceeds the pair maximum {max} for {}", req.side));
         }
     }
     Ok(AddOrderParams {
@@ -256,11 +236,7 @@ pub fn prepare_order(pair: &PairInfo, req: &OrderRequest) -> Result<AddOrderPara
 }
 
 /// Our view of a Kraken order; `None` for pairs we do not trade or order types we do not use.
-pub fn to_exchange_order(
-    txid: &str,
-    o: &KrakenOrder,
-    registry: &PairRegistry,
-) -> Option<ExchangeOrder> {
+pub fn to_exchange_order(txid: &str, o: &KrakenOrder, registry: &PairRegistry) -> Option<ExchangeOrder> {
     let symbol = registry.symbol_for(&o.descr.pair)?.clone();
     let side = Side::parse(&o.descr.side).ok()?;
     let order_type = OrderType::parse(&o.descr.ordertype).ok()?;
@@ -282,9 +258,7 @@ pub fn to_exchange_order(
         status,
         volume: o.vol,
         filled_volume: o.vol_exec,
-        avg_fill_price: o
-            .price
-            .filter(|p| *p > Decimal::ZERO && o.vol_exec > Decimal::ZERO),
+        avg_fill_price: o.price.filter(|p| *p > Decimal::ZERO && o.vol_exec > Decimal::ZERO),
         fee: o.fee,
         price: o.descr.price.filter(|p| *p > Decimal::ZERO),
         opened_at: o.opened_at(),
@@ -295,10 +269,7 @@ pub fn to_exchange_order(
 
 // ---------------------------------------------------------------- exchange
 
-async fn load_registry(
-    client: &KrakenClient,
-    symbols: &[Symbol],
-) -> Result<PairRegistry, ExchangeError> {
+async fn load_registry(client: &KrakenClient, symbols: &[Symbol]) -> Result<PairRegistry, ExchangeError> {
     let pairs = client.asset_pairs().await?;
     let registry = PairRegistry::build(&pairs, symbols)?;
     for p in registry.pairs() {
@@ -402,10 +373,7 @@ impl KrakenExchange {
     ///
     /// # Errors
     /// Classified [`ExchangeError`]; `Invalid` for ids Kraken cannot carry.
-    pub async fn find_by_client_id(
-        &self,
-        id: &ClientOrderId,
-    ) -> Result<Option<ExchangeOrder>, ExchangeError> {
+    pub async fn find_by_client_id(&self, id: &ClientOrderId) -> Result<Option<ExchangeOrder>, ExchangeError> {
         let cl = kraken_cl_ord_id(id)?;
         let open = self.client.open_orders(Some(&cl)).await?;
         let registry = self.registry();
@@ -413,9 +381,9 @@ impl KrakenExchange {
             m.iter()
                 // Kraken filtered by cl_ord_id already; re-check in case it echoes another form.
                 .filter(|(_, o)| {
-                    o.cl_ord_id.as_deref().map_or(true, |c| {
-                        client_order_id_from_kraken(c).as_ref() == Some(id)
-                    })
+                    o.cl_ord_id
+                        .as_deref()
+                        .is_none_or(|c| client_order_id_from_kraken(c).as_ref() == Some(id))
                 })
                 .find_map(|(txid, o)| to_exchange_order(txid, o, &registry))
         };
@@ -533,13 +501,7 @@ impl Exchange for KrakenExchange {
 
     fn cancel_all_after(&self, timeout_secs: u32) -> ExchangeFuture<()> {
         let client = self.client.clone();
-        async move {
-            client
-                .cancel_all_orders_after(timeout_secs)
-                .await
-                .map(|_| ())
-        }
-        .boxed()
+        async move { client.cancel_all_orders_after(timeout_secs).await.map(|_| ()) }.boxed()
     }
 }
 
@@ -627,9 +589,7 @@ pub fn spawn_dead_mans_switch(
             MAX_DEAD_MANS_SWITCH_SECS - 1
         )));
     }
-    if config.refresh_every.is_zero()
-        || config.refresh_every >= Duration::from_secs(u64::from(config.timeout_secs))
-    {
+    if config.refresh_every.is_zero() || config.refresh_every >= Duration::from_secs(u64::from(config.timeout_secs)) {
         return Err(ExchangeError::Invalid(format!(
             "dead man's switch refresh {:?} must be shorter than its timeout {} s",
             config.refresh_every, config.timeout_secs
@@ -711,51 +671,29 @@ mod tests {
         assert_eq!(kraken_cl_ord_id(&short).unwrap(), "sl-42");
         assert_eq!(client_order_id_from_kraken("sl-42"), Some(short));
         let long = ClientOrderId::parse("this-is-a-much-too-long-free-text").unwrap();
-        assert!(matches!(
-            kraken_cl_ord_id(&long),
-            Err(ExchangeError::Invalid(_))
-        ));
+        assert!(matches!(kraken_cl_ord_id(&long), Err(ExchangeError::Invalid(_))));
     }
 
     #[test]
     fn prepare_quantises_and_checks_minimums() {
         let p = btc();
-        let ok = prepare_order(
-            &p,
-            &req(OrderType::Limit, dec!(0.123456789), Some(dec!(45250.06))),
-        )
-        .unwrap();
+        let ok = prepare_order(&p, &req(OrderType::Limit, dec!(0.123456789), Some(dec!(45250.06)))).unwrap();
         assert_eq!(ok.price, Some(dec!(45250.1)));
         assert_eq!(ok.volume, dec!(0.12345678));
         assert_eq!(ok.pair, "XBTUSDT");
         assert!(ok.cl_ord_id.is_some());
 
         let cases: &[(OrderRequest, &str)] = &[
-            (
-                req(OrderType::Limit, dec!(0.00004), Some(dec!(45000))),
-                "ordermin",
-            ),
+            (req(OrderType::Limit, dec!(0.00004), Some(dec!(45000))), "ordermin"),
             (
                 req(OrderType::Limit, dec!(0.000000001), Some(dec!(45000))),
                 "zero after truncation",
             ),
-            (
-                req(OrderType::Limit, dec!(0.0001), Some(dec!(1))),
-                "costmin",
-            ),
+            (req(OrderType::Limit, dec!(0.0001), Some(dec!(1))), "costmin"),
             (req(OrderType::Limit, dec!(0.001), None), "needs a price"),
-            (
-                req(OrderType::Market, dec!(0.001), Some(dec!(45000))),
-                "take no price",
-            ),
-            (
-                req(OrderType::StopLossLimit, dec!(0.001), Some(dec!(45000))),
-                "price2",
-            ),
-            (
-                req(OrderType::Limit, dec!(0.001), Some(dec!(0.01))),
-                "positive",
-            ),
+            (req(OrderType::Market, dec!(0.001), Some(dec!(45000))), "take no price"),
+            (req(OrderType::StopLossLimit, dec!(0.001), Some(dec!(45000))), "price2"),
+            (req(OrderType::Limit, dec!(0.001), Some(dec!(0.01))), "positive"),
             (
                 OrderRequest {
                     price2: Some(dec!(1)),
@@ -805,10 +743,7 @@ mod tests {
             ..req(OrderType::StopLossLimit, dec!(0.001), Some(dec!(44000.06)))
         };
         let sll = prepare_order(&p, &sll).unwrap();
-        assert_eq!(
-            (sll.price, sll.price2),
-            (Some(dec!(44000.1)), Some(dec!(43999.9)))
-        );
+        assert_eq!((sll.price, sll.price2), (Some(dec!(44000.1)), Some(dec!(43999.9))));
     }
 
     #[test]
@@ -910,11 +845,7 @@ mod tests {
         assert!((2..=6).contains(&arms), "arms = {arms}");
         assert_eq!(ex.disarms.load(Ordering::SeqCst), 1);
         tokio::time::sleep(Duration::from_millis(70)).await;
-        assert_eq!(
-            ex.arms.load(Ordering::SeqCst),
-            arms,
-            "no refresh after stop"
-        );
+        assert_eq!(ex.arms.load(Ordering::SeqCst), arms, "no refresh after stop");
     }
 
     #[tokio::test]
@@ -939,10 +870,7 @@ mod tests {
             },
         ] {
             assert!(
-                matches!(
-                    spawn_dead_mans_switch(ex.clone(), cfg),
-                    Err(ExchangeError::Invalid(_))
-                ),
+                matches!(spawn_dead_mans_switch(ex.clone(), cfg), Err(ExchangeError::Invalid(_))),
                 "{cfg:?}"
             );
         }

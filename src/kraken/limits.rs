@@ -86,8 +86,7 @@ impl Tier {
 /// REST counter (they use the trading counter); history calls cost 2.
 pub fn rest_cost(method: &str) -> f64 {
     match method {
-        "AddOrder" | "AddOrderBatch" | "CancelOrder" | "CancelOrderBatch" | "EditOrder"
-        | "AmendOrder" => 0.0,
+        "AddOrder" | "AddOrderBatch" | "CancelOrder" | "CancelOrderBatch" | "EditOrder" | "AmendOrder" => 0.0,
         "ClosedOrders" | "TradesHistory" | "Ledgers" | "QueryTrades" | "QueryLedgers" => 2.0,
         _ => 1.0,
     }
@@ -175,9 +174,7 @@ impl DecayingCounter {
         }
         let secs = (self.value + cost - self.limits.max) / self.limits.decay_per_sec;
         // Round up to whole milliseconds so the retry after the wait always fits.
-        Err(Duration::from_millis(
-            ((secs * 1000.0).ceil() as u64).saturating_add(1),
-        ))
+        Err(Duration::from_millis(((secs * 1000.0).ceil() as u64).saturating_add(1)))
     }
 }
 
@@ -304,11 +301,7 @@ impl TradingLimiter {
 
     /// Counter value of `pair` at `now`.
     pub fn value_at(&self, pair: &str, now: Instant) -> f64 {
-        self.state
-            .lock()
-            .pairs
-            .get_mut(pair)
-            .map_or(0.0, |c| c.value_at(now))
+        self.state.lock().pairs.get_mut(pair).map_or(0.0, |c| c.value_at(now))
     }
 
     /// Charges `cost` on `pair`, sleeping until it fits.
@@ -537,23 +530,14 @@ mod tests {
 
         // Cancelled after 2 s: penalty 8, charged on XBTUSDT.
         let t2 = t0 + Duration::from_secs(2);
-        assert_eq!(
-            lim.cancel_charge_at("OABC-1", t2),
-            Some(("XBTUSDT".to_owned(), 8.0))
-        );
-        assert_eq!(
-            lim.cancel_charge_at("tg-1", t2),
-            Some(("XBTUSDT".to_owned(), 8.0))
-        );
+        assert_eq!(lim.cancel_charge_at("OABC-1", t2), Some(("XBTUSDT".to_owned(), 8.0)));
+        assert_eq!(lim.cancel_charge_at("tg-1", t2), Some(("XBTUSDT".to_owned(), 8.0)));
         // After 60 s only 2, after 5 minutes nothing; unknown orders cost nothing.
         assert_eq!(
             lim.cancel_charge_at("OABC-1", t0 + Duration::from_secs(60)),
             Some(("XBTUSDT".to_owned(), 2.0))
         );
-        assert_eq!(
-            lim.cancel_charge_at("OABC-1", t0 + Duration::from_secs(301)),
-            None
-        );
+        assert_eq!(lim.cancel_charge_at("OABC-1", t0 + Duration::from_secs(301)), None);
         assert_eq!(lim.cancel_charge_at("OTHER", t2), None);
 
         lim.try_charge_at("XBTUSDT", 8.0, t2).unwrap();
@@ -566,19 +550,14 @@ mod tests {
         let mut refused = None;
         for i in 0..10 {
             t += Duration::from_millis(100);
-            if let Err(w) =
-                lim.try_charge_at("XBTUSDT", ADD_ORDER_COST + cancel_cost(Duration::ZERO), t)
-            {
+            if let Err(w) = lim.try_charge_at("XBTUSDT", ADD_ORDER_COST + cancel_cost(Duration::ZERO), t) {
                 refused = Some((i, w));
                 break;
             }
         }
         let (i, wait) = refused.expect("the loop must hit the trading limit");
         assert!(i >= 5, "refused too early at cycle {i}");
-        assert!(
-            wait > Duration::ZERO && wait < Duration::from_secs(10),
-            "{wait:?}"
-        );
+        assert!(wait > Duration::ZERO && wait < Duration::from_secs(10), "{wait:?}");
 
         lim.forget(&["OABC-1", "tg-1"]);
         assert_eq!(lim.cancel_charge_at("OABC-1", t2), None);
@@ -600,10 +579,7 @@ mod tests {
         let started = Instant::now();
         gate.acquire(1.0).await.unwrap();
         let waited = started.elapsed();
-        assert!(
-            waited >= Duration::from_millis(40),
-            "waited only {waited:?}"
-        );
+        assert!(waited >= Duration::from_millis(40), "waited only {waited:?}");
 
         let strict = RateGate::new(
             "rest",

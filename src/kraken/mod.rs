@@ -9,14 +9,13 @@ pub mod limits;
 pub mod sign;
 
 pub use client::{
-    AddOrderParams, AddOrderResult, AssetPair, CancelResult, CancelTarget, DeadMansSwitchStatus,
-    KrakenClient, KrakenConfig, KrakenCredentials, KrakenOrder, KrakenSetupError, Ticker,
-    DEFAULT_BASE_URL,
+    AddOrderParams, AddOrderResult, AssetPair, CancelResult, CancelTarget, DeadMansSwitchStatus, KrakenClient,
+    KrakenConfig, KrakenCredentials, KrakenOrder, KrakenSetupError, Ticker, DEFAULT_BASE_URL,
 };
 pub use errors::{classify, CallKind};
 pub use exchange::{
-    client_order_id_from_kraken, kraken_cl_ord_id, prepare_order, spawn_dead_mans_switch,
-    DeadMansSwitchConfig, DeadMansSwitchHandle, KrakenExchange, PairRegistry,
+    client_order_id_from_kraken, kraken_cl_ord_id, prepare_order, spawn_dead_mans_switch, DeadMansSwitchConfig,
+    DeadMansSwitchHandle, KrakenExchange, PairRegistry,
 };
 pub use limits::{RateGate, Tier, TradingLimiter};
 pub use sign::{sign, FormBody, NonceSource};

@@ -20,15 +20,8 @@ pub enum SignError {
 ///
 /// # Errors
 /// [`SignError::SecretNotBase64`] when the secret does not decode.
-pub fn sign(
-    uri_path: &str,
-    nonce: u64,
-    post_data: &[u8],
-    secret_b64: &str,
-) -> Result<String, SignError> {
-    let key = B64
-        .decode(secret_b64.trim())
-        .map_err(|_| SignError::SecretNotBase64)?;
+pub fn sign(uri_path: &str, nonce: u64, post_data: &[u8], secret_b64: &str) -> Result<String, SignError> {
+    let key = B64.decode(secret_b64.trim()).map_err(|_| SignError::SecretNotBase64)?;
     Ok(sign_with_key(uri_path, nonce, post_data, &key))
 }
 
@@ -73,12 +66,10 @@ impl NonceSource {
         let mut prev = self.last.load(Ordering::Relaxed);
         loop {
             let candidate = now_ms.max(prev.saturating_add(1));
-            match self.last.compare_exchange_weak(
-                prev,
-                candidate,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
+            match self
+                .last
+                .compare_exchange_weak(prev, candidate, Ordering::AcqRel, Ordering::Relaxed)
+            {
                 Ok(_) => return candidate,
                 Err(actual) => prev = actual,
             }
@@ -111,10 +102,7 @@ impl FormBody {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     /// The encoded body, e.g. `nonce=1&pair=XBTUSD&price=%2B5`.
@@ -149,20 +137,12 @@ fn percent_encode_into(s: &str, out: &mut String) {
 mod tests {
     use super::*;
 
-    const DOC_SECRET: &str =
-        "kQH5HW/8p1uGOVjbgWA7FunAmGO8lsSUXNsu3eow76sz84Q18fWxnyRzBHCd3pd5nE9qa99HAZtuZuj6F1huXg==";
+    const DOC_SECRET: &str = "kQH5HW/8p1uGOVjbgWA7FunAmGO8lsSUXNsu3eow76sz84Q18fWxnyRzBHCd3pd5nE9qa99HAZtuZuj6F1huXg==";
 
     #[test]
     fn official_add_order_vector_matches_exactly() {
-        let body =
-            "nonce=1616492376594&ordertype=limit&pair=XBTUSD&price=37500&type=buy&volume=1.25";
-        let sig = sign(
-            "/0/private/AddOrder",
-            1_616_492_376_594,
-            body.as_bytes(),
-            DOC_SECRET,
-        )
-        .unwrap();
+        let body = "nonce=1616492376594&ordertype=limit&pair=XBTUSD&price=37500&type=buy&volume=1.25";
+        let sig = sign("/0/private/AddOrder", 1_616_492_376_594, body.as_bytes(), DOC_SECRET).unwrap();
         assert_eq!(
             sig,
             "4/dpxb3iT4tp/ZCVEwSnEsLxx0bqyhLpdfOpc6fn7OR8+UClSV5n9E6aSS8MPtnRfp32bAb0nmbRn6H8ndwLUQ=="
@@ -184,13 +164,7 @@ mod tests {
             body,
             "nonce=1616492376594&ordertype=limit&pair=XBTUSD&price=37500&type=buy&volume=1.25"
         );
-        let sig = sign(
-            "/0/private/AddOrder",
-            1_616_492_376_594,
-            body.as_bytes(),
-            DOC_SECRET,
-        )
-        .unwrap();
+        let sig = sign("/0/private/AddOrder", 1_616_492_376_594, body.as_bytes(), DOC_SECRET).unwrap();
         assert_eq!(
             sig,
             "4/dpxb3iT4tp/ZCVEwSnEsLxx0bqyhLpdfOpc6fn7OR8+UClSV5n9E6aSS8MPtnRfp32bAb0nmbRn6H8ndwLUQ=="
@@ -199,8 +173,7 @@ mod tests {
 
     #[test]
     fn extra_vectors_match() {
-        let json =
-            r#"{"ordertype":"limit","pair":"XBTUSD","price":"37500","type":"buy","volume":"1.25"}"#;
+        let json = r#"{"ordertype":"limit","pair":"XBTUSD","price":"37500","type":"buy","volume":"1.25"}"#;
         assert_eq!(
             sign("/0/private/AddOrder", 1_616_492_376_594, json.as_bytes(), DOC_SECRET).unwrap(),
             "oTOXlYtwCD1eL/j45C8gSWB49XQO1Sguv3nnScc8TTNpgmsnDvAA3yu6geyXXjGIsfCUEOzslsv4ugTZNsM7RA=="
@@ -216,7 +189,13 @@ mod tests {
             "6i7+cpXVLDDnDOekgsRcgFQhkYFyPDSSxhSVA8OrA6vjziXcy2K1DP3n7f9B/Kgni71WjBSQusZKxduRsdF20Q=="
         );
         assert_eq!(
-            sign("/0/private/Balance", 1_616_492_376_594, b"nonce=1616492376594", DOC_SECRET).unwrap(),
+            sign(
+                "/0/private/Balance",
+                1_616_492_376_594,
+                b"nonce=1616492376594",
+                DOC_SECRET
+            )
+            .unwrap(),
             "1nH4vwR+8FHiYh1QT649xXkGd3JR3x0DWkgv3u9Ed/Qqv6KPtgQpEU4m+Emb/VgpEji3j1XNwI+HCbfXxmrTOg=="
         );
     }
@@ -250,10 +229,7 @@ mod tests {
                 std::thread::spawn(move || (0..1000).map(|_| n.next_at(42)).collect::<Vec<_>>())
             })
             .collect();
-        let mut all: Vec<u64> = handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect();
+        let mut all: Vec<u64> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
         all.sort_unstable();
         let before = all.len();
         all.dedup();

@@ -30,10 +30,7 @@ impl std::fmt::Debug for AnthropicClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AnthropicClient")
             .field("base_url", &self.inner.base_url)
-            .field(
-                "api_key",
-                &self.inner.api_key.as_ref().map(|_| "[redacted]"),
-            )
+            .field("api_key", &self.inner.api_key.as_ref().map(|_| "[redacted]"))
             .finish()
     }
 }
@@ -92,9 +89,7 @@ impl AnthropicClient {
             },
         };
         f(&mut inner);
-        Self {
-            inner: Arc::new(inner),
-        }
+        Self { inner: Arc::new(inner) }
     }
 
     pub fn with_prices(self, prices: PriceTable) -> Self {
@@ -132,9 +127,8 @@ async fn call(inner: Arc<Inner>, req: ModelRequest) -> Result<ModelResponse, Mod
         .as_ref()
         .ok_or_else(|| ModelError::NotConfigured(format!("{PROVIDER}: no API key configured")))?;
     let mut headers = HeaderMap::new();
-    let mut key_value = HeaderValue::from_str(key.expose_secret()).map_err(|_| {
-        ModelError::NotConfigured(format!("{PROVIDER}: API key is not a valid header value"))
-    })?;
+    let mut key_value = HeaderValue::from_str(key.expose_secret())
+        .map_err(|_| ModelError::NotConfigured(format!("{PROVIDER}: API key is not a valid header value")))?;
     key_value.set_sensitive(true);
     headers.insert(HeaderName::from_static("x-api-key"), key_value);
     headers.insert(
@@ -144,16 +138,7 @@ async fn call(inner: Arc<Inner>, req: ModelRequest) -> Result<ModelResponse, Mod
     let url = format!("{}/v1/messages", inner.base_url);
     let body = AnthropicClient::request_body(&req);
     let started = Instant::now();
-    let value = post_json(
-        &inner.http,
-        PROVIDER,
-        &url,
-        headers,
-        &body,
-        req.timeout_ms,
-        inner.retry,
-    )
-    .await?;
+    let value = post_json(&inner.http, PROVIDER, &url, headers, &body, req.timeout_ms, inner.retry).await?;
     let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let parsed: MessagesResponse = serde_json::from_value(value)
         .map_err(|e| ModelError::Provider(format!("{PROVIDER}: unexpected response shape: {e}")))?;

@@ -34,12 +34,7 @@ impl FallbackChain {
         Self::default()
     }
 
-    pub fn then(
-        mut self,
-        client: Arc<dyn ModelClient>,
-        model: impl Into<String>,
-        timeout_ms: u64,
-    ) -> Self {
+    pub fn then(mut self, client: Arc<dyn ModelClient>, model: impl Into<String>, timeout_ms: u64) -> Self {
         self.links.push(ChainLink {
             client,
             model: model.into(),
@@ -100,10 +95,7 @@ impl FallbackChain {
                         .iter()
                         .map(|f| format!("{}/{}: {}", f.provider, f.model, f.error))
                         .collect();
-                    Err(rewrap(
-                        &last.error,
-                        format!("every model failed ({})", all.join("; ")),
-                    ))
+                    Err(rewrap(&last.error, format!("every model failed ({})", all.join("; "))))
                 }
             };
             ChainResult { outcome, failures }
@@ -278,9 +270,7 @@ impl CircuitBreaker {
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
         match self.state {
             BreakerState::HalfOpen => self.open(now),
-            BreakerState::Closed if self.consecutive_failures >= self.failure_threshold => {
-                self.open(now)
-            }
+            BreakerState::Closed if self.consecutive_failures >= self.failure_threshold => self.open(now),
             _ => {}
         }
     }
@@ -321,11 +311,7 @@ impl ModelClient for CircuitBreakerClient {
     fn complete(&self, req: ModelRequest) -> ModelFuture {
         let provider = self.inner.provider().to_string();
         if !self.breaker.lock().try_acquire(Instant::now()) {
-            return Box::pin(async move {
-                Err(ModelError::Provider(format!(
-                    "{provider}: circuit breaker open"
-                )))
-            });
+            return Box::pin(async move { Err(ModelError::Provider(format!("{provider}: circuit breaker open"))) });
         }
         let fut = self.inner.complete(req);
         let breaker = Arc::clone(&self.breaker);
@@ -430,10 +416,7 @@ impl JsonlRecorder {
     /// When the file cannot be opened for appending.
     pub fn open(path: impl AsRef<Path>) -> std::io::Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)?;
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
         Ok(Self {
             path,
             file: Arc::new(Mutex::new(file)),
@@ -466,11 +449,7 @@ pub struct RecordingClient {
 }
 
 impl RecordingClient {
-    pub fn new(
-        inner: Arc<dyn ModelClient>,
-        agent: impl Into<String>,
-        recorder: Arc<dyn ModelRecorder>,
-    ) -> Self {
+    pub fn new(inner: Arc<dyn ModelClient>, agent: impl Into<String>, recorder: Arc<dyn ModelRecorder>) -> Self {
         Self {
             inner,
             agent: agent.into(),
@@ -510,10 +489,7 @@ pub struct ReplayModelClient {
 
 impl ReplayModelClient {
     /// Later duplicates of a key replace earlier ones.
-    pub fn new(
-        agent: impl Into<String>,
-        answers: impl IntoIterator<Item = RecordedAnswer>,
-    ) -> Self {
+    pub fn new(agent: impl Into<String>, answers: impl IntoIterator<Item = RecordedAnswer>) -> Self {
         let map = answers.into_iter().map(|a| (a.key, a.outcome)).collect();
         Self {
             agent: agent.into(),
@@ -563,9 +539,7 @@ impl ModelClient for ReplayModelClient {
         let key = ReplayKey::for_request(&self.agent, &req);
         let res = match self.answers.get(&key) {
             Some(r) => r.clone(),
-            None => Err(ModelError::NotConfigured(format!(
-                "missing replay entry {key}"
-            ))),
+            None => Err(ModelError::NotConfigured(format!("missing replay entry {key}"))),
         };
         Box::pin(async move { res })
     }
@@ -585,9 +559,7 @@ mod tests {
     fn prompt_hash_is_sha256_hex_and_separates_prompts() {
         let h = prompt_hash("sys", "user");
         assert_eq!(h.len(), 64);
-        assert!(h
-            .chars()
-            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(h.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_ne!(h, prompt_hash("sysu", "ser"));
         assert_eq!(h, prompt_hash("sys", "user"));
         // SHA-256 of the empty system prompt, NUL, empty user prompt = SHA-256("\0")

@@ -90,9 +90,8 @@ pub(crate) async fn post_json(
                     )))
                 }
             };
-            return serde_json::from_str(&text).map_err(|e| {
-                ModelError::Provider(format!("{provider}: response body is not JSON: {e}"))
-            });
+            return serde_json::from_str(&text)
+                .map_err(|e| ModelError::Provider(format!("{provider}: response body is not JSON: {e}")));
         }
         let detail = snippet(&response.text().await.unwrap_or_default());
         let code = status.as_u16();
@@ -186,9 +185,7 @@ mod tests {
 
     #[test]
     fn redacts_key_like_words() {
-        let s = redact(
-            "invalid key sk-abc provided: Bearer abcdefghijklmnopqrstuvwxyz0123456789ABCD ok",
-        );
+        let s = redact("invalid key sk-abc provided: Bearer abcdefghijklmnopqrstuvwxyz0123456789ABCD ok");
         assert!(!s.contains("sk-abc"));
         assert!(!s.contains("abcdefghijklmnopqrstuvwxyz0123456789ABCD"));
         assert!(s.contains("invalid key"));
@@ -205,9 +202,6 @@ mod tests {
         assert_eq!(p.backoff(0, None), Duration::from_millis(100));
         assert_eq!(p.backoff(1, None), Duration::from_millis(200));
         assert_eq!(p.backoff(2, None), Duration::from_millis(350));
-        assert_eq!(
-            p.backoff(0, Some(Duration::from_secs(10))),
-            Duration::from_millis(350)
-        );
+        assert_eq!(p.backoff(0, Some(Duration::from_secs(10))), Duration::from_millis(350));
     }
 }

@@ -36,9 +36,7 @@ pub fn extract_json_object(text: &str) -> Result<serde_json::Map<String, Value>,
         }
     }
     let head: String = text.chars().take(100).collect();
-    Err(ModelError::BadOutput(format!(
-        "no JSON object in the answer: {head:?}"
-    )))
+    Err(ModelError::BadOutput(format!("no JSON object in the answer: {head:?}")))
 }
 
 /// Extracts the object and deserialises it into `T` (serde names a missing field).
@@ -47,8 +45,7 @@ pub fn extract_json_object(text: &str) -> Result<serde_json::Map<String, Value>,
 /// `BadOutput` when no object is found or it does not match `T`.
 pub fn parse_output<T: DeserializeOwned>(text: &str) -> Result<T, ModelError> {
     let map = extract_json_object(text)?;
-    serde_json::from_value(Value::Object(map))
-        .map_err(|e| ModelError::BadOutput(format!("schema mismatch: {e}")))
+    serde_json::from_value(Value::Object(map)).map_err(|e| ModelError::BadOutput(format!("schema mismatch: {e}")))
 }
 
 /// Extracts the object and validates it as a trading decision (fields named on error).
@@ -145,9 +142,8 @@ impl ModelClient for JsonOutputClient {
         let fut = self.inner.complete(req);
         Box::pin(async move {
             let mut resp = fut.await?;
-            let map = extract_json_object(&resp.text).map_err(|e| {
-                ModelError::BadOutput(format!("{}/{}: {e}", resp.provider, resp.model))
-            })?;
+            let map = extract_json_object(&resp.text)
+                .map_err(|e| ModelError::BadOutput(format!("{}/{}: {e}", resp.provider, resp.model)))?;
             resp.text = Value::Object(map).to_string();
             Ok(resp)
         })
@@ -179,7 +175,8 @@ mod tests {
 
     #[test]
     fn extracts_after_leading_prose_with_braces_in_strings() {
-        let t = "Sure! {not json} The answer: {\"reasoning\": \"uses {braces} and \\\"quotes\\\"\", \"n\": {\"x\": 1}} end";
+        let t =
+            "Sure! {not json} The answer: {\"reasoning\": \"uses {braces} and \\\"quotes\\\"\", \"n\": {\"x\": 1}} end";
         let m = extract_json_object(t).unwrap();
         assert_eq!(m["reasoning"], "uses {braces} and \"quotes\"");
         assert_eq!(m["n"]["x"], 1);
@@ -224,8 +221,7 @@ mod tests {
             matches!(e, ModelError::BadOutput(ref m) if m.contains("`confidence`")),
             "{e}"
         );
-        let s =
-            parse_sentiment("Sentiment {today}: {\"score\": -0.3, \"confidence\": 0.6}").unwrap();
+        let s = parse_sentiment("Sentiment {today}: {\"score\": -0.3, \"confidence\": 0.6}").unwrap();
         assert_eq!(s.bias, SentimentBias::Bearish);
     }
 

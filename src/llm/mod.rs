@@ -21,14 +21,12 @@ pub mod providers;
 
 pub use anthropic::AnthropicClient;
 pub use chain::{
-    prompt_hash, BreakerState, ChainFailure, ChainLink, ChainResult, CircuitBreaker,
-    CircuitBreakerClient, FallbackChain, FnModelClient, JsonlRecorder, MemoryRecorder,
-    ModelRecorder, RecordedAnswer, RecordingClient, ReplayKey, ReplayModelClient,
+    prompt_hash, BreakerState, ChainFailure, ChainLink, ChainResult, CircuitBreaker, CircuitBreakerClient,
+    FallbackChain, FnModelClient, JsonlRecorder, MemoryRecorder, ModelRecorder, RecordedAnswer, RecordingClient,
+    ReplayKey, ReplayModelClient,
 };
 pub use http::RetryPolicy;
-pub use json::{
-    extract_json_object, parse_decision, parse_output, parse_sentiment, JsonOutputClient,
-};
+pub use json::{extract_json_object, parse_decision, parse_output, parse_sentiment, JsonOutputClient};
 pub use openai::OpenAiCompatibleClient;
 pub use pricing::{ModelPrice, PriceTable};
 pub use providers::{ProviderSettings, WireFormat, DECISION_MODELS};

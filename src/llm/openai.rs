@@ -38,10 +38,7 @@ impl std::fmt::Debug for OpenAiCompatibleClient {
         f.debug_struct("OpenAiCompatibleClient")
             .field("provider", &self.inner.provider)
             .field("base_url", &self.inner.base_url)
-            .field(
-                "api_key",
-                &self.inner.api_key.as_ref().map(|_| "[redacted]"),
-            )
+            .field("api_key", &self.inner.api_key.as_ref().map(|_| "[redacted]"))
             .finish()
     }
 }
@@ -78,11 +75,7 @@ struct Usage {
 impl OpenAiCompatibleClient {
     /// A client for `provider` at `base_url` (the part before `/chat/completions`). A key is
     /// required unless it is `None` on purpose (Ollama): see [`Self::without_key`].
-    pub fn new(
-        provider: impl Into<String>,
-        base_url: impl Into<String>,
-        api_key: Option<SecretString>,
-    ) -> Self {
+    pub fn new(provider: impl Into<String>, base_url: impl Into<String>, api_key: Option<SecretString>) -> Self {
         Self::build(provider.into(), base_url.into(), api_key, true)
     }
 
@@ -107,12 +100,7 @@ impl OpenAiCompatibleClient {
         Self::without_key("ollama", base_url)
     }
 
-    fn build(
-        provider: String,
-        base_url: String,
-        api_key: Option<SecretString>,
-        key_required: bool,
-    ) -> Self {
+    fn build(provider: String, base_url: String, api_key: Option<SecretString>, key_required: bool) -> Self {
         let base_url = base_url.trim_end_matches('/').to_string();
         let api_key = api_key.filter(|k| !k.expose_secret().trim().is_empty());
         Self {
@@ -144,9 +132,7 @@ impl OpenAiCompatibleClient {
             },
         };
         f(&mut inner);
-        Self {
-            inner: Arc::new(inner),
-        }
+        Self { inner: Arc::new(inner) }
     }
 
     /// Replaces the price table used for `cost_usd`.
@@ -195,22 +181,13 @@ impl OpenAiCompatibleClient {
     }
 }
 
-async fn call(
-    inner: Arc<Inner>,
-    body: serde_json::Value,
-    req: ModelRequest,
-) -> Result<ModelResponse, ModelError> {
+async fn call(inner: Arc<Inner>, body: serde_json::Value, req: ModelRequest) -> Result<ModelResponse, ModelError> {
     let mut headers = HeaderMap::new();
     match &inner.api_key {
         Some(key) => {
-            let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret())).map_err(
-                |_| {
-                    ModelError::NotConfigured(format!(
-                        "{}: API key is not a valid header value",
-                        inner.provider
-                    ))
-                },
-            )?;
+            let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret())).map_err(|_| {
+                ModelError::NotConfigured(format!("{}: API key is not a valid header value", inner.provider))
+            })?;
             v.set_sensitive(true);
             headers.insert(AUTHORIZATION, v);
         }
@@ -235,24 +212,15 @@ async fn call(
     )
     .await?;
     let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let parsed: ChatResponse = serde_json::from_value(value).map_err(|e| {
-        ModelError::Provider(format!(
-            "{}: unexpected response shape: {e}",
-            inner.provider
-        ))
-    })?;
+    let parsed: ChatResponse = serde_json::from_value(value)
+        .map_err(|e| ModelError::Provider(format!("{}: unexpected response shape: {e}", inner.provider)))?;
     let text = parsed
         .choices
         .into_iter()
         .next()
         .and_then(|c| c.message.content)
         .filter(|t| !t.trim().is_empty())
-        .ok_or_else(|| {
-            ModelError::BadOutput(format!(
-                "{}: choices[0].message.content is empty",
-                inner.provider
-            ))
-        })?;
+        .ok_or_else(|| ModelError::BadOutput(format!("{}: choices[0].message.content is empty", inner.provider)))?;
     let (input_tokens, output_tokens) = parsed
         .usage
         .map(|u| (u.prompt_tokens, u.completion_tokens))

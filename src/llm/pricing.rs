@@ -21,8 +21,7 @@ impl ModelPrice {
     /// Cost of one call from the provider's own token counts.
     pub fn cost(&self, input_tokens: u32, output_tokens: u32) -> Decimal {
         let million = Decimal::from(1_000_000u32);
-        (Decimal::from(input_tokens) * self.input_per_mtok
-            + Decimal::from(output_tokens) * self.output_per_mtok)
+        (Decimal::from(input_tokens) * self.input_per_mtok + Decimal::from(output_tokens) * self.output_per_mtok)
             / million
     }
 }
@@ -72,9 +71,7 @@ impl Default for PriceTable {
 impl PriceTable {
     /// An empty table: every model costs zero (local models).
     pub fn free() -> Self {
-        Self {
-            entries: Vec::new(),
-        }
+        Self { entries: Vec::new() }
     }
 
     /// Adds or replaces the price of a model-name prefix.
@@ -117,10 +114,7 @@ mod tests {
     fn prices_by_longest_prefix() {
         let t = PriceTable::default();
         // 1000 input at $3/M + 500 output at $15/M = 0.003 + 0.0075
-        assert_eq!(
-            t.cost("claude-3-5-sonnet-20241022", 1000, 500),
-            dec!(0.0105)
-        );
+        assert_eq!(t.cost("claude-3-5-sonnet-20241022", 1000, 500), dec!(0.0105));
         // gpt-4o-mini must not be priced as gpt-4o nor gpt-4
         assert_eq!(t.cost("gpt-4o-mini", 1_000_000, 0), dec!(0.15));
         assert_eq!(t.cost("gpt-4-turbo", 1000, 1000), dec!(0.04));

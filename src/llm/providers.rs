@@ -47,16 +47,15 @@ fn default_retries() -> u32 {
 impl ProviderSettings {
     /// The reference system's providers (Appendix A), keys from the usual environment variables.
     pub fn defaults() -> Vec<Self> {
-        let p =
-            |name: &str, format, base_url: &str, env: Option<&str>, model: &str, timeout_ms| Self {
-                name: name.into(),
-                format,
-                base_url: base_url.into(),
-                api_key_env: env.map(Into::into),
-                default_model: model.into(),
-                timeout_ms,
-                max_retries: default_retries(),
-            };
+        let p = |name: &str, format, base_url: &str, env: Option<&str>, model: &str, timeout_ms| Self {
+            name: name.into(),
+            format,
+            base_url: base_url.into(),
+            api_key_env: env.map(Into::into),
+            default_model: model.into(),
+            timeout_ms,
+            max_retries: default_retries(),
+        };
         vec![
             p(
                 "ollama",
@@ -111,11 +110,7 @@ impl ProviderSettings {
     }
 
     /// The bare client, or `None` when a key is needed and missing.
-    pub fn client(
-        &self,
-        key: Option<SecretString>,
-        http: &reqwest::Client,
-    ) -> Option<Arc<dyn ModelClient>> {
+    pub fn client(&self, key: Option<SecretString>, http: &reqwest::Client) -> Option<Arc<dyn ModelClient>> {
         let retry = RetryPolicy {
             max_retries: self.max_retries,
             ..RetryPolicy::default()
@@ -142,11 +137,7 @@ impl ProviderSettings {
 
     /// The client as agents use it: JSON-only answers behind a circuit breaker (3 failures,
     /// 300 s cooldown, 3 half-open calls). `None` when a key is needed and missing.
-    pub fn guarded_client(
-        &self,
-        key: Option<SecretString>,
-        http: &reqwest::Client,
-    ) -> Option<Arc<dyn ModelClient>> {
+    pub fn guarded_client(&self, key: Option<SecretString>, http: &reqwest::Client) -> Option<Arc<dyn ModelClient>> {
         let bare = self.client(key, http)?;
         let json: Arc<dyn ModelClient> = Arc::new(JsonOutputClient::new(bare));
         Some(Arc::new(CircuitBreakerClient::new(
@@ -182,26 +173,14 @@ mod tests {
         let all = ProviderSettings::defaults();
         let by = |n: &str| all.iter().find(|p| p.name == n).unwrap();
         // keyless Ollama always has a client; keyed providers only with a key
-        assert_eq!(
-            by("ollama").client(None, &http).unwrap().provider(),
-            "ollama"
-        );
+        assert_eq!(by("ollama").client(None, &http).unwrap().provider(), "ollama");
         assert!(by("openai").client(None, &http).is_none());
         assert!(by("anthropic").client(None, &http).is_none());
         let k = || Some(SecretString::from("sk-test"));
-        assert_eq!(
-            by("anthropic").client(k(), &http).unwrap().provider(),
-            "anthropic"
-        );
-        assert_eq!(
-            by("xai").guarded_client(k(), &http).unwrap().provider(),
-            "xai"
-        );
+        assert_eq!(by("anthropic").client(k(), &http).unwrap().provider(), "anthropic");
+        assert_eq!(by("xai").guarded_client(k(), &http).unwrap().provider(), "xai");
         for (_, provider, _) in DECISION_MODELS {
-            assert!(
-                all.iter().any(|p| p.name == provider),
-                "{provider} has settings"
-            );
+            assert!(all.iter().any(|p| p.name == provider), "{provider} has settings");
         }
     }
 
@@ -211,9 +190,6 @@ mod tests {
                     api_key_env: DEEPSEEK_API_KEY\ndefault_model: deepseek-chat\ntimeout_ms: 1000\n";
         let s: ProviderSettings = serde_yaml::from_str(yaml).unwrap();
         assert_eq!((s.format, s.max_retries), (WireFormat::OpenaiCompatible, 2));
-        assert!(serde_yaml::from_str::<ProviderSettings>(
-            &yaml.replace("openai_compatible", "openai")
-        )
-        .is_err());
+        assert!(serde_yaml::from_str::<ProviderSettings>(&yaml.replace("openai_compatible", "openai")).is_err());
     }
 }

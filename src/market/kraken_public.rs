@@ -132,18 +132,12 @@ impl KrakenPublicFeed {
             .map_err(|e| FeedError::Source(format!("{endpoint}: reading the body: {e}")))?;
         if !status.is_success() {
             let snippet: String = body.chars().take(200).collect();
-            return Err(FeedError::Source(format!(
-                "{endpoint}: HTTP {status}: {snippet}"
-            )));
+            return Err(FeedError::Source(format!("{endpoint}: HTTP {status}: {snippet}")));
         }
-        let env: Envelope = serde_json::from_str(&body).map_err(|e| {
-            FeedError::Source(format!("{endpoint}: response is not Kraken JSON: {e}"))
-        })?;
+        let env: Envelope = serde_json::from_str(&body)
+            .map_err(|e| FeedError::Source(format!("{endpoint}: response is not Kraken JSON: {e}")))?;
         if !env.error.is_empty() {
-            return Err(FeedError::Source(format!(
-                "{endpoint}: {}",
-                env.error.join("; ")
-            )));
+            return Err(FeedError::Source(format!("{endpoint}: {}", env.error.join("; "))));
         }
         env.result
             .ok_or_else(|| FeedError::Source(format!("{endpoint}: response has no result")))
@@ -156,8 +150,8 @@ impl KrakenPublicFeed {
     pub async fn resolve_pairs(&mut self) -> Result<Vec<(Symbol, String)>, FeedError> {
         if self.pairs.is_none() {
             let result = self.get("AssetPairs", &[]).await?;
-            let table: HashMap<String, AssetPair> = serde_json::from_value(result)
-                .map_err(|e| FeedError::Malformed(format!("AssetPairs: {e}")))?;
+            let table: HashMap<String, AssetPair> =
+                serde_json::from_value(result).map_err(|e| FeedError::Malformed(format!("AssetPairs: {e}")))?;
             let mut pairs = Vec::with_capacity(self.symbols.len());
             for symbol in &self.symbols {
                 pairs.push(find_pair(&table, symbol)?);
@@ -173,14 +167,8 @@ impl KrakenPublicFeed {
     }
 
     /// One OHLC request: the closed candles after `cursor.newest` and the new `last`.
-    async fn poll_pair(
-        &self,
-        cursor: &PairCursor,
-    ) -> Result<(Vec<Candle>, Option<i64>), FeedError> {
-        let mut query = vec![
-            ("pair", cursor.altname.clone()),
-            ("interval", "1".to_owned()),
-        ];
+    async fn poll_pair(&self, cursor: &PairCursor) -> Result<(Vec<Candle>, Option<i64>), FeedError> {
+        let mut query = vec![("pair", cursor.altname.clone()), ("interval", "1".to_owned())];
         if let Some(since) = cursor.since {
             query.push(("since", since.to_string()));
         }
@@ -192,11 +180,7 @@ impl KrakenPublicFeed {
         let rows = obj
             .get(&cursor.key)
             .or_else(|| obj.get(&cursor.altname))
-            .or_else(|| {
-                obj.iter()
-                    .find(|(k, _)| k.as_str() != "last")
-                    .map(|(_, v)| v)
-            })
+            .or_else(|| obj.iter().find(|(k, _)| k.as_str() != "last").map(|(_, v)| v))
             .and_then(Value::as_array)
             .ok_or_else(|| FeedError::Malformed(format!("OHLC: no rows for {}", cursor.key)))?;
         // The last row is the candle still forming.
@@ -249,11 +233,7 @@ impl KrakenPublicFeed {
     pub async fn last_prices(&mut self) -> Result<BTreeMap<Symbol, Decimal>, FeedError> {
         self.resolve_pairs().await?;
         let pairs = self.pairs.clone().unwrap_or_default();
-        let names = pairs
-            .iter()
-            .map(|p| p.altname.as_str())
-            .collect::<Vec<_>>()
-            .join(",");
+        let names = pairs.iter().map(|p| p.altname.as_str()).collect::<Vec<_>>().join(",");
         let result = self.get("Ticker", &[("pair", names)]).await?;
         let mut out = BTreeMap::new();
         for p in &pairs {
@@ -261,9 +241,10 @@ impl KrakenPublicFeed {
                 .get(&p.key)
                 .or_else(|| result.get(&p.altname))
                 .ok_or_else(|| FeedError::Malformed(format!("Ticker: no entry for {}", p.key)))?;
-            let last = entry.get("c").and_then(|c| c.get(0)).ok_or_else(|| {
-                FeedError::Malformed(format!("Ticker: {} has no last trade", p.key))
-            })?;
+            let last = entry
+                .get("c")
+                .and_then(|c| c.get(0))
+                .ok_or_else(|| FeedError::Malformed(format!("Ticker: {} has no last trade", p.key)))?;
             out.insert(
                 p.symbol.clone(),
                 decimal(last).map_err(|m| FeedError::Malformed(format!("Ticker: {m}")))?,
@@ -282,8 +263,7 @@ fn find_pair(table: &HashMap<String, AssetPair>, symbol: &Symbol) -> Result<Pair
             .as_deref()
             .and_then(|ws| ws.split_once('/'))
             .is_some_and(|(b, q)| {
-                kraken_asset_to_common(b) == symbol.base()
-                    && kraken_asset_to_common(q) == symbol.quote()
+                kraken_asset_to_common(b) == symbol.base() && kraken_asset_to_common(q) == symbol.quote()
             });
         by_assets || by_wsname
     };
@@ -328,16 +308,12 @@ fn parse_ohlc_row(row: &Value, symbol: &Symbol) -> Result<Candle, FeedError> {
         .as_array()
         .filter(|a| a.len() >= 7)
         .ok_or_else(|| bad(format!("row {row} is not an OHLC row")))?;
-    let field = |i: usize| {
-        cells
-            .get(i)
-            .ok_or_else(|| bad(format!("row {row} is short")))
-    };
+    let field = |i: usize| cells.get(i).ok_or_else(|| bad(format!("row {row} is short")));
     let secs = field(0)?
         .as_i64()
         .ok_or_else(|| bad(format!("time in {row} is not an integer")))?;
-    let open_time = DateTime::<Utc>::from_timestamp(secs, 0)
-        .ok_or_else(|| bad(format!("time {secs} is out of range")))?;
+    let open_time =
+        DateTime::<Utc>::from_timestamp(secs, 0).ok_or_else(|| bad(format!("time {secs} is out of range")))?;
     let num = |i: usize| field(i).and_then(|v| decimal(v).map_err(bad));
     Ok(Candle {
         symbol: symbol.clone(),

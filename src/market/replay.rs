@@ -135,10 +135,7 @@ impl CsvSource {
             let row = self.parse_row(line, &text)?;
             self.accept(row)
         } else {
-            let cols: Vec<String> = text
-                .split(',')
-                .map(|c| c.trim().to_ascii_lowercase())
-                .collect();
+            let cols: Vec<String> = text.split(',').map(|c| c.trim().to_ascii_lowercase()).collect();
             let ok = cols.len() >= HEADER.len() && cols.iter().zip(HEADER).all(|(c, h)| c == h);
             if !ok {
                 return Err(self.err(
@@ -162,16 +159,16 @@ impl CsvSource {
                 Format::Header => "at least 6",
                 Format::KrakenOhlcvt => "6 or 7",
             };
-            return Err(self.err(
-                line,
-                format!("expected {want} columns, found {}", fields.len()),
-            ));
+            return Err(self.err(line, format!("expected {want} columns, found {}", fields.len())));
         }
         let get = |i: usize| fields.get(i).copied().unwrap_or_default();
         let num = |i: usize, name: &str| parse_decimal(get(i), name).map_err(|m| self.err(line, m));
         let ts = parse_timestamp(get(0)).map_err(|m| self.err(line, m))?;
         if !(0..=LATEST_TIMESTAMP).contains(&ts) {
-            return Err(self.err(line, format!("timestamp {ts} is outside 1970..3000 (unix seconds expected, not milliseconds)")));
+            return Err(self.err(
+                line,
+                format!("timestamp {ts} is outside 1970..3000 (unix seconds expected, not milliseconds)"),
+            ));
         }
         let row = Row {
             ts,
@@ -185,10 +182,7 @@ impl CsvSource {
         if row.low <= Decimal::ZERO {
             return Err(self.err(line, format!("prices must be positive, low is {}", row.low)));
         }
-        if row.high < row.low
-            || row.high < row.open.max(row.close)
-            || row.low > row.open.min(row.close)
-        {
+        if row.high < row.low || row.high < row.open.max(row.close) || row.low > row.open.min(row.close) {
             return Err(self.err(
                 line,
                 format!(
@@ -220,7 +214,10 @@ impl CsvSource {
             if row.ts <= prev {
                 return Err(self.err(
                     row.line,
-                    format!("timestamp {} is not after the previous row's {} (rows must be in time order)", row.ts, prev),
+                    format!(
+                        "timestamp {} is not after the previous row's {} (rows must be in time order)",
+                        row.ts, prev
+                    ),
                 ));
             }
         }
@@ -250,12 +247,15 @@ impl CsvSource {
             .map(|(b, a)| b.ts - a.ts)
             .min();
         match gap {
-            Some(secs) => Timeframe::ALL.into_iter().find(|tf| tf.seconds() == secs).ok_or_else(|| {
-                FeedError::Malformed(format!(
-                    "{}: rows are {secs} s apart, which is not a supported timeframe (1m 5m 15m 1h 4h 1d)",
-                    self.path
-                ))
-            }),
+            Some(secs) => Timeframe::ALL
+                .into_iter()
+                .find(|tf| tf.seconds() == secs)
+                .ok_or_else(|| {
+                    FeedError::Malformed(format!(
+                        "{}: rows are {secs} s apart, which is not a supported timeframe (1m 5m 15m 1h 4h 1d)",
+                        self.path
+                    ))
+                }),
             None => Ok(timeframe_from_file_name(path).unwrap_or(Timeframe::M1)),
         }
     }
@@ -293,9 +293,7 @@ fn timeframe_from_file_name(path: &Path) -> Option<Timeframe> {
     let stem = path.file_stem()?.to_str()?;
     let (_, minutes) = stem.rsplit_once('_')?;
     let minutes: i64 = minutes.parse().ok()?;
-    Timeframe::ALL
-        .into_iter()
-        .find(|tf| tf.seconds() == minutes * 60)
+    Timeframe::ALL.into_iter().find(|tf| tf.seconds() == minutes * 60)
 }
 
 /// Reads a whole CSV file of one symbol (used by `triplegain analyze`).
@@ -322,21 +320,14 @@ pub fn symbol_from_file_name(path: &Path) -> Option<Symbol> {
     let stem = path.file_stem()?.to_str()?.trim().to_ascii_uppercase();
     // Drop a Kraken interval suffix such as `_1` or `_1440`.
     let stem = match stem.rsplit_once('_') {
-        Some((head, tail)) if !tail.is_empty() && tail.chars().all(|c| c.is_ascii_digit()) => {
-            head.to_owned()
-        }
+        Some((head, tail)) if !tail.is_empty() && tail.chars().all(|c| c.is_ascii_digit()) => head.to_owned(),
         _ => stem,
     };
     let (base, quote) = if let Some((b, q)) = stem.split_once(['_', '-', '=', ' ']) {
         (b.to_owned(), q.to_owned())
     } else {
-        let quote = QUOTES
-            .iter()
-            .find(|q| stem.len() > q.len() && stem.ends_with(*q))?;
-        (
-            stem[..stem.len() - quote.len()].to_owned(),
-            (*quote).to_owned(),
-        )
+        let quote = QUOTES.iter().find(|q| stem.len() > q.len() && stem.ends_with(*q))?;
+        (stem[..stem.len() - quote.len()].to_owned(), (*quote).to_owned())
     };
     Symbol::parse(&format!(
         "{}/{}",
@@ -358,13 +349,11 @@ pub fn parse_replay_arg(arg: &str) -> Result<(Symbol, PathBuf), FeedError> {
         }
     }
     let path = PathBuf::from(arg);
-    symbol_from_file_name(&path)
-        .map(|s| (s, path))
-        .ok_or_else(|| {
-            FeedError::Source(format!(
+    symbol_from_file_name(&path).map(|s| (s, path)).ok_or_else(|| {
+        FeedError::Source(format!(
             "cannot tell the symbol of {arg:?}; write SYMBOL=FILE, e.g. BTC/USDT=data/btc_usdt.csv"
         ))
-        })
+    })
 }
 
 /// Replays CSV files (one per symbol) merged in time order: each `next()` yields every symbol's
@@ -399,10 +388,7 @@ impl ReplayFeed {
 
     /// Each symbol with the timeframe detected for its file.
     pub fn timeframes(&self) -> Vec<(Symbol, Timeframe)> {
-        self.sources
-            .iter()
-            .map(|s| (s.symbol.clone(), s.timeframe))
-            .collect()
+        self.sources.iter().map(|s| (s.symbol.clone(), s.timeframe)).collect()
     }
 
     /// The next group of candles sharing the earliest pending timestamp.

@@ -62,10 +62,7 @@ impl SimulatedFeed {
         if self.period.is_zero() {
             return;
         }
-        if self
-            .unpaced_until
-            .is_some_and(|t| self.market.next_open_time() < t)
-        {
+        if self.unpaced_until.is_some_and(|t| self.market.next_open_time() < t) {
             return;
         }
         let now = Instant::now();

@@ -112,12 +112,20 @@ impl<R: RoleReq> Authed<R> {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::unauthorized("authentication required: send Authorization: Bearer <token>"))?;
-        let caller = table.identify(token).ok_or_else(|| ApiError::unauthorized("invalid API token"))?;
+        let caller = table
+            .identify(token)
+            .ok_or_else(|| ApiError::unauthorized("invalid API token"))?;
         if caller.role < R::ROLE {
             tracing::warn!(token = %caller.name, role = role_name(caller.role), required = role_name(R::ROLE), path = req.path(), "authorization denied");
-            return Err(ApiError::forbidden(format!("requires the {} role or higher", role_name(R::ROLE))));
+            return Err(ApiError::forbidden(format!(
+                "requires the {} role or higher",
+                role_name(R::ROLE)
+            )));
         }
-        Ok(Self { caller, _role: PhantomData })
+        Ok(Self {
+            caller,
+            _role: PhantomData,
+        })
     }
 }
 

@@ -68,7 +68,11 @@ impl ApiError {
     }
 
     pub fn unavailable(component: &str) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("{component} not available"))
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("{component} not available"),
+        )
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
@@ -83,7 +87,11 @@ impl ApiError {
 
     pub fn from_actor(component: &str, err: &triplegain_actors::supervision::ActorError) -> Self {
         tracing::warn!(component, error = %err, "actor refused or crashed");
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("{component} not available: {err}"))
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("{component} not available: {err}"),
+        )
     }
 }
 
@@ -103,7 +111,9 @@ impl ResponseError for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             res.insert_header(("WWW-Authenticate", "Bearer"));
         }
-        res.json(ErrorEnvelope { error: self.body.clone() })
+        res.json(ErrorEnvelope {
+            error: self.body.clone(),
+        })
     }
 }
 
@@ -190,7 +200,11 @@ impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for JsonBo
                 .into());
             }
             let bytes = bytes.await.map_err(|e| {
-                actix_web::Error::from(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.to_string()))
+                actix_web::Error::from(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    e.to_string(),
+                ))
             })?;
             let de = &mut serde_json::Deserializer::from_slice(&bytes);
             match serde_path_to_error::deserialize::<_, T>(de) {
@@ -199,7 +213,11 @@ impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for JsonBo
                     let path = err.path().to_string();
                     let inner = err.into_inner();
                     let msg = inner.to_string();
-                    let field = if path == "." { field_from_serde(&msg) } else { Some(path) };
+                    let field = if path == "." {
+                        field_from_serde(&msg)
+                    } else {
+                        Some(path)
+                    };
                     let mut e = ApiError::bad_request(msg);
                     if let Some(f) = field {
                         e = e.with_field(f);

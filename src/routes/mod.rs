@@ -61,6 +61,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 .route("/coordinator/pause", web::post().to(system::coordinator_pause))
                 .route("/coordinator/resume", web::post().to(system::coordinator_resume))
                 .route("/coordinator/halt", web::post().to(system::coordinator_halt))
-                .route("/coordinator/admin-resume", web::post().to(system::coordinator_admin_resume)),
+                .route(
+                    "/coordinator/admin-resume",
+                    web::post().to(system::coordinator_admin_resume),
+                ),
         );
 }

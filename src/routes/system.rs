@@ -57,16 +57,23 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 /// The actor registry.
 #[utoipa::path(get, path = "/api/v1/actors", security(("bearer" = [])), responses((status = 200, description = "one record per actor")))]
 pub async fn list_actors(_auth: Viewer, state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"actors": state.registry.snapshot(), "restart_policy": state.registry.policy()}))
+    HttpResponse::Ok()
+        .json(serde_json::json!({"actors": state.registry.snapshot(), "restart_policy": state.registry.policy()}))
 }
 
 /// Fault injection: the named actor panics inside its next handler (admin, `server.fault_injection`).
 #[utoipa::path(post, path = "/api/v1/actors/{name}/crash", security(("bearer" = [])),
     params(("name" = String, Path, description = "actor name")),
     responses((status = 202, description = "the actor crashed and is restarting"), (status = 403, description = "fault injection disabled or role too low"), (status = 404, description = "unknown actor")))]
-pub async fn crash_actor(auth: Admin, state: web::Data<AppState>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn crash_actor(
+    auth: Admin,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     if !state.fault_injection {
-        return Err(ApiError::forbidden("fault injection is disabled (server.fault_injection: false)"));
+        return Err(ApiError::forbidden(
+            "fault injection is disabled (server.fault_injection: false)",
+        ));
     }
     let name = name.into_inner();
     if state.registry.get(&name).is_none() {
@@ -78,8 +85,18 @@ pub async fn crash_actor(auth: Admin, state: web::Data<AppState>, name: web::Pat
         .inject_fault(&name)
         .await
         .map_err(|e| ApiError::new(actix_web::http::StatusCode::CONFLICT, "fault_not_delivered", e))?;
-    state.audit(&auth.caller, "POST", "/api/v1/actors/{name}/crash", Some(name.as_bytes()), 202, "crashed").await;
-    Ok(HttpResponse::Accepted().json(serde_json::json!({"actor": name, "injected": true, "record": state.registry.get(&name)})))
+    state
+        .audit(
+            &auth.caller,
+            "POST",
+            "/api/v1/actors/{name}/crash",
+            Some(name.as_bytes()),
+            202,
+            "crashed",
+        )
+        .await;
+    Ok(HttpResponse::Accepted()
+        .json(serde_json::json!({"actor": name, "injected": true, "record": state.registry.get(&name)})))
 }
 
 /// Optional body of a coordinator command.
@@ -99,7 +116,11 @@ async fn control(
 ) -> Result<HttpResponse, ApiError> {
     let res = state
         .coordinator
-        .send(Control { trigger, by: caller.name.clone(), reason: reason.clone() })
+        .send(Control {
+            trigger,
+            by: caller.name.clone(),
+            reason: reason.clone(),
+        })
         .timeout(ACTOR_TIMEOUT)
         .await
         .map_err(|e| ApiError::from_mailbox("coordinator", &e))?
@@ -119,7 +140,10 @@ async fn control(
 
 /// Coordinator state.
 #[utoipa::path(get, path = "/api/v1/coordinator/status", security(("bearer" = [])), responses((status = 200, description = "state")))]
-pub async fn coordinator_status(_auth: Viewer, state: web::Data<AppState>) -> Result<web::Json<CoordinatorStatus>, ApiError> {
+pub async fn coordinator_status(
+    _auth: Viewer,
+    state: web::Data<AppState>,
+) -> Result<web::Json<CoordinatorStatus>, ApiError> {
     let status = state
         .coordinator
         .send(GetStatus)
@@ -136,25 +160,69 @@ fn reason_of(body: OptionalJsonBody<ControlBody>) -> Option<String> {
 
 /// Pause trading (analysis keeps running).
 #[utoipa::path(post, path = "/api/v1/coordinator/pause", security(("bearer" = [])), request_body(content = Option<ControlBody>), responses((status = 200, description = "paused"), (status = 409, description = "invalid transition")))]
-pub async fn coordinator_pause(auth: Operator, state: web::Data<AppState>, body: OptionalJsonBody<ControlBody>) -> Result<HttpResponse, ApiError> {
-    control(&state, &auth.caller, "/api/v1/coordinator/pause", Trigger::Pause, reason_of(body)).await
+pub async fn coordinator_pause(
+    auth: Operator,
+    state: web::Data<AppState>,
+    body: OptionalJsonBody<ControlBody>,
+) -> Result<HttpResponse, ApiError> {
+    control(
+        &state,
+        &auth.caller,
+        "/api/v1/coordinator/pause",
+        Trigger::Pause,
+        reason_of(body),
+    )
+    .await
 }
 
 /// Resume from PAUSED.
 #[utoipa::path(post, path = "/api/v1/coordinator/resume", security(("bearer" = [])), request_body(content = Option<ControlBody>), responses((status = 200, description = "running"), (status = 409, description = "invalid transition")))]
-pub async fn coordinator_resume(auth: Operator, state: web::Data<AppState>, body: OptionalJsonBody<ControlBody>) -> Result<HttpResponse, ApiError> {
-    control(&state, &auth.caller, "/api/v1/coordinator/resume", Trigger::Resume, reason_of(body)).await
+pub async fn coordinator_resume(
+    auth: Operator,
+    state: web::Data<AppState>,
+    body: OptionalJsonBody<ControlBody>,
+) -> Result<HttpResponse, ApiError> {
+    control(
+        &state,
+        &auth.caller,
+        "/api/v1/coordinator/resume",
+        Trigger::Resume,
+        reason_of(body),
+    )
+    .await
 }
 
 /// Halt trading.
 #[utoipa::path(post, path = "/api/v1/coordinator/halt", security(("bearer" = [])), request_body(content = Option<ControlBody>), responses((status = 200, description = "halted"), (status = 409, description = "invalid transition")))]
-pub async fn coordinator_halt(auth: Operator, state: web::Data<AppState>, body: OptionalJsonBody<ControlBody>) -> Result<HttpResponse, ApiError> {
-    control(&state, &auth.caller, "/api/v1/coordinator/halt", Trigger::Halt, reason_of(body)).await
+pub async fn coordinator_halt(
+    auth: Operator,
+    state: web::Data<AppState>,
+    body: OptionalJsonBody<ControlBody>,
+) -> Result<HttpResponse, ApiError> {
+    control(
+        &state,
+        &auth.caller,
+        "/api/v1/coordinator/halt",
+        Trigger::Halt,
+        reason_of(body),
+    )
+    .await
 }
 
 /// Resume from HALTED (admin): only once no actor is escalated.
 #[utoipa::path(post, path = "/api/v1/coordinator/admin-resume", security(("bearer" = [])), request_body(content = Option<ControlBody>), responses((status = 200, description = "running"), (status = 409, description = "cause not cleared or not halted")))]
-pub async fn coordinator_admin_resume(auth: Admin, state: web::Data<AppState>, body: OptionalJsonBody<ControlBody>) -> Result<HttpResponse, ApiError> {
+pub async fn coordinator_admin_resume(
+    auth: Admin,
+    state: web::Data<AppState>,
+    body: OptionalJsonBody<ControlBody>,
+) -> Result<HttpResponse, ApiError> {
     let cause_cleared = state.registry.unready_reasons().is_empty();
-    control(&state, &auth.caller, "/api/v1/coordinator/admin-resume", Trigger::AdminResume { cause_cleared }, reason_of(body)).await
+    control(
+        &state,
+        &auth.caller,
+        "/api/v1/coordinator/admin-resume",
+        Trigger::AdminResume { cause_cleared },
+        reason_of(body),
+    )
+    .await
 }

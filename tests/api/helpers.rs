@@ -27,7 +27,9 @@ fn url_for(db: &str) -> String {
 }
 
 async fn admin_client() -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(&admin_url(), NoTls).await.expect("connect to PostgreSQL (DATABASE_URL)");
+    let (client, conn) = tokio_postgres::connect(&admin_url(), NoTls)
+        .await
+        .expect("connect to PostgreSQL (DATABASE_URL)");
     actix_web::rt::spawn(async move {
         let _ = conn.await;
     });
@@ -65,8 +67,14 @@ async fn template() -> String {
                 .is_some();
             if !exists {
                 let building = format!("{name}_building");
-                admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)")).await.unwrap();
-                admin.batch_execute(&format!("CREATE DATABASE \"{building}\"")).await.unwrap();
+                admin
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"))
+                    .await
+                    .unwrap();
+                admin
+                    .batch_execute(&format!("CREATE DATABASE \"{building}\""))
+                    .await
+                    .unwrap();
                 let pool = pool_for(&building);
                 triplegain::db::migrate(&pool).await.expect("migrate template");
                 pool.close();
@@ -101,7 +109,10 @@ impl TestDb {
         let admin = admin_client().await;
         let mut tries = 0;
         loop {
-            match admin.batch_execute(&format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\"")).await {
+            match admin
+                .batch_execute(&format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""))
+                .await
+            {
                 Ok(()) => break,
                 Err(e) if tries < 20 => {
                     tries += 1;
@@ -111,14 +122,24 @@ impl TestDb {
                 Err(e) => panic!("CREATE DATABASE failed: {e}"),
             }
         }
-        Self { url: url_for(&name), name }
+        Self {
+            url: url_for(&name),
+            name,
+        }
     }
 
     /// An empty database without migrations.
     pub async fn empty() -> Self {
         let name = format!("tg_test_{}", uuid::Uuid::new_v4().simple());
-        admin_client().await.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await.unwrap();
-        Self { url: url_for(&name), name }
+        admin_client()
+            .await
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .unwrap();
+        Self {
+            url: url_for(&name),
+            name,
+        }
     }
 }
 
@@ -128,11 +149,16 @@ impl Drop for TestDb {
         let url = admin_url();
         // Drop needs async I/O: do it on a private runtime in a plain thread.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 if let Ok((client, conn)) = tokio_postgres::connect(&url, NoTls).await {
                     tokio::spawn(conn);
-                    let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
+                    let _ = client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                        .await;
                 }
             });
         })
@@ -145,6 +171,7 @@ pub struct TestApp {
     pub db: Option<TestDb>,
     pub pool: Option<Pool>,
     pub client: reqwest::Client,
+    #[allow(dead_code, reason = "used by later route tests")]
     pub state: actix_web::web::Data<AppState>,
     stop: Option<oneshot::Sender<()>>,
     done: Option<oneshot::Receiver<()>>,
@@ -157,9 +184,21 @@ pub fn test_settings() -> Settings {
     s.server.workers = 1;
     s.server.fault_injection = Some(true);
     s.api.tokens = vec![
-        ApiToken { name: "viewer".into(), token: Secret::new(VIEWER), role: Role::Viewer },
-        ApiToken { name: "operator".into(), token: Secret::new(OPERATOR), role: Role::Operator },
-        ApiToken { name: "admin".into(), token: Secret::new(ADMIN), role: Role::Admin },
+        ApiToken {
+            name: "viewer".into(),
+            token: Secret::new(VIEWER),
+            role: Role::Viewer,
+        },
+        ApiToken {
+            name: "operator".into(),
+            token: Secret::new(OPERATOR),
+            role: Role::Operator,
+        },
+        ApiToken {
+            name: "admin".into(),
+            token: Secret::new(ADMIN),
+            role: Role::Admin,
+        },
     ];
     s
 }

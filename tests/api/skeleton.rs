@@ -18,19 +18,50 @@ async fn auth_rejects_missing_bad_and_low_role_tokens() {
     // Table: (token, path, method, expected status, why)
     let cases: [(Option<&str>, &str, &str, u16, &str); 6] = [
         (None, "/api/v1/actors", "GET", 401, "no token"),
-        (Some("not-a-real-token-at-all"), "/api/v1/actors", "GET", 401, "unknown token"),
+        (
+            Some("not-a-real-token-at-all"),
+            "/api/v1/actors",
+            "GET",
+            401,
+            "unknown token",
+        ),
         (Some(VIEWER), "/api/v1/actors", "GET", 200, "viewer may read"),
-        (Some(VIEWER), "/api/v1/coordinator/pause", "POST", 403, "viewer may not control"),
-        (Some(OPERATOR), "/api/v1/actors/coordinator/crash", "POST", 403, "operator may not inject faults"),
-        (Some(OPERATOR), "/api/v1/coordinator/status", "GET", 200, "operator may read"),
+        (
+            Some(VIEWER),
+            "/api/v1/coordinator/pause",
+            "POST",
+            403,
+            "viewer may not control",
+        ),
+        (
+            Some(OPERATOR),
+            "/api/v1/actors/coordinator/crash",
+            "POST",
+            403,
+            "operator may not inject faults",
+        ),
+        (
+            Some(OPERATOR),
+            "/api/v1/coordinator/status",
+            "GET",
+            200,
+            "operator may read",
+        ),
     ];
     for (token, path, method, want, why) in cases {
-        let r = if method == "GET" { app.get(path, token).await } else { app.post(path, token, None).await };
+        let r = if method == "GET" {
+            app.get(path, token).await
+        } else {
+            app.post(path, token, None).await
+        };
         let status = r.status().as_u16();
         let body: Value = r.json().await.unwrap();
         assert_eq!(status, want, "{why}: {body}");
         if want >= 400 {
-            assert!(body["error"]["code"].is_string(), "{why}: error envelope expected, got {body}");
+            assert!(
+                body["error"]["code"].is_string(),
+                "{why}: error envelope expected, got {body}"
+            );
             assert!(body["error"]["message"].is_string(), "{why}");
         }
     }
@@ -46,7 +77,13 @@ async fn unknown_route_is_json_404_and_big_body_is_413() {
     assert_eq!(body["error"]["code"], "not_found");
 
     let big = "x".repeat(70 * 1024);
-    let r = app.post("/api/v1/coordinator/pause", Some(OPERATOR), Some(json!({"reason": big}))).await;
+    let r = app
+        .post(
+            "/api/v1/coordinator/pause",
+            Some(OPERATOR),
+            Some(json!({"reason": big})),
+        )
+        .await;
     assert_eq!(r.status(), 413);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "payload_too_large");
@@ -74,7 +111,13 @@ async fn crashed_actor_restarts_and_server_keeps_answering() {
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     let actors: Value = app.get("/api/v1/actors", Some(VIEWER)).await.json().await.unwrap();
-    let coord = actors["actors"].as_array().unwrap().iter().find(|a| a["name"] == "coordinator").unwrap().clone();
+    let coord = actors["actors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "coordinator")
+        .unwrap()
+        .clone();
     assert_eq!(coord["restarts"], 1, "{coord}");
     assert_eq!(coord["state"], "running");
     assert!(coord["last_crash_reason"].as_str().unwrap().contains("injected fault"));
@@ -121,17 +164,35 @@ async fn migrations_apply_on_fresh_database_and_are_idempotent() {
     assert!(second.is_empty(), "a second run changes nothing: {second:?}");
     let client = pool.get().await.unwrap();
     for table in [
-        "orders", "order_status_log", "positions", "position_snapshots", "trades", "coordinator_state", "risk_state",
-        "agent_outputs", "decisions", "model_comparisons", "hodl_bags", "rebalance_history", "candles", "api_audit_log",
+        "orders",
+        "order_status_log",
+        "positions",
+        "position_snapshots",
+        "trades",
+        "coordinator_state",
+        "risk_state",
+        "agent_outputs",
+        "decisions",
+        "model_comparisons",
+        "hodl_bags",
+        "rebalance_history",
+        "candles",
+        "api_audit_log",
     ] {
         let row = client
-            .query_one("SELECT count(*) FROM information_schema.tables WHERE table_name = $1", &[&table])
+            .query_one(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = $1",
+                &[&table],
+            )
             .await
             .unwrap();
         assert_eq!(row.get::<_, i64>(0), 1, "table {table} exists");
     }
     let money: String = client
-        .query_one("SELECT data_type FROM information_schema.columns WHERE table_name='orders' AND column_name='price'", &[])
+        .query_one(
+            "SELECT data_type FROM information_schema.columns WHERE table_name='orders' AND column_name='price'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -141,7 +202,13 @@ async fn migrations_apply_on_fresh_database_and_are_idempotent() {
 #[actix_web::test]
 async fn coordinator_state_survives_restart_and_control_is_audited() {
     let app = spawn_app().await;
-    let r = app.post("/api/v1/coordinator/halt", Some(OPERATOR), Some(json!({"reason": "maintenance"}))).await;
+    let r = app
+        .post(
+            "/api/v1/coordinator/halt",
+            Some(OPERATOR),
+            Some(json!({"reason": "maintenance"})),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     let again = app.post("/api/v1/coordinator/pause", Some(OPERATOR), None).await;
     assert_eq!(again.status(), 409, "halted cannot be paused");
@@ -154,7 +221,12 @@ async fn coordinator_state_survives_restart_and_control_is_audited() {
     let mut settings = helpers::test_settings();
     settings.database.url = Some(triplegain::settings::Secret::new(url));
     let app2 = helpers::spawn_with_settings(settings).await;
-    let status: Value = app2.get("/api/v1/coordinator/status", Some(VIEWER)).await.json().await.unwrap();
+    let status: Value = app2
+        .get("/api/v1/coordinator/status", Some(VIEWER))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(status["state"], "halted");
     assert_eq!(status["halt_reason"], "maintenance");
     let r = app2.post("/api/v1/coordinator/resume", Some(OPERATOR), None).await;
@@ -164,11 +236,23 @@ async fn coordinator_state_survives_restart_and_control_is_audited() {
 
     let client = pool.get().await.unwrap();
     let rows = client
-        .query("SELECT token_name, role, route, status FROM api_audit_log ORDER BY id", &[])
+        .query(
+            "SELECT token_name, role, route, status FROM api_audit_log ORDER BY id",
+            &[],
+        )
         .await
         .unwrap();
-    let got: Vec<(String, String, String, i32)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect();
-    assert_eq!(got[0], ("operator".into(), "operator".into(), "/api/v1/coordinator/halt".into(), 200));
+    let got: Vec<(String, String, String, i32)> =
+        rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect();
+    assert_eq!(
+        got[0],
+        (
+            "operator".into(),
+            "operator".into(),
+            "/api/v1/coordinator/halt".into(),
+            200
+        )
+    );
     assert_eq!(got[1].3, 409);
     assert_eq!(got.last().unwrap().2, "/api/v1/coordinator/admin-resume");
     app2.shutdown().await;
@@ -188,7 +272,13 @@ fn split(mut app: helpers::TestApp) -> TestAppParts {
 async fn openapi_document_lists_routes() {
     let app = spawn_app().await;
     let doc: Value = app.get("/api/v1/openapi.json", None).await.json().await.unwrap();
-    for path in ["/healthz", "/readyz", "/api/v1/actors", "/api/v1/actors/{name}/crash", "/api/v1/coordinator/pause"] {
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/api/v1/actors",
+        "/api/v1/actors/{name}/crash",
+        "/api/v1/coordinator/pause",
+    ] {
         assert!(doc["paths"][path].is_object(), "{path} documented");
     }
     let metrics = app.get("/metrics", None).await.text().await.unwrap();

@@ -2,4 +2,6 @@
 //! Each agent has a pure core (`analyse` / `detect`) that the actors call.
 
 pub mod regime_detection;
+pub mod sentiment;
 pub mod technical_analysis;
+pub mod trading_decision;

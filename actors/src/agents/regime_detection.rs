@@ -110,24 +110,9 @@ impl RegimeParameters {
             }
         };
         Self {
-            position_size_multiplier: clamp(
-                self.position_size_multiplier,
-                0.25,
-                1.5,
-                d.position_size_multiplier,
-            ),
-            stop_loss_atr_multiplier: clamp(
-                self.stop_loss_atr_multiplier,
-                0.5,
-                2.0,
-                d.stop_loss_atr_multiplier,
-            ),
-            take_profit_atr_multiplier: clamp(
-                self.take_profit_atr_multiplier,
-                0.5,
-                3.0,
-                d.take_profit_atr_multiplier,
-            ),
+            position_size_multiplier: clamp(self.position_size_multiplier, 0.25, 1.5, d.position_size_multiplier),
+            stop_loss_atr_multiplier: clamp(self.stop_loss_atr_multiplier, 0.5, 2.0, d.stop_loss_atr_multiplier),
+            take_profit_atr_multiplier: clamp(self.take_profit_atr_multiplier, 0.5, 3.0, d.take_profit_atr_multiplier),
             max_leverage: self.max_leverage.clamp(1, d.max_leverage),
             entry_strictness: self.entry_strictness,
         }
@@ -284,10 +269,7 @@ fn direction_score(price: Option<f64>, ind: &IndicatorSnapshot, ta: Option<TaSum
 /// Classifies the regime from one snapshot.
 pub fn detect(input: &RegimeInput<'_>) -> RegimeDetection {
     let ind = input.indicators;
-    let price = input
-        .current_price
-        .to_f64()
-        .filter(|p| p.is_finite() && *p > 0.0);
+    let price = input.current_price.to_f64().filter(|p| p.is_finite() && *p > 0.0);
     let mut missing = Vec::new();
     let adx = ind.adx_14;
     if adx.is_none() {
@@ -325,10 +307,7 @@ pub fn detect(input: &RegimeInput<'_>) -> RegimeDetection {
         (
             regime,
             0.5 * ramp(pct, 3.0, 6.0) + 0.5 * agreement,
-            format!(
-                "ATR {pct:.2}% of price ({} volatility)",
-                volatility.as_str()
-            ),
+            format!("ATR {pct:.2}% of price ({} volatility)", volatility.as_str()),
         )
     } else if adx_v > ADX_TREND_THRESHOLD {
         let regime = if bullish {
@@ -458,10 +437,7 @@ impl RegimeOutput {
             periods_in_regime: 0,
             transition_probabilities: BTreeMap::new(),
             parameters: RegimeParameters::for_regime(Regime::Choppy),
-            reasoning: truncate_chars(
-                &format!("Regime detection failed: {error}"),
-                MAX_REGIME_REASONING_CHARS,
-            ),
+            reasoning: truncate_chars(&format!("Regime detection failed: {error}"), MAX_REGIME_REASONING_CHARS),
             model_used: String::new(),
         }
     }
@@ -519,13 +495,8 @@ impl RegimeTracker {
     /// divided by the run interval (at least the stored count).
     pub fn restore(&mut self, stored: &RegimeOutput, now: DateTime<Utc>, interval_secs: i64) {
         let elapsed = (now - stored.timestamp).num_seconds().max(0);
-        let extra = if interval_secs > 0 {
-            elapsed / interval_secs
-        } else {
-            0
-        };
-        let periods = u32::try_from(i64::from(stored.periods_in_regime).saturating_add(extra))
-            .unwrap_or(u32::MAX);
+        let extra = if interval_secs > 0 { elapsed / interval_secs } else { 0 };
+        let periods = u32::try_from(i64::from(stored.periods_in_regime).saturating_add(extra)).unwrap_or(u32::MAX);
         self.held = Some(Held {
             regime: stored.regime,
             confidence: stored.confidence,
@@ -537,12 +508,7 @@ impl RegimeTracker {
     }
 
     /// Applies the hysteresis to `detection` made at `now` and returns the output to publish.
-    pub fn observe(
-        &mut self,
-        symbol: &Symbol,
-        detection: RegimeDetection,
-        now: DateTime<Utc>,
-    ) -> RegimeOutput {
+    pub fn observe(&mut self, symbol: &Symbol, detection: RegimeDetection, now: DateTime<Utc>) -> RegimeOutput {
         let held = match self.held {
             None => {
                 self.pending = None;
@@ -597,19 +563,12 @@ impl RegimeTracker {
             detection.reasoning.clone()
         } else {
             let pending = match self.pending {
-                Some(p) => format!(
-                    " (candidate {}/{})",
-                    p.consecutive, self.config.change_periods
-                ),
+                Some(p) => format!(" (candidate {}/{})", p.consecutive, self.config.change_periods),
                 None => String::new(),
             };
             format!(
                 "holding {} ({} periods): detected {} at {:.2}{pending}; {}",
-                held.regime,
-                held.periods,
-                detection.regime,
-                detection.confidence,
-                detection.reasoning
+                held.regime, held.periods, detection.regime, detection.confidence, detection.reasoning
             )
         };
         reasoning = truncate_chars(&reasoning, MAX_REGIME_REASONING_CHARS);
@@ -663,11 +622,7 @@ mod tests {
 
     /// Price 100, bullish votes everywhere unless overridden.
     fn ind(adx: f64, chop: f64, atr: f64, bullish: bool) -> IndicatorSnapshot {
-        let (above, below) = if bullish {
-            (95.0, 105.0)
-        } else {
-            (105.0, 95.0)
-        };
+        let (above, below) = if bullish { (95.0, 105.0) } else { (105.0, 95.0) };
         IndicatorSnapshot {
             ema_9: Some(if bullish { 101.0 } else { 99.0 }),
             ema_21: Some(100.0),
@@ -704,26 +659,14 @@ mod tests {
         mixed.ema_200 = Some(105.0);
         mixed.supertrend.direction = Some(-1);
         let cases: Vec<(&str, IndicatorSnapshot, Regime)> = vec![
-            (
-                "high ATR%, bullish",
-                ind(30.0, 40.0, 3.5, true),
-                Regime::VolatileBull,
-            ),
+            ("high ATR%, bullish", ind(30.0, 40.0, 3.5, true), Regime::VolatileBull),
             (
                 "extreme ATR%, bearish",
                 ind(30.0, 40.0, 6.0, false),
                 Regime::VolatileBear,
             ),
-            (
-                "ADX 35 bullish",
-                ind(35.0, 40.0, 1.5, true),
-                Regime::TrendingBull,
-            ),
-            (
-                "ADX 35 bearish",
-                ind(35.0, 40.0, 1.5, false),
-                Regime::TrendingBear,
-            ),
+            ("ADX 35 bullish", ind(35.0, 40.0, 1.5, true), Regime::TrendingBull),
+            ("ADX 35 bearish", ind(35.0, 40.0, 1.5, false), Regime::TrendingBear),
             (
                 "ADX exactly 25 is not trending",
                 ind(25.0, 50.0, 1.5, true),
@@ -766,11 +709,7 @@ mod tests {
     #[test]
     fn missing_indicators_use_reference_defaults_and_low_confidence() {
         let d = run(&IndicatorSnapshot::default());
-        assert_eq!(
-            d.regime,
-            Regime::Ranging,
-            "ADX 25 and choppiness 50 defaults"
-        );
+        assert_eq!(d.regime, Regime::Ranging, "ADX 25 and choppiness 50 defaults");
         assert_eq!(d.confidence, DEGRADED_CONFIDENCE);
         assert_eq!(d.choppiness, 50.0);
         assert_eq!(d.trend_strength, 0.25);
@@ -897,13 +836,13 @@ mod tests {
         use Regime::*;
         type Step = (Regime, f64, Regime, u32, Option<u32>);
         let steps: [Step; 10] = [
-            (Ranging, 0.45, Ranging, 1, None), // first detection always adopted
-            (TrendingBull, 0.9, Ranging, 2, Some(1)), // candidate 1/2
+            (Ranging, 0.45, Ranging, 1, None),          // first detection always adopted
+            (TrendingBull, 0.9, Ranging, 2, Some(1)),   // candidate 1/2
             (TrendingBull, 0.8, TrendingBull, 1, None), // confirmed on the 2nd consecutive run
-            (Choppy, 0.75, TrendingBull, 2, Some(1)), // candidate
+            (Choppy, 0.75, TrendingBull, 2, Some(1)),   // candidate
             (TrendingBull, 0.6, TrendingBull, 3, None), // repeat of current clears the candidate
-            (Choppy, 0.75, TrendingBull, 4, Some(1)), // candidate starts again at 1
-            (Choppy, 0.65, TrendingBull, 5, None), // low confidence breaks the streak
+            (Choppy, 0.75, TrendingBull, 4, Some(1)),   // candidate starts again at 1
+            (Choppy, 0.65, TrendingBull, 5, None),      // low confidence breaks the streak
             (Choppy, 0.75, TrendingBull, 6, Some(1)),
             (Ranging, 0.75, TrendingBull, 7, Some(1)), // a different candidate restarts the count
             (Ranging, 0.7, Ranging, 1, None),          // exactly 0.7 counts
@@ -916,11 +855,7 @@ mod tests {
             let out = tracker.observe(&s, detection(det, conf), now);
             assert_eq!(out.regime, want, "step {i}");
             assert_eq!(out.periods_in_regime, periods, "step {i}");
-            assert_eq!(
-                out.pending_change.map(|p| p.consecutive),
-                pending,
-                "step {i}"
-            );
+            assert_eq!(out.pending_change.map(|p| p.consecutive), pending, "step {i}");
             assert_eq!(out.detected_regime, det, "step {i}");
             if prev_regime.is_some_and(|p| p != want) {
                 assert_eq!(out.previous_regime, prev_regime, "step {i}");
@@ -936,20 +871,13 @@ mod tests {
         let s = sym();
         let mut tracker = RegimeTracker::default();
         tracker.observe(&s, detection(Regime::TrendingBull, 0.82), t0());
-        let out = tracker.observe(
-            &s,
-            detection(Regime::Choppy, 0.9),
-            t0() + Duration::seconds(300),
-        );
+        let out = tracker.observe(&s, detection(Regime::Choppy, 0.9), t0() + Duration::seconds(300));
         assert_eq!(out.regime, Regime::TrendingBull);
         assert_eq!(
             out.confidence, 0.82,
             "held regime's own confidence, not the suppressed detection's"
         );
-        assert_eq!(
-            out.parameters,
-            RegimeParameters::for_regime(Regime::TrendingBull)
-        );
+        assert_eq!(out.parameters, RegimeParameters::for_regime(Regime::TrendingBull));
         assert_eq!(out.detected_confidence, 0.9);
         assert_eq!(
             out.pending_change,
@@ -968,20 +896,12 @@ mod tests {
         let s = sym();
         let mut first = RegimeTracker::default();
         first.observe(&s, detection(Regime::TrendingBear, 0.8), t0());
-        let stored = first.observe(
-            &s,
-            detection(Regime::TrendingBear, 0.85),
-            t0() + Duration::seconds(300),
-        );
+        let stored = first.observe(&s, detection(Regime::TrendingBear, 0.85), t0() + Duration::seconds(300));
         let mut restarted = RegimeTracker::default();
         restarted.restore(&stored, t0() + Duration::seconds(300 + 900), 300);
         assert_eq!(restarted.current(), Some(Regime::TrendingBear));
         // A single strong different detection does not flip the restored regime.
-        let out = restarted.observe(
-            &s,
-            detection(Regime::Ranging, 0.9),
-            t0() + Duration::seconds(1500),
-        );
+        let out = restarted.observe(&s, detection(Regime::Ranging, 0.9), t0() + Duration::seconds(1500));
         assert_eq!(out.regime, Regime::TrendingBear);
         assert_eq!(out.periods_in_regime, 2 + 3 + 1);
         assert_eq!(out.regime_started, t0());

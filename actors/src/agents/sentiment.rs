@@ -48,8 +48,12 @@ impl SentimentSource {
 /// The system prompt for one source.
 pub fn system_prompt(source: SentimentSource) -> String {
     let focus = match source {
-        SentimentSource::Social => "social media discussion (X/Twitter, Reddit, forums): crowd mood, narratives, influencer activity",
-        SentimentSource::News => "news coverage: regulation, institutional flows, macro events, exchange and project announcements",
+        SentimentSource::Social => {
+            "social media discussion (X/Twitter, Reddit, forums): crowd mood, narratives, influencer activity"
+        }
+        SentimentSource::News => {
+            "news coverage: regulation, institutional flows, macro events, exchange and project announcements"
+        }
     };
     format!(
         "You are a crypto market sentiment analyst focused on {focus}. Assess only what you can actually observe; \
@@ -72,12 +76,7 @@ pub fn build_user_prompt(symbol: &Symbol, source: SentimentSource) -> String {
     )
 }
 
-pub fn build_request(
-    symbol: &Symbol,
-    source: SentimentSource,
-    model: &str,
-    timeout_ms: u64,
-) -> ModelRequest {
+pub fn build_request(symbol: &Symbol, source: SentimentSource, model: &str, timeout_ms: u64) -> ModelRequest {
     ModelRequest {
         model: model.to_string(),
         system_prompt: system_prompt(source),
@@ -137,10 +136,7 @@ fn parse_enum<T>(
         None | Some(Value::Null) => Ok(default),
         Some(Value::String(s)) => parse(s.trim().to_ascii_lowercase().as_str())
             .ok_or_else(|| fields::bad(field, &format!("unknown value {s:?}"))),
-        Some(other) => Err(fields::bad(
-            field,
-            &format!("expected a string, got {other}"),
-        )),
+        Some(other) => Err(fields::bad(field, &format!("expected a string, got {other}"))),
     }
 }
 
@@ -154,14 +150,10 @@ pub fn parse_provider_output(text: &str) -> Result<ProviderSentiment, ModelError
     let confidence = fields::req_f64_in(&obj, "confidence", 0.0, 1.0)?;
     let bias = match obj.get("bias") {
         None | Some(Value::Null) => bias_from_score(score),
-        Some(Value::String(s)) => SentimentBias::parse(s.trim().to_ascii_lowercase().as_str())
-            .map_err(|e| fields::bad("bias", &e))?,
-        Some(other) => {
-            return Err(fields::bad(
-                "bias",
-                &format!("expected a string, got {other}"),
-            ))
+        Some(Value::String(s)) => {
+            SentimentBias::parse(s.trim().to_ascii_lowercase().as_str()).map_err(|e| fields::bad("bias", &e))?
         }
+        Some(other) => return Err(fields::bad("bias", &format!("expected a string, got {other}"))),
     };
     let mut key_events = Vec::new();
     match obj.get("key_events") {
@@ -172,8 +164,8 @@ pub fn parse_provider_output(text: &str) -> Result<ProviderSentiment, ModelError
                 let Value::Object(e) = item else {
                     return Err(fields::bad(&field, "expected an object"));
                 };
-                let event = fields::req_str(e, "event")
-                    .map_err(|_| fields::bad(&format!("{field}.event"), "missing"))?;
+                let event =
+                    fields::req_str(e, "event").map_err(|_| fields::bad(&format!("{field}.event"), "missing"))?;
                 let impact = parse_enum(
                     &format!("{field}.impact"),
                     e.get("impact"),
@@ -217,10 +209,7 @@ pub fn parse_provider_output(text: &str) -> Result<ProviderSentiment, ModelError
             .take(MAX_NARRATIVES)
             .map(|(i, n)| match n {
                 Value::String(s) => Ok(fields::truncate(s, NARRATIVE_CHARS)),
-                _ => Err(fields::bad(
-                    &format!("narratives[{i}]"),
-                    "expected a string",
-                )),
+                _ => Err(fields::bad(&format!("narratives[{i}]"), "expected a string")),
             })
             .collect::<Result<Vec<_>, _>>()?,
         Some(_) => return Err(fields::bad("narratives", "expected an array")),
@@ -383,12 +372,10 @@ pub fn neutral_fallback(reason: impl Into<String>) -> SentimentOutput {
 /// Combines the providers' results (reference §1.3, corrected).
 pub fn aggregate(results: &[ProviderResult], cfg: &AggregationConfig) -> SentimentOutput {
     let ok = |source: SentimentSource| {
-        results
-            .iter()
-            .find_map(|r| match (&r.outcome, r.source == source) {
-                (Ok(s), true) => Some(s),
-                _ => None,
-            })
+        results.iter().find_map(|r| match (&r.outcome, r.source == source) {
+            (Ok(s), true) => Some(s),
+            _ => None,
+        })
     };
     let social = ok(SentimentSource::Social);
     let news = ok(SentimentSource::News);
@@ -398,12 +385,7 @@ pub fn aggregate(results: &[ProviderResult], cfg: &AggregationConfig) -> Sentime
         (None, None) => {
             let why: Vec<String> = results
                 .iter()
-                .filter_map(|r| {
-                    r.outcome
-                        .as_ref()
-                        .err()
-                        .map(|e| format!("{}: {e}", r.provider))
-                })
+                .filter_map(|r| r.outcome.as_ref().err().map(|e| format!("{}: {e}", r.provider)))
                 .collect();
             let reason = if why.is_empty() {
                 "no sentiment provider configured".to_string()
@@ -428,13 +410,9 @@ pub fn aggregate(results: &[ProviderResult], cfg: &AggregationConfig) -> Sentime
     };
     let overall = overall.clamp(-1.0, 1.0);
     let present: Vec<&ProviderSentiment> = social.into_iter().chain(news).collect();
-    let confidence =
-        present.iter().map(|p| p.confidence).sum::<f64>() / present.len().max(1) as f64;
+    let confidence = present.iter().map(|p| p.confidence).sum::<f64>() / present.len().max(1) as f64;
 
-    let mut events: Vec<KeyEvent> = present
-        .iter()
-        .flat_map(|p| p.key_events.iter().cloned())
-        .collect();
+    let mut events: Vec<KeyEvent> = present.iter().flat_map(|p| p.key_events.iter().cloned()).collect();
     events.sort_by_key(|e| std::cmp::Reverse(e.significance));
     let mut seen = std::collections::HashSet::new();
     events.retain(|e| seen.insert(e.event.to_lowercase().chars().take(50).collect::<String>()));
@@ -449,10 +427,7 @@ pub fn aggregate(results: &[ProviderResult], cfg: &AggregationConfig) -> Sentime
     let news_analysis = news.map(|n| n.reasoning.clone()).unwrap_or_default();
     let mut parts = Vec::new();
     if social.is_some() {
-        parts.push(format!(
-            "Social: {}",
-            fields::truncate(&social_analysis, 200)
-        ));
+        parts.push(format!("Social: {}", fields::truncate(&social_analysis, 200)));
     }
     if news.is_some() {
         parts.push(format!("News: {}", fields::truncate(&news_analysis, 200)));
@@ -505,10 +480,7 @@ mod tests {
         )
     }
 
-    fn result(
-        source: SentimentSource,
-        outcome: Result<ProviderSentiment, String>,
-    ) -> ProviderResult {
+    fn result(source: SentimentSource, outcome: Result<ProviderSentiment, String>) -> ProviderResult {
         let provider = if source == SentimentSource::Social {
             "xai"
         } else {
@@ -549,11 +521,7 @@ mod tests {
 
     #[test]
     fn parses_provider_answer() {
-        let p = parse_provider_output(&format!(
-            "Here you go:\n```json\n{}\n```",
-            answer(0.45, 0.7)
-        ))
-        .unwrap();
+        let p = parse_provider_output(&format!("Here you go:\n```json\n{}\n```", answer(0.45, 0.7))).unwrap();
         assert_eq!(p.bias, SentimentBias::Bullish);
         assert_eq!(p.score, 0.45);
         assert_eq!(p.key_events.len(), 2);
@@ -567,10 +535,7 @@ mod tests {
             (r#"{"confidence":0.5}"#, "`score`"),
             (r#"{"score":1.5,"confidence":0.5}"#, "`score`"),
             (r#"{"score":0.1,"confidence":-0.1}"#, "`confidence`"),
-            (
-                r#"{"score":0.1,"confidence":0.5,"bias":"super_bullish"}"#,
-                "`bias`",
-            ),
+            (r#"{"score":0.1,"confidence":0.5,"bias":"super_bullish"}"#, "`bias`"),
             (
                 r#"{"score":0.1,"confidence":0.5,"key_events":[{"event":"x","impact":"huge"}]}"#,
                 "`key_events[0].impact`",
@@ -579,10 +544,7 @@ mod tests {
                 r#"{"score":0.1,"confidence":0.5,"key_events":[{"impact":"positive"}]}"#,
                 "`key_events[0].event`",
             ),
-            (
-                r#"{"score":0.1,"confidence":0.5,"narratives":"one"}"#,
-                "`narratives`",
-            ),
+            (r#"{"score":0.1,"confidence":0.5,"narratives":"one"}"#, "`narratives`"),
         ];
         for (text, field) in cases {
             match parse_provider_output(text) {
@@ -623,8 +585,7 @@ mod tests {
         assert_eq!(out.key_events[0].event, "ETF inflows");
         assert_eq!(out.narratives, vec!["institutional demand"]);
         assert!(
-            out.reasoning
-                .starts_with("Social: mood 0.8 | News: mood -0.4"),
+            out.reasoning.starts_with("Social: mood 0.8 | News: mood -0.4"),
             "{}",
             out.reasoning
         );
@@ -683,10 +644,7 @@ mod tests {
         let r = build_request(&s, SentimentSource::Social, "grok-2", 30_000);
         assert!(r.user_prompt.contains("XRP") && r.user_prompt.contains("social"));
         assert!(r.system_prompt.contains("social media") && r.system_prompt.contains("JSON"));
-        assert_eq!(
-            (r.temperature, r.max_tokens, r.timeout_ms),
-            (0.3, 2048, 30_000)
-        );
+        assert_eq!((r.temperature, r.max_tokens, r.timeout_ms), (0.3, 2048, 30_000));
         assert!(build_request(&s, SentimentSource::News, "gpt-4o", 1)
             .system_prompt
             .contains("news coverage"));

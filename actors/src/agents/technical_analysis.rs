@@ -122,10 +122,7 @@ pub fn analyse(input: &TaInput<'_>) -> TaOutput {
         out.primary_signal = "No analysis available".to_string();
         out.warnings
             .push("insufficient data: RSI 14 and MACD are still warming up".to_string());
-        out.reasoning = format!(
-            "Analysis for {}: indicators are still warming up",
-            input.symbol
-        );
+        out.reasoning = format!("Analysis for {}: indicators are still warming up", input.symbol);
         return out;
     };
 
@@ -164,10 +161,8 @@ pub fn analyse(input: &TaInput<'_>) -> TaOutput {
             .filter(|(_, t)| *t != out.trend_direction && *t != TrendDirection::Neutral)
             .count();
         if opposed > 0 {
-            out.warnings.push(format!(
-                "{opposed} timeframe(s) trend against the {} bias",
-                out.bias
-            ));
+            out.warnings
+                .push(format!("{opposed} timeframe(s) trend against the {} bias", out.bias));
         }
     }
 
@@ -194,14 +189,8 @@ pub fn timeframe_trend(indicators: &IndicatorSnapshot) -> Option<TrendDirection>
 /// Trend alignment score (reference §2.2): (bullish − bearish) / total, rounded to 2
 /// decimals; 0 when no timeframe has a trend.
 pub fn trend_alignment_score(trends: &[(Timeframe, TrendDirection)]) -> f64 {
-    let bull = trends
-        .iter()
-        .filter(|(_, t)| *t == TrendDirection::Bullish)
-        .count() as f64;
-    let bear = trends
-        .iter()
-        .filter(|(_, t)| *t == TrendDirection::Bearish)
-        .count() as f64;
+    let bull = trends.iter().filter(|(_, t)| *t == TrendDirection::Bullish).count() as f64;
+    let bear = trends.iter().filter(|(_, t)| *t == TrendDirection::Bearish).count() as f64;
     if trends.is_empty() {
         return 0.0;
     }
@@ -286,10 +275,7 @@ fn key_levels(price: f64, ind: &IndicatorSnapshot, candles: &[Candle]) -> (Vec<f
     let mut resistance: Vec<f64> = levels.iter().copied().filter(|v| *v > price).collect();
     support.sort_by(|a, b| b.total_cmp(a));
     resistance.sort_by(|a, b| a.total_cmp(b));
-    (
-        merge_levels(support, price),
-        merge_levels(resistance, price),
-    )
+    (merge_levels(support, price), merge_levels(resistance, price))
 }
 
 /// Drops levels within 0.1 % of price of the previous kept one; keeps the nearest three.
@@ -310,12 +296,7 @@ fn merge_levels(sorted_nearest_first: Vec<f64>, price: f64) -> Vec<f64> {
     kept
 }
 
-fn position(
-    price: f64,
-    support: &[f64],
-    resistance: &[f64],
-    bb_position: Option<f64>,
-) -> PricePosition {
+fn position(price: f64, support: &[f64], resistance: &[f64], bb_position: Option<f64>) -> PricePosition {
     if let (Some(s), Some(r)) = (support.first(), resistance.first()) {
         let frac = (price - s) / (r - s);
         return if frac < 0.25 {
@@ -368,8 +349,7 @@ fn secondary_and_warnings(out: &mut TaOutput, ind: &IndicatorSnapshot, price: f6
             .push("Bollinger squeeze: volatility expansion pending".to_string());
     }
     if let Some(v) = ind.volume_vs_avg.filter(|v| *v >= 2.0) {
-        out.secondary_signals
-            .push(format!("volume {v:.1}x average"));
+        out.secondary_signals.push(format!("volume {v:.1}x average"));
     }
     let against = matches!(
         (out.bias, out.macd_signal),
@@ -381,10 +361,7 @@ fn secondary_and_warnings(out: &mut TaOutput, ind: &IndicatorSnapshot, price: f6
 }
 
 fn reasoning_text(out: &TaOutput, ind: &IndicatorSnapshot) -> String {
-    let mut parts = vec![format!(
-        "{} {}: {}",
-        out.symbol, out.timeframe, out.primary_signal
-    )];
+    let mut parts = vec![format!("{} {}: {}", out.symbol, out.timeframe, out.primary_signal)];
     parts.push(format!(
         "momentum {:+.2}, trend strength {:.2}",
         out.momentum_score, out.trend_strength
@@ -444,12 +421,7 @@ impl TaOutput {
 
     /// The output when the model call failed (reference §1.1): neutral, confidence 0,
     /// "No analysis available", warning "LLM call failed".
-    pub fn model_failure(
-        symbol: &Symbol,
-        timeframe: Timeframe,
-        timestamp: DateTime<Utc>,
-        error: &str,
-    ) -> Self {
+    pub fn model_failure(symbol: &Symbol, timeframe: Timeframe, timestamp: DateTime<Utc>, error: &str) -> Self {
         let mut out = Self::neutral(symbol, timeframe, timestamp);
         out.primary_signal = "No analysis available".to_string();
         out.warnings.push("LLM call failed".to_string());
@@ -648,10 +620,7 @@ mod tests {
         assert_eq!(out.confidence, 0.0);
         assert_eq!(out.bias, Bias::Neutral);
         assert_eq!(out.primary_signal, "No analysis available");
-        assert!(out
-            .warnings
-            .iter()
-            .any(|w| w.starts_with("insufficient data")));
+        assert!(out.warnings.iter().any(|w| w.starts_with("insufficient data")));
     }
 
     #[test]
@@ -713,11 +682,7 @@ mod tests {
             (&[], &[], None, PricePosition::MidRange),
         ];
         for (sup, res, bb, want) in cases {
-            assert_eq!(
-                position(100.0, sup, res, bb),
-                want,
-                "{sup:?} {res:?} {bb:?}"
-            );
+            assert_eq!(position(100.0, sup, res, bb), want, "{sup:?} {res:?} {bb:?}");
         }
     }
 
@@ -747,14 +712,8 @@ mod tests {
         let out = analyse(&inp);
         assert_eq!(out.resistance_levels, vec![102.0, 104.0]);
         assert_eq!(out.support_levels.first(), Some(&99.8));
-        assert_eq!(
-            out.timeframe_alignment,
-            vec!["15m".to_string(), "1d".to_string()]
-        );
-        assert!(out
-            .warnings
-            .iter()
-            .any(|w| w.contains("1 timeframe(s) trend against")));
+        assert_eq!(out.timeframe_alignment, vec!["15m".to_string(), "1d".to_string()]);
+        assert!(out.warnings.iter().any(|w| w.contains("1 timeframe(s) trend against")));
     }
 
     #[test]
@@ -767,9 +726,7 @@ mod tests {
         inp.previous = Some(&prev);
         let out = analyse(&inp);
         assert_eq!(out.macd_signal, MacdSignal::BullishCross);
-        assert!(out
-            .secondary_signals
-            .contains(&"MACD bullish cross".to_string()));
+        assert!(out.secondary_signals.contains(&"MACD bullish cross".to_string()));
         assert!(out.warnings.iter().any(|w| w.contains("squeeze")));
     }
 

@@ -9,9 +9,7 @@
 //!   (naming the field) instead of being coerced to a default.
 
 use crate::domain::{Bias, Regime, SentimentBias, Symbol, TradeAction};
-use crate::messages::{
-    EventMeta, MarketSnapshot, RegimeUpdate, SentimentUpdate, TaSignal, TradingSignal,
-};
+use crate::messages::{EventMeta, MarketSnapshot, RegimeUpdate, SentimentUpdate, TaSignal, TradingSignal};
 use crate::ports::{ModelError, ModelRequest, ModelResponse};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -176,8 +174,8 @@ impl DecisionOutput {
 pub fn parse_decision(text: &str, current_price: Decimal) -> Result<DecisionOutput, ModelError> {
     let obj = fields::json_object(text)?;
     let action_text = fields::req_str(&obj, "action")?;
-    let action = TradeAction::parse(action_text.trim().to_ascii_uppercase().as_str())
-        .map_err(|e| fields::bad("action", &e))?;
+    let action =
+        TradeAction::parse(action_text.trim().to_ascii_uppercase().as_str()).map_err(|e| fields::bad("action", &e))?;
     let confidence = fields::req_f64_in(&obj, "confidence", 0.0, 1.0)?;
     let entry_price = fields::opt_decimal(&obj, "entry_price")?;
     if let Some(p) = entry_price {
@@ -191,26 +189,19 @@ pub fn parse_decision(text: &str, current_price: Decimal) -> Result<DecisionOutp
 
     let stop_loss_pct = match fields::opt_decimal(&obj, "stop_loss_pct")? {
         Some(p) if p <= Decimal::ZERO || p >= Decimal::ONE_HUNDRED => {
-            return Err(fields::bad(
-                "stop_loss_pct",
-                "must be between 0 and 100 (exclusive)",
-            ))
+            return Err(fields::bad("stop_loss_pct", "must be between 0 and 100 (exclusive)"))
         }
         Some(p) => Some(p.clamp(STOP_LOSS_PCT_MIN, STOP_LOSS_PCT_MAX)),
         None => match fields::opt_decimal(&obj, "stop_loss")? {
-            Some(stop) if is_entry => Some(
-                distance_pct("stop_loss", stop, reference, !is_long)?
-                    .clamp(STOP_LOSS_PCT_MIN, STOP_LOSS_PCT_MAX),
-            ),
+            Some(stop) if is_entry => {
+                Some(distance_pct("stop_loss", stop, reference, !is_long)?.clamp(STOP_LOSS_PCT_MIN, STOP_LOSS_PCT_MAX))
+            }
             _ => None,
         },
     };
     let take_profit_pct = match fields::opt_decimal(&obj, "take_profit_pct")? {
         Some(p) if p <= Decimal::ZERO || p >= Decimal::ONE_HUNDRED => {
-            return Err(fields::bad(
-                "take_profit_pct",
-                "must be between 0 and 100 (exclusive)",
-            ))
+            return Err(fields::bad("take_profit_pct", "must be between 0 and 100 (exclusive)"))
         }
         Some(p) => Some(p),
         None => match fields::opt_decimal(&obj, "take_profit")? {
@@ -254,12 +245,7 @@ pub fn parse_decision(text: &str, current_price: Decimal) -> Result<DecisionOutp
 }
 
 /// Percent distance of `level` from `reference`; `above` says on which side it must lie.
-fn distance_pct(
-    field: &str,
-    level: Decimal,
-    reference: Decimal,
-    above: bool,
-) -> Result<Decimal, ModelError> {
+fn distance_pct(field: &str, level: Decimal, reference: Decimal, above: bool) -> Result<Decimal, ModelError> {
     if reference <= Decimal::ZERO || level <= Decimal::ZERO {
         return Err(fields::bad(field, "price must be positive"));
     }
@@ -313,12 +299,7 @@ pub fn rule_based_decision(input: &DecisionInput) -> DecisionOutput {
     let long = match ta.bias {
         Bias::Long => true,
         Bias::Short => false,
-        Bias::Neutral => {
-            return DecisionOutput::hold(
-                RULE_HOLD_CONFIDENCE,
-                "rule-based: technical bias is neutral",
-            )
-        }
+        Bias::Neutral => return DecisionOutput::hold(RULE_HOLD_CONFIDENCE, "rule-based: technical bias is neutral"),
     };
     match regime.regime {
         Regime::Choppy | Regime::Unknown => {
@@ -346,9 +327,7 @@ pub fn rule_based_decision(input: &DecisionInput) -> DecisionOutput {
         format!("TA {} {:.2}", ta.bias, ta.confidence),
         format!("regime {}", regime.regime),
     ];
-    if (long && regime.regime == Regime::TrendingBull)
-        || (!long && regime.regime == Regime::TrendingBear)
-    {
+    if (long && regime.regime == Regime::TrendingBull) || (!long && regime.regime == Regime::TrendingBear) {
         confidence += 0.05;
     }
     if let Some(s) = &input.sentiment {
@@ -399,21 +378,14 @@ pub fn rule_based_decision(input: &DecisionInput) -> DecisionOutput {
         .clamp(Decimal::ZERO, Decimal::ONE_HUNDRED)
         .round_dp(2);
     DecisionOutput {
-        action: if long {
-            TradeAction::Buy
-        } else {
-            TradeAction::Sell
-        },
+        action: if long { TradeAction::Buy } else { TradeAction::Sell },
         confidence,
         entry_price: Some(input.current_price),
         stop_loss_pct: Some(stop.normalize()),
         take_profit_pct: Some(take_profit.normalize()),
         position_size_pct: Some(size.normalize()),
         leverage: 1,
-        reasoning: fields::truncate(
-            &format!("rule-based: {}", notes.join(", ")),
-            MAX_REASONING_CHARS,
-        ),
+        reasoning: fields::truncate(&format!("rule-based: {}", notes.join(", ")), MAX_REASONING_CHARS),
     }
 }
 
@@ -647,13 +619,9 @@ pub fn consensus(model_votes: Vec<ModelVote>, cfg: &ConsensusConfig) -> Consensu
     } else {
         (AgreementType::Split, 0.0)
     };
-    let agreeing: Vec<(&str, &DecisionOutput)> = valid
-        .iter()
-        .copied()
-        .filter(|(_, d)| d.action == top_action)
-        .collect();
-    let mean_conf =
-        agreeing.iter().map(|(_, d)| d.confidence).sum::<f64>() / agreeing.len().max(1) as f64;
+    let agreeing: Vec<(&str, &DecisionOutput)> =
+        valid.iter().copied().filter(|(_, d)| d.action == top_action).collect();
+    let mean_conf = agreeing.iter().map(|(_, d)| d.confidence).sum::<f64>() / agreeing.len().max(1) as f64;
     out.action = top_action;
     out.agreement = agreement;
     out.confidence = (mean_conf + boost).clamp(0.0, 1.0);
@@ -662,14 +630,8 @@ pub fn consensus(model_votes: Vec<ModelVote>, cfg: &ConsensusConfig) -> Consensu
         out.entry_price = mean_decimal(agreeing.iter().filter_map(|(_, d)| d.entry_price));
         out.stop_loss_pct = mean_decimal(agreeing.iter().filter_map(|(_, d)| d.stop_loss_pct));
         out.take_profit_pct = mean_decimal(agreeing.iter().filter_map(|(_, d)| d.take_profit_pct));
-        out.position_size_pct =
-            mean_decimal(agreeing.iter().filter_map(|(_, d)| d.position_size_pct));
-        out.leverage = agreeing
-            .iter()
-            .map(|(_, d)| d.leverage)
-            .min()
-            .unwrap_or(1)
-            .max(1);
+        out.position_size_pct = mean_decimal(agreeing.iter().filter_map(|(_, d)| d.position_size_pct));
+        out.leverage = agreeing.iter().map(|(_, d)| d.leverage).min().unwrap_or(1).max(1);
     }
     let excerpts: Vec<String> = agreeing
         .iter()
@@ -713,17 +675,12 @@ pub(crate) mod fields {
             Some(Value::Object(m)) => Ok(m),
             _ => {
                 let head: String = trimmed.chars().take(100).collect();
-                Err(ModelError::BadOutput(format!(
-                    "no JSON object in the answer: {head:?}"
-                )))
+                Err(ModelError::BadOutput(format!("no JSON object in the answer: {head:?}")))
             }
         }
     }
 
-    pub(crate) fn req_str<'a>(
-        obj: &'a Map<String, Value>,
-        field: &str,
-    ) -> Result<&'a str, ModelError> {
+    pub(crate) fn req_str<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a str, ModelError> {
         match obj.get(field) {
             Some(Value::String(s)) => Ok(s),
             Some(other) => Err(bad(field, &format!("expected a string, got {other}"))),
@@ -731,10 +688,7 @@ pub(crate) mod fields {
         }
     }
 
-    pub(crate) fn opt_str(
-        obj: &Map<String, Value>,
-        field: &str,
-    ) -> Result<Option<String>, ModelError> {
+    pub(crate) fn opt_str(obj: &Map<String, Value>, field: &str) -> Result<Option<String>, ModelError> {
         match obj.get(field) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -751,12 +705,7 @@ pub(crate) mod fields {
     }
 
     /// A required number within `[lo, hi]`.
-    pub(crate) fn req_f64_in(
-        obj: &Map<String, Value>,
-        field: &str,
-        lo: f64,
-        hi: f64,
-    ) -> Result<f64, ModelError> {
+    pub(crate) fn req_f64_in(obj: &Map<String, Value>, field: &str, lo: f64, hi: f64) -> Result<f64, ModelError> {
         let v = obj.get(field).ok_or_else(|| bad(field, "missing"))?;
         let x = number(v)
             .filter(|x| x.is_finite())
@@ -768,10 +717,7 @@ pub(crate) mod fields {
     }
 
     /// An optional decimal (JSON number or numeric string), parsed from its text, not via f64.
-    pub(crate) fn opt_decimal(
-        obj: &Map<String, Value>,
-        field: &str,
-    ) -> Result<Option<Decimal>, ModelError> {
+    pub(crate) fn opt_decimal(obj: &Map<String, Value>, field: &str) -> Result<Option<Decimal>, ModelError> {
         let text = match obj.get(field) {
             None | Some(Value::Null) => return Ok(None),
             Some(Value::Number(n)) => n.to_string(),
@@ -871,11 +817,7 @@ mod tests {
         }
     }
 
-    fn input(
-        ta_: Option<TaSignal>,
-        regime_: Option<RegimeUpdate>,
-        sent: Option<SentimentUpdate>,
-    ) -> DecisionInput {
+    fn input(ta_: Option<TaSignal>, regime_: Option<RegimeUpdate>, sent: Option<SentimentUpdate>) -> DecisionInput {
         DecisionInput {
             symbol: sym(),
             current_price: dec!(50000),
@@ -899,21 +841,13 @@ mod tests {
             ),
             (
                 "neutral bias",
-                input(
-                    Some(ta(Bias::Neutral, 0.9)),
-                    Some(regime(Regime::TrendingBull)),
-                    None,
-                ),
+                input(Some(ta(Bias::Neutral, 0.9)), Some(regime(Regime::TrendingBull)), None),
                 TradeAction::Hold,
                 0.5,
             ),
             (
                 "long in bull trend",
-                input(
-                    Some(ta(Bias::Long, 0.7)),
-                    Some(regime(Regime::TrendingBull)),
-                    None,
-                ),
+                input(Some(ta(Bias::Long, 0.7)), Some(regime(Regime::TrendingBull)), None),
                 TradeAction::Buy,
                 0.75,
             ),
@@ -929,41 +863,25 @@ mod tests {
             ),
             (
                 "long in choppy",
-                input(
-                    Some(ta(Bias::Long, 0.95)),
-                    Some(regime(Regime::Choppy)),
-                    None,
-                ),
+                input(Some(ta(Bias::Long, 0.95)), Some(regime(Regime::Choppy)), None),
                 TradeAction::Hold,
                 0.5,
             ),
             (
                 "long in unknown",
-                input(
-                    Some(ta(Bias::Long, 0.95)),
-                    Some(regime(Regime::Unknown)),
-                    None,
-                ),
+                input(Some(ta(Bias::Long, 0.95)), Some(regime(Regime::Unknown)), None),
                 TradeAction::Hold,
                 0.5,
             ),
             (
                 "long against bear trend",
-                input(
-                    Some(ta(Bias::Long, 0.95)),
-                    Some(regime(Regime::TrendingBear)),
-                    None,
-                ),
+                input(Some(ta(Bias::Long, 0.95)), Some(regime(Regime::TrendingBear)), None),
                 TradeAction::Hold,
                 0.5,
             ),
             (
                 "short against volatile bull",
-                input(
-                    Some(ta(Bias::Short, 0.95)),
-                    Some(regime(Regime::VolatileBull)),
-                    None,
-                ),
+                input(Some(ta(Bias::Short, 0.95)), Some(regime(Regime::VolatileBull)), None),
                 TradeAction::Hold,
                 0.5,
             ),
@@ -989,21 +907,13 @@ mod tests {
             ),
             (
                 "ranging long at 0.70",
-                input(
-                    Some(ta(Bias::Long, 0.70)),
-                    Some(regime(Regime::Ranging)),
-                    None,
-                ),
+                input(Some(ta(Bias::Long, 0.70)), Some(regime(Regime::Ranging)), None),
                 TradeAction::Buy,
                 0.70,
             ),
             (
                 "below 0.65",
-                input(
-                    Some(ta(Bias::Long, 0.64)),
-                    Some(regime(Regime::Ranging)),
-                    None,
-                ),
+                input(Some(ta(Bias::Long, 0.64)), Some(regime(Regime::Ranging)), None),
                 TradeAction::Hold,
                 0.5,
             ),
@@ -1031,10 +941,7 @@ mod tests {
                 assert_eq!(d.entry_price, Some(dec!(50000)), "{name}");
                 assert!(d.stop_loss_pct.is_some(), "{name}: entries carry a stop");
             } else {
-                assert!(
-                    d.stop_loss_pct.is_none() && d.entry_price.is_none(),
-                    "{name}"
-                );
+                assert!(d.stop_loss_pct.is_none() && d.entry_price.is_none(), "{name}");
             }
         }
     }
@@ -1051,11 +958,7 @@ mod tests {
         assert_eq!(d.take_profit_pct, Some(dec!(4)));
         assert_eq!(d.position_size_pct, Some(dec!(10)));
         // ranging: stop 2 × 0.8 = 1.6 %; R:R 1.5/0.8 = 1.875 → 3.0 %; size 7.5
-        let d = rule_based_decision(&input(
-            Some(ta(Bias::Long, 0.8)),
-            Some(regime(Regime::Ranging)),
-            None,
-        ));
+        let d = rule_based_decision(&input(Some(ta(Bias::Long, 0.8)), Some(regime(Regime::Ranging)), None));
         assert_eq!(d.stop_loss_pct, Some(dec!(1.6)));
         assert_eq!(d.take_profit_pct, Some(dec!(3)));
         assert_eq!(d.position_size_pct, Some(dec!(7.5)));
@@ -1096,24 +999,13 @@ mod tests {
             dec!(1),
         )
         .unwrap();
-        assert_eq!(
-            (d.stop_loss_pct, d.take_profit_pct),
-            (Some(dec!(2)), Some(dec!(6)))
-        );
+        assert_eq!((d.stop_loss_pct, d.take_profit_pct), (Some(dec!(2)), Some(dec!(6))));
         // SELL against the current price; stop 0.5 % clamps up to 1 %
-        let d = parse_decision(
-            r#"{"action":"SELL","confidence":0.7,"stop_loss":100.5}"#,
-            dec!(100),
-        )
-        .unwrap();
+        let d = parse_decision(r#"{"action":"SELL","confidence":0.7,"stop_loss":100.5}"#, dec!(100)).unwrap();
         assert_eq!(d.stop_loss_pct, Some(dec!(1)));
         assert_eq!(d.entry_price, None);
         // 9 % clamps down to 5 %
-        let d = parse_decision(
-            r#"{"action":"BUY","confidence":0.7,"stop_loss_pct":9}"#,
-            dec!(100),
-        )
-        .unwrap();
+        let d = parse_decision(r#"{"action":"BUY","confidence":0.7,"stop_loss_pct":9}"#, dec!(100)).unwrap();
         assert_eq!(d.stop_loss_pct, Some(dec!(5)));
     }
 
@@ -1125,10 +1017,7 @@ mod tests {
             (r#"{"action": "CLOSE", "confidence": 0.7}"#, "`action`"),
             (r#"{"action": "HOLD"}"#, "`confidence`"),
             (r#"{"action": "HOLD", "confidence": 1.5}"#, "`confidence`"),
-            (
-                r#"{"action": "HOLD", "confidence": "high"}"#,
-                "`confidence`",
-            ),
+            (r#"{"action": "HOLD", "confidence": "high"}"#, "`confidence`"),
             (r#"{"action": "BUY", "confidence": 0.8}"#, "`stop_loss_pct`"),
             (
                 r#"{"action": "BUY", "confidence": 0.8, "stop_loss": 101}"#,
@@ -1232,14 +1121,7 @@ mod tests {
                 Unanimous,
                 0.85,
             ),
-            (
-                "unanimous caps at 1",
-                vec![(B, 0.95); 6],
-                0,
-                B,
-                Unanimous,
-                1.0,
-            ),
+            ("unanimous caps at 1", vec![(B, 0.95); 6], 0, B, Unanimous, 1.0),
             (
                 "5/6 strong majority +0.10",
                 [vec![(S, 0.8); 5], vec![(B, 0.9)]].concat(),
@@ -1310,11 +1192,7 @@ mod tests {
                 d.confidence
             );
             assert_eq!(d.total_models, n, "{name}: failed models still count");
-            assert_eq!(
-                d.model_votes.len(),
-                n,
-                "{name}: every model kept for model_comparisons"
-            );
+            assert_eq!(d.model_votes.len(), n, "{name}: every model kept for model_comparisons");
             assert_eq!(d.valid_models, spec.len(), "{name}");
         }
     }
@@ -1333,10 +1211,7 @@ mod tests {
         assert_eq!(d.entry_price, Some(dec!(101)));
         assert_eq!(d.stop_loss_pct, Some(dec!(2.25)));
         assert_eq!(d.take_profit_pct, Some(dec!(4)));
-        assert_eq!(
-            d.leverage, 1,
-            "the most conservative leverage of the agreeing models"
-        );
+        assert_eq!(d.leverage, 1, "the most conservative leverage of the agreeing models");
         assert_eq!(d.total_cost_usd, dec!(0.04));
         assert_eq!(d.total_tokens, 60);
         assert_eq!(d.latency_ms, 900);
@@ -1368,9 +1243,7 @@ mod tests {
         let pa = build_user_prompt(&a);
         assert_eq!(pa, build_user_prompt(&b));
         assert!(
-            pa.contains("trending_bull")
-                && pa.contains("\"bias\":\"long\"")
-                && pa.contains("bullish"),
+            pa.contains("trending_bull") && pa.contains("\"bias\":\"long\"") && pa.contains("bullish"),
             "{pa}"
         );
         assert!(pa.contains("50000"));
@@ -1398,12 +1271,7 @@ mod tests {
         };
         let v = ModelVote::from_call("deepseek-chat", "deepseek", Ok(bad), dec!(100));
         assert!(v.decision.unwrap_err().contains("`action`"));
-        let v = ModelVote::from_call(
-            "gpt-4o",
-            "openai",
-            Err(ModelError::Timeout(30000)),
-            dec!(100),
-        );
+        let v = ModelVote::from_call("gpt-4o", "openai", Err(ModelError::Timeout(30000)), dec!(100));
         assert!(v.decision.is_err());
     }
 }

@@ -6,8 +6,8 @@ use super::state::{CoordinatorState, InvalidTransition, Trigger};
 use crate::clock::SharedClock;
 use crate::messages::{AlertType, RiskAlert};
 use crate::ports::StateStore;
-use crate::supervision::{guarded, ActorError, Drain, SupervisedActor, SupervisionHandle};
 use crate::supervised_basics;
+use crate::supervision::{guarded, ActorError, Drain, SupervisedActor, SupervisionHandle};
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -82,7 +82,13 @@ impl Coordinator {
         }
     }
 
-    fn apply(&mut self, trigger: Trigger, by: &str, reason: Option<String>, ctx: &mut Context<Self>) -> Result<CoordinatorStatus, InvalidTransition> {
+    fn apply(
+        &mut self,
+        trigger: Trigger,
+        by: &str,
+        reason: Option<String>,
+        ctx: &mut Context<Self>,
+    ) -> Result<CoordinatorStatus, InvalidTransition> {
         let next = self.current.state.transition(trigger)?;
         tracing::warn!(from = ?self.current.state, to = ?next, by, ?trigger, "coordinator state change");
         self.current = PersistedCoordinator {

@@ -54,18 +54,8 @@ impl CoordinatorState {
             }
             (Running | Paused, Trigger::Halt) => Ok(Halted),
             (Halted, Trigger::Halt) => err("already halted"),
-            (
-                Halted,
-                Trigger::AdminResume {
-                    cause_cleared: true,
-                },
-            ) => Ok(Running),
-            (
-                Halted,
-                Trigger::AdminResume {
-                    cause_cleared: false,
-                },
-            ) => err("the halt cause is not cleared"),
+            (Halted, Trigger::AdminResume { cause_cleared: true }) => Ok(Running),
+            (Halted, Trigger::AdminResume { cause_cleared: false }) => err("the halt cause is not cleared"),
             (Running | Paused, Trigger::AdminResume { .. }) => err("not halted"),
         }
     }
@@ -89,20 +79,8 @@ mod tests {
             (Running, Trigger::Halt, Some(Halted)),
             (Paused, Trigger::Halt, Some(Halted)),
             (Halted, Trigger::Resume, None),
-            (
-                Halted,
-                Trigger::AdminResume {
-                    cause_cleared: false,
-                },
-                None,
-            ),
-            (
-                Halted,
-                Trigger::AdminResume {
-                    cause_cleared: true,
-                },
-                Some(Running),
-            ),
+            (Halted, Trigger::AdminResume { cause_cleared: false }, None),
+            (Halted, Trigger::AdminResume { cause_cleared: true }, Some(Running)),
             (Running, Trigger::Resume, None),
         ];
         for (from, trig, want) in cases {

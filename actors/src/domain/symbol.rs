@@ -21,8 +21,7 @@ impl Symbol {
             return Err(SymbolError(s.to_owned()));
         };
         let (base, quote) = (&upper[..slash], &upper[slash + 1..]);
-        let ok =
-            |p: &str| (2..=10).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric());
+        let ok = |p: &str| (2..=10).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric());
         if !ok(base) || !ok(quote) {
             return Err(SymbolError(s.to_owned()));
         }

@@ -146,9 +146,7 @@ impl OrderStatus {
     pub fn can_transition_to(self, next: OrderStatus) -> bool {
         use OrderStatus::*;
         match (self, next) {
-            (Pending, Open | PartiallyFilled | Filled | Cancelled | Expired | Rejected | Error) => {
-                true
-            }
+            (Pending, Open | PartiallyFilled | Filled | Cancelled | Expired | Rejected | Error) => true,
             (Open, PartiallyFilled | Filled | Cancelled | Expired | Error) => true,
             (PartiallyFilled, PartiallyFilled | Filled | Cancelled | Expired | Error) => true,
             // `error` means "outcome unknown": a reconcile may resolve it to the exchange's truth.

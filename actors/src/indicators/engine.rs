@@ -1,9 +1,7 @@
 //! [`IndicatorEngine`]: the full indicator set of reference §2.1 for one symbol and timeframe,
 //! updated candle by candle.
 
-use super::primitives::{
-    Adx, Atr, Bollinger, Choppiness, Ema, Macd, Obv, Roc, Rsi, Sma, StochRsi, Supertrend, Vwap,
-};
+use super::primitives::{Adx, Atr, Bollinger, Choppiness, Ema, Macd, Obv, Roc, Rsi, Sma, StochRsi, Supertrend, Vwap};
 use super::{BollingerValue, IndicatorSnapshot, MacdValue, StochRsiValue, SupertrendValue};
 use crate::domain::Candle;
 use chrono::{DateTime, Utc};
@@ -50,10 +48,7 @@ pub enum VwapAnchor {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum IndicatorError {
     #[error("candle at {got} is not after the last applied candle at {last}")]
-    OutOfOrder {
-        last: DateTime<Utc>,
-        got: DateTime<Utc>,
-    },
+    OutOfOrder { last: DateTime<Utc>, got: DateTime<Utc> },
     #[error("candle at {at} has a non-finite or negative value")]
     InvalidValue { at: DateTime<Utc> },
 }
@@ -212,9 +207,7 @@ impl IndicatorEngine {
         s.vwap = self.vwap.push(anchor, high, low, close, volume);
         s.choppiness_14 = self.choppiness_14.push(high, low, close);
         s.volume_sma_20 = self.volume_sma_20.push(volume);
-        s.volume_vs_avg = s
-            .volume_sma_20
-            .and_then(|avg| (avg != 0.0).then(|| volume / avg));
+        s.volume_vs_avg = s.volume_sma_20.and_then(|avg| (avg != 0.0).then(|| volume / avg));
 
         s.macd = match self.macd.push(close) {
             Some((line, signal, histogram)) => MacdValue {
@@ -240,10 +233,7 @@ impl IndicatorEngine {
             None => BollingerValue::default(),
         };
         s.stochastic_rsi = match self.stoch_rsi.push(close) {
-            Some((k, d)) => StochRsiValue {
-                k: Some(k),
-                d: Some(d),
-            },
+            Some((k, d)) => StochRsiValue { k: Some(k), d: Some(d) },
             None => StochRsiValue::default(),
         };
         s.supertrend = match self.supertrend.push(high, low, close) {
@@ -338,12 +328,7 @@ mod tests {
                 assert_eq!(last.ema_9, None, "candle {i}");
             }
         }
-        assert!(
-            last.ema_9.is_some()
-                && last.rsi_14.is_some()
-                && last.adx_14.is_some()
-                && last.macd.signal.is_some()
-        );
+        assert!(last.ema_9.is_some() && last.rsi_14.is_some() && last.adx_14.is_some() && last.macd.signal.is_some());
         assert_eq!(last.sma_200, None);
         assert_eq!(e.candles_applied(), 40);
         assert_eq!(e.last_close(), Some(104.0));
@@ -362,10 +347,7 @@ mod tests {
         ));
         let mut bad = candle(6, Decimal::from(100));
         bad.volume = Decimal::from(-1);
-        assert!(matches!(
-            e.try_update(&bad),
-            Err(IndicatorError::InvalidValue { .. })
-        ));
+        assert!(matches!(e.try_update(&bad), Err(IndicatorError::InvalidValue { .. })));
         // `update` ignores the rejected candle and returns the unchanged snapshot.
         assert_eq!(e.update(&candle(3, Decimal::from(1))), before);
         assert_eq!(e.candles_applied(), 1);

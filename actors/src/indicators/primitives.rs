@@ -452,11 +452,7 @@ pub type MacdTriple = (f64, f64, f64);
 
 impl Macd {
     pub fn new(fast: usize, slow: usize, signal: usize) -> Self {
-        let (fast, slow) = if slow < fast {
-            (slow, fast)
-        } else {
-            (fast, slow)
-        };
+        let (fast, slow) = if slow < fast { (slow, fast) } else { (fast, slow) };
         Self {
             fast: Ema::new(fast),
             slow: Ema::new(slow),
@@ -687,9 +683,7 @@ impl Supertrend {
         let next = match self.state {
             None if close > hl2 => (lower, 1),
             None => (upper, -1),
-            Some((prev, dir)) if close > prev => {
-                (if dir == 1 { lower.max(prev) } else { lower }, 1)
-            }
+            Some((prev, dir)) if close > prev => (if dir == 1 { lower.max(prev) } else { lower }, 1),
             Some((prev, dir)) => (if dir == -1 { upper.min(prev) } else { upper }, -1),
         };
         self.state = Some(next);
@@ -709,14 +703,7 @@ pub struct Vwap {
 
 impl Vwap {
     /// `anchor` identifies the session (e.g. the UTC day number); a new value resets the sums.
-    pub fn push(
-        &mut self,
-        anchor: i64,
-        high: f64,
-        low: f64,
-        close: f64,
-        volume: f64,
-    ) -> Option<f64> {
+    pub fn push(&mut self, anchor: i64, high: f64, low: f64, close: f64, volume: f64) -> Option<f64> {
         if self.anchor != Some(anchor) {
             self.anchor = Some(anchor);
             self.pv = 0.0;
@@ -771,16 +758,8 @@ mod tests {
                 assert_eq!((h, l), (None, None));
             } else {
                 let w = &xs[i - 3..=i];
-                assert_eq!(
-                    h,
-                    Some(w.iter().cloned().fold(f64::MIN, f64::max)),
-                    "max at {i}"
-                );
-                assert_eq!(
-                    l,
-                    Some(w.iter().cloned().fold(f64::MAX, f64::min)),
-                    "min at {i}"
-                );
+                assert_eq!(h, Some(w.iter().cloned().fold(f64::MIN, f64::max)), "max at {i}");
+                assert_eq!(l, Some(w.iter().cloned().fold(f64::MAX, f64::min)), "min at {i}");
             }
         }
     }

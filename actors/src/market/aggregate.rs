@@ -51,8 +51,7 @@ pub fn interval_start_secs(secs: i64, tf: Timeframe) -> i64 {
 pub fn interval_start(t: DateTime<Utc>, tf: Timeframe) -> DateTime<Utc> {
     let secs = t.timestamp();
     let start = interval_start_secs(secs, tf);
-    t - chrono::Duration::seconds(secs - start)
-        - chrono::Duration::nanoseconds(i64::from(t.timestamp_subsec_nanos()))
+    t - chrono::Duration::seconds(secs - start) - chrono::Duration::nanoseconds(i64::from(t.timestamp_subsec_nanos()))
 }
 
 /// A higher-timeframe candle being built.
@@ -166,8 +165,7 @@ impl CandleAggregator {
             });
         }
         let t = candle.open_time.timestamp();
-        if candle.open_time.timestamp_subsec_nanos() != 0 || interval_start_secs(t, self.base) != t
-        {
+        if candle.open_time.timestamp_subsec_nanos() != 0 || interval_start_secs(t, self.base) != t {
             return Err(AggregateError::Misaligned {
                 symbol: candle.symbol.clone(),
                 timeframe: self.base,
@@ -221,11 +219,7 @@ impl CandleAggregator {
     pub fn in_progress(&self, symbol: &Symbol, tf: Timeframe) -> Option<Candle> {
         let idx = self.targets.iter().position(|t| *t == tf)?;
         let state = self.symbols.get(symbol)?;
-        state
-            .partials
-            .get(idx)?
-            .clone()
-            .map(|p| p.into_candle(symbol, tf))
+        state.partials.get(idx)?.clone().map(|p| p.into_candle(symbol, tf))
     }
 }
 
@@ -260,14 +254,7 @@ mod tests {
     /// A deterministic minute candle: price rises by one per minute of the day.
     fn minute(at: DateTime<Utc>) -> Candle {
         let k = Decimal::from(at.timestamp() / 60 % 1440);
-        m1(
-            at,
-            dec!(100) + k,
-            dec!(102) + k,
-            dec!(99) + k,
-            dec!(101) + k,
-            dec!(1.5),
-        )
+        m1(at, dec!(100) + k, dec!(102) + k, dec!(99) + k, dec!(101) + k, dec!(1.5))
     }
 
     #[test]
@@ -281,20 +268,10 @@ mod tests {
         ];
         for (i, (o, h, l, c, v)) in rows.into_iter().enumerate() {
             let out = agg.push(&m1(t(10, i as u32), o, h, l, c, v)).unwrap();
-            assert!(
-                out.is_empty(),
-                "nothing closes before the last minute, minute {i}"
-            );
+            assert!(out.is_empty(), "nothing closes before the last minute, minute {i}");
         }
         let out = agg
-            .push(&m1(
-                t(10, 4),
-                dec!(9),
-                dec!(10),
-                dec!(8.5),
-                dec!(9.5),
-                dec!(5),
-            ))
+            .push(&m1(t(10, 4), dec!(9), dec!(10), dec!(8.5), dec!(9.5), dec!(5)))
             .unwrap();
         assert_eq!(out.len(), 1);
         let c = &out[0];
@@ -315,10 +292,7 @@ mod tests {
         let day = Utc.with_ymd_and_hms(2026, 1, 5, 0, 0, 0).unwrap();
         let mut by_tf: HashMap<Timeframe, Vec<Candle>> = HashMap::new();
         for i in 0..1440 {
-            for c in agg
-                .push(&minute(day + chrono::Duration::minutes(i)))
-                .unwrap()
-            {
+            for c in agg.push(&minute(day + chrono::Duration::minutes(i))).unwrap() {
                 by_tf.entry(c.timeframe).or_default().push(c);
             }
         }
@@ -355,11 +329,7 @@ mod tests {
         }
         // 10:03 and 10:04 are missing; the data resumes at 10:12.
         let out = agg.push(&minute(t(10, 12))).unwrap();
-        assert_eq!(
-            out.len(),
-            1,
-            "only the 10:00 five-minute candle closes: {out:?}"
-        );
+        assert_eq!(out.len(), 1, "only the 10:00 five-minute candle closes: {out:?}");
         let c = &out[0];
         assert_eq!((c.timeframe, c.open_time), (Timeframe::M5, t(10, 0)));
         assert_eq!(c.volume, dec!(4.5));
@@ -368,16 +338,10 @@ mod tests {
         // and 10:14, the last minute of the 10:00 quarter, also completes the 15-minute candle.
         let out = agg.push(&minute(t(10, 14))).unwrap();
         assert_eq!(out.len(), 2, "{out:?}");
-        assert_eq!(
-            (out[0].timeframe, out[0].open_time),
-            (Timeframe::M5, t(10, 10))
-        );
+        assert_eq!((out[0].timeframe, out[0].open_time), (Timeframe::M5, t(10, 10)));
         assert_eq!(out[0].open, minute(t(10, 12)).open);
         assert_eq!(out[0].volume, dec!(3));
-        assert_eq!(
-            (out[1].timeframe, out[1].open_time),
-            (Timeframe::M15, t(10, 0))
-        );
+        assert_eq!((out[1].timeframe, out[1].open_time), (Timeframe::M15, t(10, 0)));
         assert_eq!(out[1].open, minute(t(10, 0)).open);
         assert_eq!(out[1].close, minute(t(10, 14)).close);
         assert_eq!(out[1].volume, dec!(7.5), "five minutes arrived");
@@ -399,10 +363,7 @@ mod tests {
                 (Timeframe::H4, t(0, 0))
             ]
         );
-        assert!(
-            agg.in_progress(&sym(), Timeframe::D1).is_some(),
-            "the day is not over"
-        );
+        assert!(agg.in_progress(&sym(), Timeframe::D1).is_some(), "the day is not over");
     }
 
     #[test]
@@ -426,16 +387,10 @@ mod tests {
         ));
         let mut odd = minute(t(10, 5));
         odd.open_time += chrono::Duration::seconds(30);
-        assert!(matches!(
-            agg.push(&odd),
-            Err(AggregateError::Misaligned { .. })
-        ));
+        assert!(matches!(agg.push(&odd), Err(AggregateError::Misaligned { .. })));
         let mut hourly = minute(t(11, 0));
         hourly.timeframe = Timeframe::H1;
-        assert!(matches!(
-            agg.push(&hourly),
-            Err(AggregateError::WrongTimeframe { .. })
-        ));
+        assert!(matches!(agg.push(&hourly), Err(AggregateError::WrongTimeframe { .. })));
         // The refused candles changed nothing: 10:04 still closes 10:00-10:05 with 10:03 alone.
         let out = agg.push(&minute(t(10, 4))).unwrap();
         assert_eq!(out.len(), 1);
@@ -452,14 +407,8 @@ mod tests {
             c.timeframe = Timeframe::H1;
             out.extend(agg.push(&c).unwrap());
         }
-        assert_eq!(
-            out.iter().filter(|c| c.timeframe == Timeframe::H4).count(),
-            6
-        );
-        assert_eq!(
-            out.iter().filter(|c| c.timeframe == Timeframe::D1).count(),
-            1
-        );
+        assert_eq!(out.iter().filter(|c| c.timeframe == Timeframe::H4).count(), 6);
+        assert_eq!(out.iter().filter(|c| c.timeframe == Timeframe::D1).count(), 1);
     }
 
     #[test]

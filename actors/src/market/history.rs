@@ -166,28 +166,17 @@ impl MarketHistory {
 
     /// The candle-derived snapshot fields for `symbol` at business time `now`, with `primary`
     /// as the primary timeframe (reference default `1h`). `None` before the symbol's first candle.
-    pub fn summary(
-        &self,
-        symbol: &Symbol,
-        primary: Timeframe,
-        now: DateTime<Utc>,
-    ) -> Option<MarketSummary> {
+    pub fn summary(&self, symbol: &Symbol, primary: Timeframe, now: DateTime<Utc>) -> Option<MarketSummary> {
         let per_symbol = self.series.get(symbol)?;
-        let latest = self.latest(symbol, primary).or_else(|| {
-            Timeframe::ALL
-                .into_iter()
-                .find_map(|tf| self.latest(symbol, tf))
-        })?;
+        let latest = self
+            .latest(symbol, primary)
+            .or_else(|| Timeframe::ALL.into_iter().find_map(|tf| self.latest(symbol, tf)))?;
 
         let hourly = self.series(symbol, Timeframe::H1);
         let last_hour = hourly.and_then(VecDeque::back);
         let price_24h_ago = last_hour.and_then(|last| {
             let target = last.open_time - Duration::hours(24);
-            hourly?
-                .iter()
-                .rev()
-                .find(|c| c.open_time == target)
-                .map(|c| c.close)
+            hourly?.iter().rev().find(|c| c.open_time == target).map(|c| c.close)
         });
         let price_change_24h_pct = price_24h_ago
             .filter(|p| !p.is_zero())
@@ -201,22 +190,14 @@ impl MarketHistory {
             if q.len() < VOLUME_AVG_PERIOD {
                 return None;
             }
-            let sum: Decimal = q
-                .iter()
-                .rev()
-                .take(VOLUME_AVG_PERIOD)
-                .map(|c| c.volume)
-                .sum();
+            let sum: Decimal = q.iter().rev().take(VOLUME_AVG_PERIOD).map(|c| c.volume).sum();
             let avg = sum / Decimal::from(VOLUME_AVG_PERIOD as u64);
             (!avg.is_zero()).then(|| (latest.volume / avg).round_dp(4))
         });
 
         let newest_close = per_symbol
             .iter()
-            .filter_map(|(tf, q)| {
-                q.back()
-                    .map(|c| c.open_time + Duration::seconds(tf.seconds()))
-            })
+            .filter_map(|(tf, q)| q.back().map(|c| c.open_time + Duration::seconds(tf.seconds())))
             .max()
             .unwrap_or(latest.open_time);
         let data_age_seconds = (now - newest_close).num_seconds().max(0);
@@ -305,16 +286,11 @@ mod tests {
         }
         let m1 = h.candles(&sym(), Timeframe::M1);
         assert_eq!(m1.len(), 60);
-        assert_eq!(
-            m1.last().unwrap().open_time,
-            start() + Duration::minutes(199)
-        );
+        assert_eq!(m1.last().unwrap().open_time, start() + Duration::minutes(199));
         let m5 = h.candles(&sym(), Timeframe::M5);
         assert_eq!(
             m5.iter().map(|c| c.open_time).collect::<Vec<_>>(),
-            (37..40)
-                .map(|k| start() + Duration::minutes(5 * k))
-                .collect::<Vec<_>>()
+            (37..40).map(|k| start() + Duration::minutes(5 * k)).collect::<Vec<_>>()
         );
     }
 
@@ -339,24 +315,14 @@ mod tests {
             Some(((dec!(2559) - dec!(1119)) / dec!(1119) * dec!(100)).round_dp(4))
         );
         assert_eq!(s.volume_24h, Some(dec!(1464)), "24 hours × (59 + 2)");
-        assert_eq!(
-            s.volume_vs_avg,
-            Some(dec!(1)),
-            "every hour has the same volume"
-        );
+        assert_eq!(s.volume_vs_avg, Some(dec!(1)), "every hour has the same volume");
         assert_eq!(s.data_age_seconds, 30);
         assert_eq!(s.candles[&Timeframe::H1].len(), 26);
         assert_eq!(s.candles[&Timeframe::M1].len(), 60);
         assert!(!s.missing_data_flags.contains(&"stale_data".to_owned()));
-        assert!(s
-            .missing_data_flags
-            .contains(&"insufficient_4h_candles".to_owned()));
-        assert!(s
-            .missing_data_flags
-            .contains(&"insufficient_1d_candles".to_owned()));
-        assert!(!s
-            .missing_data_flags
-            .contains(&"insufficient_1h_candles".to_owned()));
+        assert!(s.missing_data_flags.contains(&"insufficient_4h_candles".to_owned()));
+        assert!(s.missing_data_flags.contains(&"insufficient_1d_candles".to_owned()));
+        assert!(!s.missing_data_flags.contains(&"insufficient_1h_candles".to_owned()));
         assert!(s.missing_data_flags.contains(&"no_order_book".to_owned()));
 
         let later = h
@@ -376,12 +342,7 @@ mod tests {
             .unwrap();
         assert_eq!(s.current_price, dec!(1059), "the one closed hour");
         assert_eq!(
-            (
-                s.price_24h_ago,
-                s.price_change_24h_pct,
-                s.volume_24h,
-                s.volume_vs_avg
-            ),
+            (s.price_24h_ago, s.price_change_24h_pct, s.volume_24h, s.volume_vs_avg),
             (None, None, None, None)
         );
         // A 4h primary has no candle yet: falls back to the first timeframe with data (1m).

@@ -128,10 +128,7 @@ impl SimRegime {
     }
 }
 
-#[expect(
-    clippy::expect_used,
-    reason = "the three constant symbols are valid BASE/QUOTE text"
-)]
+#[expect(clippy::expect_used, reason = "the three constant symbols are valid BASE/QUOTE text")]
 fn known(s: &'static str) -> Symbol {
     Symbol::parse(s).expect("constant symbol")
 }
@@ -198,18 +195,8 @@ impl SimulatedMarket {
 
     /// Like [`SimulatedMarket::new`] with chosen starting prices (non-positive values fall back to
     /// the defaults).
-    pub fn with_prices(
-        seed: u64,
-        start: DateTime<Utc>,
-        btc_usdt: Decimal,
-        xrp_usdt: Decimal,
-    ) -> Self {
-        let ln = |d: Decimal, default: f64| {
-            d.to_f64()
-                .filter(|x| *x > 0.0 && x.is_finite())
-                .unwrap_or(default)
-                .ln()
-        };
+    pub fn with_prices(seed: u64, start: DateTime<Utc>, btc_usdt: Decimal, xrp_usdt: Decimal) -> Self {
+        let ln = |d: Decimal, default: f64| d.to_f64().filter(|x| *x > 0.0 && x.is_finite()).unwrap_or(default).ln();
         let btc_ln = ln(btc_usdt, 95_000.0).clamp(BTC_LN_BOUNDS.0, BTC_LN_BOUNDS.1);
         let xrp_ln = ln(xrp_usdt, 2.3).clamp(XRP_LN_BOUNDS.0, XRP_LN_BOUNDS.1);
         let mut rng = StdRng::seed_from_u64(seed);
@@ -234,11 +221,7 @@ impl SimulatedMarket {
 
     /// The simulated symbols, in the order every step returns their candles.
     pub fn symbols(&self) -> Vec<Symbol> {
-        vec![
-            self.btc_usdt.clone(),
-            self.xrp_usdt.clone(),
-            self.xrp_btc.clone(),
-        ]
+        vec![self.btc_usdt.clone(), self.xrp_usdt.clone(), self.xrp_btc.clone()]
     }
 
     /// Open time of the next candle [`SimulatedMarket::step`] will produce.
@@ -400,10 +383,7 @@ mod tests {
             assert_eq!(c.timeframe, Timeframe::M1);
             assert_eq!(c.open_time, start() + Duration::minutes((i / 3) as i64));
             assert!(c.low > Decimal::ZERO, "positive price {c:?}");
-            assert!(
-                c.low <= c.open.min(c.close) && c.high >= c.open.max(c.close),
-                "{c:?}"
-            );
+            assert!(c.low <= c.open.min(c.close) && c.high >= c.open.max(c.close), "{c:?}");
             assert!(c.volume >= Decimal::ZERO);
             let dp = match c.symbol.as_str() {
                 "BTC/USDT" => 1,
@@ -446,11 +426,7 @@ mod tests {
             assert_eq!(xb.symbol.as_str(), "XRP/BTC");
             let implied = x.close.to_f64().unwrap() / b.close.to_f64().unwrap();
             let rel = (xb.close.to_f64().unwrap() / implied - 1.0).abs();
-            assert!(
-                rel < 0.002,
-                "XRP/BTC {} vs implied {implied}: {rel}",
-                xb.close
-            );
+            assert!(rel < 0.002, "XRP/BTC {} vs implied {implied}: {rel}", xb.close);
         }
     }
 

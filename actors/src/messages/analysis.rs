@@ -1,7 +1,5 @@
 use super::{bus_event, EventMeta};
-use crate::domain::{
-    Bias, EntryStrictness, FearGreed, Regime, SentimentBias, Symbol, Timeframe, TrendDirection,
-};
+use crate::domain::{Bias, EntryStrictness, FearGreed, Regime, SentimentBias, Symbol, Timeframe, TrendDirection};
 use serde::{Deserialize, Serialize};
 
 /// Technical-analysis output (topic `ta_signals`).
@@ -52,6 +50,4 @@ pub struct SentimentUpdate {
     pub news_score: f64,
     pub key_events: Vec<String>,
 }
-bus_event!(SentimentUpdate, "sentiment_updates", |e| e
-    .symbol
-    .to_string());
+bus_event!(SentimentUpdate, "sentiment_updates", |e| e.symbol.to_string());

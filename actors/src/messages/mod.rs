@@ -45,11 +45,7 @@ impl EventMeta {
     }
 
     /// A new envelope continuing the chain `correlation_id`.
-    pub fn caused_by(
-        source: impl Into<String>,
-        timestamp: DateTime<Utc>,
-        correlation_id: CorrelationId,
-    ) -> Self {
+    pub fn caused_by(source: impl Into<String>, timestamp: DateTime<Utc>, correlation_id: CorrelationId) -> Self {
         Self {
             correlation_id,
             ..Self::new(source, timestamp)

@@ -17,5 +17,4 @@ pub struct PortfolioUpdate {
     /// Allocation per asset in percent.
     pub allocation_pct: BTreeMap<String, Decimal>,
 }
-bus_event!(PortfolioUpdate, "portfolio_updates", |_e| "portfolio"
-    .to_owned());
+bus_event!(PortfolioUpdate, "portfolio_updates", |_e| "portfolio".to_owned());

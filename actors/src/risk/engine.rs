@@ -12,8 +12,7 @@ use crate::bus::Topic;
 use crate::clock::SharedClock;
 use crate::domain::{CorrelationId, Priority, Severity};
 use crate::messages::{
-    AlertType, EventMeta, ExecutionEvent, ExecutionEventType, MarketSnapshot, PortfolioUpdate,
-    RegimeUpdate, RiskAlert,
+    AlertType, EventMeta, ExecutionEvent, ExecutionEventType, MarketSnapshot, PortfolioUpdate, RegimeUpdate, RiskAlert,
 };
 use crate::ports::{StateStore, StoreError};
 use crate::supervision::{guarded, ActorError, Drain, SupervisedActor, SupervisionHandle};
@@ -142,17 +141,10 @@ impl RiskEngine {
     fn load(&mut self, ctx: &mut Context<Self>) {
         let store = Arc::clone(&self.cfg.store);
         let fut = with_retries(move || store.load_state(RISK_STATE_KEY));
-        ctx.wait(
-            fut.into_actor(self)
-                .map(|res, act, ctx| act.on_loaded(res, ctx)),
-        );
+        ctx.wait(fut.into_actor(self).map(|res, act, ctx| act.on_loaded(res, ctx)));
     }
 
-    fn on_loaded(
-        &mut self,
-        res: Result<Option<serde_json::Value>, StoreError>,
-        ctx: &mut Context<Self>,
-    ) {
+    fn on_loaded(&mut self, res: Result<Option<serde_json::Value>, StoreError>, ctx: &mut Context<Self>) {
         let outcome = guarded(self, ctx, move |act, ctx| {
             match res {
                 Ok(Some(json)) => match serde_json::from_value::<RiskState>(json) {
@@ -205,16 +197,11 @@ impl RiskEngine {
                         format!("circuit breaker {}: {detail}", breaker.as_str()),
                     )
                 }
-                RiskEvent::ConsecutiveLosses {
-                    losses,
-                    cooldown_min,
-                } => (
+                RiskEvent::ConsecutiveLosses { losses, cooldown_min } => (
                     Severity::Medium,
                     "consecutive_losses",
                     "cooldown",
-                    format!(
-                        "{losses} consecutive losses; cooldown {cooldown_min} min, size halved"
-                    ),
+                    format!("{losses} consecutive losses; cooldown {cooldown_min} min, size halved"),
                 ),
                 RiskEvent::VolatilitySpike { symbol, ratio } => {
                     tracing::warn!(%symbol, ratio, "volatility spike; cooldown started");
@@ -440,13 +427,9 @@ impl Handler<ExecutionEvent> for RiskEngine {
             act.state.roll_periods(now);
             let cid = msg.meta.correlation_id;
             match (msg.event_type, msg.realized_pnl) {
-                (ExecutionEventType::PositionOpened, _) => {
-                    act.state.position_opened(now, &act.cfg.limits)
-                }
+                (ExecutionEventType::PositionOpened, _) => act.state.position_opened(now, &act.cfg.limits),
                 (ExecutionEventType::PositionClosed, Some(pnl)) => {
-                    let events =
-                        act.state
-                            .record_trade(&msg.symbol, pnl, cid, now, &act.cfg.limits);
+                    let events = act.state.record_trade(&msg.symbol, pnl, cid, now, &act.cfg.limits);
                     act.publish(events, cid);
                 }
                 _ => {
@@ -484,9 +467,7 @@ impl Handler<MarketSnapshot> for RiskEngine {
         };
         let res = guarded(self, ctx, |act, ctx| {
             let now = act.now();
-            let events = act
-                .state
-                .record_atr(msg.symbol.as_str(), atr, now, &act.cfg.limits);
+            let events = act.state.record_atr(msg.symbol.as_str(), atr, now, &act.cfg.limits);
             act.publish(events, msg.meta.correlation_id);
             act.changed(ctx, msg.meta.correlation_id);
         });
@@ -551,11 +532,7 @@ mod tests {
         }
 
         fn save_state(&self, key: &str, state: serde_json::Value) -> crate::ports::StoreFuture<()> {
-            let (docs, saves, key) = (
-                Arc::clone(&self.docs),
-                Arc::clone(&self.saves),
-                key.to_owned(),
-            );
+            let (docs, saves, key) = (Arc::clone(&self.docs), Arc::clone(&self.saves), key.to_owned());
             Box::pin(async move {
                 saves.fetch_add(1, Ordering::SeqCst);
                 docs.lock().insert(key, state);
@@ -600,9 +577,7 @@ mod tests {
             alerts: topic,
             clock: shared,
         };
-        let addr = start_supervised(&registry, "risk_engine", true, 64, move |sup| {
-            RiskEngine::new(sup, cfg)
-        });
+        let addr = start_supervised(&registry, "risk_engine", true, 64, move |sup| RiskEngine::new(sup, cfg));
         Harness {
             addr,
             store,
@@ -664,11 +639,7 @@ mod tests {
     }
 
     async fn validate(h: &Harness) -> RiskVerdict {
-        h.addr
-            .send(ValidateTrade(proposal()))
-            .await
-            .unwrap()
-            .unwrap()
+        h.addr.send(ValidateTrade(proposal())).await.unwrap().unwrap()
     }
 
     async fn state(h: &Harness) -> RiskStateView {
@@ -695,10 +666,7 @@ mod tests {
         let h = start(MemStore::default(), ManualClock::new(wednesday()));
         let v = validate(&h).await;
         assert_eq!(v.rejections, vec![RejectionCode::EquityUnavailable]);
-        h.addr
-            .send(portfolio(&h, dec!(10000), dec!(10000)))
-            .await
-            .unwrap();
+        h.addr.send(portfolio(&h, dec!(10000), dec!(10000))).await.unwrap();
         let v = validate(&h).await;
         assert_eq!(v.status, VerdictStatus::Approved, "{v:?}");
     }
@@ -706,10 +674,7 @@ mod tests {
     #[actix::test]
     async fn daily_loss_publishes_a_breaker_alert_and_halts_until_the_next_day() {
         let h = start(MemStore::default(), ManualClock::new(wednesday()));
-        h.addr
-            .send(portfolio(&h, dec!(10000), dec!(10000)))
-            .await
-            .unwrap();
+        h.addr.send(portfolio(&h, dec!(10000), dec!(10000))).await.unwrap();
         let loss = closed(&h, dec!(-600));
         let cid = loss.meta.correlation_id;
         h.addr.send(loss).await.unwrap();
@@ -720,10 +685,7 @@ mod tests {
         assert_eq!(alert.breach.as_deref(), Some("daily_loss"));
         assert_eq!(alert.severity, Severity::High);
         assert_eq!(alert.action_required.as_deref(), Some("pause_trading"));
-        assert_eq!(
-            alert.meta.correlation_id, cid,
-            "the alert continues the trade's chain"
-        );
+        assert_eq!(alert.meta.correlation_id, cid, "the alert continues the trade's chain");
 
         let v = validate(&h).await;
         assert_eq!(
@@ -732,14 +694,10 @@ mod tests {
         );
 
         // Another event on the same day does not alert twice.
-        h.addr
-            .send(portfolio(&h, dec!(9400), dec!(10000)))
-            .await
-            .unwrap();
+        h.addr.send(portfolio(&h, dec!(9400), dec!(10000))).await.unwrap();
         assert_eq!(h.alerts.lock().len(), 1);
 
-        h.clock
-            .set(Utc.with_ymd_and_hms(2026, 11, 26, 0, 30, 0).unwrap());
+        h.clock.set(Utc.with_ymd_and_hms(2026, 11, 26, 0, 30, 0).unwrap());
         let v = validate(&h).await;
         assert_eq!(v.status, VerdictStatus::Approved, "{v:?}");
         let view = state(&h).await;
@@ -750,16 +708,11 @@ mod tests {
     #[actix::test]
     async fn weekly_pnl_resets_in_a_new_iso_week() {
         let h = start(MemStore::default(), ManualClock::new(wednesday()));
-        h.addr
-            .send(portfolio(&h, dec!(10000), dec!(10000)))
-            .await
-            .unwrap();
+        h.addr.send(portfolio(&h, dec!(10000), dec!(10000))).await.unwrap();
         h.addr.send(closed(&h, dec!(-300))).await.unwrap();
-        h.clock
-            .set(Utc.with_ymd_and_hms(2026, 11, 29, 23, 0, 0).unwrap()); // Sunday, same ISO week
+        h.clock.set(Utc.with_ymd_and_hms(2026, 11, 29, 23, 0, 0).unwrap()); // Sunday, same ISO week
         assert_eq!(state(&h).await.state.weekly_pnl, dec!(-300));
-        h.clock
-            .set(Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap()); // Tuesday, next ISO week
+        h.clock.set(Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap()); // Tuesday, next ISO week
         let view = state(&h).await;
         assert_eq!(view.state.weekly_pnl, dec!(0));
         assert_eq!(view.state.weekly_period_start, Some(h.clock.now()));
@@ -768,22 +721,13 @@ mod tests {
     #[actix::test]
     async fn drawdown_breaker_needs_an_admin_reset() {
         let h = start(MemStore::default(), ManualClock::new(wednesday()));
-        h.addr
-            .send(portfolio(&h, dec!(10000), dec!(10000)))
-            .await
-            .unwrap();
-        h.addr
-            .send(portfolio(&h, dec!(7500), dec!(10000)))
-            .await
-            .unwrap();
+        h.addr.send(portfolio(&h, dec!(10000), dec!(10000))).await.unwrap();
+        h.addr.send(portfolio(&h, dec!(7500), dec!(10000))).await.unwrap();
         eventually("the drawdown alert", || !h.alerts.lock().is_empty()).await;
         let alert = h.alerts.lock()[0].clone();
         assert_eq!(alert.breach.as_deref(), Some("max_drawdown"));
         assert_eq!(alert.severity, Severity::Critical);
-        assert_eq!(
-            alert.action_required.as_deref(),
-            Some("close_all_positions")
-        );
+        assert_eq!(alert.action_required.as_deref(), Some("close_all_positions"));
 
         h.clock.advance(chrono::Duration::days(8));
         assert_eq!(
@@ -801,10 +745,7 @@ mod tests {
             .await
             .unwrap();
         assert!(
-            matches!(
-                refused,
-                Err(RiskResetError::Refused(ResetError::AdminRequired(_)))
-            ),
+            matches!(refused, Err(RiskResetError::Refused(ResetError::AdminRequired(_)))),
             "{refused:?}"
         );
         assert_eq!(validate(&h).await.status, VerdictStatus::Halted);
@@ -819,10 +760,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(!view.halted);
-        h.addr
-            .send(portfolio(&h, dec!(7500), dec!(10000)))
-            .await
-            .unwrap();
+        h.addr.send(portfolio(&h, dec!(7500), dec!(10000))).await.unwrap();
         let v = validate(&h).await;
         assert_eq!(v.status, VerdictStatus::Approved, "{v:?}");
     }
@@ -830,18 +768,12 @@ mod tests {
     #[actix::test]
     async fn five_losses_alert_and_cool_down() {
         let h = start(MemStore::default(), ManualClock::new(wednesday()));
-        h.addr
-            .send(portfolio(&h, dec!(100000), dec!(100000)))
-            .await
-            .unwrap();
+        h.addr.send(portfolio(&h, dec!(100000), dec!(100000))).await.unwrap();
         for _ in 0..5 {
             h.addr.send(closed(&h, dec!(-10))).await.unwrap();
         }
         eventually("the consecutive-loss alert", || !h.alerts.lock().is_empty()).await;
-        assert_eq!(
-            h.alerts.lock()[0].breach.as_deref(),
-            Some("consecutive_losses")
-        );
+        assert_eq!(h.alerts.lock()[0].breach.as_deref(), Some("consecutive_losses"));
         let v = validate(&h).await;
         assert_eq!(v.rejections, vec![RejectionCode::CooldownActive]);
         h.clock.advance(chrono::Duration::minutes(61));
@@ -855,10 +787,7 @@ mod tests {
     #[actix::test]
     async fn a_redelivered_trade_result_counts_once() {
         let h = start(MemStore::default(), ManualClock::new(wednesday()));
-        h.addr
-            .send(portfolio(&h, dec!(10000), dec!(10000)))
-            .await
-            .unwrap();
+        h.addr.send(portfolio(&h, dec!(10000), dec!(10000))).await.unwrap();
         let ev = closed(&h, dec!(-100));
         h.addr.send(ev.clone()).await.unwrap();
         h.addr.send(ev).await.unwrap();
@@ -870,10 +799,7 @@ mod tests {
     #[actix::test]
     async fn state_is_persisted_on_change_and_reloaded_after_a_crash() {
         let h = start(MemStore::default(), ManualClock::new(wednesday()));
-        h.addr
-            .send(portfolio(&h, dec!(10000), dec!(10000)))
-            .await
-            .unwrap();
+        h.addr.send(portfolio(&h, dec!(10000), dec!(10000))).await.unwrap();
         h.addr.send(closed(&h, dec!(-100))).await.unwrap();
         eventually("the loss to be persisted", || {
             stored(&h, "daily_pnl") == Some(serde_json::json!("-100"))
@@ -881,8 +807,7 @@ mod tests {
         .await;
 
         // Change the stored document behind the engine's back: only a reload can see this.
-        h.store.docs.lock().get_mut(RISK_STATE_KEY).unwrap()["consecutive_losses"] =
-            serde_json::json!(4);
+        h.store.docs.lock().get_mut(RISK_STATE_KEY).unwrap()["consecutive_losses"] = serde_json::json!(4);
 
         h.registry.inject_fault("risk_engine").await.unwrap();
         let view = state(&h).await;
@@ -929,20 +854,17 @@ mod tests {
     #[actix::test]
     async fn an_unreadable_store_halts_and_keeps_the_stored_state() {
         let store = MemStore::default();
-        store.docs.lock().insert(
-            RISK_STATE_KEY.into(),
-            serde_json::json!({"consecutive_losses": 2}),
-        );
+        store
+            .docs
+            .lock()
+            .insert(RISK_STATE_KEY.into(), serde_json::json!({"consecutive_losses": 2}));
         store.fail_loads.store(true, Ordering::SeqCst);
         let h = start(store, ManualClock::new(wednesday()));
         let v = validate(&h).await;
         assert_eq!(v.status, VerdictStatus::Halted);
         assert!(v.reason.unwrap().contains("could not be loaded"));
 
-        h.addr
-            .send(portfolio(&h, dec!(10000), dec!(10000)))
-            .await
-            .unwrap();
+        h.addr.send(portfolio(&h, dec!(10000), dec!(10000))).await.unwrap();
         h.addr.send(Drain).await.unwrap();
         assert_eq!(
             h.store.saves.load(Ordering::SeqCst),
@@ -968,10 +890,7 @@ mod tests {
     #[actix::test]
     async fn drain_writes_the_latest_state() {
         let h = start(MemStore::default(), ManualClock::new(wednesday()));
-        h.addr
-            .send(portfolio(&h, dec!(12345), dec!(12345)))
-            .await
-            .unwrap();
+        h.addr.send(portfolio(&h, dec!(12345), dec!(12345))).await.unwrap();
         h.addr.send(Drain).await.unwrap();
         assert_eq!(stored(&h, "equity_usd"), Some(serde_json::json!("12345")));
     }
@@ -997,19 +916,13 @@ mod tests {
     #[actix::test]
     async fn an_atr_spike_cools_down_then_halves_the_size() {
         let h = start(MemStore::default(), ManualClock::new(wednesday()));
-        h.addr
-            .send(portfolio(&h, dec!(10000), dec!(10000)))
-            .await
-            .unwrap();
+        h.addr.send(portfolio(&h, dec!(10000), dec!(10000))).await.unwrap();
         for _ in 0..5 {
             h.addr.send(snapshot(&h, 100.0)).await.unwrap();
         }
         assert_eq!(validate(&h).await.status, VerdictStatus::Approved);
         h.addr.send(snapshot(&h, 450.0)).await.unwrap();
-        assert_eq!(
-            validate(&h).await.rejections,
-            vec![RejectionCode::CooldownActive]
-        );
+        assert_eq!(validate(&h).await.rejections, vec![RejectionCode::CooldownActive]);
         h.clock.advance(chrono::Duration::minutes(16));
         let v = validate(&h).await;
         assert_eq!(v.status, VerdictStatus::Modified, "{v:?}");
@@ -1020,20 +933,12 @@ mod tests {
     #[actix::test]
     async fn regime_updates_set_the_entry_strictness() {
         let h = start(MemStore::default(), ManualClock::new(wednesday()));
-        h.addr
-            .send(portfolio(&h, dec!(10000), dec!(10000)))
-            .await
-            .unwrap();
+        h.addr.send(portfolio(&h, dec!(10000), dec!(10000))).await.unwrap();
         let mut p = proposal();
         p.regime = Regime::Ranging;
         p.confidence = 0.62;
         // Ranging defaults to strict: 0.60 + 0.05.
-        let v = h
-            .addr
-            .send(ValidateTrade(p.clone()))
-            .await
-            .unwrap()
-            .unwrap();
+        let v = h.addr.send(ValidateTrade(p.clone())).await.unwrap().unwrap();
         assert_eq!(v.rejections, vec![RejectionCode::ConfidenceTooLow]);
         h.addr
             .send(RegimeUpdate {
@@ -1053,9 +958,6 @@ mod tests {
         let v = h.addr.send(ValidateTrade(p)).await.unwrap().unwrap();
         assert_eq!(v.status, VerdictStatus::Approved, "{v:?}");
         let json = serde_json::to_value(state(&h).await).unwrap();
-        assert_eq!(
-            json["state"]["regimes"]["BTC/USDT"]["entry_strictness"],
-            "normal"
-        );
+        assert_eq!(json["state"]["regimes"]["BTC/USDT"]["entry_strictness"], "normal");
     }
 }

@@ -8,8 +8,8 @@
 //! a halt and skips the entry checks, keeping only the input checks and the leverage cap.
 
 use super::types::{
-    default_strictness, strictness_adjustment, ProposalSource, RejectionCode, RiskLimits,
-    RiskState, RiskVerdict, TradeProposal, VerdictMetrics, VerdictStatus,
+    default_strictness, strictness_adjustment, ProposalSource, RejectionCode, RiskLimits, RiskState, RiskVerdict,
+    TradeProposal, VerdictMetrics, VerdictStatus,
 };
 use crate::domain::{Regime, Side};
 use chrono::{DateTime, Utc};
@@ -42,12 +42,7 @@ struct Run<'a> {
 }
 
 /// Validates `proposal` against the engine's own state and limits at business time `now`.
-pub fn validate(
-    proposal: &TradeProposal,
-    state: &RiskState,
-    limits: &RiskLimits,
-    now: DateTime<Utc>,
-) -> RiskVerdict {
+pub fn validate(proposal: &TradeProposal, state: &RiskState, limits: &RiskLimits, now: DateTime<Utc>) -> RiskVerdict {
     let started = Instant::now();
     let mut run = Run {
         state,
@@ -64,12 +59,7 @@ pub fn validate(
         Ok(()) if modified => (VerdictStatus::Modified, Vec::new(), None, run.p),
         Ok(()) => (VerdictStatus::Approved, Vec::new(), None, run.p),
         // A refused proposal is returned as submitted.
-        Err(stop) => (
-            stop.status,
-            vec![stop.code],
-            Some(stop.reason),
-            proposal.clone(),
-        ),
+        Err(stop) => (stop.status, vec![stop.code], Some(stop.reason), proposal.clone()),
     };
     RiskVerdict {
         status,
@@ -88,12 +78,7 @@ pub fn validate(
 }
 
 /// Confidence a proposal needs: regime base, raised after losses, adjusted by strictness (§3.3).
-pub fn required_confidence(
-    regime: Regime,
-    strictness_adj: f64,
-    consecutive_losses: u32,
-    limits: &RiskLimits,
-) -> f64 {
+pub fn required_confidence(regime: Regime, strictness_adj: f64, consecutive_losses: u32, limits: &RiskLimits) -> f64 {
     let loss_adj = if consecutive_losses >= limits.consecutive_losses_breaker {
         limits.confidence_after_5_losses
     } else if consecutive_losses >= limits.consecutive_losses_warning {
@@ -205,19 +190,13 @@ impl Run<'_> {
             return bad(format!("size_usd must be positive, got {}", p.size_usd));
         }
         if p.entry_price <= Decimal::ZERO {
-            return bad(format!(
-                "entry_price must be positive, got {}",
-                p.entry_price
-            ));
+            return bad(format!("entry_price must be positive, got {}", p.entry_price));
         }
         if p.leverage < 1 {
             return bad("leverage must be at least 1".to_owned());
         }
         if !(0.0..=1.0).contains(&p.confidence) {
-            return bad(format!(
-                "confidence must be within [0, 1], got {}",
-                p.confidence
-            ));
+            return bad(format!("confidence must be within [0, 1], got {}", p.confidence));
         }
         if let Some(stop) = p.stop_loss {
             let wrong_side = match p.side {
@@ -258,10 +237,7 @@ impl Run<'_> {
     fn check_stop_loss(&mut self) -> Result<(), Stop> {
         let Some(distance) = self.p.stop_distance_pct() else {
             if self.stop_required() {
-                return Err(reject(
-                    RejectionCode::StopLossRequired,
-                    "a stop-loss is required",
-                ));
+                return Err(reject(RejectionCode::StopLossRequired, "a stop-loss is required"));
             }
             self.warnings
                 .push("no_stop_loss: spot order without a stop-loss".to_owned());
@@ -333,11 +309,7 @@ impl Run<'_> {
                 RejectionCode::ConfidenceTooLow,
                 format!(
                     "confidence {:.2} < {:.2} required (regime={}, losses={}, strictness={})",
-                    self.p.confidence,
-                    required,
-                    self.p.regime,
-                    self.state.consecutive_losses,
-                    strictness
+                    self.p.confidence, required, self.p.regime, self.state.consecutive_losses, strictness
                 ),
             ));
         }
@@ -388,8 +360,7 @@ impl Run<'_> {
     fn loss_streak_reduction(&mut self) {
         let losses = self.state.consecutive_losses;
         if losses >= self.limits.consecutive_losses_breaker {
-            let keep = Decimal::ONE
-                - self.limits.consecutive_loss_size_reduction_pct / Decimal::ONE_HUNDRED;
+            let keep = Decimal::ONE - self.limits.consecutive_loss_size_reduction_pct / Decimal::ONE_HUNDRED;
             let why = format!("consecutive_losses: {losses} losses in a row");
             self.shrink(self.p.size_usd * keep, why);
         }
@@ -398,16 +369,10 @@ impl Run<'_> {
     /// 8. Reduce the size while the symbol's volatility spikes.
     fn volatility_reduction(&mut self) {
         if self.state.volatility_spike(self.p.symbol.as_str()) {
-            let keep =
-                Decimal::ONE - self.limits.volatility_size_reduction_pct / Decimal::ONE_HUNDRED;
-            self.warnings.push(format!(
-                "volatility_spike: {} ATR spike active",
-                self.p.symbol
-            ));
-            self.shrink(
-                self.p.size_usd * keep,
-                "volatility_spike: ATR spike active".to_owned(),
-            );
+            let keep = Decimal::ONE - self.limits.volatility_size_reduction_pct / Decimal::ONE_HUNDRED;
+            self.warnings
+                .push(format!("volatility_spike: {} ATR spike active", self.p.symbol));
+            self.shrink(self.p.size_usd * keep, "volatility_spike: ATR spike active".to_owned());
         }
     }
 
@@ -451,28 +416,21 @@ impl Run<'_> {
         let after = current + added;
         self.metrics.exposure_after_pct = Some(after.round_dp(4));
         if let Some(stop_pct) = self.p.stop_distance_pct() {
-            self.metrics.risk_per_trade_pct = Some(
-                (pct(self.p.notional_usd(), equity) * stop_pct / Decimal::ONE_HUNDRED).round_dp(4),
-            );
+            self.metrics.risk_per_trade_pct =
+                Some((pct(self.p.notional_usd(), equity) * stop_pct / Decimal::ONE_HUNDRED).round_dp(4));
         }
         if after > self.limits.max_total_exposure_pct {
             return Err(reject(
                 RejectionCode::ExposureExceeded,
                 format!(
                     "exposure {:.2}% + ${} × {} = {:.2}% of equity > {}%",
-                    current,
-                    self.p.size_usd,
-                    self.p.leverage,
-                    after,
-                    self.limits.max_total_exposure_pct
+                    current, self.p.size_usd, self.p.leverage, after, self.limits.max_total_exposure_pct
                 ),
             ));
         }
         if after > self.limits.exposure_warning_pct {
-            self.warnings.push(format!(
-                "high_exposure: {:.2}% of equity after the trade",
-                after
-            ));
+            self.warnings
+                .push(format!("high_exposure: {:.2}% of equity after the trade", after));
         }
         Ok(())
     }
@@ -503,10 +461,8 @@ impl Run<'_> {
             ));
         }
         if total > limit * self.limits.correlation_warning_ratio {
-            self.warnings.push(format!(
-                "high_correlation: correlated exposure {:.2}% of equity",
-                total
-            ));
+            self.warnings
+                .push(format!("high_correlation: correlated exposure {:.2}% of equity", total));
         }
         Ok(())
     }
@@ -846,13 +802,7 @@ mod tests {
                 Rejected,
                 Some(C::ConfidenceTooLow),
             ),
-            case(
-                "trending 0.55 passes",
-                |p| p.confidence = 0.55,
-                none,
-                Approved,
-                None,
-            ),
+            case("trending 0.55 passes", |p| p.confidence = 0.55, none, Approved, None),
             case(
                 "ranging needs 0.60 + strict 0.05",
                 |p| {
@@ -1254,26 +1204,14 @@ mod tests {
                 assert_eq!(v.proposal.leverage, lev, "{}: leverage", c.name);
             }
             match v.status {
-                Modified => assert!(
-                    !v.modifications.is_empty(),
-                    "{}: modifications must say why",
-                    c.name
-                ),
+                Modified => assert!(!v.modifications.is_empty(), "{}: modifications must say why", c.name),
                 Approved => {
                     assert!(v.modifications.is_empty(), "{}", c.name);
                     assert_eq!(v.proposal, p, "{}: approved proposal unchanged", c.name);
                 }
                 Rejected | Halted => {
-                    assert!(
-                        v.reason.is_some(),
-                        "{}: a rejection carries a reason",
-                        c.name
-                    );
-                    assert_eq!(
-                        v.proposal, p,
-                        "{}: refused proposal returned as submitted",
-                        c.name
-                    );
+                    assert!(v.reason.is_some(), "{}: a rejection carries a reason", c.name);
+                    assert_eq!(v.proposal, p, "{}: refused proposal returned as submitted", c.name);
                 }
             }
         }
@@ -1400,11 +1338,7 @@ mod tests {
                 consecutive_losses: losses,
                 ..state()
             };
-            assert_eq!(
-                leverage_cap(regime, &s, &l),
-                want,
-                "{regime} dd={dd} losses={losses}"
-            );
+            assert_eq!(leverage_cap(regime, &s, &l), want, "{regime} dd={dd} losses={losses}");
         }
     }
 
@@ -1453,9 +1387,6 @@ mod tests {
             })
             .collect();
         micros.sort_by(f64::total_cmp);
-        println!(
-            "validate p50 {:.2} µs, p99 {:.2} µs",
-            micros[5_000], micros[9_900]
-        );
+        println!("validate p50 {:.2} µs, p99 {:.2} µs", micros[5_000], micros[9_900]);
     }
 }

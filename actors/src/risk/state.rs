@@ -129,19 +129,13 @@ impl RiskState {
 
     /// Daily loss as a positive percent of the equity the day started with (0 when in profit).
     pub fn daily_loss_pct(&self) -> Decimal {
-        let base = self
-            .daily_start_equity
-            .or(self.equity_usd)
-            .unwrap_or(Decimal::ZERO);
+        let base = self.daily_start_equity.or(self.equity_usd).unwrap_or(Decimal::ZERO);
         loss_pct(self.daily_pnl, base)
     }
 
     /// Weekly loss as a positive percent of the equity the week started with (0 when in profit).
     pub fn weekly_loss_pct(&self) -> Decimal {
-        let base = self
-            .weekly_start_equity
-            .or(self.equity_usd)
-            .unwrap_or(Decimal::ZERO);
+        let base = self.weekly_start_equity.or(self.equity_usd).unwrap_or(Decimal::ZERO);
         loss_pct(self.weekly_pnl, base)
     }
 
@@ -165,10 +159,7 @@ impl RiskState {
         if self.drawdown_pct >= limits.max_drawdown_pct {
             out.push((
                 Breaker::MaxDrawdown,
-                format!(
-                    "drawdown {:.2}% ≥ {}%",
-                    self.drawdown_pct, limits.max_drawdown_pct
-                ),
+                format!("drawdown {:.2}% ≥ {}%", self.drawdown_pct, limits.max_drawdown_pct),
             ));
         }
         out
@@ -201,11 +192,7 @@ impl RiskState {
         self.equity_usd = Some(equity);
         self.daily_start_equity.get_or_insert(equity);
         self.weekly_start_equity.get_or_insert(equity);
-        let reported_peak = if self.peak_rebased {
-            Decimal::ZERO
-        } else {
-            peak
-        };
+        let reported_peak = if self.peak_rebased { Decimal::ZERO } else { peak };
         self.peak_equity_usd = self.peak_equity_usd.max(reported_peak).max(equity);
         self.drawdown_pct = drawdown_pct(equity, self.peak_equity_usd);
         self.max_drawdown_pct = self.max_drawdown_pct.max(self.drawdown_pct);
@@ -257,10 +244,7 @@ impl RiskState {
                     format!("{losses} consecutive losses"),
                 )
             } else {
-                (
-                    limits.post_loss_cooldown_min,
-                    "post-loss cooldown".to_owned(),
-                )
+                (limits.post_loss_cooldown_min, "post-loss cooldown".to_owned())
             };
             self.start_cooldown(now, minutes, why);
             if losses == limits.consecutive_losses_breaker {
@@ -277,11 +261,7 @@ impl RiskState {
 
     /// A position was opened: the post-trade cooldown starts.
     pub fn position_opened(&mut self, now: DateTime<Utc>, limits: &RiskLimits) {
-        self.start_cooldown(
-            now,
-            limits.post_trade_cooldown_min,
-            "post-trade cooldown".to_owned(),
-        );
+        self.start_cooldown(now, limits.post_trade_cooldown_min, "post-trade cooldown".to_owned());
         self.updated_at = Some(now);
     }
 
@@ -291,7 +271,7 @@ impl RiskState {
             return;
         }
         let until = now + Duration::minutes(minutes);
-        if self.cooldown_until.map_or(true, |u| until > u) {
+        if self.cooldown_until.is_none_or(|u| until > u) {
             self.cooldown_until = Some(until);
             self.cooldown_reason = Some(reason);
         }
@@ -322,13 +302,7 @@ impl RiskState {
 
     /// Adds an ATR sample of a symbol. A spike is an ATR above `volatility_spike_multiplier`
     /// times the average of the previous samples; its start sets the volatility cooldown.
-    pub fn record_atr(
-        &mut self,
-        symbol: &str,
-        atr: f64,
-        now: DateTime<Utc>,
-        limits: &RiskLimits,
-    ) -> Vec<RiskEvent> {
+    pub fn record_atr(&mut self, symbol: &str, atr: f64, now: DateTime<Utc>, limits: &RiskLimits) -> Vec<RiskEvent> {
         if !atr.is_finite() || atr < 0.0 {
             return Vec::new();
         }
@@ -371,12 +345,7 @@ impl RiskState {
     ///
     /// # Errors
     /// [`ResetError::AdminRequired`] when `admin` is false for an admin-only scope.
-    pub fn reset(
-        &mut self,
-        scope: ResetScope,
-        admin: bool,
-        now: DateTime<Utc>,
-    ) -> Result<(), ResetError> {
+    pub fn reset(&mut self, scope: ResetScope, admin: bool, now: DateTime<Utc>) -> Result<(), ResetError> {
         match scope {
             ResetScope::Cooldown => {
                 self.cooldown_until = None;
@@ -434,11 +403,7 @@ impl RiskState {
 
     /// Exposure of a symbol in percent of equity.
     pub fn symbol_exposure_pct(&self, symbol: &str) -> Decimal {
-        let usd = self
-            .exposure_by_symbol
-            .get(symbol)
-            .copied()
-            .unwrap_or(Decimal::ZERO);
+        let usd = self.exposure_by_symbol.get(symbol).copied().unwrap_or(Decimal::ZERO);
         self.positive_equity()
             .and_then(|e| pct_of(usd, e))
             .unwrap_or(Decimal::ZERO)
@@ -497,14 +462,7 @@ mod tests {
         let mut s = RiskState::default();
         let t = at(2026, 11, 25, 10);
         s.roll_periods(t);
-        s.apply_portfolio(
-            dec!(10000),
-            dec!(10000),
-            dec!(0),
-            BTreeMap::new(),
-            t,
-            limits,
-        );
+        s.apply_portfolio(dec!(10000), dec!(10000), dec!(0), BTreeMap::new(), t, limits);
         s
     }
 
@@ -531,10 +489,7 @@ mod tests {
             "{events:?}"
         );
         assert!(s.halted);
-        assert_eq!(
-            s.halt_reason.as_deref(),
-            Some("circuit breaker: daily_loss")
-        );
+        assert_eq!(s.halt_reason.as_deref(), Some("circuit breaker: daily_loss"));
         // Still the same UTC day at 23:00: no reset.
         assert!(!s.roll_periods(at(2026, 11, 25, 23)));
         assert!(s.halted);
@@ -651,9 +606,7 @@ mod tests {
                 "loss {}",
                 i + 1
             );
-            let alerted = events
-                .iter()
-                .any(|e| matches!(e, RiskEvent::ConsecutiveLosses { .. }));
+            let alerted = events.iter().any(|e| matches!(e, RiskEvent::ConsecutiveLosses { .. }));
             assert_eq!(alerted, alert, "loss {}", i + 1);
         }
         assert_eq!(s.consecutive_losses, 6);
@@ -699,10 +652,7 @@ mod tests {
         assert!(s.record_atr("BTC/USDT", 300.0, t, &l).is_empty());
         assert!(!s.volatility_spike("BTC/USDT"));
         let events = s.record_atr("BTC/USDT", 500.0, t, &l);
-        assert!(
-            matches!(&events[..], [RiskEvent::VolatilitySpike { .. }]),
-            "{events:?}"
-        );
+        assert!(matches!(&events[..], [RiskEvent::VolatilitySpike { .. }]), "{events:?}");
         assert!(s.volatility_spike("BTC/USDT"));
         assert_eq!(s.cooldown_until, Some(t + Duration::minutes(15)));
         // Still spiking: no new event.
@@ -724,10 +674,7 @@ mod tests {
     fn exposure_percentages_are_of_equity() {
         let l = RiskLimits::default();
         let mut s = RiskState::default();
-        let by_symbol = BTreeMap::from([
-            ("BTC/USDT".to_owned(), dec!(3000)),
-            ("XRP/USDT".to_owned(), dec!(1000)),
-        ]);
+        let by_symbol = BTreeMap::from([("BTC/USDT".to_owned(), dec!(3000)), ("XRP/USDT".to_owned(), dec!(1000))]);
         s.apply_portfolio(
             dec!(10000),
             dec!(10000),

@@ -522,10 +522,9 @@ impl RiskLimits {
 pub fn default_strictness(regime: Regime) -> EntryStrictness {
     match regime {
         Regime::TrendingBull | Regime::TrendingBear => EntryStrictness::Normal,
-        Regime::Ranging
-        | Regime::VolatileBull
-        | Regime::VolatileBear
-        | Regime::BreakoutPotential => EntryStrictness::Strict,
+        Regime::Ranging | Regime::VolatileBull | Regime::VolatileBear | Regime::BreakoutPotential => {
+            EntryStrictness::Strict
+        }
         Regime::Choppy => EntryStrictness::VeryStrict,
         // Unknown regimes take the ranging parameters.
         Regime::Unknown => EntryStrictness::Strict,

@@ -75,11 +75,7 @@ impl PaperOrder {
         if self.filled_volume.is_zero() {
             None
         } else {
-            Some(
-                (self.filled_cost / self.filled_volume)
-                    .round_dp(SCALE)
-                    .normalize(),
-            )
+            Some((self.filled_cost / self.filled_volume).round_dp(SCALE).normalize())
         }
     }
 
@@ -238,10 +234,7 @@ fn is_stop(t: OrderType) -> bool {
 /// Sell stops fire when the low reaches the trigger, buy stops when the high does; take-profits mirror.
 /// A bar opening beyond the trigger (a gap) executes at the open.
 fn trigger_base(order_type: OrderType, side: Side, trigger: Decimal, b: &Bar) -> Option<Decimal> {
-    let falling = matches!(
-        (is_stop(order_type), side),
-        (true, Side::Sell) | (false, Side::Buy)
-    );
+    let falling = matches!((is_stop(order_type), side), (true, Side::Sell) | (false, Side::Buy));
     if falling {
         (b.low <= trigger).then(|| trigger.min(b.open))
     } else {
@@ -268,11 +261,7 @@ fn limit_decision(limit: Decimal, side: Side, marketable: bool, b: &Bar) -> Opti
 
 impl Engine {
     pub fn new(cfg: PaperConfig) -> Self {
-        let pairs = cfg
-            .pairs
-            .iter()
-            .map(|p| (p.symbol.clone(), p.clone()))
-            .collect();
+        let pairs = cfg.pairs.iter().map(|p| (p.symbol.clone(), p.clone())).collect();
         let balances = cfg.initial_balances.clone();
         let rng = cfg.seed;
         Self {
@@ -332,10 +321,7 @@ impl Engine {
     // ------------------------------------------------------------ faults and the dead man's switch
 
     pub fn take_fault(&mut self, op: PaperOp) -> Option<Fault> {
-        let idx = self
-            .faults
-            .iter()
-            .position(|f| f.op == PaperOp::Any || f.op == op)?;
+        let idx = self.faults.iter().position(|f| f.op == PaperOp::Any || f.op == op)?;
         self.faults.remove(idx)
     }
 
@@ -358,17 +344,12 @@ impl Engine {
     }
 
     pub fn arm_dead_man(&mut self, now: DateTime<Utc>, timeout_secs: u32) {
-        self.dead_man =
-            (timeout_secs > 0).then(|| now + chrono::Duration::seconds(i64::from(timeout_secs)));
+        self.dead_man = (timeout_secs > 0).then(|| now + chrono::Duration::seconds(i64::from(timeout_secs)));
     }
 
     // ------------------------------------------------------------ placing
 
-    pub fn place(
-        &mut self,
-        req: OrderRequest,
-        now: DateTime<Utc>,
-    ) -> Result<OrderAck, ExchangeError> {
+    pub fn place(&mut self, req: OrderRequest, now: DateTime<Utc>) -> Result<OrderAck, ExchangeError> {
         let pair = self
             .pairs
             .get(&req.symbol)
@@ -385,21 +366,12 @@ impl Engine {
         let (price, price2) = match req.order_type {
             OrderType::Market => (None, None),
             OrderType::Limit | OrderType::StopLoss | OrderType::TakeProfit => (
-                Some(
-                    quantise(req.price, "price")?
-                        .ok_or_else(|| invalid("EGeneral:Invalid arguments:price"))?,
-                ),
+                Some(quantise(req.price, "price")?.ok_or_else(|| invalid("EGeneral:Invalid arguments:price"))?),
                 None,
             ),
             OrderType::StopLossLimit | OrderType::TakeProfitLimit => (
-                Some(
-                    quantise(req.price, "price")?
-                        .ok_or_else(|| invalid("EGeneral:Invalid arguments:price"))?,
-                ),
-                Some(
-                    quantise(req.price2, "price2")?
-                        .ok_or_else(|| invalid("EGeneral:Invalid arguments:price2"))?,
-                ),
+                Some(quantise(req.price, "price")?.ok_or_else(|| invalid("EGeneral:Invalid arguments:price"))?),
+                Some(quantise(req.price2, "price2")?.ok_or_else(|| invalid("EGeneral:Invalid arguments:price2"))?),
             ),
         };
         if req.post_only && req.order_type != OrderType::Limit {
@@ -412,10 +384,7 @@ impl Engine {
         let last = self.last_prices.get(req.symbol.as_str()).map(|p| p.price);
         let ref_price = match (req.order_type, price, price2) {
             (OrderType::Market, _, _) => last.ok_or_else(|| {
-                ExchangeError::Retryable(format!(
-                    "EService:Unavailable:no market price for {} yet",
-                    req.symbol
-                ))
+                ExchangeError::Retryable(format!("EService:Unavailable:no market price for {} yet", req.symbol))
             })?,
             (OrderType::StopLossLimit | OrderType::TakeProfitLimit, _, Some(p2)) => p2,
             (_, Some(p), _) => p,
@@ -424,11 +393,7 @@ impl Engine {
         if volume * ref_price < pair.costmin {
             return Err(invalid("EOrder:Cost minimum not met"));
         }
-        if self
-            .orders
-            .values()
-            .any(|o| o.client_order_id == req.client_order_id)
-        {
+        if self.orders.values().any(|o| o.client_order_id == req.client_order_id) {
             return Err(rejected("EOrder:Duplicate cl_ord_id"));
         }
 
@@ -483,14 +448,9 @@ impl Engine {
         let (base, quote) = (req.symbol.base().to_owned(), req.symbol.quote().to_owned());
         let (reserve_asset, amount, short_msg) = match margin_leverage {
             Some(l) => {
-                let opening = (volume - opposite.as_ref().map(|p| p.volume).unwrap_or_default())
-                    .max(Decimal::ZERO);
+                let opening = (volume - opposite.as_ref().map(|p| p.volume).unwrap_or_default()).max(Decimal::ZERO);
                 let collateral = opening * worst / Decimal::from(l);
-                (
-                    quote,
-                    collateral + volume * worst * taker,
-                    "EOrder:Insufficient margin",
-                )
+                (quote, collateral + volume * worst * taker, "EOrder:Insufficient margin")
             }
             None => match req.side {
                 Side::Buy => (
@@ -814,12 +774,11 @@ impl Engine {
         let released = if volume >= remaining {
             o.reserved
         } else {
-            (o.reserved * volume / remaining)
-                .round_dp_with_strategy(SCALE, RoundingStrategy::ToZero)
+            (o.reserved * volume / remaining).round_dp_with_strategy(SCALE, RoundingStrategy::ToZero)
         };
         let cost = price * volume;
-        let fee = (cost * fee_pct / HUNDRED)
-            .round_dp_with_strategy(FEE_DECIMALS, RoundingStrategy::MidpointAwayFromZero);
+        let fee =
+            (cost * fee_pct / HUNDRED).round_dp_with_strategy(FEE_DECIMALS, RoundingStrategy::MidpointAwayFromZero);
         self.release(&o.reserve_asset, released);
         let settled = match o.margin_leverage {
             Some(lev) => self.settle_margin(o, volume, price, fee, lev, ts),
@@ -836,9 +795,7 @@ impl Engine {
         o.filled_volume += volume;
         o.filled_cost += cost;
         o.fee += fee;
-        if o.filled_volume >= o.volume
-            || (o.reduce_only && o.margin_leverage.is_some() && !self.has_opposite(o))
-        {
+        if o.filled_volume >= o.volume || (o.reduce_only && o.margin_leverage.is_some() && !self.has_opposite(o)) {
             o.status = OrderStatus::Filled;
             o.closed_at = Some(ts);
             if !o.reserved.is_zero() {
@@ -928,15 +885,9 @@ impl Engine {
             }
             _ => (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO),
         };
-        let opening = if o.reduce_only {
-            Decimal::ZERO
-        } else {
-            volume - reduced
-        };
+        let opening = if o.reduce_only { Decimal::ZERO } else { volume - reduced };
         let collateral = (opening * price / Decimal::from(leverage.max(1))).round_dp(SCALE);
-        if opening > Decimal::ZERO
-            && self.available(&quote) + freed + pnl - fee - collateral < Decimal::ZERO
-        {
+        if opening > Decimal::ZERO && self.available(&quote) + freed + pnl - fee - collateral < Decimal::ZERO {
             return Err("Insufficient margin".to_owned());
         }
         self.credit(&quote, freed + pnl - fee - collateral);

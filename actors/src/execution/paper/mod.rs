@@ -54,8 +54,8 @@ pub use engine::{Liquidity, PaperFill, PaperOrder, PaperPosition, PricePoint};
 use crate::clock::SharedClock;
 use crate::domain::{Candle, Symbol};
 use crate::ports::{
-    Exchange, ExchangeError, ExchangeFuture, ExchangeOrder, OrderAck, OrderRef, OrderRequest,
-    PairInfo, StateStore, StoreError, StoreFuture,
+    Exchange, ExchangeError, ExchangeFuture, ExchangeOrder, OrderAck, OrderRef, OrderRequest, PairInfo, StateStore,
+    StoreError, StoreFuture,
 };
 use chrono::{DateTime, Utc};
 use engine::{Bar, Engine, Fault};
@@ -130,11 +130,7 @@ impl PaperConfig {
         if self.max_slippage_bps < Decimal::ZERO {
             return err("max_slippage_bps must not be negative".into());
         }
-        if let Some((asset, _)) = self
-            .initial_balances
-            .iter()
-            .find(|(_, v)| **v < Decimal::ZERO)
-        {
+        if let Some((asset, _)) = self.initial_balances.iter().find(|(_, v)| **v < Decimal::ZERO) {
             return err(format!("initial balance of {asset} is negative"));
         }
         if let Some(p) = self
@@ -311,20 +307,13 @@ impl PaperExchange {
     // ------------------------------------------------------------ inspection
 
     pub fn last_price(&self, symbol: &Symbol) -> Option<Decimal> {
-        self.inner
-            .lock()
-            .last_prices
-            .get(symbol.as_str())
-            .map(|p| p.price)
+        self.inner.lock().last_prices.get(symbol.as_str()).map(|p| p.price)
     }
 
     /// Totals minus what open orders hold.
     pub fn available_balances(&self) -> BTreeMap<String, Decimal> {
         let eng = self.inner.lock();
-        eng.balances
-            .keys()
-            .map(|a| (a.clone(), eng.available(a)))
-            .collect()
+        eng.balances.keys().map(|a| (a.clone(), eng.available(a))).collect()
     }
 
     /// What open orders hold, per asset.
@@ -390,12 +379,7 @@ impl PaperExchange {
         let eng = self.inner.lock();
         match order {
             OrderRef::Exchange(id) => eng.orders.get(id).cloned(),
-            OrderRef::Client(cid) => eng
-                .orders
-                .values()
-                .rev()
-                .find(|o| &o.client_order_id == cid)
-                .cloned(),
+            OrderRef::Client(cid) => eng.orders.values().rev().find(|o| &o.client_order_id == cid).cloned(),
         }
     }
 
@@ -409,10 +393,7 @@ impl PaperExchange {
     /// The next call of kind `op` fails with `error`. With `apply`, the call takes effect first (the order
     /// is placed or cancelled) and only the answer is lost, as after a timeout once the engine accepted it.
     pub fn fail_next_op(&self, op: PaperOp, error: ExchangeError, apply: bool) {
-        self.inner
-            .lock()
-            .faults
-            .push_back(Fault { op, error, apply });
+        self.inner.lock().faults.push_back(Fault { op, error, apply });
     }
 
     // ------------------------------------------------------------ persistence
@@ -448,18 +429,12 @@ impl PaperExchange {
             .iter()
             .find(|o| o.reserved < Decimal::ZERO || o.filled_volume > o.volume)
         {
-            return Err(StoreError::Corrupt(format!(
-                "paper order {} is inconsistent",
-                o.id
-            )));
+            return Err(StoreError::Corrupt(format!("paper order {} is inconsistent", o.id)));
         }
         let max_seq = snap
             .orders
             .iter()
-            .filter_map(|o| {
-                o.id.strip_prefix("PAPER-")
-                    .and_then(|n| n.parse::<u64>().ok())
-            })
+            .filter_map(|o| o.id.strip_prefix("PAPER-").and_then(|n| n.parse::<u64>().ok()))
             .max()
             .unwrap_or(0);
         let mut eng = self.inner.lock();
@@ -495,8 +470,8 @@ impl PaperExchange {
             let Some(value) = load.await? else {
                 return Ok(false);
             };
-            let snap: PaperSnapshot = serde_json::from_value(value)
-                .map_err(|e| StoreError::Corrupt(format!("paper exchange: {e}")))?;
+            let snap: PaperSnapshot =
+                serde_json::from_value(value).map_err(|e| StoreError::Corrupt(format!("paper exchange: {e}")))?;
             me.restore(snap)?;
             Ok(true)
         }
@@ -516,13 +491,9 @@ impl PaperExchange {
             eng.check_dead_man(now);
             match eng.take_fault(op) {
                 Some(Fault {
-                    error,
-                    apply: false,
-                    ..
+                    error, apply: false, ..
                 }) => Err(error),
-                Some(Fault {
-                    error, apply: true, ..
-                }) => {
+                Some(Fault { error, apply: true, .. }) => {
                     let _ignored = f(&mut eng, now);
                     Err(error)
                 }
@@ -535,9 +506,7 @@ impl PaperExchange {
 
 impl Exchange for PaperExchange {
     fn pairs(&self) -> ExchangeFuture<Vec<PairInfo>> {
-        self.call(PaperOp::Pairs, |eng, _| {
-            Ok(eng.pairs.values().cloned().collect())
-        })
+        self.call(PaperOp::Pairs, |eng, _| Ok(eng.pairs.values().cloned().collect()))
     }
 
     fn place_order(&self, req: OrderRequest) -> ExchangeFuture<OrderAck> {
@@ -545,9 +514,7 @@ impl Exchange for PaperExchange {
     }
 
     fn cancel_order(&self, order: OrderRef) -> ExchangeFuture<()> {
-        self.call(PaperOp::CancelOrder, move |eng, now| {
-            eng.cancel(&order, now)
-        })
+        self.call(PaperOp::CancelOrder, move |eng, now| eng.cancel(&order, now))
     }
 
     fn query_orders(&self, orders: Vec<OrderRef>) -> ExchangeFuture<Vec<ExchangeOrder>> {

@@ -61,11 +61,7 @@ impl Env {
     }
 
     fn avail(&self, asset: &str) -> Decimal {
-        self.ex
-            .available_balances()
-            .get(asset)
-            .copied()
-            .unwrap_or_default()
+        self.ex.available_balances().get(asset).copied().unwrap_or_default()
     }
 
     fn order(&self, c: &str) -> ExchangeOrder {
@@ -79,13 +75,7 @@ impl Env {
     }
 }
 
-fn req(
-    c: &str,
-    side: Side,
-    order_type: OrderType,
-    volume: Decimal,
-    price: Option<Decimal>,
-) -> OrderRequest {
+fn req(c: &str, side: Side, order_type: OrderType, volume: Decimal, price: Option<Decimal>) -> OrderRequest {
     OrderRequest {
         client_order_id: cid(c),
         symbol: btc(),
@@ -160,12 +150,7 @@ fn market_buy_waits_for_the_next_price_and_pays_the_taker_fee() {
     let o = e.order("m1");
     assert_eq!(
         (o.status, o.filled_volume, o.avg_fill_price, o.fee),
-        (
-            OrderStatus::Filled,
-            dec!(0.1),
-            Some(dec!(45000)),
-            dec!(11.70)
-        )
+        (OrderStatus::Filled, dec!(0.1), Some(dec!(45000)), dec!(11.70))
     );
     assert!(e.ex.reserved_balances().is_empty());
 }
@@ -195,14 +180,8 @@ fn market_orders_fill_at_the_next_price_with_seeded_slippage() {
         sell.price
     );
     assert_eq!(e.bal("BTC"), dec!(0));
-    assert_eq!(
-        e.bal("USDT"),
-        dec!(10000) - buy.cost - buy.fee + sell.cost - sell.fee
-    );
-    assert_eq!(
-        e.ex.total_fees().get("USDT").copied(),
-        Some(buy.fee + sell.fee)
-    );
+    assert_eq!(e.bal("USDT"), dec!(10000) - buy.cost - buy.fee + sell.cost - sell.fee);
+    assert_eq!(e.ex.total_fees().get("USDT").copied(), Some(buy.fee + sell.fee));
     assert_eq!(e.ex.fills(), vec![buy, sell]);
 }
 
@@ -213,10 +192,7 @@ fn market_buy_is_cancelled_when_the_price_jumps_beyond_the_funds() {
     e.place(market("big", Side::Buy, dec!(0.22))).unwrap(); // holds 9 925.74 of 10 000
     assert!(e.tick(1, dec!(46000)).is_empty()); // 10 120 + fee > 10 000
     let o = e.order("big");
-    assert_eq!(
-        (o.status, o.filled_volume),
-        (OrderStatus::Cancelled, dec!(0))
-    );
+    assert_eq!((o.status, o.filled_volume), (OrderStatus::Cancelled, dec!(0)));
     assert_eq!(o.reason.as_deref(), Some("Insufficient funds"));
     assert_eq!((e.bal("USDT"), e.avail("USDT")), (dec!(10000), dec!(10000)));
 }
@@ -235,8 +211,7 @@ fn market_order_without_any_price_is_retryable_and_not_placed() {
 fn limit_buy_fills_only_when_the_price_crosses_with_the_maker_fee() {
     let e = env(cfg(dec!(10)));
     e.tick(0, dec!(45000));
-    e.place(limit("l", Side::Buy, dec!(0.1), dec!(44000)))
-        .unwrap();
+    e.place(limit("l", Side::Buy, dec!(0.1), dec!(44000))).unwrap();
 
     assert!(e.tick(1, dec!(44500)).is_empty());
     assert!(e.tick(2, dec!(44000.1)).is_empty());
@@ -250,10 +225,7 @@ fn limit_buy_fills_only_when_the_price_crosses_with_the_maker_fee() {
     assert_eq!(e.bal("USDT"), dec!(5592.96));
     assert_eq!(e.bal("BTC"), dec!(0.1));
     assert_eq!(e.order("l").status, OrderStatus::Filled);
-    assert!(
-        e.tick(4, dec!(43000)).is_empty(),
-        "a filled order never fills again"
-    );
+    assert!(e.tick(4, dec!(43000)).is_empty(), "a filled order never fills again");
 }
 
 #[test]
@@ -262,15 +234,10 @@ fn marketable_limit_takes_liquidity_but_never_through_its_limit() {
     config.seed = 3;
     let e = env(config);
     e.tick(0, dec!(45000));
-    e.place(limit("bound", Side::Buy, dec!(0.1), dec!(45010)))
-        .unwrap();
+    e.place(limit("bound", Side::Buy, dec!(0.1), dec!(45010))).unwrap();
     let fill = e.tick(1, dec!(45005)).remove(0);
     assert_eq!(fill.liquidity, Liquidity::Taker);
-    assert!(
-        fill.price >= dec!(45005) && fill.price <= dec!(45010),
-        "{}",
-        fill.price
-    );
+    assert!(fill.price >= dec!(45005) && fill.price <= dec!(45010), "{}", fill.price);
     assert_eq!(fill.fee, (fill.cost * dec!(0.0026)).round_dp(8));
 }
 
@@ -291,14 +258,8 @@ fn stop_loss_sell_triggers_on_the_candle_low_at_the_trigger_price() {
     let e = env(cfg(dec!(0)));
     long_btc(&e);
     e.at(2);
-    e.place(req(
-        "sl",
-        Side::Sell,
-        OrderType::StopLoss,
-        dec!(0.1),
-        Some(dec!(44000)),
-    ))
-    .unwrap();
+    e.place(req("sl", Side::Sell, OrderType::StopLoss, dec!(0.1), Some(dec!(44000))))
+        .unwrap();
     assert_eq!(
         e.avail("BTC"),
         dec!(0.1),
@@ -317,25 +278,13 @@ fn stop_loss_sell_triggers_on_the_candle_low_at_the_trigger_price() {
     };
     assert!(e
         .ex
-        .on_candle(&candle(
-            1,
-            dec!(44800),
-            dec!(44900),
-            dec!(44500),
-            dec!(44600)
-        ))
+        .on_candle(&candle(1, dec!(44800), dec!(44900), dec!(44500), dec!(44600)))
         .is_empty());
     assert_eq!(e.order("sl").status, OrderStatus::Open);
 
     let fill =
-        e.ex.on_candle(&candle(
-            2,
-            dec!(44300),
-            dec!(44400),
-            dec!(43900),
-            dec!(44100),
-        ))
-        .remove(0);
+        e.ex.on_candle(&candle(2, dec!(44300), dec!(44400), dec!(43900), dec!(44100)))
+            .remove(0);
     assert_eq!(
         (fill.price, fill.fee, fill.liquidity),
         (dec!(44000), dec!(11.44), Liquidity::Taker)
@@ -348,14 +297,8 @@ fn stop_loss_sell_triggers_on_the_candle_low_at_the_trigger_price() {
 fn stop_loss_gapped_through_fills_at_the_gap_price() {
     let e = env(cfg(dec!(0)));
     long_btc(&e);
-    e.place(req(
-        "sl",
-        Side::Sell,
-        OrderType::StopLoss,
-        dec!(0.1),
-        Some(dec!(44000)),
-    ))
-    .unwrap();
+    e.place(req("sl", Side::Sell, OrderType::StopLoss, dec!(0.1), Some(dec!(44000))))
+        .unwrap();
     let fill = e.tick(5, dec!(43500)).remove(0);
     assert_eq!(fill.price, dec!(43500));
 }
@@ -403,10 +346,7 @@ fn stop_loss_limit_triggers_on_price_and_fills_at_price2() {
     assert!(e.tick(6, dec!(43800)).is_empty());
     assert_eq!(e.order("sll").status, OrderStatus::Open);
     let fill = e.tick(7, dec!(43950)).remove(0);
-    assert_eq!(
-        (fill.price, fill.liquidity),
-        (dec!(43900), Liquidity::Maker)
-    );
+    assert_eq!((fill.price, fill.liquidity), (dec!(43900), Liquidity::Maker));
 }
 
 #[test]
@@ -414,8 +354,7 @@ fn a_candle_that_opened_before_the_order_only_shows_its_close() {
     let e = env(cfg(dec!(0)));
     e.tick(0, dec!(45000));
     e.at(90);
-    e.place(limit("l", Side::Buy, dec!(0.1), dec!(44000)))
-        .unwrap();
+    e.place(limit("l", Side::Buy, dec!(0.1), dec!(44000))).unwrap();
     let candle = |minute: i64, low: Decimal, close: Decimal| Candle {
         symbol: btc(),
         timeframe: Timeframe::M1,
@@ -427,13 +366,8 @@ fn a_candle_that_opened_before_the_order_only_shows_its_close() {
         volume: dec!(1),
     };
     // The low of 43 000 happened before the order existed (the candle began at 60 s, the order at 90 s).
-    assert!(e
-        .ex
-        .on_candle(&candle(1, dec!(43000), dec!(44500)))
-        .is_empty());
-    let fill =
-        e.ex.on_candle(&candle(2, dec!(43900), dec!(44500)))
-            .remove(0);
+    assert!(e.ex.on_candle(&candle(1, dec!(43000), dec!(44500))).is_empty());
+    let fill = e.ex.on_candle(&candle(2, dec!(43900), dec!(44500))).remove(0);
     assert_eq!(fill.price, dec!(44000));
 }
 
@@ -441,8 +375,7 @@ fn a_candle_that_opened_before_the_order_only_shows_its_close() {
 fn stale_price_updates_are_ignored() {
     let e = env(cfg(dec!(0)));
     e.tick(10, dec!(45000));
-    e.place(limit("l", Side::Buy, dec!(0.1), dec!(41000)))
-        .unwrap();
+    e.place(limit("l", Side::Buy, dec!(0.1), dec!(41000))).unwrap();
     assert!(e
         .ex
         .on_price(&btc(), dec!(40000), t0() + Duration::seconds(5))
@@ -458,11 +391,7 @@ fn insufficient_funds_are_rejected_like_kraken() {
     let e = env(cfg(dec!(0)));
     e.tick(0, dec!(45000));
     let funds = ExchangeError::Rejected("EOrder:Insufficient funds".into());
-    assert_eq!(
-        e.place(market("too-big", Side::Buy, dec!(0.3)))
-            .unwrap_err(),
-        funds
-    );
+    assert_eq!(e.place(market("too-big", Side::Buy, dec!(0.3))).unwrap_err(), funds);
     assert_eq!(
         e.place(limit("no-btc", Side::Sell, dec!(0.1), dec!(46000)))
             .unwrap_err(),
@@ -482,8 +411,7 @@ fn minimums_unknown_pairs_and_missing_prices_are_refused() {
     e.tick(0, dec!(45000));
     let min = ExchangeError::Invalid("EOrder:Order minimum not met".into());
     assert_eq!(
-        e.place(limit("a", Side::Buy, dec!(0.00004), dec!(45000)))
-            .unwrap_err(),
+        e.place(limit("a", Side::Buy, dec!(0.00004), dec!(45000))).unwrap_err(),
         min
     );
     // 0.000049999 truncates to 0.00004999 < ordermin 0.00005.
@@ -492,9 +420,7 @@ fn minimums_unknown_pairs_and_missing_prices_are_refused() {
             .unwrap_err(),
         min
     );
-    assert!(e
-        .place(limit("c", Side::Buy, dec!(0.00005), dec!(45000)))
-        .is_ok());
+    assert!(e.place(limit("c", Side::Buy, dec!(0.00005), dec!(45000))).is_ok());
 
     let xrpbtc = Symbol::parse("XRP/BTC").unwrap();
     let mut r = limit("d", Side::Buy, dec!(10), dec!(0.000001));
@@ -527,13 +453,7 @@ fn minimums_unknown_pairs_and_missing_prices_are_refused() {
         e.place(no_price2).unwrap_err(),
         ExchangeError::Invalid("EGeneral:Invalid arguments:price2".into())
     );
-    let negative = req(
-        "h",
-        Side::Buy,
-        OrderType::Limit,
-        dec!(-0.1),
-        Some(dec!(45000)),
-    );
+    let negative = req("h", Side::Buy, OrderType::Limit, dec!(-0.1), Some(dec!(45000)));
     assert_eq!(
         e.place(negative).unwrap_err(),
         ExchangeError::Invalid("EGeneral:Invalid arguments:volume".into())
@@ -544,15 +464,9 @@ fn minimums_unknown_pairs_and_missing_prices_are_refused() {
 fn duplicate_client_order_id_is_rejected() {
     let e = env(cfg(dec!(0)));
     e.tick(0, dec!(45000));
-    e.place(limit("dup", Side::Buy, dec!(0.01), dec!(44000)))
-        .unwrap();
-    let err = e
-        .place(limit("dup", Side::Buy, dec!(0.01), dec!(43000)))
-        .unwrap_err();
-    assert_eq!(
-        err,
-        ExchangeError::Rejected("EOrder:Duplicate cl_ord_id".into())
-    );
+    e.place(limit("dup", Side::Buy, dec!(0.01), dec!(44000))).unwrap();
+    let err = e.place(limit("dup", Side::Buy, dec!(0.01), dec!(43000))).unwrap_err();
+    assert_eq!(err, ExchangeError::Rejected("EOrder:Duplicate cl_ord_id".into()));
     assert_eq!(e.open_count(), 1);
 }
 
@@ -594,13 +508,11 @@ fn validate_only_places_nothing() {
 fn cancel_releases_the_held_funds() {
     let e = env(cfg(dec!(0)));
     e.tick(0, dec!(45000));
-    e.place(limit("first", Side::Buy, dec!(0.2), dec!(44000)))
-        .unwrap();
+    e.place(limit("first", Side::Buy, dec!(0.2), dec!(44000))).unwrap();
     assert_eq!(e.avail("USDT"), dec!(10000) - dec!(8822.88));
     let funds = ExchangeError::Rejected("EOrder:Insufficient funds".into());
     assert_eq!(
-        e.place(limit("second", Side::Buy, dec!(0.1), dec!(44000)))
-            .unwrap_err(),
+        e.place(limit("second", Side::Buy, dec!(0.1), dec!(44000))).unwrap_err(),
         funds
     );
 
@@ -611,9 +523,7 @@ fn cancel_releases_the_held_funds() {
         (OrderStatus::Cancelled, Some("User requested"))
     );
     assert_eq!(e.avail("USDT"), dec!(10000));
-    assert!(e
-        .place(limit("second", Side::Buy, dec!(0.1), dec!(44000)))
-        .is_ok());
+    assert!(e.place(limit("second", Side::Buy, dec!(0.1), dec!(44000))).is_ok());
 
     let unknown = ExchangeError::Rejected("EOrder:Unknown order".into());
     assert_eq!(
@@ -624,10 +534,7 @@ fn cancel_releases_the_held_funds() {
         block_on(e.ex.cancel_order(OrderRef::Exchange("PAPER-9".into()))).unwrap_err(),
         unknown
     );
-    assert!(
-        e.tick(1, dec!(43000)).len() == 1,
-        "only the live order fills"
-    );
+    assert!(e.tick(1, dec!(43000)).len() == 1, "only the live order fills");
     assert_eq!(e.order("first").status, OrderStatus::Cancelled);
 }
 
@@ -639,20 +546,12 @@ fn closed_history_is_trimmed_oldest_first_but_open_orders_stay() {
         ..PaperConfig::default()
     });
     e.tick(0, dec!(45000));
-    e.place(limit("open", Side::Buy, dec!(0.01), dec!(30000)))
-        .unwrap();
+    e.place(limit("open", Side::Buy, dec!(0.01), dec!(30000))).unwrap();
     for c in ["c1", "c2", "c3"] {
-        e.place(limit(c, Side::Buy, dec!(0.01), dec!(44000)))
-            .unwrap();
+        e.place(limit(c, Side::Buy, dec!(0.01), dec!(44000))).unwrap();
         block_on(e.ex.cancel_order(OrderRef::Client(cid(c)))).unwrap();
     }
-    let found = block_on(
-        e.ex.query_orders(
-            ["open", "c1", "c2", "c3"]
-                .map(|c| OrderRef::Client(cid(c)))
-                .to_vec(),
-        ),
-    );
+    let found = block_on(e.ex.query_orders(["open", "c1", "c2", "c3"].map(|c| OrderRef::Client(cid(c))).to_vec()));
     let ids: Vec<String> = found
         .unwrap()
         .into_iter()
@@ -665,8 +564,7 @@ fn closed_history_is_trimmed_oldest_first_but_open_orders_stay() {
 fn dead_mans_switch_cancels_everything_when_not_refreshed() {
     let e = env(cfg(dec!(0)));
     e.tick(0, dec!(45000));
-    e.place(limit("l", Side::Buy, dec!(0.1), dec!(44000)))
-        .unwrap();
+    e.place(limit("l", Side::Buy, dec!(0.1), dec!(44000))).unwrap();
     block_on(e.ex.cancel_all_after(60)).unwrap();
     e.at(30);
     block_on(e.ex.cancel_all_after(60)).unwrap(); // refreshed: now fires at 90 s
@@ -677,8 +575,7 @@ fn dead_mans_switch_cancels_everything_when_not_refreshed() {
     assert_eq!(e.order("l").reason.as_deref(), Some("Dead man's switch"));
     assert_eq!(e.avail("USDT"), dec!(10000));
 
-    e.place(limit("m", Side::Buy, dec!(0.1), dec!(44000)))
-        .unwrap();
+    e.place(limit("m", Side::Buy, dec!(0.1), dec!(44000))).unwrap();
     block_on(e.ex.cancel_all_after(10)).unwrap();
     block_on(e.ex.cancel_all_after(0)).unwrap(); // disarmed
     e.at(500);
@@ -694,10 +591,8 @@ fn snapshot_round_trip_through_the_state_store_keeps_balances_and_open_orders() 
     e.tick(0, dec!(45000));
     e.place(market("buy", Side::Buy, dec!(0.1))).unwrap();
     e.tick(1, dec!(45000));
-    e.place(limit("sell", Side::Sell, dec!(0.05), dec!(47000)))
-        .unwrap();
-    e.place(limit("bid", Side::Buy, dec!(0.01), dec!(40000)))
-        .unwrap();
+    e.place(limit("sell", Side::Sell, dec!(0.05), dec!(47000))).unwrap();
+    e.place(limit("bid", Side::Buy, dec!(0.01), dec!(40000))).unwrap();
     block_on(e.ex.save_to(&store)).unwrap();
 
     let restarted = env(cfg(dec!(10)));
@@ -717,10 +612,7 @@ fn snapshot_round_trip_through_the_state_store_keeps_balances_and_open_orders() 
 
     // The restored account keeps trading: the resting sell fills, new ids do not collide.
     let fill = restarted.tick(2, dec!(47100)).remove(0);
-    assert_eq!(
-        (fill.client_order_id, fill.price),
-        (cid("sell"), dec!(47000))
-    );
+    assert_eq!((fill.client_order_id, fill.price), (cid("sell"), dec!(47000)));
     let ack = restarted
         .place(limit("next", Side::Buy, dec!(0.01), dec!(40000)))
         .unwrap();
@@ -737,8 +629,7 @@ fn scenario(seed: u64) -> Vec<PaperFill> {
     });
     e.tick(0, dec!(45000));
     e.place(market("a", Side::Buy, dec!(0.1))).unwrap();
-    e.place(limit("b", Side::Buy, dec!(0.05), dec!(44800)))
-        .unwrap();
+    e.place(limit("b", Side::Buy, dec!(0.05), dec!(44800))).unwrap();
     for (i, p) in [
         dec!(45010),
         dec!(44900),
@@ -791,20 +682,13 @@ fn partial_fills_move_through_partially_filled_to_filled() {
     }
     assert_eq!(
         statuses,
-        vec![
-            OrderStatus::Pending,
-            OrderStatus::PartiallyFilled,
-            OrderStatus::Filled
-        ]
+        vec![OrderStatus::Pending, OrderStatus::PartiallyFilled, OrderStatus::Filled]
     );
     let fills = e.ex.fills();
     assert!(fills.len() >= 2);
     assert_eq!(fills.iter().map(|f| f.volume).sum::<Decimal>(), dec!(0.2));
     assert_eq!(e.bal("BTC"), dec!(0.2));
-    assert_eq!(
-        e.order("p").fee,
-        fills.iter().map(|f| f.fee).sum::<Decimal>()
-    );
+    assert_eq!(e.order("p").fee, fills.iter().map(|f| f.fee).sum::<Decimal>());
     assert!(e.ex.reserved_balances().is_empty());
 }
 
@@ -817,8 +701,7 @@ fn cancel_after_a_partial_fill_keeps_the_filled_part() {
         ..PaperConfig::default()
     });
     e.tick(0, dec!(45000));
-    e.place(limit("p", Side::Buy, dec!(0.2), dec!(44000)))
-        .unwrap();
+    e.place(limit("p", Side::Buy, dec!(0.2), dec!(44000))).unwrap();
     let mut i = 1;
     while e.order("p").status == OrderStatus::Open && i < 30 {
         e.tick(i, dec!(43900));
@@ -830,10 +713,7 @@ fn cancel_after_a_partial_fill_keeps_the_filled_part() {
     assert_eq!(o.status, OrderStatus::Cancelled);
     assert!(o.filled_volume > dec!(0) && o.filled_volume < dec!(0.2));
     assert_eq!(e.bal("BTC"), o.filled_volume);
-    assert_eq!(
-        e.bal("USDT"),
-        dec!(10000) - o.filled_volume * dec!(44000) - o.fee
-    );
+    assert_eq!(e.bal("USDT"), dec!(10000) - o.filled_volume * dec!(44000) - o.fee);
     assert!(e.ex.reserved_balances().is_empty());
 }
 
@@ -870,10 +750,7 @@ fn short_with_leverage_two_tracks_margin_not_a_negative_balance() {
         (Some(dec!(100)), dec!(11.44), true)
     );
     assert!(e.ex.positions().is_empty());
-    assert_eq!(
-        e.bal("USDT"),
-        dec!(7738.30) + dec!(2250) + dec!(100) - dec!(11.44)
-    );
+    assert_eq!(e.bal("USDT"), dec!(7738.30) + dec!(2250) + dec!(100) - dec!(11.44));
     assert_eq!(e.bal("BTC"), dec!(0));
 }
 
@@ -912,40 +789,27 @@ fn fail_next_returns_the_injected_error_once() {
     let e = env(cfg(dec!(0)));
     e.tick(0, dec!(45000));
     e.ex.fail_next(ExchangeError::Retryable("EService:Busy".into()));
-    let err = e
-        .place(limit("a", Side::Buy, dec!(0.1), dec!(44000)))
-        .unwrap_err();
+    let err = e.place(limit("a", Side::Buy, dec!(0.1), dec!(44000))).unwrap_err();
     assert_eq!(err, ExchangeError::Retryable("EService:Busy".into()));
     assert_eq!(e.open_count(), 0, "a plain injected failure has no effect");
     assert!(
-        e.place(limit("a", Side::Buy, dec!(0.1), dec!(44000)))
-            .is_ok(),
+        e.place(limit("a", Side::Buy, dec!(0.1), dec!(44000))).is_ok(),
         "only once"
     );
 
     // A lost answer: the order reaches the book, the caller sees Unknown, a query by client id finds it.
-    e.ex.fail_next_op(
-        PaperOp::PlaceOrder,
-        ExchangeError::Unknown("timeout".into()),
-        true,
-    );
+    e.ex.fail_next_op(PaperOp::PlaceOrder, ExchangeError::Unknown("timeout".into()), true);
     assert_eq!(
         e.bal("USDT"),
         dec!(10000),
         "other calls do not consume a targeted fault"
     );
-    let err = e
-        .place(limit("b", Side::Buy, dec!(0.01), dec!(43000)))
-        .unwrap_err();
+    let err = e.place(limit("b", Side::Buy, dec!(0.01), dec!(43000))).unwrap_err();
     assert_eq!(err, ExchangeError::Unknown("timeout".into()));
     assert_eq!(e.order("b").status, OrderStatus::Open);
     assert_eq!(e.open_count(), 2);
 
-    e.ex.fail_next_op(
-        PaperOp::CancelOrder,
-        ExchangeError::Unknown("timeout".into()),
-        true,
-    );
+    e.ex.fail_next_op(PaperOp::CancelOrder, ExchangeError::Unknown("timeout".into()), true);
     assert!(block_on(e.ex.cancel_order(OrderRef::Client(cid("b")))).is_err());
     assert_eq!(e.order("b").status, OrderStatus::Cancelled);
 }
@@ -954,14 +818,8 @@ fn fail_next_returns_the_injected_error_once() {
 fn stop_and_take_profit_may_cover_the_same_holding_but_never_sell_it_twice() {
     let e = env(cfg(dec!(0)));
     long_btc(&e);
-    e.place(req(
-        "sl",
-        Side::Sell,
-        OrderType::StopLoss,
-        dec!(0.1),
-        Some(dec!(44000)),
-    ))
-    .unwrap();
+    e.place(req("sl", Side::Sell, OrderType::StopLoss, dec!(0.1), Some(dec!(44000))))
+        .unwrap();
     let mut tp = limit("tp", Side::Sell, dec!(0.1), dec!(46000));
     tp.reduce_only = true;
     e.place(tp).unwrap();
@@ -975,16 +833,9 @@ fn stop_and_take_profit_may_cover_the_same_holding_but_never_sell_it_twice() {
             Some(dec!(43000)),
         ))
         .unwrap_err();
-    assert_eq!(
-        err,
-        ExchangeError::Rejected("EOrder:Insufficient funds".into())
-    );
+    assert_eq!(err, ExchangeError::Rejected("EOrder:Insufficient funds".into()));
 
-    assert_eq!(
-        e.tick(5, dec!(43900)).len(),
-        1,
-        "the stop sells the holding"
-    );
+    assert_eq!(e.tick(5, dec!(43900)).len(), 1, "the stop sells the holding");
     // Nobody cancelled the take-profit (no OCO here): when it is reached there is nothing left to sell.
     assert!(e.tick(6, dec!(46100)).is_empty());
     let tp = e.order("tp");
@@ -1002,10 +853,7 @@ fn equity_values_balances_and_margin_positions_at_the_last_price() {
     assert_eq!(e.ex.equity_in("USDT").total, dec!(5488.30) + dec!(4500));
     e.tick(2, dec!(46000));
     let eq = e.ex.equity_in("USDT");
-    assert_eq!(
-        (eq.total, eq.unpriced.is_empty()),
-        (dec!(5488.30) + dec!(4600), true)
-    );
+    assert_eq!((eq.total, eq.unpriced.is_empty()), (dec!(5488.30) + dec!(4600), true));
 
     // A 2x short of 0.05 BTC at 46 000: collateral 1 150, fee 5.98; at 45 000 it gains 50.
     let mut short = market("s", Side::Sell, dec!(0.05));
@@ -1045,8 +893,7 @@ async fn works_as_a_shared_exchange_port_with_static_send_futures() {
 
 #[test]
 fn config_fills_missing_fields_with_defaults_and_money_is_serialised_as_strings() {
-    let config: PaperConfig =
-        serde_json::from_str(r#"{"taker_fee_pct": "0.4", "seed": 9}"#).unwrap();
+    let config: PaperConfig = serde_json::from_str(r#"{"taker_fee_pct": "0.4", "seed": 9}"#).unwrap();
     assert_eq!(
         (config.taker_fee_pct, config.maker_fee_pct, config.seed),
         (dec!(0.4), dec!(0.16), 9)
