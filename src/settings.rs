@@ -68,8 +68,8 @@ pub struct Settings {
     pub llm: LlmSettings,
     pub logging: LoggingSettings,
     pub orchestration: serde_json::Value,
-    pub risk: serde_json::Value,
-    pub execution: serde_json::Value,
+    pub risk: triplegain_actors::risk::RiskLimits,
+    pub execution: ExecutionSettings,
     pub portfolio: serde_json::Value,
     pub hodl: serde_json::Value,
     pub indicators: serde_json::Value,
@@ -89,8 +89,8 @@ impl Default for Settings {
             llm: LlmSettings::default(),
             logging: LoggingSettings::default(),
             orchestration: serde_json::Value::Object(Default::default()),
-            risk: serde_json::Value::Object(Default::default()),
-            execution: serde_json::Value::Object(Default::default()),
+            risk: triplegain_actors::risk::RiskLimits::default(),
+            execution: ExecutionSettings::default(),
             portfolio: serde_json::Value::Object(Default::default()),
             hodl: serde_json::Value::Object(Default::default()),
             indicators: serde_json::Value::Object(Default::default()),
@@ -309,6 +309,14 @@ impl Default for LlmSettings {
             ]),
         }
     }
+}
+
+/// `config/execution.yaml`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExecutionSettings {
+    /// The paper exchange (paper mode).
+    pub paper: triplegain_actors::execution::paper::PaperConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,8 +13,12 @@ use std::net::TcpListener;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tracing_actix_web::TracingLogger;
-use triplegain_actors::bus::Bus;
-use triplegain_actors::clock::{SharedClock, SystemClock};
+use crate::settings::MarketSource;
+use triplegain_actors::bus::{Bus, Topic};
+use triplegain_actors::clock::{ManualClock, SharedClock, SystemClock};
+use triplegain_actors::execution::paper::PaperExchange;
+use triplegain_actors::ports::Exchange;
+use triplegain_actors::risk::{RiskEngine, RiskEngineConfig};
 use triplegain_actors::coordinator::Coordinator;
 use triplegain_actors::domain::TradingMode;
 use triplegain_actors::ports::Stores;
@@ -35,6 +39,10 @@ pub struct AppState {
     pub mode: TradingMode,
     pub core_actors: Vec<String>,
     pub metrics: PrometheusHandle,
+    pub risk: Addr<RiskEngine>,
+    pub exchange: Arc<dyn Exchange>,
+    /// The paper exchange in paper mode.
+    pub paper: Option<PaperExchange>,
 }
 
 impl AppState {
@@ -70,6 +78,29 @@ impl AppState {
             tracing::error!(error = %e, "audit record not written");
         }
     }
+}
+
+/// Connects the live Kraken exchange (pairs and precision loaded from AssetPairs).
+async fn connect_kraken(settings: &Settings) -> anyhow::Result<crate::kraken::KrakenExchange> {
+    use crate::kraken::{KrakenClient, KrakenConfig, KrakenCredentials, KrakenExchange, Tier};
+    let (Some(key), Some(secret)) = (&settings.kraken.api_key, &settings.kraken.api_secret) else {
+        anyhow::bail!("live mode requires KRAKEN_API_KEY and KRAKEN_API_SECRET");
+    };
+    let config = KrakenConfig {
+        base_url: settings.kraken.base_url.clone(),
+        timeout: Duration::from_secs(settings.kraken.timeout_secs),
+        tier: Tier::parse(&settings.kraken.tier).map_err(|e| anyhow::anyhow!("kraken.tier: {e}"))?,
+        ..KrakenConfig::default()
+    };
+    let client = KrakenClient::new(config, Some(KrakenCredentials::new(key.expose(), secret.expose())))
+        .map_err(|e| anyhow::anyhow!("kraken client: {e}"))?;
+    let symbols: Vec<triplegain_actors::domain::Symbol> = settings
+        .market
+        .symbols
+        .iter()
+        .filter_map(|s| triplegain_actors::domain::Symbol::parse(s).ok())
+        .collect();
+    KrakenExchange::connect(client, &symbols).await.map_err(|e| anyhow::anyhow!("connecting to Kraken: {e}"))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -119,14 +150,67 @@ impl Application {
             }
         };
 
-        let clock: SharedClock = Arc::new(SystemClock);
-        let bus = Bus::default();
+        // ---- time and bus -------------------------------------------------------------
+        // The market feed drives business time: replay and the simulated market move a manual
+        // clock candle by candle; the Kraken feed runs on the wall clock.
+        let (clock, feed_clock): (SharedClock, Option<ManualClock>) = match settings.market.source {
+            MarketSource::Kraken => (Arc::new(SystemClock), None),
+            MarketSource::Simulated | MarketSource::Replay => {
+                let manual = ManualClock::new(chrono::Utc::now());
+                (Arc::new(manual.clone()), Some(manual))
+            }
+        };
+        let registry_alerts = Topic::new();
+        let bus = Bus {
+            risk_alerts: registry_alerts.clone(),
+            ..Bus::default()
+        };
         let policy = RestartPolicy {
             max_restarts: settings.supervision.max_restarts,
             window_secs: settings.supervision.window_secs,
         };
-        let registry = Registry::new(policy, bus.risk_alerts.clone(), clock.clone());
+        let registry = Registry::new(policy, registry_alerts, clock.clone());
+        let mut core_actors: Vec<String> = Vec::new();
 
+        // ---- exchange --------------------------------------------------------------------
+        let paper = match settings.app.mode {
+            TradingMode::Paper => {
+                let paper = PaperExchange::new(settings.execution.paper.clone(), clock.clone())
+                    .map_err(|e| anyhow::anyhow!("execution.paper: {e}"))?;
+                if paper.load_from(stores.state.as_ref()).await.unwrap_or(false) {
+                    tracing::info!("paper exchange balances and open orders restored");
+                }
+                Some(paper)
+            }
+            TradingMode::Live => None,
+        };
+        let exchange: Arc<dyn Exchange> = match &paper {
+            Some(p) => Arc::new(p.clone()),
+            None => Arc::new(connect_kraken(&settings).await?),
+        };
+
+        // ---- risk engine -------------------------------------------------------------------
+        let risk = {
+            let cfg = RiskEngineConfig {
+                limits: settings.risk.clone(),
+                store: stores.state.clone(),
+                alerts: bus.risk_alerts.clone(),
+                clock: clock.clone(),
+            };
+            start_supervised(&registry, "risk_engine", true, CONTROL_MAILBOX, move |sup| RiskEngine::new(sup, cfg))
+        };
+        core_actors.push("risk_engine".into());
+        bus.portfolio_updates.subscribe("risk_engine", risk.clone().recipient());
+        bus.execution_events.subscribe("risk_engine", risk.clone().recipient());
+        bus.regime_updates.subscribe("risk_engine", risk.clone().recipient());
+        bus.market_data.subscribe("risk_engine", risk.clone().recipient());
+
+        // ---- execution: order execution manager, position tracker ------------------------
+
+        // ---- market data and analysis agents ------------------------------------------------
+        let _ = (&feed_clock, &exchange);
+
+        // ---- coordinator ----------------------------------------------------------------------
         let coordinator = {
             let store = stores.state.clone();
             let clock = clock.clone();
@@ -134,8 +218,10 @@ impl Application {
                 Coordinator::new(sup, store, clock)
             })
         };
-        bus.risk_alerts
-            .subscribe("coordinator", coordinator.clone().recipient());
+        core_actors.push("coordinator".into());
+        bus.risk_alerts.subscribe("coordinator", coordinator.clone().recipient());
+
+        // ---- portfolio: rebalancer, hodl bags ----------------------------------------------
 
         let listener = TcpListener::bind(&settings.server.bind)
             .with_context(|| format!("binding server.bind {}", settings.server.bind))?;
@@ -150,7 +236,10 @@ impl Application {
             clock,
             fault_injection: settings.fault_injection(),
             mode: settings.app.mode,
-            core_actors: vec!["coordinator".into()],
+            core_actors,
+            risk,
+            exchange,
+            paper,
             metrics: metrics_handle(),
         });
         let tokens = web::Data::new(Arc::new(TokenTable::new(&settings.api.tokens)));

@@ -2,6 +2,9 @@
 
 pub mod auth;
 pub mod error;
+pub mod execution;
+pub mod orchestration;
+pub mod portfolio;
 mod system;
 
 use crate::startup::AppState;

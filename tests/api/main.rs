@@ -2,3 +2,8 @@
 
 mod helpers;
 mod skeleton;
+
+// Areas (each file owns its tests).
+mod execution;
+mod orchestration;
+mod portfolio;

@@ -208,7 +208,7 @@ pub struct TradeResult {
 /// Everything the risk engine knows. Equity, drawdown and exposure come only from
 /// `PortfolioUpdate`; trade results only from `ExecutionEvent`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct RiskState {
     /// `None` until the first portfolio update arrives.
     pub equity_usd: Option<Decimal>,
@@ -289,7 +289,7 @@ impl Default for RiskState {
 
 /// Leverage caps by regime (reference §4, risk column).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct RegimeLeverage {
     pub trending_bull: u32,
     pub trending_bear: u32,
@@ -333,7 +333,7 @@ impl RegimeLeverage {
 
 /// Confidence floors by regime (reference §3.3).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct RegimeConfidence {
     pub trending: f64,
     pub ranging: f64,
@@ -378,7 +378,7 @@ pub struct DrawdownLeverage {
 
 /// Every threshold the risk engine applies (`config/risk.yaml`); defaults are the reference values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct RiskLimits {
     pub max_leverage: u32,
     pub max_position_pct: Decimal,

@@ -72,7 +72,7 @@ const SNAPSHOT_VERSION: u32 = 1;
 
 /// Settings of the paper exchange (`execution.paper` in the configuration).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct PaperConfig {
     /// Percent of the cost, e.g. 0.16.
     pub maker_fee_pct: Decimal,
