@@ -67,12 +67,18 @@ pub struct Settings {
     pub kraken: KrakenSettings,
     pub llm: LlmSettings,
     pub logging: LoggingSettings,
-    pub orchestration: serde_json::Value,
     pub risk: triplegain_actors::risk::RiskLimits,
+
     pub execution: ExecutionSettings,
+
+    pub orchestration: serde_json::Value,
+
     pub portfolio: serde_json::Value,
+
     pub hodl: serde_json::Value,
+
     pub indicators: serde_json::Value,
+
     pub agents: serde_json::Value,
 }
 

@@ -2,6 +2,7 @@
 
 use crate::db;
 use crate::routes::{self, auth::Caller, auth::TokenTable};
+use crate::settings::MarketSource;
 use crate::settings::Settings;
 use actix::Addr;
 use actix_web::{web, App, HttpServer};
@@ -13,15 +14,14 @@ use std::net::TcpListener;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tracing_actix_web::TracingLogger;
-use crate::settings::MarketSource;
 use triplegain_actors::bus::{Bus, Topic};
 use triplegain_actors::clock::{ManualClock, SharedClock, SystemClock};
-use triplegain_actors::execution::paper::PaperExchange;
-use triplegain_actors::ports::Exchange;
-use triplegain_actors::risk::{RiskEngine, RiskEngineConfig};
 use triplegain_actors::coordinator::Coordinator;
 use triplegain_actors::domain::TradingMode;
+use triplegain_actors::execution::paper::PaperExchange;
+use triplegain_actors::ports::Exchange;
 use triplegain_actors::ports::Stores;
+use triplegain_actors::risk::{RiskEngine, RiskEngineConfig};
 use triplegain_actors::supervision::{start_supervised, Registry, RestartPolicy};
 
 /// Mailbox capacity of control-plane actors.
@@ -43,6 +43,13 @@ pub struct AppState {
     pub exchange: Arc<dyn Exchange>,
     /// The paper exchange in paper mode.
     pub paper: Option<PaperExchange>,
+    // -- execution area (fields) --
+
+    // -- analysis area (fields) --
+
+    // -- coordinator area (fields) --
+
+    // -- portfolio area (fields) --
 }
 
 impl AppState {
@@ -100,7 +107,9 @@ async fn connect_kraken(settings: &Settings) -> anyhow::Result<crate::kraken::Kr
         .iter()
         .filter_map(|s| triplegain_actors::domain::Symbol::parse(s).ok())
         .collect();
-    KrakenExchange::connect(client, &symbols).await.map_err(|e| anyhow::anyhow!("connecting to Kraken: {e}"))
+    KrakenExchange::connect(client, &symbols)
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to Kraken: {e}"))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -197,7 +206,9 @@ impl Application {
                 alerts: bus.risk_alerts.clone(),
                 clock: clock.clone(),
             };
-            start_supervised(&registry, "risk_engine", true, CONTROL_MAILBOX, move |sup| RiskEngine::new(sup, cfg))
+            start_supervised(&registry, "risk_engine", true, CONTROL_MAILBOX, move |sup| {
+                RiskEngine::new(sup, cfg)
+            })
         };
         core_actors.push("risk_engine".into());
         bus.portfolio_updates.subscribe("risk_engine", risk.clone().recipient());
@@ -219,7 +230,8 @@ impl Application {
             })
         };
         core_actors.push("coordinator".into());
-        bus.risk_alerts.subscribe("coordinator", coordinator.clone().recipient());
+        bus.risk_alerts
+            .subscribe("coordinator", coordinator.clone().recipient());
 
         // ---- portfolio: rebalancer, hodl bags ----------------------------------------------
 
@@ -240,6 +252,14 @@ impl Application {
             risk,
             exchange,
             paper,
+
+            // -- execution area (values) --
+
+            // -- analysis area (values) --
+
+            // -- coordinator area (values) --
+
+            // -- portfolio area (values) --
             metrics: metrics_handle(),
         });
         let tokens = web::Data::new(Arc::new(TokenTable::new(&settings.api.tokens)));

@@ -17,8 +17,12 @@ pub enum AgentName {
 }
 
 impl AgentName {
-    pub const ALL: [AgentName; 4] =
-        [Self::TechnicalAnalysis, Self::RegimeDetection, Self::SentimentAnalysis, Self::TradingDecision];
+    pub const ALL: [AgentName; 4] = [
+        Self::TechnicalAnalysis,
+        Self::RegimeDetection,
+        Self::SentimentAnalysis,
+        Self::TradingDecision,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
