@@ -133,6 +133,8 @@ pub struct Analysis {
     pub market: Addr<MarketData>,
     pub agents: BTreeMap<AgentName, Recipient<RunAnalysis>>,
     pub caches: AnalysisCaches,
+    /// The configured market symbols.
+    pub symbols: Vec<Symbol>,
 }
 
 /// Starts the market data actor, the feed loop and the enabled agents.
@@ -157,9 +159,13 @@ pub fn start(
         };
         start_supervised(registry, "market_data", true, MARKET_MAILBOX, move |sup| MarketData::new(sup, cfg))
     };
-    let symbols = configured_symbols(settings);
+    // A replay delivers the symbols of its files; the other feeds the configured ones.
+    let symbols = match settings.market.source {
+        MarketSource::Replay => feed.symbols(),
+        MarketSource::Simulated | MarketSource::Kraken => configured_symbols(settings),
+    };
     let idle = Duration::from_secs(settings.market.poll_interval_secs.clamp(1, 60));
-    actix_web::rt::spawn(drive_feed(feed, market.clone().recipient(), feed_clock, symbols, idle));
+    actix_web::rt::spawn(drive_feed(feed, market.clone().recipient(), feed_clock, symbols.clone(), idle));
 
     let caches = AnalysisCaches::new(clock.clone());
     let ctx = AgentContext {
@@ -240,7 +246,12 @@ pub fn start(
         });
         agents.insert(AgentName::TradingDecision, addr.recipient());
     }
-    Ok(Analysis { market, agents, caches })
+    Ok(Analysis {
+        market,
+        agents,
+        caches,
+        symbols,
+    })
 }
 
 // ---------------------------------------------------------------- triplegain analyze

@@ -55,6 +55,8 @@ pub struct AppState {
     >,
     /// Latest TA, regime and sentiment outputs per symbol.
     pub analysis_caches: triplegain_actors::agents::actors::AnalysisCaches,
+    /// The configured market symbols.
+    pub analysis_symbols: Vec<triplegain_actors::domain::Symbol>,
 
     // -- coordinator area (fields) --
 
@@ -276,6 +278,7 @@ impl Application {
             market: analysis.market,
             agents: analysis.agents,
             analysis_caches: analysis.caches,
+            analysis_symbols: analysis.symbols,
 
             // -- coordinator area (values) --
 
