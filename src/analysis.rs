@@ -3,7 +3,9 @@
 
 use crate::llm::ProviderSettings as LlmProvider;
 use crate::market::driver::{drive_feed, FeedClock};
-use crate::market::{load_candles, parse_replay_arg, symbol_from_file_name, KrakenPublicFeed, ReplayFeed, SimulatedFeed};
+use crate::market::{
+    load_candles, parse_replay_arg, symbol_from_file_name, KrakenPublicFeed, ReplayFeed, SimulatedFeed,
+};
 use crate::settings::{AgentModelSettings, MarketSource, Settings};
 use actix::{Addr, Recipient};
 use anyhow::Context as _;
@@ -24,10 +26,10 @@ use triplegain_actors::agents::trading_decision::ConsensusConfig;
 use triplegain_actors::bus::Bus;
 use triplegain_actors::clock::{ManualClock, SharedClock};
 use triplegain_actors::domain::{Candle, Symbol, Timeframe};
+use triplegain_actors::indicators::IndicatorEngine;
 use triplegain_actors::market::{CandleAggregator, MarketData, MarketDataConfig};
 use triplegain_actors::ports::{AuditStore, MarketFeed, ModelClient};
 use triplegain_actors::supervision::{start_supervised, Registry};
-use triplegain_actors::indicators::IndicatorEngine;
 
 /// Mailbox of the market data actor: the feed loop waits for each batch, agents ask for views.
 pub const MARKET_MAILBOX: usize = 1024;
@@ -65,7 +67,11 @@ pub fn model_clients(settings: &Settings) -> BTreeMap<String, (Arc<dyn ModelClie
     out
 }
 
-fn slot(m: &AgentModelSettings, clients: &BTreeMap<String, (Arc<dyn ModelClient>, u64)>, timeout_ms: Option<u64>) -> Option<ModelSlot> {
+fn slot(
+    m: &AgentModelSettings,
+    clients: &BTreeMap<String, (Arc<dyn ModelClient>, u64)>,
+    timeout_ms: Option<u64>,
+) -> Option<ModelSlot> {
     let (client, provider_timeout) = clients.get(&m.provider)?;
     Some(ModelSlot {
         name: m.name.clone(),
@@ -89,8 +95,12 @@ pub fn build_feed(
         MarketSource::Simulated => {
             let now = chrono::Utc::now();
             let start = now - chrono::Duration::hours(i64::from(settings.indicators.warm_up_hours));
-            let feed = SimulatedFeed::seeded(settings.market.simulated.seed, start, f64::from(settings.market.simulated.speed))
-                .unpaced_until(now);
+            let feed = SimulatedFeed::seeded(
+                settings.market.simulated.seed,
+                start,
+                f64::from(settings.market.simulated.speed),
+            )
+            .unpaced_until(now);
             let clock = feed_clock.map_or(FeedClock::Wall, FeedClock::Follow);
             Ok((Box::new(feed), clock, Timeframe::M1))
         }
@@ -157,7 +167,9 @@ pub fn start(
             bus: bus.clone(),
             clock: clock.clone(),
         };
-        start_supervised(registry, "market_data", true, MARKET_MAILBOX, move |sup| MarketData::new(sup, cfg))
+        start_supervised(registry, "market_data", true, MARKET_MAILBOX, move |sup| {
+            MarketData::new(sup, cfg)
+        })
     };
     // A replay delivers the symbols of its files; the other feeds the configured ones.
     let symbols = match settings.market.source {
@@ -165,7 +177,13 @@ pub fn start(
         MarketSource::Simulated | MarketSource::Kraken => configured_symbols(settings),
     };
     let idle = Duration::from_secs(settings.market.poll_interval_secs.clamp(1, 60));
-    actix_web::rt::spawn(drive_feed(feed, market.clone().recipient(), feed_clock, symbols.clone(), idle));
+    actix_web::rt::spawn(drive_feed(
+        feed,
+        market.clone().recipient(),
+        feed_clock,
+        symbols.clone(),
+        idle,
+    ));
 
     let caches = AnalysisCaches::new(clock.clone());
     let ctx = AgentContext {
@@ -180,9 +198,13 @@ pub fn start(
     let mut agents: BTreeMap<AgentName, Recipient<RunAnalysis>> = BTreeMap::new();
     if a.technical_analysis.enabled {
         let c = ctx.clone();
-        let addr = start_supervised(registry, AgentName::TechnicalAnalysis.as_str(), false, AGENT_MAILBOX, move |sup| {
-            TechnicalAnalysisAgent::new(sup, c)
-        });
+        let addr = start_supervised(
+            registry,
+            AgentName::TechnicalAnalysis.as_str(),
+            false,
+            AGENT_MAILBOX,
+            move |sup| TechnicalAnalysisAgent::new(sup, c),
+        );
         agents.insert(AgentName::TechnicalAnalysis, addr.recipient());
     }
     if a.regime_detection.enabled {
@@ -194,20 +216,25 @@ pub fn start(
             },
             interval_secs: a.regime_detection.interval_secs,
         };
-        let addr = start_supervised(registry, AgentName::RegimeDetection.as_str(), false, AGENT_MAILBOX, move |sup| {
-            RegimeDetectionAgent::new(sup, c, cfg)
-        });
+        let addr = start_supervised(
+            registry,
+            AgentName::RegimeDetection.as_str(),
+            false,
+            AGENT_MAILBOX,
+            move |sup| RegimeDetectionAgent::new(sup, c, cfg),
+        );
         agents.insert(AgentName::RegimeDetection, addr.recipient());
     }
     if a.sentiment_analysis.enabled {
         let s = &a.sentiment_analysis;
-        let providers: Vec<SentimentProvider> = [(SentimentSource::Social, &s.social), (SentimentSource::News, &s.news)]
-            .into_iter()
-            .filter_map(|(source, m)| {
-                let slot = slot(m.as_ref()?, &clients, Some(s.timeout_ms))?;
-                Some(SentimentProvider { source, slot })
-            })
-            .collect();
+        let providers: Vec<SentimentProvider> =
+            [(SentimentSource::Social, &s.social), (SentimentSource::News, &s.news)]
+                .into_iter()
+                .filter_map(|(source, m)| {
+                    let slot = slot(m.as_ref()?, &clients, Some(s.timeout_ms))?;
+                    Some(SentimentProvider { source, slot })
+                })
+                .collect();
         if providers.is_empty() {
             tracing::warn!("sentiment: no provider key configured; neutral sentiment with confidence 0");
         }
@@ -216,9 +243,13 @@ pub fn start(
             news_weight: s.news_weight,
         };
         let c = ctx.clone();
-        let addr = start_supervised(registry, AgentName::SentimentAnalysis.as_str(), false, AGENT_MAILBOX, move |sup| {
-            SentimentAgent::new(sup, c, providers, aggregation)
-        });
+        let addr = start_supervised(
+            registry,
+            AgentName::SentimentAnalysis.as_str(),
+            false,
+            AGENT_MAILBOX,
+            move |sup| SentimentAgent::new(sup, c, providers, aggregation),
+        );
         agents.insert(AgentName::SentimentAnalysis, addr.recipient());
     }
     if a.trading_decision.enabled {
@@ -241,9 +272,13 @@ pub fn start(
             temperature: d.temperature,
         };
         let c = ctx;
-        let addr = start_supervised(registry, AgentName::TradingDecision.as_str(), false, AGENT_MAILBOX, move |sup| {
-            TradingDecisionAgent::new(sup, c, models, cfg)
-        });
+        let addr = start_supervised(
+            registry,
+            AgentName::TradingDecision.as_str(),
+            false,
+            AGENT_MAILBOX,
+            move |sup| TradingDecisionAgent::new(sup, c, models, cfg),
+        );
         agents.insert(AgentName::TradingDecision, addr.recipient());
     }
     Ok(Analysis {
@@ -260,7 +295,11 @@ pub fn start(
 ///
 /// # Errors
 /// A message naming the file (and line, for malformed rows), or an unknown symbol.
-pub fn analyze_file(path: &Path, symbol: Option<&str>, timeframe: Option<Timeframe>) -> Result<serde_json::Value, String> {
+pub fn analyze_file(
+    path: &Path,
+    symbol: Option<&str>,
+    timeframe: Option<Timeframe>,
+) -> Result<serde_json::Value, String> {
     let symbol = match symbol {
         Some(s) => Symbol::parse(s).map_err(|e| format!("--symbol: {e}"))?,
         None => symbol_from_file_name(path).ok_or_else(|| {
@@ -298,9 +337,7 @@ pub fn analyze_file(path: &Path, symbol: Option<&str>, timeframe: Option<Timefra
     let mut previous = None;
     let mut current = None;
     for c in &candles {
-        let snap = engine
-            .try_update(c)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let snap = engine.try_update(c).map_err(|e| format!("{}: {e}", path.display()))?;
         previous = current.replace(snap);
     }
     let (Some(last), Some(indicators)) = (candles.last(), current) else {

@@ -53,7 +53,11 @@ async fn main() -> ExitCode {
             symbol,
             timeframe,
         } => {
-            let tf = match timeframe.as_deref().map(triplegain_actors::domain::Timeframe::parse).transpose() {
+            let tf = match timeframe
+                .as_deref()
+                .map(triplegain_actors::domain::Timeframe::parse)
+                .transpose()
+            {
                 Ok(tf) => tf,
                 Err(e) => {
                     eprintln!("error: --timeframe: {e}");

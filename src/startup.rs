@@ -57,7 +57,6 @@ pub struct AppState {
     pub analysis_caches: triplegain_actors::agents::actors::AnalysisCaches,
     /// The configured market symbols.
     pub analysis_symbols: Vec<triplegain_actors::domain::Symbol>,
-
     // -- coordinator area (fields) --
 
     // -- portfolio area (fields) --

@@ -84,7 +84,9 @@ fn rig(base: Timeframe) -> Rig {
         bus: bus.clone(),
         clock: shared.clone(),
     };
-    let market = start_supervised(&registry, "market_data", true, 1024, move |sup| MarketData::new(sup, cfg));
+    let market = start_supervised(&registry, "market_data", true, 1024, move |sup| {
+        MarketData::new(sup, cfg)
+    });
     let store = Arc::new(MemoryStore::default());
     let audit: Arc<dyn AuditStore> = store.clone();
     let ctx = AgentContext {
@@ -173,7 +175,7 @@ async fn one_minute_candles_close_every_higher_timeframe_and_tick_the_business_c
     deliver(&rig, &candles).await;
 
     // Assert: per symbol 120 × 1m, 24 × 5m, 8 × 15m, 2 × 1h, nothing for 4h and 1d yet.
-    let closed = closed.lock();
+    let closed = closed.lock().clone();
     for s in ["BTC/USDT", "XRP/USDT", "XRP/BTC"] {
         let count = |tf| {
             closed
@@ -182,7 +184,14 @@ async fn one_minute_candles_close_every_higher_timeframe_and_tick_the_business_c
                 .count()
         };
         assert_eq!(
-            [Timeframe::M1, Timeframe::M5, Timeframe::M15, Timeframe::H1, Timeframe::H4].map(count),
+            [
+                Timeframe::M1,
+                Timeframe::M5,
+                Timeframe::M15,
+                Timeframe::H1,
+                Timeframe::H4
+            ]
+            .map(count),
             [120, 24, 8, 2, 0],
             "{s}"
         );
@@ -199,7 +208,7 @@ async fn one_minute_candles_close_every_higher_timeframe_and_tick_the_business_c
     assert_eq!(hour.candle.open, minutes[0].open);
     assert_eq!(hour.candle.close, minutes[59].close);
     assert_eq!(hour.candle.volume, minutes.iter().map(|c| c.volume).sum::<Decimal>());
-    let ticks = ticks.lock();
+    let ticks = ticks.lock().clone();
     assert_eq!(ticks.len(), 120, "one tick per delivered batch");
     assert_eq!(ticks.last().unwrap().now, t0() + ChronoDuration::minutes(120));
 }
@@ -226,7 +235,7 @@ async fn snapshot_after_warm_up_has_the_indicator_library_values() {
         .expect("a view after 72 candles");
 
     // Assert: 72 × 1h → 18 × 4h and 3 × 1d.
-    let closed = closed.lock();
+    let closed = closed.lock().clone();
     let count = |tf| closed.iter().filter(|c| c.candle.timeframe == tf).count();
     assert_eq!([Timeframe::H1, Timeframe::H4, Timeframe::D1].map(count), [72, 18, 3]);
     let mut engine = IndicatorEngine::new();
@@ -235,14 +244,17 @@ async fn snapshot_after_warm_up_has_the_indicator_library_values() {
         expected = Some(engine.update(c));
     }
     let expected = expected.unwrap();
-    assert_eq!(view.snapshot.indicators, expected, "same values as the indicator library");
+    assert_eq!(
+        view.snapshot.indicators, expected,
+        "same values as the indicator library"
+    );
     assert!(expected.rsi_14.is_some() && expected.macd.histogram.is_some() && expected.ema_50.is_some());
     assert_eq!(view.snapshot.indicators.ema_200, None, "EMA 200 still warming up");
     assert_eq!(view.snapshot.current_price, candles[71].close);
     assert_eq!(view.candles_applied, 72);
     assert!(view.snapshot.price_24h_ago.is_some());
     assert!(!view.snapshot.missing_data_flags.contains(&"no_indicators".to_string()));
-    let snapshots = snapshots.lock();
+    let snapshots = snapshots.lock().clone();
     assert_eq!(snapshots.len(), 72, "one snapshot per symbol and batch");
     assert_eq!(snapshots.last().unwrap().indicators, expected);
     // Unknown symbols have no view.
@@ -260,7 +272,13 @@ async fn snapshot_after_warm_up_has_the_indicator_library_values() {
 
 // ---------------------------------------------------------------- agents
 
-fn rule_agents(rig: &Rig) -> (Addr<TechnicalAnalysisAgent>, Addr<RegimeDetectionAgent>, Addr<TradingDecisionAgent>) {
+fn rule_agents(
+    rig: &Rig,
+) -> (
+    Addr<TechnicalAnalysisAgent>,
+    Addr<RegimeDetectionAgent>,
+    Addr<TradingDecisionAgent>,
+) {
     let c = rig.ctx.clone();
     let ta = start_supervised(&rig.registry, "technical_analysis", false, 64, move |sup| {
         TechnicalAnalysisAgent::new(sup, c)
@@ -298,25 +316,34 @@ async fn ta_regime_decision_chain_runs_per_symbol_without_leakage() {
     assert_eq!(btc_ta.agent, AgentName::TechnicalAnalysis);
     assert_eq!(btc_ta.output["symbol"], "BTC/USDT");
     assert_eq!(btc_regime.output["symbol"], "BTC/USDT");
-    assert_eq!(btc_decision.output["inputs"], json!({"ta": true, "regime": true, "sentiment": false}));
+    assert_eq!(
+        btc_decision.output["inputs"],
+        json!({"ta": true, "regime": true, "sentiment": false})
+    );
     assert!(!btc_decision.llm_failed);
     // XRP never had a TA run: BTC's outputs must not stand in for it.
-    assert_eq!(xrp_decision.output["inputs"], json!({"ta": false, "regime": false, "sentiment": false}));
+    assert_eq!(
+        xrp_decision.output["inputs"],
+        json!({"ta": false, "regime": false, "sentiment": false})
+    );
     assert_eq!(xrp_decision.output["action"], "HOLD");
     assert_eq!(xrp_decision.output["confidence"], 0.0);
     assert!(xrp_regime.output["reasoning"].as_str().is_some());
-    let ta_events = ta_events.lock();
+    let ta_events = ta_events.lock().clone();
     assert_eq!(ta_events.len(), 1);
     assert_eq!(ta_events[0].symbol, sym("BTC/USDT"));
     assert_eq!(ta_events[0].meta.correlation_id, btc_ta.correlation_id);
-    let regime_events = regime_events.lock();
+    let regime_events = regime_events.lock().clone();
     assert_eq!(
         regime_events.iter().map(|e| e.symbol.as_str()).collect::<Vec<_>>(),
         ["BTC/USDT", "XRP/USDT"]
     );
-    let signals = signals.lock();
+    let signals = signals.lock().clone();
     assert_eq!(signals.len(), 2);
-    assert_eq!((signals[0].symbol.as_str(), signals[1].symbol.as_str()), ("BTC/USDT", "XRP/USDT"));
+    assert_eq!(
+        (signals[0].symbol.as_str(), signals[1].symbol.as_str()),
+        ("BTC/USDT", "XRP/USDT")
+    );
     assert_eq!(signals[1].action, TradeAction::Hold);
     // Caches are per symbol.
     assert!(rig.ctx.caches.ta.get("XRP/USDT").is_none());
@@ -356,13 +383,19 @@ async fn every_output_is_stored_with_its_correlation_id() {
     }
     // Without providers the sentiment is neutral with confidence 0 and says why.
     assert_eq!(runs[2].output["confidence"], 0.0);
-    assert!(runs[2].output["reasoning"].as_str().unwrap().contains("no sentiment provider"));
+    assert!(runs[2].output["reasoning"]
+        .as_str()
+        .unwrap()
+        .contains("no sentiment provider"));
     assert!(!runs[2].llm_failed);
     actix::clock::sleep(Duration::from_millis(20)).await;
     assert_eq!(sentiment_events.lock()[0].symbol, sym("XRP/USDT"));
     // No data yet for a symbol without candles.
     let err = ta.send(run("XRP/BTC")).await.unwrap().unwrap_err();
-    assert!(matches!(err, triplegain_actors::agents::api::AgentError::NoData(_)), "{err:?}");
+    assert!(
+        matches!(err, triplegain_actors::agents::api::AgentError::NoData(_)),
+        "{err:?}"
+    );
 }
 
 #[actix_web::test]
@@ -384,7 +417,11 @@ async fn regime_state_is_restored_from_the_stored_output_after_a_restart() {
     // Assert: same regime, started when the first run started it, periods counted on.
     assert_eq!(second.output["regime"], first.output["regime"]);
     assert_eq!(second.output["regime_started"], first.output["regime_started"]);
-    assert!(second.output["periods_in_regime"].as_u64().unwrap() >= 3, "{}", second.output);
+    assert!(
+        second.output["periods_in_regime"].as_u64().unwrap() >= 3,
+        "{}",
+        second.output
+    );
 }
 
 // ---------------------------------------------------------------- models
@@ -459,7 +496,7 @@ async fn a_model_answer_becomes_the_decision_and_is_recorded() {
     assert_eq!(out.output["agreement"], "unanimous");
     assert!((out.output["confidence"].as_f64().unwrap() - 0.95).abs() < 1e-9);
     actix::clock::sleep(Duration::from_millis(20)).await;
-    let signals = signals.lock();
+    let signals = signals.lock().clone();
     assert_eq!(signals[0].action, TradeAction::Buy);
     assert_eq!(signals[0].stop_loss_pct, Some(Decimal::from(2)));
     let rows = rig.store.model_comparisons("trading_decision").await.unwrap();

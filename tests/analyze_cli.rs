@@ -102,7 +102,15 @@ fn prints_the_last_candle_with_the_indicator_library_values() {
     // Assert: the documented keys, exactly.
     assert_eq!(
         keys(&doc),
-        sorted(&["symbol", "timeframe", "timestamp", "current_price", "indicators", "ta", "regime"])
+        sorted(&[
+            "symbol",
+            "timeframe",
+            "timestamp",
+            "current_price",
+            "indicators",
+            "ta",
+            "regime"
+        ])
     );
     assert_eq!(doc["symbol"], "BTC/USDT", "symbol told from the file name");
     assert_eq!(doc["timeframe"], "1h", "the file's own timeframe");
@@ -111,9 +119,27 @@ fn prints_the_last_candle_with_the_indicator_library_values() {
     assert_eq!(
         keys(ind),
         sorted(&[
-            "ema_9", "ema_21", "ema_50", "ema_200", "sma_20", "sma_50", "sma_200", "rsi_14", "atr_14", "adx_14",
-            "roc_10", "obv", "vwap", "choppiness_14", "volume_sma_20", "volume_vs_avg", "squeeze_detected", "macd",
-            "bollinger_bands", "stochastic_rsi", "supertrend",
+            "ema_9",
+            "ema_21",
+            "ema_50",
+            "ema_200",
+            "sma_20",
+            "sma_50",
+            "sma_200",
+            "rsi_14",
+            "atr_14",
+            "adx_14",
+            "roc_10",
+            "obv",
+            "vwap",
+            "choppiness_14",
+            "volume_sma_20",
+            "volume_vs_avg",
+            "squeeze_detected",
+            "macd",
+            "bollinger_bands",
+            "stochastic_rsi",
+            "supertrend",
         ])
     );
     assert_eq!(keys(&ind["macd"]), sorted(&["line", "signal", "histogram"]));
@@ -159,19 +185,31 @@ fn timeframe_aggregates_and_symbol_overrides() {
     ]));
 
     // Assert: 300 hours = 75 four-hour candles, the last opening at hour 296.
-    assert_eq!((doc["symbol"].as_str(), doc["timeframe"].as_str()), (Some("XRP/USDT"), Some("4h")));
+    assert_eq!(
+        (doc["symbol"].as_str(), doc["timeframe"].as_str()),
+        (Some("XRP/USDT"), Some("4h"))
+    );
     assert_eq!(doc["timestamp"], "2025-01-13T08:00:00Z");
     let symbol = Symbol::parse("XRP/USDT").unwrap();
     let mut agg = CandleAggregator::from_base(Timeframe::H1);
     let mut engine = IndicatorEngine::new();
     let mut expected = None;
     for c in load_candles(&file, &symbol).unwrap() {
-        for h4 in agg.push(&c).unwrap().into_iter().filter(|x| x.timeframe == Timeframe::H4) {
+        for h4 in agg
+            .push(&c)
+            .unwrap()
+            .into_iter()
+            .filter(|x| x.timeframe == Timeframe::H4)
+        {
             expected = Some(engine.update(&h4));
         }
     }
     assert_eq!(engine.candles_applied(), 75);
-    assert_close(&doc["indicators"], &serde_json::to_value(expected.unwrap()).unwrap(), "indicators");
+    assert_close(
+        &doc["indicators"],
+        &serde_json::to_value(expected.unwrap()).unwrap(),
+        "indicators",
+    );
     assert!(doc["indicators"]["ema_200"].is_null(), "null while warming up");
 
     // Without --symbol a name that tells nothing is an error.

@@ -36,18 +36,16 @@ pub async fn latest_output(
     query: web::Query<LatestQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let agent = AgentName::parse(&name).map_err(|e| ApiError::bad_request(e).with_field("name"))?;
-    let raw = query
-        .symbol
-        .as_deref()
-        .ok_or_else(|| ApiError::bad_request("the symbol query parameter is required, e.g. ?symbol=BTC/USDT").with_field("symbol"))?;
+    let raw = query.symbol.as_deref().ok_or_else(|| {
+        ApiError::bad_request("the symbol query parameter is required, e.g. ?symbol=BTC/USDT").with_field("symbol")
+    })?;
     let symbol = Symbol::parse(raw).map_err(|e| ApiError::bad_request(e.to_string()).with_field("symbol"))?;
     if !state.analysis_symbols.contains(&symbol) {
         let known: Vec<&str> = state.analysis_symbols.iter().map(Symbol::as_str).collect();
-        return Err(ApiError::bad_request(format!(
-            "unknown symbol {symbol}; configured: {}",
-            known.join(", ")
-        ))
-        .with_field("symbol"));
+        return Err(
+            ApiError::bad_request(format!("unknown symbol {symbol}; configured: {}", known.join(", ")))
+                .with_field("symbol"),
+        );
     }
     let rec = tokio::time::timeout(
         STORE_TIMEOUT,

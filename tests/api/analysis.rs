@@ -95,7 +95,15 @@ async fn latest_output_appears_after_an_agent_ran() {
     assert_eq!(body["symbol"], "BTC/USDT");
     assert_eq!(body["correlation_id"], json!(run.correlation_id));
     // JSONB may print the last digit of a float differently: compare the non-float fields.
-    for k in ["symbol", "timestamp", "bias", "primary_signal", "rsi_signal", "macd_signal", "reasoning"] {
+    for k in [
+        "symbol",
+        "timestamp",
+        "bias",
+        "primary_signal",
+        "rsi_signal",
+        "macd_signal",
+        "reasoning",
+    ] {
         assert_eq!(body["output"][k], run.output[k], "{k}");
     }
     assert_eq!(body["output"]["timeframe"], "1h");

@@ -157,7 +157,11 @@ type RunResult = Result<AgentRun, AgentError>;
 
 /// Runs `fut` beside the actor's mailbox under the panic guard: a panic is recorded as a crash
 /// and stops the actor (the Supervisor restarts it); the caller gets `AgentError::Failed`.
-fn guarded_future<A>(act: &mut A, ctx: &mut Context<A>, fut: impl Future<Output = RunResult> + 'static) -> ResponseActFuture<A, RunResult>
+fn guarded_future<A>(
+    act: &mut A,
+    ctx: &mut Context<A>,
+    fut: impl Future<Output = RunResult> + 'static,
+) -> ResponseActFuture<A, RunResult>
 where
     A: SupervisedActor,
 {
@@ -361,11 +365,13 @@ impl Handler<RunAnalysis> for RegimeDetectionAgent {
         Box::pin(
             gather
                 .into_actor(self)
-                .map(move |res: Result<(SymbolView, Option<RegimeOutput>), AgentError>, act, ctx| {
-                    let (view, stored) = res?;
-                    guarded(act, ctx, |act, _| act.classify(&msg, &view, stored))
-                        .map_err(|e| AgentError::Failed(e.to_string()))
-                })
+                .map(
+                    move |res: Result<(SymbolView, Option<RegimeOutput>), AgentError>, act, ctx| {
+                        let (view, stored) = res?;
+                        guarded(act, ctx, |act, _| act.classify(&msg, &view, stored))
+                            .map_err(|e| AgentError::Failed(e.to_string()))
+                    },
+                )
                 .then(move |res, _act, _ctx| {
                     actix::fut::wrap_future(async move {
                         let (run, rec) = res?;
@@ -501,7 +507,10 @@ impl Handler<RunAnalysis> for SentimentAgent {
                     let p = p.clone();
                     async move {
                         let res = call.await;
-                        (ProviderResult::from_call(&p.slot.provider, &p.slot.model, p.source, res), hash)
+                        (
+                            ProviderResult::from_call(&p.slot.provider, &p.slot.model, p.source, res),
+                            hash,
+                        )
                     }
                 });
                 let results: Vec<(ProviderResult, String)> = futures::future::join_all(calls).await;
@@ -516,7 +525,11 @@ impl Handler<RunAnalysis> for SentimentAgent {
                         model: r.model.clone(),
                         provider: r.provider.clone(),
                         prompt_hash: hash.clone(),
-                        action: r.outcome.as_ref().ok().and_then(|s| to_json(&s.bias).as_str().map(str::to_owned)),
+                        action: r
+                            .outcome
+                            .as_ref()
+                            .ok()
+                            .and_then(|s| to_json(&s.bias).as_str().map(str::to_owned)),
                         confidence: r.outcome.as_ref().ok().map(|s| s.confidence),
                         response: r.outcome.as_ref().ok().map(to_json),
                         latency_ms: r.latency_ms,
@@ -534,7 +547,10 @@ impl Handler<RunAnalysis> for SentimentAgent {
                 (sentiment::aggregate(&results, &aggregation), comparisons, failed)
             };
             let now = c.clock.now();
-            let update = out.to_update(meta_for(AgentName::SentimentAnalysis, now, msg.correlation_id), msg.symbol.clone());
+            let update = out.to_update(
+                meta_for(AgentName::SentimentAnalysis, now, msg.correlation_id),
+                msg.symbol.clone(),
+            );
             c.caches.sentiment.record(update.clone());
             c.bus.sentiment_updates.publish(update);
             tracing::info!(agent = "sentiment_analysis", symbol = %msg.symbol, bias = ?out.bias, confidence = out.confidence, "sentiment published");
@@ -613,12 +629,7 @@ impl actix::Supervised for TradingDecisionAgent {
     }
 }
 
-fn vote_record(
-    vote: &ModelVote,
-    msg: &RunAnalysis,
-    hash: &str,
-    now: DateTime<Utc>,
-) -> ModelComparisonRecord {
+fn vote_record(vote: &ModelVote, msg: &RunAnalysis, hash: &str, now: DateTime<Utc>) -> ModelComparisonRecord {
     ModelComparisonRecord {
         correlation_id: msg.correlation_id,
         timestamp: now,
@@ -629,7 +640,11 @@ fn vote_record(
         prompt_hash: hash.to_owned(),
         action: vote.decision.as_ref().ok().map(|d| d.action.as_str().to_owned()),
         confidence: vote.decision.as_ref().ok().map(|d| d.confidence),
-        response: vote.decision.as_ref().ok().map(trading_decision::DecisionOutput::to_json),
+        response: vote
+            .decision
+            .as_ref()
+            .ok()
+            .map(trading_decision::DecisionOutput::to_json),
         latency_ms: vote.latency_ms,
         input_tokens: vote.input_tokens,
         output_tokens: vote.output_tokens,
@@ -665,56 +680,57 @@ impl Handler<RunAnalysis> for TradingDecisionAgent {
             let mut comparisons = Vec::new();
             let mut llm_failed = false;
             let mut model_used = None;
-            let (signal_of, output): (Box<dyn FnOnce(EventMeta) -> crate::messages::TradingSignal>, Value) =
-                if models.is_empty() {
+            let (signal_of, output): (Box<dyn FnOnce(EventMeta) -> crate::messages::TradingSignal>, Value) = if models
+                .is_empty()
+            {
+                let d = rule_based_decision(&input);
+                let mut output = d.to_json();
+                output["model_used"] = json!("rule_based");
+                output["inputs"] = inputs_used;
+                let symbol = msg.symbol.clone();
+                (Box::new(move |meta| d.to_signal(meta, symbol)), output)
+            } else {
+                let req = trading_decision::build_request(&input, "", cfg.max_tokens, cfg.temperature, cfg.deadline_ms);
+                let hash = prompt_hash(&req.system_prompt, &req.user_prompt);
+                let deadline = Duration::from_millis(cfg.deadline_ms);
+                let price = input.current_price;
+                let calls = models.iter().map(|m| {
+                    let call = m.call(req.clone());
+                    let (model, provider) = (m.model.clone(), m.provider.clone());
+                    async move {
+                        match actix::clock::timeout(deadline, call).await {
+                            Ok(res) => ModelVote::from_call(&model, &provider, res, price),
+                            Err(_) => ModelVote::failed(&model, &provider, "no answer before the decision deadline"),
+                        }
+                    }
+                });
+                let votes: Vec<ModelVote> = futures::future::join_all(calls).await;
+                let now = c.clock.now();
+                comparisons = votes.iter().map(|v| vote_record(v, &msg, &hash, now)).collect();
+                // The quorum cannot exceed the number of configured models.
+                let mut ccfg = cfg.consensus.clone();
+                ccfg.min_quorum = ccfg.min_quorum.min(models.len()).max(1);
+                let decision = consensus(votes, &ccfg);
+                if decision.valid_models == 0 {
+                    llm_failed = true;
+                    tracing::warn!(symbol = %msg.symbol, models = models.len(), "no model answered validly; rule-based decision");
                     let d = rule_based_decision(&input);
                     let mut output = d.to_json();
                     output["model_used"] = json!("rule_based");
+                    output["fallback"] = json!(true);
                     output["inputs"] = inputs_used;
+                    output["model_votes"] = to_json(&decision.model_votes);
                     let symbol = msg.symbol.clone();
                     (Box::new(move |meta| d.to_signal(meta, symbol)), output)
                 } else {
-                    let req = trading_decision::build_request(&input, "", cfg.max_tokens, cfg.temperature, cfg.deadline_ms);
-                    let hash = prompt_hash(&req.system_prompt, &req.user_prompt);
-                    let deadline = Duration::from_millis(cfg.deadline_ms);
-                    let price = input.current_price;
-                    let calls = models.iter().map(|m| {
-                        let call = m.call(req.clone());
-                        let (model, provider) = (m.model.clone(), m.provider.clone());
-                        async move {
-                            match actix::clock::timeout(deadline, call).await {
-                                Ok(res) => ModelVote::from_call(&model, &provider, res, price),
-                                Err(_) => ModelVote::failed(&model, &provider, "no answer before the decision deadline"),
-                            }
-                        }
-                    });
-                    let votes: Vec<ModelVote> = futures::future::join_all(calls).await;
-                    let now = c.clock.now();
-                    comparisons = votes.iter().map(|v| vote_record(v, &msg, &hash, now)).collect();
-                    // The quorum cannot exceed the number of configured models.
-                    let mut ccfg = cfg.consensus.clone();
-                    ccfg.min_quorum = ccfg.min_quorum.min(models.len()).max(1);
-                    let decision = consensus(votes, &ccfg);
-                    if decision.valid_models == 0 {
-                        llm_failed = true;
-                        tracing::warn!(symbol = %msg.symbol, models = models.len(), "no model answered validly; rule-based decision");
-                        let d = rule_based_decision(&input);
-                        let mut output = d.to_json();
-                        output["model_used"] = json!("rule_based");
-                        output["fallback"] = json!(true);
-                        output["inputs"] = inputs_used;
-                        output["model_votes"] = to_json(&decision.model_votes);
-                        let symbol = msg.symbol.clone();
-                        (Box::new(move |meta| d.to_signal(meta, symbol)), output)
-                    } else {
-                        model_used = Some(decision.agreeing_models.join("+"));
-                        let mut output = to_json(&decision);
-                        output["model_used"] = json!("consensus");
-                        output["inputs"] = inputs_used;
-                        let symbol = msg.symbol.clone();
-                        (Box::new(move |meta| decision.to_signal(meta, symbol)), output)
-                    }
-                };
+                    model_used = Some(decision.agreeing_models.join("+"));
+                    let mut output = to_json(&decision);
+                    output["model_used"] = json!("consensus");
+                    output["inputs"] = inputs_used;
+                    let symbol = msg.symbol.clone();
+                    (Box::new(move |meta| decision.to_signal(meta, symbol)), output)
+                }
+            };
             let now = c.clock.now();
             let signal = signal_of(meta_for(AgentName::TradingDecision, now, msg.correlation_id));
             tracing::info!(agent = "trading_decision", symbol = %msg.symbol, action = %signal.action, confidence = signal.confidence, llm_failed, "decision published");

@@ -113,7 +113,9 @@ impl MarketData {
                     Ok(snap) => {
                         state.previous = Some(std::mem::replace(&mut state.current, snap));
                     }
-                    Err(e) => tracing::warn!(symbol = %c.symbol, timeframe = %c.timeframe, error = %e, "indicator update skipped"),
+                    Err(e) => {
+                        tracing::warn!(symbol = %c.symbol, timeframe = %c.timeframe, error = %e, "indicator update skipped")
+                    }
                 }
                 closed_total += 1;
                 let meta = EventMeta::new("market_data", self.cfg.clock.now());
@@ -161,9 +163,12 @@ impl MarketData {
             price_24h_ago: summary.price_24h_ago,
             price_change_24h_pct: summary.price_change_24h_pct,
             volume_24h: summary.volume_24h,
-            volume_vs_avg: summary
-                .volume_vs_avg
-                .or_else(|| indicators.volume_vs_avg.and_then(Decimal::from_f64).map(|d| d.round_dp(4))),
+            volume_vs_avg: summary.volume_vs_avg.or_else(|| {
+                indicators
+                    .volume_vs_avg
+                    .and_then(Decimal::from_f64)
+                    .map(|d| d.round_dp(4))
+            }),
             indicators,
             data_age_seconds: summary.data_age_seconds,
             missing_data_flags: flags,
