@@ -370,3 +370,68 @@ pub fn analyze_file(
         "regime": regime,
     }))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+mod tests {
+    use super::*;
+    use crate::settings::Secret;
+
+    #[test]
+    fn models_only_for_providers_with_keys_and_local_models_on_request() {
+        let mut s = Settings::default();
+        assert!(
+            model_clients(&s).is_empty(),
+            "no keys, no local models: rule-based only"
+        );
+
+        s.llm.providers.get_mut("openai").unwrap().api_key = Some(Secret::new("sk-test-0123456789"));
+        let clients = model_clients(&s);
+        assert_eq!(clients.keys().collect::<Vec<_>>(), ["openai"]);
+        assert_eq!(clients["openai"].1, 60_000, "agents.provider_timeouts_ms");
+
+        s.agents.local_models = true;
+        s.agents.provider_timeouts_ms.insert("ollama".into(), 1234);
+        let clients = model_clients(&s);
+        assert_eq!(clients.keys().collect::<Vec<_>>(), ["ollama", "openai"]);
+        assert_eq!(clients["ollama"].1, 1234);
+    }
+
+    #[test]
+    fn decision_models_map_to_configured_providers() {
+        let mut s = Settings::default();
+        s.llm.providers.get_mut("anthropic").unwrap().api_key = Some(Secret::new("sk-ant-0123456789"));
+        let clients = model_clients(&s);
+        let slots: Vec<ModelSlot> = s
+            .agents
+            .trading_decision
+            .models
+            .iter()
+            .filter_map(|m| slot(m, &clients, None))
+            .collect();
+        let names: Vec<&str> = slots.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["sonnet", "opus"], "both Anthropic models, nothing else");
+        assert_eq!(slots[1].model, "claude-3-opus-20240229");
+    }
+
+    #[test]
+    fn analyze_rejects_a_timeframe_below_the_file() {
+        let dir = std::env::temp_dir().join(format!("tg-analyze-unit-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("BTC_USDT.csv");
+        std::fs::write(
+            &file,
+            "timestamp,open,high,low,close,volume\n1735689600,1,2,0.5,1.5,10\n1735693200,1.5,2,1,1.8,10\n",
+        )
+        .unwrap();
+        let err = analyze_file(&file, None, Some(Timeframe::M5)).unwrap_err();
+        assert!(err.contains("--timeframe 5m"), "{err}");
+        let doc = analyze_file(&file, None, None).unwrap();
+        assert_eq!(
+            doc["indicators"]["rsi_14"],
+            serde_json::Value::Null,
+            "null during warm-up"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

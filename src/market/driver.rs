@@ -41,6 +41,7 @@ pub async fn drive_feed(
 ) {
     let allowed: BTreeSet<Symbol> = symbols.into_iter().collect();
     let mut first = true;
+    let mut caught_up = false;
     let mut delivered: u64 = 0;
     loop {
         let item = feed.next().await;
@@ -54,7 +55,16 @@ pub async fn drive_feed(
                 };
                 match &clock {
                     FeedClock::Wall => {}
-                    FeedClock::Follow(c) => c.set(close),
+                    FeedClock::Follow(c) => {
+                        c.set(close);
+                        if !caught_up && close >= Utc::now() {
+                            caught_up = true;
+                            tracing::info!(
+                                candles = delivered,
+                                "market warm-up done; the feed is paced from now on"
+                            );
+                        }
+                    }
                     FeedClock::Replay(c) if first => c.reset(close),
                     FeedClock::Replay(c) => c.set(close),
                 }
