@@ -547,3 +547,142 @@ async fn a_failing_model_falls_back_to_the_rule_based_decision() {
         .unwrap();
     assert_eq!(stored.model.as_deref(), Some("rule_based"));
 }
+
+#[actix_web::test]
+async fn a_model_past_the_deadline_is_dropped_from_the_vote_but_kept_in_the_record() {
+    // Arrange: the model answers after 3 s; the decision deadline is 300 ms.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(chat_completion("{}"))
+                .set_delay(Duration::from_secs(3)),
+        )
+        .mount(&server)
+        .await;
+    let rig = rig(Timeframe::H1);
+    deliver(&rig, &two_symbols(60)).await;
+    let client: Arc<dyn ModelClient> = Arc::new(
+        OpenAiCompatibleClient::new("openai", format!("{}/v1", server.uri()), Some("sk-test-key".into()))
+            .with_retry(RetryPolicy::none()),
+    );
+    let slot = ModelSlot {
+        name: "gpt4".into(),
+        provider: "openai".into(),
+        model: "gpt-4-turbo".into(),
+        client,
+        timeout_ms: 10_000,
+    };
+    let c = rig.ctx.clone();
+    let agent = start_supervised(&rig.registry, "trading_decision", false, 64, move |sup| {
+        TradingDecisionAgent::new(
+            sup,
+            c,
+            vec![slot],
+            DecisionAgentConfig {
+                deadline_ms: 300,
+                ..DecisionAgentConfig::default()
+            },
+        )
+    });
+
+    // Act
+    let started = std::time::Instant::now();
+    let out = agent.send(run("XRP/USDT")).await.unwrap().unwrap();
+
+    // Assert
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the deadline bounds the run"
+    );
+    assert!(out.llm_failed);
+    assert_eq!(out.output["model_used"], "rule_based");
+    let rows = rig.store.model_comparisons("trading_decision").await.unwrap();
+    assert_eq!(rows.len(), 1, "the late model is still recorded");
+    assert!(
+        rows[0].error.as_deref().unwrap().contains("deadline"),
+        "{:?}",
+        rows[0].error
+    );
+}
+
+#[actix_web::test]
+async fn sentiment_aggregates_the_providers_that_answered() {
+    // Arrange: social answers, news fails with 500.
+    let social = MockServer::start().await;
+    let answer = json!({
+        "bias": "bullish", "score": 0.5, "confidence": 0.8,
+        "key_events": [{"event": "ETF inflows", "impact": "positive", "significance": "high", "source": "x.com"}],
+        "narratives": ["institutional demand"], "reasoning": "crowd mood is upbeat about inflows"
+    });
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(chat_completion(&answer.to_string())))
+        .mount(&social)
+        .await;
+    let news = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&news)
+        .await;
+    let rig = rig(Timeframe::H1);
+    let slot = |server: &MockServer, provider: &str, model: &str| ModelSlot {
+        name: provider.into(),
+        provider: provider.into(),
+        model: model.into(),
+        client: Arc::new(
+            OpenAiCompatibleClient::new(provider, format!("{}/v1", server.uri()), Some("sk-test-key".into()))
+                .with_retry(RetryPolicy::none()),
+        ),
+        timeout_ms: 5_000,
+    };
+    let providers = vec![
+        triplegain_actors::agents::actors::SentimentProvider {
+            source: triplegain_actors::agents::sentiment::SentimentSource::Social,
+            slot: slot(&social, "xai", "grok-2"),
+        },
+        triplegain_actors::agents::actors::SentimentProvider {
+            source: triplegain_actors::agents::sentiment::SentimentSource::News,
+            slot: slot(&news, "openai", "gpt-4o-search-preview"),
+        },
+    ];
+    let c = rig.ctx.clone();
+    let agent = start_supervised(&rig.registry, "sentiment_analysis", false, 64, move |sup| {
+        SentimentAgent::new(sup, c, providers, AggregationConfig::default())
+    });
+
+    // Act: sentiment needs no market data.
+    let out = agent.send(run("BTC/USDT")).await.unwrap().unwrap();
+
+    // Assert: the social answer alone decides; both answers recorded.
+    assert!(!out.llm_failed);
+    assert_eq!(out.output["bias"], "bullish");
+    assert_eq!(out.output["social_available"], true);
+    assert_eq!(out.output["news_available"], false);
+    let update = rig.ctx.caches.sentiment.get("BTC/USDT").expect("cached per symbol");
+    assert_eq!(update.key_events, vec!["ETF inflows".to_string()]);
+    let rows = rig.store.model_comparisons("sentiment_analysis").await.unwrap();
+    let by_provider = |p: &str| rows.iter().find(|r| r.provider == p).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(by_provider("xai").action.as_deref(), Some("bullish"));
+    assert!(by_provider("openai").error.is_some());
+}
+
+#[actix_web::test]
+async fn an_agent_restarts_after_a_crash_and_keeps_serving() {
+    // Arrange
+    let rig = rig(Timeframe::H1);
+    deliver(&rig, &two_symbols(60)).await;
+    let (ta, _, _) = rule_agents(&rig);
+
+    // Act: a panic inside a handler (fault injection).
+    rig.registry.inject_fault("technical_analysis").await.unwrap();
+    let after = ta.send(run("BTC/USDT")).await.unwrap();
+
+    // Assert
+    assert!(after.is_ok(), "{after:?}");
+    let rec = rig.registry.get("technical_analysis").unwrap();
+    assert_eq!(rec.restarts, 1);
+}
