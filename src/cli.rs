@@ -1,4 +1,4 @@
-//! Command line: `triplegain serve | migrate | check-config`.
+//! Command line: `triplegain serve | migrate | analyze | check-config`.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -27,6 +27,18 @@ pub enum Command {
     },
     /// Apply database migrations (DATABASE_URL) and exit.
     Migrate,
+    /// Print indicators, technical analysis and regime for the last candle of a CSV file as JSON.
+    Analyze {
+        /// CSV file: `timestamp,open,high,low,close,volume` with a header, or Kraken's OHLCVT export.
+        #[arg(long)]
+        candles: PathBuf,
+        /// Symbol (default: told from the file name, e.g. XBTUSDT_60.csv or BTC_USDT.csv).
+        #[arg(long)]
+        symbol: Option<String>,
+        /// Aggregate to this timeframe first (1m 5m 15m 1h 4h 1d); default: the file's own.
+        #[arg(long)]
+        timeframe: Option<String>,
+    },
     /// Print the resolved settings as YAML with secrets redacted; exit 2 on any invalid setting.
     CheckConfig,
 }

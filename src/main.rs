@@ -48,6 +48,33 @@ async fn shutdown_signal() {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
+        Command::Analyze {
+            candles,
+            symbol,
+            timeframe,
+        } => {
+            let tf = match timeframe
+                .as_deref()
+                .map(triplegain_actors::domain::Timeframe::parse)
+                .transpose()
+            {
+                Ok(tf) => tf,
+                Err(e) => {
+                    eprintln!("error: --timeframe: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            match triplegain::analysis::analyze_file(candles, symbol.as_deref(), tf) {
+                Ok(doc) => {
+                    println!("{doc}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::CheckConfig => match load(&cli) {
             Ok(settings) => match settings.redacted_yaml() {
                 Ok(yaml) => {

@@ -77,9 +77,9 @@ pub struct Settings {
 
     pub hodl: serde_json::Value,
 
-    pub indicators: serde_json::Value,
+    pub indicators: IndicatorsSettings,
 
-    pub agents: serde_json::Value,
+    pub agents: AgentsSettings,
 }
 
 impl Default for Settings {
@@ -99,8 +99,8 @@ impl Default for Settings {
             execution: ExecutionSettings::default(),
             portfolio: serde_json::Value::Object(Default::default()),
             hodl: serde_json::Value::Object(Default::default()),
-            indicators: serde_json::Value::Object(Default::default()),
-            agents: serde_json::Value::Object(Default::default()),
+            indicators: IndicatorsSettings::default(),
+            agents: AgentsSettings::default(),
         }
     }
 }
@@ -313,6 +313,186 @@ impl Default for LlmSettings {
                 ("xai".into(), p("https://api.x.ai/v1")),
                 ("ollama".into(), p("http://127.0.0.1:11434/v1")),
             ]),
+        }
+    }
+}
+
+/// `config/indicators.yaml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IndicatorsSettings {
+    /// Timeframe of the snapshot's indicators and of the TA and regime agents (reference `1h`).
+    pub primary_timeframe: triplegain_actors::domain::Timeframe,
+    /// The simulated market starts this many hours in the past, replayed unpaced, so the
+    /// indicators are warm when the paced run begins.
+    pub warm_up_hours: u32,
+}
+
+impl Default for IndicatorsSettings {
+    fn default() -> Self {
+        Self {
+            primary_timeframe: triplegain_actors::domain::Timeframe::H1,
+            warm_up_hours: 72,
+        }
+    }
+}
+
+/// Settings of an agent without models.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuleAgentSettings {
+    pub enabled: bool,
+}
+
+impl Default for RuleAgentSettings {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+/// `agents.regime_detection`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegimeAgentSettings {
+    pub enabled: bool,
+    /// A different regime is adopted only with at least this confidence …
+    pub min_regime_change_confidence: f64,
+    /// … on this many consecutive runs.
+    pub regime_change_periods: u32,
+    /// The run interval, used to count periods after a restart.
+    pub interval_secs: i64,
+}
+
+impl Default for RegimeAgentSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            min_regime_change_confidence: 0.7,
+            regime_change_periods: 2,
+            interval_secs: 300,
+        }
+    }
+}
+
+/// One model of an agent: a provider from `llm.providers` and the model id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentModelSettings {
+    pub name: String,
+    pub provider: String,
+    pub model: String,
+}
+
+/// `agents.sentiment_analysis`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SentimentAgentSettings {
+    pub enabled: bool,
+    /// Social-media sentiment (reference: xAI Grok).
+    pub social: Option<AgentModelSettings>,
+    /// News sentiment (reference: OpenAI GPT with web search).
+    pub news: Option<AgentModelSettings>,
+    pub social_weight: f64,
+    pub news_weight: f64,
+    pub timeout_ms: u64,
+}
+
+impl Default for SentimentAgentSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            social: Some(AgentModelSettings {
+                name: "grok".into(),
+                provider: "xai".into(),
+                model: "grok-2".into(),
+            }),
+            news: Some(AgentModelSettings {
+                name: "gpt".into(),
+                provider: "openai".into(),
+                model: "gpt-4o-search-preview".into(),
+            }),
+            social_weight: 0.6,
+            news_weight: 0.6,
+            timeout_ms: 30_000,
+        }
+    }
+}
+
+/// `agents.trading_decision`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DecisionAgentSettings {
+    pub enabled: bool,
+    /// The models asked in parallel; a model whose provider has no key is skipped.
+    pub models: Vec<AgentModelSettings>,
+    /// One deadline for all models.
+    pub timeout_secs: u64,
+    /// Minimum valid answers (capped at the number of models in use).
+    pub min_quorum: usize,
+    pub unanimous_boost: f64,
+    pub strong_majority_boost: f64,
+    pub majority_boost: f64,
+    pub max_tokens: u32,
+    pub temperature: f64,
+}
+
+impl Default for DecisionAgentSettings {
+    fn default() -> Self {
+        let m = |name: &str, provider: &str, model: &str| AgentModelSettings {
+            name: name.into(),
+            provider: provider.into(),
+            model: model.into(),
+        };
+        Self {
+            enabled: true,
+            models: vec![
+                m("qwen", "ollama", "qwen2.5:7b"),
+                m("gpt4", "openai", "gpt-4-turbo"),
+                m("grok", "xai", "grok-2-1212"),
+                m("deepseek", "deepseek", "deepseek-chat"),
+                m("sonnet", "anthropic", "claude-3-5-sonnet-20241022"),
+                m("opus", "anthropic", "claude-3-opus-20240229"),
+            ],
+            timeout_secs: 30,
+            min_quorum: 4,
+            unanimous_boost: 0.15,
+            strong_majority_boost: 0.10,
+            majority_boost: 0.05,
+            max_tokens: 1024,
+            temperature: 0.3,
+        }
+    }
+}
+
+/// `config/agents.yaml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentsSettings {
+    /// Use keyless providers (Ollama) too; off by default so a run without keys needs no network.
+    pub local_models: bool,
+    /// Per-call timeout of agent model calls, per provider name (reference: ollama 30 s, others 60 s).
+    pub provider_timeouts_ms: BTreeMap<String, u64>,
+    pub technical_analysis: RuleAgentSettings,
+    pub regime_detection: RegimeAgentSettings,
+    pub sentiment_analysis: SentimentAgentSettings,
+    pub trading_decision: DecisionAgentSettings,
+}
+
+impl Default for AgentsSettings {
+    fn default() -> Self {
+        Self {
+            local_models: false,
+            provider_timeouts_ms: BTreeMap::from([
+                ("ollama".into(), 30_000),
+                ("openai".into(), 60_000),
+                ("anthropic".into(), 60_000),
+                ("deepseek".into(), 60_000),
+                ("xai".into(), 60_000),
+            ]),
+            technical_analysis: RuleAgentSettings::default(),
+            regime_detection: RegimeAgentSettings::default(),
+            sentiment_analysis: SentimentAgentSettings::default(),
+            trading_decision: DecisionAgentSettings::default(),
         }
     }
 }

@@ -46,7 +46,17 @@ pub struct AppState {
     // -- execution area (fields) --
 
     // -- analysis area (fields) --
-
+    /// The market data actor (latest views per symbol).
+    pub market: Addr<triplegain_actors::market::MarketData>,
+    /// The enabled analysis agents; the coordinator's schedules send them `RunAnalysis`.
+    pub agents: std::collections::BTreeMap<
+        triplegain_actors::agents::api::AgentName,
+        actix::Recipient<triplegain_actors::agents::api::RunAnalysis>,
+    >,
+    /// Latest TA, regime and sentiment outputs per symbol.
+    pub analysis_caches: triplegain_actors::agents::actors::AnalysisCaches,
+    /// The configured market symbols.
+    pub analysis_symbols: Vec<triplegain_actors::domain::Symbol>,
     // -- coordinator area (fields) --
 
     // -- portfolio area (fields) --
@@ -219,7 +229,15 @@ impl Application {
         // ---- execution: order execution manager, position tracker ------------------------
 
         // ---- market data and analysis agents ------------------------------------------------
-        let _ = (&feed_clock, &exchange);
+        let analysis = crate::analysis::start(
+            &settings,
+            &registry,
+            &bus,
+            clock.clone(),
+            feed_clock.clone(),
+            stores.audit.clone(),
+        )?;
+        core_actors.push("market_data".into());
 
         // ---- coordinator ----------------------------------------------------------------------
         let coordinator = {
@@ -256,6 +274,10 @@ impl Application {
             // -- execution area (values) --
 
             // -- analysis area (values) --
+            market: analysis.market,
+            agents: analysis.agents,
+            analysis_caches: analysis.caches,
+            analysis_symbols: analysis.symbols,
 
             // -- coordinator area (values) --
 

@@ -313,4 +313,6 @@ pub struct Bus {
     pub execution_events: Topic<crate::messages::ExecutionEvent>,
     pub portfolio_updates: Topic<crate::messages::PortfolioUpdate>,
     pub system_events: Topic<crate::messages::SystemEvent>,
+    /// Business-clock ticks from the market data actor.
+    pub business_ticks: Topic<crate::messages::BusinessTick>,
 }

@@ -35,6 +35,12 @@ impl ManualClock {
         }
     }
 
+    /// Moves the clock to `t`, also backwards. Only for the start of a replay, before any
+    /// business event happened.
+    pub fn reset(&self, t: DateTime<Utc>) {
+        *self.0.write() = t;
+    }
+
     pub fn advance(&self, d: chrono::Duration) {
         let mut now = self.0.write();
         *now += d;

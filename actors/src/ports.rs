@@ -50,12 +50,49 @@ pub struct DecisionRecord {
     pub detail: serde_json::Value,
 }
 
+/// One model answer (or failure) of an agent run, kept in `model_comparisons` for A/B
+/// comparison and replay (keyed by agent, model and prompt hash).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelComparisonRecord {
+    pub correlation_id: CorrelationId,
+    pub timestamp: DateTime<Utc>,
+    pub symbol: String,
+    pub agent: String,
+    pub model: String,
+    pub provider: String,
+    /// SHA-256 (hex) of the system prompt, a NUL byte and the user prompt.
+    pub prompt_hash: String,
+    /// The decided action (trading decision) or bias (sentiment), when the answer was valid.
+    pub action: Option<String>,
+    pub confidence: Option<f64>,
+    /// The validated answer as JSON, when valid.
+    pub response: Option<serde_json::Value>,
+    pub latency_ms: u64,
+    pub input_tokens: u32,
+    pub output_tokens: u32,
+    pub cost_usd: Decimal,
+    /// Why the answer is missing or invalid.
+    pub error: Option<String>,
+}
+
 /// The audit trail: agent outputs and decision chains.
 pub trait AuditStore: Send + Sync + 'static {
     fn record_agent_output(&self, rec: AgentOutputRecord) -> StoreFuture<()>;
     fn latest_agent_output(&self, agent: &str, symbol: &str) -> StoreFuture<Option<AgentOutputRecord>>;
     fn record_decision(&self, rec: DecisionRecord) -> StoreFuture<()>;
     fn decision_chain(&self, correlation_id: CorrelationId) -> StoreFuture<Vec<DecisionRecord>>;
+
+    /// Stores one model answer. Stores that keep no comparisons accept and drop it.
+    fn record_model_comparison(&self, rec: ModelComparisonRecord) -> StoreFuture<()> {
+        let _ = rec;
+        Box::pin(async { Ok(()) })
+    }
+
+    /// The stored model answers of `agent`, oldest first.
+    fn model_comparisons(&self, agent: &str) -> StoreFuture<Vec<ModelComparisonRecord>> {
+        let _ = agent;
+        Box::pin(async { Ok(Vec::new()) })
+    }
 }
 
 /// Process-level health of the store.

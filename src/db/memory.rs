@@ -3,16 +3,21 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
 use triplegain_actors::domain::CorrelationId;
-use triplegain_actors::ports::{AgentOutputRecord, AuditStore, DecisionRecord, StateStore, StoreFuture, StoreHealth};
+use triplegain_actors::ports::{
+    AgentOutputRecord, AuditStore, DecisionRecord, ModelComparisonRecord, StateStore, StoreFuture, StoreHealth,
+};
 
 /// Keeps at most this many decision records; older ones are dropped first.
 const MAX_DECISIONS: usize = 100_000;
+/// Keeps at most this many model answers; older ones are dropped first.
+const MAX_COMPARISONS: usize = 100_000;
 
 #[derive(Default)]
 struct Inner {
     state: HashMap<String, serde_json::Value>,
     latest_outputs: HashMap<(String, String), AgentOutputRecord>,
     decisions: std::collections::VecDeque<DecisionRecord>,
+    comparisons: std::collections::VecDeque<ModelComparisonRecord>,
 }
 
 /// In-memory implementation of the store ports. Nothing survives a restart.
@@ -68,6 +73,27 @@ impl AuditStore for MemoryStore {
             .decisions
             .iter()
             .filter(|d| d.correlation_id == correlation_id)
+            .cloned()
+            .collect();
+        async move { Ok(v) }.boxed()
+    }
+
+    fn record_model_comparison(&self, rec: ModelComparisonRecord) -> StoreFuture<()> {
+        let mut inner = self.inner.lock();
+        if inner.comparisons.len() >= MAX_COMPARISONS {
+            inner.comparisons.pop_front();
+        }
+        inner.comparisons.push_back(rec);
+        async { Ok(()) }.boxed()
+    }
+
+    fn model_comparisons(&self, agent: &str) -> StoreFuture<Vec<ModelComparisonRecord>> {
+        let v: Vec<ModelComparisonRecord> = self
+            .inner
+            .lock()
+            .comparisons
+            .iter()
+            .filter(|c| c.agent == agent)
             .cloned()
             .collect();
         async move { Ok(v) }.boxed()

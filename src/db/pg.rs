@@ -2,7 +2,8 @@ use deadpool_postgres::Pool;
 use futures::FutureExt;
 use triplegain_actors::domain::CorrelationId;
 use triplegain_actors::ports::{
-    AgentOutputRecord, AuditStore, DecisionRecord, StateStore, StoreError, StoreFuture, StoreHealth,
+    AgentOutputRecord, AuditStore, DecisionRecord, ModelComparisonRecord, StateStore, StoreError, StoreFuture,
+    StoreHealth,
 };
 
 /// PostgreSQL implementation of the store ports.
@@ -159,6 +160,89 @@ impl AuditStore for PgStore {
                         symbol: r.try_get(1).map_err(query)?,
                         detail: r.try_get(2).map_err(query)?,
                         timestamp: r.try_get(3).map_err(query)?,
+                    })
+                })
+                .collect()
+        }
+        .boxed()
+    }
+
+    fn record_model_comparison(&self, rec: ModelComparisonRecord) -> StoreFuture<()> {
+        let pool = self.pool.clone();
+        async move {
+            let client = pool.get().await.map_err(unavailable)?;
+            let latency = i64::try_from(rec.latency_ms).unwrap_or(i64::MAX);
+            let input_tokens = i32::try_from(rec.input_tokens).unwrap_or(i32::MAX);
+            let output_tokens = i32::try_from(rec.output_tokens).unwrap_or(i32::MAX);
+            client
+                .execute(
+                    "INSERT INTO model_comparisons (correlation_id, symbol, agent, model, provider, prompt_hash, action, \
+                     confidence, response, latency_ms, input_tokens, output_tokens, cost_usd, error, at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                    &[
+                        &rec.correlation_id.0,
+                        &rec.symbol,
+                        &rec.agent,
+                        &rec.model,
+                        &rec.provider,
+                        &rec.prompt_hash,
+                        &rec.action,
+                        &rec.confidence,
+                        &rec.response,
+                        &latency,
+                        &input_tokens,
+                        &output_tokens,
+                        &rec.cost_usd,
+                        &rec.error,
+                        &rec.timestamp,
+                    ],
+                )
+                .await
+                .map_err(query)?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn model_comparisons(&self, agent: &str) -> StoreFuture<Vec<ModelComparisonRecord>> {
+        let pool = self.pool.clone();
+        let agent = agent.to_owned();
+        async move {
+            let client = pool.get().await.map_err(unavailable)?;
+            let rows = client
+                .query(
+                    "SELECT correlation_id, symbol, agent, model, provider, prompt_hash, action, confidence, response, \
+                     latency_ms, input_tokens, output_tokens, cost_usd, error, at \
+                     FROM model_comparisons WHERE agent = $1 ORDER BY id",
+                    &[&agent],
+                )
+                .await
+                .map_err(query)?;
+            rows.into_iter()
+                .map(|r| {
+                    let latency: Option<i64> = r.try_get(9).map_err(query)?;
+                    let input_tokens: Option<i32> = r.try_get(10).map_err(query)?;
+                    let output_tokens: Option<i32> = r.try_get(11).map_err(query)?;
+                    Ok(ModelComparisonRecord {
+                        correlation_id: CorrelationId(
+                            r.try_get::<_, Option<uuid::Uuid>>(0)
+                                .map_err(query)?
+                                .unwrap_or_default(),
+                        ),
+                        symbol: r.try_get(1).map_err(query)?,
+                        agent: r.try_get(2).map_err(query)?,
+                        model: r.try_get(3).map_err(query)?,
+                        provider: r.try_get(4).map_err(query)?,
+                        prompt_hash: r.try_get(5).map_err(query)?,
+                        action: r.try_get(6).map_err(query)?,
+                        confidence: r.try_get(7).map_err(query)?,
+                        response: r.try_get(8).map_err(query)?,
+                        latency_ms: latency.and_then(|v| u64::try_from(v).ok()).unwrap_or(0),
+                        input_tokens: input_tokens.and_then(|v| u32::try_from(v).ok()).unwrap_or(0),
+                        output_tokens: output_tokens.and_then(|v| u32::try_from(v).ok()).unwrap_or(0),
+                        cost_usd: r.try_get(12).map_err(query)?,
+                        error: r.try_get(13).map_err(query)?,
+                        timestamp: r.try_get(14).map_err(query)?,
                     })
                 })
                 .collect()

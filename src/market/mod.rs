@@ -1,6 +1,7 @@
 //! Market feeds behind the `MarketFeed` port: the seeded simulated market, Kraken public REST
 //! polling, and CSV replay.
 
+pub mod driver;
 pub mod kraken_public;
 pub mod replay;
 pub mod simulated;

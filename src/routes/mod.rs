@@ -1,5 +1,6 @@
 //! The HTTP control API under `/api/v1`, plus `/healthz`, `/readyz` and `/metrics`.
 
+pub mod agents;
 pub mod auth;
 pub mod error;
 pub mod execution;
@@ -26,6 +27,8 @@ pub use error::{ApiError, JsonBody, OptionalJsonBody};
         system::coordinator_resume,
         system::coordinator_halt,
         system::coordinator_admin_resume,
+        // analysis
+        agents::latest_output,
     ),
     components(schemas(error::ErrorEnvelope, error::ErrorBody, system::ControlBody)),
     modifiers(&BearerAuth)
@@ -58,6 +61,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .service(
             web::scope("/api/v1")
                 .route("/openapi.json", web::get().to(openapi_json))
+                .configure(agents::configure)
                 .route("/actors", web::get().to(system::list_actors))
                 .route("/actors/{name}/crash", web::post().to(system::crash_actor))
                 .route("/coordinator/status", web::get().to(system::coordinator_status))

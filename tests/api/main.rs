@@ -4,6 +4,7 @@ mod helpers;
 mod skeleton;
 
 // Areas (each file owns its tests).
+mod analysis;
 mod execution;
 mod orchestration;
 mod portfolio;

@@ -14,7 +14,7 @@ pub use execution::{ExecutionEvent, ExecutionEventType};
 pub use market::{CandleClosed, MarketSnapshot};
 pub use portfolio::PortfolioUpdate;
 pub use risk::{AlertType, RiskAlert};
-pub use system::{Ping, SystemEvent};
+pub use system::{BusinessTick, Ping, SystemEvent};
 pub use trading::TradingSignal;
 
 use crate::domain::{CorrelationId, Priority};
