@@ -1,7 +1,13 @@
-//! The coordinator: lifecycle state machine, schedules, conflicts, and its actor.
+//! The coordinator: lifecycle state machine, schedules, degradation, signal handling and its actor.
 
 pub mod actor;
+pub mod degradation;
+pub mod schedule;
+pub mod signals;
 pub mod state;
 
 pub use actor::{Control, Coordinator, CoordinatorStatus, GetStatus};
+pub use degradation::{Degradation, DegradationLevel};
+pub use schedule::{OrchestrationSettings, Scheduler, SignalSettings, TaskName, TaskSettings, TaskState, TaskTable};
+pub use signals::{ConflictInfo, ConflictRequest, ConflictResolution, ConflictResolver, ConflictType, ResolutionAction};
 pub use state::{CoordinatorState, InvalidTransition, Trigger};
