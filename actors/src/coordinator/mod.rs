@@ -2,12 +2,17 @@
 
 pub mod actor;
 pub mod degradation;
+pub mod flow;
 pub mod schedule;
 pub mod signals;
 pub mod state;
 
-pub use actor::{Control, Coordinator, CoordinatorStatus, GetStatus};
+pub use actor::{
+    Connect, Control, Coordinator, CoordinatorReport, CoordinatorStatus, EvaluateSchedules, GetLatestOutput, GetReport,
+    GetStatus, Statistics, TaskCommand, TaskCommandKind, TaskView,
+};
 pub use degradation::{Degradation, DegradationLevel};
+pub use flow::{CoordinatorLinks, ExecutionLinks, RunPortfolioCheck};
 pub use schedule::{OrchestrationSettings, Scheduler, SignalSettings, TaskName, TaskSettings, TaskState, TaskTable};
 pub use signals::{ConflictInfo, ConflictRequest, ConflictResolution, ConflictResolver, ConflictType, ResolutionAction};
 pub use state::{CoordinatorState, InvalidTransition, Trigger};
