@@ -177,6 +177,8 @@ pub struct Coordinator {
     snapshots: HashMap<String, MarketSnapshot>,
     portfolio: Option<PortfolioUpdate>,
     outputs: BTreeMap<(AgentName, String), AgentRun>,
+    /// The business time of the last evaluation; dependents are re-evaluated when a task finishes.
+    last_eval: Option<DateTime<Utc>>,
 }
 
 impl Coordinator {
@@ -208,6 +210,7 @@ impl Coordinator {
             snapshots: HashMap::new(),
             portfolio: None,
             outputs: BTreeMap::new(),
+            last_eval: None,
         }
     }
 
@@ -334,14 +337,19 @@ impl Coordinator {
 
     fn record_outcome(&mut self, outcome: Outcome) {
         if let Some((old, new)) = self.current.degradation.record(outcome) {
-            let event = if new > old { "degradation_increased" } else { "degradation_recovery" };
+            let event = if new > old {
+                "degradation_increased"
+            } else {
+                "degradation_recovery"
+            };
             tracing::warn!(?old, ?new, "degradation level changed");
             let d = &self.current.degradation;
             let details = serde_json::json!({
                 "old_level": old, "new_level": new,
                 "llm_failures": d.llm_failures, "api_failures": d.api_failures,
             });
-            self.deps().system_event(event, CorrelationId::new(), Priority::High, details);
+            self.deps()
+                .system_event(event, CorrelationId::new(), Priority::High, details);
         }
     }
 
@@ -371,6 +379,9 @@ impl Coordinator {
         if self.current.state == CoordinatorState::Halted {
             return;
         }
+        if self.last_eval.is_none_or(|t| now > t) {
+            self.last_eval = Some(now);
+        }
         let due: Vec<TaskName> = self
             .scheduler
             .due(now, &self.settings, self.level())
@@ -394,7 +405,9 @@ impl Coordinator {
         let timeout = Duration::from_secs(cfg.timeout_seconds.max(1));
         let fut: futures::future::BoxFuture<'static, Vec<(Option<Symbol>, SymbolRun)>> = match task.agent() {
             Some(agent) => {
-                let Some(recipient) = self.links.agents.get(&agent).cloned() else { return };
+                let Some(recipient) = self.links.agents.get(&agent).cloned() else {
+                    return;
+                };
                 let symbols = self.symbols();
                 let parallel = cfg.max_parallel_symbols.max(1);
                 Box::pin(async move {
@@ -423,7 +436,9 @@ impl Coordinator {
                 })
             }
             None => {
-                let Some(recipient) = self.links.portfolio_check.clone() else { return };
+                let Some(recipient) = self.links.portfolio_check.clone() else {
+                    return;
+                };
                 Box::pin(async move {
                     let msg = RunPortfolioCheck {
                         correlation_id: CorrelationId::new(),
@@ -446,10 +461,16 @@ impl Coordinator {
     fn finish_task(&mut self, task: TaskName, results: Vec<(Option<Symbol>, SymbolRun)>, ctx: &mut Context<Self>) {
         let (mut failures, mut timeouts) = (0u64, 0u64);
         for (symbol, run) in results {
-            let sym = symbol.as_ref().map_or_else(|| "PORTFOLIO".to_owned(), ToString::to_string);
+            let sym = symbol
+                .as_ref()
+                .map_or_else(|| "PORTFOLIO".to_owned(), ToString::to_string);
             match run {
                 SymbolRun::Done(run) => {
-                    self.record_outcome(if run.llm_failed { Outcome::LlmFailure } else { Outcome::Success });
+                    self.record_outcome(if run.llm_failed {
+                        Outcome::LlmFailure
+                    } else {
+                        Outcome::Success
+                    });
                     self.outputs.insert((run.agent, sym), *run);
                 }
                 SymbolRun::NotReady(why) => tracing::debug!(%task, symbol = %sym, why, "task not ready"),
@@ -479,6 +500,9 @@ impl Coordinator {
         stats.task_failures += failures;
         stats.task_timeouts += timeouts;
         self.persist(ctx);
+        if let Some(now) = self.last_eval {
+            self.evaluate(now, ctx);
+        }
     }
 
     fn inputs_for(&self, symbol: &str) -> (Inputs, Market) {
@@ -486,7 +510,11 @@ impl Coordinator {
         let cfg = &self.settings.signals;
         let fresh = |ts: DateTime<Utc>, max: i64| now.signed_duration_since(ts) <= ChronoDuration::seconds(max);
         let inputs = Inputs {
-            ta: self.ta.get(symbol).filter(|e| fresh(e.meta.timestamp, cfg.ta_max_age_seconds)).cloned(),
+            ta: self
+                .ta
+                .get(symbol)
+                .filter(|e| fresh(e.meta.timestamp, cfg.ta_max_age_seconds))
+                .cloned(),
             regime: self
                 .regime
                 .get(symbol)
@@ -526,9 +554,7 @@ impl Coordinator {
             tracing::info!(cid = %signal.meta.correlation_id, symbol = %signal.symbol, why, "signal not traded");
             let cid = signal.meta.correlation_id;
             let detail = serde_json::json!({ "signal": signal, "skipped": why });
-            ctx.spawn(
-                async move { deps.record(cid, "signal", Some(&signal.symbol), detail).await }.into_actor(self),
-            );
+            ctx.spawn(async move { deps.record(cid, "signal", Some(&signal.symbol), detail).await }.into_actor(self));
             return;
         }
         let (inputs, market) = self.inputs_for(signal.symbol.as_str());
@@ -761,7 +787,10 @@ macro_rules! keep_latest {
             fn handle(&mut self, msg: $ty, ctx: &mut Context<Self>) {
                 let _ = guarded(self, ctx, |act, _| {
                     let key = msg.symbol.to_string();
-                    let newer = act.$field.get(&key).is_none_or(|old| old.meta.timestamp <= msg.meta.timestamp);
+                    let newer = act
+                        .$field
+                        .get(&key)
+                        .is_none_or(|old| old.meta.timestamp <= msg.meta.timestamp);
                     if newer {
                         act.$field.insert(key, msg);
                     }

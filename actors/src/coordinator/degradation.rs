@@ -84,7 +84,11 @@ mod tests {
         let mut d = Degradation::default();
         let mut seen = Vec::new();
         for i in 0..9 {
-            let o = if i % 2 == 0 { Outcome::LlmFailure } else { Outcome::ApiFailure };
+            let o = if i % 2 == 0 {
+                Outcome::LlmFailure
+            } else {
+                Outcome::ApiFailure
+            };
             if let Some(change) = d.record(o) {
                 seen.push(change);
             }

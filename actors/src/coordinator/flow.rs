@@ -3,16 +3,16 @@
 //! recorded as a `DecisionRecord` under the chain's correlation id.
 
 use super::degradation::DegradationLevel;
+use super::schedule::SignalSettings;
 use super::signals::{
     apply_modifications, build_proposal, consensus, detect_conflicts, deterministic_resolution, model_eligible,
     ConflictRequest, ConflictResolution, ConflictResolver, Inputs, Market, ResolutionAction,
 };
-use super::schedule::SignalSettings;
 use crate::agents::api::{AgentName, RunAnalysis};
 use crate::bus::Bus;
 use crate::clock::SharedClock;
 use crate::domain::{CorrelationId, PositionSide, PositionStatus, Priority, Severity, Symbol, TradeAction};
-use crate::execution::api::{ClosePosition, CloseAllPositions, ExecuteTrade, GetPositions};
+use crate::execution::api::{CloseAllPositions, ClosePosition, ExecuteTrade, GetPositions};
 use crate::messages::{AlertType, EventMeta, RiskAlert, SystemEvent, TradingSignal};
 use crate::ports::{AuditStore, DecisionRecord};
 use crate::risk::ValidateTrade;
@@ -119,14 +119,22 @@ impl FlowDeps {
             }
             r
         };
-        let Some(resolver) = self.links.resolver.clone().filter(|_| model_eligible(&req.conflicts, level)) else {
+        let Some(resolver) = self
+            .links
+            .resolver
+            .clone()
+            .filter(|_| model_eligible(&req.conflicts, level))
+        else {
             return fallback(String::new());
         };
         let wait = Duration::from_millis(self.settings.resolution_timeout_ms);
         match actix::clock::timeout(wait, resolver.resolve(req.clone())).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => fallback(format!("model failed: {e}")),
-            Err(_) => fallback(format!("model did not answer within {} ms", self.settings.resolution_timeout_ms)),
+            Err(_) => fallback(format!(
+                "model did not answer within {} ms",
+                self.settings.resolution_timeout_ms
+            )),
         }
     }
 
@@ -160,8 +168,13 @@ impl FlowDeps {
                 conflicts,
             };
             let resolution = self.resolve(req, level).await;
-            self.record(cid, "resolution", sym, serde_json::to_value(&resolution).unwrap_or_default())
-                .await;
+            self.record(
+                cid,
+                "resolution",
+                sym,
+                serde_json::to_value(&resolution).unwrap_or_default(),
+            )
+            .await;
             if !resolution.should_proceed() {
                 return SignalOutcome::Waited { conflicts: n };
             }
@@ -169,36 +182,60 @@ impl FlowDeps {
                 modifications = resolution.modifications;
             }
         }
-        let mut proposal = match build_proposal(&signal, c.adjusted_confidence, inputs.regime.as_ref(), &market, self.clock.now()) {
+        let mut proposal = match build_proposal(
+            &signal,
+            c.adjusted_confidence,
+            inputs.regime.as_ref(),
+            &market,
+            self.clock.now(),
+        ) {
             Ok(p) => p,
             Err(why) => {
-                self.record(cid, "proposal", sym, serde_json::json!({ "error": why })).await;
+                self.record(cid, "proposal", sym, serde_json::json!({ "error": why }))
+                    .await;
                 return SignalOutcome::Dropped;
             }
         };
         if let Some(m) = &modifications {
             apply_modifications(&mut proposal, m);
         }
-        self.record(cid, "proposal", sym, serde_json::to_value(&proposal).unwrap_or_default())
-            .await;
+        self.record(
+            cid,
+            "proposal",
+            sym,
+            serde_json::to_value(&proposal).unwrap_or_default(),
+        )
+        .await;
         let Some(risk) = self.links.risk.clone() else {
-            self.record(cid, "risk_verdict", sym, serde_json::json!({ "error": "risk engine not connected" }))
-                .await;
+            self.record(
+                cid,
+                "risk_verdict",
+                sym,
+                serde_json::json!({ "error": "risk engine not connected" }),
+            )
+            .await;
             return SignalOutcome::Dropped;
         };
         let verdict = match risk.send(ValidateTrade(proposal)).await {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => {
-                self.record(cid, "risk_verdict", sym, serde_json::json!({ "error": e.to_string() })).await;
+                self.record(cid, "risk_verdict", sym, serde_json::json!({ "error": e.to_string() }))
+                    .await;
                 return SignalOutcome::Dropped;
             }
             Err(e) => {
-                self.record(cid, "risk_verdict", sym, serde_json::json!({ "error": e.to_string() })).await;
+                self.record(cid, "risk_verdict", sym, serde_json::json!({ "error": e.to_string() }))
+                    .await;
                 return SignalOutcome::Dropped;
             }
         };
-        self.record(cid, "risk_verdict", sym, serde_json::to_value(&verdict).unwrap_or_default())
-            .await;
+        self.record(
+            cid,
+            "risk_verdict",
+            sym,
+            serde_json::to_value(&verdict).unwrap_or_default(),
+        )
+        .await;
         if !verdict.is_approved() {
             let codes: Vec<&str> = verdict.rejections.iter().map(|r| r.as_str()).collect();
             self.bus.risk_alerts.publish(RiskAlert {
@@ -213,8 +250,13 @@ impl FlowDeps {
             return SignalOutcome::Rejected { conflicts: n };
         }
         let Some(exec) = self.links.execution.clone() else {
-            self.record(cid, "execution_requested", sym, serde_json::json!({ "error": "execution not connected" }))
-                .await;
+            self.record(
+                cid,
+                "execution_requested",
+                sym,
+                serde_json::json!({ "error": "execution not connected" }),
+            )
+            .await;
             return SignalOutcome::Dropped;
         };
         let req = ExecuteTrade {
@@ -225,8 +267,13 @@ impl FlowDeps {
             volume: None,
             note: Some(format!("{} signal", signal.action)),
         };
-        self.record(cid, "execution_requested", sym, serde_json::to_value(&verdict.proposal).unwrap_or_default())
-            .await;
+        self.record(
+            cid,
+            "execution_requested",
+            sym,
+            serde_json::to_value(&verdict.proposal).unwrap_or_default(),
+        )
+        .await;
         let result = match exec.execute.send(req).await {
             Ok(Ok(r)) => serde_json::json!({ "ok": true, "result": r }),
             Ok(Err(e)) => serde_json::json!({ "ok": false, "error": e }),
@@ -265,12 +312,19 @@ impl FlowDeps {
         let positions = match self.open_positions(symbol.clone()).await {
             Ok(p) => p,
             Err(e) => {
-                self.record(cid, "execution_requested", symbol.as_ref(), serde_json::json!({ "error": e }))
-                    .await;
+                self.record(
+                    cid,
+                    "execution_requested",
+                    symbol.as_ref(),
+                    serde_json::json!({ "error": e }),
+                )
+                .await;
                 return 0;
             }
         };
-        let Some(exec) = self.links.execution.clone() else { return 0 };
+        let Some(exec) = self.links.execution.clone() else {
+            return 0;
+        };
         let mut closed = 0;
         for p in positions.into_iter().filter(|p| side.is_none_or(|s| p.side == s)) {
             let req = ClosePosition {
@@ -307,20 +361,42 @@ impl FlowDeps {
             PositionSide::Short
         };
         let reason = format!("{} signal", signal.action);
-        self.close_positions(signal.meta.correlation_id, Some(signal.symbol.clone()), Some(side), Decimal::ONE, &reason)
-            .await
+        self.close_positions(
+            signal.meta.correlation_id,
+            Some(signal.symbol.clone()),
+            Some(side),
+            Decimal::ONE,
+            &reason,
+        )
+        .await
     }
 
     /// Closes every position (drawdown breaker); returns whether the request was accepted.
     pub async fn close_all(&self, cid: CorrelationId, reason: &str) -> bool {
         let Some(exec) = self.links.execution.clone() else {
-            self.record(cid, "execution_requested", None, serde_json::json!({ "error": "execution not connected" }))
-                .await;
+            self.record(
+                cid,
+                "execution_requested",
+                None,
+                serde_json::json!({ "error": "execution not connected" }),
+            )
+            .await;
             return false;
         };
-        self.record(cid, "execution_requested", None, serde_json::json!({ "close_all_positions": reason }))
-            .await;
-        let (ok, result) = match exec.close_all.send(CloseAllPositions { reason: reason.to_owned() }).await {
+        self.record(
+            cid,
+            "execution_requested",
+            None,
+            serde_json::json!({ "close_all_positions": reason }),
+        )
+        .await;
+        let (ok, result) = match exec
+            .close_all
+            .send(CloseAllPositions {
+                reason: reason.to_owned(),
+            })
+            .await
+        {
             Ok(Ok(r)) => (true, serde_json::json!({ "ok": true, "result": r })),
             Ok(Err(e)) => (false, serde_json::json!({ "ok": false, "error": e })),
             Err(e) => (false, serde_json::json!({ "ok": false, "error": e.to_string() })),

@@ -14,5 +14,10 @@ pub use actor::{
 pub use degradation::{Degradation, DegradationLevel};
 pub use flow::{CoordinatorLinks, ExecutionLinks, RunPortfolioCheck};
 pub use schedule::{OrchestrationSettings, Scheduler, SignalSettings, TaskName, TaskSettings, TaskState, TaskTable};
-pub use signals::{ConflictInfo, ConflictRequest, ConflictResolution, ConflictResolver, ConflictType, ResolutionAction};
+pub use signals::{
+    ConflictInfo, ConflictRequest, ConflictResolution, ConflictResolver, ConflictType, ResolutionAction,
+};
 pub use state::{CoordinatorState, InvalidTransition, Trigger};
+
+#[cfg(test)]
+mod tests;

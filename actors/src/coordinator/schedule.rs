@@ -419,7 +419,16 @@ mod tests {
             (300, vec![RegimeDetection]),
             // A dependency due at the same instant runs first.
             (1800, vec![TaAnalysis, SentimentAnalysis, RegimeDetection]),
-            (3600, vec![TaAnalysis, SentimentAnalysis, PortfolioCheck, RegimeDetection, TradingDecision]),
+            (
+                3600,
+                vec![
+                    TaAnalysis,
+                    SentimentAnalysis,
+                    PortfolioCheck,
+                    RegimeDetection,
+                    TradingDecision,
+                ],
+            ),
         ];
         assert_eq!(got, want);
     }
@@ -429,10 +438,22 @@ mod tests {
         let cases = [
             (
                 DegradationLevel::Normal,
-                vec![TaAnalysis, SentimentAnalysis, PortfolioCheck, RegimeDetection, TradingDecision],
+                vec![
+                    TaAnalysis,
+                    SentimentAnalysis,
+                    PortfolioCheck,
+                    RegimeDetection,
+                    TradingDecision,
+                ],
             ),
-            (DegradationLevel::Reduced, vec![TaAnalysis, PortfolioCheck, RegimeDetection, TradingDecision]),
-            (DegradationLevel::Limited, vec![TaAnalysis, PortfolioCheck, RegimeDetection, TradingDecision]),
+            (
+                DegradationLevel::Reduced,
+                vec![TaAnalysis, PortfolioCheck, RegimeDetection, TradingDecision],
+            ),
+            (
+                DegradationLevel::Limited,
+                vec![TaAnalysis, PortfolioCheck, RegimeDetection, TradingDecision],
+            ),
             (DegradationLevel::Emergency, vec![TaAnalysis, RegimeDetection]),
         ];
         for (level, want) in cases {
@@ -465,9 +486,15 @@ mod tests {
         let mut s = Scheduler::new(&cfg, t0());
         s.force_run(SentimentAnalysis);
         s.force_run(PortfolioCheck);
-        assert_eq!(s.due(t0(), &cfg, DegradationLevel::Normal), vec![TaAnalysis, SentimentAnalysis]);
+        assert_eq!(
+            s.due(t0(), &cfg, DegradationLevel::Normal),
+            vec![TaAnalysis, SentimentAnalysis]
+        );
         s.set_enabled(TaAnalysis, false);
-        assert_eq!(s.due(t0(), &cfg, DegradationLevel::Normal), vec![SentimentAnalysis, PortfolioCheck]);
+        assert_eq!(
+            s.due(t0(), &cfg, DegradationLevel::Normal),
+            vec![SentimentAnalysis, PortfolioCheck]
+        );
         s.mark_started(SentimentAnalysis, t0());
         let mut fresh = Scheduler::new(&cfg, secs(10));
         assert_eq!(fresh.restore(&s.tasks), vec![SentimentAnalysis]);

@@ -44,7 +44,10 @@ pub fn consensus(action: TradeAction, confidence: f64, inputs: &Inputs, cfg: &Si
     let mut agreeing = 0;
     if let Some(ta) = &inputs.ta {
         present += 1;
-        if matches!((action, ta.bias), (TradeAction::Buy, Bias::Long) | (TradeAction::Sell, Bias::Short)) {
+        if matches!(
+            (action, ta.bias),
+            (TradeAction::Buy, Bias::Long) | (TradeAction::Sell, Bias::Short)
+        ) {
             agreeing += 1;
         }
     }
@@ -201,12 +204,21 @@ pub fn deterministic_resolution(
 ) -> ConflictResolution {
     let (action, reasoning) = if level == DegradationLevel::Emergency {
         (ResolutionAction::Wait, "degradation EMERGENCY: no new entries")
-    } else if conflicts.iter().any(|c| c.conflict_type == ConflictType::RegimeConflict) {
+    } else if conflicts
+        .iter()
+        .any(|c| c.conflict_type == ConflictType::RegimeConflict)
+    {
         (ResolutionAction::Abort, "choppy regime: no trade")
     } else if conflicts.is_empty() || confidence >= cfg.proceed_confidence {
-        (ResolutionAction::Proceed, "confidence high enough despite TA/sentiment disagreement")
+        (
+            ResolutionAction::Proceed,
+            "confidence high enough despite TA/sentiment disagreement",
+        )
     } else {
-        (ResolutionAction::Wait, "TA and sentiment disagree and confidence is not high")
+        (
+            ResolutionAction::Wait,
+            "TA and sentiment disagree and confidence is not high",
+        )
     };
     ConflictResolution {
         action,
@@ -221,7 +233,9 @@ pub fn deterministic_resolution(
 pub fn model_eligible(conflicts: &[ConflictInfo], level: DegradationLevel) -> bool {
     match level {
         DegradationLevel::Normal | DegradationLevel::Reduced => !conflicts.is_empty(),
-        DegradationLevel::Limited => conflicts.iter().any(|c| c.conflict_type == ConflictType::RegimeConflict),
+        DegradationLevel::Limited => conflicts
+            .iter()
+            .any(|c| c.conflict_type == ConflictType::RegimeConflict),
         DegradationLevel::Emergency => false,
     }
 }
@@ -231,10 +245,16 @@ pub fn apply_modifications(p: &mut TradeProposal, m: &Modifications) {
     if let Some(l) = m.leverage {
         p.leverage = u32::try_from(l.clamp(1, 5)).unwrap_or(1);
     }
-    if let Some(r) = m.size_reduction_pct.and_then(|r| Decimal::from_f64(r.clamp(0.0, 100.0))) {
+    if let Some(r) = m
+        .size_reduction_pct
+        .and_then(|r| Decimal::from_f64(r.clamp(0.0, 100.0)))
+    {
         p.size_usd = (p.size_usd * (Decimal::ONE - r / Decimal::ONE_HUNDRED)).max(Decimal::ZERO);
     }
-    if let Some(a) = m.entry_adjustment_pct.and_then(|a| Decimal::from_f64(a.clamp(-50.0, 50.0))) {
+    if let Some(a) = m
+        .entry_adjustment_pct
+        .and_then(|a| Decimal::from_f64(a.clamp(-50.0, 50.0)))
+    {
         let floor = Decimal::new(1, 4);
         p.entry_price = (p.entry_price * (Decimal::ONE + a / Decimal::ONE_HUNDRED)).max(floor);
     }
@@ -296,7 +316,11 @@ pub fn build_proposal(
     let regime_name = regime.map_or(Regime::Ranging, |r| r.regime);
     let (table_size, table_stop, table_tp) = regime_params(regime_name);
     let (size_mult, stop_mult, tp_mult) = regime.map_or((table_size, table_stop, table_tp), |r| {
-        (r.position_size_multiplier, r.stop_loss_atr_multiplier, r.take_profit_atr_multiplier)
+        (
+            r.position_size_multiplier,
+            r.stop_loss_atr_multiplier,
+            r.take_profit_atr_multiplier,
+        )
     });
     let size_mult = dec(size_mult).ok_or("invalid regime size multiplier")?;
     let size_usd = (equity * pct / Decimal::ONE_HUNDRED * size_mult).round_dp(2);
@@ -443,7 +467,11 @@ mod tests {
         ];
         for (action, inputs, want) in cases {
             let c = consensus(action, 0.7, &inputs, &cfg);
-            assert!((c.multiplier - want).abs() < 1e-9, "{action} {inputs:?}: {}", c.multiplier);
+            assert!(
+                (c.multiplier - want).abs() < 1e-9,
+                "{action} {inputs:?}: {}",
+                c.multiplier
+            );
             assert!((c.adjusted_confidence - (0.7 * want).min(1.0)).abs() < 1e-9);
         }
     }
@@ -452,11 +480,39 @@ mod tests {
     fn conflict_detection_boundaries() {
         let cfg = SignalSettings::default();
         let cases = [
-            (Bias::Long, 0.70, SentimentBias::Bearish, 0.55, Regime::TrendingBull, vec![ConflictType::TaSentimentConflict]),
+            (
+                Bias::Long,
+                0.70,
+                SentimentBias::Bearish,
+                0.55,
+                Regime::TrendingBull,
+                vec![ConflictType::TaSentimentConflict],
+            ),
             // A gap of exactly 0.2 is not a conflict (strictly below the threshold).
-            (Bias::Long, 0.75, SentimentBias::Bearish, 0.55, Regime::TrendingBull, vec![]),
-            (Bias::Short, 0.6, SentimentBias::VeryBullish, 0.6, Regime::Choppy, vec![ConflictType::TaSentimentConflict, ConflictType::RegimeConflict]),
-            (Bias::Long, 0.6, SentimentBias::Bullish, 0.6, Regime::Choppy, vec![ConflictType::RegimeConflict]),
+            (
+                Bias::Long,
+                0.75,
+                SentimentBias::Bearish,
+                0.55,
+                Regime::TrendingBull,
+                vec![],
+            ),
+            (
+                Bias::Short,
+                0.6,
+                SentimentBias::VeryBullish,
+                0.6,
+                Regime::Choppy,
+                vec![ConflictType::TaSentimentConflict, ConflictType::RegimeConflict],
+            ),
+            (
+                Bias::Long,
+                0.6,
+                SentimentBias::Bullish,
+                0.6,
+                Regime::Choppy,
+                vec![ConflictType::RegimeConflict],
+            ),
             (Bias::Neutral, 0.6, SentimentBias::Bearish, 0.6, Regime::Ranging, vec![]),
         ];
         for (tb, tc, sb, sc, r, want) in cases {
@@ -506,25 +562,37 @@ mod tests {
 
     #[test]
     fn modification_bounds() {
-        let mut p = build_proposal(&signal(TradeAction::Buy), 0.7, None, &Market {
-            equity_usd: Some(dec!(10000)),
-            ..Market::default()
-        }, now())
+        let mut p = build_proposal(
+            &signal(TradeAction::Buy),
+            0.7,
+            None,
+            &Market {
+                equity_usd: Some(dec!(10000)),
+                ..Market::default()
+            },
+            now(),
+        )
         .unwrap();
         p.leverage = 5;
         p.size_usd = dec!(1000);
         p.entry_price = dec!(100);
-        apply_modifications(&mut p, &Modifications {
-            leverage: Some(2),
-            size_reduction_pct: Some(50.0),
-            entry_adjustment_pct: Some(5.0),
-        });
+        apply_modifications(
+            &mut p,
+            &Modifications {
+                leverage: Some(2),
+                size_reduction_pct: Some(50.0),
+                entry_adjustment_pct: Some(5.0),
+            },
+        );
         assert_eq!((p.leverage, p.size_usd, p.entry_price), (2, dec!(500), dec!(105)));
-        apply_modifications(&mut p, &Modifications {
-            leverage: Some(50),
-            size_reduction_pct: Some(250.0),
-            entry_adjustment_pct: Some(-90.0),
-        });
+        apply_modifications(
+            &mut p,
+            &Modifications {
+                leverage: Some(50),
+                size_reduction_pct: Some(250.0),
+                entry_adjustment_pct: Some(-90.0),
+            },
+        );
         assert_eq!((p.leverage, p.size_usd, p.entry_price), (5, dec!(0), dec!(52.5)));
     }
 
@@ -536,7 +604,14 @@ mod tests {
             atr: Some(1000.0),
         };
         // 10 % of 10 000 × ranging 0.75 = 750; stop/TP from the decision's percentages.
-        let p = build_proposal(&signal(TradeAction::Buy), 0.8, Some(&regime(Regime::Ranging)), &m, now()).unwrap();
+        let p = build_proposal(
+            &signal(TradeAction::Buy),
+            0.8,
+            Some(&regime(Regime::Ranging)),
+            &m,
+            now(),
+        )
+        .unwrap();
         assert_eq!(p.size_usd, dec!(750));
         assert_eq!(p.stop_loss, Some(dec!(49000)));
         assert_eq!(p.take_profit, Some(dec!(52000)));
