@@ -6,7 +6,7 @@ use crate::startup::AppState;
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-use triplegain_actors::coordinator::{Control, CoordinatorStatus, GetStatus, InvalidTransition, Trigger};
+use triplegain_actors::coordinator::{Control, InvalidTransition, Trigger};
 
 const ACTOR_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -136,22 +136,6 @@ async fn control(
             Err(ApiError::conflict(format!("coordinator is {from:?}: {why}")))
         }
     }
-}
-
-/// Coordinator state.
-#[utoipa::path(get, path = "/api/v1/coordinator/status", security(("bearer" = [])), responses((status = 200, description = "state")))]
-pub async fn coordinator_status(
-    _auth: Viewer,
-    state: web::Data<AppState>,
-) -> Result<web::Json<CoordinatorStatus>, ApiError> {
-    let status = state
-        .coordinator
-        .send(GetStatus)
-        .timeout(ACTOR_TIMEOUT)
-        .await
-        .map_err(|e| ApiError::from_mailbox("coordinator", &e))?
-        .map_err(|e| ApiError::from_actor("coordinator", &e))?;
-    Ok(web::Json(status))
 }
 
 fn reason_of(body: OptionalJsonBody<ControlBody>) -> Option<String> {
