@@ -251,7 +251,8 @@ impl Application {
             .subscribe("coordinator", coordinator.clone().recipient());
         bus.sentiment_updates
             .subscribe("coordinator", coordinator.clone().recipient());
-        bus.market_data.subscribe("coordinator", coordinator.clone().recipient());
+        bus.market_data
+            .subscribe("coordinator", coordinator.clone().recipient());
         bus.portfolio_updates
             .subscribe("coordinator", coordinator.clone().recipient());
 

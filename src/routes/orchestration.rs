@@ -54,7 +54,9 @@ pub async fn task_command(
     let (task, command) = path.into_inner();
     let route = format!("/api/v1/coordinator/task/{task}/{command}");
     let Ok(name) = TaskName::parse(&task) else {
-        state.audit(&auth.caller, "POST", &route, None, 404, "unknown task").await;
+        state
+            .audit(&auth.caller, "POST", &route, None, 404, "unknown task")
+            .await;
         return Err(ApiError::not_found(format!(
             "unknown task {task:?}; tasks are ta_analysis, regime_detection, sentiment_analysis, trading_decision, portfolio_check"
         )));
@@ -64,7 +66,9 @@ pub async fn task_command(
         "enable" => TaskCommandKind::Enable,
         "disable" => TaskCommandKind::Disable,
         _ => {
-            state.audit(&auth.caller, "POST", &route, None, 404, "unknown command").await;
+            state
+                .audit(&auth.caller, "POST", &route, None, 404, "unknown command")
+                .await;
             return Err(ApiError::not_found(format!(
                 "unknown command {command:?}; expected run, enable or disable"
             )));
@@ -109,7 +113,7 @@ pub struct RiskResetBody {
 
 /// Reset risk breakers (admin).
 #[utoipa::path(post, path = "/api/v1/risk/reset", security(("bearer" = [])), request_body = RiskResetBody,
-    responses((status = 200, description = "risk state after the reset"), (status = 400, description = "invalid scope"),
+    responses((status = 200, description = "risk state after the reset"), (status = 422, description = "invalid scope"),
               (status = 403, description = "admin role required"), (status = 409, description = "refused")))]
 pub async fn risk_reset(
     auth: Admin,
@@ -123,7 +127,9 @@ pub async fn risk_reset(
         "drawdown" => ResetScope::Drawdown,
         "all" => ResetScope::All,
         other => {
-            state.audit(&auth.caller, "POST", route, Some(&raw), 400, "invalid scope").await;
+            state
+                .audit(&auth.caller, "POST", route, Some(&raw), 422, "invalid scope")
+                .await;
             return Err(ApiError::validation(
                 "scope",
                 format!("invalid scope {other:?}; expected cooldown, drawdown or all"),
@@ -161,7 +167,7 @@ pub struct DecisionsQuery {
 
 /// Recent decision records, newest first.
 #[utoipa::path(get, path = "/api/v1/decisions", security(("bearer" = [])), params(DecisionsQuery),
-    responses((status = 200, description = "recent decision records"), (status = 400, description = "invalid limit")))]
+    responses((status = 200, description = "recent decision records"), (status = 422, description = "invalid limit")))]
 pub async fn recent_decisions(
     _auth: Viewer,
     state: web::Data<AppState>,
@@ -169,7 +175,10 @@ pub async fn recent_decisions(
 ) -> Result<HttpResponse, ApiError> {
     let limit = query.limit.unwrap_or(DEFAULT_DECISIONS);
     if !(1..=MAX_DECISIONS).contains(&limit) {
-        return Err(ApiError::validation("limit", format!("limit must be 1..={MAX_DECISIONS}")));
+        return Err(ApiError::validation(
+            "limit",
+            format!("limit must be 1..={MAX_DECISIONS}"),
+        ));
     }
     let Some(pool) = &state.pool else {
         return Ok(HttpResponse::Ok().json(Vec::<DecisionRecord>::new()));
@@ -208,7 +217,7 @@ pub async fn decision_chain(
 ) -> Result<HttpResponse, ApiError> {
     let raw = path.into_inner();
     let cid = Uuid::parse_str(&raw)
-        .map_err(|_| ApiError::validation("correlation_id", format!("{raw:?} is not a UUID")))?;
+        .map_err(|_| ApiError::bad_request(format!("{raw:?} is not a UUID")).with_field("correlation_id"))?;
     let chain = state
         .stores
         .audit
