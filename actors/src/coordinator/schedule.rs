@@ -481,8 +481,10 @@ mod tests {
 
     #[test]
     fn global_cap_and_disabled_and_restore() {
-        let mut cfg = OrchestrationSettings::default();
-        cfg.max_concurrent_tasks = 2;
+        let cfg = OrchestrationSettings {
+            max_concurrent_tasks: 2,
+            ..OrchestrationSettings::default()
+        };
         let mut s = Scheduler::new(&cfg, t0());
         s.force_run(SentimentAnalysis);
         s.force_run(PortfolioCheck);

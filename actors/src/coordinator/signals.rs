@@ -554,8 +554,8 @@ mod tests {
         for (conflicts, conf, level, want) in cases {
             assert_eq!(deterministic_resolution(&conflicts, conf, level, &cfg).action, want);
         }
-        assert!(model_eligible(&[ts.clone()], Normal));
-        assert!(!model_eligible(&[ts.clone()], Limited));
+        assert!(model_eligible(std::slice::from_ref(&ts), Normal));
+        assert!(!model_eligible(std::slice::from_ref(&ts), Limited));
         assert!(model_eligible(&[ts, rc.clone()], Limited));
         assert!(!model_eligible(&[rc], Emergency));
     }
