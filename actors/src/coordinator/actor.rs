@@ -57,6 +57,9 @@ pub struct PersistedCoordinator {
     pub statistics: Statistics,
     #[serde(default)]
     pub degradation: Degradation,
+    /// Symbols paused after repeated execution errors, until the given business time.
+    #[serde(default)]
+    pub paused_symbols: BTreeMap<String, DateTime<Utc>>,
 }
 
 /// `GET /api/v1/coordinator/status`.
@@ -199,6 +202,7 @@ impl Coordinator {
                 tasks: BTreeMap::new(),
                 statistics: Statistics::default(),
                 degradation: Degradation::default(),
+                paused_symbols: BTreeMap::new(),
             },
             persisted: false,
             links: CoordinatorLinks::default(),
@@ -541,10 +545,15 @@ impl Coordinator {
             return;
         }
         let entry = matches!(signal.action, TradeAction::Buy | TradeAction::Sell);
+        let now = self.clock.now();
+        self.current.paused_symbols.retain(|_, until| *until > now);
+        let symbol_pause = self.current.paused_symbols.get(signal.symbol.as_str()).copied();
         let skip = if !self.current.state.trades() {
             Some(format!("coordinator is {:?}", self.current.state))
         } else if entry && self.level() == DegradationLevel::Emergency {
             Some("degradation EMERGENCY: no new entries".to_owned())
+        } else if let Some(until) = symbol_pause.filter(|_| entry) {
+            Some(format!("{} paused after execution errors until {until}", signal.symbol))
         } else {
             None
         };
@@ -559,8 +568,13 @@ impl Coordinator {
         }
         let (inputs, market) = self.inputs_for(signal.symbol.as_str());
         let level = self.level();
+        let symbol = signal.symbol.clone();
+        let cid = signal.meta.correlation_id;
         let fut = deps.process_signal(signal, inputs, market, level);
-        ctx.spawn(fut.into_actor(self).map(|outcome, act, ctx| {
+        ctx.spawn(fut.into_actor(self).map(move |outcome, act, ctx| {
+            if let SignalOutcome::ExecutionFailed { error, .. } = &outcome {
+                act.pause_symbol(&symbol, cid, error);
+            }
             let s = &mut act.current.statistics;
             match outcome {
                 SignalOutcome::Dropped => s.signals_skipped += 1,
@@ -576,10 +590,31 @@ impl Coordinator {
                     s.conflicts_detected += conflicts as u64;
                     s.trades_routed += 1;
                 }
+                SignalOutcome::ExecutionFailed { conflicts, .. } => {
+                    s.conflicts_detected += conflicts as u64;
+                    s.signals_skipped += 1;
+                }
                 SignalOutcome::Closed(n) => s.positions_closed += n as u64,
             }
             act.persist(ctx);
         }));
+    }
+
+    /// Pauses new entries on `symbol` after its execution failed on every retry, and alerts.
+    fn pause_symbol(&mut self, symbol: &Symbol, cid: CorrelationId, error: &str) {
+        let until = self.clock.now() + ChronoDuration::minutes(self.settings.signals.symbol_pause_minutes);
+        tracing::error!(%symbol, %until, error, "execution keeps failing; symbol paused");
+        self.current.paused_symbols.insert(symbol.to_string(), until);
+        self.bus.risk_alerts.publish(RiskAlert {
+            meta: crate::messages::EventMeta::caused_by("coordinator", self.clock.now(), cid)
+                .with_priority(Priority::High),
+            alert_type: AlertType::ExecutionError,
+            severity: Severity::High,
+            message: format!("execution failed after retries ({error}); {symbol} paused until {until}"),
+            action_required: Some("pause_symbol".into()),
+            breach: None,
+            symbol: Some(symbol.clone()),
+        });
     }
 
     /// Circuit breakers and escalations (reference §5.6, corrected): daily → pause, weekly → pause

@@ -12,7 +12,7 @@ use crate::agents::api::{AgentName, RunAnalysis};
 use crate::bus::Bus;
 use crate::clock::SharedClock;
 use crate::domain::{CorrelationId, PositionSide, PositionStatus, Priority, Severity, Symbol, TradeAction};
-use crate::execution::api::{CloseAllPositions, ClosePosition, ExecuteTrade, GetPositions};
+use crate::execution::api::{CloseAllPositions, ClosePosition, ExecuteTrade, ExecutionError, GetPositions};
 use crate::messages::{AlertType, EventMeta, RiskAlert, SystemEvent, TradingSignal};
 use crate::ports::{AuditStore, DecisionRecord};
 use crate::risk::ValidateTrade;
@@ -79,12 +79,23 @@ pub(crate) struct FlowDeps {
 }
 
 /// How a signal ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum SignalOutcome {
     Dropped,
-    Waited { conflicts: usize },
-    Rejected { conflicts: usize },
-    Routed { conflicts: usize },
+    Waited {
+        conflicts: usize,
+    },
+    Rejected {
+        conflicts: usize,
+    },
+    Routed {
+        conflicts: usize,
+    },
+    /// Execution kept failing after every retry: the symbol is paused.
+    ExecutionFailed {
+        conflicts: usize,
+        error: String,
+    },
     Closed(usize),
 }
 
@@ -274,13 +285,36 @@ impl FlowDeps {
             serde_json::to_value(&verdict.proposal).unwrap_or_default(),
         )
         .await;
-        let result = match exec.execute.send(req).await {
-            Ok(Ok(r)) => serde_json::json!({ "ok": true, "result": r }),
-            Ok(Err(e)) => serde_json::json!({ "ok": false, "error": e }),
-            Err(e) => serde_json::json!({ "ok": false, "error": e.to_string() }),
-        };
-        self.record(cid, "execution_result", sym, result).await;
-        SignalOutcome::Routed { conflicts: n }
+        let mut delays = self.settings.execution_retry_delays_ms.clone().into_iter();
+        let mut attempt = 1u32;
+        loop {
+            let (retryable, detail) = match exec.execute.send(req.clone()).await {
+                Ok(Ok(r)) => (None, serde_json::json!({ "ok": true, "attempt": attempt, "result": r })),
+                // Nothing was placed: safe to retry.
+                Ok(Err(e @ ExecutionError::Unavailable(_))) => (
+                    Some(e.to_string()),
+                    serde_json::json!({ "ok": false, "attempt": attempt, "error": e }),
+                ),
+                Err(e) => (
+                    Some(e.to_string()),
+                    serde_json::json!({ "ok": false, "attempt": attempt, "error": e.to_string() }),
+                ),
+                // Refused or unknown outcome (reconciled by client id): never resent.
+                Ok(Err(e)) => (None, serde_json::json!({ "ok": false, "attempt": attempt, "error": e })),
+            };
+            self.record(cid, "execution_result", sym, detail).await;
+            let Some(error) = retryable else {
+                return SignalOutcome::Routed { conflicts: n };
+            };
+            match delays.next() {
+                Some(ms) => {
+                    tracing::warn!(%cid, attempt, error, retry_in_ms = ms, "execution failed; retrying");
+                    actix::clock::sleep(Duration::from_millis(ms)).await;
+                    attempt += 1;
+                }
+                None => return SignalOutcome::ExecutionFailed { conflicts: n, error },
+            }
+        }
     }
 
     async fn open_positions(&self, symbol: Option<Symbol>) -> Result<Vec<crate::execution::api::PositionView>, String> {

@@ -166,6 +166,10 @@ pub struct SignalSettings {
     pub proceed_confidence: f64,
     /// Total time the conflict model may take.
     pub resolution_timeout_ms: u64,
+    /// Back-off before each retry of an execution request that placed nothing.
+    pub execution_retry_delays_ms: Vec<u64>,
+    /// A symbol whose execution keeps failing is paused this long.
+    pub symbol_pause_minutes: i64,
 }
 
 impl Default for SignalSettings {
@@ -183,6 +187,8 @@ impl Default for SignalSettings {
             invoke_llm_threshold: 0.2,
             proceed_confidence: 0.75,
             resolution_timeout_ms: 10_000,
+            execution_retry_delays_ms: vec![5_000, 10_000, 20_000],
+            symbol_pause_minutes: 15,
         }
     }
 }

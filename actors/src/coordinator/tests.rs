@@ -142,6 +142,7 @@ impl Handler<RunAnalysis> for FakeAgent {
 
 /// Records every execution request; answers from a fixed position list.
 struct FakeExec {
+    unavailable: bool,
     log: Arc<Mutex<Vec<String>>>,
     trades: Arc<Mutex<Vec<ExecuteTrade>>>,
     positions: Vec<PositionView>,
@@ -165,6 +166,9 @@ impl Handler<ExecuteTrade> for FakeExec {
         self.log
             .lock()
             .push(format!("execute {} {}", msg.proposal.side, msg.proposal.symbol));
+        if self.unavailable {
+            return Err(ExecutionError::Unavailable("exchange down".into()));
+        }
         let cid = msg.proposal.correlation_id;
         self.trades.lock().push(msg);
         Ok(result(cid))
@@ -246,6 +250,7 @@ struct Opts {
     positions: Vec<PositionView>,
     resolver: Option<Arc<dyn ConflictResolver>>,
     resolution_timeout_ms: u64,
+    exec_unavailable: bool,
 }
 
 impl Default for Opts {
@@ -258,6 +263,7 @@ impl Default for Opts {
             positions: vec![],
             resolver: None,
             resolution_timeout_ms: 100,
+            exec_unavailable: false,
         }
     }
 }
@@ -290,6 +296,7 @@ fn settings(timeout: u64, resolution_timeout_ms: u64) -> OrchestrationSettings {
         t.timeout_seconds = timeout;
     }
     s.signals.resolution_timeout_ms = resolution_timeout_ms;
+    s.signals.execution_retry_delays_ms = vec![10, 20];
     s
 }
 
@@ -329,6 +336,7 @@ fn start(opts: Opts, store: MemStore) -> H {
     let exec_log = Arc::new(Mutex::new(Vec::new()));
     let trades = Arc::new(Mutex::new(Vec::new()));
     let exec = FakeExec {
+        unavailable: opts.exec_unavailable,
         log: Arc::clone(&exec_log),
         trades: Arc::clone(&trades),
         positions: opts.positions,
@@ -773,6 +781,47 @@ async fn conflicts_are_resolved_by_model_or_rules() {
             "case {i}"
         );
     }
+}
+
+#[actix::test]
+async fn execution_errors_retry_with_backoff_then_pause_the_symbol() {
+    let h = start(
+        Opts {
+            exec_unavailable: true,
+            ..Opts::default()
+        },
+        MemStore::default(),
+    );
+    settle().await;
+    h.equity(dec!(10000)).await;
+    h.regime(Regime::Ranging).await;
+    h.ta(Bias::Long, 0.8).await;
+    let cid = h.signal(TradeAction::Buy, Some(dec!(2))).await;
+    actix::clock::sleep(Duration::from_millis(100)).await;
+    // First attempt plus two retries, then an alert and a paused symbol.
+    assert_eq!(h.exec_log.lock().len(), 3);
+    let results = h.audit.stages(cid).iter().filter(|s| *s == "execution_result").count();
+    assert_eq!(results, 3);
+    assert!(h
+        .alerts
+        .lock()
+        .iter()
+        .any(|a| a.alert_type == AlertType::ExecutionError && a.symbol == Some(btc())));
+    h.ta(Bias::Long, 0.8).await;
+    let cid = h.signal(TradeAction::Buy, Some(dec!(2))).await;
+    assert_eq!(h.exec_log.lock().len(), 3);
+    assert!(h.audit.detail(cid, "signal")["skipped"]
+        .as_str()
+        .unwrap()
+        .contains("paused"));
+    // 15 minutes later the symbol trades again.
+    h.clock.advance(ChronoDuration::minutes(16));
+    h.equity(dec!(10000)).await;
+    h.regime(Regime::Ranging).await;
+    h.ta(Bias::Long, 0.8).await;
+    h.signal(TradeAction::Buy, Some(dec!(2))).await;
+    actix::clock::sleep(Duration::from_millis(100)).await;
+    assert_eq!(h.exec_log.lock().len(), 6);
 }
 
 #[actix::test]
