@@ -6,7 +6,7 @@ use super::degradation::DegradationLevel;
 use super::schedule::SignalSettings;
 use super::signals::{
     apply_modifications, build_proposal, consensus, detect_conflicts, deterministic_resolution, model_eligible,
-    ConflictRequest, ConflictResolution, ConflictResolver, Inputs, Market, ResolutionAction,
+    regime_change_conflict, ConflictRequest, ConflictResolution, ConflictResolver, Inputs, Market, ResolutionAction,
 };
 use crate::agents::api::{AgentName, RunAnalysis};
 use crate::bus::Bus;
@@ -167,7 +167,18 @@ impl FlowDeps {
         let c = consensus(signal.action, signal.confidence, &inputs, &self.settings);
         self.record(cid, "consensus", sym, serde_json::to_value(&c).unwrap_or_default())
             .await;
-        let conflicts = detect_conflicts(signal.action, &inputs, &self.settings);
+        let mut conflicts = detect_conflicts(signal.action, &inputs, &self.settings);
+        if let Some(regime) = inputs
+            .regime
+            .as_ref()
+            .filter(|r| r.previous_regime.is_some_and(|p| p != r.regime))
+        {
+            let open = self
+                .open_positions(Some(signal.symbol.clone()))
+                .await
+                .map_or(0, |p| p.len());
+            conflicts.extend(regime_change_conflict(regime, open));
+        }
         let n = conflicts.len();
         let mut modifications = None;
         if !conflicts.is_empty() {

@@ -97,6 +97,8 @@ pub fn consensus(action: TradeAction, confidence: f64, inputs: &Inputs, cfg: &Si
 pub enum ConflictType {
     TaSentimentConflict,
     RegimeConflict,
+    /// The regime changed while a position on the symbol is open.
+    RegimeChange,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,6 +146,22 @@ pub fn detect_conflicts(action: TradeAction, inputs: &Inputs, cfg: &SignalSettin
         }
     }
     out
+}
+
+/// A regime change (per the update's `previous_regime`) while `open_positions` are open on the symbol.
+pub fn regime_change_conflict(regime: &RegimeUpdate, open_positions: usize) -> Option<ConflictInfo> {
+    let previous = regime.previous_regime.filter(|p| *p != regime.regime)?;
+    (open_positions > 0).then(|| ConflictInfo {
+        conflict_type: ConflictType::RegimeChange,
+        description: format!(
+            "regime changed from {previous} to {} with a position open",
+            regime.regime
+        ),
+        agents_involved: vec!["regime_detection".into(), "trading_decision".into()],
+        details: serde_json::json!({
+            "previous_regime": previous, "regime": regime.regime, "open_positions": open_positions,
+        }),
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -825,6 +825,43 @@ async fn execution_errors_retry_with_backoff_then_pause_the_symbol() {
 }
 
 #[actix::test]
+async fn regime_change_with_an_open_position_is_a_conflict() {
+    let h = start(
+        Opts {
+            positions: vec![position(PositionSide::Long)],
+            ..Opts::default()
+        },
+        MemStore::default(),
+    );
+    settle().await;
+    h.equity(dec!(10000)).await;
+    let (size, stop, tp) = super::signals::regime_params(Regime::Ranging);
+    h.coord
+        .send(RegimeUpdate {
+            meta: EventMeta::new("regime_detection", h.clock.now()),
+            symbol: btc(),
+            regime: Regime::Ranging,
+            confidence: 0.8,
+            position_size_multiplier: size,
+            entry_strictness: EntryStrictness::Normal,
+            stop_loss_atr_multiplier: stop,
+            take_profit_atr_multiplier: tp,
+            max_leverage: 2,
+            previous_regime: Some(Regime::TrendingBull),
+        })
+        .await
+        .unwrap();
+    h.ta(Bias::Long, 0.8).await;
+    let cid = h.signal(TradeAction::Buy, Some(dec!(2))).await;
+    assert_eq!(
+        h.audit.detail(cid, "conflict")["conflicts"][0]["conflict_type"],
+        "regime_change"
+    );
+    assert_eq!(h.audit.detail(cid, "resolution")["action"], "wait");
+    assert!(h.exec_log.lock().is_empty());
+}
+
+#[actix::test]
 async fn choppy_regime_aborts_by_rule() {
     let h = start(Opts::default(), MemStore::default());
     settle().await;
