@@ -193,14 +193,25 @@ pub async fn coordinator_halt(
     .await
 }
 
-/// Resume from HALTED (admin): only once no actor is escalated.
+/// Resume from HALTED (admin): only once no actor is escalated and the risk engine is not halted.
 #[utoipa::path(post, path = "/api/v1/coordinator/admin-resume", security(("bearer" = [])), request_body(content = Option<ControlBody>), responses((status = 200, description = "running"), (status = 409, description = "cause not cleared or not halted")))]
 pub async fn coordinator_admin_resume(
     auth: Admin,
     state: web::Data<AppState>,
     body: OptionalJsonBody<ControlBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let cause_cleared = state.registry.unready_reasons().is_empty();
+    // The cause is cleared when no actor is escalated and the risk engine is no longer halted
+    // (a tripped drawdown breaker needs `POST /api/v1/risk/reset` first).
+    let risk_halted = match state
+        .risk
+        .send(triplegain_actors::risk::GetRiskState)
+        .timeout(ACTOR_TIMEOUT)
+        .await
+    {
+        Ok(Ok(view)) => view.halted,
+        _ => true,
+    };
+    let cause_cleared = state.registry.unready_reasons().is_empty() && !risk_halted;
     control(
         &state,
         &auth.caller,

@@ -213,3 +213,47 @@ async fn paused_state_and_task_switches_survive_a_restart() {
     second.shutdown().await;
     drop(db);
 }
+
+#[actix_web::test]
+async fn drawdown_breaker_halts_and_admin_resume_needs_a_risk_reset() {
+    let app = spawn_app().await;
+    let now = app.state.clock.now();
+    let update = |equity| PortfolioUpdate {
+        meta: EventMeta::new("test", now),
+        equity_usd: equity,
+        peak_equity_usd: dec!(10000),
+        drawdown_pct: dec!(0),
+        open_exposure_usd: dec!(0),
+        exposure_by_symbol: BTreeMap::new(),
+        balances: BTreeMap::new(),
+        allocation_pct: BTreeMap::new(),
+    };
+    app.state.bus.portfolio_updates.publish(update(dec!(10000)));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // 25 % drawdown: the risk engine trips max_drawdown, the coordinator halts.
+    app.state.bus.portfolio_updates.publish(update(dec!(7500)));
+    let mut state = Value::Null;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let s: Value = app
+            .get("/api/v1/coordinator/status", Some(VIEWER))
+            .await
+            .json()
+            .await
+            .unwrap();
+        state = s["state"].clone();
+        if state == "halted" {
+            break;
+        }
+    }
+    assert_eq!(state, "halted");
+    let r = app.post("/api/v1/coordinator/admin-resume", Some(ADMIN), None).await;
+    assert_eq!(r.status(), 409, "{}", r.text().await.unwrap());
+    let r = app
+        .post("/api/v1/risk/reset", Some(ADMIN), Some(json!({"scope": "all"})))
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let r = app.post("/api/v1/coordinator/admin-resume", Some(ADMIN), None).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    app.shutdown().await;
+}
