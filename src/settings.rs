@@ -71,7 +71,7 @@ pub struct Settings {
 
     pub execution: ExecutionSettings,
 
-    pub orchestration: serde_json::Value,
+    pub orchestration: triplegain_actors::coordinator::OrchestrationSettings,
 
     pub portfolio: serde_json::Value,
 
@@ -94,7 +94,7 @@ impl Default for Settings {
             kraken: KrakenSettings::default(),
             llm: LlmSettings::default(),
             logging: LoggingSettings::default(),
-            orchestration: serde_json::Value::Object(Default::default()),
+            orchestration: triplegain_actors::coordinator::OrchestrationSettings::default(),
             risk: triplegain_actors::risk::RiskLimits::default(),
             execution: ExecutionSettings::default(),
             portfolio: serde_json::Value::Object(Default::default()),

@@ -243,12 +243,35 @@ impl Application {
         let coordinator = {
             let store = stores.state.clone();
             let clock = clock.clone();
+            let orchestration = settings.orchestration.clone();
+            let coordinator_bus = bus.clone();
+            let audit = stores.audit.clone();
+            // Agents and execution are connected with `Connect` once they are started.
+            let links = triplegain_actors::coordinator::CoordinatorLinks {
+                risk: Some(risk.clone().recipient()),
+                ..Default::default()
+            };
             start_supervised(&registry, "coordinator", true, CONTROL_MAILBOX, move |sup| {
                 Coordinator::new(sup, store, clock)
+                    .with_settings(orchestration)
+                    .with_bus(coordinator_bus)
+                    .with_audit(audit)
+                    .with_links(links)
             })
         };
         core_actors.push("coordinator".into());
         bus.risk_alerts
+            .subscribe("coordinator", coordinator.clone().recipient());
+        bus.trading_signals
+            .subscribe("coordinator", coordinator.clone().recipient());
+        bus.ta_signals.subscribe("coordinator", coordinator.clone().recipient());
+        bus.regime_updates
+            .subscribe("coordinator", coordinator.clone().recipient());
+        bus.sentiment_updates
+            .subscribe("coordinator", coordinator.clone().recipient());
+        bus.market_data
+            .subscribe("coordinator", coordinator.clone().recipient());
+        bus.portfolio_updates
             .subscribe("coordinator", coordinator.clone().recipient());
 
         // ---- portfolio: rebalancer, hodl bags ----------------------------------------------

@@ -22,15 +22,27 @@ pub use error::{ApiError, JsonBody, OptionalJsonBody};
         system::readyz,
         system::list_actors,
         system::crash_actor,
-        system::coordinator_status,
         system::coordinator_pause,
         system::coordinator_resume,
         system::coordinator_halt,
         system::coordinator_admin_resume,
         // analysis
         agents::latest_output,
+        // orchestration
+        orchestration::coordinator_status,
+        orchestration::task_command,
+        orchestration::risk_state,
+        orchestration::risk_reset,
+        orchestration::recent_decisions,
+        orchestration::decision_chain,
     ),
-    components(schemas(error::ErrorEnvelope, error::ErrorBody, system::ControlBody)),
+    components(schemas(
+        error::ErrorEnvelope,
+        error::ErrorBody,
+        system::ControlBody,
+        // orchestration
+        orchestration::RiskResetBody,
+    )),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -64,13 +76,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 .configure(agents::configure)
                 .route("/actors", web::get().to(system::list_actors))
                 .route("/actors/{name}/crash", web::post().to(system::crash_actor))
-                .route("/coordinator/status", web::get().to(system::coordinator_status))
                 .route("/coordinator/pause", web::post().to(system::coordinator_pause))
                 .route("/coordinator/resume", web::post().to(system::coordinator_resume))
                 .route("/coordinator/halt", web::post().to(system::coordinator_halt))
                 .route(
                     "/coordinator/admin-resume",
                     web::post().to(system::coordinator_admin_resume),
-                ),
+                )
+                .configure(orchestration::configure),
         );
 }

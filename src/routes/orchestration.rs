@@ -1,6 +1,228 @@
-//! Routes of this area.
+//! Coordinator status and task control, the risk state and reset, and the decision trail.
 
-use actix_web::web;
+use super::auth::{Admin, Operator, Viewer};
+use super::error::{ApiError, JsonBody};
+use crate::startup::AppState;
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use triplegain_actors::coordinator::{GetReport, TaskCommand, TaskCommandKind, TaskName};
+use triplegain_actors::domain::CorrelationId;
+use triplegain_actors::ports::DecisionRecord;
+use triplegain_actors::risk::{GetRiskState, ResetRisk, ResetScope, RiskResetError};
+use uuid::Uuid;
+
+const ACTOR_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_DECISIONS: i64 = 50;
+const MAX_DECISIONS: i64 = 500;
 
 /// Registers the routes of this area under `/api/v1`.
-pub fn configure(_cfg: &mut web::ServiceConfig) {}
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/coordinator/status", web::get().to(coordinator_status))
+        .route("/coordinator/task/{task}/{command}", web::post().to(task_command))
+        .route("/risk/state", web::get().to(risk_state))
+        .route("/risk/reset", web::post().to(risk_reset))
+        .route("/decisions", web::get().to(recent_decisions))
+        .route("/decisions/{correlation_id}", web::get().to(decision_chain));
+}
+
+/// Coordinator state, degradation level, task clocks and statistics.
+#[utoipa::path(get, path = "/api/v1/coordinator/status", security(("bearer" = [])),
+    responses((status = 200, description = "state, degradation, tasks with last/next run, statistics")))]
+pub async fn coordinator_status(_auth: Viewer, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let report = state
+        .coordinator
+        .send(GetReport)
+        .timeout(ACTOR_TIMEOUT)
+        .await
+        .map_err(|e| ApiError::from_mailbox("coordinator", &e))?
+        .map_err(|e| ApiError::from_actor("coordinator", &e))?;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// Run a task now, or enable / disable it.
+#[utoipa::path(post, path = "/api/v1/coordinator/task/{task}/{command}", security(("bearer" = [])),
+    params(("task" = String, Path, description = "ta_analysis, regime_detection, sentiment_analysis, trading_decision or portfolio_check"),
+           ("command" = String, Path, description = "run, enable or disable")),
+    responses((status = 200, description = "the task"), (status = 403, description = "operator role required"),
+              (status = 404, description = "unknown task or command")))]
+pub async fn task_command(
+    auth: Operator,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (task, command) = path.into_inner();
+    let route = format!("/api/v1/coordinator/task/{task}/{command}");
+    let Ok(name) = TaskName::parse(&task) else {
+        state
+            .audit(&auth.caller, "POST", &route, None, 404, "unknown task")
+            .await;
+        return Err(ApiError::not_found(format!(
+            "unknown task {task:?}; tasks are ta_analysis, regime_detection, sentiment_analysis, trading_decision, portfolio_check"
+        )));
+    };
+    let kind = match command.as_str() {
+        "run" => TaskCommandKind::Run,
+        "enable" => TaskCommandKind::Enable,
+        "disable" => TaskCommandKind::Disable,
+        _ => {
+            state
+                .audit(&auth.caller, "POST", &route, None, 404, "unknown command")
+                .await;
+            return Err(ApiError::not_found(format!(
+                "unknown command {command:?}; expected run, enable or disable"
+            )));
+        }
+    };
+    let view = state
+        .coordinator
+        .send(TaskCommand {
+            task: name,
+            command: kind,
+            by: auth.caller.name.clone(),
+        })
+        .timeout(ACTOR_TIMEOUT)
+        .await
+        .map_err(|e| ApiError::from_mailbox("coordinator", &e))?
+        .map_err(|e| ApiError::from_actor("coordinator", &e))?;
+    state.audit(&auth.caller, "POST", &route, None, 200, "ok").await;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// The risk engine's state: breakers, P&L periods, exposure, cooldown.
+#[utoipa::path(get, path = "/api/v1/risk/state", security(("bearer" = [])),
+    responses((status = 200, description = "risk state")))]
+pub async fn risk_state(_auth: Viewer, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let view = state
+        .risk
+        .send(GetRiskState)
+        .timeout(ACTOR_TIMEOUT)
+        .await
+        .map_err(|e| ApiError::from_mailbox("risk_engine", &e))?
+        .map_err(|e| ApiError::from_actor("risk_engine", &e))?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// Body of `POST /api/v1/risk/reset`.
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RiskResetBody {
+    /// `cooldown`, `drawdown` or `all`.
+    pub scope: String,
+}
+
+/// Reset risk breakers (admin).
+#[utoipa::path(post, path = "/api/v1/risk/reset", security(("bearer" = [])), request_body = RiskResetBody,
+    responses((status = 200, description = "risk state after the reset"), (status = 422, description = "invalid scope"),
+              (status = 403, description = "admin role required"), (status = 409, description = "refused")))]
+pub async fn risk_reset(
+    auth: Admin,
+    state: web::Data<AppState>,
+    body: JsonBody<RiskResetBody>,
+) -> Result<HttpResponse, ApiError> {
+    let route = "/api/v1/risk/reset";
+    let raw = serde_json::to_vec(&body.0).unwrap_or_default();
+    let scope = match body.0.scope.as_str() {
+        "cooldown" => ResetScope::Cooldown,
+        "drawdown" => ResetScope::Drawdown,
+        "all" => ResetScope::All,
+        other => {
+            state
+                .audit(&auth.caller, "POST", route, Some(&raw), 422, "invalid scope")
+                .await;
+            return Err(ApiError::validation(
+                "scope",
+                format!("invalid scope {other:?}; expected cooldown, drawdown or all"),
+            ));
+        }
+    };
+    let res = state
+        .risk
+        .send(ResetRisk { admin: true, scope })
+        .timeout(ACTOR_TIMEOUT)
+        .await
+        .map_err(|e| ApiError::from_mailbox("risk_engine", &e))?;
+    match res {
+        Ok(view) => {
+            state.audit(&auth.caller, "POST", route, Some(&raw), 200, "ok").await;
+            Ok(HttpResponse::Ok().json(view))
+        }
+        Err(RiskResetError::Refused(e)) => {
+            let why = e.to_string();
+            state.audit(&auth.caller, "POST", route, Some(&raw), 409, &why).await;
+            Err(ApiError::conflict(why))
+        }
+        Err(RiskResetError::Actor(e)) => Err(ApiError::from_actor("risk_engine", &e)),
+    }
+}
+
+/// Query of `GET /api/v1/decisions`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionsQuery {
+    pub symbol: Option<String>,
+    /// At most 500; default 50.
+    pub limit: Option<i64>,
+}
+
+/// Recent decision records, newest first.
+#[utoipa::path(get, path = "/api/v1/decisions", security(("bearer" = [])), params(DecisionsQuery),
+    responses((status = 200, description = "recent decision records"), (status = 422, description = "invalid limit")))]
+pub async fn recent_decisions(
+    _auth: Viewer,
+    state: web::Data<AppState>,
+    query: web::Query<DecisionsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = query.limit.unwrap_or(DEFAULT_DECISIONS);
+    if !(1..=MAX_DECISIONS).contains(&limit) {
+        return Err(ApiError::validation(
+            "limit",
+            format!("limit must be 1..={MAX_DECISIONS}"),
+        ));
+    }
+    let Some(pool) = &state.pool else {
+        return Ok(HttpResponse::Ok().json(Vec::<DecisionRecord>::new()));
+    };
+    let client = pool.get().await.map_err(|_| ApiError::unavailable("database"))?;
+    let rows = client
+        .query(
+            "SELECT correlation_id, stage, symbol, detail, at FROM decisions \
+             WHERE ($1::TEXT IS NULL OR symbol = $1) ORDER BY id DESC LIMIT $2",
+            &[&query.symbol, &limit],
+        )
+        .await
+        .map_err(|e| ApiError::internal(format!("decisions query failed: {e}")))?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let cid: Uuid = r.try_get(0).map_err(|e| ApiError::internal(e.to_string()))?;
+        out.push(DecisionRecord {
+            correlation_id: CorrelationId(cid),
+            stage: r.try_get(1).map_err(|e| ApiError::internal(e.to_string()))?,
+            symbol: r.try_get(2).map_err(|e| ApiError::internal(e.to_string()))?,
+            detail: r.try_get(3).map_err(|e| ApiError::internal(e.to_string()))?,
+            timestamp: r.try_get(4).map_err(|e| ApiError::internal(e.to_string()))?,
+        });
+    }
+    Ok(HttpResponse::Ok().json(out))
+}
+
+/// One decision chain, in order.
+#[utoipa::path(get, path = "/api/v1/decisions/{correlation_id}", security(("bearer" = [])),
+    params(("correlation_id" = String, Path, description = "UUID of the chain")),
+    responses((status = 200, description = "the chain, oldest first"), (status = 400, description = "not a UUID")))]
+pub async fn decision_chain(
+    _auth: Viewer,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let raw = path.into_inner();
+    let cid = Uuid::parse_str(&raw)
+        .map_err(|_| ApiError::bad_request(format!("{raw:?} is not a UUID")).with_field("correlation_id"))?;
+    let chain = state
+        .stores
+        .audit
+        .decision_chain(CorrelationId(cid))
+        .await
+        .map_err(|e| ApiError::internal(format!("decision chain unavailable: {e}")))?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "correlation_id": cid, "records": chain })))
+}

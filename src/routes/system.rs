@@ -6,7 +6,7 @@ use crate::startup::AppState;
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-use triplegain_actors::coordinator::{Control, CoordinatorStatus, GetStatus, InvalidTransition, Trigger};
+use triplegain_actors::coordinator::{Control, InvalidTransition, Trigger};
 
 const ACTOR_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -138,22 +138,6 @@ async fn control(
     }
 }
 
-/// Coordinator state.
-#[utoipa::path(get, path = "/api/v1/coordinator/status", security(("bearer" = [])), responses((status = 200, description = "state")))]
-pub async fn coordinator_status(
-    _auth: Viewer,
-    state: web::Data<AppState>,
-) -> Result<web::Json<CoordinatorStatus>, ApiError> {
-    let status = state
-        .coordinator
-        .send(GetStatus)
-        .timeout(ACTOR_TIMEOUT)
-        .await
-        .map_err(|e| ApiError::from_mailbox("coordinator", &e))?
-        .map_err(|e| ApiError::from_actor("coordinator", &e))?;
-    Ok(web::Json(status))
-}
-
 fn reason_of(body: OptionalJsonBody<ControlBody>) -> Option<String> {
     body.0.and_then(|b| b.reason)
 }
@@ -209,14 +193,25 @@ pub async fn coordinator_halt(
     .await
 }
 
-/// Resume from HALTED (admin): only once no actor is escalated.
+/// Resume from HALTED (admin): only once no actor is escalated and the risk engine is not halted.
 #[utoipa::path(post, path = "/api/v1/coordinator/admin-resume", security(("bearer" = [])), request_body(content = Option<ControlBody>), responses((status = 200, description = "running"), (status = 409, description = "cause not cleared or not halted")))]
 pub async fn coordinator_admin_resume(
     auth: Admin,
     state: web::Data<AppState>,
     body: OptionalJsonBody<ControlBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let cause_cleared = state.registry.unready_reasons().is_empty();
+    // The cause is cleared when no actor is escalated and the risk engine is no longer halted
+    // (a tripped drawdown breaker needs `POST /api/v1/risk/reset` first).
+    let risk_halted = match state
+        .risk
+        .send(triplegain_actors::risk::GetRiskState)
+        .timeout(ACTOR_TIMEOUT)
+        .await
+    {
+        Ok(Ok(view)) => view.halted,
+        _ => true,
+    };
+    let cause_cleared = state.registry.unready_reasons().is_empty() && !risk_halted;
     control(
         &state,
         &auth.caller,

@@ -1,7 +1,23 @@
-//! The coordinator: lifecycle state machine, schedules, conflicts, and its actor.
+//! The coordinator: lifecycle state machine, schedules, degradation, signal handling and its actor.
 
 pub mod actor;
+pub mod degradation;
+pub mod flow;
+pub mod schedule;
+pub mod signals;
 pub mod state;
 
-pub use actor::{Control, Coordinator, CoordinatorStatus, GetStatus};
+pub use actor::{
+    Connect, Control, Coordinator, CoordinatorReport, CoordinatorStatus, EvaluateSchedules, GetLatestOutput, GetReport,
+    GetStatus, Statistics, TaskCommand, TaskCommandKind, TaskView,
+};
+pub use degradation::{Degradation, DegradationLevel};
+pub use flow::{CoordinatorLinks, ExecutionLinks, RunPortfolioCheck};
+pub use schedule::{OrchestrationSettings, Scheduler, SignalSettings, TaskName, TaskSettings, TaskState, TaskTable};
+pub use signals::{
+    ConflictInfo, ConflictRequest, ConflictResolution, ConflictResolver, ConflictType, ResolutionAction,
+};
 pub use state::{CoordinatorState, InvalidTransition, Trigger};
+
+#[cfg(test)]
+mod tests;
