@@ -249,6 +249,7 @@ impl Application {
             // Agents and execution are connected with `Connect` once they are started.
             let links = triplegain_actors::coordinator::CoordinatorLinks {
                 risk: Some(risk.clone().recipient()),
+                agents: analysis.agents.clone(),
                 ..Default::default()
             };
             start_supervised(&registry, "coordinator", true, CONTROL_MAILBOX, move |sup| {
@@ -273,6 +274,7 @@ impl Application {
             .subscribe("coordinator", coordinator.clone().recipient());
         bus.portfolio_updates
             .subscribe("coordinator", coordinator.clone().recipient());
+        bus.business_ticks.subscribe("coordinator", coordinator.clone().recipient());
 
         // ---- portfolio: rebalancer, hodl bags ----------------------------------------------
 

@@ -774,6 +774,14 @@ impl Handler<EvaluateSchedules> for Coordinator {
     }
 }
 
+/// The market feed's business clock drives the schedules.
+impl Handler<crate::messages::BusinessTick> for Coordinator {
+    type Result = ();
+    fn handle(&mut self, msg: crate::messages::BusinessTick, ctx: &mut Context<Self>) {
+        let _ = guarded(self, ctx, |act, ctx| act.evaluate(msg.now, ctx));
+    }
+}
+
 impl Handler<Connect> for Coordinator {
     type Result = ();
     fn handle(&mut self, msg: Connect, ctx: &mut Context<Self>) {
