@@ -1,5 +1,6 @@
 //! TripleGain server: settings, persistence, HTTP API and adapters around the actors crate.
 
+pub mod backtest;
 pub mod bench;
 pub mod cli;
 pub mod db;
