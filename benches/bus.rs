@@ -28,8 +28,12 @@ fn bus(c: &mut Criterion) {
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(3));
     g.warm_up_time(Duration::from_millis(500));
-    g.bench_function("mpsc_1sub", |b| b.iter_custom(|n| timed(|| mpsc_run(EVENTS, WINDOW, 1), n)));
-    g.bench_function("topic_1sub", |b| b.iter_custom(|n| timed(|| topic_run(EVENTS, WINDOW, 1), n)));
+    g.bench_function("mpsc_1sub", |b| {
+        b.iter_custom(|n| timed(|| mpsc_run(EVENTS, WINDOW, 1), n))
+    });
+    g.bench_function("topic_1sub", |b| {
+        b.iter_custom(|n| timed(|| topic_run(EVENTS, WINDOW, 1), n))
+    });
     g.bench_function("mpsc_chain5", |b| {
         b.iter_custom(|n| timed(|| mpsc_run(EVENTS, WINDOW, CHAIN_HOPS), n))
     });

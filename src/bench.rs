@@ -18,6 +18,7 @@
 //! capacity `window` and spins on `Full`, the same pacing. Throughput is events counted by the last
 //! consumer divided by the wall time from the first publish to the last count.
 
+use actix::prelude::*;
 use anyhow::{anyhow, bail, Context as _};
 use chrono::{DateTime, TimeZone, Utc};
 use rust_decimal::Decimal;
@@ -28,14 +29,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use actix::prelude::*;
 use triplegain_actors::bus::Topic;
 use triplegain_actors::clock::SystemClock;
 use triplegain_actors::domain::{Candle, CorrelationId, Regime, Side, Symbol, Timeframe};
 use triplegain_actors::indicators::IndicatorEngine;
 use triplegain_actors::market::simulated::SimulatedMarket;
-use triplegain_actors::risk::{self, ProposalSource, RiskLimits, RiskState, TradeProposal};
 use triplegain_actors::messages::{CandleClosed, EventMeta, Ping};
+use triplegain_actors::risk::{self, ProposalSource, RiskLimits, RiskState, TradeProposal};
 use triplegain_actors::supervision::{
     guarded, start_supervised, Drain, Registry, RestartPolicy, SupervisedActor, SupervisionHandle,
 };
@@ -69,7 +69,10 @@ impl Throughput {
 
 /// The event every bus scenario carries.
 pub fn sample_event() -> anyhow::Result<CandleClosed> {
-    let t = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().context("fixed time")?;
+    let t = Utc
+        .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+        .single()
+        .context("fixed time")?;
     Ok(CandleClosed {
         meta: EventMeta::new("bench", t),
         candle: Candle {
@@ -477,7 +480,10 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 /// A proposal that passes every check (BTC/USDT long, 2 % stop, 2:1 reward) and the state it is
 /// validated against (10 000 USD equity, one open ETH position), so the whole pipeline runs.
 pub fn representative_proposal() -> anyhow::Result<(TradeProposal, RiskState, RiskLimits, DateTime<Utc>)> {
-    let now = Utc.with_ymd_and_hms(2026, 1, 5, 12, 0, 0).single().context("fixed time")?;
+    let now = Utc
+        .with_ymd_and_hms(2026, 1, 5, 12, 0, 0)
+        .single()
+        .context("fixed time")?;
     let proposal = TradeProposal {
         symbol: Symbol::parse("BTC/USDT")?,
         side: Side::Buy,
@@ -530,7 +536,12 @@ pub fn risk_run(samples: usize) -> anyhow::Result<Latency> {
     } else {
         times.iter().sum::<f64>() / times.len() as f64
     };
-    let reasons = outcome.rejections.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(",");
+    let reasons = outcome
+        .rejections
+        .iter()
+        .map(|c| c.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
     Ok(Latency {
         operation: "risk_validate".to_owned(),
         samples,
@@ -538,7 +549,11 @@ pub fn risk_run(samples: usize) -> anyhow::Result<Latency> {
         p99_us: percentile(&times, 0.99),
         mean_us: mean,
         max_us: times.last().copied().unwrap_or(0.0),
-        outcome: if reasons.is_empty() { status } else { format!("{status} ({reasons})") },
+        outcome: if reasons.is_empty() {
+            status
+        } else {
+            format!("{status} ({reasons})")
+        },
     })
 }
 
@@ -565,7 +580,10 @@ impl Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu_model = cpuinfo
             .lines()
-            .find_map(|l| l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).to_owned()))
+            .find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|r| r.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
             .unwrap_or_else(|| "unknown".to_owned());
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
         let memory = meminfo
@@ -695,8 +713,7 @@ mod tests {
         for ((symbol, path, rows), (sym2, candles)) in files.iter().zip(&expected) {
             assert_eq!(symbol, sym2);
             assert_eq!(*rows, 1440);
-            let (parsed_symbol, _) =
-                crate::market::replay::parse_replay_arg(&path.to_string_lossy()).unwrap();
+            let (parsed_symbol, _) = crate::market::replay::parse_replay_arg(&path.to_string_lossy()).unwrap();
             assert_eq!(&parsed_symbol, symbol);
             assert_eq!(&crate::market::replay::load_candles(path, symbol).unwrap(), candles);
         }

@@ -365,7 +365,11 @@ impl Report {
             by_symbol,
             risk_verdicts: input.risk_verdicts.clone(),
             rebalances: input.rebalances,
-            hodl_allocations: input.hodl_allocations.iter().map(|(k, v)| (k.clone(), money(*v))).collect(),
+            hodl_allocations: input
+                .hodl_allocations
+                .iter()
+                .map(|(k, v)| (k.clone(), money(*v)))
+                .collect(),
             timing,
         }
     }
@@ -413,7 +417,10 @@ impl Report {
             f(self.sortino, 2),
         );
         if let Some(t) = self.timing {
-            s.push_str(&format!("wall {:.3} s, {:.0} candles/s\n", t.wall_seconds, t.candles_per_sec));
+            s.push_str(&format!(
+                "wall {:.3} s, {:.0} candles/s\n",
+                t.wall_seconds, t.candles_per_sec
+            ));
         }
         s
     }
@@ -504,9 +511,7 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, equity: &[EquityPoint]
         mesh.x_labels(0).y_labels(0);
     }
     mesh.draw().map_err(plot_err)?;
-    chart
-        .draw_series(LineSeries::new(pts, &BLUE))
-        .map_err(plot_err)?;
+    chart.draw_series(LineSeries::new(pts, &BLUE)).map_err(plot_err)?;
     root.present().map_err(plot_err)?;
     Ok(())
 }
@@ -521,7 +526,15 @@ mod tests {
         Utc.with_ymd_and_hms(2025, 3, 1, 0, 0, 0).unwrap()
     }
 
-    fn trade(symbol: &str, side: Side, regime: &str, qty: Decimal, entry: Decimal, exit: Decimal, fees: Decimal) -> TradeRecord {
+    fn trade(
+        symbol: &str,
+        side: Side,
+        regime: &str,
+        qty: Decimal,
+        entry: Decimal,
+        exit: Decimal,
+        fees: Decimal,
+    ) -> TradeRecord {
         TradeRecord {
             symbol: symbol.to_owned(),
             side,
@@ -549,11 +562,35 @@ mod tests {
             candles_processed: 2880,
             trades: vec![
                 // long BTC +0.1 × 1000 = +100 gross, 3.2 fees
-                trade("BTC/USDT", Side::Buy, "trending_bull", dec!(0.1), dec!(95000), dec!(96000), dec!(3.2)),
+                trade(
+                    "BTC/USDT",
+                    Side::Buy,
+                    "trending_bull",
+                    dec!(0.1),
+                    dec!(95000),
+                    dec!(96000),
+                    dec!(3.2),
+                ),
                 // short XRP: (2.40 − 2.30) × 1000 = +100 gross, 1.5 fees
-                trade("XRP/USDT", Side::Sell, "ranging", dec!(1000), dec!(2.40), dec!(2.30), dec!(1.5)),
+                trade(
+                    "XRP/USDT",
+                    Side::Sell,
+                    "ranging",
+                    dec!(1000),
+                    dec!(2.40),
+                    dec!(2.30),
+                    dec!(1.5),
+                ),
                 // long BTC −0.05 × 2000 = −100 gross, 2.1 fees
-                trade("BTC/USDT", Side::Buy, "ranging", dec!(0.05), dec!(96000), dec!(94000), dec!(2.1)),
+                trade(
+                    "BTC/USDT",
+                    Side::Buy,
+                    "ranging",
+                    dec!(0.05),
+                    dec!(96000),
+                    dec!(94000),
+                    dec!(2.1),
+                ),
             ],
             equity: vec![
                 point(0, dec!(10000), dec!(0)),
@@ -682,7 +719,11 @@ mod tests {
         let svg = dir.join("equity.svg");
         plot_equity(&svg, &curve).unwrap();
         let body = std::fs::read_to_string(&svg).unwrap();
-        assert!(body.starts_with("<svg") && body.contains("polyline"), "{}", &body[..200.min(body.len())]);
+        assert!(
+            body.starts_with("<svg") && body.contains("polyline"),
+            "{}",
+            &body[..200.min(body.len())]
+        );
         assert!(body.contains("Equity (USD)"));
 
         let png = dir.join("equity.png");
