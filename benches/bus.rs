@@ -1,16 +1,16 @@
-//! Bus throughput next to a raw tokio mpsc channel (see `triplegain::bench` for the method).
+//! Bus throughput next to a raw tokio mpsc channel (see the `triplegain-bench` crate for the method).
 //! `cargo bench --bench bus`; `triplegain bench --only bus` prints the same scenarios as a table.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::time::Duration;
-use triplegain::bench::{mpsc_run, topic_run, CHAIN_HOPS};
+use triplegain_bench::{mpsc_run, topic_run, CHAIN_HOPS};
 
 /// Events per measured run.
 const EVENTS: u64 = 200_000;
 /// Events in flight at most.
 const WINDOW: u64 = 1024;
 
-fn timed(run: impl Fn() -> anyhow::Result<triplegain::bench::Throughput>, iters: u64) -> Duration {
+fn timed(run: impl Fn() -> anyhow::Result<triplegain_bench::Throughput>, iters: u64) -> Duration {
     (0..iters)
         .map(|_| match run() {
             Ok(t) => Duration::from_secs_f64(t.seconds),

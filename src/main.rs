@@ -52,6 +52,11 @@ fn run_bench(args: &triplegain::cli::BenchArgs) -> ExitCode {
             }
         })
     } else {
+        let series = if args.candles.is_empty() {
+            Ok(None)
+        } else {
+            triplegain::bench::load_series(&args.candles).map(Some)
+        };
         let has = |part: &str| args.only.iter().any(|p| p.trim().eq_ignore_ascii_case(part));
         let opts = triplegain::bench::SuiteOptions {
             events: args.events,
@@ -63,16 +68,18 @@ fn run_bench(args: &triplegain::cli::BenchArgs) -> ExitCode {
             risk_samples: args.risk_samples,
             seed: args.seed,
             days: args.days,
-            candles: args.candles.clone(),
+            series: None,
         };
-        triplegain::bench::run_suite(&opts).and_then(|report| {
-            if let Some(path) = &args.json {
-                let text = serde_json::to_string_pretty(&report)?;
-                std::fs::write(path, text + "\n")?;
-                println!("results written to {}", path.display());
-            }
-            Ok(())
-        })
+        series
+            .and_then(|series| triplegain::bench::run_suite(&triplegain::bench::SuiteOptions { series, ..opts }))
+            .and_then(|report| {
+                if let Some(path) = &args.json {
+                    let text = serde_json::to_string_pretty(&report)?;
+                    std::fs::write(path, text + "\n")?;
+                    println!("results written to {}", path.display());
+                }
+                Ok(())
+            })
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
