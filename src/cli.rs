@@ -1,4 +1,4 @@
-//! Command line: `triplegain serve | migrate | analyze | check-config`.
+//! Command line: `triplegain serve | migrate | check-config | analyze | bench`.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -41,4 +41,42 @@ pub enum Command {
     },
     /// Print the resolved settings as YAML with secrets redacted; exit 2 on any invalid setting.
     CheckConfig,
+    /// Run the benchmark suite (bus vs raw mpsc, indicators, risk validation) or generate candle files.
+    Bench(BenchArgs),
+}
+
+/// Options of `triplegain bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Events per bus run.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+    /// Most events in flight (published, not yet counted by the last consumer); every mailbox and
+    /// the raw channel hold more than this, so nothing is dropped.
+    #[arg(long, default_value_t = 1024)]
+    pub window: u64,
+    /// Runs per bus scenario (interleaved; the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Parts to run, comma separated: bus, indicators, risk.
+    #[arg(long, value_delimiter = ',', default_value = "bus,indicators,risk")]
+    pub only: Vec<String>,
+    /// Risk validations to time.
+    #[arg(long, default_value_t = 100_000)]
+    pub risk_samples: usize,
+    /// Seed of the simulated market used for generated candles.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Days of 1-minute candles to generate.
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
+    /// Candle files (`SYMBOL=FILE` or FILE) for the indicator benchmark; generated in memory if absent.
+    #[arg(long = "candles")]
+    pub candles: Vec<PathBuf>,
+    /// Write generated 1-minute candle files for BTC/USDT and XRP/USDT into DIR and exit.
+    #[arg(long, value_name = "DIR")]
+    pub generate: Option<PathBuf>,
+    /// Also write the results as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }

@@ -1,6 +1,8 @@
 //! TripleGain server: settings, persistence, HTTP API and adapters around the actors crate.
 
 pub mod analysis;
+pub mod backtest;
+pub mod bench;
 pub mod cli;
 pub mod db;
 pub mod kraken;

@@ -44,6 +44,52 @@ async fn shutdown_signal() {
     }
 }
 
+fn run_bench(args: &triplegain::cli::BenchArgs) -> ExitCode {
+    let result = if let Some(dir) = &args.generate {
+        triplegain::bench::write_candle_files(dir, args.seed, args.days).map(|files| {
+            for (symbol, path, rows) in files {
+                println!("{symbol}: {rows} candles -> {}", path.display());
+            }
+        })
+    } else {
+        let series = if args.candles.is_empty() {
+            Ok(None)
+        } else {
+            triplegain::bench::load_series(&args.candles).map(Some)
+        };
+        let has = |part: &str| args.only.iter().any(|p| p.trim().eq_ignore_ascii_case(part));
+        let opts = triplegain::bench::SuiteOptions {
+            events: args.events,
+            window: args.window,
+            repeats: args.repeats,
+            bus: has("bus"),
+            indicators: has("indicators"),
+            risk: has("risk"),
+            risk_samples: args.risk_samples,
+            seed: args.seed,
+            days: args.days,
+            series: None,
+        };
+        series
+            .and_then(|series| triplegain::bench::run_suite(&triplegain::bench::SuiteOptions { series, ..opts }))
+            .and_then(|report| {
+                if let Some(path) = &args.json {
+                    let text = serde_json::to_string_pretty(&report)?;
+                    std::fs::write(path, text + "\n")?;
+                    println!("results written to {}", path.display());
+                }
+                Ok(())
+            })
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[actix_web::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -75,6 +121,7 @@ async fn main() -> ExitCode {
                 }
             }
         }
+        Command::Bench(args) => run_bench(args),
         Command::CheckConfig => match load(&cli) {
             Ok(settings) => match settings.redacted_yaml() {
                 Ok(yaml) => {

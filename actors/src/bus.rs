@@ -182,45 +182,48 @@ impl<E: Message<Result = ()> + Send> Topic<E> {
 
 impl<E: Message<Result = ()> + Send + Clone> Topic<E> {
     /// Delivers `event` to every matching subscriber with `try_send`; never blocks.
+    ///
+    /// Each filter runs once; the event is cloned for all matching subscribers but the last, which
+    /// gets the original (no allocation besides the mailbox's own).
     pub fn publish(&self, event: E) -> Delivery {
         self.inner.published.fetch_add(1, Ordering::Relaxed);
         let subs = Arc::clone(&self.inner.subs.read());
         let mut out = Delivery::default();
-        let matching: Vec<&Subscription<E>> = subs
-            .iter()
-            .filter(|s| {
-                let pass = s.filter.as_ref().is_none_or(|f| f(&event));
-                if !pass {
-                    out.filtered += 1;
-                }
-                pass
-            })
-            .collect();
-        let last = matching.len().saturating_sub(1);
-        let mut event = Some(event);
-        for (i, sub) in matching.into_iter().enumerate() {
-            let msg = if i == last { event.take() } else { event.clone() };
-            let Some(msg) = msg else { break };
-            match sub.recipient.try_send(msg) {
-                Ok(()) => {
-                    sub.stats.delivered.fetch_add(1, Ordering::Relaxed);
-                    out.delivered += 1;
-                }
-                Err(err) => {
-                    sub.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                    out.dropped += 1;
-                    let why = match err {
-                        SendError::Full(_) => "mailbox full",
-                        SendError::Closed(_) => "mailbox closed",
-                    };
-                    tracing::warn!(topic = std::any::type_name::<E>(), subscriber = %sub.name, why, "bus event dropped");
-                    if let Some(hook) = &self.inner.on_drop {
-                        hook(&sub.name);
-                    }
+        let mut pending: Option<&Subscription<E>> = None;
+        for sub in subs.iter() {
+            if !sub.filter.as_ref().is_none_or(|f| f(&event)) {
+                out.filtered += 1;
+                continue;
+            }
+            if let Some(prev) = pending.replace(sub) {
+                self.deliver(prev, event.clone(), &mut out);
+            }
+        }
+        if let Some(last) = pending {
+            self.deliver(last, event, &mut out);
+        }
+        out
+    }
+
+    fn deliver(&self, sub: &Subscription<E>, msg: E, out: &mut Delivery) {
+        match sub.recipient.try_send(msg) {
+            Ok(()) => {
+                sub.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                out.delivered += 1;
+            }
+            Err(err) => {
+                sub.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                out.dropped += 1;
+                let why = match err {
+                    SendError::Full(_) => "mailbox full",
+                    SendError::Closed(_) => "mailbox closed",
+                };
+                tracing::warn!(topic = std::any::type_name::<E>(), subscriber = %sub.name, why, "bus event dropped");
+                if let Some(hook) = &self.inner.on_drop {
+                    hook(&sub.name);
                 }
             }
         }
-        out
     }
 }
 

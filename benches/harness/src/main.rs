@@ -1,0 +1,79 @@
+//! `triplegain-bench`: the benchmark suite without the server around it (same code as
+//! `triplegain bench`, which also reads candle files).
+//!
+//! Usage: `triplegain-bench [--events N] [--window N] [--repeats N] [--only bus,indicators,risk]
+//! [--risk-samples N] [--seed N] [--days N] [--json FILE] [--generate DIR]`
+
+use std::process::ExitCode;
+use triplegain_bench::{run_suite, write_candle_files, SuiteOptions};
+
+fn parse() -> Result<(SuiteOptions, Option<String>, Option<String>), String> {
+    let mut opts = SuiteOptions {
+        events: 1_000_000,
+        window: 1024,
+        repeats: 3,
+        bus: true,
+        indicators: true,
+        risk: true,
+        risk_samples: 100_000,
+        seed: 42,
+        days: 365,
+        series: None,
+    };
+    let (mut json, mut generate) = (None, None);
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let num = |v: &str| v.parse::<u64>().map_err(|_| format!("{flag}: {v:?} is not a number"));
+        match flag.as_str() {
+            "--events" => opts.events = num(&value)?,
+            "--window" => opts.window = num(&value)?,
+            "--repeats" => opts.repeats = usize::try_from(num(&value)?).map_err(|e| e.to_string())?,
+            "--risk-samples" => opts.risk_samples = usize::try_from(num(&value)?).map_err(|e| e.to_string())?,
+            "--seed" => opts.seed = num(&value)?,
+            "--days" => opts.days = u32::try_from(num(&value)?).map_err(|e| e.to_string())?,
+            "--only" => {
+                let parts: Vec<String> = value.split(',').map(|p| p.trim().to_ascii_lowercase()).collect();
+                opts.bus = parts.iter().any(|p| p == "bus");
+                opts.indicators = parts.iter().any(|p| p == "indicators");
+                opts.risk = parts.iter().any(|p| p == "risk");
+            }
+            "--json" => json = Some(value),
+            "--generate" => generate = Some(value),
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    Ok((opts, json, generate))
+}
+
+fn main() -> ExitCode {
+    let (opts, json, generate) = match parse() {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = if let Some(dir) = generate {
+        write_candle_files(std::path::Path::new(&dir), opts.seed, opts.days).map(|files| {
+            for (symbol, path, rows) in files {
+                println!("{symbol}: {rows} candles -> {}", path.display());
+            }
+        })
+    } else {
+        run_suite(&opts).and_then(|report| {
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")?;
+                println!("results written to {path}");
+            }
+            Ok(())
+        })
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
