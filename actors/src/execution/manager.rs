@@ -302,6 +302,7 @@ pub struct OrderExecutionManager {
     /// Trailing stop: best price seen after activation, per position.
     trail_extreme: HashMap<Uuid, Decimal>,
     peak_equity: Decimal,
+    feed_timeframe: HashMap<Symbol, crate::domain::Timeframe>,
 }
 
 impl OrderExecutionManager {
@@ -327,6 +328,7 @@ impl OrderExecutionManager {
             protect_retry_scheduled: HashSet::new(),
             trail_extreme: HashMap::new(),
             peak_equity: Decimal::ZERO,
+            feed_timeframe: HashMap::new(),
         }
     }
 
@@ -1704,7 +1706,16 @@ impl Handler<CandleClosed> for OrderExecutionManager {
     fn handle(&mut self, msg: CandleClosed, ctx: &mut Context<Self>) {
         let _ = guarded(self, ctx, |act, ctx| {
             act.prices.insert(msg.candle.symbol.clone(), msg.candle.close);
-            if act.deps.feed_paper {
+            // Only the finest timeframe of a symbol moves the paper exchange: the coarser candles repeat the
+            // same trades.
+            let finest = act
+                .feed_timeframe
+                .entry(msg.candle.symbol.clone())
+                .or_insert(msg.candle.timeframe);
+            if msg.candle.timeframe < *finest {
+                *finest = msg.candle.timeframe;
+            }
+            if act.deps.feed_paper && msg.candle.timeframe == *finest {
                 if let Some(paper) = &act.deps.paper {
                     paper.on_candle(&msg.candle);
                 }
