@@ -26,8 +26,21 @@ pub use error::{ApiError, JsonBody, OptionalJsonBody};
         system::coordinator_resume,
         system::coordinator_halt,
         system::coordinator_admin_resume,
+        // execution
+        execution::list_positions,
+        execution::get_position,
+        execution::close_position,
+        execution::modify_position,
+        execution::list_orders,
+        execution::get_order,
+        execution::cancel_order,
+        execution::list_trades,
+        execution::place_trade,
+        execution::validate_trade,
     ),
-    components(schemas(error::ErrorEnvelope, error::ErrorBody, system::ControlBody)),
+    components(schemas(error::ErrorEnvelope, error::ErrorBody, system::ControlBody,
+        // execution
+        execution::CloseBody, execution::ModifyBody, execution::ManualTradeBody)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -67,6 +80,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 .route(
                     "/coordinator/admin-resume",
                     web::post().to(system::coordinator_admin_resume),
-                ),
+                )
+                .configure(execution::configure),
         );
 }
