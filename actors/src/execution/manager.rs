@@ -408,6 +408,8 @@ impl OrderExecutionManager {
         for id in ids {
             self.ensure_protection(id, ctx);
         }
+        // The risk engine learns equity only from portfolio updates: value the account right away.
+        self.refresh_portfolio(ctx);
     }
 
     // -------------------------------------------------------------- polling
