@@ -50,7 +50,6 @@ pub struct AppState {
     pub execution: Addr<triplegain_actors::execution::manager::OrderExecutionManager>,
     /// Kept alive while the process runs (live mode).
     pub dead_mans_switch: Option<crate::kraken::DeadMansSwitchHandle>,
-
     // -- analysis area (fields) --
 
     // -- coordinator area (fields) --
@@ -243,7 +242,8 @@ impl Application {
             })
         };
         core_actors.push("execution_manager".into());
-        bus.candles.subscribe("execution_manager", execution.clone().recipient());
+        bus.candles
+            .subscribe("execution_manager", execution.clone().recipient());
         // Live: Kraken cancels every order unless the switch is refreshed in time.
         let dead_mans_switch = match settings.app.mode {
             TradingMode::Live => Some(

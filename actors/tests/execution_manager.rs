@@ -58,7 +58,13 @@ impl AuditStore for MemAudit {
         async { Ok(()) }.boxed()
     }
     fn decision_chain(&self, c: CorrelationId) -> StoreFuture<Vec<DecisionRecord>> {
-        let v = self.0.lock().iter().filter(|d| d.correlation_id == c).cloned().collect();
+        let v = self
+            .0
+            .lock()
+            .iter()
+            .filter(|d| d.correlation_id == c)
+            .cloned()
+            .collect();
         async move { Ok(v) }.boxed()
     }
 }
@@ -252,7 +258,11 @@ impl Env {
     async fn wait_protected(&self, with_tp: bool) -> PositionView {
         let mut last = None;
         for _ in 0..200 {
-            let pos = self.positions().await.into_iter().find(|p| p.status == PositionStatus::Open);
+            let pos = self
+                .positions()
+                .await
+                .into_iter()
+                .find(|p| p.status == PositionStatus::Open);
             if let Some(p) = pos {
                 let sl_ok = self
                     .paper_open(OrderType::StopLoss)
@@ -270,7 +280,10 @@ impl Env {
             }
             actix::clock::sleep(Duration::from_millis(20)).await;
         }
-        panic!("position never protected: {last:?}; open: {:?}", self.paper_open(OrderType::StopLoss));
+        panic!(
+            "position never protected: {last:?}; open: {:?}",
+            self.paper_open(OrderType::StopLoss)
+        );
     }
 }
 
@@ -304,17 +317,34 @@ async fn fill_opens_a_position_protected_by_stop_and_take_profit_for_the_filled_
     assert_eq!(tp.len(), 1);
     assert_eq!(tp[0].price, Some(dec!(52000)));
     // SL and TP are linked to each other.
-    let sl_rec = env.store.get_order(pos.stop_loss_order_id.unwrap()).await.unwrap().unwrap();
+    let sl_rec = env
+        .store
+        .get_order(pos.stop_loss_order_id.unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(sl_rec.linked_order_id, pos.take_profit_order_id);
     eventually("decision links recorded", || {
         let audit = env.audit.clone();
         async move {
-            let stages: Vec<String> = audit.0.lock().iter().filter(|d| d.correlation_id == corr).map(|d| d.stage.clone()).collect();
-            ["order_placed", "order_filled", "position_opened"].iter().all(|s| stages.iter().any(|x| x == s))
+            let stages: Vec<String> = audit
+                .0
+                .lock()
+                .iter()
+                .filter(|d| d.correlation_id == corr)
+                .map(|d| d.stage.clone())
+                .collect();
+            ["order_placed", "order_filled", "position_opened"]
+                .iter()
+                .all(|s| stages.iter().any(|x| x == s))
         }
     })
     .await;
-    assert!(env.events.lock().iter().any(|e| e.event_type == ExecutionEventType::PositionOpened));
+    assert!(env
+        .events
+        .lock()
+        .iter()
+        .any(|e| e.event_type == ExecutionEventType::PositionOpened));
 }
 
 #[actix::test]
@@ -328,7 +358,11 @@ async fn take_profit_fill_cancels_the_stop_and_closes_the_position_with_net_pnl(
 
     env.tick(dec!(52100));
     eventually("position closed and stop cancelled", || async {
-        let closed = env.positions().await.iter().any(|p| p.id == pos.id && p.status == PositionStatus::Closed);
+        let closed = env
+            .positions()
+            .await
+            .iter()
+            .any(|p| p.id == pos.id && p.status == PositionStatus::Closed);
         let sl = env.store.get_order(sl_id).await.unwrap().unwrap();
         closed && sl.view.status == OrderStatus::Cancelled
     })
@@ -341,7 +375,13 @@ async fn take_profit_fill_cancels_the_stop_and_closes_the_position_with_net_pnl(
     let expected = (dec!(52000) - pos.entry_price) * dec!(0.02) - fees;
     assert_eq!(closed.realized_pnl, expected);
     assert_eq!(closed.exit_price, Some(dec!(52000)));
-    let ev = env.events.lock().iter().find(|e| e.event_type == ExecutionEventType::PositionClosed).cloned().unwrap();
+    let ev = env
+        .events
+        .lock()
+        .iter()
+        .find(|e| e.event_type == ExecutionEventType::PositionClosed)
+        .cloned()
+        .unwrap();
     assert_eq!(ev.realized_pnl, Some(expected));
     // The BTC bought was sold exactly once.
     let bal = futures::executor::block_on(triplegain_actors::ports::Exchange::balances(&env.paper)).unwrap();
@@ -390,11 +430,19 @@ async fn partial_fill_is_protected_for_the_filled_part_and_protection_grows() {
         actix::clock::sleep(Duration::from_millis(100)).await;
     }
     eventually("stop grown to the full size", || async {
-        let sl: Decimal = env.paper_open(OrderType::StopLoss).iter().map(|o| o.volume - o.filled_volume).sum();
+        let sl: Decimal = env
+            .paper_open(OrderType::StopLoss)
+            .iter()
+            .map(|o| o.volume - o.filled_volume)
+            .sum();
         sl == dec!(0.02)
     })
     .await;
-    assert_eq!(env.paper_open(OrderType::StopLoss).len(), 1, "the smaller stop was replaced, not kept");
+    assert_eq!(
+        env.paper_open(OrderType::StopLoss).len(),
+        1,
+        "the smaller stop was replaced, not kept"
+    );
 }
 
 #[actix::test]
@@ -409,16 +457,33 @@ async fn failed_stop_placement_alerts_urgently_and_is_retried_until_placed() {
     .await;
     let p = proposal(Side::Buy, dec!(1000), Some(dec!(49000)), None);
     env.addr.send(trade(p)).await.unwrap().unwrap();
-    env.paper
-        .fail_next_op(PaperOp::PlaceOrder, ExchangeError::Rejected("EGeneral:Internal error".into()), false);
-    env.paper
-        .fail_next_op(PaperOp::PlaceOrder, ExchangeError::Rejected("EGeneral:Internal error".into()), false);
+    env.paper.fail_next_op(
+        PaperOp::PlaceOrder,
+        ExchangeError::Rejected("EGeneral:Internal error".into()),
+        false,
+    );
+    env.paper.fail_next_op(
+        PaperOp::PlaceOrder,
+        ExchangeError::Rejected("EGeneral:Internal error".into()),
+        false,
+    );
     env.tick(dec!(49990));
     eventually("urgent stop-loss alert", || async {
-        env.alerts.lock().iter().filter(|a| a.alert_type == AlertType::StopLossMissing).count() >= 2
+        env.alerts
+            .lock()
+            .iter()
+            .filter(|a| a.alert_type == AlertType::StopLossMissing)
+            .count()
+            >= 2
     })
     .await;
-    let a = env.alerts.lock().iter().find(|a| a.alert_type == AlertType::StopLossMissing).cloned().unwrap();
+    let a = env
+        .alerts
+        .lock()
+        .iter()
+        .find(|a| a.alert_type == AlertType::StopLossMissing)
+        .cloned()
+        .unwrap();
     assert_eq!(a.meta.priority, Priority::Urgent);
     let pos = env.wait_protected(false).await;
     assert_eq!(env.paper_open(OrderType::StopLoss).len(), 1);
@@ -434,7 +499,12 @@ async fn unknown_outcome_goes_to_error_and_is_reconciled_by_client_id_without_a_
     let p = proposal(Side::Buy, dec!(1000), Some(dec!(49000)), Some(dec!(52000)));
     let err = env.addr.send(trade(p)).await.unwrap().unwrap_err();
     assert!(matches!(err, ExecutionError::Unknown(_)), "{err:?}");
-    let entry = env.orders().await.into_iter().find(|o| o.view.purpose == "entry").unwrap();
+    let entry = env
+        .orders()
+        .await
+        .into_iter()
+        .find(|o| o.view.purpose == "entry")
+        .unwrap();
     let id = entry.view.id;
     eventually("reconciled from error to open", || async {
         env.store.get_order(id).await.unwrap().unwrap().view.status == OrderStatus::Open
@@ -445,7 +515,10 @@ async fn unknown_outcome_goes_to_error_and_is_reconciled_by_client_id_without_a_
     // Exactly one order on the exchange carries that client id: nothing was re-sent.
     let on_exchange = env.paper_open(OrderType::Limit);
     assert_eq!(on_exchange.len(), 1);
-    assert_eq!(on_exchange[0].client_order_id.as_ref(), Some(&entry.view.client_order_id));
+    assert_eq!(
+        on_exchange[0].client_order_id.as_ref(),
+        Some(&entry.view.client_order_id)
+    );
     env.tick(dec!(49990));
     env.wait_protected(true).await;
 }
@@ -466,7 +539,11 @@ async fn restart_applies_the_fill_that_happened_while_down_and_protects_the_posi
     let pos = env.wait_protected(true).await;
     assert_eq!(pos.size, dec!(0.02));
     actix::clock::sleep(Duration::from_millis(300)).await;
-    assert_eq!(env.paper_open(OrderType::StopLoss).len(), 1, "exactly one stop after reconciliation");
+    assert_eq!(
+        env.paper_open(OrderType::StopLoss).len(),
+        1,
+        "exactly one stop after reconciliation"
+    );
     assert_eq!(env.positions().await.len(), 1);
 }
 
@@ -528,5 +605,8 @@ async fn position_limits_refuse_a_third_position_on_a_symbol() {
     }
     let p = proposal(Side::Buy, dec!(100), Some(dec!(49000)), None);
     let err = env.addr.send(trade(p)).await.unwrap().unwrap_err();
-    assert!(matches!(err, ExecutionError::NotAllowed(ref m) if m.contains("max_positions_per_symbol")), "{err:?}");
+    assert!(
+        matches!(err, ExecutionError::NotAllowed(ref m) if m.contains("max_positions_per_symbol")),
+        "{err:?}"
+    );
 }

@@ -84,7 +84,8 @@ fn order_from_row(r: &Row) -> Result<OrderRecord, StoreError> {
     })
 }
 
-const POSITION_COLS: &str = "id, correlation_id, symbol, side, status, size, entry_price, exit_price, leverage, stop_loss, \
+const POSITION_COLS: &str =
+    "id, correlation_id, symbol, side, status, size, entry_price, exit_price, leverage, stop_loss, \
      take_profit, stop_loss_order_id, take_profit_order_id, realized_pnl, fees, opened_at, closed_at";
 
 fn position_from_row(r: &Row) -> Result<PositionView, StoreError> {
@@ -338,7 +339,8 @@ impl OrderStore for PgStore {
         let pool = self.pool().clone();
         async move {
             let client = pool.get().await.map_err(unavailable)?;
-            let sql = format!("SELECT {POSITION_COLS} FROM positions WHERE status IN ('open', 'closing') ORDER BY opened_at");
+            let sql =
+                format!("SELECT {POSITION_COLS} FROM positions WHERE status IN ('open', 'closing') ORDER BY opened_at");
             let rows = client.query(&sql, &[]).await.map_err(query)?;
             rows.iter().map(position_from_row).collect()
         }
@@ -433,7 +435,13 @@ impl OrderStore for PgStore {
                 .execute(
                     "INSERT INTO position_snapshots (position_id, at, price, unrealized_pnl, unrealized_pnl_pct) \
                      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (position_id, at) DO NOTHING",
-                    &[&s.position_id, &s.at, &s.price, &s.unrealized_pnl, &s.unrealized_pnl_pct],
+                    &[
+                        &s.position_id,
+                        &s.at,
+                        &s.price,
+                        &s.unrealized_pnl,
+                        &s.unrealized_pnl_pct,
+                    ],
                 )
                 .await
                 .map_err(query)?;

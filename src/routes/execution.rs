@@ -146,7 +146,10 @@ pub async fn close_position(
         let id = parse_id(&path)?;
         let fraction = body.fraction.unwrap_or(Decimal::ONE);
         if fraction <= Decimal::ZERO || fraction > Decimal::ONE {
-            return Err(ApiError::validation("fraction", "fraction must be greater than 0 and at most 1"));
+            return Err(ApiError::validation(
+                "fraction",
+                "fraction must be greater than 0 and at most 1",
+            ));
         }
         let pos = state.stores.orders.get_position(id).await.map_err(store_error)?;
         let pos = pos.ok_or_else(|| ApiError::not_found(format!("position {id} not found")))?;
@@ -158,7 +161,10 @@ pub async fn close_position(
             .send(ClosePosition {
                 position_id: id,
                 fraction,
-                reason: body.reason.clone().unwrap_or_else(|| format!("manual ({})", auth.caller.name)),
+                reason: body
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| format!("manual ({})", auth.caller.name)),
                 correlation_id: pos.correlation_id,
             })
             .await
@@ -403,7 +409,8 @@ fn parse_trade(state: &AppState, b: &ManualTradeBody) -> Result<ParsedTrade, Api
         "market" => OrderType::Market,
         other => {
             return Err(
-                ApiError::bad_request(format!("order_type {other:?}: expected market or limit")).with_field("order_type")
+                ApiError::bad_request(format!("order_type {other:?}: expected market or limit"))
+                    .with_field("order_type"),
             )
         }
     };
@@ -417,8 +424,18 @@ fn parse_trade(state: &AppState, b: &ManualTradeBody) -> Result<ParsedTrade, Api
         positive(f, v)?;
     }
     match (b.size_usd, b.volume) {
-        (Some(_), Some(_)) => return Err(ApiError::validation("volume", "give exactly one of size_usd and volume")),
-        (None, None) => return Err(ApiError::validation("size_usd", "give exactly one of size_usd and volume")),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::validation(
+                "volume",
+                "give exactly one of size_usd and volume",
+            ))
+        }
+        (None, None) => {
+            return Err(ApiError::validation(
+                "size_usd",
+                "give exactly one of size_usd and volume",
+            ))
+        }
         _ => {}
     }
     let leverage = b.leverage.unwrap_or(1);
@@ -510,7 +527,11 @@ fn verdict_error(v: &RiskVerdict) -> ApiError {
         code,
         format!(
             "risk engine {}: {} ({})",
-            if v.status == VerdictStatus::Halted { "halted" } else { "rejected" },
+            if v.status == VerdictStatus::Halted {
+                "halted"
+            } else {
+                "rejected"
+            },
             codes.join(", "),
             v.reason.clone().unwrap_or_default()
         ),
@@ -622,7 +643,9 @@ pub async fn place_trade(
         .map(|k| format!("trades:{k}"));
     if let Some(k) = &key {
         if k.len() > 255 {
-            return Err(ApiError::bad_request("Idempotency-Key is longer than 255 characters").with_field("Idempotency-Key"));
+            return Err(
+                ApiError::bad_request("Idempotency-Key is longer than 255 characters").with_field("Idempotency-Key")
+            );
         }
         if let Some(replay) = idempotent_replay(&state, k).await? {
             return Ok(replay);
@@ -650,7 +673,14 @@ pub async fn place_trade(
             .to_owned()
     };
     state
-        .audit(&auth.caller, "POST", "/api/v1/trades", Some(&raw), status.as_u16(), &result)
+        .audit(
+            &auth.caller,
+            "POST",
+            "/api/v1/trades",
+            Some(&raw),
+            status.as_u16(),
+            &result,
+        )
         .await;
     Ok(HttpResponse::build(status).json(json))
 }

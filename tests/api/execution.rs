@@ -38,7 +38,11 @@ async fn ready(app: &TestApp) {
     price(app, "50000");
     // The execution manager values the account at start; the risk engine needs that equity.
     for _ in 0..100 {
-        let (s, b) = body(app.post("/api/v1/trades/validate", Some(VIEWER), Some(limit_buy("1000"))).await).await;
+        let (s, b) = body(
+            app.post("/api/v1/trades/validate", Some(VIEWER), Some(limit_buy("1000")))
+                .await,
+        )
+        .await;
         if s == 200 && b["verdict"]["status"] == "approved" {
             return;
         }
@@ -83,7 +87,11 @@ async fn patch(app: &TestApp, path: &str, token: &str, b: Value) -> (u16, Value)
 async fn manual_limit_buy_fills_opens_a_protected_position_that_can_be_modified_and_closed() {
     let app = spawn_app().await;
     ready(&app).await;
-    let (s, b) = body(app.post("/api/v1/trades", Some(OPERATOR), Some(limit_buy("1000"))).await).await;
+    let (s, b) = body(
+        app.post("/api/v1/trades", Some(OPERATOR), Some(limit_buy("1000")))
+            .await,
+    )
+    .await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["verdict"]["status"], "approved");
     let corr = b["correlation_id"].as_str().unwrap().to_owned();
@@ -97,8 +105,16 @@ async fn manual_limit_buy_fills_opens_a_protected_position_that_can_be_modified_
     assert_eq!(dec(&pos["size"]), Decimal::from_str("0.02").unwrap());
     assert_eq!(pos["correlation_id"].as_str().unwrap(), corr);
     let (_, orders) = body(app.get("/api/v1/orders?open_only=true", Some(VIEWER)).await).await;
-    let purposes: Vec<&str> = orders["orders"].as_array().unwrap().iter().map(|o| o["purpose"].as_str().unwrap()).collect();
-    assert!(purposes.contains(&"stop_loss") && purposes.contains(&"take_profit"), "{purposes:?}");
+    let purposes: Vec<&str> = orders["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["purpose"].as_str().unwrap())
+        .collect();
+    assert!(
+        purposes.contains(&"stop_loss") && purposes.contains(&"take_profit"),
+        "{purposes:?}"
+    );
     assert_eq!(purposes.len(), 2);
 
     // Every transition of the entry is in order_status_log.
@@ -119,12 +135,23 @@ async fn manual_limit_buy_fills_opens_a_protected_position_that_can_be_modified_
 
     // Move the stop: the exchange order is replaced.
     let pid = pos["id"].as_str().unwrap().to_owned();
-    let (s, m) = patch(&app, &format!("/api/v1/positions/{pid}"), OPERATOR, json!({"stop_loss": "49500"})).await;
+    let (s, m) = patch(
+        &app,
+        &format!("/api/v1/positions/{pid}"),
+        OPERATOR,
+        json!({"stop_loss": "49500"}),
+    )
+    .await;
     assert_eq!(s, 200, "{m}");
     let mut moved = false;
     for _ in 0..100 {
         let (_, o) = body(app.get("/api/v1/orders?open_only=true", Some(VIEWER)).await).await;
-        let sl: Vec<&Value> = o["orders"].as_array().unwrap().iter().filter(|o| o["purpose"] == "stop_loss").collect();
+        let sl: Vec<&Value> = o["orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["purpose"] == "stop_loss")
+            .collect();
         if sl.len() == 1 && dec(&sl[0]["price"]) == Decimal::from(49500) {
             moved = true;
             break;
@@ -132,13 +159,31 @@ async fn manual_limit_buy_fills_opens_a_protected_position_that_can_be_modified_
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(moved, "stop not replaced at 49500");
-    let (s, e) = patch(&app, &format!("/api/v1/positions/{pid}"), OPERATOR, json!({"stop_loss": "-1"})).await;
+    let (s, e) = patch(
+        &app,
+        &format!("/api/v1/positions/{pid}"),
+        OPERATOR,
+        json!({"stop_loss": "-1"}),
+    )
+    .await;
     assert_eq!((s, e["error"]["field"].as_str()), (422, Some("stop_loss")));
 
     // Close it.
-    let (s, c) = body(app.post(&format!("/api/v1/positions/{pid}/close"), Some(OPERATOR), Some(json!({"fraction": "2"}))).await).await;
+    let (s, c) = body(
+        app.post(
+            &format!("/api/v1/positions/{pid}/close"),
+            Some(OPERATOR),
+            Some(json!({"fraction": "2"})),
+        )
+        .await,
+    )
+    .await;
     assert_eq!((s, c["error"]["field"].as_str()), (422, Some("fraction")));
-    let (s, c) = body(app.post(&format!("/api/v1/positions/{pid}/close"), Some(OPERATOR), None).await).await;
+    let (s, c) = body(
+        app.post(&format!("/api/v1/positions/{pid}/close"), Some(OPERATOR), None)
+            .await,
+    )
+    .await;
     assert_eq!(s, 200, "{c}");
     assert_eq!(c["orders"][0]["purpose"], "close");
     price(&app, "50100");
@@ -154,13 +199,20 @@ async fn manual_limit_buy_fills_opens_a_protected_position_that_can_be_modified_
     let closed = closed.expect("position closed");
     assert!(!closed["realized_pnl"].is_null());
     let (_, open) = body(app.get("/api/v1/orders?open_only=true", Some(VIEWER)).await).await;
-    assert_eq!(open["orders"].as_array().unwrap().len(), 0, "stop and take-profit cancelled: {open}");
+    assert_eq!(
+        open["orders"].as_array().unwrap().len(),
+        0,
+        "stop and take-profit cancelled: {open}"
+    );
     let (_, all) = body(app.get("/api/v1/positions?status=all", Some(VIEWER)).await).await;
     assert_eq!(all["positions"].as_array().unwrap().len(), 1);
 
     // The decision trail links the chain.
     let stages: Vec<String> = client
-        .query("SELECT stage FROM decisions WHERE correlation_id = $1::text::uuid ORDER BY id", &[&corr])
+        .query(
+            "SELECT stage FROM decisions WHERE correlation_id = $1::text::uuid ORDER BY id",
+            &[&corr],
+        )
         .await
         .unwrap()
         .iter()
@@ -170,7 +222,10 @@ async fn manual_limit_buy_fills_opens_a_protected_position_that_can_be_modified_
         assert!(stages.iter().any(|x| x == s), "{s} missing in {stages:?}");
     }
     let audited: i64 = client
-        .query_one("SELECT count(*) FROM api_audit_log WHERE route LIKE '/api/v1/positions/%'", &[])
+        .query_one(
+            "SELECT count(*) FROM api_audit_log WHERE route LIKE '/api/v1/positions/%'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -185,14 +240,24 @@ async fn a_rule_breaking_trade_is_422_naming_the_rule_and_a_large_one_is_shrunk(
     tight["stop_loss"] = json!("49990");
     let (s, b) = body(app.post("/api/v1/trades", Some(OPERATOR), Some(tight)).await).await;
     assert_eq!(s, 422, "{b}");
-    assert!(b["error"]["message"].as_str().unwrap().contains("stop_loss_too_tight"), "{b}");
+    assert!(
+        b["error"]["message"].as_str().unwrap().contains("stop_loss_too_tight"),
+        "{b}"
+    );
 
-    let (s, b) = body(app.post("/api/v1/trades", Some(OPERATOR), Some(limit_buy("5000"))).await).await;
+    let (s, b) = body(
+        app.post("/api/v1/trades", Some(OPERATOR), Some(limit_buy("5000")))
+            .await,
+    )
+    .await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["verdict"]["status"], "modified", "{b}");
     assert!(!b["verdict"]["modifications"].as_array().unwrap().is_empty());
     let volume = dec(&b["orders"][0]["volume"]);
-    assert!(volume < Decimal::from_str("0.1").unwrap(), "the smaller order was placed: {volume}");
+    assert!(
+        volume < Decimal::from_str("0.1").unwrap(),
+        "the smaller order was placed: {volume}"
+    );
 }
 
 #[actix_web::test]
@@ -244,7 +309,11 @@ async fn bad_fields_roles_and_a_paused_coordinator_are_refused() {
     assert_eq!(s, 403);
 
     // Validation places nothing.
-    let (s, b) = body(app.post("/api/v1/trades/validate", Some(VIEWER), Some(limit_buy("1000"))).await).await;
+    let (s, b) = body(
+        app.post("/api/v1/trades/validate", Some(VIEWER), Some(limit_buy("1000")))
+            .await,
+    )
+    .await;
     assert_eq!(s, 200);
     assert_eq!(b["verdict"]["status"], "approved");
     let (_, o) = body(app.get("/api/v1/orders", Some(VIEWER)).await).await;
@@ -252,7 +321,11 @@ async fn bad_fields_roles_and_a_paused_coordinator_are_refused() {
 
     let (s, _) = body(app.post("/api/v1/coordinator/pause", Some(OPERATOR), None).await).await;
     assert_eq!(s, 200);
-    let (s, b) = body(app.post("/api/v1/trades", Some(OPERATOR), Some(limit_buy("1000"))).await).await;
+    let (s, b) = body(
+        app.post("/api/v1/trades", Some(OPERATOR), Some(limit_buy("1000")))
+            .await,
+    )
+    .await;
     assert_eq!(s, 409, "{b}");
 
     // Route input errors.
@@ -263,9 +336,17 @@ async fn bad_fields_roles_and_a_paused_coordinator_are_refused() {
     let id = uuid::Uuid::new_v4();
     let (s, _) = body(app.get(&format!("/api/v1/positions/{id}"), Some(VIEWER)).await).await;
     assert_eq!(s, 404);
-    let (s, _) = body(app.post(&format!("/api/v1/orders/{id}/cancel"), Some(OPERATOR), None).await).await;
+    let (s, _) = body(
+        app.post(&format!("/api/v1/orders/{id}/cancel"), Some(OPERATOR), None)
+            .await,
+    )
+    .await;
     assert_eq!(s, 404);
-    let (s, _) = body(app.post(&format!("/api/v1/orders/{id}/cancel"), Some(VIEWER), None).await).await;
+    let (s, _) = body(
+        app.post(&format!("/api/v1/orders/{id}/cancel"), Some(VIEWER), None)
+            .await,
+    )
+    .await;
     assert_eq!(s, 403);
     let (s, b) = body(app.get("/api/v1/trades?limit=0", Some(VIEWER)).await).await;
     assert_eq!((s, b["error"]["field"].as_str()), (422, Some("limit")));
@@ -282,9 +363,17 @@ async fn an_open_order_can_be_cancelled() {
     let (s, b) = body(app.post("/api/v1/trades", Some(OPERATOR), Some(low)).await).await;
     assert_eq!(s, 200, "{b}");
     let id = b["orders"][0]["id"].as_str().unwrap().to_owned();
-    let (s, c) = body(app.post(&format!("/api/v1/orders/{id}/cancel"), Some(OPERATOR), None).await).await;
+    let (s, c) = body(
+        app.post(&format!("/api/v1/orders/{id}/cancel"), Some(OPERATOR), None)
+            .await,
+    )
+    .await;
     assert_eq!(s, 200, "{c}");
     assert_eq!(c["status"], "cancelled");
-    let (s, _) = body(app.post(&format!("/api/v1/orders/{id}/cancel"), Some(OPERATOR), None).await).await;
+    let (s, _) = body(
+        app.post(&format!("/api/v1/orders/{id}/cancel"), Some(OPERATOR), None)
+            .await,
+    )
+    .await;
     assert_eq!(s, 409);
 }

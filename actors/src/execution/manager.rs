@@ -25,7 +25,7 @@
 //! Realised P&L is net of every fee paid (entry fees are booked when the entry fills).
 
 use super::api::{
-    CancelOrder, ClosePosition, CloseAllPositions, ExecuteTrade, ExecutionError, ExecutionResult, GetOrders,
+    CancelOrder, CloseAllPositions, ClosePosition, ExecuteTrade, ExecutionError, ExecutionResult, GetOrders,
     GetPositions, ModifyPosition, OrderView, PositionView,
 };
 use super::paper::PaperExchange;
@@ -378,7 +378,12 @@ impl OrderExecutionManager {
                 .collect::<Vec<_>>()
                 .join("; ");
                 tracing::error!(reason = %why, "execution manager could not load its state; retrying in 5 s");
-                self.alert(AlertType::Reconcile, Severity::High, None, format!("execution state not loaded: {why}"));
+                self.alert(
+                    AlertType::Reconcile,
+                    Severity::High,
+                    None,
+                    format!("execution state not loaded: {why}"),
+                );
                 ctx.run_later(Duration::from_secs(5), |act, ctx| act.load(ctx));
                 return;
             }
@@ -461,7 +466,9 @@ impl OrderExecutionManager {
         };
         let mut seen = HashSet::new();
         for ex in found {
-            let Some(cid) = ex.client_order_id.clone() else { continue };
+            let Some(cid) = ex.client_order_id.clone() else {
+                continue;
+            };
             let Some(&id) = self.by_client.get(&cid) else { continue };
             seen.insert(cid);
             self.missing.remove(&id);
@@ -482,7 +489,9 @@ impl OrderExecutionManager {
     /// An order the exchange does not know. A `pending` (never acknowledged) or unresolved `error` order is
     /// given up after `reconcile_attempts` polls: it was never placed. Anything else is an alert.
     fn on_missing(&mut self, id: Uuid, ctx: &mut Context<Self>) {
-        let Some(rec) = self.orders.get(&id).cloned() else { return };
+        let Some(rec) = self.orders.get(&id).cloned() else {
+            return;
+        };
         let n = {
             let n = self.missing.entry(id).or_insert(0);
             *n += 1;
@@ -505,7 +514,12 @@ impl OrderExecutionManager {
             self.writer.send(Op::Order(Box::new(rec2.clone())));
         }
         self.forget(id);
-        self.alert(AlertType::Reconcile, Severity::Medium, Some(rec.view.symbol.clone()), msg);
+        self.alert(
+            AlertType::Reconcile,
+            Severity::Medium,
+            Some(rec.view.symbol.clone()),
+            msg,
+        );
         if let Some(pid) = rec.view.position_id {
             self.ensure_protection(pid, ctx);
         }
@@ -549,7 +563,9 @@ impl OrderExecutionManager {
 
     /// Applies the exchange's view of one order. Idempotent: only what changed since the last view counts.
     fn apply_update(&mut self, id: Uuid, ex: &ExchangeOrder, ctx: &mut Context<Self>) {
-        let Some(mut rec) = self.orders.get(&id).cloned() else { return };
+        let Some(mut rec) = self.orders.get(&id).cloned() else {
+            return;
+        };
         let old_filled = rec.view.filled_volume;
         let new_filled = ex.filled_volume.max(old_filled);
         let delta = new_filled - old_filled;
@@ -616,10 +632,24 @@ impl OrderExecutionManager {
         }
         match ex.status {
             OrderStatus::Cancelled | OrderStatus::Expired if status_changed => {
-                self.publish(ExecutionEventType::OrderCancelled, &rec, Decimal::ZERO, None, Decimal::ZERO, None);
+                self.publish(
+                    ExecutionEventType::OrderCancelled,
+                    &rec,
+                    Decimal::ZERO,
+                    None,
+                    Decimal::ZERO,
+                    None,
+                );
             }
             OrderStatus::Rejected if status_changed => {
-                self.publish(ExecutionEventType::OrderRejected, &rec, Decimal::ZERO, None, Decimal::ZERO, None);
+                self.publish(
+                    ExecutionEventType::OrderRejected,
+                    &rec,
+                    Decimal::ZERO,
+                    None,
+                    Decimal::ZERO,
+                    None,
+                );
             }
             _ => {}
         }
@@ -706,7 +736,9 @@ impl OrderExecutionManager {
                 );
                 true
             };
-            let Some(p) = self.positions.get(&pid).cloned() else { return };
+            let Some(p) = self.positions.get(&pid).cloned() else {
+                return;
+            };
             self.writer.send(Op::Position(Box::new(p.clone())));
             if opened {
                 self.publish(ExecutionEventType::PositionOpened, rec, delta, Some(price), fee, None);
@@ -810,7 +842,9 @@ impl OrderExecutionManager {
         if !self.ready {
             return;
         }
-        let Some(pos) = self.positions.get(&pid).cloned() else { return };
+        let Some(pos) = self.positions.get(&pid).cloned() else {
+            return;
+        };
         if pos.status != PositionStatus::Open || pos.size <= Decimal::ZERO {
             return;
         }
@@ -892,7 +926,9 @@ impl OrderExecutionManager {
         let fut = self.submit(rec, ctx);
         ctx.spawn(fut.map(move |res, act, ctx| {
             act.protect_inflight.remove(&(pid, kind));
-            let _ = guarded(act, ctx, |act, ctx| act.on_protection_result(pid, kind, replaces, res, ctx));
+            let _ = guarded(act, ctx, |act, ctx| {
+                act.on_protection_result(pid, kind, replaces, res, ctx)
+            });
         }));
     }
 
@@ -943,7 +979,9 @@ impl OrderExecutionManager {
                 );
             }
             Err(e) => {
-                let Some(pos) = self.positions.get(&pid).cloned() else { return };
+                let Some(pos) = self.positions.get(&pid).cloned() else {
+                    return;
+                };
                 let n = {
                     let n = self.protect_failures.entry((pid, kind)).or_insert(0);
                     *n += 1;
@@ -1101,7 +1139,9 @@ impl OrderExecutionManager {
                 rec.error_message = Some(why.clone());
                 self.transition(&mut rec, OrderStatus::Rejected, serde_json::json!({ "reason": why }));
                 self.forget(id);
-                Err(ExecutionError::Unavailable(format!("order not recorded, so not sent: {store}")))
+                Err(ExecutionError::Unavailable(format!(
+                    "order not recorded, so not sent: {store}"
+                )))
             }
             Ok(Ok(ack)) => {
                 rec.view.exchange_order_id = Some(ack.exchange_order_id.clone());
@@ -1110,7 +1150,14 @@ impl OrderExecutionManager {
                     OrderStatus::Open,
                     serde_json::json!({"exchange_order_id": ack.exchange_order_id, "description": ack.description}),
                 );
-                self.publish(ExecutionEventType::OrderPlaced, &rec, Decimal::ZERO, rec.view.price, Decimal::ZERO, None);
+                self.publish(
+                    ExecutionEventType::OrderPlaced,
+                    &rec,
+                    Decimal::ZERO,
+                    rec.view.price,
+                    Decimal::ZERO,
+                    None,
+                );
                 self.decision(
                     rec.view.correlation_id,
                     "order_placed",
@@ -1131,7 +1178,14 @@ impl OrderExecutionManager {
             Ok(Err(ExchangeError::Unknown(msg))) => {
                 rec.error_message = Some(format!("{UNRESOLVED} {msg}"));
                 self.transition(&mut rec, OrderStatus::Error, serde_json::json!({"reason": msg}));
-                self.publish(ExecutionEventType::OrderError, &rec, Decimal::ZERO, None, Decimal::ZERO, None);
+                self.publish(
+                    ExecutionEventType::OrderError,
+                    &rec,
+                    Decimal::ZERO,
+                    None,
+                    Decimal::ZERO,
+                    None,
+                );
                 self.decision(
                     rec.view.correlation_id,
                     "order_error",
@@ -1142,14 +1196,28 @@ impl OrderExecutionManager {
                     AlertType::ExecutionError,
                     Severity::High,
                     Some(symbol),
-                    format!("order {} outcome unknown ({msg}); reconciling by client id", rec.view.client_order_id),
+                    format!(
+                        "order {} outcome unknown ({msg}); reconciling by client id",
+                        rec.view.client_order_id
+                    ),
                 );
                 Err(ExecutionError::Unknown(msg))
             }
             Ok(Err(e)) => {
                 rec.error_message = Some(e.to_string());
-                self.transition(&mut rec, OrderStatus::Rejected, serde_json::json!({"reason": e.to_string()}));
-                self.publish(ExecutionEventType::OrderRejected, &rec, Decimal::ZERO, None, Decimal::ZERO, None);
+                self.transition(
+                    &mut rec,
+                    OrderStatus::Rejected,
+                    serde_json::json!({"reason": e.to_string()}),
+                );
+                self.publish(
+                    ExecutionEventType::OrderRejected,
+                    &rec,
+                    Decimal::ZERO,
+                    None,
+                    Decimal::ZERO,
+                    None,
+                );
                 self.decision(
                     rec.view.correlation_id,
                     "order_rejected",
@@ -1212,7 +1280,8 @@ impl OrderExecutionManager {
                 .filter(|o| sym.is_none_or(|s| &o.view.symbol == s))
                 .count()
         };
-        let on_symbol = self.positions.values().filter(|x| x.symbol == p.symbol).count() + pending_entries(Some(&p.symbol));
+        let on_symbol =
+            self.positions.values().filter(|x| x.symbol == p.symbol).count() + pending_entries(Some(&p.symbol));
         if on_symbol >= self.cfg().max_positions_per_symbol {
             return fail(ExecutionError::NotAllowed(format!(
                 "max_positions_per_symbol {} reached for {}",
@@ -1295,7 +1364,11 @@ impl OrderExecutionManager {
     }
 
     /// A reduce-only trade closes (part of) the open positions it opposes on its symbol.
-    fn execute_reduce_only(&mut self, msg: &ExecuteTrade, ctx: &mut Context<Self>) -> ResponseActFuture<Self, ExecResult> {
+    fn execute_reduce_only(
+        &mut self,
+        msg: &ExecuteTrade,
+        ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, ExecResult> {
         let p = &msg.proposal;
         let closing_side = match p.side {
             Side::Sell => PositionSide::Long,
@@ -1406,7 +1479,10 @@ impl OrderExecutionManager {
             return Err(ExecutionError::Unavailable("execution manager is still loading".into()));
         }
         let Some(p) = self.positions.get_mut(&msg.position_id) else {
-            return Err(ExecutionError::Invalid(format!("position {} is not open", msg.position_id)));
+            return Err(ExecutionError::Invalid(format!(
+                "position {} is not open",
+                msg.position_id
+            )));
         };
         let reference = p.entry_price;
         for (name, v) in [("stop_loss", msg.stop_loss), ("take_profit", msg.take_profit)] {
@@ -1448,7 +1524,9 @@ impl OrderExecutionManager {
         let mut changed = Vec::new();
         let trailing = self.cfg().trailing_stop.clone();
         for p in self.positions.values_mut() {
-            let Some(&price) = self.prices.get(&p.symbol) else { continue };
+            let Some(&price) = self.prices.get(&p.symbol) else {
+                continue;
+            };
             let (pnl, pct) = position_pnl(p.side, p.entry_price, price, p.size, p.leverage);
             p.unrealized_pnl = Some(pnl);
             self.writer.send(Op::Snapshot(PositionSnapshotRecord {
@@ -1855,7 +1933,8 @@ impl Handler<CloseAllPositions> for OrderExecutionManager {
 impl Handler<ModifyPosition> for OrderExecutionManager {
     type Result = Result<PositionView, ExecutionError>;
     fn handle(&mut self, msg: ModifyPosition, ctx: &mut Context<Self>) -> Self::Result {
-        guarded(self, ctx, |act, ctx| act.modify(msg, ctx)).unwrap_or_else(|e| Err(ExecutionError::Unavailable(e.to_string())))
+        guarded(self, ctx, |act, ctx| act.modify(msg, ctx))
+            .unwrap_or_else(|e| Err(ExecutionError::Unavailable(e.to_string())))
     }
 }
 
@@ -1980,12 +2059,21 @@ mod tests {
         let (p, pct) = position_pnl(PositionSide::Long, dec!(45000), dec!(46000), dec!(0.1), 1);
         assert_eq!(p, dec!(100));
         assert_eq!(pct.round_dp(3), dec!(2.222));
-        assert_eq!(position_pnl(PositionSide::Long, dec!(45000), dec!(44000), dec!(0.1), 1).0, dec!(-100));
-        assert_eq!(position_pnl(PositionSide::Short, dec!(45000), dec!(44000), dec!(0.1), 1).0, dec!(100));
+        assert_eq!(
+            position_pnl(PositionSide::Long, dec!(45000), dec!(44000), dec!(0.1), 1).0,
+            dec!(-100)
+        );
+        assert_eq!(
+            position_pnl(PositionSide::Short, dec!(45000), dec!(44000), dec!(0.1), 1).0,
+            dec!(100)
+        );
         // 0.1 margin × 5 leverage = 0.5 traded.
         let (p, pct) = position_pnl(PositionSide::Long, dec!(45000), dec!(46000), dec!(0.5), 5);
         assert_eq!(p, dec!(500));
         assert_eq!(pct.round_dp(2), dec!(11.11));
-        assert_eq!(position_pnl(PositionSide::Long, dec!(0), dec!(1), dec!(1), 1), (dec!(0), dec!(0)));
+        assert_eq!(
+            position_pnl(PositionSide::Long, dec!(0), dec!(1), dec!(1), 1),
+            (dec!(0), dec!(0))
+        );
     }
 }

@@ -68,7 +68,14 @@ impl OrderStore for MemoryOrderStore {
     }
 
     fn load_active_orders(&self) -> StoreFuture<Vec<OrderRecord>> {
-        let v = self.inner.lock().orders.iter().filter(|o| is_active(o)).cloned().collect();
+        let v = self
+            .inner
+            .lock()
+            .orders
+            .iter()
+            .filter(|o| is_active(o))
+            .cloned()
+            .collect();
         ready(v)
     }
 
@@ -94,7 +101,14 @@ impl OrderStore for MemoryOrderStore {
     }
 
     fn status_log(&self, order_id: Uuid) -> StoreFuture<Vec<StatusTransition>> {
-        let v = self.inner.lock().log.iter().filter(|t| t.order_id == order_id).cloned().collect();
+        let v = self
+            .inner
+            .lock()
+            .log
+            .iter()
+            .filter(|t| t.order_id == order_id)
+            .cloned()
+            .collect();
         ready(v)
     }
 
