@@ -168,7 +168,11 @@ fn private(book: &Arc<Mutex<Book>>, req: &Request) -> ResponseTemplate {
             }
         }
         "CancelOrder" => {
-            let target = f.get("cl_ord_id").or_else(|| f.get("txid")).cloned().unwrap_or_default();
+            let target = f
+                .get("cl_ord_id")
+                .or_else(|| f.get("txid"))
+                .cloned()
+                .unwrap_or_default();
             match b
                 .orders
                 .iter_mut()
@@ -224,7 +228,9 @@ async fn kraken_entry_fills_and_the_manager_places_stop_and_take_profit_for_the_
     };
     let client = KrakenClient::new(config, Some(KrakenCredentials::new(KEY, SECRET))).unwrap();
     let btc = Symbol::parse("BTC/USDT").unwrap();
-    let exchange = KrakenExchange::connect(client, std::slice::from_ref(&btc)).await.unwrap();
+    let exchange = KrakenExchange::connect(client, std::slice::from_ref(&btc))
+        .await
+        .unwrap();
 
     let stores = triplegain::db::memory_stores();
     let alerts: Topic<RiskAlert> = Topic::new();
@@ -310,7 +316,10 @@ async fn kraken_entry_fills_and_the_manager_places_stop_and_take_profit_for_the_
             .iter()
             .find(|o| o.ordertype == "limit" && o.side == "sell" && o.status == "open");
         if let (Some(sl), Some(tp)) = (sl, tp) {
-            assert_eq!((sl.side.as_str(), sl.vol.as_str(), sl.price.as_str()), ("sell", "0.02", "49000"));
+            assert_eq!(
+                (sl.side.as_str(), sl.vol.as_str(), sl.price.as_str()),
+                ("sell", "0.02", "49000")
+            );
             assert_eq!((tp.vol.as_str(), tp.price.as_str()), ("0.02", "52000"));
             protected = true;
             break;
@@ -318,7 +327,11 @@ async fn kraken_entry_fills_and_the_manager_places_stop_and_take_profit_for_the_
         drop(b);
         actix::clock::sleep(Duration::from_millis(20)).await;
     }
-    assert!(protected, "stop and take-profit placed on Kraken: {:?}", book.lock().unwrap().orders);
+    assert!(
+        protected,
+        "stop and take-profit placed on Kraken: {:?}",
+        book.lock().unwrap().orders
+    );
     let positions = stores.orders.list_positions(None, None, 10).await.unwrap();
     assert_eq!(positions.len(), 1);
     assert_eq!(positions[0].status, PositionStatus::Open);
@@ -367,6 +380,13 @@ async fn kraken_entry_fills_and_the_manager_places_stop_and_take_profit_for_the_
     // (52000 − 49990) × 0.02 − 2.59948 − 1.664
     assert_eq!(closed.realized_pnl, dec("35.93652"));
     let b = book.lock().unwrap();
-    assert_eq!(b.bad_requests, 0, "every private call carried a valid signature and a fresh nonce");
-    assert_eq!(b.orders.iter().filter(|o| o.side == "buy").count(), 1, "one entry, never resubmitted");
+    assert_eq!(
+        b.bad_requests, 0,
+        "every private call carried a valid signature and a fresh nonce"
+    );
+    assert_eq!(
+        b.orders.iter().filter(|o| o.side == "buy").count(),
+        1,
+        "one entry, never resubmitted"
+    );
 }

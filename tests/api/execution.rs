@@ -377,3 +377,68 @@ async fn an_open_order_can_be_cancelled() {
     .await;
     assert_eq!(s, 409);
 }
+
+#[actix_web::test]
+async fn after_a_restart_the_fill_made_while_down_becomes_one_protected_position() {
+    use triplegain::settings::Secret;
+    use triplegain_actors::execution::paper::PaperExchange;
+
+    let mut app = spawn_app().await;
+    ready(&app).await;
+    let (s, b) = body(
+        app.post("/api/v1/trades", Some(OPERATOR), Some(limit_buy("1000")))
+            .await,
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["orders"][0]["status"], "open");
+    let db = app.db.take().unwrap();
+    let paper_cfg = crate::helpers::test_settings().execution.paper;
+    app.shutdown().await;
+
+    // While the app is down the exchange fills the entry.
+    let pool = crate::helpers::pool_for(&db.name);
+    let store = triplegain::db::PgStore::new(pool.clone());
+    let clock: triplegain_actors::clock::SharedClock = std::sync::Arc::new(triplegain_actors::clock::SystemClock);
+    let paper = PaperExchange::new(paper_cfg, clock).unwrap();
+    assert!(paper.load_from(&store).await.unwrap(), "paper exchange state was saved");
+    let fills = paper.on_price(
+        &btc(),
+        Decimal::from(49990),
+        chrono::Utc::now() + chrono::Duration::seconds(5),
+    );
+    assert_eq!(fills.len(), 1, "the entry fills");
+    paper.save_to(&store).await.unwrap();
+
+    let mut s2 = crate::helpers::test_settings();
+    s2.database.url = Some(Secret::new(db.url.clone()));
+    let mut app2 = crate::helpers::spawn_with_settings(s2).await;
+    app2.pool = Some(pool);
+    let pos = open_position(&app2).await;
+    assert_eq!(dec(&pos["size"]), Decimal::from_str("0.02").unwrap());
+    let client = app2.pool.as_ref().unwrap().get().await.unwrap();
+    let entries: i64 = client
+        .query_one("SELECT count(*) FROM orders WHERE purpose = 'entry'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(entries, 1, "no duplicate entry");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let open: Vec<String> = client
+        .query("SELECT purpose FROM orders WHERE status = 'open' ORDER BY purpose", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(open, vec!["stop_loss", "take_profit"]);
+    let paper2 = app2.state.paper.as_ref().unwrap();
+    let on_exchange = futures::executor::block_on(triplegain_actors::ports::Exchange::open_orders(paper2)).unwrap();
+    assert_eq!(
+        on_exchange.len(),
+        2,
+        "exactly the stop and the take-profit on the exchange"
+    );
+    app2.db = Some(db);
+    app2.shutdown().await;
+}
