@@ -610,3 +610,116 @@ async fn position_limits_refuse_a_third_position_on_a_symbol() {
         "{err:?}"
     );
 }
+
+#[actix::test]
+async fn trailing_stop_follows_new_highs_and_replaces_the_exchange_stop() {
+    use triplegain_actors::execution::manager::{PriceUpdate, SnapshotNow, TrailingStopConfig};
+    let env = env_with(
+        PaperConfig::default(),
+        ExecutionConfig {
+            trailing_stop: TrailingStopConfig {
+                enabled: true,
+                ..TrailingStopConfig::default()
+            },
+            ..exec_config()
+        },
+    )
+    .await;
+    let p = proposal(Side::Buy, dec!(1000), Some(dec!(49000)), Some(dec!(55000)));
+    env.addr.send(trade(p)).await.unwrap().unwrap();
+    env.tick(dec!(49990));
+    env.wait_protected(true).await;
+    // +0.5 %: below the 1 % activation, nothing moves.
+    env.addr.do_send(PriceUpdate {
+        symbol: btc(),
+        price: dec!(50250),
+    });
+    env.addr.send(SnapshotNow).await.unwrap();
+    actix::clock::sleep(Duration::from_millis(100)).await;
+    assert_eq!(env.paper_open(OrderType::StopLoss)[0].price, Some(dec!(49000)));
+    // A new high of 51 000 moves the stop to 51 000 × (1 − 1.5 %).
+    env.addr.do_send(PriceUpdate {
+        symbol: btc(),
+        price: dec!(51000),
+    });
+    eventually("stop trailed to 50235", || async {
+        let sl = env.paper_open(OrderType::StopLoss);
+        sl.len() == 1 && sl[0].price == Some(dec!(50235))
+    })
+    .await;
+    // A lower price never lowers it.
+    env.addr.do_send(PriceUpdate {
+        symbol: btc(),
+        price: dec!(50500),
+    });
+    actix::clock::sleep(Duration::from_millis(150)).await;
+    let sl = env.paper_open(OrderType::StopLoss);
+    assert_eq!((sl.len(), sl[0].price), (1, Some(dec!(50235))));
+    let pos = env
+        .positions()
+        .await
+        .into_iter()
+        .find(|p| p.status == PositionStatus::Open)
+        .unwrap();
+    assert_eq!(pos.stop_loss, Some(dec!(50235)));
+    // Snapshots are written for open positions.
+    env.addr.send(SnapshotNow).await.unwrap();
+    eventually("snapshot written", || async { !env.store.snapshots().is_empty() }).await;
+}
+
+#[actix::test]
+async fn a_breached_stop_without_a_working_stop_order_closes_the_position_once() {
+    use triplegain_actors::execution::manager::PriceUpdate;
+    let env = env_with(
+        PaperConfig::default(),
+        ExecutionConfig {
+            auto_stop_loss: false,
+            auto_take_profit: false,
+            ..exec_config()
+        },
+    )
+    .await;
+    let p = proposal(Side::Buy, dec!(1000), Some(dec!(49000)), None);
+    env.addr.send(trade(p)).await.unwrap().unwrap();
+    env.tick(dec!(49990));
+    eventually("position open", || async {
+        env.positions().await.iter().any(|p| p.status == PositionStatus::Open)
+    })
+    .await;
+    env.addr.do_send(PriceUpdate {
+        symbol: btc(),
+        price: dec!(48900),
+    });
+    env.addr.do_send(PriceUpdate {
+        symbol: btc(),
+        price: dec!(48800),
+    });
+    eventually("backup close sent", || async {
+        !env.order_by_purpose("close", OrderStatus::Open).await.is_empty()
+    })
+    .await;
+    assert_eq!(
+        env.orders().await.iter().filter(|o| o.view.purpose == "close").count(),
+        1
+    );
+    assert!(env
+        .alerts
+        .lock()
+        .iter()
+        .any(|a| a.alert_type == AlertType::StopLossMissing));
+    env.tick(dec!(48800));
+    eventually("closed", || async {
+        env.positions().await.iter().all(|p| p.status == PositionStatus::Closed)
+    })
+    .await;
+    let closed = env.positions().await.remove(0);
+    assert!(closed.realized_pnl < Decimal::ZERO);
+    let ev = env
+        .events
+        .lock()
+        .iter()
+        .find(|e| e.event_type == ExecutionEventType::PositionClosed)
+        .cloned()
+        .unwrap();
+    assert_eq!(ev.realized_pnl, Some(closed.realized_pnl));
+}

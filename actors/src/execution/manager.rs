@@ -1519,10 +1519,9 @@ impl OrderExecutionManager {
 
     // -------------------------------------------------------------- periodic work
 
+    /// Snapshots (every `snapshot_interval_secs`), then the price checks and a valuation.
     fn on_tick(&mut self, ctx: &mut Context<Self>) {
         let now = self.now();
-        let mut changed = Vec::new();
-        let trailing = self.cfg().trailing_stop.clone();
         for p in self.positions.values_mut() {
             let Some(&price) = self.prices.get(&p.symbol) else {
                 continue;
@@ -1536,12 +1535,43 @@ impl OrderExecutionManager {
                 unrealized_pnl: pnl,
                 unrealized_pnl_pct: pct.round_dp(8),
             }));
-            if !trailing.enabled || p.status != PositionStatus::Open {
+        }
+        self.on_prices(ctx);
+        self.refresh_portfolio(ctx);
+    }
+
+    /// On every price update: trailing stops move with the price (never once a minute only), and a
+    /// position whose stop is breached while no stop order works on the exchange is closed at market
+    /// (the backup trigger; `close` refuses a position already closing, so it fires once).
+    fn on_prices(&mut self, ctx: &mut Context<Self>) {
+        let trailing = self.cfg().trailing_stop.clone();
+        let mut changed = Vec::new();
+        let mut breached = Vec::new();
+        for p in self.positions.values_mut() {
+            if p.status != PositionStatus::Open {
                 continue;
             }
-            let raw_pct = pct / Decimal::from(p.leverage.max(1));
+            let Some(&price) = self.prices.get(&p.symbol) else {
+                continue;
+            };
+            let stop_working = p
+                .stop_loss_order_id
+                .is_some_and(|id| self.orders.contains_key(&id) && !self.cancel_requested.contains(&id))
+                || self.protect_inflight.contains(&(p.id, Protect::StopLoss));
+            let hit = p.stop_loss.is_some_and(|sl| match p.side {
+                PositionSide::Long => price <= sl,
+                PositionSide::Short => price >= sl,
+            });
+            if hit && !stop_working {
+                breached.push((p.id, p.correlation_id));
+                continue;
+            }
+            if !trailing.enabled {
+                continue;
+            }
+            let (_, pct) = position_pnl(p.side, p.entry_price, price, p.size, 1);
             let ext = self.trail_extreme.get(&p.id).copied();
-            if ext.is_none() && raw_pct < trailing.activation_pct {
+            if ext.is_none() && pct < trailing.activation_pct {
                 continue;
             }
             let best = match (p.side, ext) {
@@ -1551,10 +1581,11 @@ impl OrderExecutionManager {
             };
             self.trail_extreme.insert(p.id, best);
             let dist = trailing.distance_pct / Decimal::ONE_HUNDRED;
-            let candidate = match p.side {
+            let raw = match p.side {
                 PositionSide::Long => best * (Decimal::ONE - dist),
                 PositionSide::Short => best * (Decimal::ONE + dist),
             };
+            let candidate = self.pairs.get(&p.symbol).map_or(raw, |pi| pi.quantise_price(raw));
             let better = match (p.side, p.stop_loss) {
                 (_, None) => true,
                 (PositionSide::Long, Some(s)) => candidate > s,
@@ -1567,9 +1598,61 @@ impl OrderExecutionManager {
         }
         for p in changed {
             self.writer.send(Op::Position(Box::new(p.clone())));
+            self.decision(
+                p.correlation_id,
+                "trailing_stop_moved",
+                &p.symbol,
+                serde_json::json!({"position_id": p.id, "stop_loss": p.stop_loss}),
+            );
             self.ensure_protection(p.id, ctx);
         }
-        self.refresh_portfolio(ctx);
+        for (pid, correlation_id) in breached {
+            let symbol = self.positions.get(&pid).map(|p| p.symbol.clone());
+            self.alert(
+                AlertType::StopLossMissing,
+                Severity::Critical,
+                symbol,
+                format!("stop of position {pid} breached without a working stop order; closing at market"),
+            );
+            let fut = self.close(pid, Decimal::ONE, "stop_loss_backup".into(), correlation_id, ctx);
+            ctx.spawn(fut.map(|res, _, _| {
+                if let Err(e) = res {
+                    tracing::error!(error = %e, "backup stop close failed");
+                }
+            }));
+        }
+    }
+
+    /// Every 30 s: orders on the exchange that carry our client ids but that we do not track.
+    fn sync_with_exchange(&mut self, ctx: &mut Context<Self>) {
+        if !self.ready {
+            return;
+        }
+        let exchange = self.deps.exchange.clone();
+        let fut = async move { exchange.open_orders().await };
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+            let _ = guarded(act, ctx, |act, _| match res {
+                Ok(open) => {
+                    for o in open {
+                        let Some(cid) = o.client_order_id.as_ref() else {
+                            continue;
+                        };
+                        if cid.as_str().starts_with("tg-") && !act.by_client.contains_key(cid) {
+                            act.alert(
+                                AlertType::Reconcile,
+                                Severity::High,
+                                Some(o.symbol.clone()),
+                                format!(
+                                    "exchange order {} ({cid}, {} {} {}) is not tracked locally",
+                                    o.exchange_order_id, o.side, o.volume, o.symbol
+                                ),
+                            );
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "open orders unavailable; sync skipped"),
+            });
+        }));
     }
 
     fn refresh_portfolio(&mut self, ctx: &mut Context<Self>) {
@@ -1741,6 +1824,9 @@ impl Actor for OrderExecutionManager {
         ctx.run_interval(snap, |act, ctx| {
             let _ = guarded(act, ctx, |act, ctx| act.on_tick(ctx));
         });
+        ctx.run_interval(Duration::from_secs(30), |act, ctx| {
+            let _ = guarded(act, ctx, |act, ctx| act.sync_with_exchange(ctx));
+        });
         self.load(ctx);
     }
 
@@ -1800,6 +1886,7 @@ impl Handler<CandleClosed> for OrderExecutionManager {
                     paper.on_candle(&msg.candle);
                 }
             }
+            act.on_prices(ctx);
             if act.deps.paper.is_some() {
                 act.poll(ctx);
             }
@@ -1832,6 +1919,7 @@ impl Handler<PriceUpdate> for OrderExecutionManager {
     fn handle(&mut self, msg: PriceUpdate, ctx: &mut Context<Self>) {
         let _ = guarded(self, ctx, |act, ctx| {
             act.prices.insert(msg.symbol, msg.price);
+            act.on_prices(ctx);
             act.poll(ctx);
         });
     }
