@@ -9,7 +9,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use triplegain_actors::coordinator::{CoordinatorState, GetStatus};
-use triplegain_actors::domain::{CorrelationId, OrderType, PositionStatus, Regime, Side, Symbol};
+use triplegain_actors::domain::{CorrelationId, OrderStatus, OrderType, PositionStatus, Regime, Side, Symbol};
 use triplegain_actors::execution::api::{
     CancelOrder, ClosePosition, ExecuteTrade, ExecutionError, GetOrders, GetPositions, ModifyPosition,
 };
@@ -241,6 +241,8 @@ pub struct OrderQuery {
     pub symbol: Option<String>,
     /// Only orders still working (default false).
     pub open_only: Option<bool>,
+    /// One lifecycle status (`pending`, `open`, `partially_filled`, `filled`, `cancelled`, …).
+    pub status: Option<String>,
     pub correlation_id: Option<Uuid>,
 }
 
@@ -253,6 +255,11 @@ pub async fn list_orders(
     q: web::Query<OrderQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let symbol = q.symbol.as_deref().map(|s| parse_symbol("symbol", s)).transpose()?;
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| OrderStatus::parse(s).map_err(|e| ApiError::bad_request(e).with_field("status")))
+        .transpose()?;
     let orders = state
         .execution
         .send(GetOrders {
@@ -263,6 +270,10 @@ pub async fn list_orders(
         .await
         .map_err(|e| ApiError::from_mailbox("execution manager", &e))?
         .map_err(execution_error)?;
+    let orders: Vec<_> = orders
+        .into_iter()
+        .filter(|o| status.is_none_or(|s| o.status == s))
+        .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "orders": orders })))
 }
 

@@ -130,6 +130,10 @@ async fn manual_limit_buy_fills_opens_a_protected_position_that_can_be_modified_
     assert_eq!(log, vec!["pending", "open", "filled"]);
     let (_, order) = body(app.get(&format!("/api/v1/orders/{entry_id}"), Some(VIEWER)).await).await;
     assert_eq!(order["order"]["status"], "filled");
+    let (_, filled) = body(app.get("/api/v1/orders?status=filled", Some(VIEWER)).await).await;
+    assert_eq!(filled["orders"].as_array().unwrap().len(), 1);
+    let (s, bad) = body(app.get("/api/v1/orders?status=done", Some(VIEWER)).await).await;
+    assert_eq!((s, bad["error"]["field"].as_str()), (400, Some("status")));
     let (_, trades) = body(app.get("/api/v1/trades", Some(VIEWER)).await).await;
     assert_eq!(trades["trades"].as_array().unwrap().len(), 1);
 

@@ -662,8 +662,9 @@ impl OrderExecutionManager {
                     // the position is re-checked and re-protected if still open.
                     self.ensure_protection(pid, ctx);
                 }
-                if rec.view.purpose == "close" && rec.view.filled_volume.is_zero() {
-                    // A close that never filled: the position is open again and needs its protection.
+                if rec.view.purpose == "close" {
+                    // A close that ended with the position still there (never or partly filled): the position
+                    // is open again and needs its protection for what is left.
                     if let Some(p) = self.positions.get_mut(&pid) {
                         p.status = PositionStatus::Open;
                         let snapshot = p.clone();
