@@ -122,6 +122,10 @@ fn exec_config() -> ExecutionConfig {
 }
 
 async fn env_with(paper_cfg: PaperConfig, cfg: ExecutionConfig) -> Env {
+    env_full(paper_cfg, cfg, false).await
+}
+
+async fn env_full(paper_cfg: PaperConfig, cfg: ExecutionConfig, feed_paper: bool) -> Env {
     let clock = ManualClock::new(t0());
     let paper = PaperExchange::new(paper_cfg, Arc::new(clock.clone())).unwrap();
     paper.on_price(&btc(), dec!(50000), t0());
@@ -138,7 +142,7 @@ async fn env_with(paper_cfg: PaperConfig, cfg: ExecutionConfig) -> Env {
         config: cfg,
         exchange: Arc::new(paper.clone()),
         paper: Some(paper.clone()),
-        feed_paper: false,
+        feed_paper,
         orders: Arc::new(store.clone()),
         state: Arc::new(MemState::default()),
         audit: Arc::new(audit.clone()),
@@ -722,4 +726,34 @@ async fn a_breached_stop_without_a_working_stop_order_closes_the_position_once()
         .cloned()
         .unwrap();
     assert_eq!(ev.realized_pnl, Some(closed.realized_pnl));
+}
+
+#[actix::test]
+async fn closed_candles_move_the_paper_exchange_and_stale_candles_are_ignored() {
+    use triplegain_actors::domain::{Candle, Timeframe};
+    use triplegain_actors::messages::{CandleClosed, EventMeta};
+    let env = env_full(PaperConfig::default(), exec_config(), true).await;
+    let p = proposal(Side::Buy, dec!(1000), Some(dec!(49000)), Some(dec!(52000)));
+    env.addr.send(trade(p)).await.unwrap().unwrap();
+    let candle = |minute: i64, low: Decimal, close: Decimal| CandleClosed {
+        meta: EventMeta::new("test", t0()),
+        candle: Candle {
+            symbol: btc(),
+            timeframe: Timeframe::M1,
+            open_time: t0() + chrono::Duration::minutes(minute),
+            open: dec!(50010),
+            high: dec!(50020),
+            low,
+            close,
+            volume: dec!(1),
+        },
+    };
+    env.clock.set(t0() + chrono::Duration::minutes(3));
+    env.addr.do_send(candle(2, dec!(49950), dec!(50000)));
+    env.wait_protected(true).await;
+    // A candle older than the last one seen changes neither the exchange nor the cached price.
+    env.addr.do_send(candle(1, dec!(48000), dec!(48100)));
+    actix::clock::sleep(Duration::from_millis(200)).await;
+    assert!(env.positions().await.iter().all(|p| p.status == PositionStatus::Open));
+    assert_eq!(env.paper.last_price(&btc()), Some(dec!(50000)));
 }

@@ -303,6 +303,8 @@ pub struct OrderExecutionManager {
     trail_extreme: HashMap<Uuid, Decimal>,
     peak_equity: Decimal,
     feed_timeframe: HashMap<Symbol, crate::domain::Timeframe>,
+    /// When each cached price was made (end of its candle).
+    price_at: HashMap<Symbol, DateTime<Utc>>,
 }
 
 impl OrderExecutionManager {
@@ -329,6 +331,7 @@ impl OrderExecutionManager {
             trail_extreme: HashMap::new(),
             peak_equity: Decimal::ZERO,
             feed_timeframe: HashMap::new(),
+            price_at: HashMap::new(),
         }
     }
 
@@ -1872,6 +1875,12 @@ impl Handler<CandleClosed> for OrderExecutionManager {
     type Result = ();
     fn handle(&mut self, msg: CandleClosed, ctx: &mut Context<Self>) {
         let _ = guarded(self, ctx, |act, ctx| {
+            // An older candle than the last one seen for the symbol never overwrites its price.
+            let end = msg.candle.open_time + chrono::Duration::seconds(msg.candle.timeframe.seconds());
+            if act.price_at.get(&msg.candle.symbol).is_some_and(|last| end < *last) {
+                return;
+            }
+            act.price_at.insert(msg.candle.symbol.clone(), end);
             act.prices.insert(msg.candle.symbol.clone(), msg.candle.close);
             // Only the finest timeframe of a symbol moves the paper exchange: the coarser candles repeat the
             // same trades.
