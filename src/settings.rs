@@ -503,6 +503,127 @@ impl Default for AgentsSettings {
 pub struct ExecutionSettings {
     /// The paper exchange (paper mode).
     pub paper: triplegain_actors::execution::paper::PaperConfig,
+    pub orders: OrderSettings,
+    pub position_limits: PositionLimitSettings,
+    pub tracking: TrackingSettings,
+    pub contingent: ContingentSettings,
+    pub trailing_stop: triplegain_actors::execution::manager::TrailingStopConfig,
+}
+
+/// Order defaults (reference §6.1 `orders`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OrderSettings {
+    /// `limit` (default) or `market` (sent as a limit bounded by `market_order_slippage_pct`).
+    pub default_type: triplegain_actors::domain::OrderType,
+    pub market_order_slippage_pct: rust_decimal::Decimal,
+    pub max_retry_count: u32,
+    pub retry_delay_ms: u64,
+}
+
+impl Default for OrderSettings {
+    fn default() -> Self {
+        let d = triplegain_actors::execution::manager::ExecutionConfig::default();
+        Self {
+            default_type: d.default_order_type,
+            market_order_slippage_pct: d.market_order_slippage_pct,
+            max_retry_count: d.max_retry_count,
+            retry_delay_ms: d.retry_delay_ms,
+        }
+    }
+}
+
+/// Position limits (reference §6.1: 2 per symbol, 5 in total).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PositionLimitSettings {
+    pub max_per_symbol: usize,
+    pub max_total: usize,
+}
+
+impl Default for PositionLimitSettings {
+    fn default() -> Self {
+        Self {
+            max_per_symbol: 2,
+            max_total: 5,
+        }
+    }
+}
+
+/// Order status polling, position snapshots and reconciliation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrackingSettings {
+    pub poll_interval_ms: u64,
+    /// Poll interval in paper mode (fills follow the market feed closely).
+    pub paper_poll_interval_ms: u64,
+    pub snapshot_interval_secs: u64,
+    pub reconcile_attempts: u32,
+}
+
+impl Default for TrackingSettings {
+    fn default() -> Self {
+        Self {
+            poll_interval_ms: 5000,
+            paper_poll_interval_ms: 1000,
+            snapshot_interval_secs: 60,
+            reconcile_attempts: 3,
+        }
+    }
+}
+
+/// Contingent stop-loss / take-profit orders (reference §6.1 `contingent`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ContingentSettings {
+    pub auto_stop_loss: bool,
+    pub auto_take_profit: bool,
+    pub stop_loss_type: triplegain_actors::domain::OrderType,
+    pub take_profit_type: triplegain_actors::domain::OrderType,
+    /// First back-off of a failed protective placement; doubles up to `retry_max_ms`.
+    pub retry_ms: u64,
+    pub retry_max_ms: u64,
+}
+
+impl Default for ContingentSettings {
+    fn default() -> Self {
+        Self {
+            auto_stop_loss: true,
+            auto_take_profit: true,
+            stop_loss_type: triplegain_actors::domain::OrderType::StopLoss,
+            take_profit_type: triplegain_actors::domain::OrderType::Limit,
+            retry_ms: 1000,
+            retry_max_ms: 60_000,
+        }
+    }
+}
+
+impl ExecutionSettings {
+    /// The execution manager's configuration; `paper` selects the paper poll interval.
+    pub fn manager_config(&self, paper: bool) -> triplegain_actors::execution::manager::ExecutionConfig {
+        triplegain_actors::execution::manager::ExecutionConfig {
+            default_order_type: self.orders.default_type,
+            market_order_slippage_pct: self.orders.market_order_slippage_pct,
+            max_retry_count: self.orders.max_retry_count,
+            retry_delay_ms: self.orders.retry_delay_ms,
+            max_positions_per_symbol: self.position_limits.max_per_symbol,
+            max_positions_total: self.position_limits.max_total,
+            poll_interval_ms: if paper {
+                self.tracking.paper_poll_interval_ms
+            } else {
+                self.tracking.poll_interval_ms
+            },
+            snapshot_interval_secs: self.tracking.snapshot_interval_secs,
+            auto_stop_loss: self.contingent.auto_stop_loss,
+            auto_take_profit: self.contingent.auto_take_profit,
+            stop_loss_type: self.contingent.stop_loss_type,
+            take_profit_type: self.contingent.take_profit_type,
+            protection_retry_ms: self.contingent.retry_ms,
+            protection_retry_max_ms: self.contingent.retry_max_ms,
+            reconcile_attempts: self.tracking.reconcile_attempts,
+            trailing_stop: self.trailing_stop.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

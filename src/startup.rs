@@ -18,6 +18,7 @@ use triplegain_actors::bus::{Bus, Topic};
 use triplegain_actors::clock::{ManualClock, SharedClock, SystemClock};
 use triplegain_actors::coordinator::Coordinator;
 use triplegain_actors::domain::TradingMode;
+use triplegain_actors::execution::manager::{ManagerDeps, OrderExecutionManager};
 use triplegain_actors::execution::paper::PaperExchange;
 use triplegain_actors::ports::Exchange;
 use triplegain_actors::ports::Stores;
@@ -26,6 +27,8 @@ use triplegain_actors::supervision::{start_supervised, Registry, RestartPolicy};
 
 /// Mailbox capacity of control-plane actors.
 const CONTROL_MAILBOX: usize = 256;
+/// Mailbox capacity of the execution manager (candles from every symbol and timeframe, API requests).
+const EXECUTION_MAILBOX: usize = 1024;
 
 /// Shared state of the HTTP handlers.
 pub struct AppState {
@@ -44,7 +47,9 @@ pub struct AppState {
     /// The paper exchange in paper mode.
     pub paper: Option<PaperExchange>,
     // -- execution area (fields) --
-
+    pub execution: Addr<triplegain_actors::execution::manager::OrderExecutionManager>,
+    /// Kept alive while the process runs (live mode).
+    pub dead_mans_switch: Option<crate::kraken::DeadMansSwitchHandle>,
     // -- analysis area (fields) --
     /// The market data actor (latest views per symbol).
     pub market: Addr<triplegain_actors::market::MarketData>,
@@ -227,6 +232,42 @@ impl Application {
         bus.market_data.subscribe("risk_engine", risk.clone().recipient());
 
         // ---- execution: order execution manager, position tracker ------------------------
+        let execution = {
+            let deps = ManagerDeps {
+                config: settings.execution.manager_config(paper.is_some()),
+                exchange: exchange.clone(),
+                paper: paper.clone(),
+                // In paper mode the finest closed candles move the paper exchange.
+                feed_paper: paper.is_some(),
+                orders: stores.orders.clone(),
+                state: stores.state.clone(),
+                audit: stores.audit.clone(),
+                events: bus.execution_events.clone(),
+                portfolio: bus.portfolio_updates.clone(),
+                alerts: bus.risk_alerts.clone(),
+                clock: clock.clone(),
+            };
+            start_supervised(&registry, "execution_manager", true, EXECUTION_MAILBOX, move |sup| {
+                OrderExecutionManager::new(sup, deps)
+            })
+        };
+        core_actors.push("execution_manager".into());
+        bus.candles
+            .subscribe("execution_manager", execution.clone().recipient());
+        // Live: Kraken cancels every order unless the switch is refreshed in time.
+        let dead_mans_switch = match settings.app.mode {
+            TradingMode::Live => Some(
+                crate::kraken::spawn_dead_mans_switch(
+                    exchange.clone(),
+                    crate::kraken::DeadMansSwitchConfig {
+                        timeout_secs: settings.kraken.dead_mans_switch_secs,
+                        refresh_every: Duration::from_secs(settings.kraken.dead_mans_switch_refresh_secs),
+                    },
+                )
+                .map_err(|e| anyhow::anyhow!("kraken.dead_mans_switch_secs: {e}"))?,
+            ),
+            TradingMode::Paper => None,
+        };
 
         // ---- market data and analysis agents ------------------------------------------------
         let analysis = crate::analysis::start(
@@ -297,6 +338,8 @@ impl Application {
             paper,
 
             // -- execution area (values) --
+            execution,
+            dead_mans_switch,
 
             // -- analysis area (values) --
             market: analysis.market,

@@ -109,6 +109,88 @@ pub struct Stores {
     pub state: Arc<dyn StateStore>,
     pub audit: Arc<dyn AuditStore>,
     pub health: Arc<dyn StoreHealth>,
+    /// Orders, their status log, positions, snapshots and trades.
+    pub orders: Arc<dyn OrderStore>,
+}
+
+// ---------------------------------------------------------------- order store
+
+/// One order as stored: the API view plus what only execution needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderRecord {
+    pub view: crate::execution::api::OrderView,
+    pub price2: Option<Decimal>,
+    pub leverage: u32,
+    pub reduce_only: bool,
+    /// The other half of a stop-loss / take-profit pair.
+    pub linked_order_id: Option<uuid::Uuid>,
+    pub error_message: Option<String>,
+    /// Protection planned for the position an entry order opens.
+    pub stop_loss: Option<Decimal>,
+    pub take_profit: Option<Decimal>,
+}
+
+/// One order status transition (`order_status_log`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusTransition {
+    pub order_id: uuid::Uuid,
+    pub from: Option<OrderStatus>,
+    pub to: OrderStatus,
+    pub filled_volume: Decimal,
+    pub detail: serde_json::Value,
+    pub at: DateTime<Utc>,
+}
+
+/// One execution (fill) of an order (`trades`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TradeRecord {
+    pub id: uuid::Uuid,
+    pub order_id: uuid::Uuid,
+    pub position_id: Option<uuid::Uuid>,
+    pub correlation_id: CorrelationId,
+    pub symbol: Symbol,
+    pub side: Side,
+    pub volume: Decimal,
+    pub price: Decimal,
+    pub fee: Decimal,
+    pub realized_pnl: Option<Decimal>,
+    pub executed_at: DateTime<Utc>,
+}
+
+/// One periodic valuation of an open position (`position_snapshots`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PositionSnapshotRecord {
+    pub position_id: uuid::Uuid,
+    pub at: DateTime<Utc>,
+    pub price: Decimal,
+    pub unrealized_pnl: Decimal,
+    pub unrealized_pnl_pct: Decimal,
+}
+
+/// Orders, positions and trades of the execution manager. Writes are upserts keyed by id.
+pub trait OrderStore: Send + Sync + 'static {
+    fn upsert_order(&self, rec: OrderRecord) -> StoreFuture<()>;
+    fn append_status(&self, t: StatusTransition) -> StoreFuture<()>;
+    /// Orders still in flight: pending, open, partially filled, and `error` orders not yet reconciled.
+    fn load_active_orders(&self) -> StoreFuture<Vec<OrderRecord>>;
+    fn get_order(&self, id: uuid::Uuid) -> StoreFuture<Option<OrderRecord>>;
+    /// Newest first.
+    fn list_orders(&self, symbol: Option<Symbol>, open_only: bool, limit: usize) -> StoreFuture<Vec<OrderRecord>>;
+    fn status_log(&self, order_id: uuid::Uuid) -> StoreFuture<Vec<StatusTransition>>;
+    fn upsert_position(&self, pos: crate::execution::api::PositionView) -> StoreFuture<()>;
+    fn load_open_positions(&self) -> StoreFuture<Vec<crate::execution::api::PositionView>>;
+    fn get_position(&self, id: uuid::Uuid) -> StoreFuture<Option<crate::execution::api::PositionView>>;
+    /// Newest first; `status` `None` = all.
+    fn list_positions(
+        &self,
+        symbol: Option<Symbol>,
+        status: Option<crate::domain::PositionStatus>,
+        limit: usize,
+    ) -> StoreFuture<Vec<crate::execution::api::PositionView>>;
+    fn insert_trade(&self, t: TradeRecord) -> StoreFuture<()>;
+    /// Newest first.
+    fn list_trades(&self, symbol: Option<Symbol>, limit: usize) -> StoreFuture<Vec<TradeRecord>>;
+    fn insert_snapshot(&self, s: PositionSnapshotRecord) -> StoreFuture<()>;
 }
 
 // ---------------------------------------------------------------- exchange

@@ -2,6 +2,7 @@
 //! in-memory store used by paper runs without a database.
 
 mod memory;
+mod orders;
 mod pg;
 
 pub use memory::MemoryStore;
@@ -65,7 +66,8 @@ pub fn pg_stores(pool: Pool) -> Stores {
     Stores {
         state: store.clone(),
         audit: store.clone(),
-        health: store,
+        health: store.clone(),
+        orders: store,
     }
 }
 
@@ -76,5 +78,6 @@ pub fn memory_stores() -> Stores {
         state: store.clone(),
         audit: store.clone(),
         health: store,
+        orders: Arc::new(triplegain_actors::execution::store::MemoryOrderStore::default()),
     }
 }

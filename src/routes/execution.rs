@@ -1,6 +1,746 @@
-//! Routes of this area.
+//! Positions, orders and trades: reads for viewers, controls (close, modify, cancel, manual trades)
+//! for operators. Every control action is audited.
 
-use actix_web::web;
+use super::auth::{Caller, Operator, Viewer};
+use super::error::{ApiError, JsonBody, OptionalJsonBody};
+use crate::startup::AppState;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use triplegain_actors::coordinator::{CoordinatorState, GetStatus};
+use triplegain_actors::domain::{CorrelationId, OrderStatus, OrderType, PositionStatus, Regime, Side, Symbol};
+use triplegain_actors::execution::api::{
+    CancelOrder, ClosePosition, ExecuteTrade, ExecutionError, GetOrders, GetPositions, ModifyPosition,
+};
+use triplegain_actors::risk::{ProposalSource, RiskVerdict, TradeProposal, ValidateTrade, VerdictStatus};
+use uuid::Uuid;
 
 /// Registers the routes of this area under `/api/v1`.
-pub fn configure(_cfg: &mut web::ServiceConfig) {}
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/positions", web::get().to(list_positions))
+        .route("/positions/{id}", web::get().to(get_position))
+        .route("/positions/{id}", web::patch().to(modify_position))
+        .route("/positions/{id}/close", web::post().to(close_position))
+        .route("/orders", web::get().to(list_orders))
+        .route("/orders/{id}", web::get().to(get_order))
+        .route("/orders/{id}/cancel", web::post().to(cancel_order))
+        .route("/trades", web::get().to(list_trades))
+        .route("/trades", web::post().to(place_trade))
+        .route("/trades/validate", web::post().to(validate_trade));
+}
+
+fn execution_error(e: ExecutionError) -> ApiError {
+    match e {
+        ExecutionError::Invalid(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", m),
+        ExecutionError::Rejected(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "order_rejected", m),
+        ExecutionError::Unknown(m) => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "outcome_unknown",
+            format!("order outcome unknown, reconciling by client id: {m}"),
+        ),
+        ExecutionError::NotAllowed(m) => ApiError::conflict(m),
+        ExecutionError::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
+    }
+}
+
+fn parse_symbol(field: &str, s: &str) -> Result<Symbol, ApiError> {
+    Symbol::parse(s).map_err(|e| ApiError::bad_request(format!("{field}: {e}")).with_field(field))
+}
+
+fn parse_id(s: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(s).map_err(|_| ApiError::bad_request(format!("id: {s:?} is not a UUID")).with_field("id"))
+}
+
+fn store_error(e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "order store unavailable");
+    ApiError::unavailable("order store")
+}
+
+async fn audited(
+    state: &AppState,
+    caller: &Caller,
+    method: &str,
+    route: &str,
+    body: Option<&[u8]>,
+    res: Result<HttpResponse, ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    let (status, result) = match &res {
+        Ok(r) => (r.status().as_u16(), "ok".to_owned()),
+        Err(e) => (e.status.as_u16(), e.body.code.clone()),
+    };
+    state.audit(caller, method, route, body, status, &result).await;
+    res
+}
+
+// ------------------------------------------------------------------ positions
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PositionQuery {
+    /// e.g. `BTC/USDT`.
+    pub symbol: Option<String>,
+    /// `open` (default), `closed` or `all`.
+    pub status: Option<String>,
+}
+
+/// List positions.
+#[utoipa::path(get, path = "/api/v1/positions", params(PositionQuery), security(("bearer" = [])),
+    responses((status = 200, description = "positions, newest first"), (status = 400, description = "bad filter")))]
+pub async fn list_positions(
+    _auth: Viewer,
+    state: web::Data<AppState>,
+    q: web::Query<PositionQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let symbol = q.symbol.as_deref().map(|s| parse_symbol("symbol", s)).transpose()?;
+    let status = match q.status.as_deref().unwrap_or("open") {
+        "all" => None,
+        "closed" => Some(PositionStatus::Closed),
+        other => Some(PositionStatus::parse(other).map_err(|e| ApiError::bad_request(e).with_field("status"))?),
+    };
+    let positions = state
+        .execution
+        .send(GetPositions { symbol, status })
+        .await
+        .map_err(|e| ApiError::from_mailbox("execution manager", &e))?
+        .map_err(execution_error)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "positions": positions })))
+}
+
+/// One position.
+#[utoipa::path(get, path = "/api/v1/positions/{id}", security(("bearer" = [])),
+    responses((status = 200, description = "the position"), (status = 404, description = "unknown")))]
+pub async fn get_position(
+    _auth: Viewer,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    let pos = state.stores.orders.get_position(id).await.map_err(store_error)?;
+    let pos = pos.ok_or_else(|| ApiError::not_found(format!("position {id} not found")))?;
+    Ok(HttpResponse::Ok().json(pos))
+}
+
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloseBody {
+    /// Fraction of the position to close, 0 < f ≤ 1 (default 1).
+    #[schema(value_type = Option<String>)]
+    pub fraction: Option<Decimal>,
+    pub reason: Option<String>,
+}
+
+/// Close (part of) a position with a bounded market order; its stop and take-profit are cancelled.
+#[utoipa::path(post, path = "/api/v1/positions/{id}/close", security(("bearer" = [])), request_body(content = Option<CloseBody>),
+    responses((status = 200, description = "close order placed"), (status = 404, description = "unknown"),
+        (status = 409, description = "not open"), (status = 422, description = "fraction out of range")))]
+pub async fn close_position(
+    auth: Operator,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: OptionalJsonBody<CloseBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.0.unwrap_or_default();
+    let raw = serde_json::to_vec(&body).unwrap_or_default();
+    let res = async {
+        let id = parse_id(&path)?;
+        let fraction = body.fraction.unwrap_or(Decimal::ONE);
+        if fraction <= Decimal::ZERO || fraction > Decimal::ONE {
+            return Err(ApiError::validation(
+                "fraction",
+                "fraction must be greater than 0 and at most 1",
+            ));
+        }
+        let pos = state.stores.orders.get_position(id).await.map_err(store_error)?;
+        let pos = pos.ok_or_else(|| ApiError::not_found(format!("position {id} not found")))?;
+        if pos.status != PositionStatus::Open {
+            return Err(ApiError::conflict(format!("position {id} is {}", pos.status)));
+        }
+        let result = state
+            .execution
+            .send(ClosePosition {
+                position_id: id,
+                fraction,
+                reason: body
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| format!("manual ({})", auth.caller.name)),
+                correlation_id: pos.correlation_id,
+            })
+            .await
+            .map_err(|e| ApiError::from_mailbox("execution manager", &e))?
+            .map_err(execution_error)?;
+        Ok(HttpResponse::Ok().json(result))
+    }
+    .await;
+    let route = format!("/api/v1/positions/{}/close", path.as_str());
+    audited(&state, &auth.caller, "POST", &route, Some(&raw), res).await
+}
+
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModifyBody {
+    #[schema(value_type = Option<String>)]
+    pub stop_loss: Option<Decimal>,
+    #[schema(value_type = Option<String>)]
+    pub take_profit: Option<Decimal>,
+}
+
+/// Move a position's stop-loss and/or take-profit; the exchange orders are replaced (new before old).
+#[utoipa::path(patch, path = "/api/v1/positions/{id}", security(("bearer" = [])), request_body = ModifyBody,
+    responses((status = 200, description = "modified"), (status = 404, description = "unknown"),
+        (status = 422, description = "a price out of range")))]
+pub async fn modify_position(
+    auth: Operator,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: JsonBody<ModifyBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.0;
+    let raw = serde_json::to_vec(&body).unwrap_or_default();
+    let res = async {
+        let id = parse_id(&path)?;
+        if body.stop_loss.is_none() && body.take_profit.is_none() {
+            return Err(ApiError::validation("stop_loss", "give stop_loss and/or take_profit"));
+        }
+        for (field, v) in [("stop_loss", body.stop_loss), ("take_profit", body.take_profit)] {
+            if v.is_some_and(|v| v <= Decimal::ZERO) {
+                return Err(ApiError::validation(field, format!("{field} must be positive")));
+            }
+        }
+        let pos = state.stores.orders.get_position(id).await.map_err(store_error)?;
+        let pos = pos.ok_or_else(|| ApiError::not_found(format!("position {id} not found")))?;
+        if pos.status != PositionStatus::Open {
+            return Err(ApiError::conflict(format!("position {id} is {}", pos.status)));
+        }
+        let view = state
+            .execution
+            .send(ModifyPosition {
+                position_id: id,
+                stop_loss: body.stop_loss,
+                take_profit: body.take_profit,
+            })
+            .await
+            .map_err(|e| ApiError::from_mailbox("execution manager", &e))?
+            .map_err(|e| match e {
+                ExecutionError::Invalid(m) if m.starts_with("stop_loss") => ApiError::validation("stop_loss", m),
+                other => execution_error(other),
+            })?;
+        Ok(HttpResponse::Ok().json(view))
+    }
+    .await;
+    let route = format!("/api/v1/positions/{}", path.as_str());
+    audited(&state, &auth.caller, "PATCH", &route, Some(&raw), res).await
+}
+
+// ------------------------------------------------------------------ orders
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct OrderQuery {
+    pub symbol: Option<String>,
+    /// Only orders still working (default false).
+    pub open_only: Option<bool>,
+    /// One lifecycle status (`pending`, `open`, `partially_filled`, `filled`, `cancelled`, …).
+    pub status: Option<String>,
+    pub correlation_id: Option<Uuid>,
+}
+
+/// List orders, newest first.
+#[utoipa::path(get, path = "/api/v1/orders", params(OrderQuery), security(("bearer" = [])),
+    responses((status = 200, description = "orders"), (status = 400, description = "bad filter")))]
+pub async fn list_orders(
+    _auth: Viewer,
+    state: web::Data<AppState>,
+    q: web::Query<OrderQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let symbol = q.symbol.as_deref().map(|s| parse_symbol("symbol", s)).transpose()?;
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| OrderStatus::parse(s).map_err(|e| ApiError::bad_request(e).with_field("status")))
+        .transpose()?;
+    let orders = state
+        .execution
+        .send(GetOrders {
+            symbol,
+            open_only: q.open_only.unwrap_or(false),
+            correlation_id: q.correlation_id.map(CorrelationId),
+        })
+        .await
+        .map_err(|e| ApiError::from_mailbox("execution manager", &e))?
+        .map_err(execution_error)?;
+    let orders: Vec<_> = orders
+        .into_iter()
+        .filter(|o| status.is_none_or(|s| o.status == s))
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "orders": orders })))
+}
+
+/// One order with its status history.
+#[utoipa::path(get, path = "/api/v1/orders/{id}", security(("bearer" = [])),
+    responses((status = 200, description = "the order and its transitions"), (status = 404, description = "unknown")))]
+pub async fn get_order(
+    _auth: Viewer,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    let rec = state.stores.orders.get_order(id).await.map_err(store_error)?;
+    let rec = rec.ok_or_else(|| ApiError::not_found(format!("order {id} not found")))?;
+    let log = state.stores.orders.status_log(id).await.map_err(store_error)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "order": rec.view,
+        "reduce_only": rec.reduce_only,
+        "linked_order_id": rec.linked_order_id,
+        "error_message": rec.error_message,
+        "status_log": log,
+    })))
+}
+
+/// Cancel a working order.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", security(("bearer" = [])),
+    responses((status = 200, description = "cancelled"), (status = 404, description = "unknown"),
+        (status = 409, description = "not working")))]
+pub async fn cancel_order(
+    auth: Operator,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let res = async {
+        let id = parse_id(&path)?;
+        let rec = state.stores.orders.get_order(id).await.map_err(store_error)?;
+        let rec = rec.ok_or_else(|| ApiError::not_found(format!("order {id} not found")))?;
+        if rec.view.status.is_terminal() {
+            return Err(ApiError::conflict(format!("order {id} is {}", rec.view.status)));
+        }
+        let view = state
+            .execution
+            .send(CancelOrder {
+                order_id: id,
+                reason: format!("manual ({})", auth.caller.name),
+            })
+            .await
+            .map_err(|e| ApiError::from_mailbox("execution manager", &e))?
+            .map_err(|e| match e {
+                ExecutionError::Invalid(m) => ApiError::conflict(m),
+                other => execution_error(other),
+            })?;
+        Ok(HttpResponse::Ok().json(view))
+    }
+    .await;
+    let route = format!("/api/v1/orders/{}/cancel", path.as_str());
+    audited(&state, &auth.caller, "POST", &route, None, res).await
+}
+
+// ------------------------------------------------------------------ trades
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct TradeQuery {
+    pub symbol: Option<String>,
+    /// 1..=1000, default 100.
+    pub limit: Option<usize>,
+}
+
+/// Executions (fills), newest first.
+#[utoipa::path(get, path = "/api/v1/trades", params(TradeQuery), security(("bearer" = [])),
+    responses((status = 200, description = "trades"), (status = 422, description = "limit out of range")))]
+pub async fn list_trades(
+    _auth: Viewer,
+    state: web::Data<AppState>,
+    q: web::Query<TradeQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let symbol = q.symbol.as_deref().map(|s| parse_symbol("symbol", s)).transpose()?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::validation("limit", "limit must be between 1 and 1000"));
+    }
+    let trades = state
+        .stores
+        .orders
+        .list_trades(symbol, limit)
+        .await
+        .map_err(store_error)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "trades": trades })))
+}
+
+// ------------------------------------------------------------------ manual trades
+
+/// A trade entered by hand.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ManualTradeBody {
+    /// e.g. `BTC/USDT`.
+    pub symbol: String,
+    /// `buy` or `sell`.
+    pub side: String,
+    /// Capital in USD; exactly one of `size_usd` and `volume`.
+    #[schema(value_type = Option<String>)]
+    pub size_usd: Option<Decimal>,
+    /// Base units; exactly one of `size_usd` and `volume`.
+    #[schema(value_type = Option<String>)]
+    pub volume: Option<Decimal>,
+    /// `limit` (default) or `market`.
+    pub order_type: Option<String>,
+    /// Limit price (required for limit orders).
+    #[schema(value_type = Option<String>)]
+    pub price: Option<Decimal>,
+    #[schema(value_type = Option<String>)]
+    pub stop_loss: Option<Decimal>,
+    #[schema(value_type = Option<String>)]
+    pub take_profit: Option<Decimal>,
+    /// 1..=5, default 1.
+    pub leverage: Option<u32>,
+    /// Only closes or shrinks an existing position.
+    pub reduce_only: Option<bool>,
+    pub note: Option<String>,
+}
+
+struct ParsedTrade {
+    proposal: TradeProposal,
+    order_type: OrderType,
+    volume: Option<Decimal>,
+    note: Option<String>,
+}
+
+fn positive(field: &str, v: Option<Decimal>) -> Result<(), ApiError> {
+    if v.is_some_and(|v| v <= Decimal::ZERO) {
+        return Err(ApiError::validation(field, format!("{field} must be positive")));
+    }
+    Ok(())
+}
+
+/// Checks the body and builds the proposal (the risk engine judges the rest).
+fn parse_trade(state: &AppState, b: &ManualTradeBody) -> Result<ParsedTrade, ApiError> {
+    let symbol = parse_symbol("symbol", &b.symbol)?;
+    let side = Side::parse(&b.side).map_err(|e| ApiError::bad_request(e).with_field("side"))?;
+    let order_type = match b.order_type.as_deref().unwrap_or("limit") {
+        "limit" => OrderType::Limit,
+        "market" => OrderType::Market,
+        other => {
+            return Err(
+                ApiError::bad_request(format!("order_type {other:?}: expected market or limit"))
+                    .with_field("order_type"),
+            )
+        }
+    };
+    for (f, v) in [
+        ("size_usd", b.size_usd),
+        ("volume", b.volume),
+        ("price", b.price),
+        ("stop_loss", b.stop_loss),
+        ("take_profit", b.take_profit),
+    ] {
+        positive(f, v)?;
+    }
+    match (b.size_usd, b.volume) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::validation(
+                "volume",
+                "give exactly one of size_usd and volume",
+            ))
+        }
+        (None, None) => {
+            return Err(ApiError::validation(
+                "size_usd",
+                "give exactly one of size_usd and volume",
+            ))
+        }
+        _ => {}
+    }
+    let leverage = b.leverage.unwrap_or(1);
+    if !(1..=5).contains(&leverage) {
+        return Err(ApiError::validation("leverage", "leverage must be between 1 and 5"));
+    }
+    if order_type == OrderType::Limit && b.price.is_none() {
+        return Err(ApiError::validation("price", "price is required for a limit order"));
+    }
+    let reduce_only = b.reduce_only.unwrap_or(false);
+    let market_price = state.paper.as_ref().and_then(|p| p.last_price(&symbol));
+    let entry = b
+        .price
+        .or(market_price)
+        .ok_or_else(|| ApiError::validation("price", format!("no market price known for {symbol}; give price")))?;
+    if let Some(sl) = b.stop_loss {
+        let wrong = match side {
+            Side::Buy => sl >= entry,
+            Side::Sell => sl <= entry,
+        };
+        if wrong {
+            return Err(ApiError::validation(
+                "stop_loss",
+                format!("stop_loss {sl} must be on the losing side of the entry price {entry}"),
+            ));
+        }
+    }
+    if let Some(tp) = b.take_profit {
+        let wrong = match side {
+            Side::Buy => tp <= entry,
+            Side::Sell => tp >= entry,
+        };
+        if wrong {
+            return Err(ApiError::validation(
+                "take_profit",
+                format!("take_profit {tp} must be on the winning side of the entry price {entry}"),
+            ));
+        }
+    }
+    let size_usd = match (b.size_usd, b.volume) {
+        (Some(s), _) => s,
+        (None, Some(v)) => v * entry / Decimal::from(leverage),
+        (None, None) => Decimal::ZERO,
+    };
+    Ok(ParsedTrade {
+        proposal: TradeProposal {
+            symbol,
+            side,
+            size_usd,
+            entry_price: entry,
+            stop_loss: b.stop_loss,
+            take_profit: b.take_profit,
+            leverage,
+            confidence: 1.0,
+            regime: Regime::Ranging,
+            source: ProposalSource::Manual,
+            correlation_id: CorrelationId::new(),
+            reduce_only,
+        },
+        order_type,
+        volume: b.volume,
+        note: b.note.clone(),
+    })
+}
+
+async fn risk_verdict(state: &AppState, proposal: TradeProposal) -> Result<RiskVerdict, ApiError> {
+    state
+        .risk
+        .send(ValidateTrade(proposal))
+        .await
+        .map_err(|e| ApiError::from_mailbox("risk engine", &e))?
+        .map_err(|e| ApiError::from_actor("risk engine", &e))
+}
+
+fn verdict_error(v: &RiskVerdict) -> ApiError {
+    let codes: Vec<String> = v.rejections.iter().map(|c| c.to_string()).collect();
+    let status = if v.status == VerdictStatus::Halted {
+        StatusCode::CONFLICT
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    let code = if v.status == VerdictStatus::Halted {
+        "trading_halted"
+    } else {
+        "risk_rejected"
+    };
+    ApiError::new(
+        status,
+        code,
+        format!(
+            "risk engine {}: {} ({})",
+            if v.status == VerdictStatus::Halted {
+                "halted"
+            } else {
+                "rejected"
+            },
+            codes.join(", "),
+            v.reason.clone().unwrap_or_default()
+        ),
+    )
+}
+
+/// Validate a manual trade with the risk engine only; nothing is placed.
+#[utoipa::path(post, path = "/api/v1/trades/validate", security(("bearer" = [])), request_body = ManualTradeBody,
+    responses((status = 200, description = "the verdict"), (status = 400, description = "malformed field"),
+        (status = 422, description = "a field out of range")))]
+pub async fn validate_trade(
+    _auth: Viewer,
+    state: web::Data<AppState>,
+    body: JsonBody<ManualTradeBody>,
+) -> Result<HttpResponse, ApiError> {
+    let parsed = parse_trade(&state, &body.0)?;
+    let correlation_id = parsed.proposal.correlation_id;
+    let verdict = risk_verdict(&state, parsed.proposal).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "correlation_id": correlation_id,
+        "verdict": verdict,
+    })))
+}
+
+async fn idempotent_replay(state: &AppState, key: &str) -> Result<Option<HttpResponse>, ApiError> {
+    let Some(pool) = &state.pool else { return Ok(None) };
+    let client = pool.get().await.map_err(store_error)?;
+    let row = client
+        .query_opt(
+            "SELECT response, status FROM idempotency_keys WHERE key = $1 \
+             AND created_at > now() - interval '24 hours'",
+            &[&key],
+        )
+        .await
+        .map_err(store_error)?;
+    let Some(r) = row else { return Ok(None) };
+    let status: i32 = r.get(1);
+    if status == 0 {
+        return Err(ApiError::conflict("a request with this Idempotency-Key is in progress"));
+    }
+    Ok(Some({
+        let body: serde_json::Value = r.get(0);
+        let code = u16::try_from(status)
+            .ok()
+            .and_then(|s| StatusCode::from_u16(s).ok())
+            .unwrap_or(StatusCode::OK);
+        HttpResponse::build(code)
+            .insert_header(("Idempotent-Replay", "true"))
+            .json(body)
+    }))
+}
+
+/// Claims the key before anything is placed; `false` when another request holds it.
+async fn claim_key(state: &AppState, key: &str, token: &str) -> Result<bool, ApiError> {
+    let Some(pool) = &state.pool else { return Ok(true) };
+    let client = pool.get().await.map_err(store_error)?;
+    client
+        .execute(
+            "DELETE FROM idempotency_keys WHERE key = $1 AND created_at <= now() - interval '24 hours'",
+            &[&key],
+        )
+        .await
+        .map_err(store_error)?;
+    let n = client
+        .execute(
+            "INSERT INTO idempotency_keys (key, token_name, response, status) VALUES ($1, $2, '{\"pending\": true}'::jsonb, 0) \
+             ON CONFLICT (key) DO NOTHING",
+            &[&key, &token],
+        )
+        .await
+        .map_err(store_error)?;
+    Ok(n == 1)
+}
+
+async fn store_key(state: &AppState, key: &str, status: u16, body: &serde_json::Value) {
+    let Some(pool) = &state.pool else { return };
+    let Ok(client) = pool.get().await else { return };
+    let status = i32::from(status);
+    if let Err(e) = client
+        .execute(
+            "UPDATE idempotency_keys SET response = $2, status = $3 WHERE key = $1",
+            &[&key, body, &status],
+        )
+        .await
+    {
+        tracing::error!(error = %e, "idempotency result not stored");
+    }
+}
+
+/// Place a trade by hand: risk engine first, then the execution manager.
+#[utoipa::path(post, path = "/api/v1/trades", security(("bearer" = [])), request_body = ManualTradeBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "a repeat within 24 h returns the first result")),
+    responses((status = 200, description = "verdict, orders and correlation id"), (status = 400, description = "malformed field"),
+        (status = 403, description = "viewer token"), (status = 409, description = "trading paused or halted"),
+        (status = 422, description = "rejected by the risk engine or a field out of range")))]
+pub async fn place_trade(
+    auth: Operator,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: JsonBody<ManualTradeBody>,
+) -> Result<HttpResponse, ApiError> {
+    let raw = serde_json::to_vec(&body.0).unwrap_or_default();
+    let key = req
+        .headers()
+        .get("Idempotency-Key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(|k| format!("trades:{k}"));
+    if let Some(k) = &key {
+        if k.len() > 255 {
+            return Err(
+                ApiError::bad_request("Idempotency-Key is longer than 255 characters").with_field("Idempotency-Key")
+            );
+        }
+        if let Some(replay) = idempotent_replay(&state, k).await? {
+            return Ok(replay);
+        }
+        if !claim_key(&state, k, &auth.caller.name).await? {
+            return Err(ApiError::conflict("a request with this Idempotency-Key is in progress"));
+        }
+    }
+    let (status, json) = match place_trade_inner(&state, &body.0).await {
+        Ok(v) => (StatusCode::OK, v),
+        Err(e) => (
+            e.status,
+            serde_json::to_value(super::error::ErrorEnvelope { error: e.body.clone() }).unwrap_or_default(),
+        ),
+    };
+    if let Some(k) = &key {
+        store_key(&state, k, status.as_u16(), &json).await;
+    }
+    let result = if status.is_success() {
+        "ok".to_owned()
+    } else {
+        json.pointer("/error/code")
+            .and_then(|c| c.as_str())
+            .unwrap_or("error")
+            .to_owned()
+    };
+    state
+        .audit(
+            &auth.caller,
+            "POST",
+            "/api/v1/trades",
+            Some(&raw),
+            status.as_u16(),
+            &result,
+        )
+        .await;
+    Ok(HttpResponse::build(status).json(json))
+}
+
+async fn place_trade_inner(state: &AppState, body: &ManualTradeBody) -> Result<serde_json::Value, ApiError> {
+    let parsed = parse_trade(state, body)?;
+    if !parsed.proposal.reduce_only {
+        let status = state
+            .coordinator
+            .send(GetStatus)
+            .await
+            .map_err(|e| ApiError::from_mailbox("coordinator", &e))?
+            .map_err(|e| ApiError::from_actor("coordinator", &e))?;
+        if matches!(status.state, CoordinatorState::Paused | CoordinatorState::Halted) {
+            return Err(ApiError::conflict(format!(
+                "trading is {:?}: only reduce-only trades are accepted",
+                status.state
+            )));
+        }
+    }
+    let correlation_id = parsed.proposal.correlation_id;
+    let verdict = risk_verdict(state, parsed.proposal.clone()).await?;
+    if !verdict.is_approved() {
+        return Err(verdict_error(&verdict));
+    }
+    // A modified proposal is executed as modified; a volume given by hand shrinks with the size.
+    let volume = match (parsed.volume, verdict.status) {
+        (Some(v), VerdictStatus::Modified) if parsed.proposal.size_usd > Decimal::ZERO => {
+            Some(v * verdict.proposal.size_usd / parsed.proposal.size_usd)
+        }
+        (v, _) => v,
+    };
+    let result = state
+        .execution
+        .send(ExecuteTrade {
+            proposal: verdict.proposal.clone(),
+            verdict: Some(verdict.clone()),
+            order_type: parsed.order_type,
+            limit_price: Some(verdict.proposal.entry_price),
+            volume,
+            note: parsed.note,
+        })
+        .await
+        .map_err(|e| ApiError::from_mailbox("execution manager", &e))?
+        .map_err(execution_error)?;
+    Ok(serde_json::json!({
+        "correlation_id": correlation_id,
+        "verdict": verdict,
+        "orders": result.orders,
+        "position_id": result.position_id,
+    }))
+}

@@ -35,6 +35,17 @@ pub use error::{ApiError, JsonBody, OptionalJsonBody};
         orchestration::risk_reset,
         orchestration::recent_decisions,
         orchestration::decision_chain,
+        // execution
+        execution::list_positions,
+        execution::get_position,
+        execution::close_position,
+        execution::modify_position,
+        execution::list_orders,
+        execution::get_order,
+        execution::cancel_order,
+        execution::list_trades,
+        execution::place_trade,
+        execution::validate_trade,
     ),
     components(schemas(
         error::ErrorEnvelope,
@@ -42,6 +53,10 @@ pub use error::{ApiError, JsonBody, OptionalJsonBody};
         system::ControlBody,
         // orchestration
         orchestration::RiskResetBody,
+        // execution
+        execution::CloseBody,
+        execution::ModifyBody,
+        execution::ManualTradeBody,
     )),
     modifiers(&BearerAuth)
 )]
@@ -83,6 +98,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                     "/coordinator/admin-resume",
                     web::post().to(system::coordinator_admin_resume),
                 )
-                .configure(orchestration::configure),
+                .configure(orchestration::configure)
+                .configure(execution::configure),
         );
 }

@@ -1,4 +1,6 @@
-//! Order lifecycle, the OrderExecutionManager and PositionTracker actors, and the paper exchange.
+//! Order lifecycle, the OrderExecutionManager actor (which also tracks positions), and the paper exchange.
 
 pub mod api;
+pub mod manager;
 pub mod paper;
+pub mod store;

@@ -1,0 +1,2177 @@
+//! The OrderExecutionManager actor: places orders, tracks them to a terminal state, keeps the
+//! positions they open, protects every position with a stop-loss and a take-profit on the exchange,
+//! and reconciles with the exchange after a restart.
+//!
+//! Position tracking lives inside this actor rather than in a separate PositionTracker: a position
+//! changes only because an order filled, and its protective orders change only because the position
+//! did. Keeping both in one owner makes "fill → grow position → resize stop" one step without a
+//! message round trip in which a second fill or a restart could interleave, and gives reconciliation a
+//! single state to rebuild.
+//!
+//! Invariants:
+//! - every order carries a [`ClientOrderId`]; its record (status `pending`) is in the store before the
+//!   request is sent; results are applied by client id, so a repeated answer changes nothing;
+//! - exchange I/O runs in spawned futures (the mailbox keeps flowing); store writes go through one
+//!   ordered writer task, so the store never sees an older state after a newer one;
+//! - an ambiguous placement (`ExchangeError::Unknown`) is never re-sent: the order goes to `error` and is
+//!   resolved by querying its client id;
+//! - a position without its stop on the exchange raises an urgent `StopLossMissing` alert and the stop is
+//!   retried with back-off until it is placed or the position is closed.
+//!
+//! P&L (reference §6.6, "leverage multiplies both"): a position's `size` is the volume traded on the
+//! exchange, which already includes the leverage (`size_usd × leverage / price`), so
+//! `pnl = (price − entry) × size` for longs and `(entry − price) × size` for shorts equals the reference's
+//! `(price − entry) × margin_size × leverage`; `pnl % = (price − entry) / entry × 100 × leverage`.
+//! Realised P&L is net of every fee paid (entry fees are booked when the entry fills).
+
+use super::api::{
+    CancelOrder, CloseAllPositions, ClosePosition, ExecuteTrade, ExecutionError, ExecutionResult, GetOrders,
+    GetPositions, ModifyPosition, OrderView, PositionView,
+};
+use super::paper::PaperExchange;
+use super::store::UNRESOLVED;
+use crate::bus::Topic;
+use crate::clock::SharedClock;
+use crate::domain::{
+    ClientOrderId, CorrelationId, OrderStatus, OrderType, PositionSide, PositionStatus, Priority, Severity, Side,
+    Symbol,
+};
+use crate::messages::{
+    AlertType, CandleClosed, EventMeta, ExecutionEvent, ExecutionEventType, PortfolioUpdate, RiskAlert,
+};
+use crate::ports::{
+    AuditStore, DecisionRecord, Exchange, ExchangeError, ExchangeOrder, OrderAck, OrderRecord, OrderRef, OrderRequest,
+    OrderStore, PairInfo, PositionSnapshotRecord, StateStore, StatusTransition, StoreError, TradeRecord,
+};
+use crate::supervision::{guarded, Drain, SupervisedActor, SupervisionHandle};
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use futures::channel::{mpsc, oneshot};
+use futures::StreamExt;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+const SOURCE: &str = "execution_manager";
+
+// ------------------------------------------------------------------ configuration
+
+/// Trailing stop (reference §6.1: disabled, activation 1.0 %, distance 1.5 %).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrailingStopConfig {
+    pub enabled: bool,
+    pub activation_pct: Decimal,
+    pub distance_pct: Decimal,
+}
+
+impl Default for TrailingStopConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            activation_pct: Decimal::ONE,
+            distance_pct: Decimal::new(15, 1),
+        }
+    }
+}
+
+/// Order defaults, position limits, tracking intervals and contingent orders (reference §6.1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExecutionConfig {
+    pub default_order_type: OrderType,
+    /// Bound of a market order, sent as a limit this far through the reference price.
+    pub market_order_slippage_pct: Decimal,
+    /// Retries of a placement the exchange answered as retryable (nothing placed).
+    pub max_retry_count: u32,
+    pub retry_delay_ms: u64,
+    pub max_positions_per_symbol: usize,
+    pub max_positions_total: usize,
+    /// Order status poll.
+    pub poll_interval_ms: u64,
+    /// Position snapshots, trailing stop and portfolio valuation.
+    pub snapshot_interval_secs: u64,
+    pub auto_stop_loss: bool,
+    pub auto_take_profit: bool,
+    /// `stop-loss` or `stop-loss-limit`.
+    pub stop_loss_type: OrderType,
+    /// `limit` or `take-profit`.
+    pub take_profit_type: OrderType,
+    /// First back-off of a failed protective placement; doubles up to `protection_retry_max_ms`.
+    pub protection_retry_ms: u64,
+    pub protection_retry_max_ms: u64,
+    /// Polls in which an `error` order may be missing on the exchange before it counts as never placed.
+    pub reconcile_attempts: u32,
+    pub trailing_stop: TrailingStopConfig,
+}
+
+impl Default for ExecutionConfig {
+    fn default() -> Self {
+        Self {
+            default_order_type: OrderType::Limit,
+            market_order_slippage_pct: Decimal::new(5, 1),
+            max_retry_count: 3,
+            retry_delay_ms: 5000,
+            max_positions_per_symbol: 2,
+            max_positions_total: 5,
+            poll_interval_ms: 5000,
+            snapshot_interval_secs: 60,
+            auto_stop_loss: true,
+            auto_take_profit: true,
+            stop_loss_type: OrderType::StopLoss,
+            take_profit_type: OrderType::Limit,
+            protection_retry_ms: 1000,
+            protection_retry_max_ms: 60_000,
+            reconcile_attempts: 3,
+            trailing_stop: TrailingStopConfig::default(),
+        }
+    }
+}
+
+/// What the manager is built from.
+#[derive(Clone)]
+pub struct ManagerDeps {
+    pub config: ExecutionConfig,
+    pub exchange: Arc<dyn Exchange>,
+    /// The paper exchange in paper mode: persisted after changes, and fed closed candles when `feed_paper`.
+    pub paper: Option<PaperExchange>,
+    pub feed_paper: bool,
+    pub orders: Arc<dyn OrderStore>,
+    pub state: Arc<dyn StateStore>,
+    pub audit: Arc<dyn AuditStore>,
+    pub events: Topic<ExecutionEvent>,
+    pub portfolio: Topic<PortfolioUpdate>,
+    pub alerts: Topic<RiskAlert>,
+    pub clock: SharedClock,
+}
+
+// ------------------------------------------------------------------ P&L
+
+/// Unrealised P&L and P&L percent of a position at `price` (see the module doc).
+pub fn position_pnl(
+    side: PositionSide,
+    entry: Decimal,
+    price: Decimal,
+    size: Decimal,
+    leverage: u32,
+) -> (Decimal, Decimal) {
+    if entry <= Decimal::ZERO {
+        return (Decimal::ZERO, Decimal::ZERO);
+    }
+    let diff = match side {
+        PositionSide::Long => price - entry,
+        PositionSide::Short => entry - price,
+    };
+    let pct = diff / entry * Decimal::ONE_HUNDRED * Decimal::from(leverage.max(1));
+    (diff * size, pct)
+}
+
+// ------------------------------------------------------------------ store writer
+
+enum Op {
+    Order(Box<OrderRecord>),
+    Status(StatusTransition),
+    Position(Box<PositionView>),
+    Trade(TradeRecord),
+    Snapshot(PositionSnapshotRecord),
+    Decision(DecisionRecord),
+    SavePaper,
+    Flush,
+}
+
+struct Write {
+    op: Op,
+    ack: Option<oneshot::Sender<Result<(), StoreError>>>,
+}
+
+/// One ordered writer: every store write of the manager, in the order the actor made it.
+#[derive(Clone)]
+struct Writer {
+    tx: mpsc::UnboundedSender<Write>,
+}
+
+const STORE_ATTEMPTS: u32 = 3;
+
+impl Writer {
+    fn start(deps: &ManagerDeps) -> Self {
+        let (tx, mut rx) = mpsc::unbounded::<Write>();
+        let orders = deps.orders.clone();
+        let audit = deps.audit.clone();
+        let state = deps.state.clone();
+        let paper = deps.paper.clone();
+        actix::spawn(async move {
+            while let Some(w) = rx.next().await {
+                let mut attempt = 0;
+                let res = loop {
+                    let r = match &w.op {
+                        Op::Order(o) => orders.upsert_order((**o).clone()).await,
+                        Op::Status(t) => orders.append_status(t.clone()).await,
+                        Op::Position(p) => orders.upsert_position((**p).clone()).await,
+                        Op::Trade(t) => orders.insert_trade(t.clone()).await,
+                        Op::Snapshot(s) => orders.insert_snapshot(s.clone()).await,
+                        Op::Decision(d) => audit.record_decision(d.clone()).await,
+                        Op::SavePaper => match &paper {
+                            Some(p) => p.save_to(state.as_ref()).await,
+                            None => Ok(()),
+                        },
+                        Op::Flush => Ok(()),
+                    };
+                    attempt += 1;
+                    match r {
+                        Err(e) if attempt < STORE_ATTEMPTS => {
+                            tracing::warn!(error = %e, attempt, "execution store write failed; retrying");
+                            actix::clock::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                        }
+                        other => break other,
+                    }
+                };
+                if let Err(e) = &res {
+                    tracing::error!(error = %e, "execution store write lost");
+                }
+                if let Some(ack) = w.ack {
+                    let _ = ack.send(res);
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    fn send(&self, op: Op) {
+        if self.tx.unbounded_send(Write { op, ack: None }).is_err() {
+            tracing::error!("execution store writer stopped; write lost");
+        }
+    }
+
+    fn acked(&self, op: Op) -> impl std::future::Future<Output = Result<(), StoreError>> + 'static {
+        let (ack, rx) = oneshot::channel();
+        let sent = self.tx.unbounded_send(Write { op, ack: Some(ack) }).is_ok();
+        async move {
+            if !sent {
+                return Err(StoreError::Unavailable("execution store writer stopped".into()));
+            }
+            rx.await
+                .unwrap_or_else(|_| Err(StoreError::Unavailable("execution store writer stopped".into())))
+        }
+    }
+}
+
+// ------------------------------------------------------------------ actor
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Protect {
+    StopLoss,
+    TakeProfit,
+}
+
+impl Protect {
+    fn purpose(self) -> &'static str {
+        match self {
+            Self::StopLoss => "stop_loss",
+            Self::TakeProfit => "take_profit",
+        }
+    }
+}
+
+/// What the placement future hands back to the actor.
+type PlaceOutcome = Result<Result<OrderAck, ExchangeError>, StoreError>;
+
+pub struct OrderExecutionManager {
+    sup: SupervisionHandle,
+    deps: ManagerDeps,
+    writer: Writer,
+    ready: bool,
+    reconciled: bool,
+    polling: bool,
+    /// Orders still tracked (non-terminal, or `error` being reconciled).
+    orders: HashMap<Uuid, OrderRecord>,
+    by_client: HashMap<ClientOrderId, Uuid>,
+    /// Orders whose placement request is in flight (not polled).
+    placing: HashSet<Uuid>,
+    cancel_requested: HashSet<Uuid>,
+    missing: HashMap<Uuid, u32>,
+    /// Open and closing positions.
+    positions: HashMap<Uuid, PositionView>,
+    prices: HashMap<Symbol, Decimal>,
+    pairs: HashMap<Symbol, PairInfo>,
+    protect_inflight: HashSet<(Uuid, Protect)>,
+    protect_failures: HashMap<(Uuid, Protect), u32>,
+    protect_retry_scheduled: HashSet<Uuid>,
+    /// Trailing stop: best price seen after activation, per position.
+    trail_extreme: HashMap<Uuid, Decimal>,
+    peak_equity: Decimal,
+    feed_timeframe: HashMap<Symbol, crate::domain::Timeframe>,
+    /// When each cached price was made (end of its candle).
+    price_at: HashMap<Symbol, DateTime<Utc>>,
+}
+
+impl OrderExecutionManager {
+    pub fn new(sup: SupervisionHandle, deps: ManagerDeps) -> Self {
+        let writer = Writer::start(&deps);
+        Self {
+            sup,
+            deps,
+            writer,
+            ready: false,
+            reconciled: false,
+            polling: false,
+            orders: HashMap::new(),
+            by_client: HashMap::new(),
+            placing: HashSet::new(),
+            cancel_requested: HashSet::new(),
+            missing: HashMap::new(),
+            positions: HashMap::new(),
+            prices: HashMap::new(),
+            pairs: HashMap::new(),
+            protect_inflight: HashSet::new(),
+            protect_failures: HashMap::new(),
+            protect_retry_scheduled: HashSet::new(),
+            trail_extreme: HashMap::new(),
+            peak_equity: Decimal::ZERO,
+            feed_timeframe: HashMap::new(),
+            price_at: HashMap::new(),
+        }
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.deps.clock.now()
+    }
+
+    fn cfg(&self) -> &ExecutionConfig {
+        &self.deps.config
+    }
+
+    // -------------------------------------------------------------- loading and reconciliation
+
+    fn load(&mut self, ctx: &mut Context<Self>) {
+        let flush = self.writer.acked(Op::Flush);
+        let exchange = self.deps.exchange.clone();
+        let store = self.deps.orders.clone();
+        let fut = async move {
+            let _ = flush.await;
+            let pairs = exchange.pairs().await;
+            let orders = store.load_active_orders().await;
+            let positions = store.load_open_positions().await;
+            (pairs, orders, positions)
+        };
+        ctx.spawn(fut.into_actor(self).map(|(pairs, orders, positions), act, ctx| {
+            let _ = guarded(act, ctx, |act, ctx| act.on_loaded(pairs, orders, positions, ctx));
+        }));
+    }
+
+    fn on_loaded(
+        &mut self,
+        pairs: Result<Vec<PairInfo>, ExchangeError>,
+        orders: Result<Vec<OrderRecord>, StoreError>,
+        positions: Result<Vec<PositionView>, StoreError>,
+        ctx: &mut Context<Self>,
+    ) {
+        let (pairs, orders, positions) = match (pairs, orders, positions) {
+            (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+            (a, b, c) => {
+                let why = [
+                    a.err().map(|e| e.to_string()),
+                    b.err().map(|e| e.to_string()),
+                    c.err().map(|e| e.to_string()),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join("; ");
+                tracing::error!(reason = %why, "execution manager could not load its state; retrying in 5 s");
+                self.alert(
+                    AlertType::Reconcile,
+                    Severity::High,
+                    None,
+                    format!("execution state not loaded: {why}"),
+                );
+                ctx.run_later(Duration::from_secs(5), |act, ctx| act.load(ctx));
+                return;
+            }
+        };
+        self.pairs = pairs.into_iter().map(|p| (p.symbol.clone(), p)).collect();
+        for o in orders {
+            self.by_client.insert(o.view.client_order_id.clone(), o.view.id);
+            self.orders.insert(o.view.id, o);
+        }
+        for p in positions {
+            self.positions.insert(p.id, p);
+        }
+        tracing::info!(
+            orders = self.orders.len(),
+            positions = self.positions.len(),
+            "execution state loaded; reconciling with the exchange"
+        );
+        self.ready = true;
+        self.reconciled = false;
+        self.poll(ctx);
+    }
+
+    /// After the first poll since loading: every open position must be protected.
+    fn finish_reconcile(&mut self, ctx: &mut Context<Self>) {
+        self.reconciled = true;
+        let ids: Vec<Uuid> = self.positions.keys().copied().collect();
+        for id in ids {
+            self.ensure_protection(id, ctx);
+        }
+        // The risk engine learns equity only from portfolio updates: value the account right away.
+        self.refresh_portfolio(ctx);
+    }
+
+    // -------------------------------------------------------------- polling
+
+    fn poll(&mut self, ctx: &mut Context<Self>) {
+        if !self.ready || self.polling {
+            return;
+        }
+        let refs: Vec<OrderRef> = self
+            .orders
+            .values()
+            .filter(|o| !self.placing.contains(&o.view.id))
+            .map(|o| OrderRef::Client(o.view.client_order_id.clone()))
+            .collect();
+        if refs.is_empty() {
+            if !self.reconciled {
+                self.finish_reconcile(ctx);
+            }
+            return;
+        }
+        self.polling = true;
+        let exchange = self.deps.exchange.clone();
+        let asked: Vec<ClientOrderId> = refs
+            .iter()
+            .filter_map(|r| match r {
+                OrderRef::Client(c) => Some(c.clone()),
+                OrderRef::Exchange(_) => None,
+            })
+            .collect();
+        let fut = async move { exchange.query_orders(refs).await };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            act.polling = false;
+            let _ = guarded(act, ctx, |act, ctx| act.on_polled(asked, res, ctx));
+        }));
+    }
+
+    fn on_polled(
+        &mut self,
+        asked: Vec<ClientOrderId>,
+        res: Result<Vec<ExchangeOrder>, ExchangeError>,
+        ctx: &mut Context<Self>,
+    ) {
+        let found = match res {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "order status poll failed");
+                return;
+            }
+        };
+        let mut seen = HashSet::new();
+        for ex in found {
+            let Some(cid) = ex.client_order_id.clone() else {
+                continue;
+            };
+            let Some(&id) = self.by_client.get(&cid) else { continue };
+            seen.insert(cid);
+            self.missing.remove(&id);
+            self.apply_update(id, &ex, ctx);
+        }
+        for cid in asked {
+            if seen.contains(&cid) {
+                continue;
+            }
+            let Some(&id) = self.by_client.get(&cid) else { continue };
+            self.on_missing(id, ctx);
+        }
+        if !self.reconciled {
+            self.finish_reconcile(ctx);
+        }
+    }
+
+    /// An order the exchange does not know. A `pending` (never acknowledged) or unresolved `error` order is
+    /// given up after `reconcile_attempts` polls: it was never placed. Anything else is an alert.
+    fn on_missing(&mut self, id: Uuid, ctx: &mut Context<Self>) {
+        let Some(rec) = self.orders.get(&id).cloned() else {
+            return;
+        };
+        let n = {
+            let n = self.missing.entry(id).or_insert(0);
+            *n += 1;
+            *n
+        };
+        if n < self.cfg().reconcile_attempts {
+            return;
+        }
+        self.missing.remove(&id);
+        let msg = format!(
+            "order {} ({}) is unknown to the exchange after {n} queries",
+            rec.view.client_order_id, rec.view.purpose
+        );
+        let mut rec2 = rec.clone();
+        rec2.error_message = Some("not found on the exchange; never placed".into());
+        if rec.view.status != OrderStatus::Error {
+            self.transition(&mut rec2, OrderStatus::Error, serde_json::json!({"reason": msg}));
+        } else {
+            rec2.view.updated_at = self.now();
+            self.writer.send(Op::Order(Box::new(rec2.clone())));
+        }
+        self.forget(id);
+        self.alert(
+            AlertType::Reconcile,
+            Severity::Medium,
+            Some(rec.view.symbol.clone()),
+            msg,
+        );
+        if let Some(pid) = rec.view.position_id {
+            self.ensure_protection(pid, ctx);
+        }
+    }
+
+    fn forget(&mut self, id: Uuid) {
+        if let Some(rec) = self.orders.remove(&id) {
+            self.by_client.remove(&rec.view.client_order_id);
+        }
+        self.cancel_requested.remove(&id);
+        self.missing.remove(&id);
+    }
+
+    /// Logs and persists a status change the lifecycle table allows; returns whether it happened.
+    fn transition(&mut self, rec: &mut OrderRecord, to: OrderStatus, detail: serde_json::Value) -> bool {
+        let from = rec.view.status;
+        let allowed = from.can_transition_to(to) || (from == to && to == OrderStatus::PartiallyFilled);
+        if !allowed {
+            if from != to {
+                tracing::warn!(order = %rec.view.client_order_id, %from, %to, "ignored invalid order transition");
+            }
+            return false;
+        }
+        let now = self.now();
+        rec.view.status = to;
+        rec.view.updated_at = now;
+        self.writer.send(Op::Order(Box::new(rec.clone())));
+        self.writer.send(Op::Status(StatusTransition {
+            order_id: rec.view.id,
+            from: Some(from),
+            to,
+            filled_volume: rec.view.filled_volume,
+            detail,
+            at: now,
+        }));
+        if let Some(r) = self.orders.get_mut(&rec.view.id) {
+            *r = rec.clone();
+        }
+        true
+    }
+
+    /// Applies the exchange's view of one order. Idempotent: only what changed since the last view counts.
+    fn apply_update(&mut self, id: Uuid, ex: &ExchangeOrder, ctx: &mut Context<Self>) {
+        let Some(mut rec) = self.orders.get(&id).cloned() else {
+            return;
+        };
+        let old_filled = rec.view.filled_volume;
+        let new_filled = ex.filled_volume.max(old_filled);
+        let delta = new_filled - old_filled;
+        let fill_price = if delta > Decimal::ZERO {
+            match (ex.avg_fill_price, rec.view.avg_fill_price) {
+                (Some(new_avg), old_avg) => {
+                    let p = (new_avg * new_filled - old_avg.unwrap_or(Decimal::ZERO) * old_filled) / delta;
+                    if p > Decimal::ZERO {
+                        p
+                    } else {
+                        new_avg
+                    }
+                }
+                (None, _) => ex.price.or(rec.view.price).unwrap_or(Decimal::ZERO),
+            }
+        } else {
+            Decimal::ZERO
+        };
+        let fee_delta = (ex.fee - rec.view.fee).max(Decimal::ZERO);
+        if rec.view.exchange_order_id.is_none() {
+            rec.view.exchange_order_id = Some(ex.exchange_order_id.clone());
+        }
+        rec.view.filled_volume = new_filled;
+        if ex.avg_fill_price.is_some() {
+            rec.view.avg_fill_price = ex.avg_fill_price;
+        }
+        rec.view.fee = rec.view.fee.max(ex.fee);
+        let was_error = rec.view.status == OrderStatus::Error;
+        if was_error {
+            rec.error_message = None;
+        }
+        let status_changed = ex.status != rec.view.status || delta > Decimal::ZERO;
+        if status_changed {
+            let detail = serde_json::json!({
+                "exchange_order_id": ex.exchange_order_id,
+                "filled_volume": new_filled,
+                "reason": ex.reason,
+            });
+            if !self.transition(&mut rec, ex.status, detail) {
+                rec.view.updated_at = self.now();
+                self.writer.send(Op::Order(Box::new(rec.clone())));
+                if let Some(r) = self.orders.get_mut(&id) {
+                    *r = rec.clone();
+                }
+            }
+        }
+        if delta > Decimal::ZERO {
+            let ty = if rec.view.status == OrderStatus::Filled {
+                ExecutionEventType::OrderFilled
+            } else {
+                ExecutionEventType::OrderPartiallyFilled
+            };
+            self.publish(ty, &rec, delta, Some(fill_price), fee_delta, None);
+            self.decision(
+                rec.view.correlation_id,
+                "order_filled",
+                &rec.view.symbol,
+                serde_json::json!({
+                    "order_id": rec.view.id, "client_order_id": rec.view.client_order_id, "purpose": rec.view.purpose,
+                    "filled": delta, "price": fill_price, "fee": fee_delta, "status": rec.view.status,
+                }),
+            );
+            self.on_fill(&rec, delta, fill_price, fee_delta, ctx);
+        }
+        match ex.status {
+            OrderStatus::Cancelled | OrderStatus::Expired if status_changed => {
+                self.publish(
+                    ExecutionEventType::OrderCancelled,
+                    &rec,
+                    Decimal::ZERO,
+                    None,
+                    Decimal::ZERO,
+                    None,
+                );
+            }
+            OrderStatus::Rejected if status_changed => {
+                self.publish(
+                    ExecutionEventType::OrderRejected,
+                    &rec,
+                    Decimal::ZERO,
+                    None,
+                    Decimal::ZERO,
+                    None,
+                );
+            }
+            _ => {}
+        }
+        if rec.view.status.is_terminal() {
+            let ours = self.cancel_requested.contains(&id);
+            self.forget(id);
+            if let Some(pid) = rec.view.position_id {
+                if matches!(rec.view.purpose.as_str(), "stop_loss" | "take_profit") && !ours {
+                    // A protective order ended without our asking (filled, or cancelled by the exchange):
+                    // the position is re-checked and re-protected if still open.
+                    self.ensure_protection(pid, ctx);
+                }
+                if rec.view.purpose == "close" {
+                    // A close that ended with the position still there (never or partly filled): the position
+                    // is open again and needs its protection for what is left.
+                    if let Some(p) = self.positions.get_mut(&pid) {
+                        p.status = PositionStatus::Open;
+                        let snapshot = p.clone();
+                        self.writer.send(Op::Position(Box::new(snapshot)));
+                    }
+                    self.ensure_protection(pid, ctx);
+                }
+            }
+        }
+        self.writer.send(Op::SavePaper);
+        if delta > Decimal::ZERO {
+            self.refresh_portfolio(ctx);
+        }
+    }
+
+    // -------------------------------------------------------------- positions
+
+    fn on_fill(&mut self, rec: &OrderRecord, delta: Decimal, price: Decimal, fee: Decimal, ctx: &mut Context<Self>) {
+        let now = self.now();
+        let Some(pid) = rec.view.position_id else { return };
+        let trade = |realized: Option<Decimal>| TradeRecord {
+            id: Uuid::new_v4(),
+            order_id: rec.view.id,
+            position_id: Some(pid),
+            correlation_id: rec.view.correlation_id,
+            symbol: rec.view.symbol.clone(),
+            side: rec.view.side,
+            volume: delta,
+            price,
+            fee,
+            realized_pnl: realized,
+            executed_at: now,
+        };
+        if rec.view.purpose == "entry" {
+            self.writer.send(Op::Trade(trade(None)));
+            let opened = if let Some(p) = self.positions.get_mut(&pid) {
+                let total = p.size + delta;
+                p.entry_price = ((p.entry_price * p.size + price * delta) / total).normalize();
+                p.size = total;
+                p.fees += fee;
+                p.realized_pnl -= fee;
+                false
+            } else {
+                let side = match rec.view.side {
+                    Side::Buy => PositionSide::Long,
+                    Side::Sell => PositionSide::Short,
+                };
+                self.positions.insert(
+                    pid,
+                    PositionView {
+                        id: pid,
+                        correlation_id: rec.view.correlation_id,
+                        symbol: rec.view.symbol.clone(),
+                        side,
+                        status: PositionStatus::Open,
+                        size: delta,
+                        entry_price: price,
+                        exit_price: None,
+                        leverage: rec.leverage.max(1),
+                        stop_loss: rec.stop_loss,
+                        take_profit: rec.take_profit,
+                        stop_loss_order_id: None,
+                        take_profit_order_id: None,
+                        realized_pnl: -fee,
+                        unrealized_pnl: None,
+                        fees: fee,
+                        opened_at: now,
+                        closed_at: None,
+                    },
+                );
+                true
+            };
+            let Some(p) = self.positions.get(&pid).cloned() else {
+                return;
+            };
+            self.writer.send(Op::Position(Box::new(p.clone())));
+            if opened {
+                self.publish(ExecutionEventType::PositionOpened, rec, delta, Some(price), fee, None);
+                self.decision(
+                    p.correlation_id,
+                    "position_opened",
+                    &p.symbol,
+                    serde_json::json!({"position_id": pid, "side": p.side, "size": p.size, "entry_price": p.entry_price}),
+                );
+            }
+            self.ensure_protection(pid, ctx);
+            return;
+        }
+        // An exit: stop-loss, take-profit or close.
+        let Some(p) = self.positions.get_mut(&pid) else {
+            self.writer.send(Op::Trade(trade(None)));
+            tracing::warn!(position = %pid, "exit fill for a position that is not open");
+            return;
+        };
+        let filled = delta.min(p.size);
+        let (gross, _) = position_pnl(p.side, p.entry_price, price, filled, p.leverage);
+        let pnl = gross - fee;
+        p.realized_pnl += pnl;
+        p.fees += fee;
+        p.size -= filled;
+        let closed = p.size <= Decimal::ZERO;
+        if closed {
+            p.size = Decimal::ZERO;
+            p.status = PositionStatus::Closed;
+            p.exit_price = Some(price);
+            p.closed_at = Some(now);
+            p.unrealized_pnl = None;
+        }
+        let p = p.clone();
+        self.writer.send(Op::Trade(trade(Some(pnl))));
+        self.writer.send(Op::Position(Box::new(p.clone())));
+        if closed {
+            self.positions.remove(&pid);
+            self.trail_extreme.remove(&pid);
+            self.cancel_position_orders(pid, ctx);
+            self.publish(
+                ExecutionEventType::PositionClosed,
+                rec,
+                filled,
+                Some(price),
+                fee,
+                Some(p.realized_pnl),
+            );
+            self.decision(
+                p.correlation_id,
+                "position_closed",
+                &p.symbol,
+                serde_json::json!({
+                    "position_id": pid, "reason": rec.view.purpose, "exit_price": price,
+                    "realized_pnl": p.realized_pnl, "fees": p.fees,
+                }),
+            );
+        } else {
+            self.ensure_protection(pid, ctx);
+        }
+    }
+
+    /// Cancels every working order of a position (one-cancels-other, orphan cleanup).
+    fn cancel_position_orders(&mut self, pid: Uuid, ctx: &mut Context<Self>) {
+        let ids: Vec<Uuid> = self
+            .orders
+            .values()
+            .filter(|o| o.view.position_id == Some(pid) && !o.view.status.is_terminal() && o.view.purpose != "entry")
+            .map(|o| o.view.id)
+            .collect();
+        for id in ids {
+            self.request_cancel(id, ctx);
+        }
+    }
+
+    fn request_cancel(&mut self, id: Uuid, ctx: &mut Context<Self>) {
+        let Some(rec) = self.orders.get(&id) else { return };
+        if !self.cancel_requested.insert(id) {
+            return;
+        }
+        let exchange = self.deps.exchange.clone();
+        let cid = rec.view.client_order_id.clone();
+        let fut = async move { exchange.cancel_order(OrderRef::Client(cid)).await };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            if let Err(e) = res {
+                tracing::warn!(error = %e, order = %id, "cancel failed; the next poll decides");
+                if e.is_retryable() {
+                    act.cancel_requested.remove(&id);
+                    ctx.run_later(Duration::from_millis(act.cfg().protection_retry_ms), move |act, ctx| {
+                        act.request_cancel(id, ctx);
+                    });
+                }
+            }
+            act.poll(ctx);
+        }));
+    }
+
+    /// Makes the exchange's protective orders match the position: placed when missing, replaced when the
+    /// size or price differs. Failures alert and retry with back-off.
+    fn ensure_protection(&mut self, pid: Uuid, ctx: &mut Context<Self>) {
+        if !self.ready {
+            return;
+        }
+        let Some(pos) = self.positions.get(&pid).cloned() else {
+            return;
+        };
+        if pos.status != PositionStatus::Open || pos.size <= Decimal::ZERO {
+            return;
+        }
+        for kind in [Protect::StopLoss, Protect::TakeProfit] {
+            let (enabled, target, current) = match kind {
+                Protect::StopLoss => (self.cfg().auto_stop_loss, pos.stop_loss, pos.stop_loss_order_id),
+                Protect::TakeProfit => (self.cfg().auto_take_profit, pos.take_profit, pos.take_profit_order_id),
+            };
+            let current_rec = current.and_then(|id| self.orders.get(&id)).cloned();
+            let Some(target) = target.filter(|_| enabled) else {
+                if let Some(c) = current_rec {
+                    self.request_cancel(c.view.id, ctx);
+                }
+                continue;
+            };
+            if self.protect_inflight.contains(&(pid, kind)) {
+                continue;
+            }
+            let pair = self.pairs.get(&pos.symbol).cloned();
+            let price = pair.as_ref().map_or(target, |p| p.quantise_price(target));
+            let volume = pair.as_ref().map_or(pos.size, |p| p.quantise_volume(pos.size));
+            if let Some(c) = &current_rec {
+                let remaining = c.view.volume - c.view.filled_volume;
+                if !self.cancel_requested.contains(&c.view.id) && remaining == volume && c.view.price == Some(price) {
+                    continue;
+                }
+            }
+            self.place_protection(&pos, kind, price, volume, current_rec.map(|c| c.view.id), ctx);
+        }
+    }
+
+    fn place_protection(
+        &mut self,
+        pos: &PositionView,
+        kind: Protect,
+        price: Decimal,
+        volume: Decimal,
+        replaces: Option<Uuid>,
+        ctx: &mut Context<Self>,
+    ) {
+        let side = match pos.side {
+            PositionSide::Long => Side::Sell,
+            PositionSide::Short => Side::Buy,
+        };
+        let order_type = match kind {
+            Protect::StopLoss => self.cfg().stop_loss_type,
+            Protect::TakeProfit => self.cfg().take_profit_type,
+        };
+        // A `*-limit` stop sells no worse than the slippage bound beyond its trigger.
+        let price2 = matches!(order_type, OrderType::StopLossLimit | OrderType::TakeProfitLimit).then(|| {
+            let slip = self.cfg().market_order_slippage_pct / Decimal::ONE_HUNDRED;
+            let p = match side {
+                Side::Sell => price * (Decimal::ONE - slip),
+                Side::Buy => price * (Decimal::ONE + slip),
+            };
+            self.pairs.get(&pos.symbol).map_or(p, |pi| pi.quantise_price(p))
+        });
+        let linked = match kind {
+            Protect::StopLoss => pos.take_profit_order_id,
+            Protect::TakeProfit => pos.stop_loss_order_id,
+        };
+        let rec = self.new_record(
+            pos.correlation_id,
+            Some(pos.id),
+            &pos.symbol,
+            side,
+            order_type,
+            kind.purpose(),
+            volume,
+            Some(price),
+            price2,
+            pos.leverage,
+            // The take-profit is a plain limit on spot: reduce-only keeps it from reserving the base.
+            kind == Protect::TakeProfit || pos.leverage > 1,
+            linked,
+        );
+        self.protect_inflight.insert((pos.id, kind));
+        let pid = pos.id;
+        let fut = self.submit(rec, ctx);
+        ctx.spawn(fut.map(move |res, act, ctx| {
+            act.protect_inflight.remove(&(pid, kind));
+            let _ = guarded(act, ctx, |act, ctx| {
+                act.on_protection_result(pid, kind, replaces, res, ctx)
+            });
+        }));
+    }
+
+    fn on_protection_result(
+        &mut self,
+        pid: Uuid,
+        kind: Protect,
+        replaces: Option<Uuid>,
+        res: Result<OrderView, ExecutionError>,
+        ctx: &mut Context<Self>,
+    ) {
+        match res {
+            Ok(view) => {
+                self.protect_failures.remove(&(pid, kind));
+                let Some(p) = self.positions.get_mut(&pid) else {
+                    // The position closed meanwhile: the new order is an orphan.
+                    self.request_cancel(view.id, ctx);
+                    return;
+                };
+                match kind {
+                    Protect::StopLoss => p.stop_loss_order_id = Some(view.id),
+                    Protect::TakeProfit => p.take_profit_order_id = Some(view.id),
+                }
+                let (sl, tp) = (p.stop_loss_order_id, p.take_profit_order_id);
+                let snapshot = p.clone();
+                self.writer.send(Op::Position(Box::new(snapshot.clone())));
+                // Link the pair both ways.
+                for (me, other) in [(sl, tp), (tp, sl)] {
+                    if let (Some(me), Some(other)) = (me, other) {
+                        if let Some(o) = self.orders.get_mut(&me) {
+                            if o.linked_order_id != Some(other) {
+                                o.linked_order_id = Some(other);
+                                let o = o.clone();
+                                self.writer.send(Op::Order(Box::new(o)));
+                            }
+                        }
+                    }
+                }
+                if let Some(old) = replaces {
+                    self.request_cancel(old, ctx);
+                }
+                self.decision(
+                    snapshot.correlation_id,
+                    "protection_placed",
+                    &snapshot.symbol,
+                    serde_json::json!({"position_id": pid, "kind": kind.purpose(), "order_id": view.id,
+                        "price": view.price, "volume": view.volume}),
+                );
+            }
+            Err(e) => {
+                let Some(pos) = self.positions.get(&pid).cloned() else {
+                    return;
+                };
+                let n = {
+                    let n = self.protect_failures.entry((pid, kind)).or_insert(0);
+                    *n += 1;
+                    *n
+                };
+                let (alert_type, severity) = match kind {
+                    Protect::StopLoss => (AlertType::StopLossMissing, Severity::Critical),
+                    Protect::TakeProfit => (AlertType::ExecutionError, Severity::High),
+                };
+                self.alert(
+                    alert_type,
+                    severity,
+                    Some(pos.symbol.clone()),
+                    format!(
+                        "{} for position {pid} not placed (attempt {n}): {e}; retrying",
+                        kind.purpose().replace('_', " ")
+                    ),
+                );
+                if matches!(e, ExecutionError::Unknown(_)) {
+                    // The order may exist: the poll resolves it by client id before anything is re-sent.
+                    return;
+                }
+                self.schedule_protection_retry(pid, n, ctx);
+            }
+        }
+    }
+
+    fn schedule_protection_retry(&mut self, pid: Uuid, attempt: u32, ctx: &mut Context<Self>) {
+        if !self.protect_retry_scheduled.insert(pid) {
+            return;
+        }
+        let base = self.cfg().protection_retry_ms.max(1);
+        let max = self.cfg().protection_retry_max_ms.max(base);
+        let delay = base.saturating_mul(1u64 << attempt.saturating_sub(1).min(16)).min(max);
+        ctx.run_later(Duration::from_millis(delay), move |act, ctx| {
+            act.protect_retry_scheduled.remove(&pid);
+            let _ = guarded(act, ctx, |act, ctx| act.ensure_protection(pid, ctx));
+        });
+    }
+
+    // -------------------------------------------------------------- placing
+
+    #[allow(clippy::too_many_arguments, reason = "one order's fields")]
+    fn new_record(
+        &self,
+        correlation_id: CorrelationId,
+        position_id: Option<Uuid>,
+        symbol: &Symbol,
+        side: Side,
+        order_type: OrderType,
+        purpose: &str,
+        volume: Decimal,
+        price: Option<Decimal>,
+        price2: Option<Decimal>,
+        leverage: u32,
+        reduce_only: bool,
+        linked_order_id: Option<Uuid>,
+    ) -> OrderRecord {
+        let now = self.now();
+        OrderRecord {
+            view: OrderView {
+                id: Uuid::new_v4(),
+                client_order_id: ClientOrderId::random(),
+                exchange_order_id: None,
+                correlation_id,
+                position_id,
+                symbol: symbol.clone(),
+                side,
+                order_type,
+                purpose: purpose.to_owned(),
+                status: OrderStatus::Pending,
+                volume,
+                filled_volume: Decimal::ZERO,
+                price,
+                avg_fill_price: None,
+                fee: Decimal::ZERO,
+                created_at: now,
+                updated_at: now,
+            },
+            price2,
+            leverage: leverage.max(1),
+            reduce_only,
+            linked_order_id,
+            error_message: None,
+            stop_loss: None,
+            take_profit: None,
+        }
+    }
+
+    /// Records the order as `pending`, waits until the store has it, then sends it (retrying only what the
+    /// exchange answered as retryable) and applies the answer.
+    fn submit(
+        &mut self,
+        rec: OrderRecord,
+        _ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, Result<OrderView, ExecutionError>> {
+        let id = rec.view.id;
+        self.by_client.insert(rec.view.client_order_id.clone(), id);
+        self.orders.insert(id, rec.clone());
+        self.placing.insert(id);
+        let stored = self.writer.acked(Op::Order(Box::new(rec.clone())));
+        self.writer.send(Op::Status(StatusTransition {
+            order_id: id,
+            from: None,
+            to: OrderStatus::Pending,
+            filled_volume: Decimal::ZERO,
+            detail: serde_json::json!({"purpose": rec.view.purpose}),
+            at: rec.view.created_at,
+        }));
+        let req = OrderRequest {
+            client_order_id: rec.view.client_order_id.clone(),
+            symbol: rec.view.symbol.clone(),
+            side: rec.view.side,
+            order_type: rec.view.order_type,
+            volume: rec.view.volume,
+            price: rec.view.price,
+            price2: rec.price2,
+            leverage: (rec.leverage > 1).then_some(rec.leverage),
+            reduce_only: rec.reduce_only,
+            post_only: false,
+            validate: false,
+        };
+        let exchange = self.deps.exchange.clone();
+        let retries = self.cfg().max_retry_count;
+        let delay = Duration::from_millis(self.cfg().retry_delay_ms);
+        let fut = async move {
+            stored.await?;
+            let mut attempt = 0;
+            loop {
+                match exchange.place_order(req.clone()).await {
+                    Err(e) if e.is_retryable() && attempt < retries => {
+                        attempt += 1;
+                        tracing::warn!(error = %e, attempt, "order placement retryable; retrying");
+                        actix::clock::sleep(delay).await;
+                    }
+                    other => return Ok(other),
+                }
+            }
+        };
+        Box::pin(fut.into_actor(self).map(move |res: PlaceOutcome, act, ctx| {
+            guarded(act, ctx, |act, ctx| act.on_placed(id, res, ctx))
+                .unwrap_or_else(|e| Err(ExecutionError::Unavailable(e.to_string())))
+        }))
+    }
+
+    fn on_placed(&mut self, id: Uuid, res: PlaceOutcome, ctx: &mut Context<Self>) -> Result<OrderView, ExecutionError> {
+        self.placing.remove(&id);
+        let Some(mut rec) = self.orders.get(&id).cloned() else {
+            return Err(ExecutionError::Unavailable("order no longer tracked".into()));
+        };
+        let symbol = rec.view.symbol.clone();
+        match res {
+            Err(store) => {
+                let why = format!("not sent: {store}");
+                rec.error_message = Some(why.clone());
+                self.transition(&mut rec, OrderStatus::Rejected, serde_json::json!({ "reason": why }));
+                self.forget(id);
+                Err(ExecutionError::Unavailable(format!(
+                    "order not recorded, so not sent: {store}"
+                )))
+            }
+            Ok(Ok(ack)) => {
+                rec.view.exchange_order_id = Some(ack.exchange_order_id.clone());
+                self.transition(
+                    &mut rec,
+                    OrderStatus::Open,
+                    serde_json::json!({"exchange_order_id": ack.exchange_order_id, "description": ack.description}),
+                );
+                self.publish(
+                    ExecutionEventType::OrderPlaced,
+                    &rec,
+                    Decimal::ZERO,
+                    rec.view.price,
+                    Decimal::ZERO,
+                    None,
+                );
+                self.decision(
+                    rec.view.correlation_id,
+                    "order_placed",
+                    &symbol,
+                    serde_json::json!({
+                        "order_id": id, "client_order_id": rec.view.client_order_id,
+                        "exchange_order_id": ack.exchange_order_id, "purpose": rec.view.purpose,
+                        "side": rec.view.side, "type": rec.view.order_type, "volume": rec.view.volume,
+                        "price": rec.view.price,
+                    }),
+                );
+                self.writer.send(Op::SavePaper);
+                if self.deps.paper.is_some() {
+                    self.poll(ctx);
+                }
+                Ok(rec.view)
+            }
+            Ok(Err(ExchangeError::Unknown(msg))) => {
+                rec.error_message = Some(format!("{UNRESOLVED} {msg}"));
+                self.transition(&mut rec, OrderStatus::Error, serde_json::json!({"reason": msg}));
+                self.publish(
+                    ExecutionEventType::OrderError,
+                    &rec,
+                    Decimal::ZERO,
+                    None,
+                    Decimal::ZERO,
+                    None,
+                );
+                self.decision(
+                    rec.view.correlation_id,
+                    "order_error",
+                    &symbol,
+                    serde_json::json!({"order_id": id, "client_order_id": rec.view.client_order_id, "error": msg}),
+                );
+                self.alert(
+                    AlertType::ExecutionError,
+                    Severity::High,
+                    Some(symbol),
+                    format!(
+                        "order {} outcome unknown ({msg}); reconciling by client id",
+                        rec.view.client_order_id
+                    ),
+                );
+                Err(ExecutionError::Unknown(msg))
+            }
+            Ok(Err(e)) => {
+                rec.error_message = Some(e.to_string());
+                self.transition(
+                    &mut rec,
+                    OrderStatus::Rejected,
+                    serde_json::json!({"reason": e.to_string()}),
+                );
+                self.publish(
+                    ExecutionEventType::OrderRejected,
+                    &rec,
+                    Decimal::ZERO,
+                    None,
+                    Decimal::ZERO,
+                    None,
+                );
+                self.decision(
+                    rec.view.correlation_id,
+                    "order_rejected",
+                    &symbol,
+                    serde_json::json!({"order_id": id, "client_order_id": rec.view.client_order_id, "error": e.to_string()}),
+                );
+                self.forget(id);
+                if rec.view.purpose == "close" {
+                    if let Some(pid) = rec.view.position_id {
+                        if let Some(p) = self.positions.get_mut(&pid) {
+                            p.status = PositionStatus::Open;
+                            let snapshot = p.clone();
+                            self.writer.send(Op::Position(Box::new(snapshot)));
+                        }
+                        self.ensure_protection(pid, ctx);
+                    }
+                }
+                Err(match e {
+                    ExchangeError::Invalid(m) => ExecutionError::Invalid(m),
+                    other => ExecutionError::Rejected(other.to_string()),
+                })
+            }
+        }
+    }
+
+    fn reference_price(&self, symbol: &Symbol, given: Option<Decimal>) -> Option<Decimal> {
+        given
+            .filter(|p| *p > Decimal::ZERO)
+            .or_else(|| self.prices.get(symbol).copied())
+            .or_else(|| self.deps.paper.as_ref().and_then(|p| p.last_price(symbol)))
+    }
+
+    fn bounded_price(&self, side: Side, reference: Decimal, pair: &PairInfo) -> Decimal {
+        let slip = self.cfg().market_order_slippage_pct / Decimal::ONE_HUNDRED;
+        let p = match side {
+            Side::Buy => reference * (Decimal::ONE + slip),
+            Side::Sell => reference * (Decimal::ONE - slip),
+        };
+        pair.quantise_price(p)
+    }
+
+    fn execute(&mut self, msg: ExecuteTrade, ctx: &mut Context<Self>) -> ResponseActFuture<Self, ExecResult> {
+        if !self.ready {
+            return fail(ExecutionError::Unavailable("execution manager is still loading".into()));
+        }
+        let p = msg.proposal.clone();
+        if p.reduce_only {
+            return self.execute_reduce_only(&msg, ctx);
+        }
+        let Some(pair) = self.pairs.get(&p.symbol).cloned() else {
+            return fail(ExecutionError::Invalid(format!("symbol {} is not traded", p.symbol)));
+        };
+        if p.leverage == 0 || p.leverage > 5 {
+            return fail(ExecutionError::Invalid(format!("leverage {} outside 1..5", p.leverage)));
+        }
+        let pending_entries = |sym: Option<&Symbol>| {
+            self.orders
+                .values()
+                .filter(|o| o.view.purpose == "entry" && o.view.filled_volume.is_zero())
+                .filter(|o| sym.is_none_or(|s| &o.view.symbol == s))
+                .count()
+        };
+        let on_symbol =
+            self.positions.values().filter(|x| x.symbol == p.symbol).count() + pending_entries(Some(&p.symbol));
+        if on_symbol >= self.cfg().max_positions_per_symbol {
+            return fail(ExecutionError::NotAllowed(format!(
+                "max_positions_per_symbol {} reached for {}",
+                self.cfg().max_positions_per_symbol,
+                p.symbol
+            )));
+        }
+        let total = self.positions.len() + pending_entries(None);
+        if total >= self.cfg().max_positions_total {
+            return fail(ExecutionError::NotAllowed(format!(
+                "max_positions_total {} reached",
+                self.cfg().max_positions_total
+            )));
+        }
+        let Some(reference) = self.reference_price(&p.symbol, msg.limit_price.or(Some(p.entry_price))) else {
+            return fail(ExecutionError::Invalid(format!("no price known for {}", p.symbol)));
+        };
+        let price = match msg.order_type {
+            OrderType::Limit => pair.quantise_price(reference),
+            OrderType::Market => self.bounded_price(p.side, reference, &pair),
+            other => {
+                return fail(ExecutionError::Invalid(format!(
+                    "order_type {other} is not an entry type (limit or market)"
+                )))
+            }
+        };
+        let volume = match msg.volume {
+            Some(v) => pair.quantise_volume(v),
+            None => pair.quantise_volume(p.size_usd * Decimal::from(p.leverage) / reference),
+        };
+        if volume <= Decimal::ZERO || volume < pair.ordermin {
+            return fail(ExecutionError::Invalid(format!(
+                "volume {volume} below the minimum order {} for {}",
+                pair.ordermin, p.symbol
+            )));
+        }
+        if volume * price < pair.costmin {
+            return fail(ExecutionError::Invalid(format!(
+                "order cost {} below the minimum cost {} for {}",
+                volume * price,
+                pair.costmin,
+                p.symbol
+            )));
+        }
+        let mut rec = self.new_record(
+            p.correlation_id,
+            Some(Uuid::new_v4()),
+            &p.symbol,
+            p.side,
+            OrderType::Limit,
+            "entry",
+            volume,
+            Some(price),
+            None,
+            p.leverage,
+            false,
+            None,
+        );
+        rec.stop_loss = p.stop_loss;
+        rec.take_profit = p.take_profit;
+        self.decision(
+            p.correlation_id,
+            "order_submitted",
+            &p.symbol,
+            serde_json::json!({
+                "order_id": rec.view.id, "client_order_id": rec.view.client_order_id,
+                "requested_type": msg.order_type, "price": price, "volume": volume,
+                "verdict": msg.verdict.as_ref().map(|v| v.status), "note": msg.note,
+            }),
+        );
+        let correlation_id = p.correlation_id;
+        let position_id = rec.view.position_id;
+        Box::pin(self.submit(rec, ctx).map(move |res, _, _| {
+            res.map(|view| ExecutionResult {
+                correlation_id,
+                orders: vec![view],
+                position_id,
+            })
+        }))
+    }
+
+    /// A reduce-only trade closes (part of) the open positions it opposes on its symbol.
+    fn execute_reduce_only(
+        &mut self,
+        msg: &ExecuteTrade,
+        ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, ExecResult> {
+        let p = &msg.proposal;
+        let closing_side = match p.side {
+            Side::Sell => PositionSide::Long,
+            Side::Buy => PositionSide::Short,
+        };
+        let Some(pos) = self
+            .positions
+            .values()
+            .filter(|x| x.symbol == p.symbol && x.side == closing_side && x.status == PositionStatus::Open)
+            .min_by_key(|x| x.opened_at)
+            .cloned()
+        else {
+            return fail(ExecutionError::Invalid(format!(
+                "reduce-only {} on {}: no open {} position to reduce",
+                p.side, p.symbol, closing_side
+            )));
+        };
+        let fraction = match (msg.volume, self.reference_price(&p.symbol, Some(p.entry_price))) {
+            (Some(v), _) if pos.size > Decimal::ZERO => (v / pos.size).min(Decimal::ONE),
+            (None, Some(price)) if pos.size > Decimal::ZERO && p.size_usd > Decimal::ZERO => {
+                (p.size_usd * Decimal::from(p.leverage.max(1)) / price / pos.size).min(Decimal::ONE)
+            }
+            _ => Decimal::ONE,
+        };
+        self.close(pos.id, fraction, "reduce_only".into(), p.correlation_id, ctx)
+    }
+
+    fn close(
+        &mut self,
+        pid: Uuid,
+        fraction: Decimal,
+        reason: String,
+        correlation_id: CorrelationId,
+        ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, ExecResult> {
+        if !self.ready {
+            return fail(ExecutionError::Unavailable("execution manager is still loading".into()));
+        }
+        if fraction <= Decimal::ZERO || fraction > Decimal::ONE {
+            return fail(ExecutionError::Invalid("fraction must be in (0, 1]".into()));
+        }
+        let Some(pos) = self.positions.get(&pid).cloned() else {
+            return fail(ExecutionError::Invalid(format!("position {pid} is not open")));
+        };
+        if pos.status == PositionStatus::Closing {
+            return fail(ExecutionError::NotAllowed(format!("position {pid} is already closing")));
+        }
+        let Some(pair) = self.pairs.get(&pos.symbol).cloned() else {
+            return fail(ExecutionError::Invalid(format!("symbol {} is not traded", pos.symbol)));
+        };
+        let Some(reference) = self.reference_price(&pos.symbol, None).or(Some(pos.entry_price)) else {
+            return fail(ExecutionError::Invalid(format!("no price known for {}", pos.symbol)));
+        };
+        let full = fraction == Decimal::ONE;
+        let volume = if full {
+            pos.size
+        } else {
+            pair.quantise_volume(pos.size * fraction)
+        };
+        if volume <= Decimal::ZERO {
+            return fail(ExecutionError::Invalid("nothing to close at that fraction".into()));
+        }
+        let side = match pos.side {
+            PositionSide::Long => Side::Sell,
+            PositionSide::Short => Side::Buy,
+        };
+        let price = self.bounded_price(side, reference, &pair);
+        if full {
+            // Stop and take-profit go first so nothing sells the holding twice.
+            if let Some(p) = self.positions.get_mut(&pid) {
+                p.status = PositionStatus::Closing;
+                let snapshot = p.clone();
+                self.writer.send(Op::Position(Box::new(snapshot)));
+            }
+            self.cancel_position_orders(pid, ctx);
+        }
+        let rec = self.new_record(
+            correlation_id,
+            Some(pid),
+            &pos.symbol,
+            side,
+            OrderType::Limit,
+            "close",
+            volume,
+            Some(price),
+            None,
+            pos.leverage,
+            true,
+            None,
+        );
+        self.decision(
+            correlation_id,
+            "close_requested",
+            &pos.symbol,
+            serde_json::json!({"position_id": pid, "fraction": fraction, "reason": reason, "volume": volume}),
+        );
+        Box::pin(self.submit(rec, ctx).map(move |res, _, _| {
+            res.map(|view| ExecutionResult {
+                correlation_id,
+                orders: vec![view],
+                position_id: Some(pid),
+            })
+        }))
+    }
+
+    fn modify(&mut self, msg: ModifyPosition, ctx: &mut Context<Self>) -> Result<PositionView, ExecutionError> {
+        if !self.ready {
+            return Err(ExecutionError::Unavailable("execution manager is still loading".into()));
+        }
+        let Some(p) = self.positions.get_mut(&msg.position_id) else {
+            return Err(ExecutionError::Invalid(format!(
+                "position {} is not open",
+                msg.position_id
+            )));
+        };
+        let reference = p.entry_price;
+        for (name, v) in [("stop_loss", msg.stop_loss), ("take_profit", msg.take_profit)] {
+            if v.is_some_and(|v| v <= Decimal::ZERO) {
+                return Err(ExecutionError::Invalid(format!("{name} must be positive")));
+            }
+        }
+        let wrong_side = |sl: Decimal| match p.side {
+            PositionSide::Long => sl >= reference,
+            PositionSide::Short => sl <= reference,
+        };
+        if msg.stop_loss.is_some_and(wrong_side) {
+            return Err(ExecutionError::Invalid(format!(
+                "stop_loss must be on the losing side of the entry price {reference}"
+            )));
+        }
+        if let Some(sl) = msg.stop_loss {
+            p.stop_loss = Some(sl);
+        }
+        if let Some(tp) = msg.take_profit {
+            p.take_profit = Some(tp);
+        }
+        let view = p.clone();
+        self.writer.send(Op::Position(Box::new(view.clone())));
+        self.decision(
+            view.correlation_id,
+            "position_modified",
+            &view.symbol,
+            serde_json::json!({"position_id": view.id, "stop_loss": view.stop_loss, "take_profit": view.take_profit}),
+        );
+        self.ensure_protection(view.id, ctx);
+        Ok(view)
+    }
+
+    // -------------------------------------------------------------- periodic work
+
+    /// Snapshots (every `snapshot_interval_secs`), then the price checks and a valuation.
+    fn on_tick(&mut self, ctx: &mut Context<Self>) {
+        let now = self.now();
+        for p in self.positions.values_mut() {
+            let Some(&price) = self.prices.get(&p.symbol) else {
+                continue;
+            };
+            let (pnl, pct) = position_pnl(p.side, p.entry_price, price, p.size, p.leverage);
+            p.unrealized_pnl = Some(pnl);
+            self.writer.send(Op::Snapshot(PositionSnapshotRecord {
+                position_id: p.id,
+                at: now,
+                price,
+                unrealized_pnl: pnl,
+                unrealized_pnl_pct: pct.round_dp(8),
+            }));
+        }
+        self.on_prices(ctx);
+        self.refresh_portfolio(ctx);
+    }
+
+    /// On every price update: trailing stops move with the price (never once a minute only), and a
+    /// position whose stop is breached while no stop order works on the exchange is closed at market
+    /// (the backup trigger; `close` refuses a position already closing, so it fires once).
+    fn on_prices(&mut self, ctx: &mut Context<Self>) {
+        let trailing = self.cfg().trailing_stop.clone();
+        let mut changed = Vec::new();
+        let mut breached = Vec::new();
+        for p in self.positions.values_mut() {
+            if p.status != PositionStatus::Open {
+                continue;
+            }
+            let Some(&price) = self.prices.get(&p.symbol) else {
+                continue;
+            };
+            let stop_working = p
+                .stop_loss_order_id
+                .is_some_and(|id| self.orders.contains_key(&id) && !self.cancel_requested.contains(&id))
+                || self.protect_inflight.contains(&(p.id, Protect::StopLoss));
+            let hit = p.stop_loss.is_some_and(|sl| match p.side {
+                PositionSide::Long => price <= sl,
+                PositionSide::Short => price >= sl,
+            });
+            if hit && !stop_working {
+                breached.push((p.id, p.correlation_id));
+                continue;
+            }
+            if !trailing.enabled {
+                continue;
+            }
+            let (_, pct) = position_pnl(p.side, p.entry_price, price, p.size, 1);
+            let ext = self.trail_extreme.get(&p.id).copied();
+            if ext.is_none() && pct < trailing.activation_pct {
+                continue;
+            }
+            let best = match (p.side, ext) {
+                (PositionSide::Long, Some(e)) => e.max(price),
+                (PositionSide::Short, Some(e)) => e.min(price),
+                (_, None) => price,
+            };
+            self.trail_extreme.insert(p.id, best);
+            let dist = trailing.distance_pct / Decimal::ONE_HUNDRED;
+            let raw = match p.side {
+                PositionSide::Long => best * (Decimal::ONE - dist),
+                PositionSide::Short => best * (Decimal::ONE + dist),
+            };
+            let candidate = self.pairs.get(&p.symbol).map_or(raw, |pi| pi.quantise_price(raw));
+            let better = match (p.side, p.stop_loss) {
+                (_, None) => true,
+                (PositionSide::Long, Some(s)) => candidate > s,
+                (PositionSide::Short, Some(s)) => candidate < s,
+            };
+            if better {
+                p.stop_loss = Some(candidate);
+                changed.push(p.clone());
+            }
+        }
+        for p in changed {
+            self.writer.send(Op::Position(Box::new(p.clone())));
+            self.decision(
+                p.correlation_id,
+                "trailing_stop_moved",
+                &p.symbol,
+                serde_json::json!({"position_id": p.id, "stop_loss": p.stop_loss}),
+            );
+            self.ensure_protection(p.id, ctx);
+        }
+        for (pid, correlation_id) in breached {
+            let symbol = self.positions.get(&pid).map(|p| p.symbol.clone());
+            self.alert(
+                AlertType::StopLossMissing,
+                Severity::Critical,
+                symbol,
+                format!("stop of position {pid} breached without a working stop order; closing at market"),
+            );
+            let fut = self.close(pid, Decimal::ONE, "stop_loss_backup".into(), correlation_id, ctx);
+            ctx.spawn(fut.map(|res, _, _| {
+                if let Err(e) = res {
+                    tracing::error!(error = %e, "backup stop close failed");
+                }
+            }));
+        }
+    }
+
+    /// Every 30 s: orders on the exchange that carry our client ids but that we do not track.
+    fn sync_with_exchange(&mut self, ctx: &mut Context<Self>) {
+        if !self.ready {
+            return;
+        }
+        let exchange = self.deps.exchange.clone();
+        let fut = async move { exchange.open_orders().await };
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+            let _ = guarded(act, ctx, |act, _| match res {
+                Ok(open) => {
+                    for o in open {
+                        let Some(cid) = o.client_order_id.as_ref() else {
+                            continue;
+                        };
+                        if cid.as_str().starts_with("tg-") && !act.by_client.contains_key(cid) {
+                            act.alert(
+                                AlertType::Reconcile,
+                                Severity::High,
+                                Some(o.symbol.clone()),
+                                format!(
+                                    "exchange order {} ({cid}, {} {} {}) is not tracked locally",
+                                    o.exchange_order_id, o.side, o.volume, o.symbol
+                                ),
+                            );
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "open orders unavailable; sync skipped"),
+            });
+        }));
+    }
+
+    fn refresh_portfolio(&mut self, ctx: &mut Context<Self>) {
+        let exchange = self.deps.exchange.clone();
+        let fut = async move { exchange.balances().await };
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+            let _ = guarded(act, ctx, |act, _| match res {
+                Ok(b) => act.publish_portfolio(b),
+                Err(e) => tracing::warn!(error = %e, "balances unavailable; portfolio not valued"),
+            });
+        }));
+    }
+
+    fn asset_price_usd(&self, asset: &str) -> Option<Decimal> {
+        let a = match asset {
+            "XXBT" | "XBT" => "BTC",
+            "XXRP" => "XRP",
+            "ZUSD" => "USD",
+            other => other,
+        };
+        if matches!(a, "USD" | "USDT" | "USDC") {
+            return Some(Decimal::ONE);
+        }
+        self.prices
+            .iter()
+            .find(|(s, _)| s.base() == a && matches!(s.quote(), "USD" | "USDT" | "USDC"))
+            .map(|(_, p)| *p)
+            .or_else(|| {
+                self.deps.paper.as_ref().and_then(|paper| {
+                    ["USDT", "USD"]
+                        .iter()
+                        .filter_map(|q| Symbol::parse(&format!("{a}/{q}")).ok())
+                        .find_map(|s| paper.last_price(&s))
+                })
+            })
+    }
+
+    fn publish_portfolio(&mut self, balances: BTreeMap<String, Decimal>) {
+        let mut values = BTreeMap::new();
+        for (asset, amount) in &balances {
+            if let Some(px) = self.asset_price_usd(asset) {
+                values.insert(asset.clone(), *amount * px);
+            }
+        }
+        let equity: Decimal = values.values().copied().sum();
+        if equity > self.peak_equity {
+            self.peak_equity = equity;
+        }
+        let drawdown = if self.peak_equity > Decimal::ZERO {
+            ((self.peak_equity - equity) / self.peak_equity * Decimal::ONE_HUNDRED).round_dp(4)
+        } else {
+            Decimal::ZERO
+        };
+        let mut exposure: BTreeMap<String, Decimal> = BTreeMap::new();
+        for p in self.positions.values() {
+            let px = self.prices.get(&p.symbol).copied().unwrap_or(p.entry_price);
+            *exposure.entry(p.symbol.to_string()).or_default() += p.size * px;
+        }
+        let allocation = values
+            .iter()
+            .filter(|_| equity > Decimal::ZERO)
+            .map(|(a, v)| (a.clone(), (*v / equity * Decimal::ONE_HUNDRED).round_dp(4)))
+            .collect();
+        self.deps.portfolio.publish(PortfolioUpdate {
+            meta: EventMeta::new(SOURCE, self.now()),
+            equity_usd: equity,
+            peak_equity_usd: self.peak_equity,
+            drawdown_pct: drawdown,
+            open_exposure_usd: exposure.values().copied().sum(),
+            exposure_by_symbol: exposure,
+            balances,
+            allocation_pct: allocation,
+        });
+    }
+
+    // -------------------------------------------------------------- events
+
+    fn publish(
+        &self,
+        event_type: ExecutionEventType,
+        rec: &OrderRecord,
+        size: Decimal,
+        fill_price: Option<Decimal>,
+        fee: Decimal,
+        realized_pnl: Option<Decimal>,
+    ) {
+        let priority = match event_type {
+            ExecutionEventType::PositionClosed | ExecutionEventType::OrderError => Priority::High,
+            _ => Priority::Normal,
+        };
+        self.deps.events.publish(ExecutionEvent {
+            meta: EventMeta::caused_by(SOURCE, self.now(), rec.view.correlation_id).with_priority(priority),
+            event_type,
+            order_id: rec.view.id.to_string(),
+            client_order_id: Some(rec.view.client_order_id.clone()),
+            symbol: rec.view.symbol.clone(),
+            side: rec.view.side,
+            status: rec.view.status,
+            size,
+            fill_price,
+            fee,
+            realized_pnl,
+            position_id: rec.view.position_id.map(|p| p.to_string()),
+        });
+    }
+
+    fn decision(&self, correlation_id: CorrelationId, stage: &str, symbol: &Symbol, detail: serde_json::Value) {
+        self.writer.send(Op::Decision(DecisionRecord {
+            correlation_id,
+            timestamp: self.now(),
+            stage: stage.to_owned(),
+            symbol: Some(symbol.to_string()),
+            detail,
+        }));
+    }
+
+    fn alert(&self, alert_type: AlertType, severity: Severity, symbol: Option<Symbol>, message: String) {
+        tracing::error!(?alert_type, %severity, message = %message, "execution alert");
+        let priority = if alert_type == AlertType::StopLossMissing {
+            Priority::Urgent
+        } else {
+            Priority::High
+        };
+        self.deps.alerts.publish(RiskAlert {
+            meta: EventMeta::new(SOURCE, self.now()).with_priority(priority),
+            alert_type,
+            severity,
+            message,
+            action_required: None,
+            breach: None,
+            symbol,
+        });
+    }
+
+    fn reset(&mut self) {
+        self.ready = false;
+        self.reconciled = false;
+        self.polling = false;
+        self.orders.clear();
+        self.by_client.clear();
+        self.placing.clear();
+        self.cancel_requested.clear();
+        self.missing.clear();
+        self.positions.clear();
+        self.protect_inflight.clear();
+        self.protect_failures.clear();
+        self.protect_retry_scheduled.clear();
+    }
+}
+
+type ExecResult = Result<ExecutionResult, ExecutionError>;
+
+fn fail<A: Actor, T: 'static>(e: ExecutionError) -> ResponseActFuture<A, Result<T, ExecutionError>> {
+    Box::pin(fut::ready(Err(e)))
+}
+
+impl Actor for OrderExecutionManager {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if !self.sup.on_started() {
+            return;
+        }
+        let poll = Duration::from_millis(self.cfg().poll_interval_ms.max(10));
+        ctx.run_interval(poll, |act, ctx| {
+            let _ = guarded(act, ctx, |act, ctx| act.poll(ctx));
+        });
+        let snap = Duration::from_secs(self.cfg().snapshot_interval_secs.max(1));
+        ctx.run_interval(snap, |act, ctx| {
+            let _ = guarded(act, ctx, |act, ctx| act.on_tick(ctx));
+        });
+        ctx.run_interval(Duration::from_secs(30), |act, ctx| {
+            let _ = guarded(act, ctx, |act, ctx| act.sync_with_exchange(ctx));
+        });
+        self.load(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.sup.on_stopped();
+    }
+}
+
+impl actix::Supervised for OrderExecutionManager {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.sup.on_restarting();
+        // Everything is rebuilt from the store and the exchange in `started`.
+        self.reset();
+    }
+}
+
+impl SupervisedActor for OrderExecutionManager {
+    fn supervision(&self) -> &SupervisionHandle {
+        &self.sup
+    }
+}
+
+crate::supervised_basics!(OrderExecutionManager);
+
+impl Handler<Drain> for OrderExecutionManager {
+    type Result = ResponseActFuture<Self, ()>;
+    fn handle(&mut self, _: Drain, _: &mut Context<Self>) -> Self::Result {
+        self.writer.send(Op::SavePaper);
+        let flush = self.writer.acked(Op::Flush);
+        Box::pin(
+            async move {
+                if let Err(e) = flush.await {
+                    tracing::error!(error = %e, "execution state not flushed at shutdown");
+                }
+            }
+            .into_actor(self),
+        )
+    }
+}
+
+impl Handler<CandleClosed> for OrderExecutionManager {
+    type Result = ();
+    fn handle(&mut self, msg: CandleClosed, ctx: &mut Context<Self>) {
+        let _ = guarded(self, ctx, |act, ctx| {
+            // An older candle than the last one seen for the symbol never overwrites its price.
+            let end = msg.candle.open_time + chrono::Duration::seconds(msg.candle.timeframe.seconds());
+            if act.price_at.get(&msg.candle.symbol).is_some_and(|last| end < *last) {
+                return;
+            }
+            act.price_at.insert(msg.candle.symbol.clone(), end);
+            act.prices.insert(msg.candle.symbol.clone(), msg.candle.close);
+            // Only the finest timeframe of a symbol moves the paper exchange: the coarser candles repeat the
+            // same trades.
+            let finest = act
+                .feed_timeframe
+                .entry(msg.candle.symbol.clone())
+                .or_insert(msg.candle.timeframe);
+            if msg.candle.timeframe < *finest {
+                *finest = msg.candle.timeframe;
+            }
+            if act.deps.feed_paper && msg.candle.timeframe == *finest {
+                if let Some(paper) = &act.deps.paper {
+                    paper.on_candle(&msg.candle);
+                }
+            }
+            act.on_prices(ctx);
+            if act.deps.paper.is_some() {
+                act.poll(ctx);
+            }
+        });
+    }
+}
+
+/// Asks for an immediate status poll (paper mode after a price update, tests).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct PollNow;
+
+impl Handler<PollNow> for OrderExecutionManager {
+    type Result = ();
+    fn handle(&mut self, _: PollNow, ctx: &mut Context<Self>) {
+        let _ = guarded(self, ctx, |act, ctx| act.poll(ctx));
+    }
+}
+
+/// A last-price update (paper mode, tests): recorded for sizing, valuation and trailing stops.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct PriceUpdate {
+    pub symbol: Symbol,
+    pub price: Decimal,
+}
+
+impl Handler<PriceUpdate> for OrderExecutionManager {
+    type Result = ();
+    fn handle(&mut self, msg: PriceUpdate, ctx: &mut Context<Self>) {
+        let _ = guarded(self, ctx, |act, ctx| {
+            act.prices.insert(msg.symbol, msg.price);
+            act.on_prices(ctx);
+            act.poll(ctx);
+        });
+    }
+}
+
+/// Runs the snapshot / trailing-stop / valuation pass now.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct SnapshotNow;
+
+impl Handler<SnapshotNow> for OrderExecutionManager {
+    type Result = ();
+    fn handle(&mut self, _: SnapshotNow, ctx: &mut Context<Self>) {
+        let _ = guarded(self, ctx, |act, ctx| act.on_tick(ctx));
+    }
+}
+
+/// Whether the manager has loaded its state and reconciled with the exchange.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "bool")]
+pub struct IsReady;
+
+impl Handler<IsReady> for OrderExecutionManager {
+    type Result = bool;
+    fn handle(&mut self, _: IsReady, ctx: &mut Context<Self>) -> bool {
+        guarded(self, ctx, |act, _| act.ready && act.reconciled).unwrap_or(false)
+    }
+}
+
+impl Handler<ExecuteTrade> for OrderExecutionManager {
+    type Result = ResponseActFuture<Self, ExecResult>;
+    fn handle(&mut self, msg: ExecuteTrade, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(self, ctx, |act, ctx| act.execute(msg, ctx))
+            .unwrap_or_else(|e| fail(ExecutionError::Unavailable(e.to_string())))
+    }
+}
+
+impl Handler<ClosePosition> for OrderExecutionManager {
+    type Result = ResponseActFuture<Self, ExecResult>;
+    fn handle(&mut self, msg: ClosePosition, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(self, ctx, |act, ctx| {
+            act.close(msg.position_id, msg.fraction, msg.reason, msg.correlation_id, ctx)
+        })
+        .unwrap_or_else(|e| fail(ExecutionError::Unavailable(e.to_string())))
+    }
+}
+
+impl Handler<CloseAllPositions> for OrderExecutionManager {
+    type Result = ResponseActFuture<Self, Result<Vec<ExecutionResult>, ExecutionError>>;
+    fn handle(&mut self, msg: CloseAllPositions, ctx: &mut Context<Self>) -> Self::Result {
+        let res = guarded(self, ctx, |act, ctx| {
+            let ids: Vec<Uuid> = act
+                .positions
+                .values()
+                .filter(|p| p.status == PositionStatus::Open)
+                .map(|p| p.id)
+                .collect();
+            let futs: Vec<_> = ids
+                .into_iter()
+                .map(|id| {
+                    let cid = act.positions.get(&id).map(|p| p.correlation_id).unwrap_or_default();
+                    act.close(id, Decimal::ONE, msg.reason.clone(), cid, ctx)
+                })
+                .collect();
+            futs
+        });
+        match res {
+            Err(e) => fail(ExecutionError::Unavailable(e.to_string())),
+            Ok(futs) => {
+                let mut all: ResponseActFuture<Self, Vec<ExecResult>> = Box::pin(fut::ready(Vec::new()));
+                for f in futs {
+                    all = Box::pin(all.then(move |mut acc, _, _| {
+                        f.map(move |r, _, _| {
+                            acc.push(r);
+                            acc
+                        })
+                    }));
+                }
+                Box::pin(all.map(|results, _, _| {
+                    let mut ok = Vec::new();
+                    let mut errors = Vec::new();
+                    for r in results {
+                        match r {
+                            Ok(v) => ok.push(v),
+                            Err(e) => errors.push(e.to_string()),
+                        }
+                    }
+                    if ok.is_empty() && !errors.is_empty() {
+                        Err(ExecutionError::Unavailable(errors.join("; ")))
+                    } else {
+                        Ok(ok)
+                    }
+                }))
+            }
+        }
+    }
+}
+
+impl Handler<ModifyPosition> for OrderExecutionManager {
+    type Result = Result<PositionView, ExecutionError>;
+    fn handle(&mut self, msg: ModifyPosition, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(self, ctx, |act, ctx| act.modify(msg, ctx))
+            .unwrap_or_else(|e| Err(ExecutionError::Unavailable(e.to_string())))
+    }
+}
+
+impl Handler<CancelOrder> for OrderExecutionManager {
+    type Result = ResponseActFuture<Self, Result<OrderView, ExecutionError>>;
+    fn handle(&mut self, msg: CancelOrder, ctx: &mut Context<Self>) -> Self::Result {
+        let res = guarded(self, ctx, |act, _| {
+            let Some(rec) = act.orders.get(&msg.order_id).cloned() else {
+                return Err(ExecutionError::Invalid(format!("order {} is not open", msg.order_id)));
+            };
+            if act.placing.contains(&msg.order_id) {
+                return Err(ExecutionError::NotAllowed("order is still being placed".into()));
+            }
+            act.cancel_requested.insert(msg.order_id);
+            act.decision(
+                rec.view.correlation_id,
+                "order_cancel_requested",
+                &rec.view.symbol,
+                serde_json::json!({"order_id": msg.order_id, "reason": msg.reason}),
+            );
+            Ok(rec)
+        });
+        let rec = match res {
+            Err(e) => return fail(ExecutionError::Unavailable(e.to_string())),
+            Ok(Err(e)) => return fail(e),
+            Ok(Ok(rec)) => rec,
+        };
+        let exchange = self.deps.exchange.clone();
+        let cid = rec.view.client_order_id.clone();
+        let id = rec.view.id;
+        let fut = async move {
+            let cancelled = exchange.cancel_order(OrderRef::Client(cid.clone())).await;
+            let seen = exchange.query_orders(vec![OrderRef::Client(cid)]).await;
+            (cancelled, seen)
+        };
+        Box::pin(fut.into_actor(self).map(move |(cancelled, seen), act, ctx| {
+            if let Ok(orders) = &seen {
+                for ex in orders {
+                    let _ = guarded(act, ctx, |act, ctx| act.apply_update(id, ex, ctx));
+                }
+            }
+            let view = seen.ok().and_then(|v| v.into_iter().next()).map(|ex| {
+                let mut v = rec.view.clone();
+                v.status = ex.status;
+                v.filled_volume = ex.filled_volume;
+                v.avg_fill_price = ex.avg_fill_price;
+                v.fee = ex.fee;
+                v
+            });
+            match (cancelled, view) {
+                (Ok(()), Some(v)) => Ok(v),
+                (Ok(()), None) => Ok(rec.view),
+                (Err(e), _) => {
+                    act.cancel_requested.remove(&id);
+                    Err(match e {
+                        ExchangeError::Rejected(m) | ExchangeError::Invalid(m) => ExecutionError::Rejected(m),
+                        ExchangeError::Unknown(m) => ExecutionError::Unknown(m),
+                        other => ExecutionError::Unavailable(other.to_string()),
+                    })
+                }
+            }
+        }))
+    }
+}
+
+impl Handler<GetOrders> for OrderExecutionManager {
+    type Result = ResponseFuture<Result<Vec<OrderView>, ExecutionError>>;
+    fn handle(&mut self, msg: GetOrders, _: &mut Context<Self>) -> Self::Result {
+        let flush = self.writer.acked(Op::Flush);
+        let store = self.deps.orders.clone();
+        Box::pin(async move {
+            let _ = flush.await;
+            let list = store
+                .list_orders(msg.symbol, msg.open_only, 1000)
+                .await
+                .map_err(|e| ExecutionError::Unavailable(e.to_string()))?;
+            Ok(list
+                .into_iter()
+                .map(|r| r.view)
+                .filter(|v| msg.correlation_id.is_none_or(|c| v.correlation_id == c))
+                .collect())
+        })
+    }
+}
+
+impl Handler<GetPositions> for OrderExecutionManager {
+    type Result = ResponseActFuture<Self, Result<Vec<PositionView>, ExecutionError>>;
+    fn handle(&mut self, msg: GetPositions, _: &mut Context<Self>) -> Self::Result {
+        let flush = self.writer.acked(Op::Flush);
+        let store = self.deps.orders.clone();
+        let fut = async move {
+            let _ = flush.await;
+            store
+                .list_positions(msg.symbol, msg.status, 1000)
+                .await
+                .map_err(|e| ExecutionError::Unavailable(e.to_string()))
+        };
+        Box::pin(fut.into_actor(self).map(|res, act, _| {
+            res.map(|list| {
+                list.into_iter()
+                    .map(|mut p| {
+                        if matches!(p.status, PositionStatus::Open | PositionStatus::Closing) {
+                            if let Some(&px) = act.prices.get(&p.symbol) {
+                                p.unrealized_pnl = Some(position_pnl(p.side, p.entry_price, px, p.size, p.leverage).0);
+                            }
+                        }
+                        p
+                    })
+                    .collect()
+            })
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+
+    #[test]
+    fn pnl_follows_the_reference_examples() {
+        let (p, pct) = position_pnl(PositionSide::Long, dec!(45000), dec!(46000), dec!(0.1), 1);
+        assert_eq!(p, dec!(100));
+        assert_eq!(pct.round_dp(3), dec!(2.222));
+        assert_eq!(
+            position_pnl(PositionSide::Long, dec!(45000), dec!(44000), dec!(0.1), 1).0,
+            dec!(-100)
+        );
+        assert_eq!(
+            position_pnl(PositionSide::Short, dec!(45000), dec!(44000), dec!(0.1), 1).0,
+            dec!(100)
+        );
+        // 0.1 margin × 5 leverage = 0.5 traded.
+        let (p, pct) = position_pnl(PositionSide::Long, dec!(45000), dec!(46000), dec!(0.5), 5);
+        assert_eq!(p, dec!(500));
+        assert_eq!(pct.round_dp(2), dec!(11.11));
+        assert_eq!(
+            position_pnl(PositionSide::Long, dec!(0), dec!(1), dec!(1), 1),
+            (dec!(0), dec!(0))
+        );
+    }
+}
