@@ -73,9 +73,9 @@ pub struct Settings {
 
     pub orchestration: serde_json::Value,
 
-    pub portfolio: serde_json::Value,
+    pub portfolio: triplegain_actors::portfolio::PortfolioConfig,
 
-    pub hodl: serde_json::Value,
+    pub hodl: triplegain_actors::portfolio::HodlConfig,
 
     pub indicators: serde_json::Value,
 
@@ -97,8 +97,8 @@ impl Default for Settings {
             orchestration: serde_json::Value::Object(Default::default()),
             risk: triplegain_actors::risk::RiskLimits::default(),
             execution: ExecutionSettings::default(),
-            portfolio: serde_json::Value::Object(Default::default()),
-            hodl: serde_json::Value::Object(Default::default()),
+            portfolio: triplegain_actors::portfolio::PortfolioConfig::reference(),
+            hodl: triplegain_actors::portfolio::HodlConfig::default(),
             indicators: serde_json::Value::Object(Default::default()),
             agents: serde_json::Value::Object(Default::default()),
         }

@@ -72,6 +72,8 @@ pub struct Stores {
     pub state: Arc<dyn StateStore>,
     pub audit: Arc<dyn AuditStore>,
     pub health: Arc<dyn StoreHealth>,
+    /// Rebalance history and hodl bags.
+    pub portfolio: Arc<dyn crate::portfolio::PortfolioStore>,
 }
 
 // ---------------------------------------------------------------- exchange

@@ -3,6 +3,7 @@
 
 mod memory;
 mod pg;
+mod portfolio;
 
 pub use memory::MemoryStore;
 pub use pg::PgStore;
@@ -65,6 +66,7 @@ pub fn pg_stores(pool: Pool) -> Stores {
     Stores {
         state: store.clone(),
         audit: store.clone(),
+        portfolio: store.clone(),
         health: store,
     }
 }
@@ -75,6 +77,7 @@ pub fn memory_stores() -> Stores {
     Stores {
         state: store.clone(),
         audit: store.clone(),
+        portfolio: Arc::new(triplegain_actors::portfolio::MemoryPortfolioStore::default()),
         health: store,
     }
 }

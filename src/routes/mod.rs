@@ -26,8 +26,13 @@ pub use error::{ApiError, JsonBody, OptionalJsonBody};
         system::coordinator_resume,
         system::coordinator_halt,
         system::coordinator_admin_resume,
+        // portfolio
+        portfolio::allocation,
+        portfolio::rebalance,
+        portfolio::hodl_bags,
+        portfolio::hodl_history,
     ),
-    components(schemas(error::ErrorEnvelope, error::ErrorBody, system::ControlBody)),
+    components(schemas(error::ErrorEnvelope, error::ErrorBody, system::ControlBody, portfolio::RebalanceBody)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -67,6 +72,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 .route(
                     "/coordinator/admin-resume",
                     web::post().to(system::coordinator_admin_resume),
-                ),
+                )
+                .configure(portfolio::configure),
         );
 }

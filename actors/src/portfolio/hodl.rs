@@ -89,7 +89,7 @@ impl HodlConfig {
     /// A split not summing to 100, a percentage outside 0..100, negative limits.
     pub fn validate(&self) -> Result<(), String> {
         let s = &self.split;
-        if s.usdt_pct + s.xrp_pct + s.btc_pct != Decimal::ONE_HUNDRED {
+        if (s.usdt_pct + s.xrp_pct + s.btc_pct - Decimal::ONE_HUNDRED).abs() > Decimal::new(1, 2) {
             return Err("hodl.split: must sum to 100".into());
         }
         if self.allocation_pct < Decimal::ZERO || self.allocation_pct > Decimal::ONE_HUNDRED {
