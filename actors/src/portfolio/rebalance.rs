@@ -332,6 +332,7 @@ pub enum ExecutionStrategy {
     None,
     Immediate,
     /// Split into batches a few hours apart.
+    #[serde(rename = "dca_24h")]
     Dca24h,
 }
 
@@ -796,6 +797,7 @@ mod tests {
         let a = allocation(&bal, &BTreeMap::new(), prices, &cfg().target_allocation);
         let p = plan(a, &cfg(), true, now());
         let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(serde_json::to_value(ExecutionStrategy::Dca24h).unwrap(), "dca_24h");
         assert_eq!(v["action"], "rebalance");
         assert!(v["timestamp"].is_string());
         assert!(v["current_allocation"]["btc_pct"].is_number());
