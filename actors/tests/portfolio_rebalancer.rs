@@ -78,7 +78,9 @@ struct Harness {
 }
 
 fn t0() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-01-05T00:00:00Z").unwrap().with_timezone(&Utc)
+    DateTime::parse_from_rfc3339("2026-01-05T00:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
 }
 
 fn sym(s: &str) -> Symbol {
@@ -146,13 +148,22 @@ async fn eventually(what: &str, f: impl Fn() -> bool) {
 }
 
 fn statuses(store: &MemoryPortfolioStore) -> Vec<(u32, String)> {
-    store.rebalances().iter().map(|r| (r.batch_index, r.status.clone())).collect()
+    store
+        .rebalances()
+        .iter()
+        .map(|r| (r.batch_index, r.status.clone()))
+        .collect()
 }
 
 #[actix::test]
 async fn dca_batches_run_when_due_and_survive_a_restart() {
     // Arrange: all USDT → buy BTC and XRP for $3 333 each = 6 batches.
-    let h = harness(&[("USDT", dec!(10000))], (dec!(50000), dec!(0.5)), MemoryPortfolioStore::default()).await;
+    let h = harness(
+        &[("USDT", dec!(10000))],
+        (dec!(50000), dec!(0.5)),
+        MemoryPortfolioStore::default(),
+    )
+    .await;
 
     // Act
     let plan = h.addr.send(CheckPortfolio { force: false }).await.unwrap().unwrap();
@@ -161,10 +172,17 @@ async fn dca_batches_run_when_due_and_survive_a_restart() {
     assert_eq!(plan.action, RebalanceAction::Rebalance);
     assert_eq!(plan.execution_strategy, ExecutionStrategy::Dca24h);
     assert_eq!(plan.batches.len(), 6);
-    let buys: Vec<_> = plan.rebalance_trades.iter().map(|t| (t.symbol.as_str(), t.action, t.amount_usd)).collect();
+    let buys: Vec<_> = plan
+        .rebalance_trades
+        .iter()
+        .map(|t| (t.symbol.as_str(), t.action, t.amount_usd))
+        .collect();
     assert_eq!(
         buys,
-        vec![("BTC/USDT", TradeAction::Buy, dec!(3333)), ("XRP/USDT", TradeAction::Buy, dec!(3333))]
+        vec![
+            ("BTC/USDT", TradeAction::Buy, dec!(3333)),
+            ("XRP/USDT", TradeAction::Buy, dec!(3333))
+        ]
     );
     assert_eq!(h.store.rebalances().len(), 6);
     eventually("batch 0 executed", || h.executed.lock().len() == 2).await;
@@ -209,7 +227,12 @@ async fn dca_batches_run_when_due_and_survive_a_restart() {
 
 #[actix::test]
 async fn no_action_below_threshold_and_nothing_executed() {
-    let h = harness(&[("USDT", dec!(1000)), ("BTC", dec!(0.02)), ("XRP", dec!(2000))], (dec!(50000), dec!(0.5)), MemoryPortfolioStore::default()).await;
+    let h = harness(
+        &[("USDT", dec!(1000)), ("BTC", dec!(0.02)), ("XRP", dec!(2000))],
+        (dec!(50000), dec!(0.5)),
+        MemoryPortfolioStore::default(),
+    )
+    .await;
     let plan = h.addr.send(CheckPortfolio { force: false }).await.unwrap().unwrap();
     assert_eq!(plan.action, RebalanceAction::NoAction);
     actix::clock::sleep(Duration::from_millis(50)).await;
@@ -225,7 +248,12 @@ async fn hodl_bags_are_reloaded_on_start_and_excluded_from_rebalancing() {
     bag.balance = dec!(0.0155);
     store.record_hodl(vec![bag], vec![]).await.unwrap();
     let btc_price = dec!(1535) / dec!(0.0345);
-    let h = harness(&[("BTC", dec!(0.05)), ("XRP", dec!(2150)), ("USDT", dec!(1275))], (btc_price, dec!(0.6)), store).await;
+    let h = harness(
+        &[("BTC", dec!(0.05)), ("XRP", dec!(2150)), ("USDT", dec!(1275))],
+        (btc_price, dec!(0.6)),
+        store,
+    )
+    .await;
 
     // Act
     let alloc = h.addr.send(GetAllocation).await.unwrap().unwrap();
@@ -236,8 +264,15 @@ async fn hodl_bags_are_reloaded_on_start_and_excluded_from_rebalancing() {
     assert_eq!(alloc.available["BTC"], dec!(0.0345));
     assert_eq!(alloc.btc_value_usd.round_dp(2), dec!(1535));
     assert_eq!(alloc.btc_pct.round_dp(1), dec!(37.4));
-    assert_eq!(hodl.bags.iter().find(|b| b.asset == "BTC").unwrap().balance, dec!(0.0155));
-    assert_eq!(plan.action, RebalanceAction::NoAction, "4.1 % < 5 % once the bag is excluded");
+    assert_eq!(
+        hodl.bags.iter().find(|b| b.asset == "BTC").unwrap().balance,
+        dec!(0.0155)
+    );
+    assert_eq!(
+        plan.action,
+        RebalanceAction::NoAction,
+        "4.1 % < 5 % once the bag is excluded"
+    );
     let _ = &h.updates;
 }
 
@@ -260,13 +295,19 @@ fn closed(pnl: Decimal) -> ExecutionEvent {
 
 #[actix::test]
 async fn realised_profits_fill_hodl_bags_and_buy_at_the_threshold() {
-    let h = harness(&[("USDT", dec!(10000))], (dec!(50000), dec!(0.5)), MemoryPortfolioStore::default()).await;
+    let h = harness(
+        &[("USDT", dec!(10000))],
+        (dec!(50000), dec!(0.5)),
+        MemoryPortfolioStore::default(),
+    )
+    .await;
 
     // $100 profit → $3.34 USDT held, $3.33 XRP and BTC pending; $0.50 → nothing.
     h.addr.do_send(closed(dec!(100)));
     h.addr.do_send(closed(dec!(0.5)));
     let v = h.addr.send(GetHodl).await.unwrap().unwrap();
-    let bag = |v: &triplegain_actors::portfolio::HodlView, a: &str| v.bags.iter().find(|b| b.asset == a).unwrap().clone();
+    let bag =
+        |v: &triplegain_actors::portfolio::HodlView, a: &str| v.bags.iter().find(|b| b.asset == a).unwrap().clone();
     assert_eq!(bag(&v, "USDT").balance, dec!(3.34));
     assert_eq!(bag(&v, "XRP").pending_usd, dec!(3.33));
     assert_eq!(bag(&v, "BTC").pending_usd, dec!(3.33));
@@ -286,7 +327,15 @@ async fn realised_profits_fill_hodl_bags_and_buy_at_the_threshold() {
 
     // Every allocation and purchase recorded; reloaded after a restart.
     eventually("stored purchase", || h.store.transactions().len() == 9).await;
-    let hist = h.addr.send(GetHodlHistory { asset: Some("BTC".into()), limit: 10 }).await.unwrap().unwrap();
+    let hist = h
+        .addr
+        .send(GetHodlHistory {
+            asset: Some("BTC".into()),
+            limit: 10,
+        })
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(hist.len(), 3, "{hist:?}");
     h.registry.inject_fault("portfolio_rebalancer").await.unwrap();
     let v = h.addr.send(GetHodl).await.unwrap().unwrap();

@@ -5,9 +5,9 @@ use super::PgStore;
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use rust_decimal::Decimal;
-use triplegain_actors::ports::{StoreError, StoreFuture};
 use triplegain_actors::portfolio::store::HodlTxKind;
 use triplegain_actors::portfolio::{HodlBag, HodlTransaction, PortfolioStore, RebalanceRecord};
+use triplegain_actors::ports::{StoreError, StoreFuture};
 use uuid::Uuid;
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -50,7 +50,9 @@ impl PortfolioStore for PgStore {
             let client = pool.get().await.map_err(unavailable)?;
             client
                 .execute(
-                    &format!("INSERT INTO rebalance_history ({REBALANCE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
+                    &format!(
+                        "INSERT INTO rebalance_history ({REBALANCE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                    ),
                     &[
                         &rec.id,
                         &rec.status,
@@ -118,7 +120,9 @@ impl PortfolioStore for PgStore {
             let client = pool.get().await.map_err(unavailable)?;
             let rows = client
                 .query(
-                    &format!("SELECT {REBALANCE_COLS} FROM rebalance_history ORDER BY created_at DESC, batch_index LIMIT $1"),
+                    &format!(
+                        "SELECT {REBALANCE_COLS} FROM rebalance_history ORDER BY created_at DESC, batch_index LIMIT $1"
+                    ),
                     &[&i64::from(limit)],
                 )
                 .await

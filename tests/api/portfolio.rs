@@ -51,7 +51,11 @@ async fn forced_rebalance_returns_the_plan_and_stores_it() {
     set_prices(&app, dec!(50000), dec!(0.5));
 
     let r = app
-        .post("/api/v1/portfolio/rebalance", Some(OPERATOR), Some(json!({"force": true})))
+        .post(
+            "/api/v1/portfolio/rebalance",
+            Some(OPERATOR),
+            Some(json!({"force": true})),
+        )
         .await;
 
     assert_eq!(r.status(), 200);
@@ -71,11 +75,19 @@ async fn forced_rebalance_returns_the_plan_and_stores_it() {
     assert_eq!(plan["batches"].as_array().unwrap().len(), 6);
     let id = plan["id"].as_str().unwrap();
     assert_eq!(
-        count(&app, &format!("SELECT count(*) FROM rebalance_history WHERE id = '{id}' AND batch_index = 0")).await,
+        count(
+            &app,
+            &format!("SELECT count(*) FROM rebalance_history WHERE id = '{id}' AND batch_index = 0")
+        )
+        .await,
         1
     );
     assert_eq!(
-        count(&app, "SELECT count(*) FROM rebalance_history WHERE status = 'pending' AND batch_index > 0").await,
+        count(
+            &app,
+            "SELECT count(*) FROM rebalance_history WHERE status = 'pending' AND batch_index > 0"
+        )
+        .await,
         5
     );
     assert_eq!(
@@ -124,19 +136,31 @@ async fn wrong_type_is_400_naming_force_and_viewer_is_403_and_nothing_changes() 
     set_prices(&app, dec!(50000), dec!(0.5));
 
     let r = app
-        .post("/api/v1/portfolio/rebalance", Some(OPERATOR), Some(json!({"force": "yes"})))
+        .post(
+            "/api/v1/portfolio/rebalance",
+            Some(OPERATOR),
+            Some(json!({"force": "yes"})),
+        )
         .await;
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["field"], "force", "{v}");
 
     let r = app
-        .post("/api/v1/portfolio/rebalance", Some(OPERATOR), Some(json!({"force": true, "extra": 1})))
+        .post(
+            "/api/v1/portfolio/rebalance",
+            Some(OPERATOR),
+            Some(json!({"force": true, "extra": 1})),
+        )
         .await;
     assert_eq!(r.status(), 400);
 
     let r = app
-        .post("/api/v1/portfolio/rebalance", Some(VIEWER), Some(json!({"force": true})))
+        .post(
+            "/api/v1/portfolio/rebalance",
+            Some(VIEWER),
+            Some(json!({"force": true})),
+        )
         .await;
     assert_eq!(r.status(), 403);
 

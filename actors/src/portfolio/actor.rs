@@ -264,7 +264,12 @@ impl PortfolioRebalancer {
         let fut = async move {
             let started = clock.now();
             if let Err(e) = store
-                .finish_rebalance(record_id, "executing".into(), started, serde_json::json!({"started_at": started}))
+                .finish_rebalance(
+                    record_id,
+                    "executing".into(),
+                    started,
+                    serde_json::json!({"started_at": started}),
+                )
                 .await
             {
                 tracing::error!(error = %e, batch = batch.index, "batch not marked executing; not executed");
@@ -284,8 +289,9 @@ impl PortfolioRebalancer {
 
     fn due_batches(&mut self, ctx: &mut Context<Self>) {
         let now = self.now();
-        let (due, keep): (Vec<PendingBatch>, Vec<PendingBatch>) =
-            std::mem::take(&mut self.pending).into_iter().partition(|b| b.batch.due_at <= now);
+        let (due, keep): (Vec<PendingBatch>, Vec<PendingBatch>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|b| b.batch.due_at <= now);
         self.pending = keep;
         for b in due {
             tracing::info!(plan_id = %b.plan_id, batch = b.batch.index, "rebalance batch due");
@@ -310,7 +316,15 @@ impl PortfolioRebalancer {
             }
             txs.push(tx(asset, HodlTxKind::Allocation, usd, None, None, source, now));
             if asset == "USDT" {
-                txs.push(tx(asset, HodlTxKind::Purchase, usd, Some(usd), Some(Decimal::ONE), source, now));
+                txs.push(tx(
+                    asset,
+                    HodlTxKind::Purchase,
+                    usd,
+                    Some(usd),
+                    Some(Decimal::ONE),
+                    source,
+                    now,
+                ));
             }
         }
         tracing::info!(%profit, total = %alloc.total_usd, "hodl allocation");
@@ -367,7 +381,10 @@ impl PortfolioRebalancer {
                     volume: Some(amount),
                     note: Some("hodl purchase".into()),
                 };
-                exec.send(req).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
+                exec.send(req)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())
             };
             ctx.spawn(fut.into_actor(self).map(move |res, act, _| {
                 act.purchasing.remove(&asset);
@@ -376,7 +393,15 @@ impl PortfolioRebalancer {
                         let now = act.now();
                         act.ledger.apply_purchase(&asset, pending_usd, amount, now);
                         tracing::info!(asset = %asset, %amount, %price, "hodl purchase");
-                        let rec = tx(&asset, HodlTxKind::Purchase, pending_usd, Some(amount), Some(price), None, now);
+                        let rec = tx(
+                            &asset,
+                            HodlTxKind::Purchase,
+                            pending_usd,
+                            Some(amount),
+                            Some(price),
+                            None,
+                            now,
+                        );
                         let bags = act.ledger.bags.values().cloned().collect();
                         let store = act.cfg.store.clone();
                         actix::spawn(async move {
@@ -490,9 +515,7 @@ async fn run_trade(
     cid: CorrelationId,
     batch_index: u32,
 ) -> serde_json::Value {
-    let fail = |status: &str, why: String| {
-        serde_json::json!({"symbol": t.symbol, "action": t.action, "amount_usd": t.amount_usd, "status": status, "reason": why})
-    };
+    let fail = |status: &str, why: String| serde_json::json!({"symbol": t.symbol, "action": t.action, "amount_usd": t.amount_usd, "status": status, "reason": why});
     let Ok(symbol) = Symbol::parse(&t.symbol) else {
         return fail("failed", format!("unknown symbol {}", t.symbol));
     };
@@ -763,7 +786,11 @@ impl Handler<CheckPortfolio> for PortfolioRebalancer {
             Err(e) => return Box::pin(actix::fut::ready(Err(e))),
         };
         let store = self.cfg.store.clone();
-        let advisor = self.cfg.advisor.clone().filter(|_| self.cfg.portfolio.use_model_strategy);
+        let advisor = self
+            .cfg
+            .advisor
+            .clone()
+            .filter(|_| self.cfg.portfolio.use_model_strategy);
         let cfg = self.cfg.portfolio.clone();
         let now = self.now();
         let fut = async move {

@@ -142,7 +142,11 @@ pub enum HodlRefusal {
     #[error("profit {0} is below the minimum to allocate")]
     ProfitTooSmall(Decimal),
     #[error("daily hodl limit: {already} already today + {new} > {limit}")]
-    DailyLimit { already: Decimal, new: Decimal, limit: Decimal },
+    DailyLimit {
+        already: Decimal,
+        new: Decimal,
+        limit: Decimal,
+    },
 }
 
 /// The split of one profit: `allocation_pct` rounded to cents, capped per allocation, parts
@@ -302,7 +306,11 @@ pub fn view(
     let mut bags = Vec::new();
     for asset in ["BTC", "XRP", "USDT"] {
         let bag = ledger.bags.get(asset).cloned().unwrap_or_else(|| HodlBag::empty(asset));
-        let p = if asset == "USDT" { Some(Decimal::ONE) } else { price(asset) };
+        let p = if asset == "USDT" {
+            Some(Decimal::ONE)
+        } else {
+            price(asset)
+        };
         let value = p.map(|p| (bag.balance * p).round_dp(2));
         let pnl = value.map(|v| v - bag.cost_basis_usd);
         let pnl_pct = pnl.and_then(|x| {
@@ -341,7 +349,9 @@ mod tests {
     use rust_decimal_macros::dec;
 
     fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-03-01T10:00:00Z").unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339("2026-03-01T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     fn cfg() -> HodlConfig {
@@ -352,7 +362,10 @@ mod tests {
     fn profit_100_holds_usdt_and_leaves_xrp_btc_pending() {
         let mut l = HodlLedger::default();
         let a = l.allocate(&cfg(), dec!(100), now()).unwrap();
-        assert_eq!((a.total_usd, a.usdt_usd, a.xrp_usd, a.btc_usd), (dec!(10), dec!(3.34), dec!(3.33), dec!(3.33)));
+        assert_eq!(
+            (a.total_usd, a.usdt_usd, a.xrp_usd, a.btc_usd),
+            (dec!(10), dec!(3.34), dec!(3.33), dec!(3.33))
+        );
         assert_eq!(l.bags["USDT"].balance, dec!(3.34));
         assert_eq!(l.bags["USDT"].pending_usd, Decimal::ZERO);
         assert_eq!(l.bags["XRP"].pending_usd, dec!(3.33));
@@ -391,7 +404,10 @@ mod tests {
         let a = split_profit(&cfg(), dec!(50)).unwrap();
         assert_eq!((a.usdt_usd, a.xrp_usd, a.btc_usd), (dec!(1.68), dec!(1.66), dec!(1.66)));
         let a = split_profit(&cfg(), dec!(20000)).unwrap();
-        assert_eq!((a.usdt_usd, a.xrp_usd, a.btc_usd), (dec!(333.40), dec!(333.30), dec!(333.30)));
+        assert_eq!(
+            (a.usdt_usd, a.xrp_usd, a.btc_usd),
+            (dec!(333.40), dec!(333.30), dec!(333.30))
+        );
     }
 
     #[test]
@@ -403,9 +419,7 @@ mod tests {
 
     #[test]
     fn daily_cap_includes_the_new_allocation() {
-        let mut l = HodlLedger::default();
-        l.day = Some(now().date_naive());
-        l.allocated_today = dec!(4990);
+        let mut l = HodlLedger::new(vec![], dec!(4990), now());
         // 4 990 + 10 = 5 000 exactly: accepted.
         l.allocate(&cfg(), dec!(100), now()).unwrap();
         assert_eq!(l.allocated_today, dec!(5000));
@@ -415,9 +429,7 @@ mod tests {
         assert!(matches!(e, HodlRefusal::DailyLimit { .. }), "{e:?}");
         assert_eq!(l, before);
         // 4 999 + 10 > 5 000: refused (the reference let this one through).
-        let mut l = HodlLedger::default();
-        l.day = Some(now().date_naive());
-        l.allocated_today = dec!(4999);
+        let mut l = HodlLedger::new(vec![], dec!(4999), now());
         assert!(l.allocate(&cfg(), dec!(100), now()).is_err());
         // A new UTC day resets the counter.
         let tomorrow = now() + chrono::Duration::days(1);
@@ -446,7 +458,10 @@ mod tests {
         l.bag_mut("XRP").pending_usd = dec!(30);
         l.apply_purchase("XRP", dec!(30), dec!(50), now());
         let b = &l.bags["XRP"];
-        assert_eq!((b.balance, b.cost_basis_usd, b.pending_usd, b.accumulation_count), (dec!(50), dec!(30), dec!(0), 1));
+        assert_eq!(
+            (b.balance, b.cost_basis_usd, b.pending_usd, b.accumulation_count),
+            (dec!(50), dec!(30), dec!(0), 1)
+        );
     }
 
     #[test]

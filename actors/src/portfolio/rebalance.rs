@@ -156,12 +156,18 @@ impl PortfolioConfig {
         let t = &self.target_allocation;
         for (name, v) in [("btc_pct", t.btc_pct), ("xrp_pct", t.xrp_pct), ("usdt_pct", t.usdt_pct)] {
             if v < Decimal::ZERO || v > Decimal::ONE_HUNDRED {
-                return Err(cfg_err(&format!("target_allocation.{name}"), format!("{v} is not within 0..100")));
+                return Err(cfg_err(
+                    &format!("target_allocation.{name}"),
+                    format!("{v} is not within 0..100"),
+                ));
             }
         }
         let sum = t.btc_pct + t.xrp_pct + t.usdt_pct;
         if (sum - Decimal::ONE_HUNDRED).abs() > Decimal::new(1, 1) {
-            return Err(cfg_err("target_allocation", format!("targets sum to {sum}, not 100 ± 0.1")));
+            return Err(cfg_err(
+                "target_allocation",
+                format!("targets sum to {sum}, not 100 ± 0.1"),
+            ));
         }
         if self.rebalancing.threshold_pct <= Decimal::ZERO {
             return Err(cfg_err("rebalancing.threshold_pct", "must be positive"));
@@ -304,7 +310,11 @@ pub fn allocation(
         usdt_pct: exact_pct("USDT").round_dp(PCT_DP),
         max_deviation_pct: max_dev,
         available,
-        hodl_excluded: hodl.iter().filter(|(_, v)| !v.is_zero()).map(|(k, v)| (k.clone(), *v)).collect(),
+        hodl_excluded: hodl
+            .iter()
+            .filter(|(_, v)| !v.is_zero())
+            .map(|(k, v)| (k.clone(), *v))
+            .collect(),
         prices,
         warnings,
     }
@@ -539,7 +549,9 @@ mod tests {
     }
 
     fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     /// The seed's design portfolio: BTC 0.0345 ($1 535), XRP 2 150 ($1 290), USDT 1 275.
@@ -580,11 +592,17 @@ mod tests {
         assert_eq!(p.action, RebalanceAction::Rebalance);
         assert_eq!(p.rebalance_trades.len(), 2);
         let sell = &p.rebalance_trades[0];
-        assert_eq!((sell.symbol.as_str(), sell.action, sell.priority), ("BTC/USDT", TradeAction::Sell, 1));
+        assert_eq!(
+            (sell.symbol.as_str(), sell.action, sell.priority),
+            ("BTC/USDT", TradeAction::Sell, 1)
+        );
         // Target 33.33 % of $4 100 = $1 366.53 (not $1 366.67 of equal thirds).
         assert_eq!(sell.amount_usd, dec!(168.47));
         let buy = &p.rebalance_trades[1];
-        assert_eq!((buy.symbol.as_str(), buy.action, buy.priority), ("XRP/USDT", TradeAction::Buy, 2));
+        assert_eq!(
+            (buy.symbol.as_str(), buy.action, buy.priority),
+            ("XRP/USDT", TradeAction::Buy, 2)
+        );
         assert_eq!(buy.amount_usd, dec!(76.53));
         assert_eq!(p.execution_strategy, ExecutionStrategy::Immediate);
         assert_eq!(p.batches.len(), 1);
@@ -606,10 +624,17 @@ mod tests {
         // 1000 each: BTC 33.3 % vs 50 → buy 500; XRP 33.3 % vs 25 → sell 250.
         let a = allocation(&bal, &BTreeMap::new(), prices, &c.target_allocation);
         let p = plan(a, &c, false, now());
-        let t: Vec<_> = p.rebalance_trades.iter().map(|t| (t.symbol.as_str(), t.action, t.amount_usd)).collect();
+        let t: Vec<_> = p
+            .rebalance_trades
+            .iter()
+            .map(|t| (t.symbol.as_str(), t.action, t.amount_usd))
+            .collect();
         assert_eq!(
             t,
-            vec![("XRP/USDT", TradeAction::Sell, dec!(250)), ("BTC/USDT", TradeAction::Buy, dec!(500))]
+            vec![
+                ("XRP/USDT", TradeAction::Sell, dec!(250)),
+                ("BTC/USDT", TradeAction::Buy, dec!(500))
+            ]
         );
     }
 
@@ -632,7 +657,7 @@ mod tests {
         let rows = [
             (dec!(1000), dec!(1000), dec!(1000), false, RebalanceAction::NoAction),
             (dec!(1000), dec!(1000), dec!(1000), true, RebalanceAction::NoAction), // nothing ≥ $10 to do
-            (dec!(1140), dec!(930), dec!(930), false, RebalanceAction::NoAction), // BTC 38 %: 4.67 < 5
+            (dec!(1140), dec!(930), dec!(930), false, RebalanceAction::NoAction),  // BTC 38 %: 4.67 < 5
             (dec!(1200), dec!(900), dec!(900), false, RebalanceAction::Rebalance),
             (dec!(0), dec!(0), dec!(0), true, RebalanceAction::NoAction),
         ];
@@ -679,11 +704,17 @@ mod tests {
         // At $10 both trades qualify (target $999.90: BTC −100.10, XRP +99.90), sells first.
         let p = plan(a, &cfg(), true, now());
         let t: Vec<_> = p.rebalance_trades.iter().map(|t| (t.action, t.amount_usd)).collect();
-        assert_eq!(t, vec![(TradeAction::Sell, dec!(100.10)), (TradeAction::Buy, dec!(99.90))]);
+        assert_eq!(
+            t,
+            vec![(TradeAction::Sell, dec!(100.10)), (TradeAction::Buy, dec!(99.90))]
+        );
         // A $9.99 difference is not traded, $10.00 is.
         let bal = map(&[("BTC", dec!(3342.99)), ("XRP", dec!(3323)), ("USDT", dec!(3334.01))]);
         let a = allocation(&bal, &BTreeMap::new(), prices, &cfg().target_allocation);
-        let t: Vec<_> = plan_trades(&a, &cfg()).iter().map(|t| (t.symbol.clone(), t.amount_usd)).collect();
+        let t: Vec<_> = plan_trades(&a, &cfg())
+            .iter()
+            .map(|t| (t.symbol.clone(), t.amount_usd))
+            .collect();
         assert_eq!(t, vec![("XRP/USDT".to_owned(), dec!(10.00))]);
     }
 
