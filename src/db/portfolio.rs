@@ -22,6 +22,16 @@ fn to_i32(v: u32) -> i32 {
     i32::try_from(v).unwrap_or(i32::MAX)
 }
 
+fn dec(r: &tokio_postgres::Row, i: usize) -> Result<Decimal, StoreError> {
+    r.try_get::<_, Decimal>(i).map(|d| d.normalize()).map_err(query)
+}
+
+fn opt_dec(r: &tokio_postgres::Row, i: usize) -> Result<Option<Decimal>, StoreError> {
+    r.try_get::<_, Option<Decimal>>(i)
+        .map(|d| d.map(|d| d.normalize()))
+        .map_err(query)
+}
+
 fn to_u32(v: i32) -> u32 {
     u32::try_from(v).unwrap_or(0)
 }
@@ -148,9 +158,9 @@ impl PortfolioStore for PgStore {
                 .map(|r| {
                     Ok(HodlBag {
                         asset: r.try_get(0).map_err(query)?,
-                        balance: r.try_get(1).map_err(query)?,
-                        cost_basis_usd: r.try_get(2).map_err(query)?,
-                        pending_usd: r.try_get(3).map_err(query)?,
+                        balance: dec(r, 1)?,
+                        cost_basis_usd: dec(r, 2)?,
+                        pending_usd: dec(r, 3)?,
                         accumulation_count: to_u32(r.try_get(4).map_err(query)?),
                         first_accumulation: r.try_get(5).map_err(query)?,
                         last_accumulation: r.try_get(6).map_err(query)?,
@@ -232,9 +242,9 @@ impl PortfolioStore for PgStore {
                         asset: r.try_get(1).map_err(query)?,
                         kind: HodlTxKind::parse(&kind)
                             .ok_or_else(|| StoreError::Corrupt(format!("hodl transaction kind {kind:?}")))?,
-                        amount_usd: r.try_get(3).map_err(query)?,
-                        amount_asset: r.try_get(4).map_err(query)?,
-                        price: r.try_get(5).map_err(query)?,
+                        amount_usd: dec(r, 3)?,
+                        amount_asset: opt_dec(r, 4)?,
+                        price: opt_dec(r, 5)?,
                         source_trade_id: r.try_get(6).map_err(query)?,
                         at: r.try_get(7).map_err(query)?,
                     })
@@ -255,7 +265,7 @@ impl PortfolioStore for PgStore {
                 )
                 .await
                 .map_err(query)?;
-            row.try_get(0).map_err(query)
+            dec(&row, 0)
         }
         .boxed()
     }

@@ -198,3 +198,92 @@ async fn hodl_bags_and_history() {
     assert_eq!(r.status(), 401);
     app.shutdown().await;
 }
+
+fn closed_with_profit(app: &TestApp, pnl: Decimal) -> triplegain_actors::messages::ExecutionEvent {
+    use triplegain_actors::domain::{OrderStatus, Side};
+    use triplegain_actors::messages::{EventMeta, ExecutionEvent, ExecutionEventType};
+    ExecutionEvent {
+        meta: EventMeta::new("execution", app.state.clock.now()),
+        event_type: ExecutionEventType::PositionClosed,
+        order_id: "o-1".into(),
+        client_order_id: None,
+        symbol: Symbol::parse("BTC/USDT").unwrap(),
+        side: Side::Sell,
+        status: OrderStatus::Filled,
+        size: dec!(0.01),
+        fill_price: None,
+        fee: Decimal::ZERO,
+        realized_pnl: Some(pnl),
+        position_id: Some(uuid::Uuid::new_v4().to_string()),
+    }
+}
+
+#[actix_web::test]
+async fn hodl_allocations_persist_and_bags_reload_and_are_excluded_after_a_restart() {
+    use crate::helpers::{pool_for, spawn_with_settings, test_settings, TestDb};
+    use triplegain::settings::Secret;
+    let db = TestDb::new().await;
+    let pool = pool_for(&db.name);
+    let settings = || {
+        let mut s = test_settings();
+        s.database.url = Some(Secret::new(db.url.clone()));
+        s.execution.paper.initial_balances = [("BTC", dec!(0.05)), ("XRP", dec!(2150)), ("USDT", dec!(1275))]
+            .into_iter()
+            .map(|(a, v)| (a.to_owned(), v))
+            .collect();
+        s
+    };
+
+    // Arrange: a $100 realised profit reaches the rebalancer over the bus.
+    let app = spawn_with_settings(settings()).await;
+    app.state.bus.execution_events.publish(closed_with_profit(&app, dec!(100)));
+    let mut rows = 0i64;
+    for _ in 0..200 {
+        rows = pool
+            .get()
+            .await
+            .unwrap()
+            .query_one("SELECT count(*) FROM hodl_transactions", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if rows == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(rows, 4, "USDT allocation + purchase, XRP and BTC allocations");
+    app.shutdown().await;
+    // A BTC bag of 0.0155 (the design example) is added while the process is down.
+    pool.get()
+        .await
+        .unwrap()
+        .execute("INSERT INTO hodl_bags (asset, balance, cost_basis_usd) VALUES ('BTC', 0.0155, 600) ON CONFLICT (asset) DO UPDATE SET balance = 0.0155, cost_basis_usd = 600", &[])
+        .await
+        .unwrap();
+
+    // Act: a new process on the same database.
+    let app = spawn_with_settings(settings()).await;
+    set_prices(&app, dec!(1535) / dec!(0.0345), dec!(0.6));
+
+    // Assert: bags reloaded with pending amounts and P&L, and excluded from the allocation.
+    let v: Value = app.get("/api/v1/hodl", Some(VIEWER)).await.json().await.unwrap();
+    let bag = |a: &str| v["bags"].as_array().unwrap().iter().find(|b| b["asset"] == a).unwrap().clone();
+    assert_eq!(bag("USDT")["balance"], "3.34", "{v}");
+    assert_eq!(bag("XRP")["pending_usd"], "3.33");
+    assert_eq!(bag("BTC")["pending_usd"], "3.33");
+    assert_eq!(bag("BTC")["balance"], "0.0155");
+    assert_eq!(bag("BTC")["current_value_usd"], "689.64");
+    assert_eq!(bag("BTC")["unrealized_pnl_usd"], "89.64");
+    assert_eq!(v["allocated_today_usd"], "10", "the daily total survives the restart");
+
+    let v: Value = app.get("/api/v1/portfolio/allocation", Some(VIEWER)).await.json().await.unwrap();
+    let a = &v["current_allocation"];
+    assert_eq!(a["available"]["BTC"], "0.0345", "{v}");
+    assert_eq!(a["available"]["USDT"], "1271.66");
+    assert_eq!(a["hodl_excluded"]["BTC"], "0.0155");
+
+    let v: Value = app.get("/api/v1/hodl/history?asset=USDT", Some(VIEWER)).await.json().await.unwrap();
+    assert_eq!(v["count"], 2);
+    app.shutdown().await;
+}

@@ -1,7 +1,6 @@
 //! Hodl bags: a share of every realised profit set aside per asset and excluded from rebalancing.
 //! Pure ledger logic; the actor persists every change and places the purchases.
 
-use super::rebalance::num;
 use super::store::HodlBag;
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
@@ -291,7 +290,6 @@ pub struct HodlView {
     pub total_cost_basis_usd: Decimal,
     pub total_pending_usd: Decimal,
     pub allocated_today_usd: Decimal,
-    #[serde(with = "num")]
     pub daily_limit_usd: Decimal,
     pub timestamp: DateTime<Utc>,
 }
