@@ -343,3 +343,98 @@ async fn realised_profits_fill_hodl_bags_and_buy_at_the_threshold() {
     assert_eq!(bag(&v, "XRP").pending_usd, dec!(16.66));
     assert_eq!(v.allocated_today_usd, dec!(50));
 }
+
+/// A strategy model that answers with a fixed text, or fails.
+struct FixedModel(Option<&'static str>);
+impl triplegain_actors::ports::ModelClient for FixedModel {
+    fn provider(&self) -> &str {
+        "deepseek"
+    }
+    fn complete(&self, req: triplegain_actors::ports::ModelRequest) -> triplegain_actors::ports::ModelFuture {
+        let text = self.0;
+        Box::pin(async move {
+            match text {
+                Some(t) => Ok(triplegain_actors::ports::ModelResponse {
+                    provider: "deepseek".into(),
+                    model: req.model,
+                    text: t.into(),
+                    input_tokens: 1,
+                    output_tokens: 1,
+                    latency_ms: 1,
+                    cost_usd: Decimal::ZERO,
+                }),
+                None => Err(triplegain_actors::ports::ModelError::Timeout(req.timeout_ms)),
+            }
+        })
+    }
+}
+
+async fn with_model(
+    answer: Option<&'static str>,
+) -> (triplegain_actors::portfolio::RebalancePlan, MemoryPortfolioStore) {
+    let store = MemoryPortfolioStore::default();
+    let clock = ManualClock::new(t0());
+    let shared: SharedClock = Arc::new(clock.clone());
+    let registry = Registry::new(RestartPolicy::default(), Topic::new(), shared.clone());
+    let paper = PaperExchange::new(
+        PaperConfig {
+            initial_balances: [("USDT".to_owned(), dec!(10000))].into_iter().collect(),
+            ..PaperConfig::default()
+        },
+        shared.clone(),
+    )
+    .unwrap();
+    let mut portfolio = PortfolioConfig::reference();
+    portfolio.use_model_strategy = true;
+    let cfg = PortfolioRebalancerConfig {
+        portfolio,
+        hodl: HodlConfig::default(),
+        exchange: Arc::new(paper),
+        store: Arc::new(store.clone()),
+        risk: FakeRisk(Arc::default()).start().recipient(),
+        execution: None,
+        updates: Topic::new(),
+        clock: shared,
+        prices: Some(Arc::new(|s: &Symbol| match s.as_str() {
+            "BTC/USDT" => Some(dec!(50000)),
+            _ => Some(dec!(0.5)),
+        })),
+        advisor: Some(Arc::new(triplegain_actors::portfolio::ModelStrategyAdvisor {
+            client: Arc::new(FixedModel(answer)),
+            model: "deepseek-chat".into(),
+            timeout_ms: 1000,
+        })),
+        tick_interval: Duration::from_secs(3600),
+    };
+    let addr = start_supervised(&registry, "portfolio_rebalancer", false, 64, move |sup| {
+        PortfolioRebalancer::new(sup, cfg)
+    });
+    let plan = addr.send(CheckPortfolio { force: true }).await.unwrap().unwrap();
+    (plan, store)
+}
+
+#[actix::test]
+async fn the_model_may_choose_immediate_market_execution_but_not_amounts() {
+    let (plan, store) = with_model(Some(
+        "{\"execution_strategy\": \"immediate\", \"execution_type\": \"market\", \"reasoning\": \"tight spreads\"}",
+    ))
+    .await;
+    assert_eq!(plan.execution_strategy, ExecutionStrategy::Immediate);
+    assert_eq!(plan.batches.len(), 1);
+    assert!(!plan.used_fallback_strategy);
+    assert_eq!(plan.batches[0].trades[0].amount_usd, dec!(3333));
+    assert_eq!(
+        plan.rebalance_trades[0].execution_type,
+        triplegain_actors::portfolio::rebalance::ExecutionType::Market
+    );
+    assert_eq!(store.rebalances().len(), 1);
+}
+
+#[actix::test]
+async fn a_failing_model_falls_back_to_the_deterministic_plan() {
+    let (plan, store) = with_model(None).await;
+    assert!(plan.used_fallback_strategy);
+    assert_eq!(plan.execution_strategy, ExecutionStrategy::Dca24h);
+    assert_eq!(plan.batches.len(), 6);
+    assert_eq!(store.rebalances().len(), 6);
+}

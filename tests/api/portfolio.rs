@@ -236,7 +236,10 @@ async fn hodl_allocations_persist_and_bags_reload_and_are_excluded_after_a_resta
 
     // Arrange: a $100 realised profit reaches the rebalancer over the bus.
     let app = spawn_with_settings(settings()).await;
-    app.state.bus.execution_events.publish(closed_with_profit(&app, dec!(100)));
+    app.state
+        .bus
+        .execution_events
+        .publish(closed_with_profit(&app, dec!(100)));
     let mut rows = 0i64;
     for _ in 0..200 {
         rows = pool
@@ -268,7 +271,15 @@ async fn hodl_allocations_persist_and_bags_reload_and_are_excluded_after_a_resta
 
     // Assert: bags reloaded with pending amounts and P&L, and excluded from the allocation.
     let v: Value = app.get("/api/v1/hodl", Some(VIEWER)).await.json().await.unwrap();
-    let bag = |a: &str| v["bags"].as_array().unwrap().iter().find(|b| b["asset"] == a).unwrap().clone();
+    let bag = |a: &str| {
+        v["bags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["asset"] == a)
+            .unwrap()
+            .clone()
+    };
     assert_eq!(bag("USDT")["balance"], "3.34", "{v}");
     assert_eq!(bag("XRP")["pending_usd"], "3.33");
     assert_eq!(bag("BTC")["pending_usd"], "3.33");
@@ -277,13 +288,23 @@ async fn hodl_allocations_persist_and_bags_reload_and_are_excluded_after_a_resta
     assert_eq!(bag("BTC")["unrealized_pnl_usd"], "89.64");
     assert_eq!(v["allocated_today_usd"], "10", "the daily total survives the restart");
 
-    let v: Value = app.get("/api/v1/portfolio/allocation", Some(VIEWER)).await.json().await.unwrap();
+    let v: Value = app
+        .get("/api/v1/portfolio/allocation", Some(VIEWER))
+        .await
+        .json()
+        .await
+        .unwrap();
     let a = &v["current_allocation"];
     assert_eq!(a["available"]["BTC"], "0.0345", "{v}");
     assert_eq!(a["available"]["USDT"], "1271.66");
     assert_eq!(a["hodl_excluded"]["BTC"], "0.0155");
 
-    let v: Value = app.get("/api/v1/hodl/history?asset=USDT", Some(VIEWER)).await.json().await.unwrap();
+    let v: Value = app
+        .get("/api/v1/hodl/history?asset=USDT", Some(VIEWER))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v["count"], 2);
     app.shutdown().await;
 }
