@@ -438,3 +438,34 @@ async fn a_failing_model_falls_back_to_the_deterministic_plan() {
     assert_eq!(plan.batches.len(), 6);
     assert_eq!(store.rebalances().len(), 6);
 }
+
+#[actix::test]
+async fn a_running_dca_plan_is_not_stacked_and_a_forced_plan_supersedes_it() {
+    let h = harness(
+        &[("USDT", dec!(10000))],
+        (dec!(50000), dec!(0.5)),
+        MemoryPortfolioStore::default(),
+    )
+    .await;
+    let first = h.addr.send(CheckPortfolio { force: false }).await.unwrap().unwrap();
+    assert_eq!(first.batches.len(), 6);
+    eventually("batch 0 stored as executed", || statuses(&h.store)[0].1 == "executed").await;
+
+    // The hourly check while batches are pending: no second plan.
+    let again = h.addr.send(CheckPortfolio { force: false }).await.unwrap().unwrap();
+    assert_eq!(again.action, RebalanceAction::NoAction);
+    assert!(again.reasoning.contains("in progress"), "{}", again.reasoning);
+    assert!(again.rebalance_trades.is_empty());
+
+    // A forced plan replaces the old pending batches.
+    let forced = h.addr.send(CheckPortfolio { force: true }).await.unwrap().unwrap();
+    assert_eq!(forced.action, RebalanceAction::Rebalance);
+    let rows = h.store.rebalances();
+    assert_eq!(rows.iter().filter(|r| r.status == "superseded").count(), 5);
+    eventually("new batch 0 executed", || h.executed.lock().len() == 4).await;
+    h.clock.advance(ChronoDuration::hours(4));
+    h.addr.send(RebalanceTick).await.unwrap();
+    eventually("new batch 1 executed", || h.executed.lock().len() == 6).await;
+    actix::clock::sleep(Duration::from_millis(50)).await;
+    assert_eq!(h.executed.lock().len(), 6, "old batches never run");
+}

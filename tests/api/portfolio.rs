@@ -114,6 +114,22 @@ async fn forced_rebalance_returns_the_plan_and_stores_it() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(status, "failed");
+    // The real risk engine approved both spot buys without a stop-loss (rebalance, leverage 1);
+    // they failed only for want of an execution manager.
+    let client = app.pool.as_ref().unwrap().get().await.unwrap();
+    let results: Value = client
+        .query_one(
+            &format!("SELECT plan->'results' FROM rebalance_history WHERE id = '{id}'"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let trades = results["trades"].as_array().unwrap();
+    assert_eq!(trades.len(), 2, "{results}");
+    for t in trades {
+        assert_eq!(t["reason"], "execution manager not connected", "{results}");
+    }
     app.shutdown().await;
 }
 

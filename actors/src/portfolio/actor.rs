@@ -255,7 +255,15 @@ impl PortfolioRebalancer {
 
     /// Starts executing one batch in the background; the record is marked `executing` first so a
     /// restart never executes it twice.
-    fn spawn_batch(&mut self, ctx: &mut Context<Self>, record_id: Uuid, plan_id: Uuid, batch: RebalanceBatch) {
+    /// `first`: batch 0 of a new plan; the check stays busy until it finished.
+    fn spawn_batch(
+        &mut self,
+        ctx: &mut Context<Self>,
+        record_id: Uuid,
+        plan_id: Uuid,
+        batch: RebalanceBatch,
+        first: bool,
+    ) {
         let prices = self.current_prices();
         let store = self.cfg.store.clone();
         let risk = self.cfg.risk.clone();
@@ -284,7 +292,11 @@ impl PortfolioRebalancer {
                 tracing::error!(error = %e, "rebalance batch outcome not stored");
             }
         };
-        ctx.spawn(fut.into_actor(self));
+        ctx.spawn(fut.into_actor(self).map(move |(), act, _| {
+            if first {
+                act.busy = false;
+            }
+        }));
     }
 
     fn due_batches(&mut self, ctx: &mut Context<Self>) {
@@ -295,7 +307,7 @@ impl PortfolioRebalancer {
         self.pending = keep;
         for b in due {
             tracing::info!(plan_id = %b.plan_id, batch = b.batch.index, "rebalance batch due");
-            self.spawn_batch(ctx, b.record_id, b.plan_id, b.batch);
+            self.spawn_batch(ctx, b.record_id, b.plan_id, b.batch, false);
         }
     }
 
@@ -779,9 +791,10 @@ impl Handler<CheckPortfolio> for PortfolioRebalancer {
             }
             let prices = act.current_prices()?;
             act.busy = true;
-            Ok((prices, act.cfg.exchange.balances(), act.hodl_excluded()))
+            let pending: Vec<Uuid> = act.pending.iter().map(|b| b.record_id).collect();
+            Ok((prices, act.cfg.exchange.balances(), act.hodl_excluded(), pending))
         });
-        let (prices, balances, hodl) = match pre.map_err(PortfolioError::from).and_then(|r| r) {
+        let (prices, balances, hodl, pending) = match pre.map_err(PortfolioError::from).and_then(|r| r) {
             Ok(v) => v,
             Err(e) => return Box::pin(actix::fut::ready(Err(e))),
         };
@@ -797,6 +810,35 @@ impl Handler<CheckPortfolio> for PortfolioRebalancer {
             let balances = balances.await.map_err(|e| PortfolioError::Unavailable(e.to_string()))?;
             let alloc = rebalance::allocation(&balances, &hodl, prices, &cfg.target_allocation);
             let mut plan = rebalance::plan(alloc, &cfg, msg.force, now);
+            let mut superseded = Vec::new();
+            if plan.action == RebalanceAction::Rebalance && !pending.is_empty() {
+                if msg.force {
+                    // A forced plan starts from the balances as they are now: older batches go.
+                    for id in &pending {
+                        store
+                            .finish_rebalance(
+                                *id,
+                                "superseded".into(),
+                                now,
+                                serde_json::json!({"superseded_by": plan.id}),
+                            )
+                            .await
+                            .map_err(|e| PortfolioError::Unavailable(e.to_string()))?;
+                    }
+                    superseded = pending;
+                } else {
+                    // An hourly check never stacks a second plan on a running DCA plan.
+                    plan.action = RebalanceAction::NoAction;
+                    plan.reasoning = format!(
+                        "{} — a DCA plan is in progress ({} batches pending); not re-planned",
+                        plan.reasoning,
+                        pending.len()
+                    );
+                    plan.rebalance_trades.clear();
+                    plan.batches.clear();
+                    plan.execution_strategy = ExecutionStrategy::None;
+                }
+            }
             if plan.action == RebalanceAction::Rebalance {
                 if let Some(advisor) = advisor {
                     match advisor.advise(&plan).await {
@@ -816,11 +858,17 @@ impl Handler<CheckPortfolio> for PortfolioRebalancer {
                     .await
                     .map_err(|e| PortfolioError::Unavailable(e.to_string()))?;
             }
-            Ok::<_, PortfolioError>((plan, balances, ids))
+            Ok::<_, PortfolioError>((plan, balances, ids, superseded))
         };
         Box::pin(fut.into_actor(self).map(|res, act, ctx| {
-            act.busy = false;
-            let (plan, balances, records) = res?;
+            let (plan, balances, records, superseded) = match res {
+                Ok(v) => v,
+                Err(e) => {
+                    act.busy = false;
+                    return Err(e);
+                }
+            };
+            act.pending.retain(|b| !superseded.contains(&b.record_id));
             let cid = CorrelationId(plan.id);
             act.publish_update(&plan.current_allocation, &balances, cid);
             tracing::info!(
@@ -831,11 +879,11 @@ impl Handler<CheckPortfolio> for PortfolioRebalancer {
                 strategy = plan.execution_strategy.as_str(),
                 "portfolio checked"
             );
-            if plan.action == RebalanceAction::Rebalance {
+            if plan.action == RebalanceAction::Rebalance && !plan.batches.is_empty() {
                 for (i, b) in plan.batches.iter().enumerate() {
                     let Some(id) = records.get(i).copied() else { continue };
                     if i == 0 {
-                        act.spawn_batch(ctx, id, plan.id, b.clone());
+                        act.spawn_batch(ctx, id, plan.id, b.clone(), true);
                     } else {
                         act.pending.push(PendingBatch {
                             record_id: id,
@@ -844,6 +892,8 @@ impl Handler<CheckPortfolio> for PortfolioRebalancer {
                         });
                     }
                 }
+            } else {
+                act.busy = false;
             }
             Ok(plan)
         }))
