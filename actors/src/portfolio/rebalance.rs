@@ -10,33 +10,12 @@ use uuid::Uuid;
 /// The assets of the portfolio, in output order.
 pub const ASSETS: [&str; 3] = ["BTC", "XRP", "USDT"];
 
-/// Serialises a `Decimal` as a JSON number (the seed's output schema uses numbers).
-pub mod num {
-    use rust_decimal::prelude::ToPrimitive;
-    use rust_decimal::Decimal;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Decimal, s: S) -> Result<S::Ok, S::Error> {
-        match d.to_f64() {
-            Some(f) => s.serialize_f64(f),
-            None => s.serialize_str(&d.to_string()),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
-        <Decimal as Deserialize>::deserialize(d)
-    }
-}
-
 /// Target allocation in percent; must sum to 100 ± 0.1.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TargetAllocation {
-    #[serde(with = "num")]
     pub btc_pct: Decimal,
-    #[serde(with = "num")]
     pub xrp_pct: Decimal,
-    #[serde(with = "num")]
     pub usdt_pct: Decimal,
 }
 
@@ -209,21 +188,13 @@ impl Prices {
 /// The allocation of the available (non-hodl) holdings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Allocation {
-    #[serde(with = "num")]
     pub total_equity_usd: Decimal,
-    #[serde(with = "num")]
     pub btc_value_usd: Decimal,
-    #[serde(with = "num")]
     pub xrp_value_usd: Decimal,
-    #[serde(with = "num")]
     pub usdt_value_usd: Decimal,
-    #[serde(with = "num")]
     pub btc_pct: Decimal,
-    #[serde(with = "num")]
     pub xrp_pct: Decimal,
-    #[serde(with = "num")]
     pub usdt_pct: Decimal,
-    #[serde(with = "num")]
     pub max_deviation_pct: Decimal,
     /// Balance minus hodl bag, per asset, never below zero.
     pub available: BTreeMap<String, Decimal>,
@@ -305,9 +276,9 @@ pub fn allocation(
         btc_value_usd: value("BTC"),
         xrp_value_usd: value("XRP"),
         usdt_value_usd: value("USDT"),
-        btc_pct: exact_pct("BTC").round_dp(PCT_DP),
-        xrp_pct: exact_pct("XRP").round_dp(PCT_DP),
-        usdt_pct: exact_pct("USDT").round_dp(PCT_DP),
+        btc_pct: exact_pct("BTC").round_dp(PCT_DP).normalize(),
+        xrp_pct: exact_pct("XRP").round_dp(PCT_DP).normalize(),
+        usdt_pct: exact_pct("USDT").round_dp(PCT_DP).normalize(),
         max_deviation_pct: max_dev,
         available,
         hodl_excluded: hodl
@@ -362,7 +333,6 @@ pub struct RebalanceTrade {
     /// `BTC/USDT` or `XRP/USDT`.
     pub symbol: String,
     pub action: TradeAction,
-    #[serde(with = "num")]
     pub amount_usd: Decimal,
     pub execution_type: ExecutionType,
     /// 1 = sells (first), 2 = buys.
@@ -377,7 +347,9 @@ pub struct RebalanceBatch {
     pub trades: Vec<RebalanceTrade>,
 }
 
-/// The rebalancer's output; the first five fields follow the seed's JSON schema.
+/// The rebalancer's output: the seed's schema (`timestamp`, `action`, `current_allocation`,
+/// `target_allocation`, `rebalance_trades`, `reasoning`), with decimals as JSON strings (exact money,
+/// as everywhere in the API) and the execution details added.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RebalancePlan {
     pub id: Uuid,
@@ -831,13 +803,13 @@ mod tests {
         assert_eq!(serde_json::to_value(ExecutionStrategy::Dca24h).unwrap(), "dca_24h");
         assert_eq!(v["action"], "rebalance");
         assert!(v["timestamp"].is_string());
-        assert!(v["current_allocation"]["btc_pct"].is_number());
-        assert!(v["current_allocation"]["max_deviation_pct"].is_number());
-        assert_eq!(v["target_allocation"]["usdt_pct"].as_f64(), Some(33.34));
+        assert_eq!(v["current_allocation"]["btc_pct"], "37.439");
+        assert!(v["current_allocation"]["max_deviation_pct"].is_string());
+        assert_eq!(v["target_allocation"]["usdt_pct"], "33.34");
         let t = &v["rebalance_trades"][0];
         assert_eq!(t["symbol"], "BTC/USDT");
         assert_eq!(t["action"], "sell");
-        assert_eq!(t["amount_usd"].as_f64(), Some(168.47));
+        assert_eq!(t["amount_usd"], "168.47");
         assert_eq!(t["execution_type"], "limit");
         assert_eq!(t["priority"], 1);
         let back: RebalancePlan = serde_json::from_value(v).unwrap();
