@@ -469,3 +469,45 @@ async fn a_running_dca_plan_is_not_stacked_and_a_forced_plan_supersedes_it() {
     actix::clock::sleep(Duration::from_millis(50)).await;
     assert_eq!(h.executed.lock().len(), 6, "old batches never run");
 }
+
+#[actix::test]
+async fn candles_move_business_time_and_run_due_batches_and_set_prices() {
+    use triplegain_actors::domain::{Candle, Timeframe};
+    use triplegain_actors::messages::CandleClosed;
+    let h = harness(
+        &[("USDT", dec!(10000))],
+        (dec!(50000), dec!(0.5)),
+        MemoryPortfolioStore::default(),
+    )
+    .await;
+    h.addr.send(CheckPortfolio { force: true }).await.unwrap().unwrap();
+    eventually("batch 0 executed", || h.executed.lock().len() == 2).await;
+
+    // A candle 4 h later (the replay moved the clock) runs batch 1 at the candle's price.
+    h.clock.advance(ChronoDuration::hours(4));
+    let candle = Candle {
+        symbol: sym("BTC/USDT"),
+        timeframe: Timeframe::H1,
+        open_time: t0() + ChronoDuration::hours(3),
+        open: dec!(60000),
+        high: dec!(60000),
+        low: dec!(60000),
+        close: dec!(60000),
+        volume: dec!(1),
+    };
+    h.addr
+        .send(CandleClosed {
+            meta: EventMeta::new("market", t0() + ChronoDuration::hours(4)),
+            candle,
+        })
+        .await
+        .unwrap();
+    eventually("batch 1 executed", || h.executed.lock().len() == 4).await;
+    let btc = h.executed.lock()[2].clone();
+    assert_eq!(btc.proposal.symbol, sym("BTC/USDT"));
+    assert_eq!(
+        btc.proposal.entry_price,
+        dec!(60000),
+        "candle price preferred over the fallback source"
+    );
+}

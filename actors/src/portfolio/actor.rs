@@ -693,9 +693,13 @@ impl Handler<ConnectExecution> for PortfolioRebalancer {
 impl Handler<CandleClosed> for PortfolioRebalancer {
     type Result = ();
     fn handle(&mut self, msg: CandleClosed, ctx: &mut Context<Self>) {
-        let _ = guarded(self, ctx, |act, _| {
+        let _ = guarded(self, ctx, |act, ctx| {
             if msg.candle.close > Decimal::ZERO {
                 act.prices.insert(msg.candle.symbol.to_string(), msg.candle.close);
+            }
+            // Candles carry business time: a replay reaches due batches without waiting for the tick.
+            if act.loaded && act.pending.iter().any(|b| b.batch.due_at <= act.now()) {
+                act.due_batches(ctx);
             }
         });
     }
