@@ -73,9 +73,9 @@ pub struct Settings {
 
     pub orchestration: triplegain_actors::coordinator::OrchestrationSettings,
 
-    pub portfolio: serde_json::Value,
+    pub portfolio: triplegain_actors::portfolio::PortfolioConfig,
 
-    pub hodl: serde_json::Value,
+    pub hodl: triplegain_actors::portfolio::HodlConfig,
 
     pub indicators: IndicatorsSettings,
 
@@ -97,8 +97,8 @@ impl Default for Settings {
             orchestration: triplegain_actors::coordinator::OrchestrationSettings::default(),
             risk: triplegain_actors::risk::RiskLimits::default(),
             execution: ExecutionSettings::default(),
-            portfolio: serde_json::Value::Object(Default::default()),
-            hodl: serde_json::Value::Object(Default::default()),
+            portfolio: triplegain_actors::portfolio::PortfolioConfig::reference(),
+            hodl: triplegain_actors::portfolio::HodlConfig::default(),
             indicators: IndicatorsSettings::default(),
             agents: AgentsSettings::default(),
         }

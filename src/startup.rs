@@ -65,6 +65,8 @@ pub struct AppState {
     // -- coordinator area (fields) --
 
     // -- portfolio area (fields) --
+    pub portfolio: Addr<triplegain_actors::portfolio::PortfolioRebalancer>,
+    pub portfolio_config: triplegain_actors::portfolio::PortfolioConfig,
 }
 
 impl AppState {
@@ -318,6 +320,36 @@ impl Application {
         bus.business_ticks.subscribe("coordinator", coordinator.clone().recipient());
 
         // ---- portfolio: rebalancer, hodl bags ----------------------------------------------
+        // Checks come from the coordinator's portfolio_check task (or the API); the execution
+        // manager is connected with `ConnectExecution` once it runs.
+        settings.portfolio.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+        settings.hodl.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let portfolio = {
+            use triplegain_actors::portfolio::{PortfolioRebalancer, PortfolioRebalancerConfig, PriceSource};
+            let prices = paper.clone().map(|p| {
+                Arc::new(move |s: &triplegain_actors::domain::Symbol| p.last_price(s)) as Arc<dyn PriceSource>
+            });
+            let cfg = PortfolioRebalancerConfig {
+                portfolio: settings.portfolio.clone(),
+                hodl: settings.hodl.clone(),
+                exchange: exchange.clone(),
+                store: stores.portfolio.clone(),
+                risk: risk.clone().recipient(),
+                execution: None,
+                updates: bus.portfolio_updates.clone(),
+                clock: clock.clone(),
+                prices,
+                advisor: None,
+                tick_interval: Duration::from_secs(60),
+            };
+            start_supervised(&registry, "portfolio_rebalancer", false, CONTROL_MAILBOX, move |sup| {
+                PortfolioRebalancer::new(sup, cfg)
+            })
+        };
+        bus.candles
+            .subscribe("portfolio_rebalancer", portfolio.clone().recipient());
+        bus.execution_events
+            .subscribe("portfolio_rebalancer", portfolio.clone().recipient());
 
         let listener = TcpListener::bind(&settings.server.bind)
             .with_context(|| format!("binding server.bind {}", settings.server.bind))?;
@@ -350,6 +382,8 @@ impl Application {
             // -- coordinator area (values) --
 
             // -- portfolio area (values) --
+            portfolio,
+            portfolio_config: settings.portfolio.clone(),
             metrics: metrics_handle(),
         });
         let tokens = web::Data::new(Arc::new(TokenTable::new(&settings.api.tokens)));

@@ -111,6 +111,8 @@ pub struct Stores {
     pub health: Arc<dyn StoreHealth>,
     /// Orders, their status log, positions, snapshots and trades.
     pub orders: Arc<dyn OrderStore>,
+    /// Rebalance history and hodl bags.
+    pub portfolio: Arc<dyn crate::portfolio::PortfolioStore>,
 }
 
 // ---------------------------------------------------------------- order store

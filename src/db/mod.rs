@@ -4,6 +4,7 @@
 mod memory;
 mod orders;
 mod pg;
+mod portfolio;
 
 pub use memory::MemoryStore;
 pub use pg::PgStore;
@@ -67,6 +68,7 @@ pub fn pg_stores(pool: Pool) -> Stores {
         state: store.clone(),
         audit: store.clone(),
         health: store.clone(),
+        portfolio: store.clone(),
         orders: store,
     }
 }
@@ -77,6 +79,7 @@ pub fn memory_stores() -> Stores {
     Stores {
         state: store.clone(),
         audit: store.clone(),
+        portfolio: Arc::new(triplegain_actors::portfolio::MemoryPortfolioStore::default()),
         health: store,
         orders: Arc::new(triplegain_actors::execution::store::MemoryOrderStore::default()),
     }

@@ -46,6 +46,11 @@ pub use error::{ApiError, JsonBody, OptionalJsonBody};
         execution::list_trades,
         execution::place_trade,
         execution::validate_trade,
+        // portfolio
+        portfolio::allocation,
+        portfolio::rebalance,
+        portfolio::hodl_bags,
+        portfolio::hodl_history,
     ),
     components(schemas(
         error::ErrorEnvelope,
@@ -57,6 +62,8 @@ pub use error::{ApiError, JsonBody, OptionalJsonBody};
         execution::CloseBody,
         execution::ModifyBody,
         execution::ManualTradeBody,
+        // portfolio
+        portfolio::RebalanceBody,
     )),
     modifiers(&BearerAuth)
 )]
@@ -99,6 +106,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                     web::post().to(system::coordinator_admin_resume),
                 )
                 .configure(orchestration::configure)
-                .configure(execution::configure),
+                .configure(execution::configure)
+                .configure(portfolio::configure),
         );
 }
