@@ -228,7 +228,12 @@ impl Application {
             })
         };
         core_actors.push("risk_engine".into());
-        bus.portfolio_updates.subscribe("risk_engine", risk.clone().recipient());
+        // Equity, drawdown and exposure come from the execution manager's position book; the
+        // rebalancer's allocation updates are informational and must not overwrite them.
+        bus.portfolio_updates
+            .subscribe_filtered("risk_engine", risk.clone().recipient(), |u| {
+                u.meta.source == "execution_manager"
+            });
         bus.execution_events.subscribe("risk_engine", risk.clone().recipient());
         bus.regime_updates.subscribe("risk_engine", risk.clone().recipient());
         bus.market_data.subscribe("risk_engine", risk.clone().recipient());
@@ -316,8 +321,11 @@ impl Application {
         bus.market_data
             .subscribe("coordinator", coordinator.clone().recipient());
         bus.portfolio_updates
+            .subscribe_filtered("coordinator", coordinator.clone().recipient(), |u| {
+                u.meta.source == "execution_manager"
+            });
+        bus.business_ticks
             .subscribe("coordinator", coordinator.clone().recipient());
-        bus.business_ticks.subscribe("coordinator", coordinator.clone().recipient());
 
         // ---- portfolio: rebalancer, hodl bags ----------------------------------------------
         // Checks come from the coordinator's portfolio_check task (or the API); the execution
@@ -335,7 +343,7 @@ impl Application {
                 exchange: exchange.clone(),
                 store: stores.portfolio.clone(),
                 risk: risk.clone().recipient(),
-                execution: None,
+                execution: Some(execution.clone().recipient()),
                 updates: bus.portfolio_updates.clone(),
                 clock: clock.clone(),
                 prices,
@@ -350,6 +358,20 @@ impl Application {
             .subscribe("portfolio_rebalancer", portfolio.clone().recipient());
         bus.execution_events
             .subscribe("portfolio_rebalancer", portfolio.clone().recipient());
+
+        // ---- links between areas -------------------------------------------------------------
+        coordinator.do_send(triplegain_actors::coordinator::Connect(
+            triplegain_actors::coordinator::CoordinatorLinks {
+                portfolio_check: Some(portfolio.clone().recipient()),
+                execution: Some(triplegain_actors::coordinator::ExecutionLinks {
+                    execute: execution.clone().recipient(),
+                    close: execution.clone().recipient(),
+                    close_all: execution.clone().recipient(),
+                    positions: execution.clone().recipient(),
+                }),
+                ..Default::default()
+            },
+        ));
 
         let listener = TcpListener::bind(&settings.server.bind)
             .with_context(|| format!("binding server.bind {}", settings.server.bind))?;

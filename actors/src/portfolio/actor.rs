@@ -903,3 +903,18 @@ impl Handler<CheckPortfolio> for PortfolioRebalancer {
         }))
     }
 }
+
+/// The coordinator's hourly `portfolio_check` task: an unforced check.
+impl Handler<crate::coordinator::RunPortfolioCheck> for PortfolioRebalancer {
+    type Result = ResponseFuture<Result<(), String>>;
+    fn handle(&mut self, _msg: crate::coordinator::RunPortfolioCheck, ctx: &mut Context<Self>) -> Self::Result {
+        let addr = ctx.address();
+        Box::pin(async move {
+            match addr.send(CheckPortfolio { force: false }).await {
+                Ok(Ok(_)) | Ok(Err(PortfolioError::Busy)) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(format!("portfolio rebalancer unavailable: {e}")),
+            }
+        })
+    }
+}
