@@ -86,6 +86,28 @@ fn slot(
 ///
 /// # Errors
 /// A replay file that cannot be opened or read, or an invalid Kraken base URL.
+/// `market.source: external`: the process has no feed of its own; candles are delivered to the
+/// market data actor from outside. Polling it only ever says "nothing new".
+struct ExternalFeed {
+    symbols: Vec<Symbol>,
+}
+
+impl MarketFeed for ExternalFeed {
+    fn symbols(&self) -> Vec<Symbol> {
+        self.symbols.clone()
+    }
+
+    fn next(
+        &mut self,
+    ) -> futures::future::BoxFuture<'_, Result<triplegain_actors::ports::FeedItem, triplegain_actors::ports::FeedError>>
+    {
+        Box::pin(async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            Ok(triplegain_actors::ports::FeedItem::Idle)
+        })
+    }
+}
+
 pub fn build_feed(
     settings: &Settings,
     feed_clock: Option<ManualClock>,
@@ -103,6 +125,10 @@ pub fn build_feed(
             .unpaced_until(now);
             let clock = feed_clock.map_or(FeedClock::Wall, FeedClock::Follow);
             Ok((Box::new(feed), clock, Timeframe::M1))
+        }
+        MarketSource::External => {
+            let clock = feed_clock.map_or(FeedClock::Wall, FeedClock::Follow);
+            Ok((Box::new(ExternalFeed { symbols }), clock, Timeframe::M1))
         }
         MarketSource::Kraken => {
             let feed = KrakenPublicFeed::new(&settings.kraken.base_url, symbols)
@@ -174,7 +200,7 @@ pub fn start(
     // A replay delivers the symbols of its files; the other feeds the configured ones.
     let symbols = match settings.market.source {
         MarketSource::Replay => feed.symbols(),
-        MarketSource::Simulated | MarketSource::Kraken => configured_symbols(settings),
+        MarketSource::Simulated | MarketSource::Kraken | MarketSource::External => configured_symbols(settings),
     };
     let idle = Duration::from_secs(settings.market.poll_interval_secs.clamp(1, 60));
     actix_web::rt::spawn(drive_feed(

@@ -215,6 +215,8 @@ pub enum MarketSource {
     Simulated,
     Kraken,
     Replay,
+    /// No built-in feed: candles arrive from outside (an external collector, or tests).
+    External,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

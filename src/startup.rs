@@ -181,7 +181,7 @@ impl Application {
         // clock candle by candle; the Kraken feed runs on the wall clock.
         let (clock, feed_clock): (SharedClock, Option<ManualClock>) = match settings.market.source {
             MarketSource::Kraken => (Arc::new(SystemClock), None),
-            MarketSource::Simulated | MarketSource::Replay => {
+            MarketSource::Simulated | MarketSource::Replay | MarketSource::External => {
                 let manual = ManualClock::new(chrono::Utc::now());
                 (Arc::new(manual.clone()), Some(manual))
             }
@@ -232,7 +232,7 @@ impl Application {
         // rebalancer's allocation updates are informational and must not overwrite them.
         bus.portfolio_updates
             .subscribe_filtered("risk_engine", risk.clone().recipient(), |u| {
-                u.meta.source == "execution_manager"
+                u.meta.source != "portfolio_rebalancer"
             });
         bus.execution_events.subscribe("risk_engine", risk.clone().recipient());
         bus.regime_updates.subscribe("risk_engine", risk.clone().recipient());
@@ -322,7 +322,7 @@ impl Application {
             .subscribe("coordinator", coordinator.clone().recipient());
         bus.portfolio_updates
             .subscribe_filtered("coordinator", coordinator.clone().recipient(), |u| {
-                u.meta.source == "execution_manager"
+                u.meta.source != "portfolio_rebalancer"
             });
         bus.business_ticks
             .subscribe("coordinator", coordinator.clone().recipient());

@@ -42,6 +42,7 @@ async fn replay_app(tweak: impl FnOnce(&mut triplegain::settings::Settings)) -> 
     let app = spawn_app_with(move |s| {
         s.market.source = MarketSource::Replay;
         s.market.replay_files = vec![format!("BTC/USDT={}", file.display())];
+        crate::helpers::no_schedules(s);
         tweak(s);
     })
     .await;

@@ -183,6 +183,8 @@ pub fn test_settings() -> Settings {
     s.server.bind = "127.0.0.1:0".into();
     s.server.workers = 1;
     s.server.fault_injection = Some(true);
+    // Tests drive prices themselves; a test that wants a feed sets one.
+    s.market.source = triplegain::settings::MarketSource::External;
     s.api.tokens = vec![
         ApiToken {
             name: "viewer".into(),
@@ -277,5 +279,19 @@ impl TestApp {
         if let Some(done) = self.done.take() {
             let _ = tokio::time::timeout(Duration::from_secs(15), done).await;
         }
+    }
+}
+
+/// Turns every coordinator schedule off, for tests that run agents or checks by hand.
+pub fn no_schedules(s: &mut Settings) {
+    let t = &mut s.orchestration.tasks;
+    for task in [
+        &mut t.ta_analysis,
+        &mut t.regime_detection,
+        &mut t.sentiment_analysis,
+        &mut t.trading_decision,
+        &mut t.portfolio_check,
+    ] {
+        task.enabled = false;
     }
 }

@@ -98,8 +98,7 @@ async fn forced_rebalance_returns_the_plan_and_stores_it() {
         .await,
         1
     );
-    // Batch 0 went through the risk engine; with no execution manager connected it is recorded as failed,
-    // never silently dropped.
+    // Batch 0 went through the risk engine and the execution manager.
     let mut status = String::new();
     for _ in 0..100 {
         let client = app.pool.as_ref().unwrap().get().await.unwrap();
@@ -113,9 +112,9 @@ async fn forced_rebalance_returns_the_plan_and_stores_it() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(status, "failed");
-    // The real risk engine approved both spot buys without a stop-loss (rebalance, leverage 1);
-    // they failed only for want of an execution manager.
+    assert_eq!(status, "executed");
+    // The real risk engine approved both spot buys without a stop-loss (rebalance, leverage 1) and
+    // the execution manager placed them.
     let client = app.pool.as_ref().unwrap().get().await.unwrap();
     let results: Value = client
         .query_one(
@@ -128,7 +127,8 @@ async fn forced_rebalance_returns_the_plan_and_stores_it() {
     let trades = results["trades"].as_array().unwrap();
     assert_eq!(trades.len(), 2, "{results}");
     for t in trades {
-        assert_eq!(t["reason"], "execution manager not connected", "{results}");
+        assert_eq!(t["status"], "executed", "{results}");
+        assert_eq!(t["order_ids"].as_array().map(Vec::len), Some(1), "{results}");
     }
     app.shutdown().await;
 }
