@@ -14,7 +14,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tracing_actix_web::TracingLogger;
-use triplegain_actors::bus::{Bus, Topic};
+use triplegain_actors::bus::Bus;
 use triplegain_actors::clock::{ManualClock, SharedClock, SystemClock};
 use triplegain_actors::coordinator::Coordinator;
 use triplegain_actors::domain::TradingMode;
@@ -186,16 +186,23 @@ impl Application {
                 (Arc::new(manual.clone()), Some(manual))
             }
         };
-        let registry_alerts = Topic::new();
-        let bus = Bus {
-            risk_alerts: registry_alerts.clone(),
-            ..Bus::default()
+        // A dropped delivery is a bug signal: counted per subscriber in the registry and in metrics.
+        let drop_sink: Arc<OnceLock<Registry>> = Arc::default();
+        let bus = {
+            let sink = drop_sink.clone();
+            Bus::with_drop_hook(move |name| {
+                metrics::counter!("triplegain_bus_drops_total", "subscriber" => name.to_owned()).increment(1);
+                if let Some(registry) = sink.get() {
+                    registry.record_drop(name);
+                }
+            })
         };
         let policy = RestartPolicy {
             max_restarts: settings.supervision.max_restarts,
             window_secs: settings.supervision.window_secs,
         };
-        let registry = Registry::new(policy, registry_alerts, clock.clone());
+        let registry = Registry::new(policy, bus.risk_alerts.clone(), clock.clone());
+        let _ = drop_sink.set(registry.clone());
         let mut core_actors: Vec<String> = Vec::new();
 
         // ---- exchange --------------------------------------------------------------------

@@ -319,3 +319,27 @@ pub struct Bus {
     /// Business-clock ticks from the market data actor.
     pub business_ticks: Topic<crate::messages::BusinessTick>,
 }
+
+impl Bus {
+    /// Every topic reports each dropped delivery to `hook` with the subscriber's name.
+    pub fn with_drop_hook(hook: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        let hook: DropHook = Arc::new(hook);
+        fn topic<E: Message<Result = ()> + Send>(hook: &DropHook) -> Topic<E> {
+            let h = Arc::clone(hook);
+            Topic::with_drop_hook(move |name| h(name))
+        }
+        Self {
+            candles: topic(&hook),
+            market_data: topic(&hook),
+            ta_signals: topic(&hook),
+            regime_updates: topic(&hook),
+            sentiment_updates: topic(&hook),
+            trading_signals: topic(&hook),
+            risk_alerts: topic(&hook),
+            execution_events: topic(&hook),
+            portfolio_updates: topic(&hook),
+            system_events: topic(&hook),
+            business_ticks: topic(&hook),
+        }
+    }
+}

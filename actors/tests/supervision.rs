@@ -94,3 +94,44 @@ async fn drain_reaches_every_actor() {
     let _b = start_supervised(&reg, "b", false, 16, Probe::new);
     assert!(reg.drain_all(Duration::from_secs(2)).await);
 }
+
+#[actix::test]
+async fn bus_drops_are_counted_per_actor_in_the_registry() {
+    use triplegain_actors::bus::Bus;
+    let sink: Arc<std::sync::OnceLock<Registry>> = Arc::default();
+    let s = sink.clone();
+    let bus = Bus::with_drop_hook(move |name| {
+        if let Some(r) = s.get() {
+            r.record_drop(name);
+        }
+    });
+    let clock: SharedClock = Arc::new(SystemClock);
+    let reg = Registry::new(RestartPolicy::default(), bus.risk_alerts.clone(), clock);
+    sink.set(reg.clone()).ok();
+    // A registered actor whose mailbox holds two alerts, and no chance to drain in between.
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    reg.register("slow", false);
+    let slow = AlertSink::create({
+        let seen = seen.clone();
+        move |ctx| {
+            ctx.set_mailbox_capacity(2);
+            AlertSink(seen)
+        }
+    });
+    bus.risk_alerts.subscribe("slow", slow.recipient());
+    let alert = RiskAlert {
+        meta: triplegain_actors::messages::EventMeta::new("test", chrono::Utc::now()),
+        alert_type: AlertType::ExecutionError,
+        severity: triplegain_actors::domain::Severity::Low,
+        message: "x".into(),
+        action_required: None,
+        breach: None,
+        symbol: None,
+    };
+    let mut dropped = 0;
+    for _ in 0..6 {
+        dropped += bus.risk_alerts.publish(alert.clone()).dropped;
+    }
+    assert!(dropped >= 3, "dropped {dropped}");
+    assert_eq!(reg.get("slow").unwrap().mailbox_drops, dropped as u64);
+}
