@@ -473,6 +473,24 @@ pub fn indicator_run(series: &[(Symbol, Vec<Candle>)]) -> Throughput {
     Throughput::new("indicator_update", total as u64, start.elapsed(), 0)
 }
 
+/// The batch alternative to incremental updates: for each of the first `samples` candles after the
+/// warm-up window, every indicator is recomputed from scratch over the last `window` candles (what a
+/// non-incremental library does on each new candle). Reported as latest-candle results per second.
+pub fn indicator_batch_run(series: &[(Symbol, Vec<Candle>)], window: usize, samples: usize) -> Throughput {
+    let start = Instant::now();
+    let mut done = 0u64;
+    for (_, candles) in series {
+        for end in (window..candles.len()).take(samples) {
+            let mut engine = IndicatorEngine::new();
+            for c in &candles[end - window..end] {
+                black_box(engine.update(black_box(c)));
+            }
+            done += 1;
+        }
+    }
+    Throughput::new("indicator_batch_recompute", done, start.elapsed(), 0)
+}
+
 /// Latency distribution of one operation, in microseconds.
 #[derive(Debug, Clone, Serialize)]
 pub struct Latency {
@@ -659,6 +677,14 @@ pub fn run_suite(opts: &SuiteOptions) -> anyhow::Result<SuiteReport> {
         println!(
             "indicator updates: {} candles in {:.3} s = {:.0} updates/s",
             t.events, t.seconds, t.events_per_sec
+        );
+        let b = indicator_batch_run(&series, 250, 2000);
+        println!(
+            "batch recompute (250-candle window per new candle): {} candles in {:.3} s = {:.0} candles/s ({:.0}x slower)",
+            b.events,
+            b.seconds,
+            b.events_per_sec,
+            t.events_per_sec / b.events_per_sec.max(f64::MIN_POSITIVE)
         );
         Some(t)
     } else {
