@@ -25,10 +25,10 @@ use triplegain_actors::ports::Stores;
 use triplegain_actors::risk::{RiskEngine, RiskEngineConfig};
 use triplegain_actors::supervision::{start_supervised, Registry, RestartPolicy};
 
-/// Mailbox capacity of control-plane actors.
-const CONTROL_MAILBOX: usize = 256;
+/// Mailbox capacity of actors subscribed to per-candle topics (snapshots, ticks, candles): large
+/// enough to absorb the simulated market's warm-up burst without dropping events.
+const FEED_SUBSCRIBER_MAILBOX: usize = 16_384;
 /// Mailbox capacity of the execution manager (candles from every symbol and timeframe, API requests).
-const EXECUTION_MAILBOX: usize = 1024;
 
 /// Shared state of the HTTP handlers.
 pub struct AppState {
@@ -230,7 +230,7 @@ impl Application {
                 alerts: bus.risk_alerts.clone(),
                 clock: clock.clone(),
             };
-            start_supervised(&registry, "risk_engine", true, CONTROL_MAILBOX, move |sup| {
+            start_supervised(&registry, "risk_engine", true, FEED_SUBSCRIBER_MAILBOX, move |sup| {
                 RiskEngine::new(sup, cfg)
             })
         };
@@ -261,9 +261,13 @@ impl Application {
                 alerts: bus.risk_alerts.clone(),
                 clock: clock.clone(),
             };
-            start_supervised(&registry, "execution_manager", true, EXECUTION_MAILBOX, move |sup| {
-                OrderExecutionManager::new(sup, deps)
-            })
+            start_supervised(
+                &registry,
+                "execution_manager",
+                true,
+                FEED_SUBSCRIBER_MAILBOX,
+                move |sup| OrderExecutionManager::new(sup, deps),
+            )
         };
         core_actors.push("execution_manager".into());
         bus.candles
@@ -307,7 +311,7 @@ impl Application {
                 agents: analysis.agents.clone(),
                 ..Default::default()
             };
-            start_supervised(&registry, "coordinator", true, CONTROL_MAILBOX, move |sup| {
+            start_supervised(&registry, "coordinator", true, FEED_SUBSCRIBER_MAILBOX, move |sup| {
                 Coordinator::new(sup, store, clock)
                     .with_settings(orchestration)
                     .with_bus(coordinator_bus)
@@ -357,9 +361,13 @@ impl Application {
                 advisor: None,
                 tick_interval: Duration::from_secs(60),
             };
-            start_supervised(&registry, "portfolio_rebalancer", false, CONTROL_MAILBOX, move |sup| {
-                PortfolioRebalancer::new(sup, cfg)
-            })
+            start_supervised(
+                &registry,
+                "portfolio_rebalancer",
+                false,
+                FEED_SUBSCRIBER_MAILBOX,
+                move |sup| PortfolioRebalancer::new(sup, cfg),
+            )
         };
         bus.candles
             .subscribe("portfolio_rebalancer", portfolio.clone().recipient());

@@ -185,6 +185,8 @@ pub fn test_settings() -> Settings {
     s.server.fault_injection = Some(true);
     // Tests drive prices themselves; a test that wants a feed sets one.
     s.market.source = triplegain::settings::MarketSource::External;
+    // Tests pin the reference schedule (only TA runs at start) rather than the shipped config's.
+    s.orchestration.tasks = Default::default();
     s.api.tokens = vec![
         ApiToken {
             name: "viewer".into(),
