@@ -1,0 +1,399 @@
+//! `triplegain backtest`: the full actor system (agents, coordinator, risk engine, paper exchange,
+//! execution manager, rebalancer) driven by replayed candle files on the business clock.
+//!
+//! The run owns the feed loop: each group of candles moves the business clock, is delivered to
+//! the market data actor with `send().await` (back-pressure), and is followed by ping round trips
+//! through every pipeline stage in order, so the work a batch triggers is processed before the
+//! next batch arrives.
+
+use super::report::{EquityPoint, Report, ReportInput, Timing, TradeRecord};
+use crate::market::driver::batch_close_time;
+use crate::market::{parse_replay_arg, ReplayFeed};
+use crate::settings::{MarketSource, Settings};
+use crate::startup::{build_system_at, System};
+use actix::{Actor, Context, Handler};
+use anyhow::Context as _;
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use triplegain_actors::domain::{Candle, Side, Symbol};
+use triplegain_actors::execution::api::{GetOrders, GetPositions};
+use triplegain_actors::market::CandleBatch;
+use triplegain_actors::messages::{PortfolioUpdate, RiskAlert};
+
+/// How long a ping round trip may take before the run gives up waiting for that actor.
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
+/// Settling rounds after the feed ends with no change in orders and positions.
+const STABLE_ROUNDS: usize = 3;
+/// Most settling rounds after the feed ends.
+const MAX_SETTLE_ROUNDS: usize = 50;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BacktestOptions {
+    /// `SYMBOL=FILE` or FILE (symbol from the file name).
+    pub candles: Vec<String>,
+    /// Only candles opening at or after this time.
+    pub from: Option<DateTime<Utc>>,
+    /// Only candles opening before this time.
+    pub to: Option<DateTime<Utc>>,
+    /// Seed of the paper exchange (slippage, partial fills).
+    pub seed: u64,
+}
+
+/// The outcome of a run: the report plus the inputs it was computed from.
+#[derive(Debug, Clone)]
+pub struct BacktestOutcome {
+    pub report: Report,
+    pub input: ReportInput,
+}
+
+/// Parses `--from`/`--to`: RFC 3339 or a date (`2025-01-31` = its midnight UTC).
+///
+/// # Errors
+/// A message naming the value.
+pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| format!("{s:?} is neither RFC 3339 nor YYYY-MM-DD"))
+}
+
+/// Forces the settings a backtest runs on: paper mode, in-memory stores, no feed of the system's
+/// own (the run delivers the candles), the files' symbols, the given seed.
+fn backtest_settings(mut settings: Settings, symbols: &[Symbol], seed: u64) -> Settings {
+    settings.app.mode = triplegain_actors::domain::TradingMode::Paper;
+    settings.database.url = None;
+    settings.market.source = MarketSource::External;
+    settings.market.replay_files = Vec::new();
+    settings.market.symbols = symbols.iter().map(|s| s.as_str().to_owned()).collect();
+    settings.execution.paper.seed = seed;
+    settings
+}
+
+/// Collects the equity curve and risk alert counts from the bus.
+#[derive(Default)]
+struct Collected {
+    equity: BTreeMap<DateTime<Utc>, EquityPoint>,
+    verdicts: BTreeMap<String, u64>,
+}
+
+struct Collector(Arc<Mutex<Collected>>);
+
+impl Actor for Collector {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1 << 16);
+    }
+}
+
+impl Handler<PortfolioUpdate> for Collector {
+    type Result = ();
+
+    fn handle(&mut self, u: PortfolioUpdate, _: &mut Self::Context) {
+        if let Ok(mut c) = self.0.lock() {
+            let at = u.meta.timestamp;
+            c.equity.insert(
+                at,
+                EquityPoint {
+                    at,
+                    equity: u.equity_usd,
+                    exposure_usd: u.open_exposure_usd,
+                },
+            );
+        }
+    }
+}
+
+impl Handler<RiskAlert> for Collector {
+    type Result = ();
+
+    fn handle(&mut self, a: RiskAlert, _: &mut Self::Context) {
+        let code = serde_json::to_value(a.alert_type)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| format!("{:?}", a.alert_type));
+        if let Ok(mut c) = self.0.lock() {
+            *c.verdicts.entry(code).or_insert(0) += 1;
+        }
+    }
+}
+
+/// Pings the pipeline stages in the order work flows through them, twice, so that what one
+/// batch triggers (ticks → schedules → agents → signals → risk → orders) is handled before
+/// the next batch.
+async fn settle(system: &System, agent_names: &[&'static str]) {
+    let registry = &system.state.registry;
+    for _ in 0..2 {
+        registry.ping("market_data", PING_TIMEOUT).await;
+        registry.ping("coordinator", PING_TIMEOUT).await;
+        for name in agent_names {
+            registry.ping(name, PING_TIMEOUT).await;
+        }
+        registry.ping("coordinator", PING_TIMEOUT).await;
+        registry.ping("risk_engine", PING_TIMEOUT).await;
+        registry.ping("execution_manager", PING_TIMEOUT).await;
+        registry.ping("portfolio_rebalancer", PING_TIMEOUT).await;
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Orders and positions as a comparable fingerprint, to tell when in-flight work is done.
+async fn book_fingerprint(system: &System) -> String {
+    let orders = system
+        .state
+        .execution
+        .send(GetOrders::default())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|o| serde_json::to_string(&o).unwrap_or_default())
+        .unwrap_or_default();
+    let positions = system
+        .state
+        .execution
+        .send(GetPositions::default())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|p| serde_json::to_string(&p).unwrap_or_default())
+        .unwrap_or_default();
+    format!("{orders}|{positions}")
+}
+
+/// Round trips from the stored fills: per position, the opening fills against the closing ones.
+/// Positions with nothing closed yet are not trades; fills without a position are ignored.
+pub fn round_trips(fills: &[triplegain_actors::ports::TradeRecord]) -> Vec<TradeRecord> {
+    let mut by_position: BTreeMap<uuid::Uuid, Vec<&triplegain_actors::ports::TradeRecord>> = BTreeMap::new();
+    for f in fills {
+        if let Some(p) = f.position_id {
+            by_position.entry(p).or_default().push(f);
+        }
+    }
+    let mut out = Vec::new();
+    for mut fs in by_position.into_values() {
+        fs.sort_by_key(|f| (f.executed_at, f.id));
+        let Some(first) = fs.first() else { continue };
+        let side = first.side;
+        let (mut open_qty, mut open_cost, mut close_qty, mut close_value, mut fees) =
+            (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
+        let mut closed_at = first.executed_at;
+        for f in &fs {
+            fees += f.fee;
+            if f.side == side {
+                open_qty += f.volume;
+                open_cost += f.volume * f.price;
+            } else {
+                close_qty += f.volume;
+                close_value += f.volume * f.price;
+                closed_at = f.executed_at;
+            }
+        }
+        if close_qty.is_zero() || open_qty.is_zero() {
+            continue;
+        }
+        out.push(TradeRecord {
+            symbol: first.symbol.as_str().to_owned(),
+            side,
+            regime: "unknown".to_owned(),
+            opened_at: first.executed_at,
+            closed_at,
+            quantity: close_qty,
+            entry_price: (open_cost / open_qty).round_dp(12).normalize(),
+            exit_price: (close_value / close_qty).round_dp(12).normalize(),
+            fees: fees.normalize(),
+        });
+    }
+    out.sort_by(|a, b| (a.closed_at, &a.symbol).cmp(&(b.closed_at, &b.symbol)));
+    out
+}
+
+/// Initial equity: the quote-currency (USD, USDT, USDC) paper balances.
+fn initial_equity(settings: &Settings) -> Decimal {
+    settings
+        .execution
+        .paper
+        .initial_balances
+        .iter()
+        .filter(|(k, _)| matches!(k.as_str(), "USD" | "USDT" | "USDC" | "ZUSD"))
+        .map(|(_, v)| *v)
+        .sum()
+}
+
+/// Runs the backtest. `progress` is called with the candles delivered so far.
+///
+/// # Errors
+/// Unreadable or malformed candle files (naming file and line), unusable settings.
+pub async fn run(
+    settings: Settings,
+    opts: &BacktestOptions,
+    mut progress: impl FnMut(u64),
+) -> anyhow::Result<BacktestOutcome> {
+    let started = Instant::now();
+    let files = opts
+        .candles
+        .iter()
+        .map(|a| parse_replay_arg(a).map_err(|e| anyhow::anyhow!("--candles {a}: {e}")))
+        .collect::<anyhow::Result<Vec<(Symbol, PathBuf)>>>()?;
+    let mut feed = ReplayFeed::open(files).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let symbols: Vec<Symbol> = feed.timeframes().into_iter().map(|(s, _)| s).collect();
+    let tfs = feed.timeframes();
+    if tfs.windows(2).any(|w| w[0].1 != w[1].1) {
+        anyhow::bail!("every candle file must have the same timeframe ({tfs:?})");
+    }
+    let in_range = |c: &Candle| opts.from.is_none_or(|f| c.open_time >= f) && opts.to.is_none_or(|t| c.open_time < t);
+
+    // The first group inside the range fixes the business clock's start.
+    let mut pending: Option<Vec<Candle>> = None;
+    while let Some(mut group) = feed.next_group().map_err(|e| anyhow::anyhow!("{e}"))? {
+        group.retain(in_range);
+        if !group.is_empty() {
+            pending = Some(group);
+            break;
+        }
+    }
+    let start = pending.as_deref().and_then(batch_close_time);
+
+    let settings = backtest_settings(settings, &symbols, opts.seed);
+    let initial = initial_equity(&settings);
+    let system = build_system_at(&settings, start)
+        .await
+        .context("starting the actor system")?;
+    let clock = system
+        .feed_clock
+        .clone()
+        .context("the backtest needs a business clock driven by the feed")?;
+
+    let collected = Arc::new(Mutex::new(Collected::default()));
+    let collector = Collector(collected.clone()).start();
+    system
+        .state
+        .bus
+        .portfolio_updates
+        .subscribe_filtered("backtest", collector.clone().recipient(), |u| {
+            u.meta.source == "execution_manager"
+        });
+    system
+        .state
+        .bus
+        .risk_alerts
+        .subscribe("backtest", collector.clone().recipient());
+    let agent_names: Vec<&'static str> = system.state.agents.keys().map(|a| a.as_str()).collect();
+
+    let mut delivered: u64 = 0;
+    while let Some(group) = pending.take() {
+        if let Some(close) = batch_close_time(&group) {
+            clock.set(close);
+        }
+        let n = group.len() as u64;
+        match system.state.market.send(CandleBatch(group)).await {
+            Ok(Ok(_)) => delivered += n,
+            Ok(Err(e)) => anyhow::bail!("market data refused a batch: {e}"),
+            Err(e) => anyhow::bail!("market data not reachable: {e}"),
+        }
+        settle(&system, &agent_names).await;
+        progress(delivered);
+        while let Some(mut group) = feed.next_group().map_err(|e| anyhow::anyhow!("{e}"))? {
+            group.retain(in_range);
+            if !group.is_empty() {
+                pending = Some(group);
+                break;
+            }
+        }
+    }
+
+    // Let in-flight work finish: the book must stay the same for a few rounds.
+    let mut last = String::new();
+    let mut stable = 0;
+    for _ in 0..MAX_SETTLE_ROUNDS {
+        settle(&system, &agent_names).await;
+        let now = book_fingerprint(&system).await;
+        if now == last {
+            stable += 1;
+            if stable >= STABLE_ROUNDS {
+                break;
+            }
+        } else {
+            stable = 0;
+            last = now;
+        }
+    }
+
+    let fills = system
+        .state
+        .stores
+        .orders
+        .list_trades(None, usize::MAX)
+        .await
+        .map_err(|e| anyhow::anyhow!("reading trades: {e}"))?;
+    let trades = round_trips(&fills);
+    // Drain the collector's mailbox before reading it.
+    let _ = collector.send(Flush).await;
+    let (equity, verdicts) = match collected.lock() {
+        Ok(c) => (c.equity.values().cloned().collect::<Vec<_>>(), c.verdicts.clone()),
+        Err(_) => anyhow::bail!("equity collector failed"),
+    };
+    let input = ReportInput {
+        initial_equity: initial,
+        candles_processed: delivered,
+        trades,
+        equity,
+        risk_verdicts: verdicts,
+        rebalances: 0,
+        hodl_allocations: BTreeMap::new(),
+    };
+    let timing = Timing::new(started.elapsed(), delivered);
+    let report = Report::compute(&input, Some(timing));
+    let _ = system.state.registry.drain_all(Duration::from_secs(5)).await;
+    Ok(BacktestOutcome { report, input })
+}
+
+/// A no-op round trip: answered after everything queued before it.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+struct Flush;
+
+impl Handler<Flush> for Collector {
+    type Result = ();
+
+    fn handle(&mut self, _: Flush, _: &mut Self::Context) {}
+}
+
+/// Writes the round trips as CSV (one row per trade, with its net P&L).
+///
+/// # Errors
+/// When the file cannot be written.
+pub fn write_trades_csv(path: &std::path::Path, trades: &[TradeRecord]) -> anyhow::Result<()> {
+    use std::fmt::Write as _;
+    let mut out =
+        String::from("symbol,side,regime,opened_at,closed_at,quantity,entry_price,exit_price,fees,gross_pnl,net_pnl\n");
+    for t in trades {
+        let side = match t.side {
+            Side::Buy => "buy",
+            Side::Sell => "sell",
+        };
+        let _ = writeln!(
+            out,
+            "{},{side},{},{},{},{},{},{},{},{},{}",
+            t.symbol,
+            t.regime,
+            t.opened_at.to_rfc3339(),
+            t.closed_at.to_rfc3339(),
+            t.quantity,
+            t.entry_price,
+            t.exit_price,
+            t.fees,
+            t.gross_pnl().normalize(),
+            t.net_pnl().normalize()
+        );
+    }
+    std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
+}
