@@ -20,9 +20,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use triplegain_actors::domain::{Candle, Side, Symbol};
-use triplegain_actors::execution::api::{GetOrders, GetPositions};
+use triplegain_actors::execution::api::{CloseAllPositions, GetOrders, GetPositions};
+use triplegain_actors::execution::manager::PollNow;
+use triplegain_actors::execution::paper::PaperExchange;
 use triplegain_actors::market::CandleBatch;
-use triplegain_actors::messages::{PortfolioUpdate, RiskAlert};
+use triplegain_actors::messages::RiskAlert;
 
 /// How long a ping round trip may take before the run gives up waiting for that actor.
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
@@ -78,10 +80,9 @@ fn backtest_settings(mut settings: Settings, symbols: &[Symbol], seed: u64) -> S
     settings
 }
 
-/// Collects the equity curve and risk alert counts from the bus.
+/// Collects the risk alert counts from the bus.
 #[derive(Default)]
 struct Collected {
-    equity: BTreeMap<DateTime<Utc>, EquityPoint>,
     verdicts: BTreeMap<String, u64>,
 }
 
@@ -92,24 +93,6 @@ impl Actor for Collector {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1 << 16);
-    }
-}
-
-impl Handler<PortfolioUpdate> for Collector {
-    type Result = ();
-
-    fn handle(&mut self, u: PortfolioUpdate, _: &mut Self::Context) {
-        if let Ok(mut c) = self.0.lock() {
-            let at = u.meta.timestamp;
-            c.equity.insert(
-                at,
-                EquityPoint {
-                    at,
-                    equity: u.equity_usd,
-                    exposure_usd: u.open_exposure_usd,
-                },
-            );
-        }
     }
 }
 
@@ -169,6 +152,25 @@ async fn book_fingerprint(system: &System) -> String {
     format!("{orders}|{positions}")
 }
 
+/// Settles until the book stays the same for a few rounds.
+async fn settle_book(system: &System, agent_names: &[&'static str]) {
+    let mut last = String::new();
+    let mut stable = 0;
+    for _ in 0..MAX_SETTLE_ROUNDS {
+        settle(system, agent_names).await;
+        let now = book_fingerprint(system).await;
+        if now == last {
+            stable += 1;
+            if stable >= STABLE_ROUNDS {
+                return;
+            }
+        } else {
+            stable = 0;
+            last = now;
+        }
+    }
+}
+
 /// Round trips from the stored fills: per position, the opening fills against the closing ones.
 /// Positions with nothing closed yet are not trades; fills without a position are ignored.
 pub fn round_trips(fills: &[triplegain_actors::ports::TradeRecord]) -> Vec<TradeRecord> {
@@ -216,16 +218,17 @@ pub fn round_trips(fills: &[triplegain_actors::ports::TradeRecord]) -> Vec<Trade
     out
 }
 
-/// Initial equity: the quote-currency (USD, USDT, USDC) paper balances.
-fn initial_equity(settings: &Settings) -> Decimal {
-    settings
-        .execution
-        .paper
-        .initial_balances
-        .iter()
-        .filter(|(k, _)| matches!(k.as_str(), "USD" | "USDT" | "USDC" | "ZUSD"))
-        .map(|(_, v)| *v)
-        .sum()
+/// Account value in `quote` on the paper exchange at business time `at`; exposure is what is
+/// not held as `quote` cash.
+fn sample(paper: &PaperExchange, quote: &str, at: DateTime<Utc>) -> EquityPoint {
+    let equity = paper.equity_in(quote).total;
+    let cash: Decimal = paper.available_balances().get(quote).copied().unwrap_or_default()
+        + paper.reserved_balances().get(quote).copied().unwrap_or_default();
+    EquityPoint {
+        at,
+        equity: equity.normalize(),
+        exposure_usd: (equity - cash).max(Decimal::ZERO).normalize(),
+    }
 }
 
 /// Runs the backtest. `progress` is called with the candles delivered so far.
@@ -263,7 +266,6 @@ pub async fn run(
     let start = pending.as_deref().and_then(batch_close_time);
 
     let settings = backtest_settings(settings, &symbols, opts.seed);
-    let initial = initial_equity(&settings);
     let system = build_system_at(&settings, start)
         .await
         .context("starting the actor system")?;
@@ -277,20 +279,28 @@ pub async fn run(
     system
         .state
         .bus
-        .portfolio_updates
-        .subscribe_filtered("backtest", collector.clone().recipient(), |u| {
-            u.meta.source == "execution_manager"
-        });
-    system
-        .state
-        .bus
         .risk_alerts
         .subscribe("backtest", collector.clone().recipient());
     let agent_names: Vec<&'static str> = system.state.agents.keys().map(|a| a.as_str()).collect();
+    let paper = system.state.paper.clone().context("the backtest runs on the paper exchange")?;
+    let quote = symbols.first().map_or("USDT", |s| s.quote()).to_owned();
+    let initial = paper.equity_in(&quote).total.normalize();
+    // One equity sample per business hour (the last state of each hour) and one at the end.
+    let mut equity: Vec<EquityPoint> = Vec::new();
+    let mut hour: Option<i64> = None;
+    let mut now = start;
 
     let mut delivered: u64 = 0;
     while let Some(group) = pending.take() {
         if let Some(close) = batch_close_time(&group) {
+            let h = close.timestamp().div_euclid(3600);
+            if let (Some(prev), Some(t)) = (hour, now) {
+                if prev != h {
+                    equity.push(sample(&paper, &quote, t));
+                }
+            }
+            hour = Some(h);
+            now = Some(close);
             clock.set(close);
         }
         let n = group.len() as u64;
@@ -310,22 +320,32 @@ pub async fn run(
         }
     }
 
-    // Let in-flight work finish: the book must stay the same for a few rounds.
-    let mut last = String::new();
-    let mut stable = 0;
-    for _ in 0..MAX_SETTLE_ROUNDS {
-        settle(&system, &agent_names).await;
-        let now = book_fingerprint(&system).await;
-        if now == last {
-            stable += 1;
-            if stable >= STABLE_ROUNDS {
-                break;
+    // Let in-flight work finish, then close what is still open at the last prices so every
+    // position ends as a trade, and let that finish too.
+    settle_book(&system, &agent_names).await;
+    match system
+        .state
+        .execution
+        .send(CloseAllPositions {
+            reason: "end of backtest".to_owned(),
+        })
+        .await
+    {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "closing positions at the end of the backtest failed"),
+        Err(e) => anyhow::bail!("execution manager not reachable: {e}"),
+    }
+    settle(&system, &agent_names).await;
+    // No candle follows the last one: the closing orders fill at the last prices.
+    if let Some(t) = now {
+        for s in &symbols {
+            if let Some(px) = paper.last_price(s) {
+                paper.on_price(s, px, t);
             }
-        } else {
-            stable = 0;
-            last = now;
         }
     }
+    let _ = system.state.execution.send(PollNow).await;
+    settle_book(&system, &agent_names).await;
 
     let fills = system
         .state
@@ -335,11 +355,20 @@ pub async fn run(
         .await
         .map_err(|e| anyhow::anyhow!("reading trades: {e}"))?;
     let trades = round_trips(&fills);
+    let rebalances = fills
+        .iter()
+        .filter(|f| f.position_id.is_none())
+        .map(|f| f.order_id)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len() as u64;
+    if let Some(t) = now {
+        equity.push(sample(&paper, &quote, t));
+    }
     // Drain the collector's mailbox before reading it.
     let _ = collector.send(Flush).await;
-    let (equity, verdicts) = match collected.lock() {
-        Ok(c) => (c.equity.values().cloned().collect::<Vec<_>>(), c.verdicts.clone()),
-        Err(_) => anyhow::bail!("equity collector failed"),
+    let verdicts = match collected.lock() {
+        Ok(c) => c.verdicts.clone(),
+        Err(_) => anyhow::bail!("risk alert collector failed"),
     };
     let input = ReportInput {
         initial_equity: initial,
@@ -347,7 +376,7 @@ pub async fn run(
         trades,
         equity,
         risk_verdicts: verdicts,
-        rebalances: 0,
+        rebalances,
         hodl_allocations: BTreeMap::new(),
     };
     let timing = Timing::new(started.elapsed(), delivered);
