@@ -353,9 +353,9 @@ pub async fn build_system_at(
     settings.hodl.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
     let portfolio = {
         use triplegain_actors::portfolio::{PortfolioRebalancer, PortfolioRebalancerConfig, PriceSource};
-        let prices = paper.clone().map(|p| {
-            Arc::new(move |s: &triplegain_actors::domain::Symbol| p.last_price(s)) as Arc<dyn PriceSource>
-        });
+        let prices = paper
+            .clone()
+            .map(|p| Arc::new(move |s: &triplegain_actors::domain::Symbol| p.last_price(s)) as Arc<dyn PriceSource>);
         let cfg = PortfolioRebalancerConfig {
             portfolio: settings.portfolio.clone(),
             hodl: settings.hodl.clone(),

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use triplegain_actors::domain::{Candle, Side, Symbol};
-use triplegain_actors::execution::api::{CloseAllPositions, GetOrders, GetPositions};
+use triplegain_actors::execution::api::{ClosePosition, GetOrders, GetPositions, PositionView};
 use triplegain_actors::execution::manager::PollNow;
 use triplegain_actors::execution::paper::PaperExchange;
 use triplegain_actors::market::CandleBatch;
@@ -185,8 +185,13 @@ pub fn round_trips(fills: &[triplegain_actors::ports::TradeRecord]) -> Vec<Trade
         fs.sort_by_key(|f| (f.executed_at, f.id));
         let Some(first) = fs.first() else { continue };
         let side = first.side;
-        let (mut open_qty, mut open_cost, mut close_qty, mut close_value, mut fees) =
-            (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
+        let (mut open_qty, mut open_cost, mut close_qty, mut close_value, mut fees) = (
+            Decimal::ZERO,
+            Decimal::ZERO,
+            Decimal::ZERO,
+            Decimal::ZERO,
+            Decimal::ZERO,
+        );
         let mut closed_at = first.executed_at;
         for f in &fs {
             fees += f.fee;
@@ -282,7 +287,11 @@ pub async fn run(
         .risk_alerts
         .subscribe("backtest", collector.clone().recipient());
     let agent_names: Vec<&'static str> = system.state.agents.keys().map(|a| a.as_str()).collect();
-    let paper = system.state.paper.clone().context("the backtest runs on the paper exchange")?;
+    let paper = system
+        .state
+        .paper
+        .clone()
+        .context("the backtest runs on the paper exchange")?;
     let quote = symbols.first().map_or("USDT", |s| s.quote()).to_owned();
     let initial = paper.equity_in(&quote).total.normalize();
     // One equity sample per business hour (the last state of each hour) and one at the end.
@@ -323,17 +332,39 @@ pub async fn run(
     // Let in-flight work finish, then close what is still open at the last prices so every
     // position ends as a trade, and let that finish too.
     settle_book(&system, &agent_names).await;
-    match system
+    // One at a time in a fixed order, so the paper exchange's seeded slippage draws come in
+    // the same order on every run.
+    let mut open: Vec<PositionView> = system
         .state
         .execution
-        .send(CloseAllPositions {
-            reason: "end of backtest".to_owned(),
-        })
+        .send(GetPositions::default())
         .await
-    {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "closing positions at the end of the backtest failed"),
-        Err(e) => anyhow::bail!("execution manager not reachable: {e}"),
+        .map_err(|e| anyhow::anyhow!("execution manager not reachable: {e}"))?
+        .map_err(|e| anyhow::anyhow!("listing positions: {e}"))?
+        .into_iter()
+        .filter(|p| p.closed_at.is_none() && !p.size.is_zero())
+        .collect();
+    open.sort_by(|a, b| {
+        (a.symbol.as_str(), a.opened_at, a.entry_price, a.size).cmp(&(
+            b.symbol.as_str(),
+            b.opened_at,
+            b.entry_price,
+            b.size,
+        ))
+    });
+    for p in open {
+        let close = ClosePosition {
+            position_id: p.id,
+            fraction: Decimal::ONE,
+            reason: "end of backtest".to_owned(),
+            correlation_id: p.correlation_id,
+        };
+        match system.state.execution.send(close).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, position = %p.id, "closing a position at the end failed"),
+            Err(e) => anyhow::bail!("execution manager not reachable: {e}"),
+        }
+        settle(&system, &agent_names).await;
     }
     settle(&system, &agent_names).await;
     // No candle follows the last one: the closing orders fill at the last prices.
