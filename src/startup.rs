@@ -231,7 +231,7 @@ pub async fn build_system_at(
     };
     let exchange: Arc<dyn Exchange> = match &paper {
         Some(p) => Arc::new(p.clone()),
-        None => Arc::new(connect_kraken(&settings).await?),
+        None => Arc::new(connect_kraken(settings).await?),
     };
 
     // ---- risk engine -------------------------------------------------------------------
@@ -297,7 +297,7 @@ pub async fn build_system_at(
 
     // ---- market data and analysis agents ------------------------------------------------
     let analysis = crate::analysis::start(
-        &settings,
+        settings,
         &registry,
         &bus,
         clock.clone(),
