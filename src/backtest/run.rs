@@ -24,7 +24,7 @@ use triplegain_actors::execution::api::{ClosePosition, GetOrders, GetPositions, 
 use triplegain_actors::execution::manager::PollNow;
 use triplegain_actors::execution::paper::PaperExchange;
 use triplegain_actors::market::CandleBatch;
-use triplegain_actors::messages::RiskAlert;
+use triplegain_actors::messages::{RegimeUpdate, RiskAlert};
 
 /// How long a ping round trip may take before the run gives up waiting for that actor.
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
@@ -80,10 +80,23 @@ fn backtest_settings(mut settings: Settings, symbols: &[Symbol], seed: u64) -> S
     settings
 }
 
-/// Collects the risk alert counts from the bus.
+/// Collects the risk alert counts and the regime timeline from the bus.
 #[derive(Default)]
 struct Collected {
     verdicts: BTreeMap<String, u64>,
+    /// Per symbol: business time of each regime update and the regime.
+    regimes: BTreeMap<String, BTreeMap<DateTime<Utc>, String>>,
+}
+
+impl Collected {
+    /// The regime of `symbol` in force at `at` (the last update at or before it).
+    fn regime_at(&self, symbol: &str, at: DateTime<Utc>) -> Option<String> {
+        self.regimes
+            .get(symbol)?
+            .range(..=at)
+            .next_back()
+            .map(|(_, r)| r.clone())
+    }
 }
 
 struct Collector(Arc<Mutex<Collected>>);
@@ -93,6 +106,23 @@ impl Actor for Collector {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1 << 16);
+    }
+}
+
+impl Handler<RegimeUpdate> for Collector {
+    type Result = ();
+
+    fn handle(&mut self, u: RegimeUpdate, _: &mut Self::Context) {
+        let regime = serde_json::to_value(u.regime)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| format!("{:?}", u.regime));
+        if let Ok(mut c) = self.0.lock() {
+            c.regimes
+                .entry(u.symbol.as_str().to_owned())
+                .or_default()
+                .insert(u.meta.timestamp, regime);
+        }
     }
 }
 
@@ -172,7 +202,8 @@ async fn settle_book(system: &System, agent_names: &[&'static str]) {
 }
 
 /// Round trips from the stored fills: per position, the opening fills against the closing ones.
-/// Positions with nothing closed yet are not trades; fills without a position are ignored.
+/// Positions with nothing closed yet are not trades; fills without a position are ignored. The
+/// regime is `unknown` until the caller fills it in.
 pub fn round_trips(fills: &[triplegain_actors::ports::TradeRecord]) -> Vec<TradeRecord> {
     let mut by_position: BTreeMap<uuid::Uuid, Vec<&triplegain_actors::ports::TradeRecord>> = BTreeMap::new();
     for f in fills {
@@ -219,7 +250,16 @@ pub fn round_trips(fills: &[triplegain_actors::ports::TradeRecord]) -> Vec<Trade
             fees: fees.normalize(),
         });
     }
-    out.sort_by(|a, b| (a.closed_at, &a.symbol).cmp(&(b.closed_at, &b.symbol)));
+    // Position ids are random: order by what the trades are.
+    out.sort_by(|a, b| {
+        (a.closed_at, &a.symbol, a.opened_at, a.entry_price, a.quantity).cmp(&(
+            b.closed_at,
+            &b.symbol,
+            b.opened_at,
+            b.entry_price,
+            b.quantity,
+        ))
+    });
     out
 }
 
@@ -285,6 +325,11 @@ pub async fn run(
         .state
         .bus
         .risk_alerts
+        .subscribe("backtest", collector.clone().recipient());
+    system
+        .state
+        .bus
+        .regime_updates
         .subscribe("backtest", collector.clone().recipient());
     let agent_names: Vec<&'static str> = system.state.agents.keys().map(|a| a.as_str()).collect();
     let paper = system
@@ -385,7 +430,7 @@ pub async fn run(
         .list_trades(None, usize::MAX)
         .await
         .map_err(|e| anyhow::anyhow!("reading trades: {e}"))?;
-    let trades = round_trips(&fills);
+    let mut trades = round_trips(&fills);
     let rebalances = fills
         .iter()
         .filter(|f| f.position_id.is_none())
@@ -398,8 +443,15 @@ pub async fn run(
     // Drain the collector's mailbox before reading it.
     let _ = collector.send(Flush).await;
     let verdicts = match collected.lock() {
-        Ok(c) => c.verdicts.clone(),
-        Err(_) => anyhow::bail!("risk alert collector failed"),
+        Ok(c) => {
+            for t in &mut trades {
+                if let Some(r) = c.regime_at(&t.symbol, t.opened_at) {
+                    t.regime = r;
+                }
+            }
+            c.verdicts.clone()
+        }
+        Err(_) => anyhow::bail!("bus collector failed"),
     };
     let input = ReportInput {
         initial_equity: initial,
