@@ -4,7 +4,16 @@
 //! The run owns the feed loop: each group of candles moves the business clock, is delivered to
 //! the market data actor with `send().await` (back-pressure), and is followed by ping round trips
 //! through every pipeline stage in order, so the work a batch triggers is processed before the
-//! next batch arrives.
+//! next batch arrives. At the end, in-flight work is settled, the positions still open are
+//! closed one by one in a fixed order at the last prices, and the report is computed from the
+//! stored fills (round trips per position), an hourly equity curve valued on the paper exchange,
+//! the risk alerts by type and the regime in force when each trade opened. `rebalances` counts
+//! the filled orders that belong to no position (the rebalancer's).
+//!
+//! Determinism: business time comes only from the candles, the paper exchange is seeded, and
+//! order of work is fixed by the per-batch round trips. Actors' wall-clock timers (the
+//! rebalancer's tick, model deadlines) are not driven by the business clock; with rule-based
+//! models and runs of a few seconds they do not fire within a batch.
 
 use super::report::{EquityPoint, Report, ReportInput, Timing, TradeRecord};
 use crate::market::driver::batch_close_time;
