@@ -12,8 +12,9 @@
 //!
 //! Determinism: business time comes only from the candles, the paper exchange is seeded, and
 //! order of work is fixed by the per-batch round trips. Actors' wall-clock timers (the
-//! rebalancer's tick, model deadlines) are not driven by the business clock; with rule-based
-//! models and runs of a few seconds they do not fire within a batch.
+//! rebalancer's tick every 60 s, model deadlines) are not driven by the business clock: with
+//! rule-based models a run shorter than a minute never meets them, a longer one may see the
+//! rebalancer's tick at a point that depends on the machine's speed.
 
 use super::report::{EquityPoint, Report, ReportInput, Timing, TradeRecord};
 use crate::market::driver::batch_close_time;
