@@ -1,4 +1,4 @@
-//! Command line: `triplegain serve | migrate | check-config | analyze | bench`.
+//! Command line: `triplegain serve | migrate | check-config | analyze | bench | backtest`.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -43,6 +43,37 @@ pub enum Command {
     CheckConfig,
     /// Run the benchmark suite (bus vs raw mpsc, indicators, risk validation) or generate candle files.
     Bench(BenchArgs),
+    /// Run the full actor system on replayed candle files and print a report as JSON.
+    Backtest(BacktestArgs),
+}
+
+/// Options of `triplegain backtest`.
+#[derive(Debug, clap::Args)]
+pub struct BacktestArgs {
+    /// Candle file per symbol: `SYMBOL=FILE` or FILE (symbol told from the file name); repeat.
+    #[arg(long = "candles", required = true)]
+    pub candles: Vec<String>,
+    /// Only candles opening at or after this time (RFC 3339 or YYYY-MM-DD).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Only candles opening before this time (RFC 3339 or YYYY-MM-DD).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Seed of the paper exchange.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Write the report JSON to FILE instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Write the equity curve as CSV to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub equity_csv: Option<PathBuf>,
+    /// Draw the equity curve to FILE (.png or .svg).
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+    /// Write the round-trip trades as CSV to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub trades_csv: Option<PathBuf>,
 }
 
 /// Options of `triplegain bench`.

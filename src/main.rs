@@ -90,6 +90,60 @@ fn run_bench(args: &triplegain::cli::BenchArgs) -> ExitCode {
     }
 }
 
+async fn run_backtest(cli: &Cli, args: &triplegain::cli::BacktestArgs) -> ExitCode {
+    use triplegain::backtest::{self, report};
+    let settings = match load(cli) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let parse = |flag: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(backtest::parse_time)
+            .transpose()
+            .map_err(|e| format!("{flag}: {e}"))
+    };
+    let (from, to) = match (parse("--from", &args.from), parse("--to", &args.to)) {
+        (Ok(f), Ok(t)) => (f, t),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let opts = backtest::BacktestOptions {
+        candles: args.candles.clone(),
+        from,
+        to,
+        seed: args.seed,
+    };
+    let result = async {
+        let outcome = backtest::run(settings, &opts, |_| {}).await?;
+        let json = outcome.report.to_json()?;
+        match &args.out {
+            Some(path) => std::fs::write(path, json)?,
+            None => print!("{json}"),
+        }
+        if let Some(path) = &args.equity_csv {
+            report::write_equity_csv(path, &outcome.input.equity)?;
+        }
+        if let Some(path) = &args.plot {
+            report::plot_equity(path, &outcome.input.equity)?;
+        }
+        if let Some(path) = &args.trades_csv {
+            backtest::run::write_trades_csv(path, &outcome.input.trades)?;
+        }
+        eprintln!("{}", outcome.report.summary());
+        anyhow::Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[actix_web::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -122,6 +176,7 @@ async fn main() -> ExitCode {
             }
         }
         Command::Bench(args) => run_bench(args),
+        Command::Backtest(args) => run_backtest(&cli, args).await,
         Command::CheckConfig => match load(&cli) {
             Ok(settings) => match settings.redacted_yaml() {
                 Ok(yaml) => {

@@ -155,274 +155,310 @@ pub struct Application {
     drain_deadline: Duration,
 }
 
+/// The running actor system without HTTP: what `serve` exposes over the API and `backtest`
+/// drives directly.
+pub struct System {
+    pub state: AppState,
+    /// The business clock moved by the market feed (every source but Kraken).
+    pub feed_clock: Option<ManualClock>,
+}
+
+/// Builds the stores (and migrations) and starts and wires every actor.
+///
+/// # Errors
+/// When the database is unreachable, migrations fail or a setting is unusable.
+pub async fn build_system(settings: &Settings) -> anyhow::Result<System> {
+    build_system_at(settings, None).await
+}
+
+/// As [`build_system`], with the business clock starting at `start` instead of now (a replay of
+/// the past starts at its first candle, so no actor ever sees the wall clock's date).
+///
+/// # Errors
+/// As [`build_system`].
+pub async fn build_system_at(
+    settings: &Settings,
+    start: Option<chrono::DateTime<chrono::Utc>>,
+) -> anyhow::Result<System> {
+    let (stores, pool) = match &settings.database.url {
+        Some(url) => {
+            let pool = db::build_pool(url.expose(), &settings.database)?;
+            if settings.database.run_migrations {
+                let applied = db::migrate(&pool).await?;
+                tracing::info!(applied = applied.len(), "database migrations up to date");
+            }
+            (db::pg_stores(pool.clone()), Some(pool))
+        }
+        None => {
+            tracing::warn!("no DATABASE_URL: paper mode on the in-memory store; nothing survives a restart");
+            (db::memory_stores(), None)
+        }
+    };
+
+    // ---- time and bus -------------------------------------------------------------
+    // The market feed drives business time: replay and the simulated market move a manual
+    // clock candle by candle; the Kraken feed runs on the wall clock.
+    let (clock, feed_clock): (SharedClock, Option<ManualClock>) = match settings.market.source {
+        MarketSource::Kraken => (Arc::new(SystemClock), None),
+        MarketSource::Simulated | MarketSource::Replay | MarketSource::External => {
+            let manual = ManualClock::new(start.unwrap_or_else(chrono::Utc::now));
+            (Arc::new(manual.clone()), Some(manual))
+        }
+    };
+    // A dropped delivery is a bug signal: counted per subscriber in the registry and in metrics.
+    let drop_sink: Arc<OnceLock<Registry>> = Arc::default();
+    let bus = {
+        let sink = drop_sink.clone();
+        Bus::with_drop_hook(move |name| {
+            metrics::counter!("triplegain_bus_drops_total", "subscriber" => name.to_owned()).increment(1);
+            if let Some(registry) = sink.get() {
+                registry.record_drop(name);
+            }
+        })
+    };
+    let policy = RestartPolicy {
+        max_restarts: settings.supervision.max_restarts,
+        window_secs: settings.supervision.window_secs,
+    };
+    let registry = Registry::new(policy, bus.risk_alerts.clone(), clock.clone());
+    let _ = drop_sink.set(registry.clone());
+    let mut core_actors: Vec<String> = Vec::new();
+
+    // ---- exchange --------------------------------------------------------------------
+    let paper = match settings.app.mode {
+        TradingMode::Paper => {
+            let paper = PaperExchange::new(settings.execution.paper.clone(), clock.clone())
+                .map_err(|e| anyhow::anyhow!("execution.paper: {e}"))?;
+            if paper.load_from(stores.state.as_ref()).await.unwrap_or(false) {
+                tracing::info!("paper exchange balances and open orders restored");
+            }
+            Some(paper)
+        }
+        TradingMode::Live => None,
+    };
+    let exchange: Arc<dyn Exchange> = match &paper {
+        Some(p) => Arc::new(p.clone()),
+        None => Arc::new(connect_kraken(settings).await?),
+    };
+
+    // ---- risk engine -------------------------------------------------------------------
+    let risk = {
+        let cfg = RiskEngineConfig {
+            limits: settings.risk.clone(),
+            store: stores.state.clone(),
+            alerts: bus.risk_alerts.clone(),
+            clock: clock.clone(),
+        };
+        start_supervised(&registry, "risk_engine", true, FEED_SUBSCRIBER_MAILBOX, move |sup| {
+            RiskEngine::new(sup, cfg)
+        })
+    };
+    core_actors.push("risk_engine".into());
+    // Equity, drawdown and exposure come from the execution manager's position book; the
+    // rebalancer's allocation updates are informational and must not overwrite them.
+    bus.portfolio_updates
+        .subscribe_filtered("risk_engine", risk.clone().recipient(), |u| {
+            u.meta.source != "portfolio_rebalancer"
+        });
+    bus.execution_events.subscribe("risk_engine", risk.clone().recipient());
+    bus.regime_updates.subscribe("risk_engine", risk.clone().recipient());
+    bus.market_data.subscribe("risk_engine", risk.clone().recipient());
+
+    // ---- execution: order execution manager, position tracker ------------------------
+    let execution = {
+        let deps = ManagerDeps {
+            config: settings.execution.manager_config(paper.is_some()),
+            exchange: exchange.clone(),
+            paper: paper.clone(),
+            // In paper mode the finest closed candles move the paper exchange.
+            feed_paper: paper.is_some(),
+            orders: stores.orders.clone(),
+            state: stores.state.clone(),
+            audit: stores.audit.clone(),
+            events: bus.execution_events.clone(),
+            portfolio: bus.portfolio_updates.clone(),
+            alerts: bus.risk_alerts.clone(),
+            clock: clock.clone(),
+        };
+        start_supervised(
+            &registry,
+            "execution_manager",
+            true,
+            FEED_SUBSCRIBER_MAILBOX,
+            move |sup| OrderExecutionManager::new(sup, deps),
+        )
+    };
+    core_actors.push("execution_manager".into());
+    bus.candles
+        .subscribe("execution_manager", execution.clone().recipient());
+    // Live: Kraken cancels every order unless the switch is refreshed in time.
+    let dead_mans_switch = match settings.app.mode {
+        TradingMode::Live => Some(
+            crate::kraken::spawn_dead_mans_switch(
+                exchange.clone(),
+                crate::kraken::DeadMansSwitchConfig {
+                    timeout_secs: settings.kraken.dead_mans_switch_secs,
+                    refresh_every: Duration::from_secs(settings.kraken.dead_mans_switch_refresh_secs),
+                },
+            )
+            .map_err(|e| anyhow::anyhow!("kraken.dead_mans_switch_secs: {e}"))?,
+        ),
+        TradingMode::Paper => None,
+    };
+
+    // ---- market data and analysis agents ------------------------------------------------
+    let analysis = crate::analysis::start(
+        settings,
+        &registry,
+        &bus,
+        clock.clone(),
+        feed_clock.clone(),
+        stores.audit.clone(),
+    )?;
+    core_actors.push("market_data".into());
+
+    // ---- coordinator ----------------------------------------------------------------------
+    let coordinator = {
+        let store = stores.state.clone();
+        let clock = clock.clone();
+        let orchestration = settings.orchestration.clone();
+        let coordinator_bus = bus.clone();
+        let audit = stores.audit.clone();
+        // Agents and execution are connected with `Connect` once they are started.
+        let links = triplegain_actors::coordinator::CoordinatorLinks {
+            risk: Some(risk.clone().recipient()),
+            agents: analysis.agents.clone(),
+            ..Default::default()
+        };
+        start_supervised(&registry, "coordinator", true, FEED_SUBSCRIBER_MAILBOX, move |sup| {
+            Coordinator::new(sup, store, clock)
+                .with_settings(orchestration)
+                .with_bus(coordinator_bus)
+                .with_audit(audit)
+                .with_links(links)
+        })
+    };
+    core_actors.push("coordinator".into());
+    bus.risk_alerts
+        .subscribe("coordinator", coordinator.clone().recipient());
+    bus.trading_signals
+        .subscribe("coordinator", coordinator.clone().recipient());
+    bus.ta_signals.subscribe("coordinator", coordinator.clone().recipient());
+    bus.regime_updates
+        .subscribe("coordinator", coordinator.clone().recipient());
+    bus.sentiment_updates
+        .subscribe("coordinator", coordinator.clone().recipient());
+    bus.market_data
+        .subscribe("coordinator", coordinator.clone().recipient());
+    bus.portfolio_updates
+        .subscribe_filtered("coordinator", coordinator.clone().recipient(), |u| {
+            u.meta.source != "portfolio_rebalancer"
+        });
+    bus.business_ticks
+        .subscribe("coordinator", coordinator.clone().recipient());
+
+    // ---- portfolio: rebalancer, hodl bags ----------------------------------------------
+    // Checks come from the coordinator's portfolio_check task (or the API); the execution
+    // manager is connected with `ConnectExecution` once it runs.
+    settings.portfolio.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    settings.hodl.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let portfolio = {
+        use triplegain_actors::portfolio::{PortfolioRebalancer, PortfolioRebalancerConfig, PriceSource};
+        let prices = paper
+            .clone()
+            .map(|p| Arc::new(move |s: &triplegain_actors::domain::Symbol| p.last_price(s)) as Arc<dyn PriceSource>);
+        let cfg = PortfolioRebalancerConfig {
+            portfolio: settings.portfolio.clone(),
+            hodl: settings.hodl.clone(),
+            exchange: exchange.clone(),
+            store: stores.portfolio.clone(),
+            risk: risk.clone().recipient(),
+            execution: Some(execution.clone().recipient()),
+            updates: bus.portfolio_updates.clone(),
+            clock: clock.clone(),
+            prices,
+            advisor: None,
+            // On a business clock moved by the feed, candles drive due batches; a wall-clock tick
+            // would make replays depend on machine speed.
+            tick_interval: if feed_clock.is_some() {
+                Duration::from_secs(365 * 86_400)
+            } else {
+                Duration::from_secs(60)
+            },
+        };
+        start_supervised(
+            &registry,
+            "portfolio_rebalancer",
+            false,
+            FEED_SUBSCRIBER_MAILBOX,
+            move |sup| PortfolioRebalancer::new(sup, cfg),
+        )
+    };
+    bus.candles
+        .subscribe("portfolio_rebalancer", portfolio.clone().recipient());
+    bus.execution_events
+        .subscribe("portfolio_rebalancer", portfolio.clone().recipient());
+
+    // ---- links between areas -------------------------------------------------------------
+    coordinator.do_send(triplegain_actors::coordinator::Connect(
+        triplegain_actors::coordinator::CoordinatorLinks {
+            portfolio_check: Some(portfolio.clone().recipient()),
+            execution: Some(triplegain_actors::coordinator::ExecutionLinks {
+                execute: execution.clone().recipient(),
+                close: execution.clone().recipient(),
+                close_all: execution.clone().recipient(),
+                positions: execution.clone().recipient(),
+            }),
+            ..Default::default()
+        },
+    ));
+
+    let state = AppState {
+        registry,
+        coordinator,
+        stores,
+        pool,
+        bus,
+        clock,
+        fault_injection: settings.fault_injection(),
+        mode: settings.app.mode,
+        core_actors,
+        risk,
+        exchange,
+        paper,
+
+        // -- execution area (values) --
+        execution,
+        dead_mans_switch,
+
+        // -- analysis area (values) --
+        market: analysis.market,
+        agents: analysis.agents,
+        analysis_caches: analysis.caches,
+        analysis_symbols: analysis.symbols,
+
+        // -- coordinator area (values) --
+
+        // -- portfolio area (values) --
+        portfolio,
+        portfolio_config: settings.portfolio.clone(),
+        metrics: metrics_handle(),
+    };
+    Ok(System { state, feed_clock })
+}
+
 impl Application {
     /// Builds everything: stores (and migrations), actors, HTTP listener.
     ///
     /// # Errors
     /// When the database is unreachable, migrations fail or the address cannot be bound.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let (stores, pool) = match &settings.database.url {
-            Some(url) => {
-                let pool = db::build_pool(url.expose(), &settings.database)?;
-                if settings.database.run_migrations {
-                    let applied = db::migrate(&pool).await?;
-                    tracing::info!(applied = applied.len(), "database migrations up to date");
-                }
-                (db::pg_stores(pool.clone()), Some(pool))
-            }
-            None => {
-                tracing::warn!("no DATABASE_URL: paper mode on the in-memory store; nothing survives a restart");
-                (db::memory_stores(), None)
-            }
-        };
-
-        // ---- time and bus -------------------------------------------------------------
-        // The market feed drives business time: replay and the simulated market move a manual
-        // clock candle by candle; the Kraken feed runs on the wall clock.
-        let (clock, feed_clock): (SharedClock, Option<ManualClock>) = match settings.market.source {
-            MarketSource::Kraken => (Arc::new(SystemClock), None),
-            MarketSource::Simulated | MarketSource::Replay | MarketSource::External => {
-                let manual = ManualClock::new(chrono::Utc::now());
-                (Arc::new(manual.clone()), Some(manual))
-            }
-        };
-        // A dropped delivery is a bug signal: counted per subscriber in the registry and in metrics.
-        let drop_sink: Arc<OnceLock<Registry>> = Arc::default();
-        let bus = {
-            let sink = drop_sink.clone();
-            Bus::with_drop_hook(move |name| {
-                metrics::counter!("triplegain_bus_drops_total", "subscriber" => name.to_owned()).increment(1);
-                if let Some(registry) = sink.get() {
-                    registry.record_drop(name);
-                }
-            })
-        };
-        let policy = RestartPolicy {
-            max_restarts: settings.supervision.max_restarts,
-            window_secs: settings.supervision.window_secs,
-        };
-        let registry = Registry::new(policy, bus.risk_alerts.clone(), clock.clone());
-        let _ = drop_sink.set(registry.clone());
-        let mut core_actors: Vec<String> = Vec::new();
-
-        // ---- exchange --------------------------------------------------------------------
-        let paper = match settings.app.mode {
-            TradingMode::Paper => {
-                let paper = PaperExchange::new(settings.execution.paper.clone(), clock.clone())
-                    .map_err(|e| anyhow::anyhow!("execution.paper: {e}"))?;
-                if paper.load_from(stores.state.as_ref()).await.unwrap_or(false) {
-                    tracing::info!("paper exchange balances and open orders restored");
-                }
-                Some(paper)
-            }
-            TradingMode::Live => None,
-        };
-        let exchange: Arc<dyn Exchange> = match &paper {
-            Some(p) => Arc::new(p.clone()),
-            None => Arc::new(connect_kraken(&settings).await?),
-        };
-
-        // ---- risk engine -------------------------------------------------------------------
-        let risk = {
-            let cfg = RiskEngineConfig {
-                limits: settings.risk.clone(),
-                store: stores.state.clone(),
-                alerts: bus.risk_alerts.clone(),
-                clock: clock.clone(),
-            };
-            start_supervised(&registry, "risk_engine", true, FEED_SUBSCRIBER_MAILBOX, move |sup| {
-                RiskEngine::new(sup, cfg)
-            })
-        };
-        core_actors.push("risk_engine".into());
-        // Equity, drawdown and exposure come from the execution manager's position book; the
-        // rebalancer's allocation updates are informational and must not overwrite them.
-        bus.portfolio_updates
-            .subscribe_filtered("risk_engine", risk.clone().recipient(), |u| {
-                u.meta.source != "portfolio_rebalancer"
-            });
-        bus.execution_events.subscribe("risk_engine", risk.clone().recipient());
-        bus.regime_updates.subscribe("risk_engine", risk.clone().recipient());
-        bus.market_data.subscribe("risk_engine", risk.clone().recipient());
-
-        // ---- execution: order execution manager, position tracker ------------------------
-        let execution = {
-            let deps = ManagerDeps {
-                config: settings.execution.manager_config(paper.is_some()),
-                exchange: exchange.clone(),
-                paper: paper.clone(),
-                // In paper mode the finest closed candles move the paper exchange.
-                feed_paper: paper.is_some(),
-                orders: stores.orders.clone(),
-                state: stores.state.clone(),
-                audit: stores.audit.clone(),
-                events: bus.execution_events.clone(),
-                portfolio: bus.portfolio_updates.clone(),
-                alerts: bus.risk_alerts.clone(),
-                clock: clock.clone(),
-            };
-            start_supervised(
-                &registry,
-                "execution_manager",
-                true,
-                FEED_SUBSCRIBER_MAILBOX,
-                move |sup| OrderExecutionManager::new(sup, deps),
-            )
-        };
-        core_actors.push("execution_manager".into());
-        bus.candles
-            .subscribe("execution_manager", execution.clone().recipient());
-        // Live: Kraken cancels every order unless the switch is refreshed in time.
-        let dead_mans_switch = match settings.app.mode {
-            TradingMode::Live => Some(
-                crate::kraken::spawn_dead_mans_switch(
-                    exchange.clone(),
-                    crate::kraken::DeadMansSwitchConfig {
-                        timeout_secs: settings.kraken.dead_mans_switch_secs,
-                        refresh_every: Duration::from_secs(settings.kraken.dead_mans_switch_refresh_secs),
-                    },
-                )
-                .map_err(|e| anyhow::anyhow!("kraken.dead_mans_switch_secs: {e}"))?,
-            ),
-            TradingMode::Paper => None,
-        };
-
-        // ---- market data and analysis agents ------------------------------------------------
-        let analysis = crate::analysis::start(
-            &settings,
-            &registry,
-            &bus,
-            clock.clone(),
-            feed_clock.clone(),
-            stores.audit.clone(),
-        )?;
-        core_actors.push("market_data".into());
-
-        // ---- coordinator ----------------------------------------------------------------------
-        let coordinator = {
-            let store = stores.state.clone();
-            let clock = clock.clone();
-            let orchestration = settings.orchestration.clone();
-            let coordinator_bus = bus.clone();
-            let audit = stores.audit.clone();
-            // Agents and execution are connected with `Connect` once they are started.
-            let links = triplegain_actors::coordinator::CoordinatorLinks {
-                risk: Some(risk.clone().recipient()),
-                agents: analysis.agents.clone(),
-                ..Default::default()
-            };
-            start_supervised(&registry, "coordinator", true, FEED_SUBSCRIBER_MAILBOX, move |sup| {
-                Coordinator::new(sup, store, clock)
-                    .with_settings(orchestration)
-                    .with_bus(coordinator_bus)
-                    .with_audit(audit)
-                    .with_links(links)
-            })
-        };
-        core_actors.push("coordinator".into());
-        bus.risk_alerts
-            .subscribe("coordinator", coordinator.clone().recipient());
-        bus.trading_signals
-            .subscribe("coordinator", coordinator.clone().recipient());
-        bus.ta_signals.subscribe("coordinator", coordinator.clone().recipient());
-        bus.regime_updates
-            .subscribe("coordinator", coordinator.clone().recipient());
-        bus.sentiment_updates
-            .subscribe("coordinator", coordinator.clone().recipient());
-        bus.market_data
-            .subscribe("coordinator", coordinator.clone().recipient());
-        bus.portfolio_updates
-            .subscribe_filtered("coordinator", coordinator.clone().recipient(), |u| {
-                u.meta.source != "portfolio_rebalancer"
-            });
-        bus.business_ticks
-            .subscribe("coordinator", coordinator.clone().recipient());
-
-        // ---- portfolio: rebalancer, hodl bags ----------------------------------------------
-        // Checks come from the coordinator's portfolio_check task (or the API); the execution
-        // manager is connected with `ConnectExecution` once it runs.
-        settings.portfolio.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
-        settings.hodl.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
-        let portfolio = {
-            use triplegain_actors::portfolio::{PortfolioRebalancer, PortfolioRebalancerConfig, PriceSource};
-            let prices = paper.clone().map(|p| {
-                Arc::new(move |s: &triplegain_actors::domain::Symbol| p.last_price(s)) as Arc<dyn PriceSource>
-            });
-            let cfg = PortfolioRebalancerConfig {
-                portfolio: settings.portfolio.clone(),
-                hodl: settings.hodl.clone(),
-                exchange: exchange.clone(),
-                store: stores.portfolio.clone(),
-                risk: risk.clone().recipient(),
-                execution: Some(execution.clone().recipient()),
-                updates: bus.portfolio_updates.clone(),
-                clock: clock.clone(),
-                prices,
-                advisor: None,
-                tick_interval: Duration::from_secs(60),
-            };
-            start_supervised(
-                &registry,
-                "portfolio_rebalancer",
-                false,
-                FEED_SUBSCRIBER_MAILBOX,
-                move |sup| PortfolioRebalancer::new(sup, cfg),
-            )
-        };
-        bus.candles
-            .subscribe("portfolio_rebalancer", portfolio.clone().recipient());
-        bus.execution_events
-            .subscribe("portfolio_rebalancer", portfolio.clone().recipient());
-
-        // ---- links between areas -------------------------------------------------------------
-        coordinator.do_send(triplegain_actors::coordinator::Connect(
-            triplegain_actors::coordinator::CoordinatorLinks {
-                portfolio_check: Some(portfolio.clone().recipient()),
-                execution: Some(triplegain_actors::coordinator::ExecutionLinks {
-                    execute: execution.clone().recipient(),
-                    close: execution.clone().recipient(),
-                    close_all: execution.clone().recipient(),
-                    positions: execution.clone().recipient(),
-                }),
-                ..Default::default()
-            },
-        ));
-
+        let system = build_system(&settings).await?;
         let listener = TcpListener::bind(&settings.server.bind)
             .with_context(|| format!("binding server.bind {}", settings.server.bind))?;
         let port = listener.local_addr()?.port();
 
-        let state = web::Data::new(AppState {
-            registry,
-            coordinator,
-            stores,
-            pool,
-            bus,
-            clock,
-            fault_injection: settings.fault_injection(),
-            mode: settings.app.mode,
-            core_actors,
-            risk,
-            exchange,
-            paper,
-
-            // -- execution area (values) --
-            execution,
-            dead_mans_switch,
-
-            // -- analysis area (values) --
-            market: analysis.market,
-            agents: analysis.agents,
-            analysis_caches: analysis.caches,
-            analysis_symbols: analysis.symbols,
-
-            // -- coordinator area (values) --
-
-            // -- portfolio area (values) --
-            portfolio,
-            portfolio_config: settings.portfolio.clone(),
-            metrics: metrics_handle(),
-        });
+        let state = web::Data::new(system.state);
         let tokens = web::Data::new(Arc::new(TokenTable::new(&settings.api.tokens)));
         let max_body = settings.server.max_body_bytes;
         let app_state = state.clone();

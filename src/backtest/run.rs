@@ -1,0 +1,585 @@
+//! `triplegain backtest`: the full actor system (agents, coordinator, risk engine, paper exchange,
+//! execution manager, rebalancer) driven by replayed candle files on the business clock.
+//!
+//! The run owns the feed loop: each group of candles moves the business clock, is delivered to
+//! the market data actor with `send().await` (back-pressure), and is followed by ping round trips
+//! through every pipeline stage in order, so the work a batch triggers is processed before the
+//! next batch arrives. At the end, in-flight work is settled, the positions still open are
+//! closed one by one in a fixed order at the last prices, and the report is computed from the
+//! stored fills (round trips per position), an hourly equity curve valued on the paper exchange,
+//! the risk alerts by type and the regime in force when each trade opened. `rebalances` counts
+//! the filled orders that belong to no position (the rebalancer's).
+//!
+//! Determinism: business time comes only from the candles, the paper exchange is seeded, and
+//! order of work is fixed by the per-batch round trips. Actors' wall-clock timers (the
+//! rebalancer's tick every 60 s, model deadlines) are not driven by the business clock: with
+//! rule-based models a run shorter than a minute never meets them, a longer one may see the
+//! rebalancer's tick at a point that depends on the machine's speed.
+
+use super::report::{EquityPoint, Report, ReportInput, Timing, TradeRecord};
+use crate::market::driver::batch_close_time;
+use crate::market::{parse_replay_arg, ReplayFeed};
+use crate::settings::{MarketSource, Settings};
+use crate::startup::{build_system_at, System};
+use actix::{Actor, Context, Handler};
+use anyhow::Context as _;
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use triplegain_actors::domain::{Candle, Side, Symbol};
+use triplegain_actors::execution::api::{ClosePosition, GetOrders, GetPositions, PositionView};
+use triplegain_actors::execution::manager::PollNow;
+use triplegain_actors::execution::paper::PaperExchange;
+use triplegain_actors::market::CandleBatch;
+use triplegain_actors::messages::{RegimeUpdate, RiskAlert};
+
+/// How long a ping round trip may take before the run gives up waiting for that actor.
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
+/// Settling rounds after the feed ends with no change in orders and positions.
+const STABLE_ROUNDS: usize = 3;
+/// Most settling rounds after the feed ends.
+const MAX_SETTLE_ROUNDS: usize = 50;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BacktestOptions {
+    /// `SYMBOL=FILE` or FILE (symbol from the file name).
+    pub candles: Vec<String>,
+    /// Only candles opening at or after this time.
+    pub from: Option<DateTime<Utc>>,
+    /// Only candles opening before this time.
+    pub to: Option<DateTime<Utc>>,
+    /// Seed of the paper exchange (slippage, partial fills).
+    pub seed: u64,
+}
+
+/// The outcome of a run: the report plus the inputs it was computed from.
+#[derive(Debug, Clone)]
+pub struct BacktestOutcome {
+    pub report: Report,
+    pub input: ReportInput,
+}
+
+/// Parses `--from`/`--to`: RFC 3339 or a date (`2025-01-31` = its midnight UTC).
+///
+/// # Errors
+/// A message naming the value.
+pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| format!("{s:?} is neither RFC 3339 nor YYYY-MM-DD"))
+}
+
+/// Forces the settings a backtest runs on: paper mode, in-memory stores, no feed of the system's
+/// own (the run delivers the candles), the files' symbols, the given seed.
+fn backtest_settings(mut settings: Settings, symbols: &[Symbol], seed: u64) -> Settings {
+    settings.app.mode = triplegain_actors::domain::TradingMode::Paper;
+    settings.database.url = None;
+    settings.market.source = MarketSource::External;
+    settings.market.replay_files = Vec::new();
+    settings.market.symbols = symbols.iter().map(|s| s.as_str().to_owned()).collect();
+    settings.execution.paper.seed = seed;
+    settings
+}
+
+/// Collects the risk alert counts and the regime timeline from the bus.
+#[derive(Default)]
+struct Collected {
+    verdicts: BTreeMap<String, u64>,
+    /// Per symbol: business time of each regime update and the regime.
+    regimes: BTreeMap<String, BTreeMap<DateTime<Utc>, String>>,
+}
+
+impl Collected {
+    /// The regime of `symbol` in force at `at` (the last update at or before it).
+    fn regime_at(&self, symbol: &str, at: DateTime<Utc>) -> Option<String> {
+        self.regimes
+            .get(symbol)?
+            .range(..=at)
+            .next_back()
+            .map(|(_, r)| r.clone())
+    }
+}
+
+struct Collector(Arc<Mutex<Collected>>);
+
+impl Actor for Collector {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1 << 16);
+    }
+}
+
+impl Handler<RegimeUpdate> for Collector {
+    type Result = ();
+
+    fn handle(&mut self, u: RegimeUpdate, _: &mut Self::Context) {
+        let regime = serde_json::to_value(u.regime)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| format!("{:?}", u.regime));
+        if let Ok(mut c) = self.0.lock() {
+            c.regimes
+                .entry(u.symbol.as_str().to_owned())
+                .or_default()
+                .insert(u.meta.timestamp, regime);
+        }
+    }
+}
+
+impl Handler<RiskAlert> for Collector {
+    type Result = ();
+
+    fn handle(&mut self, a: RiskAlert, _: &mut Self::Context) {
+        let code = serde_json::to_value(a.alert_type)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| format!("{:?}", a.alert_type));
+        if let Ok(mut c) = self.0.lock() {
+            *c.verdicts.entry(code).or_insert(0) += 1;
+        }
+    }
+}
+
+/// Pings the pipeline stages in the order work flows through them, twice, so that what one
+/// batch triggers (ticks → schedules → agents → signals → risk → orders) is handled before
+/// the next batch.
+async fn settle(system: &System, agent_names: &[&'static str]) {
+    let registry = &system.state.registry;
+    for _ in 0..2 {
+        registry.ping("market_data", PING_TIMEOUT).await;
+        registry.ping("coordinator", PING_TIMEOUT).await;
+        for name in agent_names {
+            registry.ping(name, PING_TIMEOUT).await;
+        }
+        registry.ping("coordinator", PING_TIMEOUT).await;
+        registry.ping("risk_engine", PING_TIMEOUT).await;
+        registry.ping("execution_manager", PING_TIMEOUT).await;
+        registry.ping("portfolio_rebalancer", PING_TIMEOUT).await;
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Orders and positions as a comparable fingerprint, to tell when in-flight work is done.
+async fn book_fingerprint(system: &System) -> String {
+    let orders = system
+        .state
+        .execution
+        .send(GetOrders::default())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|o| serde_json::to_string(&o).unwrap_or_default())
+        .unwrap_or_default();
+    let positions = system
+        .state
+        .execution
+        .send(GetPositions::default())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|p| serde_json::to_string(&p).unwrap_or_default())
+        .unwrap_or_default();
+    format!("{orders}|{positions}")
+}
+
+/// Settles until the book stays the same for a few rounds.
+async fn settle_book(system: &System, agent_names: &[&'static str]) {
+    let mut last = String::new();
+    let mut stable = 0;
+    for _ in 0..MAX_SETTLE_ROUNDS {
+        settle(system, agent_names).await;
+        let now = book_fingerprint(system).await;
+        if now == last {
+            stable += 1;
+            if stable >= STABLE_ROUNDS {
+                return;
+            }
+        } else {
+            stable = 0;
+            last = now;
+        }
+    }
+}
+
+/// Round trips from the stored fills: per position, the opening fills against the closing ones.
+/// Positions with nothing closed yet are not trades; fills without a position are ignored. The
+/// regime is `unknown` until the caller fills it in.
+pub fn round_trips(fills: &[triplegain_actors::ports::TradeRecord]) -> Vec<TradeRecord> {
+    let mut by_position: BTreeMap<uuid::Uuid, Vec<&triplegain_actors::ports::TradeRecord>> = BTreeMap::new();
+    for f in fills {
+        if let Some(p) = f.position_id {
+            by_position.entry(p).or_default().push(f);
+        }
+    }
+    let mut out = Vec::new();
+    for mut fs in by_position.into_values() {
+        fs.sort_by_key(|f| (f.executed_at, f.id));
+        let Some(first) = fs.first() else { continue };
+        let side = first.side;
+        let (mut open_qty, mut open_cost, mut close_qty, mut close_value, mut fees) = (
+            Decimal::ZERO,
+            Decimal::ZERO,
+            Decimal::ZERO,
+            Decimal::ZERO,
+            Decimal::ZERO,
+        );
+        let mut closed_at = first.executed_at;
+        for f in &fs {
+            fees += f.fee;
+            if f.side == side {
+                open_qty += f.volume;
+                open_cost += f.volume * f.price;
+            } else {
+                close_qty += f.volume;
+                close_value += f.volume * f.price;
+                closed_at = f.executed_at;
+            }
+        }
+        if close_qty.is_zero() || open_qty.is_zero() {
+            continue;
+        }
+        out.push(TradeRecord {
+            symbol: first.symbol.as_str().to_owned(),
+            side,
+            regime: "unknown".to_owned(),
+            opened_at: first.executed_at,
+            closed_at,
+            quantity: close_qty,
+            entry_price: (open_cost / open_qty).round_dp(12).normalize(),
+            exit_price: (close_value / close_qty).round_dp(12).normalize(),
+            fees: fees.normalize(),
+        });
+    }
+    // Position ids are random: order by what the trades are.
+    out.sort_by(|a, b| {
+        (a.closed_at, &a.symbol, a.opened_at, a.entry_price, a.quantity).cmp(&(
+            b.closed_at,
+            &b.symbol,
+            b.opened_at,
+            b.entry_price,
+            b.quantity,
+        ))
+    });
+    out
+}
+
+/// Account value in `quote` on the paper exchange at business time `at`; exposure is what is
+/// not held as `quote` cash.
+fn sample(paper: &PaperExchange, quote: &str, at: DateTime<Utc>) -> EquityPoint {
+    let equity = paper.equity_in(quote).total;
+    let cash: Decimal = paper.available_balances().get(quote).copied().unwrap_or_default()
+        + paper.reserved_balances().get(quote).copied().unwrap_or_default();
+    EquityPoint {
+        at,
+        equity: equity.normalize(),
+        exposure_usd: (equity - cash).max(Decimal::ZERO).normalize(),
+    }
+}
+
+/// Runs the backtest. `progress` is called with the candles delivered so far.
+///
+/// # Errors
+/// Unreadable or malformed candle files (naming file and line), unusable settings.
+pub async fn run(
+    settings: Settings,
+    opts: &BacktestOptions,
+    mut progress: impl FnMut(u64),
+) -> anyhow::Result<BacktestOutcome> {
+    let started = Instant::now();
+    let files = opts
+        .candles
+        .iter()
+        .map(|a| parse_replay_arg(a).map_err(|e| anyhow::anyhow!("--candles {a}: {e}")))
+        .collect::<anyhow::Result<Vec<(Symbol, PathBuf)>>>()?;
+    let mut feed = ReplayFeed::open(files).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let symbols: Vec<Symbol> = feed.timeframes().into_iter().map(|(s, _)| s).collect();
+    let tfs = feed.timeframes();
+    if tfs.windows(2).any(|w| w[0].1 != w[1].1) {
+        anyhow::bail!("every candle file must have the same timeframe ({tfs:?})");
+    }
+    let in_range = |c: &Candle| opts.from.is_none_or(|f| c.open_time >= f) && opts.to.is_none_or(|t| c.open_time < t);
+
+    // The first group inside the range fixes the business clock's start.
+    let mut pending: Option<Vec<Candle>> = None;
+    while let Some(mut group) = feed.next_group().map_err(|e| anyhow::anyhow!("{e}"))? {
+        group.retain(in_range);
+        if !group.is_empty() {
+            pending = Some(group);
+            break;
+        }
+    }
+    let start = pending.as_deref().and_then(batch_close_time);
+
+    let settings = backtest_settings(settings, &symbols, opts.seed);
+    let system = build_system_at(&settings, start)
+        .await
+        .context("starting the actor system")?;
+    let clock = system
+        .feed_clock
+        .clone()
+        .context("the backtest needs a business clock driven by the feed")?;
+
+    let collected = Arc::new(Mutex::new(Collected::default()));
+    let collector = Collector(collected.clone()).start();
+    system
+        .state
+        .bus
+        .risk_alerts
+        .subscribe("backtest", collector.clone().recipient());
+    system
+        .state
+        .bus
+        .regime_updates
+        .subscribe("backtest", collector.clone().recipient());
+    let agent_names: Vec<&'static str> = system.state.agents.keys().map(|a| a.as_str()).collect();
+    let paper = system
+        .state
+        .paper
+        .clone()
+        .context("the backtest runs on the paper exchange")?;
+    let quote = symbols.first().map_or("USDT", |s| s.quote()).to_owned();
+    let initial = paper.equity_in(&quote).total.normalize();
+    // One equity sample per business hour (the last state of each hour) and one at the end.
+    let mut equity: Vec<EquityPoint> = Vec::new();
+    let mut hour: Option<i64> = None;
+    let mut now = start;
+
+    let mut delivered: u64 = 0;
+    while let Some(group) = pending.take() {
+        if let Some(close) = batch_close_time(&group) {
+            let h = close.timestamp().div_euclid(3600);
+            if let (Some(prev), Some(t)) = (hour, now) {
+                if prev != h {
+                    equity.push(sample(&paper, &quote, t));
+                }
+            }
+            hour = Some(h);
+            now = Some(close);
+            clock.set(close);
+        }
+        let n = group.len() as u64;
+        match system.state.market.send(CandleBatch(group)).await {
+            Ok(Ok(_)) => delivered += n,
+            Ok(Err(e)) => anyhow::bail!("market data refused a batch: {e}"),
+            Err(e) => anyhow::bail!("market data not reachable: {e}"),
+        }
+        settle(&system, &agent_names).await;
+        progress(delivered);
+        while let Some(mut group) = feed.next_group().map_err(|e| anyhow::anyhow!("{e}"))? {
+            group.retain(in_range);
+            if !group.is_empty() {
+                pending = Some(group);
+                break;
+            }
+        }
+    }
+
+    // Let in-flight work finish, then close what is still open at the last prices so every
+    // position ends as a trade, and let that finish too.
+    settle_book(&system, &agent_names).await;
+    // One at a time in a fixed order, so the paper exchange's seeded slippage draws come in
+    // the same order on every run.
+    let mut open: Vec<PositionView> = system
+        .state
+        .execution
+        .send(GetPositions::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("execution manager not reachable: {e}"))?
+        .map_err(|e| anyhow::anyhow!("listing positions: {e}"))?
+        .into_iter()
+        .filter(|p| p.closed_at.is_none() && !p.size.is_zero())
+        .collect();
+    open.sort_by(|a, b| {
+        (a.symbol.as_str(), a.opened_at, a.entry_price, a.size).cmp(&(
+            b.symbol.as_str(),
+            b.opened_at,
+            b.entry_price,
+            b.size,
+        ))
+    });
+    for p in open {
+        let close = ClosePosition {
+            position_id: p.id,
+            fraction: Decimal::ONE,
+            reason: "end of backtest".to_owned(),
+            correlation_id: p.correlation_id,
+        };
+        match system.state.execution.send(close).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, position = %p.id, "closing a position at the end failed"),
+            Err(e) => anyhow::bail!("execution manager not reachable: {e}"),
+        }
+        settle(&system, &agent_names).await;
+    }
+    settle(&system, &agent_names).await;
+    // No candle follows the last one: the closing orders fill at the last prices.
+    if let Some(t) = now {
+        for s in &symbols {
+            if let Some(px) = paper.last_price(s) {
+                paper.on_price(s, px, t);
+            }
+        }
+    }
+    let _ = system.state.execution.send(PollNow).await;
+    settle_book(&system, &agent_names).await;
+
+    let fills = system
+        .state
+        .stores
+        .orders
+        .list_trades(None, usize::MAX)
+        .await
+        .map_err(|e| anyhow::anyhow!("reading trades: {e}"))?;
+    let mut trades = round_trips(&fills);
+    let rebalances = fills
+        .iter()
+        .filter(|f| f.position_id.is_none())
+        .map(|f| f.order_id)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len() as u64;
+    if let Some(t) = now {
+        equity.push(sample(&paper, &quote, t));
+    }
+    // Drain the collector's mailbox before reading it.
+    let _ = collector.send(Flush).await;
+    let verdicts = match collected.lock() {
+        Ok(c) => {
+            for t in &mut trades {
+                if let Some(r) = c.regime_at(&t.symbol, t.opened_at) {
+                    t.regime = r;
+                }
+            }
+            c.verdicts.clone()
+        }
+        Err(_) => anyhow::bail!("bus collector failed"),
+    };
+    let input = ReportInput {
+        initial_equity: initial,
+        candles_processed: delivered,
+        trades,
+        equity,
+        risk_verdicts: verdicts,
+        rebalances,
+        hodl_allocations: BTreeMap::new(),
+    };
+    let timing = Timing::new(started.elapsed(), delivered);
+    let report = Report::compute(&input, Some(timing));
+    let _ = system.state.registry.drain_all(Duration::from_secs(5)).await;
+    Ok(BacktestOutcome { report, input })
+}
+
+/// A no-op round trip: answered after everything queued before it.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+struct Flush;
+
+impl Handler<Flush> for Collector {
+    type Result = ();
+
+    fn handle(&mut self, _: Flush, _: &mut Self::Context) {}
+}
+
+/// Writes the round trips as CSV (one row per trade, with its net P&L).
+///
+/// # Errors
+/// When the file cannot be written.
+pub fn write_trades_csv(path: &std::path::Path, trades: &[TradeRecord]) -> anyhow::Result<()> {
+    use std::fmt::Write as _;
+    let mut out =
+        String::from("symbol,side,regime,opened_at,closed_at,quantity,entry_price,exit_price,fees,gross_pnl,net_pnl\n");
+    for t in trades {
+        let side = match t.side {
+            Side::Buy => "buy",
+            Side::Sell => "sell",
+        };
+        let _ = writeln!(
+            out,
+            "{},{side},{},{},{},{},{},{},{},{},{}",
+            t.symbol,
+            t.regime,
+            t.opened_at.to_rfc3339(),
+            t.closed_at.to_rfc3339(),
+            t.quantity,
+            t.entry_price,
+            t.exit_price,
+            t.fees,
+            t.gross_pnl().normalize(),
+            t.net_pnl().normalize()
+        );
+    }
+    std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+    use triplegain_actors::domain::CorrelationId;
+    use triplegain_actors::ports::TradeRecord as Fill;
+
+    fn fill(position: Option<uuid::Uuid>, side: Side, volume: Decimal, price: Decimal, fee: Decimal, min: i64) -> Fill {
+        Fill {
+            id: uuid::Uuid::new_v4(),
+            order_id: uuid::Uuid::new_v4(),
+            position_id: position,
+            correlation_id: CorrelationId::new(),
+            symbol: Symbol::parse("BTC/USDT").unwrap(),
+            side,
+            volume,
+            price,
+            fee,
+            realized_pnl: None,
+            executed_at: parse_time("2025-01-01").unwrap() + chrono::Duration::minutes(min),
+        }
+    }
+
+    #[test]
+    fn round_trips_pair_opening_and_closing_fills_per_position() {
+        let (long, short, open) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        let fills = vec![
+            // A long bought in two parts and sold in one.
+            fill(Some(long), Side::Buy, dec!(1), dec!(100), dec!(0.1), 0),
+            fill(Some(long), Side::Buy, dec!(1), dec!(110), dec!(0.1), 1),
+            fill(Some(long), Side::Sell, dec!(2), dec!(120), dec!(0.2), 5),
+            // A short closed at a loss.
+            fill(Some(short), Side::Sell, dec!(1), dec!(100), dec!(0.05), 2),
+            fill(Some(short), Side::Buy, dec!(1), dec!(104), dec!(0.05), 3),
+            // Still open, and a fill without a position: not trades.
+            fill(Some(open), Side::Buy, dec!(1), dec!(100), dec!(0.1), 4),
+            fill(None, Side::Buy, dec!(1), dec!(100), dec!(0.1), 4),
+        ];
+        let trades = round_trips(&fills);
+        assert_eq!(trades.len(), 2);
+        let (s, l) = (&trades[0], &trades[1]);
+        assert_eq!(
+            (s.side, s.entry_price, s.exit_price, s.fees),
+            (Side::Sell, dec!(100), dec!(104), dec!(0.1))
+        );
+        assert_eq!(s.net_pnl(), dec!(-4.1));
+        assert_eq!(
+            (l.side, l.quantity, l.entry_price, l.exit_price),
+            (Side::Buy, dec!(2), dec!(105), dec!(120))
+        );
+        assert_eq!(l.net_pnl(), dec!(29.6));
+    }
+
+    #[test]
+    fn times_parse_as_rfc3339_or_dates() {
+        assert_eq!(
+            parse_time("2025-01-02").unwrap(),
+            parse_time("2025-01-02T00:00:00Z").unwrap()
+        );
+        assert!(parse_time("yesterday").unwrap_err().contains("yesterday"));
+    }
+}
