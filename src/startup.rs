@@ -28,7 +28,6 @@ use triplegain_actors::supervision::{start_supervised, Registry, RestartPolicy};
 /// Mailbox capacity of actors subscribed to per-candle topics (snapshots, ticks, candles): large
 /// enough to absorb the simulated market's warm-up burst without dropping events.
 const FEED_SUBSCRIBER_MAILBOX: usize = 16_384;
-/// Mailbox capacity of the execution manager (candles from every symbol and timeframe, API requests).
 
 /// Shared state of the HTTP handlers.
 pub struct AppState {
