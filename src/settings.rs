@@ -140,7 +140,7 @@ impl Default for ServerSettings {
             workers: 2,
             fault_injection: None,
             max_body_bytes: 64 * 1024,
-            shutdown_deadline_secs: 10,
+            shutdown_deadline_secs: 5,
         }
     }
 }

@@ -3,6 +3,7 @@
 pub mod agents;
 pub mod auth;
 pub mod error;
+pub mod events;
 pub mod execution;
 pub mod orchestration;
 pub mod portfolio;
@@ -51,6 +52,8 @@ pub use error::{ApiError, JsonBody, OptionalJsonBody};
         portfolio::rebalance,
         portfolio::hodl_bags,
         portfolio::hodl_history,
+        // events
+        events::events,
     ),
     components(schemas(
         error::ErrorEnvelope,
@@ -107,6 +110,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 )
                 .configure(orchestration::configure)
                 .configure(execution::configure)
-                .configure(portfolio::configure),
+                .configure(portfolio::configure)
+                .configure(events::configure),
         );
 }
