@@ -8,6 +8,7 @@ pub mod db;
 pub mod kraken;
 pub mod llm;
 pub mod market;
+pub mod observability;
 pub mod routes;
 pub mod settings;
 pub mod startup;

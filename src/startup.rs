@@ -221,6 +221,7 @@ pub async fn build_system_at(
     };
     let registry = Registry::new(policy, bus.risk_alerts.clone(), clock.clone());
     let _ = drop_sink.set(registry.clone());
+    crate::observability::MetricsRecorder::start(&registry, &bus);
     let mut core_actors: Vec<String> = Vec::new();
 
     // ---- exchange --------------------------------------------------------------------
