@@ -2,13 +2,14 @@
 //! it checks `API-Key`, recomputes `API-Sign` from the received body with the test secret,
 //! refuses non-increasing nonces, and answers scripted results per method.
 
+#[path = "common/kraken_wire.rs"]
+mod kraken_wire;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
+use kraken_wire::{err, expected_signature, ok, parse_form, KEY, SECRET};
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256, Sha512};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,9 +21,6 @@ use triplegain_actors::domain::{ClientOrderId, OrderStatus, OrderType, Side, Sym
 use triplegain_actors::ports::{Exchange, ExchangeError, OrderRef, OrderRequest};
 use wiremock::matchers::{method, path, path_regex, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
-
-const KEY: &str = "test-api-key";
-const SECRET: &str = "kQH5HW/8p1uGOVjbgWA7FunAmGO8lsSUXNsu3eow76sz84Q18fWxnyRzBHCd3pd5nE9qa99HAZtuZuj6F1huXg==";
 
 // ---------------------------------------------------------------- fake Kraken
 
@@ -56,55 +54,6 @@ enum Scripted {
 struct Fake {
     server: Arc<MockServer>,
     state: Arc<Mutex<FakeState>>,
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap();
-            out.push(u8::from_str_radix(hex, 16).unwrap());
-            i += 3;
-        } else if b[i] == b'+' {
-            out.push(b' ');
-            i += 1;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).unwrap()
-}
-
-fn parse_form(body: &str) -> HashMap<String, String> {
-    body.split('&')
-        .filter(|kv| !kv.is_empty())
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
-/// Independent re-implementation of Kraken's signature check.
-fn expected_signature(path: &str, nonce: &str, body: &[u8]) -> String {
-    let mut sha = Sha256::new();
-    sha.update(nonce.as_bytes());
-    sha.update(body);
-    let mut mac = Hmac::<Sha512>::new_from_slice(&B64.decode(SECRET).unwrap()).unwrap();
-    mac.update(path.as_bytes());
-    mac.update(&sha.finalize());
-    B64.encode(mac.finalize().into_bytes())
-}
-
-fn err(e: &str) -> Value {
-    json!({"error": [e]})
-}
-
-fn ok(result: Value) -> Value {
-    json!({"error": [], "result": result})
 }
 
 impl Fake {

@@ -1,13 +1,13 @@
 //! The execution manager on the Kraken adapter against a fake Kraken on 127.0.0.1 that verifies `API-Sign`,
 //! refuses non-increasing nonces and keeps an order book: place → query → filled → stop and take-profit placed.
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
-use hmac::{Hmac, Mac};
+#[path = "common/kraken_wire.rs"]
+mod kraken_wire;
+use hmac::Mac;
+use kraken_wire::{err, expected_signature, ok, parse_form, KEY, SECRET};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256, Sha512};
-use std::collections::HashMap;
+use sha2::Digest;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,9 +22,6 @@ use triplegain_actors::risk::{ProposalSource, TradeProposal};
 use triplegain_actors::supervision::{start_supervised, Registry, RestartPolicy};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
-
-const KEY: &str = "test-api-key";
-const SECRET: &str = "kQH5HW/8p1uGOVjbgWA7FunAmGO8lsSUXNsu3eow76sz84Q18fWxnyRzBHCd3pd5nE9qa99HAZtuZuj6F1huXg==";
 
 #[derive(Debug, Clone)]
 struct BookOrder {
@@ -48,53 +45,6 @@ struct Book {
     calls: Vec<String>,
 }
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            out.push(u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap(), 16).unwrap());
-            i += 3;
-        } else if b[i] == b'+' {
-            out.push(b' ');
-            i += 1;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).unwrap()
-}
-
-fn form(body: &str) -> HashMap<String, String> {
-    body.split('&')
-        .filter(|kv| !kv.is_empty())
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
-fn expected_signature(path: &str, nonce: &str, body: &[u8]) -> String {
-    let mut sha = Sha256::new();
-    sha.update(nonce.as_bytes());
-    sha.update(body);
-    let mut mac = Hmac::<Sha512>::new_from_slice(&B64.decode(SECRET).unwrap()).unwrap();
-    mac.update(path.as_bytes());
-    mac.update(&sha.finalize());
-    B64.encode(mac.finalize().into_bytes())
-}
-
-fn ok(result: Value) -> Value {
-    json!({"error": [], "result": result})
-}
-
-fn err(e: &str) -> Value {
-    json!({"error": [e]})
-}
-
 fn order_json(o: &BookOrder) -> Value {
     json!({
         "refid": null, "userref": 0, "cl_ord_id": o.cl, "status": o.status, "opentm": 1700000000.1234,
@@ -109,7 +59,7 @@ fn order_json(o: &BookOrder) -> Value {
 fn private(book: &Arc<Mutex<Book>>, req: &Request) -> ResponseTemplate {
     let p = req.url.path().to_owned();
     let name = p.trim_start_matches("/0/private/").to_owned();
-    let f = form(&String::from_utf8(req.body.clone()).unwrap());
+    let f = parse_form(&String::from_utf8(req.body.clone()).unwrap());
     let header = |h: &str| {
         req.headers
             .get(h)
