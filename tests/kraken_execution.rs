@@ -3,11 +3,9 @@
 
 #[path = "common/kraken_wire.rs"]
 mod kraken_wire;
-use hmac::Mac;
 use kraken_wire::{err, expected_signature, ok, parse_form, KEY, SECRET};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
-use sha2::Digest;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
