@@ -602,3 +602,47 @@ async fn six_models_in_parallel_reach_a_majority_consensus() {
         .iter()
         .any(|v| v.model == "m6" && v.decision.as_ref().is_err_and(|e| e.contains("timed out"))));
 }
+
+/// Unusable answers served over real HTTP are refused, each naming what is wrong.
+#[tokio::test]
+async fn malformed_incomplete_and_out_of_range_answers_are_refused_naming_the_field() {
+    // Table: (model answer, text the error must contain)
+    let cases = [
+        (r#"{"action":"BUY","confidence":0.8,"#, "json"),
+        (r#"{"confidence":0.8,"reasoning":"no action given"}"#, "action"),
+        (
+            r#"{"action":"BUY","confidence":1.7,"reasoning":"too sure"}"#,
+            "confidence",
+        ),
+        (
+            r#"{"action":"BUY","confidence":0.8,"leverage":40,"reasoning":"too much"}"#,
+            "leverage",
+        ),
+        (
+            r#"{"action":"SHORT","confidence":0.8,"reasoning":"unknown verb"}"#,
+            "action",
+        ),
+    ];
+    for (answer, needle) in cases {
+        // Arrange: a provider that answers with `answer`.
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v1/chat/completions"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(chat_completion("gpt-4o", answer, 10, 10)))
+            .mount(&server)
+            .await;
+        // Act
+        let response = openai(&server).complete(request("gpt-4o", 2_000)).await.unwrap();
+        let parsed = triplegain::llm::json::parse_decision(&response.text, dec!(50000));
+        // Assert
+        match parsed {
+            Err(ModelError::BadOutput(msg)) => {
+                assert!(
+                    msg.to_lowercase().contains(needle),
+                    "{answer}: error {msg:?} should name {needle}"
+                )
+            }
+            other => panic!("{answer}: expected BadOutput, got {other:?}"),
+        }
+    }
+}
