@@ -324,10 +324,24 @@ pub async fn build_system_at(
         let orchestration = settings.orchestration.clone();
         let coordinator_bus = bus.clone();
         let audit = stores.audit.clone();
+        // Conflicts go to the configured model chain when a provider of it has a key;
+        // otherwise the deterministic rules resolve them.
+        let signals = &settings.orchestration.signals;
+        let resolver = crate::llm::ModelConflictResolver::from_models(
+            &signals.resolution_models,
+            &crate::analysis::model_clients(settings),
+            Duration::from_millis(signals.resolution_timeout_ms),
+            signals.resolution_max_tokens,
+        );
+        match &resolver {
+            Some(r) => tracing::info!(models = r.len(), "conflicts resolved by the model chain"),
+            None => tracing::info!("no conflict model configured; conflicts resolved by the deterministic rules"),
+        }
         // Agents and execution are connected with `Connect` once they are started.
         let links = triplegain_actors::coordinator::CoordinatorLinks {
             risk: Some(risk.clone().recipient()),
             agents: analysis.agents.clone(),
+            resolver: resolver.map(|r| Arc::new(r) as Arc<dyn triplegain_actors::coordinator::ConflictResolver>),
             ..Default::default()
         };
         start_supervised(&registry, "coordinator", true, FEED_SUBSCRIBER_MAILBOX, move |sup| {

@@ -6,6 +6,7 @@
 //! - [`chain`]: fallback chain, circuit breaker, answer recorder and replay client.
 //! - [`pricing`]: per-model token prices for cost accounting.
 //! - [`providers`]: provider settings and building (guarded) clients from them.
+//! - [`resolver`]: conflict resolution by the configured model chain.
 //!
 //! Every call has a deadline (`ModelRequest::timeout_ms`, covering retries), bounded retries with
 //! backoff on 429 and 5xx only, token and cost accounting, and latency. API keys are
@@ -18,6 +19,7 @@ pub mod json;
 pub mod openai;
 pub mod pricing;
 pub mod providers;
+pub mod resolver;
 
 pub use anthropic::AnthropicClient;
 pub use chain::{
@@ -30,3 +32,4 @@ pub use json::{extract_json_object, parse_decision, parse_output, parse_sentimen
 pub use openai::OpenAiCompatibleClient;
 pub use pricing::{ModelPrice, PriceTable};
 pub use providers::{ProviderSettings, WireFormat, DECISION_MODELS};
+pub use resolver::{ModelConflictResolver, ResolverLink};

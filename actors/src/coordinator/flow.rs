@@ -123,10 +123,12 @@ impl FlowDeps {
     }
 
     async fn resolve(&self, req: ConflictRequest, level: DegradationLevel) -> ConflictResolution {
-        let fallback = |why: String| {
+        let fallback = |why: Option<String>| {
             let mut r = deterministic_resolution(&req.conflicts, req.adjusted_confidence, level, &self.settings);
-            if !why.is_empty() {
-                r.reasoning = format!("{} ({why})", r.reasoning);
+            if let Some(why) = why {
+                tracing::warn!(cid = %req.signal.meta.correlation_id, why, "conflict resolved by the deterministic rules");
+                r.reasoning = format!("{} (fallback: {why})", r.reasoning);
+                r.fallback = Some(why);
             }
             r
         };
@@ -136,16 +138,16 @@ impl FlowDeps {
             .clone()
             .filter(|_| model_eligible(&req.conflicts, level))
         else {
-            return fallback(String::new());
+            return fallback(None);
         };
         let wait = Duration::from_millis(self.settings.resolution_timeout_ms);
         match actix::clock::timeout(wait, resolver.resolve(req.clone())).await {
             Ok(Ok(r)) => r,
-            Ok(Err(e)) => fallback(format!("model failed: {e}")),
-            Err(_) => fallback(format!(
+            Ok(Err(e)) => fallback(Some(format!("model failed: {e}"))),
+            Err(_) => fallback(Some(format!(
                 "model did not answer within {} ms",
                 self.settings.resolution_timeout_ms
-            )),
+            ))),
         }
     }
 

@@ -3,6 +3,7 @@
 pub mod actor;
 pub mod degradation;
 pub mod flow;
+pub mod resolution;
 pub mod schedule;
 pub mod signals;
 pub mod state;
@@ -13,9 +14,11 @@ pub use actor::{
 };
 pub use degradation::{Degradation, DegradationLevel};
 pub use flow::{CoordinatorLinks, ExecutionLinks, RunPortfolioCheck};
-pub use schedule::{OrchestrationSettings, Scheduler, SignalSettings, TaskName, TaskSettings, TaskState, TaskTable};
+pub use schedule::{
+    OrchestrationSettings, ResolutionModel, Scheduler, SignalSettings, TaskName, TaskSettings, TaskState, TaskTable,
+};
 pub use signals::{
-    ConflictInfo, ConflictRequest, ConflictResolution, ConflictResolver, ConflictType, ResolutionAction,
+    ConflictInfo, ConflictRequest, ConflictResolution, ConflictResolver, ConflictType, Modifications, ResolutionAction,
 };
 pub use state::{CoordinatorState, InvalidTransition, Trigger};
 

@@ -164,8 +164,11 @@ pub struct SignalSettings {
     pub invoke_llm_threshold: f64,
     /// The deterministic resolver proceeds through a TA/sentiment conflict at or above this confidence.
     pub proceed_confidence: f64,
-    /// Total time the conflict model may take.
+    /// Total time the conflict models may take together.
     pub resolution_timeout_ms: u64,
+    /// The models asked about a conflict, in order (a provider without a key is skipped).
+    pub resolution_models: Vec<ResolutionModel>,
+    pub resolution_max_tokens: u32,
     /// Back-off before each retry of an execution request that placed nothing.
     pub execution_retry_delays_ms: Vec<u64>,
     /// A symbol whose execution keeps failing is paused this long.
@@ -187,10 +190,33 @@ impl Default for SignalSettings {
             invoke_llm_threshold: 0.2,
             proceed_confidence: 0.75,
             resolution_timeout_ms: 10_000,
+            resolution_models: vec![
+                ResolutionModel {
+                    provider: "deepseek".into(),
+                    model: "deepseek-chat".into(),
+                    timeout_ms: 30_000,
+                },
+                ResolutionModel {
+                    provider: "anthropic".into(),
+                    model: "claude-3-5-sonnet-20241022".into(),
+                    timeout_ms: 60_000,
+                },
+            ],
+            resolution_max_tokens: 500,
             execution_retry_delays_ms: vec![5_000, 10_000, 20_000],
             symbol_pause_minutes: 15,
         }
     }
+}
+
+/// One model of the conflict-resolution chain (a provider of `llm.providers`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolutionModel {
+    pub provider: String,
+    pub model: String,
+    /// This model's own limit; the chain as a whole is bounded by `resolution_timeout_ms`.
+    pub timeout_ms: u64,
 }
 
 /// `config/orchestration.yaml`.
@@ -304,10 +330,16 @@ impl Scheduler {
         picked: &[TaskName],
     ) -> bool {
         let mine = self.state(t).last_run;
+        let due_at = self.next_run(t, settings);
         settings.tasks.get(t).depends_on.iter().all(|dep| {
             let d = self.state(*dep);
             // A dependency that is switched off (by config, operator or degradation) is not awaited.
             if !d.enabled || !dep.runs_at(level) {
+                return true;
+            }
+            // A dependency run that started once this task was due has completed: use it, even if
+            // the dependency runs again now (a dependency slower than its interval never starves it).
+            if d.last_run.zip(due_at).is_some_and(|(dl, due)| dl >= due) {
                 return true;
             }
             // A dependency running now, or starting now, finishes first.
@@ -483,6 +515,26 @@ mod tests {
         s.mark_finished(TaAnalysis, 0, 0);
         assert_eq!(s.due(secs(300), &cfg, DegradationLevel::Normal), vec![RegimeDetection]);
         assert_eq!(s.state(TaAnalysis).timeouts, 1);
+    }
+
+    #[test]
+    fn a_dependency_slower_than_its_interval_does_not_starve_its_dependent() {
+        let cfg = OrchestrationSettings::default();
+        let mut s = Scheduler::new(&cfg, t0());
+        let n = DegradationLevel::Normal;
+        // TA takes 90 s each run, so it is due again every time it finishes.
+        for (start, end) in [(0, 90), (90, 180), (180, 270), (270, 360)] {
+            assert_eq!(s.due(secs(start), &cfg, n), vec![TaAnalysis], "at {start}");
+            s.mark_started(TaAnalysis, secs(start));
+            assert!(s.due(secs(end - 1), &cfg, n).is_empty());
+            s.mark_finished(TaAnalysis, 0, 0);
+        }
+        // Due since 300 s: the TA run that started at 270 s (before it was due) is not awaited
+        // twice; the one started at 360 s is.
+        assert_eq!(s.due(secs(360), &cfg, n), vec![TaAnalysis]);
+        s.mark_started(TaAnalysis, secs(360));
+        s.mark_finished(TaAnalysis, 0, 0);
+        assert_eq!(s.due(secs(450), &cfg, n), vec![TaAnalysis, RegimeDetection]);
     }
 
     #[test]

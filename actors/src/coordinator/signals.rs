@@ -191,6 +191,9 @@ pub struct ConflictResolution {
     /// `deterministic` or the model's name.
     #[serde(default)]
     pub resolved_by: String,
+    /// Why the deterministic rules decided instead of the model (model failed, malformed, late).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
 }
 
 impl ConflictResolution {
@@ -244,6 +247,7 @@ pub fn deterministic_resolution(
         confidence: if action == ResolutionAction::Wait { 0.3 } else { 0.5 },
         modifications: None,
         resolved_by: "deterministic".into(),
+        fallback: None,
     }
 }
 
@@ -259,6 +263,8 @@ pub fn model_eligible(conflicts: &[ConflictInfo], level: DegradationLevel) -> bo
 }
 
 /// Applies bounded modifications: leverage 1..5, size reduction 0..100 %, entry ±50 % (≥ 0.0001).
+/// A moved entry moves the stop-loss and take-profit with it, so their distances in percent stay
+/// the ones the decision chose.
 pub fn apply_modifications(p: &mut TradeProposal, m: &Modifications) {
     if let Some(l) = m.leverage {
         p.leverage = u32::try_from(l.clamp(1, 5)).unwrap_or(1);
@@ -274,7 +280,13 @@ pub fn apply_modifications(p: &mut TradeProposal, m: &Modifications) {
         .and_then(|a| Decimal::from_f64(a.clamp(-50.0, 50.0)))
     {
         let floor = Decimal::new(1, 4);
-        p.entry_price = (p.entry_price * (Decimal::ONE + a / Decimal::ONE_HUNDRED)).max(floor);
+        let old = p.entry_price;
+        p.entry_price = (old * (Decimal::ONE + a / Decimal::ONE_HUNDRED)).max(floor);
+        if old > Decimal::ZERO {
+            let factor = p.entry_price / old;
+            p.stop_loss = p.stop_loss.map(|s| (s * factor).round_dp(8));
+            p.take_profit = p.take_profit.map(|t| (t * factor).round_dp(8));
+        }
     }
 }
 

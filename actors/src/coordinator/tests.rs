@@ -102,17 +102,43 @@ impl AuditStore for MemAudit {
     }
 }
 
-/// A fake agent: records `(agent, symbol, business time)` and answers after `delay`.
+/// A fake agent: records `(agent, symbol)` when asked and `(task, start, end)` in business seconds
+/// since t0 when done, and answers after `delay`. The trading decision agent can publish a BUY.
 struct FakeAgent {
     name: AgentName,
     calls: Arc<Mutex<Vec<(AgentName, String)>>>,
+    timeline: Timeline,
+    clock: SharedClock,
     delay: Duration,
     llm_failed: bool,
     fail: bool,
+    signals: Option<Topic<TradingSignal>>,
+}
+
+/// `(task, start, end)` of every finished run, in business seconds since t0.
+type Timeline = Arc<Mutex<Vec<(String, i64, i64)>>>;
+
+fn since_t0(clock: &SharedClock) -> i64 {
+    (clock.now() - t0()).num_seconds()
 }
 
 impl Actor for FakeAgent {
     type Context = Context<Self>;
+}
+
+fn buy_signal(now: DateTime<Utc>, cid: CorrelationId) -> TradingSignal {
+    TradingSignal {
+        meta: EventMeta::caused_by("trading_decision", now, cid),
+        symbol: btc(),
+        action: TradeAction::Buy,
+        confidence: 0.7,
+        entry_price: Some(dec!(50000)),
+        stop_loss_pct: Some(dec!(2)),
+        take_profit_pct: Some(dec!(4)),
+        position_size_pct: Some(dec!(10)),
+        leverage: 1,
+        reasoning: "scheduled decision".into(),
+    }
 }
 
 impl Handler<RunAnalysis> for FakeAgent {
@@ -120,12 +146,21 @@ impl Handler<RunAnalysis> for FakeAgent {
     fn handle(&mut self, msg: RunAnalysis, _: &mut Context<Self>) -> Self::Result {
         self.calls.lock().push((self.name, msg.symbol.to_string()));
         let (name, delay, llm_failed, fail) = (self.name, self.delay, self.llm_failed, self.fail);
+        let (timeline, clock) = (Arc::clone(&self.timeline), Arc::clone(&self.clock));
+        let signals = self.signals.clone().filter(|_| name == AgentName::TradingDecision);
+        let started = since_t0(&clock);
         Box::pin(async move {
             if !delay.is_zero() {
                 actix::clock::sleep(delay).await;
             }
+            timeline
+                .lock()
+                .push((name.as_str().to_owned(), started, since_t0(&clock)));
             if fail {
                 return Err(AgentError::Failed("boom".into()));
+            }
+            if let Some(topic) = signals {
+                topic.publish(buy_signal(clock.now(), msg.correlation_id));
             }
             Ok(AgentRun {
                 agent: name,
@@ -137,6 +172,37 @@ impl Handler<RunAnalysis> for FakeAgent {
                 llm_failed,
             })
         })
+    }
+}
+
+/// The rebalancer's portfolio check, recorded on the timeline.
+struct FakePortfolio {
+    timeline: Timeline,
+    clock: SharedClock,
+}
+
+impl Actor for FakePortfolio {
+    type Context = Context<Self>;
+}
+
+impl Handler<super::flow::RunPortfolioCheck> for FakePortfolio {
+    type Result = Result<(), String>;
+    fn handle(&mut self, _: super::flow::RunPortfolioCheck, _: &mut Context<Self>) -> Self::Result {
+        let at = since_t0(&self.clock);
+        self.timeline.lock().push(("portfolio_check".into(), at, at));
+        Ok(())
+    }
+}
+
+/// Business time that follows tokio's (paused) clock: t0 plus the tokio time since the start.
+struct TokioClock {
+    start: tokio::time::Instant,
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> DateTime<Utc> {
+        let elapsed = tokio::time::Instant::now() - self.start;
+        t0() + ChronoDuration::from_std(elapsed).unwrap()
     }
 }
 
@@ -251,6 +317,9 @@ struct Opts {
     resolver: Option<Arc<dyn ConflictResolver>>,
     resolution_timeout_ms: u64,
     exec_unavailable: bool,
+    /// Business time follows tokio's paused clock; schedules are evaluated every second, the bus
+    /// carries decisions and risk alerts to the coordinator, and the decision agent publishes a BUY.
+    paused_time: bool,
 }
 
 impl Default for Opts {
@@ -264,6 +333,7 @@ impl Default for Opts {
             resolver: None,
             resolution_timeout_ms: 100,
             exec_unavailable: false,
+            paused_time: false,
         }
     }
 }
@@ -271,6 +341,9 @@ impl Default for Opts {
 struct H {
     coord: Addr<Coordinator>,
     clock: ManualClock,
+    /// The business clock every actor reads (the manual clock unless `paused_time`).
+    now: SharedClock,
+    timeline: Timeline,
     registry: Registry,
     audit: MemAudit,
     calls: Arc<Mutex<Vec<(AgentName, String)>>>,
@@ -302,7 +375,14 @@ fn settings(timeout: u64, resolution_timeout_ms: u64) -> OrchestrationSettings {
 
 fn start(opts: Opts, store: MemStore) -> H {
     let clock = ManualClock::new(t0());
-    let shared: SharedClock = Arc::new(clock.clone());
+    let shared: SharedClock = if opts.paused_time {
+        Arc::new(TokioClock {
+            start: tokio::time::Instant::now(),
+        })
+    } else {
+        Arc::new(clock.clone())
+    };
+    let timeline: Timeline = Arc::default();
     let bus = Bus::default();
     let registry = Registry::new(RestartPolicy::default(), bus.risk_alerts.clone(), Arc::clone(&shared));
     let events = Arc::new(Mutex::new(Vec::new()));
@@ -314,7 +394,11 @@ fn start(opts: Opts, store: MemStore) -> H {
     let risk_cfg = RiskEngineConfig {
         limits: RiskLimits::default(),
         store: Arc::new(MemStore::default()),
-        alerts: Topic::new(),
+        alerts: if opts.paused_time {
+            bus.risk_alerts.clone()
+        } else {
+            Topic::new()
+        },
         clock: Arc::clone(&shared),
     };
     let risk = start_supervised(&registry, "risk_engine", true, 64, move |sup| {
@@ -326,9 +410,12 @@ fn start(opts: Opts, store: MemStore) -> H {
         let a = FakeAgent {
             name,
             calls: Arc::clone(&calls),
+            timeline: Arc::clone(&timeline),
+            clock: Arc::clone(&shared),
             delay: opts.delay,
             llm_failed: opts.llm_failed,
             fail: opts.fail,
+            signals: opts.paused_time.then(|| bus.trading_signals.clone()),
         }
         .start();
         agents.insert(name, a.recipient());
@@ -342,9 +429,17 @@ fn start(opts: Opts, store: MemStore) -> H {
         positions: opts.positions,
     }
     .start();
+    let portfolio = opts.paused_time.then(|| {
+        FakePortfolio {
+            timeline: Arc::clone(&timeline),
+            clock: Arc::clone(&shared),
+        }
+        .start()
+        .recipient()
+    });
     let links = CoordinatorLinks {
         agents,
-        portfolio_check: None,
+        portfolio_check: portfolio,
         risk: Some(risk.clone().recipient()),
         execution: Some(ExecutionLinks {
             execute: exec.clone().recipient(),
@@ -356,7 +451,10 @@ fn start(opts: Opts, store: MemStore) -> H {
     };
     let audit = MemAudit::default();
     let (st, au, b, cl) = (store.clone(), audit.clone(), bus.clone(), Arc::clone(&shared));
-    let cfg = settings(opts.timeout_seconds, opts.resolution_timeout_ms);
+    let mut cfg = settings(opts.timeout_seconds, opts.resolution_timeout_ms);
+    if opts.paused_time {
+        cfg.evaluate_every_seconds = 1;
+    }
     let coord = start_supervised(&registry, "coordinator", true, 256, move |sup| {
         Coordinator::new(sup, Arc::new(st), cl)
             .with_settings(cfg)
@@ -364,9 +462,15 @@ fn start(opts: Opts, store: MemStore) -> H {
             .with_audit(Arc::new(au))
             .with_links(links)
     });
+    if opts.paused_time {
+        bus.trading_signals.subscribe("coordinator", coord.clone().recipient());
+        bus.risk_alerts.subscribe("coordinator", coord.clone().recipient());
+    }
     H {
         coord,
         clock,
+        now: shared,
+        timeline,
         registry,
         audit,
         calls,
@@ -402,7 +506,7 @@ impl H {
 
     async fn equity(&self, equity: Decimal) {
         let p = PortfolioUpdate {
-            meta: EventMeta::new("portfolio", self.clock.now()),
+            meta: EventMeta::new("portfolio", self.now.now()),
             equity_usd: equity,
             peak_equity_usd: equity,
             drawdown_pct: Decimal::ZERO,
@@ -418,7 +522,7 @@ impl H {
     async fn regime(&self, r: Regime) {
         let (size, stop, tp) = super::signals::regime_params(r);
         let u = RegimeUpdate {
-            meta: EventMeta::new("regime_detection", self.clock.now()),
+            meta: EventMeta::new("regime_detection", self.now.now()),
             symbol: btc(),
             regime: r,
             confidence: 0.8,
@@ -436,7 +540,7 @@ impl H {
     async fn ta(&self, bias: Bias, confidence: f64) {
         self.coord
             .send(TaSignal {
-                meta: EventMeta::new("technical_analysis", self.clock.now()),
+                meta: EventMeta::new("technical_analysis", self.now.now()),
                 symbol: btc(),
                 timeframe: Timeframe::H1,
                 trend_direction: TrendDirection::Neutral,
@@ -453,7 +557,7 @@ impl H {
     async fn sentiment(&self, bias: SentimentBias, confidence: f64) {
         self.coord
             .send(SentimentUpdate {
-                meta: EventMeta::new("sentiment_analysis", self.clock.now()),
+                meta: EventMeta::new("sentiment_analysis", self.now.now()),
                 symbol: btc(),
                 bias,
                 confidence,
@@ -468,7 +572,7 @@ impl H {
 
     async fn signal(&self, action: TradeAction, stop_pct: Option<Decimal>) -> CorrelationId {
         let s = TradingSignal {
-            meta: EventMeta::new("trading_decision", self.clock.now()),
+            meta: EventMeta::new("trading_decision", self.now.now()),
             symbol: btc(),
             action,
             confidence: 0.7,
@@ -488,7 +592,7 @@ impl H {
     async fn breaker(&self, breach: &str) {
         self.coord
             .send(RiskAlert {
-                meta: EventMeta::new("risk_engine", self.clock.now()),
+                meta: EventMeta::new("risk_engine", self.now.now()),
                 alert_type: AlertType::CircuitBreaker,
                 severity: Severity::Critical,
                 message: format!("{breach} breaker"),
@@ -733,6 +837,7 @@ async fn conflicts_are_resolved_by_model_or_rules() {
             entry_adjustment_pct: None,
         }),
         resolved_by: "model".into(),
+        fallback: None,
     };
     let answer = |a: ResolutionAction| ConflictResolution {
         action: a,
@@ -838,7 +943,7 @@ async fn regime_change_with_an_open_position_is_a_conflict() {
     let (size, stop, tp) = super::signals::regime_params(Regime::Ranging);
     h.coord
         .send(RegimeUpdate {
-            meta: EventMeta::new("regime_detection", h.clock.now()),
+            meta: EventMeta::new("regime_detection", h.now.now()),
             symbol: btc(),
             regime: Regime::Ranging,
             confidence: 0.8,
@@ -1046,3 +1151,180 @@ async fn task_commands_run_enable_disable() {
 }
 
 use super::degradation::DegradationLevel;
+
+// ------------------------------------------------------------------ paused tokio time
+
+/// Start times (business seconds) of the finished runs of `task`.
+fn starts(h: &H, task: &str) -> Vec<i64> {
+    h.timeline
+        .lock()
+        .iter()
+        .filter(|(t, ..)| t == task)
+        .map(|(_, s, _)| *s)
+        .collect()
+}
+
+fn every(from: i64, step: i64, to: i64) -> Vec<i64> {
+    (0..).map(|k| from + k * step).take_while(|t| *t <= to).collect()
+}
+
+/// Starts the harness on tokio's paused clock with one business tick at t0, like the feed's first.
+async fn start_paused(opts: Opts) -> H {
+    tokio::time::pause();
+    let h = start(
+        Opts {
+            paused_time: true,
+            ..opts
+        },
+        MemStore::default(),
+    );
+    h.coord.send(EvaluateSchedules { now: h.now.now() }).await.unwrap();
+    h
+}
+
+async fn control(h: &H, trigger: Trigger) {
+    h.coord
+        .send(Control {
+            trigger,
+            by: "op".into(),
+            reason: None,
+        })
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+#[actix::test]
+async fn paused_time_every_schedule_fires_at_its_interval_after_its_dependencies() {
+    let h = start_paused(Opts::default()).await;
+    // Act: one business hour (and a bit) passes; the coordinator evaluates every second.
+    tokio::time::sleep(Duration::from_secs(3630)).await;
+    // Assert: TA runs on start and every 60 s; the others first run one interval after start.
+    assert_eq!(starts(&h, "technical_analysis"), every(0, 60, 3630));
+    assert_eq!(starts(&h, "regime_detection"), every(300, 300, 3630));
+    assert_eq!(starts(&h, "sentiment_analysis"), vec![1800, 3600]);
+    assert_eq!(starts(&h, "trading_decision"), vec![3600]);
+    assert_eq!(starts(&h, "portfolio_check"), vec![3600]);
+    // Dependencies due at the same instant finish first.
+    let tl = h.timeline.lock().clone();
+    let pos = |task: &str, at: i64| tl.iter().position(|(t, s, _)| t == task && *s == at).unwrap();
+    for at in [300, 600, 1800, 3600] {
+        assert!(pos("technical_analysis", at) < pos("regime_detection", at), "at {at}");
+    }
+    for dep in ["technical_analysis", "regime_detection", "sentiment_analysis"] {
+        assert!(pos(dep, 3600) < pos("trading_decision", 3600), "{dep}");
+    }
+    let r = h.report().await;
+    let view = |t: TaskName| r.tasks.iter().find(|v| v.name == t).unwrap().clone();
+    // tokio's timers have a 1 ms resolution: compare whole seconds.
+    let secs = |t: Option<DateTime<Utc>>| t.map(|t| (t - t0()).num_seconds());
+    assert_eq!(secs(view(TaskName::TradingDecision).last_run), Some(3600));
+    assert_eq!(secs(view(TaskName::TradingDecision).next_run), Some(7200));
+    assert_eq!(view(TaskName::TaAnalysis).runs, 61);
+}
+
+#[actix::test]
+async fn paused_time_a_slow_task_never_overlaps_itself_and_its_dependent_still_runs() {
+    // Every agent takes 90 s: longer than TA's 60 s interval.
+    let h = start_paused(Opts {
+        delay: Duration::from_secs(90),
+        timeout_seconds: 120,
+        ..Opts::default()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(560)).await;
+    let ta: Vec<(i64, i64)> = h
+        .timeline
+        .lock()
+        .iter()
+        .filter(|(t, ..)| t == "technical_analysis")
+        .map(|(_, s, e)| (*s, *e))
+        .collect();
+    // Each run starts when the previous one ended (it is overdue by then), never earlier.
+    assert_eq!(
+        ta,
+        vec![(0, 90), (90, 180), (180, 270), (270, 360), (360, 450), (450, 540)]
+    );
+    // The regime task (due at 300 s) waits for a TA run that started after it became due.
+    assert_eq!(starts(&h, "regime_detection"), vec![450]);
+    let r = h.report().await;
+    assert_eq!(r.statistics.task_timeouts, 0);
+}
+
+#[actix::test]
+async fn paused_time_pause_keeps_analysis_running_and_blocks_trades() {
+    let h = start_paused(Opts::default()).await;
+    h.equity(dec!(10000)).await;
+    h.regime(Regime::Ranging).await;
+    control(&h, Trigger::Pause).await;
+    // Act: an hour passes while PAUSED; the scheduled decision publishes a BUY.
+    tokio::time::sleep(Duration::from_secs(3601)).await;
+    // Assert: every analysis task ran; the BUY was recorded as skipped and nothing was executed.
+    assert_eq!(starts(&h, "technical_analysis").len(), 61);
+    assert_eq!(starts(&h, "regime_detection").len(), 12);
+    assert_eq!(starts(&h, "trading_decision"), vec![3600]);
+    assert!(h.exec_log.lock().is_empty());
+    let skipped: Vec<DecisionRecord> = h
+        .audit
+        .0
+        .lock()
+        .iter()
+        .filter(|r| r.stage == "signal")
+        .cloned()
+        .collect();
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert!(skipped[0].detail["skipped"].as_str().unwrap().contains("Paused"));
+    assert_eq!(h.report().await.statistics.signals_skipped, 1);
+    // Resumed: the next hourly decision is traded.
+    control(&h, Trigger::Resume).await;
+    h.equity(dec!(10000)).await;
+    h.regime(Regime::Ranging).await;
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert_eq!(starts(&h, "trading_decision"), vec![3600, 7200]);
+    assert_eq!(
+        h.exec_log.lock().clone(),
+        vec!["execute buy BTC/USDT".to_owned()],
+        "{:#?}",
+        h.audit.0.lock()
+    );
+}
+
+#[actix::test]
+async fn paused_time_a_circuit_breaker_alert_halts_everything() {
+    let h = start_paused(Opts {
+        positions: vec![position(PositionSide::Long)],
+        ..Opts::default()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    let update = |equity: Decimal, peak: Decimal| PortfolioUpdate {
+        meta: EventMeta::new("position_tracker", h.now.now()),
+        equity_usd: equity,
+        peak_equity_usd: peak,
+        drawdown_pct: Decimal::ZERO,
+        open_exposure_usd: Decimal::ZERO,
+        exposure_by_symbol: BTreeMap::new(),
+        balances: BTreeMap::new(),
+        allocation_pct: BTreeMap::new(),
+    };
+    // Act: the real risk engine sees a 25 % drawdown and publishes its breaker on the bus.
+    h.risk.send(update(dec!(10000), dec!(10000))).await.unwrap();
+    h.risk.send(update(dec!(7500), dec!(10000))).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Assert: HALTED, every position closed, and no schedule runs any more.
+    let status = h.coord.send(GetStatus).await.unwrap().unwrap();
+    assert_eq!(status.state, CoordinatorState::Halted);
+    assert!(status.halt_reason.unwrap_or_default().contains("drawdown"));
+    assert_eq!(h.exec_log.lock().clone(), vec!["close_all".to_owned()]);
+    assert!(h
+        .alerts
+        .lock()
+        .iter()
+        .any(|a| a.alert_type == AlertType::CircuitBreaker && a.breach.as_deref() == Some("max_drawdown")));
+    let runs = h.timeline.lock().len();
+    assert_eq!(starts(&h, "technical_analysis"), vec![0, 60, 120]);
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert_eq!(h.timeline.lock().len(), runs, "nothing runs while HALTED");
+    assert_eq!(h.exec_log.lock().len(), 1);
+}
