@@ -20,6 +20,7 @@ const MAX_DECISIONS: i64 = 500;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/coordinator/status", web::get().to(coordinator_status))
         .route("/coordinator/task/{task}/{command}", web::post().to(task_command))
+        .route("/coordinator/tasks/{task}/{command}", web::post().to(task_command))
         .route("/risk/state", web::get().to(risk_state))
         .route("/risk/reset", web::post().to(risk_reset))
         .route("/decisions", web::get().to(recent_decisions))

@@ -1,6 +1,6 @@
 //! Coordinator status and task control, risk state and reset, decision trail.
 
-use crate::helpers::{spawn_app, spawn_with_settings, test_settings, ADMIN, OPERATOR, VIEWER};
+use crate::helpers::{spawn_app, spawn_app_with, spawn_with_settings, test_settings, ADMIN, OPERATOR, VIEWER};
 use rust_decimal_macros::dec;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -255,5 +255,149 @@ async fn drawdown_breaker_halts_and_admin_resume_needs_a_risk_reset() {
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     let r = app.post("/api/v1/coordinator/admin-resume", Some(ADMIN), None).await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    app.shutdown().await;
+}
+
+const DEEPSEEK_KEY: &str = "sk-deepseek-0123456789abcdefghijklmnop";
+
+fn chat_completion(content: &str) -> Value {
+    json!({
+        "id": "chatcmpl-sim", "object": "chat.completion", "created": 1_764_000_000, "model": "deepseek-chat",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 900, "completion_tokens": 80, "total_tokens": 980}
+    })
+}
+
+#[actix_web::test]
+async fn a_trade_on_the_simulated_market_has_a_complete_decision_chain() {
+    use wiremock::matchers::{body_string_contains, header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    // Arrange: DeepSeek (a mock speaking its wire format) decides BUY and, asked about a
+    // conflict, proceeds. Everything else is real: simulated market, agents, coordinator, risk
+    // engine, paper exchange, execution manager, PostgreSQL.
+    let llm = MockServer::start().await;
+    let proceed = r#"{"action":"proceed","confidence":0.8,"reasoning":"TA and regime outweigh the rest"}"#;
+    let buy = r#"{"action":"BUY","confidence":0.95,"stop_loss_pct":2,"take_profit_pct":4,"position_size_pct":5,"leverage":1,"reasoning":"momentum"}"#;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(header("authorization", format!("Bearer {DEEPSEEK_KEY}").as_str()))
+        .and(body_string_contains("Resolve the conflict"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(chat_completion(proceed)))
+        .with_priority(1)
+        .mount(&llm)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(header("authorization", format!("Bearer {DEEPSEEK_KEY}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(chat_completion(buy)))
+        .with_priority(2)
+        .mount(&llm)
+        .await;
+    let base = format!("{}/v1", llm.uri());
+    let app = spawn_app_with(move |s| {
+        s.market.source = triplegain::settings::MarketSource::Simulated;
+        s.market.simulated.speed = 300;
+        s.market.symbols = vec!["BTC/USDT".into()];
+        s.orchestration.symbols = vec!["BTC/USDT".into()];
+        let ds = s.llm.providers.get_mut("deepseek").unwrap();
+        ds.base_url = base;
+        ds.api_key = Some(triplegain::settings::Secret::new(DEEPSEEK_KEY));
+        s.agents.trading_decision.models = vec![triplegain::settings::AgentModelSettings {
+            name: "deepseek".into(),
+            provider: "deepseek".into(),
+            model: "deepseek-chat".into(),
+        }];
+    })
+    .await;
+
+    // Act: once the market is warm (a regime is known), the operator runs the decision now
+    // instead of waiting for its hourly schedule; then the order fills on the simulated market.
+    let mut cid: Option<String> = None;
+    let mut asked = false;
+    for _ in 0..240 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if !asked && app.state.analysis_caches.regime.get("BTC/USDT").is_some() {
+            let r = app
+                .post("/api/v1/coordinator/tasks/trading_decision/run", Some(OPERATOR), None)
+                .await;
+            assert_eq!(r.status(), 200);
+            asked = true;
+        }
+        let recent: Value = app
+            .get("/api/v1/decisions?symbol=BTC/USDT&limit=500", Some(VIEWER))
+            .await
+            .json()
+            .await
+            .unwrap();
+        cid =
+            recent.as_array().unwrap().iter().find_map(|r| {
+                (r["stage"] == "position_opened").then(|| r["correlation_id"].as_str().unwrap().to_owned())
+            });
+        if cid.is_some() {
+            break;
+        }
+    }
+    let recent: Value = app
+        .get("/api/v1/decisions?limit=500", Some(VIEWER))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let cid = cid.unwrap_or_else(|| panic!("no position opened; trail: {recent:#}"));
+
+    // Assert: the whole chain under one correlation id, in order.
+    let body: Value = app
+        .get(&format!("/api/v1/decisions/{cid}"), Some(VIEWER))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let records = body["records"].as_array().unwrap().clone();
+    assert!(records.iter().all(|r| r["correlation_id"] == cid.as_str()), "{body:#}");
+    let stages: Vec<&str> = records.iter().map(|r| r["stage"].as_str().unwrap()).collect();
+    let at = |s: &str| {
+        stages
+            .iter()
+            .position(|x| *x == s)
+            .unwrap_or_else(|| panic!("no {s} in {stages:?}"))
+    };
+    let detail = |s: &str| records[at(s)]["detail"].clone();
+    let mut order = vec!["snapshot", "agent_outputs", "decision", "signal", "consensus"];
+    if stages.contains(&"conflict") {
+        order.extend(["conflict", "resolution"]);
+        assert_eq!(
+            detail("resolution")["resolved_by"],
+            "deepseek/deepseek-chat",
+            "{body:#}"
+        );
+    }
+    order.extend([
+        "proposal",
+        "risk_verdict",
+        "execution_requested",
+        "order_submitted",
+        "order_filled",
+        "position_opened",
+    ]);
+    let positions: Vec<usize> = order.iter().map(|s| at(s)).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{order:?} in {stages:?}");
+    // The snapshot and agent outputs the decision used, the model's BUY, the approved verdict.
+    assert!(
+        detail("snapshot")["current_price"].is_string(),
+        "{}",
+        detail("snapshot")
+    );
+    assert_eq!(detail("agent_outputs")["technical_analysis"]["symbol"], "BTC/USDT");
+    assert!(detail("agent_outputs")["regime_detection"]["regime"].is_string());
+    assert_eq!(detail("decision")["action"], "BUY", "{}", detail("decision"));
+    assert_eq!(detail("signal")["action"], "BUY");
+    assert_eq!(
+        detail("risk_verdict")["status"],
+        "approved",
+        "{}",
+        detail("risk_verdict")
+    );
+    assert_eq!(detail("position_opened")["side"], "long");
+    assert!(llm.received_requests().await.unwrap().len() >= 1);
     app.shutdown().await;
 }

@@ -130,6 +130,26 @@ async fn store_output(audit: &Arc<dyn AuditStore>, rec: AgentOutputRecord) {
     }
 }
 
+async fn record_stage(
+    audit: &Arc<dyn AuditStore>,
+    correlation_id: CorrelationId,
+    timestamp: DateTime<Utc>,
+    stage: &str,
+    symbol: &Symbol,
+    detail: Value,
+) {
+    let rec = crate::ports::DecisionRecord {
+        correlation_id,
+        timestamp,
+        stage: stage.to_owned(),
+        symbol: Some(symbol.to_string()),
+        detail,
+    };
+    if let Err(e) = audit.record_decision(rec).await {
+        tracing::error!(%correlation_id, stage, error = %e, "decision not recorded");
+    }
+}
+
 async fn store_comparisons(audit: &Arc<dyn AuditStore>, recs: Vec<ModelComparisonRecord>) {
     for rec in recs {
         let (agent, model) = (rec.agent.clone(), rec.model.clone());
@@ -663,6 +683,7 @@ impl Handler<RunAnalysis> for TradingDecisionAgent {
         let fut = async move {
             let view = fetch_view(&c.market, &msg.symbol).await?;
             let key = msg.symbol.to_string();
+            let snapshot_json = serde_json::to_value(&view.snapshot).unwrap_or_default();
             // Every input is this symbol's own (never another symbol's latest output).
             let input = DecisionInput {
                 symbol: msg.symbol.clone(),
@@ -732,6 +753,20 @@ impl Handler<RunAnalysis> for TradingDecisionAgent {
                 }
             };
             let now = c.clock.now();
+            // The head of the decision chain, written before the signal goes out so the trail
+            // reads in order: the snapshot and the agent outputs the decision used, the decision.
+            let inputs_json = json!({
+                "technical_analysis": input.ta,
+                "regime_detection": input.regime,
+                "sentiment_analysis": input.sentiment,
+            });
+            for (stage, detail) in [
+                ("snapshot", snapshot_json),
+                ("agent_outputs", inputs_json),
+                ("decision", output.clone()),
+            ] {
+                record_stage(&c.audit, msg.correlation_id, now, stage, &msg.symbol, detail).await;
+            }
             let signal = signal_of(meta_for(AgentName::TradingDecision, now, msg.correlation_id));
             tracing::info!(agent = "trading_decision", symbol = %msg.symbol, action = %signal.action, confidence = signal.confidence, llm_failed, "decision published");
             c.bus.trading_signals.publish(signal);
