@@ -258,6 +258,96 @@ async fn drawdown_breaker_halts_and_admin_resume_needs_a_risk_reset() {
     app.shutdown().await;
 }
 
+#[actix_web::test]
+async fn halted_state_task_clocks_and_breakers_survive_a_restart() {
+    // Arrange: TA has run once (its clock is set), a 25 % drawdown trips the breaker and halts.
+    let first = spawn_app().await;
+    let status = |app: &crate::helpers::TestApp| {
+        let req = app.get("/api/v1/coordinator/status", Some(VIEWER));
+        async move { req.await.json::<Value>().await.unwrap() }
+    };
+    let mut before = Value::Null;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        before = status(&first).await;
+        if before["tasks"][0]["last_run"].is_string() {
+            break;
+        }
+    }
+    assert!(before["tasks"][0]["last_run"].is_string(), "{before}");
+    let now = first.state.clock.now();
+    for equity in [dec!(10000), dec!(7500)] {
+        first.state.bus.portfolio_updates.publish(PortfolioUpdate {
+            meta: EventMeta::new("test", now),
+            equity_usd: equity,
+            peak_equity_usd: dec!(10000),
+            drawdown_pct: dec!(0),
+            open_exposure_usd: dec!(0),
+            exposure_by_symbol: BTreeMap::new(),
+            balances: BTreeMap::new(),
+            allocation_pct: BTreeMap::new(),
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for _ in 0..50 {
+        before = status(&first).await;
+        if before["state"] == "halted" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(before["state"], "halted", "{before}");
+    let risk_before: Value = first
+        .get("/api/v1/risk/state", Some(VIEWER))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        risk_before["state"]["breakers"],
+        json!(["max_drawdown"]),
+        "{risk_before}"
+    );
+
+    // Act: stop the process, start a new one on the same database.
+    let mut first = first;
+    let db = first.db.take().unwrap();
+    first.shutdown().await;
+    let mut settings = test_settings();
+    settings.database.url = Some(triplegain::settings::Secret::new(db.url.clone()));
+    let second = spawn_with_settings(settings).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // Assert: still HALTED for the same reason, the same task clocks (nothing ran while halted),
+    // the same risk state with its breaker, and resuming still needs the breaker cleared.
+    let after = status(&second).await;
+    assert_eq!(after["state"], "halted", "{after}");
+    assert_eq!(after["halt_reason"], before["halt_reason"]);
+    for i in 0..5 {
+        assert_eq!(
+            after["tasks"][i]["last_run"], before["tasks"][i]["last_run"],
+            "task {i}: {after}"
+        );
+        assert_eq!(after["tasks"][i]["enabled"], before["tasks"][i]["enabled"], "task {i}");
+    }
+    let risk_after: Value = second
+        .get("/api/v1/risk/state", Some(VIEWER))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(risk_after["halted"], true);
+    assert_eq!(risk_after["state"]["breakers"], risk_before["state"]["breakers"]);
+    assert_eq!(
+        risk_after["state"]["peak_equity_usd"],
+        risk_before["state"]["peak_equity_usd"]
+    );
+    let r = second.post("/api/v1/coordinator/admin-resume", Some(ADMIN), None).await;
+    assert_eq!(r.status(), 409);
+    second.shutdown().await;
+    drop(db);
+}
+
 const DEEPSEEK_KEY: &str = "sk-deepseek-0123456789abcdefghijklmnop";
 
 fn chat_completion(content: &str) -> Value {

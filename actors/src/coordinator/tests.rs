@@ -827,6 +827,8 @@ async fn signal_table_hold_rejection_close_and_paused() {
 
 #[actix::test]
 async fn conflicts_are_resolved_by_model_or_rules() {
+    // On tokio's paused clock with the production 10 s deadline: the slow model answers after 11 s.
+    tokio::time::pause();
     let modify = ConflictResolution {
         action: ResolutionAction::Modify,
         reasoning: "halve it".into(),
@@ -851,8 +853,8 @@ async fn conflicts_are_resolved_by_model_or_rules() {
         (Some(Some(modify.clone())), 0, Some(dec!(375))),                    // modify: size − 50 %
         (Some(Some(answer(ResolutionAction::Wait))), 0, None),
         (Some(Some(answer(ResolutionAction::Abort))), 0, None),
-        (Some(None), 0, None),           // malformed → rules → wait
-        (Some(Some(modify)), 200, None), // slow (timeout 100 ms) → rules → wait
+        (Some(None), 0, None),              // malformed → rules → wait
+        (Some(Some(modify)), 11_000, None), // slow (deadline 10 s) → rules → wait
     ];
     for (i, (answer, delay, want)) in cases.into_iter().enumerate() {
         let resolver: Option<Arc<dyn ConflictResolver>> = answer.map(|a| {
@@ -864,6 +866,7 @@ async fn conflicts_are_resolved_by_model_or_rules() {
         let h = start(
             Opts {
                 resolver,
+                resolution_timeout_ms: 10_000,
                 ..Opts::default()
             },
             MemStore::default(),
@@ -876,7 +879,9 @@ async fn conflicts_are_resolved_by_model_or_rules() {
         h.sentiment(SentimentBias::Bearish, 0.6).await;
         let cid = h.signal(TradeAction::Buy, Some(dec!(2))).await;
         if delay > 0 {
-            actix::clock::sleep(Duration::from_millis(300)).await;
+            actix::clock::sleep(Duration::from_secs(12)).await;
+            let fallback = h.audit.detail(cid, "resolution")["fallback"].clone();
+            assert_eq!(fallback, "model did not answer within 10000 ms", "case {i}");
         }
         let got = h.trades.lock().first().map(|t| t.proposal.size_usd);
         assert_eq!(got, want, "case {i}: {:#?}", h.audit.stages(cid));
