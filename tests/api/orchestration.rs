@@ -258,18 +258,22 @@ async fn drawdown_breaker_halts_and_admin_resume_needs_a_risk_reset() {
     app.shutdown().await;
 }
 
+async fn coordinator_status(app: &crate::helpers::TestApp) -> Value {
+    app.get("/api/v1/coordinator/status", Some(VIEWER))
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
 #[actix_web::test]
 async fn halted_state_task_clocks_and_breakers_survive_a_restart() {
     // Arrange: TA has run once (its clock is set), a 25 % drawdown trips the breaker and halts.
     let first = spawn_app().await;
-    let status = |app: &crate::helpers::TestApp| {
-        let req = app.get("/api/v1/coordinator/status", Some(VIEWER));
-        async move { req.await.json::<Value>().await.unwrap() }
-    };
     let mut before = Value::Null;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        before = status(&first).await;
+        before = coordinator_status(&first).await;
         if before["tasks"][0]["last_run"].is_string() {
             break;
         }
@@ -290,7 +294,7 @@ async fn halted_state_task_clocks_and_breakers_survive_a_restart() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for _ in 0..50 {
-        before = status(&first).await;
+        before = coordinator_status(&first).await;
         if before["state"] == "halted" {
             break;
         }
@@ -320,7 +324,7 @@ async fn halted_state_task_clocks_and_breakers_survive_a_restart() {
 
     // Assert: still HALTED for the same reason, the same task clocks (nothing ran while halted),
     // the same risk state with its breaker, and resuming still needs the breaker cleared.
-    let after = status(&second).await;
+    let after = coordinator_status(&second).await;
     assert_eq!(after["state"], "halted", "{after}");
     assert_eq!(after["halt_reason"], before["halt_reason"]);
     for i in 0..5 {
