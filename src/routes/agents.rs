@@ -64,6 +64,3 @@ pub async fn latest_output(
 }
 
 /// Registers the routes of this area under `/api/v1`.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/agents/{name}/latest", web::get().to(latest_output));
-}

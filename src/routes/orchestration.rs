@@ -17,14 +17,6 @@ const DEFAULT_DECISIONS: i64 = 50;
 const MAX_DECISIONS: i64 = 500;
 
 /// Registers the routes of this area under `/api/v1`.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/coordinator/status", web::get().to(coordinator_status))
-        .route("/coordinator/task/{task}/{command}", web::post().to(task_command))
-        .route("/risk/state", web::get().to(risk_state))
-        .route("/risk/reset", web::post().to(risk_reset))
-        .route("/decisions", web::get().to(recent_decisions))
-        .route("/decisions/{correlation_id}", web::get().to(decision_chain));
-}
 
 /// Coordinator state, degradation level, task clocks and statistics.
 #[utoipa::path(get, path = "/api/v1/coordinator/status", security(("bearer" = [])),
