@@ -94,7 +94,8 @@ impl Handler<ExecutionEvent> for MetricsRecorder {
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))
                     .unwrap_or_else(|| "unknown".into());
-                metrics::counter!("triplegain_orders_total", "status" => status, "symbol" => symbol.clone()).increment(1);
+                metrics::counter!("triplegain_orders_total", "status" => status, "symbol" => symbol.clone())
+                    .increment(1);
             }
             if matches!(
                 e.event_type,
@@ -205,10 +206,7 @@ pub async fn http_metrics(
     let started = std::time::Instant::now();
     let method = req.method().as_str().to_owned();
     let res = next.call(req).await?;
-    let route = res
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
     let status = res.status().as_u16().to_string();
     metrics::counter!("triplegain_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
         .increment(1);
@@ -228,8 +226,7 @@ pub fn record_model_call(
 ) {
     use triplegain_actors::ports::ModelError;
     let provider = provider.to_owned();
-    metrics::histogram!("triplegain_llm_latency_seconds", "provider" => provider.clone())
-        .record(elapsed.as_secs_f64());
+    metrics::histogram!("triplegain_llm_latency_seconds", "provider" => provider.clone()).record(elapsed.as_secs_f64());
     match result {
         Ok(r) => {
             metrics::counter!("triplegain_llm_calls_total", "provider" => provider.clone(), "model" => model.to_owned(), "outcome" => "ok")

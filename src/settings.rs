@@ -826,7 +826,10 @@ impl Settings {
         }
         for (key, value) in [
             ("api.rate_limit.reads_per_minute", self.api.rate_limit.reads_per_minute),
-            ("api.rate_limit.control_per_minute", self.api.rate_limit.control_per_minute),
+            (
+                "api.rate_limit.control_per_minute",
+                self.api.rate_limit.control_per_minute,
+            ),
         ] {
             if value > MAX_REQUESTS_PER_MINUTE {
                 return Err(SettingsError::new(
@@ -950,7 +953,13 @@ mod tests {
     fn rate_limits_default_to_60_reads_and_10_control_and_are_checked_naming_the_key() {
         let d = dir_with(&[("base.yaml", "app:\n  mode: paper\n")]);
         let s = Settings::load_with_env(d.path(), no_env).unwrap();
-        assert_eq!(s.api.rate_limit, RateLimitSettings { reads_per_minute: 60, control_per_minute: 10 });
+        assert_eq!(
+            s.api.rate_limit,
+            RateLimitSettings {
+                reads_per_minute: 60,
+                control_per_minute: 10
+            }
+        );
 
         let d = dir_with(&[("base.yaml", "api:\n  rate_limit:\n    control_per_minute: 2000000\n")]);
         let err = Settings::load_with_env(d.path(), no_env).unwrap_err();
@@ -958,7 +967,10 @@ mod tests {
 
         let d = dir_with(&[("base.yaml", "api:\n  rate_limit:\n    reads_per_minute: -1\n")]);
         let err = Settings::load_with_env(d.path(), no_env).unwrap_err();
-        assert!(err.message.contains("reads_per_minute") || err.message.contains("-1"), "{err}");
+        assert!(
+            err.message.contains("reads_per_minute") || err.message.contains("-1"),
+            "{err}"
+        );
     }
 
     #[test]

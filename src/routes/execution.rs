@@ -16,8 +16,6 @@ use triplegain_actors::execution::api::{
 use triplegain_actors::risk::{ProposalSource, RiskVerdict, TradeProposal, ValidateTrade, VerdictStatus};
 use uuid::Uuid;
 
-/// Registers the routes of this area under `/api/v1`.
-
 fn execution_error(e: ExecutionError) -> ApiError {
     match e {
         ExecutionError::Invalid(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", m),

@@ -132,7 +132,10 @@ pub async fn rate_limit(
     let error = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "rate_limited",
-        format!("rate limit for {kind} exceeded for token {:?}; retry in {secs} s", caller.name),
+        format!(
+            "rate limit for {kind} exceeded for token {:?}; retry in {secs} s",
+            caller.name
+        ),
     );
     let mut response = error.error_response();
     if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&secs.to_string()) {
@@ -167,8 +170,14 @@ mod tests {
         assert!(limits.check("a", RequestClass::Read).is_ok());
         assert!(limits.check("a", RequestClass::Read).is_ok());
         let wait = limits.check("a", RequestClass::Read).unwrap_err();
-        assert!(wait > Duration::from_secs(20) && wait <= Duration::from_secs(30), "{wait:?}");
-        assert!(limits.check("b", RequestClass::Read).is_ok(), "another token has its own quota");
+        assert!(
+            wait > Duration::from_secs(20) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+        assert!(
+            limits.check("b", RequestClass::Read).is_ok(),
+            "another token has its own quota"
+        );
         for _ in 0..100 {
             assert!(limits.check("a", RequestClass::Control).is_ok(), "0 = unlimited");
         }

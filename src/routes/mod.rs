@@ -5,9 +5,9 @@ pub mod auth;
 pub mod error;
 pub mod events;
 pub mod execution;
+pub mod limits;
 pub mod orchestration;
 pub mod portfolio;
-pub mod limits;
 mod system;
 
 use crate::startup::AppState;
@@ -144,7 +144,11 @@ fn api_routes() -> Vec<RouteDef> {
         r(M::GET, "/agents/{name}/latest", agents::latest_output),
         // orchestration
         r(M::GET, "/coordinator/status", orchestration::coordinator_status),
-        r(M::POST, "/coordinator/task/{task}/{command}", orchestration::task_command),
+        r(
+            M::POST,
+            "/coordinator/task/{task}/{command}",
+            orchestration::task_command,
+        ),
         r(M::GET, "/risk/state", orchestration::risk_state),
         r(M::POST, "/risk/reset", orchestration::risk_reset),
         r(M::GET, "/decisions", orchestration::recent_decisions),

@@ -16,8 +16,6 @@ const ACTOR_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_DECISIONS: i64 = 50;
 const MAX_DECISIONS: i64 = 500;
 
-/// Registers the routes of this area under `/api/v1`.
-
 /// Coordinator state, degradation level, task clocks and statistics.
 #[utoipa::path(get, path = "/api/v1/coordinator/status", security(("bearer" = [])),
     responses((status = 200, description = "state, degradation, tasks with last/next run, statistics")))]

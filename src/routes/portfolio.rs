@@ -14,8 +14,6 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
 const ROUTE_REBALANCE: &str = "/api/v1/portfolio/rebalance";
 
-/// Registers the routes of this area under `/api/v1`.
-
 fn portfolio_error(err: &PortfolioError) -> ApiError {
     match err {
         PortfolioError::Busy => ApiError::conflict(err.to_string()),
