@@ -103,7 +103,7 @@ pub struct RouteDef {
     pub method: Method,
     /// Under its scope: `/positions/{id}` for `/api/v1/positions/{id}`.
     pub path: &'static str,
-    route: web::Route,
+    route: actix_web::Route,
 }
 
 fn r<F, Args>(method: Method, path: &'static str, handler: F) -> RouteDef

@@ -255,6 +255,13 @@ async fn every_route_answers_its_happy_path() {
     .await;
     ok("POST", "/api/v1/positions/{id}/close", s, &b, 200);
 
+    // The close started the post-trade cooldown; an admin lifts it.
+    let (s, b) = body(
+        app.post("/api/v1/risk/reset", Some(ADMIN), Some(json!({"scope": "cooldown"})))
+            .await,
+    )
+    .await;
+    ok("POST", "/api/v1/risk/reset", s, &b, 200);
     let mut low = limit_buy("1000");
     low["price"] = json!("45000");
     low["stop_loss"] = json!("44000");
@@ -296,7 +303,6 @@ async fn every_route_answers_its_happy_path() {
         ("/api/v1/coordinator/resume", OPERATOR, None),
         ("/api/v1/coordinator/halt", OPERATOR, Some(json!({"reason": "drill"}))),
         ("/api/v1/coordinator/admin-resume", ADMIN, None),
-        ("/api/v1/risk/reset", ADMIN, Some(json!({"scope": "cooldown"}))),
     ] {
         let path = p.replace("{task}", "ta_analysis").replace("{command}", "disable");
         let (s, b) = body(app.post(&path, Some(token), body_json).await).await;

@@ -1,4 +1,7 @@
 use crate::helpers::{spawn_app, VIEWER};
+use openmetrics_parser::prometheus::parse_prometheus;
+use openmetrics_parser::PrometheusValue;
+use std::collections::BTreeSet;
 use std::time::Duration;
 use triplegain_actors::messages::{EventMeta, SystemEvent};
 
@@ -69,7 +72,7 @@ async fn event_stream_filter_delivers_only_the_requested_types() {
         app.state.bus.risk_alerts.publish(RiskAlert {
             meta: EventMeta::new("test", chrono::Utc::now()),
             alert_type: AlertType::TradeRejected,
-            severity: Severity::Warning,
+            severity: Severity::Low,
             message: format!("alert_{attempt}"),
             action_required: None,
             breach: None,
@@ -96,34 +99,58 @@ async fn event_stream_filter_delivers_only_the_requested_types() {
     app.shutdown().await;
 }
 
-/// Parses a scrape with a Prometheus text parser, after checking every sample line is
-/// `name{labels} value` (the parser skips what it does not understand).
-fn scrape(text: &str) -> prometheus_parse::Scrape {
-    for line in text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
-        let value = line.rsplit(' ').next().unwrap();
-        assert!(value.parse::<f64>().is_ok(), "not a Prometheus sample: {line}");
-    }
-    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("Prometheus text")
+/// One sample of a scrape.
+#[derive(Debug)]
+struct Series {
+    name: String,
+    labels: std::collections::BTreeMap<String, String>,
+    value: PrometheusValue,
 }
 
-fn scalar(v: &prometheus_parse::Value) -> f64 {
-    use prometheus_parse::Value as V;
+/// Parses a scrape with a (strict) Prometheus text parser.
+fn scrape(text: &str) -> Vec<Series> {
+    let exposition = parse_prometheus(text).unwrap_or_else(|e| panic!("not Prometheus text: {e:?}\n{text}"));
+    let mut out = Vec::new();
+    for (name, family) in exposition.families {
+        for sample in family.iter_samples() {
+            let labels = sample
+                .get_labelset()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            out.push(Series {
+                name: name.clone(),
+                labels,
+                value: sample.value.clone(),
+            });
+        }
+    }
+    out
+}
+
+fn scalar(v: &PrometheusValue) -> f64 {
     match v {
-        V::Counter(x) | V::Gauge(x) | V::Untyped(x) => *x,
-        V::Histogram(_) | V::Summary(_) => 0.0,
+        PrometheusValue::Unknown(x) | PrometheusValue::Gauge(x) => x.as_f64(),
+        PrometheusValue::Counter(c) => c.value.as_f64(),
+        PrometheusValue::Histogram(_) | PrometheusValue::Summary(_) => 0.0,
     }
 }
 
 /// Sum of the samples of `name` whose labels include every pair of `labels`.
-fn total(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    s.samples
-        .iter()
-        .filter(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+fn total(s: &[Series], name: &str, labels: &[(&str, &str)]) -> f64 {
+    s.iter()
+        .filter(|x| {
+            x.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| x.labels.get(*k).map(String::as_str) == Some(*v))
+        })
         .map(|x| scalar(&x.value))
         .sum()
 }
 
-async fn metrics(app: &crate::helpers::TestApp) -> prometheus_parse::Scrape {
+async fn metrics(app: &crate::helpers::TestApp) -> Vec<Series> {
     let r = app.get("/metrics", None).await;
     assert_eq!(r.status(), 200);
     assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
@@ -184,25 +211,25 @@ async fn metrics_parse_as_prometheus_text_and_order_and_fill_counters_move_when_
         .await;
     assert_eq!(r.status(), 200);
     let latest = metrics(&app).await;
-    assert!(
-        total(
-            &latest,
-            "triplegain_http_requests_total",
-            &[("route", "/api/v1/positions/{id}")]
-        ) >= 1.0
-    );
-    assert!(latest
-        .samples
+    let routes: BTreeSet<&str> = latest
         .iter()
-        .all(|x| !x.labels.values().any(|v| v.contains(pid))));
+        .filter(|x| x.name == "triplegain_http_requests_total")
+        .filter_map(|x| x.labels.get("route").map(String::as_str))
+        .collect();
+    let by_pattern = total(
+        &latest,
+        "triplegain_http_requests_total",
+        &[("route", "/api/v1/positions/{id}")],
+    );
+    assert!(by_pattern >= 1.0, "{routes:?}");
+    assert!(latest.iter().all(|x| !x.labels.values().any(|v| v.contains(pid))));
     // Latency is a histogram with buckets.
     let histogram = latest
-        .samples
         .iter()
-        .find(|x| x.metric == "triplegain_http_request_duration_seconds")
+        .find(|x| x.name == "triplegain_http_request_duration_seconds")
         .expect("HTTP latency histogram");
     assert!(
-        matches!(&histogram.value, prometheus_parse::Value::Histogram(b) if b.len() > 5),
+        matches!(&histogram.value, PrometheusValue::Histogram(h) if h.buckets.len() > 5),
         "{histogram:?}"
     );
     for name in [
@@ -210,7 +237,7 @@ async fn metrics_parse_as_prometheus_text_and_order_and_fill_counters_move_when_
         "triplegain_actor_restarts_total",
         "triplegain_actor_mailbox_drops_total",
     ] {
-        assert!(latest.samples.iter().any(|x| x.metric == name), "{name}");
+        assert!(latest.iter().any(|x| x.name == name), "{name}");
     }
     assert!(
         total(
@@ -282,13 +309,12 @@ async fn model_calls_are_counted_per_provider_with_latency_errors_and_cost() {
     // deepseek-chat input at $0.14 per million tokens, twice.
     assert!((total(&m, "triplegain_llm_cost_usd", &p) - 0.28).abs() < 1e-9);
     let latency = m
-        .samples
         .iter()
-        .find(|x| x.metric == "triplegain_llm_latency_seconds" && x.labels.get("provider") == Some(&provider))
+        .find(|x| x.name == "triplegain_llm_latency_seconds" && x.labels.get("provider") == Some(&provider))
         .expect("latency histogram");
     match &latency.value {
-        prometheus_parse::Value::Histogram(buckets) => {
-            assert_eq!(buckets.iter().map(|b| b.count).fold(0.0, f64::max), 3.0, "{buckets:?}");
+        PrometheusValue::Histogram(h) => {
+            assert_eq!(h.count, Some(3), "{h:?}");
         }
         other => panic!("not a histogram: {other:?}"),
     }
