@@ -409,7 +409,8 @@ async fn after_a_restart_the_fill_made_while_down_becomes_one_protected_position
     let fills = paper.on_price(
         &btc(),
         Decimal::from(49990),
-        chrono::Utc::now() + chrono::Duration::seconds(5),
+        // Later than every tick `price` sent in this process (its offsets grow per call).
+        chrono::Utc::now() + chrono::Duration::milliseconds(rand_ms()) + chrono::Duration::seconds(5),
     );
     assert_eq!(fills.len(), 1, "the entry fills");
     paper.save_to(&store).await.unwrap();
