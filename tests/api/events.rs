@@ -88,7 +88,7 @@ async fn event_stream_filter_delivers_only_the_requested_types() {
     assert!(text.starts_with("event: risk_alerts\ndata: "), "{text}");
     let mut rest = text.clone();
     while let Ok(Ok(Some(chunk))) = tokio::time::timeout(Duration::from_millis(300), resp.chunk()).await {
-        rest.push_str(&String::from_utf8(chunk.to_vec()).unwrap());
+        rest.push_str(std::str::from_utf8(&chunk).unwrap());
     }
     assert!(
         !rest.contains("system_events") && !rest.contains("filtered_out_"),
