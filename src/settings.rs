@@ -189,6 +189,29 @@ pub struct ApiToken {
 #[serde(default, deny_unknown_fields)]
 pub struct ApiSettings {
     pub tokens: Vec<ApiToken>,
+    pub rate_limit: RateLimitSettings,
+}
+
+/// The largest per-minute limit accepted (one request per 60 µs per token).
+pub const MAX_REQUESTS_PER_MINUTE: u32 = 1_000_000;
+
+/// Requests per minute per API token (keyed by the token's name). `GET` requests count as reads,
+/// every other method as control. 0 = unlimited. `/healthz`, `/readyz` and `/metrics` are never
+/// limited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSettings {
+    pub reads_per_minute: u32,
+    pub control_per_minute: u32,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            reads_per_minute: 60,
+            control_per_minute: 10,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -801,6 +824,20 @@ impl Settings {
                 ));
             }
         }
+        for (key, value) in [
+            ("api.rate_limit.reads_per_minute", self.api.rate_limit.reads_per_minute),
+            (
+                "api.rate_limit.control_per_minute",
+                self.api.rate_limit.control_per_minute,
+            ),
+        ] {
+            if value > MAX_REQUESTS_PER_MINUTE {
+                return Err(SettingsError::new(
+                    key,
+                    format!("must be between 0 (unlimited) and {MAX_REQUESTS_PER_MINUTE}, got {value}"),
+                ));
+            }
+        }
         for s in &self.market.symbols {
             triplegain_actors::domain::Symbol::parse(s)
                 .map_err(|e| SettingsError::new("market.symbols", e.to_string()))?;
@@ -910,6 +947,30 @@ mod tests {
         let d = dir_with(&[("base.yaml", "app:\n  mode: live\n")]);
         let err = Settings::load_with_env(d.path(), no_env).unwrap_err();
         assert_eq!(err.source_name, "DATABASE_URL");
+    }
+
+    #[test]
+    fn rate_limits_default_to_60_reads_and_10_control_and_are_checked_naming_the_key() {
+        let d = dir_with(&[("base.yaml", "app:\n  mode: paper\n")]);
+        let s = Settings::load_with_env(d.path(), no_env).unwrap();
+        assert_eq!(
+            s.api.rate_limit,
+            RateLimitSettings {
+                reads_per_minute: 60,
+                control_per_minute: 10
+            }
+        );
+
+        let d = dir_with(&[("base.yaml", "api:\n  rate_limit:\n    control_per_minute: 2000000\n")]);
+        let err = Settings::load_with_env(d.path(), no_env).unwrap_err();
+        assert_eq!(err.source_name, "api.rate_limit.control_per_minute", "{err}");
+
+        let d = dir_with(&[("base.yaml", "api:\n  rate_limit:\n    reads_per_minute: -1\n")]);
+        let err = Settings::load_with_env(d.path(), no_env).unwrap_err();
+        assert!(
+            err.message.contains("reads_per_minute") || err.message.contains("-1"),
+            "{err}"
+        );
     }
 
     #[test]

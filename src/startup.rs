@@ -136,7 +136,16 @@ fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            // Histograms as Prometheus histograms (with buckets), not summaries.
+            let builder = PrometheusBuilder::new();
+            let builder = match builder.set_buckets(&crate::observability::LATENCY_BUCKETS) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "histogram buckets not set; latencies render as summaries");
+                    PrometheusBuilder::new()
+                }
+            };
+            let recorder = builder.build_recorder();
             let handle = recorder.handle();
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::debug!("metrics recorder already installed");
@@ -473,13 +482,21 @@ impl Application {
         let port = listener.local_addr()?.port();
 
         let state = web::Data::new(system.state);
-        let tokens = web::Data::new(Arc::new(TokenTable::new(&settings.api.tokens)));
+        let token_table = Arc::new(TokenTable::new(&settings.api.tokens));
+        let tokens = web::Data::new(token_table.clone());
+        // One limiter per server (shared by its workers).
+        let rate_limits = web::Data::new(routes::limits::RateLimits::new(settings.api.rate_limit, token_table));
         let max_body = settings.server.max_body_bytes;
         let app_state = state.clone();
         let server = HttpServer::new(move || {
+            // The last `wrap` runs first: tracing, then metrics (so refused requests count too),
+            // then the rate limit, which answers before any handler runs.
             App::new()
+                .wrap(actix_web::middleware::from_fn(routes::limits::rate_limit))
+                .wrap(actix_web::middleware::from_fn(crate::observability::http_metrics))
                 .wrap(TracingLogger::default())
                 .app_data(tokens.clone())
+                .app_data(rate_limits.clone())
                 .app_data(web::PayloadConfig::new(max_body))
                 .app_data(
                     web::JsonConfig::default()

@@ -321,6 +321,23 @@ pub struct Bus {
 }
 
 impl Bus {
+    /// Events published so far per topic (all since start), for metrics.
+    pub fn published_by_topic(&self) -> [(&'static str, u64); 11] {
+        [
+            ("candles", self.candles.published()),
+            ("market_data", self.market_data.published()),
+            ("ta_signals", self.ta_signals.published()),
+            ("regime_updates", self.regime_updates.published()),
+            ("sentiment_updates", self.sentiment_updates.published()),
+            ("trading_signals", self.trading_signals.published()),
+            ("risk_alerts", self.risk_alerts.published()),
+            ("execution_events", self.execution_events.published()),
+            ("portfolio_updates", self.portfolio_updates.published()),
+            ("system_events", self.system_events.published()),
+            ("business_ticks", self.business_ticks.published()),
+        ]
+    }
+
     /// Every topic reports each dropped delivery to `hook` with the subscriber's name.
     pub fn with_drop_hook(hook: impl Fn(&str) + Send + Sync + 'static) -> Self {
         let hook: DropHook = Arc::new(hook);

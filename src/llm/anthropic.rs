@@ -170,6 +170,13 @@ impl ModelClient for AnthropicClient {
     }
 
     fn complete(&self, req: ModelRequest) -> ModelFuture {
-        Box::pin(call(Arc::clone(&self.inner), req))
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            let model = req.model.clone();
+            let started = Instant::now();
+            let result = call(inner, req).await;
+            crate::observability::record_model_call("anthropic", &model, started.elapsed(), &result);
+            result
+        })
     }
 }

@@ -246,6 +246,13 @@ impl ModelClient for OpenAiCompatibleClient {
     fn complete(&self, req: ModelRequest) -> ModelFuture {
         let inner = Arc::clone(&self.inner);
         let body = self.request_body(&req);
-        Box::pin(call(inner, body, req))
+        Box::pin(async move {
+            let provider = inner.provider.clone();
+            let model = req.model.clone();
+            let started = Instant::now();
+            let result = call(inner, body, req).await;
+            crate::observability::record_model_call(&provider, &model, started.elapsed(), &result);
+            result
+        })
     }
 }

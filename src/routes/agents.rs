@@ -62,8 +62,3 @@ pub async fn latest_output(
         None => Err(ApiError::not_found(format!("no {agent} output for {symbol} yet"))),
     }
 }
-
-/// Registers the routes of this area under `/api/v1`.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/agents/{name}/latest", web::get().to(latest_output));
-}

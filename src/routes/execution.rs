@@ -16,20 +16,6 @@ use triplegain_actors::execution::api::{
 use triplegain_actors::risk::{ProposalSource, RiskVerdict, TradeProposal, ValidateTrade, VerdictStatus};
 use uuid::Uuid;
 
-/// Registers the routes of this area under `/api/v1`.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/positions", web::get().to(list_positions))
-        .route("/positions/{id}", web::get().to(get_position))
-        .route("/positions/{id}", web::patch().to(modify_position))
-        .route("/positions/{id}/close", web::post().to(close_position))
-        .route("/orders", web::get().to(list_orders))
-        .route("/orders/{id}", web::get().to(get_order))
-        .route("/orders/{id}/cancel", web::post().to(cancel_order))
-        .route("/trades", web::get().to(list_trades))
-        .route("/trades", web::post().to(place_trade))
-        .route("/trades/validate", web::post().to(validate_trade));
-}
-
 fn execution_error(e: ExecutionError) -> ApiError {
     match e {
         ExecutionError::Invalid(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", m),

@@ -5,11 +5,13 @@ pub mod auth;
 pub mod error;
 pub mod events;
 pub mod execution;
+pub mod limits;
 pub mod orchestration;
 pub mod portfolio;
 mod system;
 
 use crate::startup::AppState;
+use actix_web::http::Method;
 use actix_web::web;
 use utoipa::OpenApi;
 
@@ -21,6 +23,8 @@ pub use error::{ApiError, JsonBody, OptionalJsonBody};
     paths(
         system::healthz,
         system::readyz,
+        system::metrics,
+        openapi_json,
         system::list_actors,
         system::crash_actor,
         system::coordinator_pause,
@@ -32,6 +36,7 @@ pub use error::{ApiError, JsonBody, OptionalJsonBody};
         // orchestration
         orchestration::coordinator_status,
         orchestration::task_command,
+        orchestration::task_command_alias,
         orchestration::risk_state,
         orchestration::risk_reset,
         orchestration::recent_decisions,
@@ -85,32 +90,118 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-async fn openapi_json() -> actix_web::HttpResponse {
+/// The OpenAPI document of this API.
+#[utoipa::path(get, path = "/api/v1/openapi.json", responses((status = 200, description = "OpenAPI 3.1 document")))]
+pub async fn openapi_json() -> actix_web::HttpResponse {
     actix_web::HttpResponse::Ok().json(ApiDoc::openapi())
+}
+
+/// The prefix of the control API.
+pub const API_PREFIX: &str = "/api/v1";
+
+/// One registered route.
+pub struct RouteDef {
+    pub method: Method,
+    /// Under its scope: `/positions/{id}` for `/api/v1/positions/{id}`.
+    pub path: &'static str,
+    route: actix_web::Route,
+}
+
+fn r<F, Args>(method: Method, path: &'static str, handler: F) -> RouteDef
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    RouteDef {
+        route: web::method(method.clone()).to(handler),
+        method,
+        path,
+    }
+}
+
+/// Routes outside `/api/v1`: probes and the Prometheus scrape.
+fn root_routes() -> Vec<RouteDef> {
+    vec![
+        r(Method::GET, "/healthz", system::healthz),
+        r(Method::GET, "/readyz", system::readyz),
+        r(Method::GET, "/metrics", system::metrics),
+    ]
+}
+
+/// Every route under `/api/v1`: the one table both the server and [`route_list`] read.
+fn api_routes() -> Vec<RouteDef> {
+    use Method as M;
+    vec![
+        r(M::GET, "/openapi.json", openapi_json),
+        // system
+        r(M::GET, "/actors", system::list_actors),
+        r(M::POST, "/actors/{name}/crash", system::crash_actor),
+        r(M::POST, "/coordinator/pause", system::coordinator_pause),
+        r(M::POST, "/coordinator/resume", system::coordinator_resume),
+        r(M::POST, "/coordinator/halt", system::coordinator_halt),
+        r(M::POST, "/coordinator/admin-resume", system::coordinator_admin_resume),
+        // analysis
+        r(M::GET, "/agents/{name}/latest", agents::latest_output),
+        // orchestration
+        r(M::GET, "/coordinator/status", orchestration::coordinator_status),
+        r(
+            M::POST,
+            "/coordinator/tasks/{task}/{command}",
+            orchestration::task_command,
+        ),
+        r(
+            M::POST,
+            "/coordinator/task/{task}/{command}",
+            orchestration::task_command_alias,
+        ),
+        r(M::GET, "/risk/state", orchestration::risk_state),
+        r(M::POST, "/risk/reset", orchestration::risk_reset),
+        r(M::GET, "/decisions", orchestration::recent_decisions),
+        r(M::GET, "/decisions/{correlation_id}", orchestration::decision_chain),
+        // execution
+        r(M::GET, "/positions", execution::list_positions),
+        r(M::GET, "/positions/{id}", execution::get_position),
+        r(M::PATCH, "/positions/{id}", execution::modify_position),
+        r(M::POST, "/positions/{id}/close", execution::close_position),
+        r(M::GET, "/orders", execution::list_orders),
+        r(M::GET, "/orders/{id}", execution::get_order),
+        r(M::POST, "/orders/{id}/cancel", execution::cancel_order),
+        r(M::GET, "/trades", execution::list_trades),
+        r(M::POST, "/trades", execution::place_trade),
+        r(M::POST, "/trades/validate", execution::validate_trade),
+        // portfolio
+        r(M::GET, "/portfolio/allocation", portfolio::allocation),
+        r(M::POST, "/portfolio/rebalance", portfolio::rebalance),
+        r(M::GET, "/hodl", portfolio::hodl_bags),
+        r(M::GET, "/hodl/history", portfolio::hodl_history),
+        // events
+        r(M::GET, "/events", events::events),
+    ]
+}
+
+/// Every registered route as (method, full path pattern), in registration order.
+pub fn route_list() -> Vec<(Method, String)> {
+    root_routes()
+        .into_iter()
+        .map(|d| (d.method, d.path.to_owned()))
+        .chain(
+            api_routes()
+                .into_iter()
+                .map(|d| (d.method, format!("{API_PREFIX}{}", d.path))),
+        )
+        .collect()
 }
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
-    cfg.app_data(state)
-        .route("/healthz", web::get().to(system::healthz))
-        .route("/readyz", web::get().to(system::readyz))
-        .route("/metrics", web::get().to(system::metrics))
-        .service(
-            web::scope("/api/v1")
-                .route("/openapi.json", web::get().to(openapi_json))
-                .configure(agents::configure)
-                .route("/actors", web::get().to(system::list_actors))
-                .route("/actors/{name}/crash", web::post().to(system::crash_actor))
-                .route("/coordinator/pause", web::post().to(system::coordinator_pause))
-                .route("/coordinator/resume", web::post().to(system::coordinator_resume))
-                .route("/coordinator/halt", web::post().to(system::coordinator_halt))
-                .route(
-                    "/coordinator/admin-resume",
-                    web::post().to(system::coordinator_admin_resume),
-                )
-                .configure(orchestration::configure)
-                .configure(execution::configure)
-                .configure(portfolio::configure)
-                .configure(events::configure),
-        );
+    cfg.app_data(state);
+    for d in root_routes() {
+        cfg.route(d.path, d.route);
+    }
+    let mut api = web::scope(API_PREFIX);
+    for d in api_routes() {
+        api = api.route(d.path, d.route);
+    }
+    cfg.service(api);
 }

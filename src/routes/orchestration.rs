@@ -16,17 +16,6 @@ const ACTOR_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_DECISIONS: i64 = 50;
 const MAX_DECISIONS: i64 = 500;
 
-/// Registers the routes of this area under `/api/v1`.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/coordinator/status", web::get().to(coordinator_status))
-        .route("/coordinator/task/{task}/{command}", web::post().to(task_command))
-        .route("/coordinator/tasks/{task}/{command}", web::post().to(task_command))
-        .route("/risk/state", web::get().to(risk_state))
-        .route("/risk/reset", web::post().to(risk_reset))
-        .route("/decisions", web::get().to(recent_decisions))
-        .route("/decisions/{correlation_id}", web::get().to(decision_chain));
-}
-
 /// Coordinator state, degradation level, task clocks and statistics.
 #[utoipa::path(get, path = "/api/v1/coordinator/status", security(("bearer" = [])),
     responses((status = 200, description = "state, degradation, tasks with last/next run, statistics")))]
@@ -42,7 +31,7 @@ pub async fn coordinator_status(_auth: Viewer, state: web::Data<AppState>) -> Re
 }
 
 /// Run a task now, or enable / disable it.
-#[utoipa::path(post, path = "/api/v1/coordinator/task/{task}/{command}", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/coordinator/tasks/{task}/{command}", security(("bearer" = [])),
     params(("task" = String, Path, description = "ta_analysis, regime_detection, sentiment_analysis, trading_decision or portfolio_check"),
            ("command" = String, Path, description = "run, enable or disable")),
     responses((status = 200, description = "the task"), (status = 403, description = "operator role required"),
@@ -53,7 +42,7 @@ pub async fn task_command(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (task, command) = path.into_inner();
-    let route = format!("/api/v1/coordinator/task/{task}/{command}");
+    let route = format!("/api/v1/coordinator/tasks/{task}/{command}");
     let Ok(name) = TaskName::parse(&task) else {
         state
             .audit(&auth.caller, "POST", &route, None, 404, "unknown task")
@@ -88,6 +77,21 @@ pub async fn task_command(
         .map_err(|e| ApiError::from_actor("coordinator", &e))?;
     state.audit(&auth.caller, "POST", &route, None, 200, "ok").await;
     Ok(HttpResponse::Ok().json(view))
+}
+
+/// The same as `POST /api/v1/coordinator/tasks/{task}/{command}` (the singular path is kept for
+/// existing scripts).
+#[utoipa::path(post, path = "/api/v1/coordinator/task/{task}/{command}", security(("bearer" = [])),
+    params(("task" = String, Path, description = "ta_analysis, regime_detection, sentiment_analysis, trading_decision or portfolio_check"),
+           ("command" = String, Path, description = "run, enable or disable")),
+    responses((status = 200, description = "the task"), (status = 403, description = "operator role required"),
+              (status = 404, description = "unknown task or command")))]
+pub async fn task_command_alias(
+    auth: Operator,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    task_command(auth, state, path).await
 }
 
 /// The risk engine's state: breakers, P&L periods, exposure, cooldown.

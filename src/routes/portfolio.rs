@@ -14,14 +14,6 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
 const ROUTE_REBALANCE: &str = "/api/v1/portfolio/rebalance";
 
-/// Registers the routes of this area under `/api/v1`.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/portfolio/allocation", web::get().to(allocation))
-        .route("/portfolio/rebalance", web::post().to(rebalance))
-        .route("/hodl", web::get().to(hodl_bags))
-        .route("/hodl/history", web::get().to(hodl_history));
-}
-
 fn portfolio_error(err: &PortfolioError) -> ApiError {
     match err {
         PortfolioError::Busy => ApiError::conflict(err.to_string()),

@@ -41,14 +41,10 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// Prometheus metrics.
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    for r in state.registry.snapshot() {
-        let labels = [("actor", r.name.clone())];
-        metrics::gauge!("triplegain_actor_restarts", &labels).set(f64::from(r.restarts));
-        metrics::gauge!("triplegain_actor_mailbox_drops", &labels).set(r.mailbox_drops as f64);
-        metrics::gauge!("triplegain_actor_up", &labels).set(if r.connected { 1.0 } else { 0.0 });
-    }
+    crate::observability::refresh(&state).await;
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render())

@@ -11,7 +11,7 @@ fn btc() -> Symbol {
     Symbol::parse("BTC/USDT").unwrap()
 }
 
-fn price(app: &TestApp, p: &str) {
+pub(crate) fn price(app: &TestApp, p: &str) {
     let paper = app.state.paper.as_ref().expect("paper mode");
     let clock = &app.state.clock;
     // Strictly increasing timestamps so every tick counts.
@@ -19,22 +19,22 @@ fn price(app: &TestApp, p: &str) {
     paper.on_price(&btc(), Decimal::from_str(p).unwrap(), ts);
 }
 
-fn rand_ms() -> i64 {
+pub(crate) fn rand_ms() -> i64 {
     use std::sync::atomic::{AtomicI64, Ordering};
     static N: AtomicI64 = AtomicI64::new(0);
     N.fetch_add(1000, Ordering::SeqCst) + 1000
 }
 
-fn dec(v: &Value) -> Decimal {
+pub(crate) fn dec(v: &Value) -> Decimal {
     Decimal::from_str(v.as_str().unwrap_or_else(|| panic!("not a decimal string: {v}"))).unwrap()
 }
 
-async fn body(r: reqwest::Response) -> (u16, Value) {
+pub(crate) async fn body(r: reqwest::Response) -> (u16, Value) {
     let s = r.status().as_u16();
     (s, r.json().await.unwrap_or(Value::Null))
 }
 
-async fn ready(app: &TestApp) {
+pub(crate) async fn ready(app: &TestApp) {
     price(app, "50000");
     // The execution manager values the account at start; the risk engine needs that equity.
     for _ in 0..100 {
@@ -51,14 +51,14 @@ async fn ready(app: &TestApp) {
     panic!("risk engine never approved a plain trade");
 }
 
-fn limit_buy(size_usd: &str) -> Value {
+pub(crate) fn limit_buy(size_usd: &str) -> Value {
     json!({
         "symbol": "BTC/USDT", "side": "buy", "size_usd": size_usd, "order_type": "limit",
         "price": "50000", "stop_loss": "49000", "take_profit": "52000", "note": "by hand"
     })
 }
 
-async fn open_position(app: &TestApp) -> Value {
+pub(crate) async fn open_position(app: &TestApp) -> Value {
     for _ in 0..150 {
         let (_, b) = body(app.get("/api/v1/positions", Some(VIEWER)).await).await;
         if let Some(p) = b["positions"].as_array().and_then(|a| a.first()).cloned() {
@@ -71,7 +71,7 @@ async fn open_position(app: &TestApp) -> Value {
     panic!("no protected position");
 }
 
-async fn patch(app: &TestApp, path: &str, token: &str, b: Value) -> (u16, Value) {
+pub(crate) async fn patch(app: &TestApp, path: &str, token: &str, b: Value) -> (u16, Value) {
     let r = app
         .client
         .patch(app.url(path))
@@ -409,7 +409,8 @@ async fn after_a_restart_the_fill_made_while_down_becomes_one_protected_position
     let fills = paper.on_price(
         &btc(),
         Decimal::from(49990),
-        chrono::Utc::now() + chrono::Duration::seconds(5),
+        // Later than every tick `price` sent in this process (its offsets grow per call).
+        chrono::Utc::now() + chrono::Duration::milliseconds(rand_ms()) + chrono::Duration::seconds(5),
     );
     assert_eq!(fills.len(), 1, "the entry fills");
     paper.save_to(&store).await.unwrap();

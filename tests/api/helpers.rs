@@ -187,6 +187,11 @@ pub fn test_settings() -> Settings {
     s.market.source = triplegain::settings::MarketSource::External;
     // Tests pin the reference schedule (only TA runs at start) rather than the shipped config's.
     s.orchestration.tasks = Default::default();
+    // Tests poll the API in loops; the rate limit tests set their own low limits.
+    s.api.rate_limit = triplegain::settings::RateLimitSettings {
+        reads_per_minute: 0,
+        control_per_minute: 0,
+    };
     s.api.tokens = vec![
         ApiToken {
             name: "viewer".into(),

@@ -5,6 +5,7 @@ mod skeleton;
 
 // Areas (each file owns its tests).
 mod analysis;
+mod contract;
 mod events;
 mod execution;
 mod orchestration;

@@ -75,7 +75,7 @@ async fn task_commands_by_role_and_name() {
     let client = pool.get().await.unwrap();
     let row = client
         .query_one(
-            "SELECT count(*) FROM api_audit_log WHERE route LIKE '/api/v1/coordinator/task/%'",
+            "SELECT count(*) FROM api_audit_log WHERE route LIKE '/api/v1/coordinator/task%'",
             &[],
         )
         .await

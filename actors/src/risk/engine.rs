@@ -7,7 +7,7 @@
 
 use super::rules::validate;
 use super::state::{ResetError, ResetScope, RiskEvent};
-use super::types::{Breaker, RiskLimits, RiskState, RiskVerdict, TradeProposal};
+use super::types::{Breaker, RiskLimits, RiskState, RiskVerdict, TradeProposal, VerdictStatus};
 use crate::bus::Topic;
 use crate::clock::SharedClock;
 use crate::domain::{CorrelationId, Priority, Severity};
@@ -335,6 +335,23 @@ impl Handler<Drain> for RiskEngine {
     }
 }
 
+/// Counts the verdict in `triplegain_risk_verdicts_total{status, code}`: one sample per refusing
+/// code, `code="none"` for a verdict without one.
+fn record_verdict(verdict: &RiskVerdict) {
+    let status = match verdict.status {
+        VerdictStatus::Approved => "approved",
+        VerdictStatus::Modified => "modified",
+        VerdictStatus::Rejected => "rejected",
+        VerdictStatus::Halted => "halted",
+    };
+    if verdict.rejections.is_empty() {
+        metrics::counter!("triplegain_risk_verdicts_total", "status" => status, "code" => "none").increment(1);
+    }
+    for code in &verdict.rejections {
+        metrics::counter!("triplegain_risk_verdicts_total", "status" => status, "code" => code.as_str()).increment(1);
+    }
+}
+
 impl Handler<ValidateTrade> for RiskEngine {
     type Result = Result<RiskVerdict, ActorError>;
     fn handle(&mut self, msg: ValidateTrade, ctx: &mut Context<Self>) -> Self::Result {
@@ -351,6 +368,7 @@ impl Handler<ValidateTrade> for RiskEngine {
                 rejections = ?verdict.rejections,
                 "trade validated"
             );
+            record_verdict(&verdict);
             verdict
         })
     }
