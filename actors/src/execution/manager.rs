@@ -116,7 +116,7 @@ impl Default for ExecutionConfig {
             max_retry_count: 3,
             retry_delay_ms: 5000,
             max_positions_per_symbol: 2,
-            max_positions_total: 5,
+            max_positions_total: 6,
             poll_interval_ms: 5000,
             snapshot_interval_secs: 60,
             auto_stop_loss: true,
@@ -426,13 +426,21 @@ impl OrderExecutionManager {
         if !self.ready || self.polling {
             return;
         }
-        let refs: Vec<OrderRef> = self
+        // Acknowledged orders are asked for by exchange id (one batched query on Kraken); only
+        // orders whose placement outcome is unknown are searched by client id.
+        let asked: Vec<(Uuid, OrderRef)> = self
             .orders
             .values()
             .filter(|o| !self.placing.contains(&o.view.id))
-            .map(|o| OrderRef::Client(o.view.client_order_id.clone()))
+            .map(|o| {
+                let r = match &o.view.exchange_order_id {
+                    Some(x) if !x.is_empty() => OrderRef::Exchange(x.clone()),
+                    _ => OrderRef::Client(o.view.client_order_id.clone()),
+                };
+                (o.view.id, r)
+            })
             .collect();
-        if refs.is_empty() {
+        if asked.is_empty() {
             if !self.reconciled {
                 self.finish_reconcile(ctx);
             }
@@ -440,13 +448,8 @@ impl OrderExecutionManager {
         }
         self.polling = true;
         let exchange = self.deps.exchange.clone();
-        let asked: Vec<ClientOrderId> = refs
-            .iter()
-            .filter_map(|r| match r {
-                OrderRef::Client(c) => Some(c.clone()),
-                OrderRef::Exchange(_) => None,
-            })
-            .collect();
+        let refs: Vec<OrderRef> = asked.iter().map(|(_, r)| r.clone()).collect();
+        let asked: Vec<Uuid> = asked.into_iter().map(|(id, _)| id).collect();
         let fut = async move { exchange.query_orders(refs).await };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             act.polling = false;
@@ -454,12 +457,7 @@ impl OrderExecutionManager {
         }));
     }
 
-    fn on_polled(
-        &mut self,
-        asked: Vec<ClientOrderId>,
-        res: Result<Vec<ExchangeOrder>, ExchangeError>,
-        ctx: &mut Context<Self>,
-    ) {
+    fn on_polled(&mut self, asked: Vec<Uuid>, res: Result<Vec<ExchangeOrder>, ExchangeError>, ctx: &mut Context<Self>) {
         let found = match res {
             Ok(v) => v,
             Err(e) => {
@@ -467,21 +465,29 @@ impl OrderExecutionManager {
                 return;
             }
         };
+        let by_exchange_id: HashMap<String, Uuid> = self
+            .orders
+            .values()
+            .filter_map(|o| o.view.exchange_order_id.clone().map(|x| (x, o.view.id)))
+            .collect();
         let mut seen = HashSet::new();
         for ex in found {
-            let Some(cid) = ex.client_order_id.clone() else {
+            let id = ex
+                .client_order_id
+                .as_ref()
+                .and_then(|cid| self.by_client.get(cid).copied())
+                .or_else(|| by_exchange_id.get(&ex.exchange_order_id).copied());
+            let Some(id) = id else { continue };
+            if !seen.insert(id) {
                 continue;
-            };
-            let Some(&id) = self.by_client.get(&cid) else { continue };
-            seen.insert(cid);
+            }
             self.missing.remove(&id);
             self.apply_update(id, &ex, ctx);
         }
-        for cid in asked {
-            if seen.contains(&cid) {
+        for id in asked {
+            if seen.contains(&id) || !self.orders.contains_key(&id) {
                 continue;
             }
-            let Some(&id) = self.by_client.get(&cid) else { continue };
             self.on_missing(id, ctx);
         }
         if !self.reconciled {
