@@ -623,7 +623,7 @@ async fn the_seventh_entry_counting_pending_ones_is_refused() {
     let env = env_with(
         PaperConfig::default(),
         ExecutionConfig {
-            max_positions_per_symbol: 4,
+            max_positions_per_symbol: 10,
             ..exec_config()
         },
     )

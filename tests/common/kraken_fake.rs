@@ -268,7 +268,13 @@ pub fn asset_pairs() -> Value {
     json!({
         "XBTUSDT": {"altname": "XBTUSDT", "wsname": "XBT/USDT", "base": "XXBT", "quote": "USDT",
             "pair_decimals": 1, "lot_decimals": 8, "leverage_buy": [2, 3, 4, 5], "leverage_sell": [2, 3, 4, 5],
-            "ordermin": "0.00005", "costmin": "0.5", "tick_size": "0.1", "status": "online"}
+            "ordermin": "0.00005", "costmin": "0.5", "tick_size": "0.1", "status": "online"},
+        "XRPUSDT": {"altname": "XRPUSDT", "wsname": "XRP/USDT", "base": "XXRP", "quote": "USDT",
+            "pair_decimals": 5, "lot_decimals": 8, "leverage_buy": [2, 3, 4, 5], "leverage_sell": [2, 3, 4, 5],
+            "ordermin": "10", "costmin": "0.5", "tick_size": "0.00001", "status": "online"},
+        "XXRPXXBT": {"altname": "XRPXBT", "wsname": "XRP/XBT", "base": "XXRP", "quote": "XXBT",
+            "pair_decimals": 8, "lot_decimals": 8, "leverage_buy": [2, 3, 4, 5], "leverage_sell": [2, 3, 4, 5],
+            "ordermin": "10", "costmin": "0.00002", "tick_size": "0.00000001", "status": "online"}
     })
 }
 

@@ -13,7 +13,6 @@
 //! figure. Entries rest as limit orders on the paper exchange (no price moves), so position limits
 //! are raised for the run and the paper account is funded for every entry.
 
-use actix::prelude::*;
 use anyhow::{bail, Context as _};
 use chrono::{DateTime, TimeZone, Utc};
 use rust_decimal::Decimal;
@@ -123,9 +122,7 @@ fn start_time() -> anyhow::Result<DateTime<Utc>> {
 /// When a signal does not reach the exchange within a second, or the wiring fails.
 pub fn pipeline_run(samples: usize, warmup: usize) -> anyhow::Result<Latency> {
     let sys = actix::System::new();
-    let res = sys.block_on(pipeline_async(samples, warmup));
-    System::current().stop();
-    res
+    sys.block_on(pipeline_async(samples, warmup))
 }
 
 async fn pipeline_async(samples: usize, warmup: usize) -> anyhow::Result<Latency> {
@@ -142,7 +139,7 @@ async fn pipeline_async(samples: usize, warmup: usize) -> anyhow::Result<Latency
         .initial_balances
         .insert("USDT".to_owned(), Decimal::from(1_000_000_000_000u64));
     let paper = PaperExchange::new(paper_cfg, shared.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    paper.on_price(&btc, Decimal::from(50_000), t0);
+    let _ = paper.on_price(&btc, Decimal::from(50_000), t0);
     let arrivals = Arc::new(Mutex::new(Vec::new()));
     let arrived = Arc::new(tokio::sync::Notify::new());
     let exchange = TimedExchange {
@@ -267,8 +264,8 @@ async fn pipeline_async(samples: usize, warmup: usize) -> anyhow::Result<Latency
         })
         .await?;
 
-    let signal = |i: usize| TradingSignal {
-        meta: EventMeta::new("trading_decision", t0 + chrono::Duration::milliseconds(i as i64)),
+    let signal = || TradingSignal {
+        meta: EventMeta::new("trading_decision", t0),
         symbol: btc.clone(),
         action: TradeAction::Buy,
         confidence: 0.75,
@@ -284,7 +281,7 @@ async fn pipeline_async(samples: usize, warmup: usize) -> anyhow::Result<Latency
     let mut last_volume = None;
     for i in 0..warmup + samples {
         let before = arrivals.lock().map(|a| a.len()).unwrap_or(0);
-        let s = signal(i);
+        let s = signal();
         let sent = Instant::now();
         coord.do_send(s);
         let deadline = sent + Duration::from_secs(1);
