@@ -52,7 +52,7 @@ struct Env {
     fake: FakeKraken,
     exchange: KrakenExchange,
     addr: Addr<OrderExecutionManager>,
-    stores: triplegain::db::Stores,
+    stores: triplegain_actors::ports::Stores,
     alerts: Arc<Mutex<Vec<RiskAlert>>>,
     _registry: Registry,
 }
@@ -568,14 +568,19 @@ async fn a_burst_stays_within_the_tier_counter_and_the_call_budgets() {
         30,
         "refused orders never left the client"
     );
-    // 30 reads at once on a Pro key: 20 fit the counter, more only as it decays.
-    let reads: Vec<_> = (0..30).map(|_| env.exchange.balances()).collect();
+    // 25 reads at once on a Pro key (within the 60-call budget with the 30 orders and the start-up
+    // balance): 20 fit the counter, more only as it decays (1 a second, 1.5 s allowed).
+    let reads: Vec<_> = (0..25).map(|_| env.exchange.balances()).collect();
     let reads = futures::future::join_all(reads).await;
     let read_ok = reads.iter().filter(|r| r.is_ok()).count();
-    assert!((15..30).contains(&read_ok), "{read_ok} reads");
-    assert!(reads
+    assert!((19..25).contains(&read_ok), "{read_ok} reads");
+    let read_errors: Vec<String> = reads
         .iter()
-        .filter_map(|r| r.as_ref().err())
-        .all(|e| e.to_string().contains("counter")));
+        .filter_map(|r| r.as_ref().err().map(ToString::to_string))
+        .collect();
+    assert!(
+        read_errors.iter().all(|e| e.contains("REST counter full")),
+        "{read_errors:?}"
+    );
     env.fake.assert_clean();
 }

@@ -504,11 +504,29 @@ impl KrakenClient {
         let mut nonce_retry_used = false;
         loop {
             self.check_lockout()?;
-            if kind == CallKind::OrderChange {
-                self.inner.order_calls.acquire().await?;
+            // A budget counts calls sent: a slot is given back when a later gate refuses the call.
+            let order_slot = if kind == CallKind::OrderChange {
+                Some(self.inner.order_calls.acquire().await?)
+            } else {
+                None
+            };
+            let refund_order = || {
+                if let Some(slot) = order_slot {
+                    self.inner.order_calls.refund(slot);
+                }
+            };
+            let call_slot = match self.inner.calls.acquire().await {
+                Ok(slot) => slot,
+                Err(e) => {
+                    refund_order();
+                    return Err(e);
+                }
+            };
+            if let Err(e) = self.inner.rest.acquire(rest_cost(method)).await {
+                self.inner.calls.refund(call_slot);
+                refund_order();
+                return Err(e);
             }
-            self.inner.calls.acquire().await?;
-            self.inner.rest.acquire(rest_cost(method)).await?;
             let res = self.send_private(keys, method, params).await;
             let err = match res {
                 Ok(v) => return Ok(v),

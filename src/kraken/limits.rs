@@ -293,15 +293,16 @@ impl CallBudget {
             .saturating_add(Duration::from_millis(1)))
     }
 
-    /// Takes one call, sleeping until the window has room.
+    /// Takes one call, sleeping until the window has room; returns the slot (for [`Self::refund`]).
     ///
     /// # Errors
     /// [`ExchangeError::RateLimited`] when the wait would exceed the configured maximum.
-    pub async fn acquire(&self) -> Result<(), ExchangeError> {
+    pub async fn acquire(&self) -> Result<Instant, ExchangeError> {
         let started = Instant::now();
         loop {
-            let wait = match self.try_take_at(Instant::now()) {
-                Ok(()) => return Ok(()),
+            let now = Instant::now();
+            let wait = match self.try_take_at(now) {
+                Ok(()) => return Ok(now),
                 Err(w) => w,
             };
             if started.elapsed().saturating_add(wait) > self.max_wait {
@@ -316,6 +317,14 @@ impl CallBudget {
             }
             tracing::debug!(budget = %self.name, wait_ms = wait.as_millis() as u64, "call budget used up, waiting");
             tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Gives back a slot taken by [`Self::acquire`] for a call that was not sent after all.
+    pub fn refund(&self, slot: Instant) {
+        let mut calls = self.calls.lock();
+        if let Some(i) = calls.iter().position(|t| *t == slot) {
+            calls.remove(i);
         }
     }
 
@@ -488,6 +497,13 @@ mod tests {
         let t = Instant::now();
         short.acquire().await.unwrap();
         assert!(t.elapsed() >= Duration::from_millis(20));
+        // A refunded slot is free again at once.
+        let b = CallBudget::new("calls", 1, Duration::from_secs(60), Duration::ZERO);
+        let slot = b.acquire().await.unwrap();
+        assert!(b.acquire().await.is_err());
+        b.refund(slot);
+        assert_eq!(b.used(), 0);
+        b.acquire().await.unwrap();
     }
 
     #[test]
