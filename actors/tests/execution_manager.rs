@@ -668,6 +668,26 @@ async fn the_seventh_entry_counting_pending_ones_is_refused() {
 }
 
 #[actix::test]
+async fn a_drained_manager_sends_nothing_more_to_the_exchange() {
+    let env = env().await;
+    let p = proposal(Side::Buy, dec!(1000), Some(dec!(49000)), Some(dec!(52000)));
+    env.addr.send(trade(p)).await.unwrap().unwrap();
+    env.addr.send(triplegain_actors::supervision::Drain).await.unwrap();
+    // The exchange fills the entry after shutdown began: the next process protects it, not this one.
+    env.tick(dec!(49990));
+    actix::clock::sleep(Duration::from_millis(300)).await;
+    assert!(env.paper_open(OrderType::StopLoss).is_empty());
+    assert!(env.positions().await.is_empty());
+    let err = env
+        .addr
+        .send(trade(proposal(Side::Buy, dec!(100), Some(dec!(49000)), None)))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, ExecutionError::Unavailable(_)), "{err:?}");
+}
+
+#[actix::test]
 async fn trailing_stop_follows_new_highs_and_replaces_the_exchange_stop() {
     use triplegain_actors::execution::manager::{PriceUpdate, SnapshotNow, TrailingStopConfig};
     let env = env_with(

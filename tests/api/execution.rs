@@ -535,7 +535,14 @@ async fn live_after_a_restart_the_kraken_fill_made_while_down_becomes_one_protec
         .filter(|o| o.status == "open")
         .map(|o| (o.ordertype.clone(), o.vol.clone(), o.price.clone()))
         .collect();
-    assert_eq!(working.len(), 2, "{book:?}");
+    let rows: Vec<String> = client
+        .query("SELECT purpose, status, coalesce(exchange_order_id, '-'), coalesce(error_message, '-') FROM orders ORDER BY created_at", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| format!("{} {} {} {}", r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, String>(2), r.get::<_, String>(3)))
+        .collect();
+    assert_eq!(working.len(), 2, "{book:?}\n{rows:#?}");
     assert!(working.contains(&("stop-loss".into(), "0.02".into(), "49000".into())));
     assert!(working.contains(&("limit".into(), "0.02".into(), "52000".into())));
     assert!(

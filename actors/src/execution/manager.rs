@@ -285,6 +285,8 @@ pub struct OrderExecutionManager {
     ready: bool,
     reconciled: bool,
     polling: bool,
+    /// Drained for shutdown: nothing more is sent to the exchange (a second process may take over).
+    drained: bool,
     /// Orders still tracked (non-terminal, or `error` being reconciled).
     orders: HashMap<Uuid, OrderRecord>,
     by_client: HashMap<ClientOrderId, Uuid>,
@@ -317,6 +319,7 @@ impl OrderExecutionManager {
             ready: false,
             reconciled: false,
             polling: false,
+            drained: false,
             orders: HashMap::new(),
             by_client: HashMap::new(),
             placing: HashSet::new(),
@@ -368,6 +371,9 @@ impl OrderExecutionManager {
         positions: Result<Vec<PositionView>, StoreError>,
         ctx: &mut Context<Self>,
     ) {
+        if self.drained {
+            return;
+        }
         let (pairs, orders, positions) = match (pairs, orders, positions) {
             (Ok(a), Ok(b), Ok(c)) => (a, b, c),
             (a, b, c) => {
@@ -825,6 +831,9 @@ impl OrderExecutionManager {
     }
 
     fn request_cancel(&mut self, id: Uuid, ctx: &mut Context<Self>) {
+        if self.drained {
+            return;
+        }
         let Some(rec) = self.orders.get(&id) else { return };
         if !self.cancel_requested.insert(id) {
             return;
@@ -863,7 +872,41 @@ impl OrderExecutionManager {
                 Protect::StopLoss => (self.cfg().auto_stop_loss, pos.stop_loss, pos.stop_loss_order_id),
                 Protect::TakeProfit => (self.cfg().auto_take_profit, pos.take_profit, pos.take_profit_order_id),
             };
-            let current_rec = current.and_then(|id| self.orders.get(&id)).cloned();
+            let mut current_rec = current.and_then(|id| self.orders.get(&id)).cloned();
+            if current_rec.is_none() {
+                // A protective order of this position that is tracked but not linked (its placement was
+                // cut short by a restart, or its outcome is still unknown): adopt it, never send a second.
+                let unlinked = self
+                    .orders
+                    .values()
+                    .filter(|o| {
+                        o.view.position_id == Some(pid)
+                            && o.view.purpose == kind.purpose()
+                            && !self.cancel_requested.contains(&o.view.id)
+                    })
+                    .max_by_key(|o| o.view.created_at)
+                    .cloned();
+                if let Some(o) = unlinked {
+                    if self.placing.contains(&o.view.id) {
+                        continue;
+                    }
+                    if let Some(p) = self.positions.get_mut(&pid) {
+                        match kind {
+                            Protect::StopLoss => p.stop_loss_order_id = Some(o.view.id),
+                            Protect::TakeProfit => p.take_profit_order_id = Some(o.view.id),
+                        }
+                        let snapshot = p.clone();
+                        self.writer.send(Op::Position(Box::new(snapshot)));
+                    }
+                    tracing::info!(position = %pid, order = %o.view.client_order_id, kind = kind.purpose(),
+                        "adopted an unlinked protective order");
+                    if o.view.status == OrderStatus::Error {
+                        // Outcome unknown: the poll resolves it by client id first.
+                        continue;
+                    }
+                    current_rec = Some(o);
+                }
+            }
             let Some(target) = target.filter(|_| enabled) else {
                 if let Some(c) = current_rec {
                     self.request_cancel(c.view.id, ctx);
@@ -1666,6 +1709,9 @@ impl OrderExecutionManager {
     }
 
     fn refresh_portfolio(&mut self, ctx: &mut Context<Self>) {
+        if self.drained {
+            return;
+        }
         let exchange = self.deps.exchange.clone();
         let fut = async move { exchange.balances().await };
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
@@ -1864,6 +1910,10 @@ crate::supervised_basics!(OrderExecutionManager);
 impl Handler<Drain> for OrderExecutionManager {
     type Result = ResponseActFuture<Self, ()>;
     fn handle(&mut self, _: Drain, _: &mut Context<Self>) -> Self::Result {
+        // From here on the manager neither polls, places nor cancels: the process is stopping, and the
+        // next one reconciles from the store and the exchange.
+        self.drained = true;
+        self.ready = false;
         self.writer.send(Op::SavePaper);
         let flush = self.writer.acked(Op::Flush);
         Box::pin(
