@@ -191,6 +191,8 @@ struct Write {
 #[derive(Clone)]
 struct Writer {
     tx: mpsc::UnboundedSender<Write>,
+    /// A paper save is queued and not yet started: a burst of changes is saved once.
+    save_queued: Arc<std::sync::atomic::AtomicBool>,
 }
 
 const STORE_ATTEMPTS: u32 = 3;
@@ -202,8 +204,14 @@ impl Writer {
         let audit = deps.audit.clone();
         let state = deps.state.clone();
         let paper = deps.paper.clone();
+        let save_queued = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let queued = save_queued.clone();
         actix::spawn(async move {
             while let Some(w) = rx.next().await {
+                if matches!(w.op, Op::SavePaper) {
+                    // Changes made from here on queue a new save.
+                    queued.store(false, std::sync::atomic::Ordering::SeqCst);
+                }
                 let mut attempt = 0;
                 let res = loop {
                     let r = match &w.op {
@@ -236,10 +244,13 @@ impl Writer {
                 }
             }
         });
-        Self { tx }
+        Self { tx, save_queued }
     }
 
     fn send(&self, op: Op) {
+        if matches!(op, Op::SavePaper) && self.save_queued.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         if self.tx.unbounded_send(Write { op, ack: None }).is_err() {
             tracing::error!("execution store writer stopped; write lost");
         }

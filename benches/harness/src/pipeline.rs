@@ -7,11 +7,14 @@
 //! One actix system on one thread (as each actor runs in the server). The clock starts just
 //! before the signal is sent to the coordinator's mailbox and stops inside [`TimedExchange::place_order`],
 //! a wrapper around the paper exchange that timestamps the order request before passing it on. Samples
-//! run one at a time: the next signal is sent only after the previous order reached the exchange and
-//! the flow settled, so queueing between samples is not measured. Stores are in memory (the decision
+//! run one at a time: the next signal is sent only after the previous order reached the exchange, the
+//! flow settled and the manager's store writer is idle (a `GetOrders` answers after a flush), so
+//! queueing between samples is not measured. Stores are in memory (the decision
 //! records are written and discarded, the order records kept), so no database round trip is in the
-//! figure. Entries rest as limit orders on the paper exchange (no price moves), so position limits
-//! are raised for the run and the paper account is funded for every entry.
+//! figure. Each entry rests as a limit order on the paper exchange (no price moves) and is cancelled
+//! there after its sample, so the manager tracks the same small book for every sample; position limits
+//! are raised for the run (cancelled entries do not count, but the run must not depend on the timing
+//! of the cancel).
 
 use anyhow::{bail, Context as _};
 use chrono::{DateTime, TimeZone, Utc};
@@ -25,7 +28,8 @@ use triplegain_actors::coordinator::{Coordinator, CoordinatorLinks, ExecutionLin
 use triplegain_actors::domain::{
     Bias, CorrelationId, EntryStrictness, Regime, Symbol, Timeframe, TradeAction, TrendDirection,
 };
-use triplegain_actors::execution::manager::{ExecutionConfig, IsReady, ManagerDeps, OrderExecutionManager};
+use triplegain_actors::execution::api::GetOrders;
+use triplegain_actors::execution::manager::{ExecutionConfig, IsReady, ManagerDeps, OrderExecutionManager, PollNow};
 use triplegain_actors::execution::paper::{PaperConfig, PaperExchange};
 use triplegain_actors::execution::store::MemoryOrderStore;
 use triplegain_actors::messages::{EventMeta, PortfolioUpdate, RegimeUpdate, TaSignal, TradingSignal};
@@ -300,8 +304,23 @@ async fn pipeline_async(samples: usize, warmup: usize) -> anyhow::Result<Latency
             times.push(arrived_req.0.duration_since(sent).as_secs_f64() * 1e6);
         }
         last_volume = Some(arrived_req.1.volume);
-        // Let the flow finish (acknowledgement, records) before the next signal.
-        actix::clock::sleep(Duration::from_micros(200)).await;
+        // Let the flow finish (acknowledgement, records), then cancel the resting entry on the paper
+        // exchange and let the manager see it, so the tracked book stays the same size for every sample.
+        actix::clock::sleep(Duration::from_millis(1)).await;
+        paper
+            .cancel_order(OrderRef::Client(arrived_req.1.client_order_id.clone()))
+            .await
+            .map_err(|e| anyhow::anyhow!("cancelling entry {i}: {e}"))?;
+        exec.send(PollNow).await?;
+        actix::clock::sleep(Duration::from_millis(1)).await;
+        // Wait until every store write of the sample is done (the manager answers after a flush).
+        exec.send(GetOrders {
+            symbol: Some(btc.clone()),
+            open_only: true,
+            correlation_id: None,
+        })
+        .await?
+        .map_err(|e| anyhow::anyhow!("orders: {e}"))?;
     }
     times.sort_by(f64::total_cmp);
     let mean = if times.is_empty() {
