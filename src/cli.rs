@@ -89,12 +89,15 @@ pub struct BenchArgs {
     /// Runs per bus scenario (interleaved; the median is reported).
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
-    /// Parts to run, comma separated: bus, indicators, risk.
-    #[arg(long, value_delimiter = ',', default_value = "bus,indicators,risk")]
+    /// Parts to run, comma separated: bus, indicators, risk, pipeline.
+    #[arg(long, value_delimiter = ',', default_value = "bus,indicators,risk,pipeline")]
     pub only: Vec<String>,
     /// Risk validations to time.
     #[arg(long, default_value_t = 100_000)]
     pub risk_samples: usize,
+    /// Signals to time through coordinator, risk engine and execution manager.
+    #[arg(long, default_value_t = 5_000)]
+    pub pipeline_samples: usize,
     /// Seed of the simulated market used for generated candles.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,

@@ -66,6 +66,8 @@ fn run_bench(args: &triplegain::cli::BenchArgs) -> ExitCode {
             indicators: has("indicators"),
             risk: has("risk"),
             risk_samples: args.risk_samples,
+            pipeline: has("pipeline"),
+            pipeline_samples: args.pipeline_samples,
             seed: args.seed,
             days: args.days,
             series: None,

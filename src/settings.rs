@@ -105,12 +105,19 @@ impl Default for Settings {
     }
 }
 
+/// The environment variable that must confirm live trading, and its required value.
+pub const LIVE_TRADING_CONFIRMATION_VAR: &str = "TRIPLEGAIN_CONFIRM_LIVE_TRADING";
+pub const LIVE_TRADING_CONFIRMATION: &str = "I_UNDERSTAND_THE_RISKS";
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AppSettings {
     pub mode: TradingMode,
     /// `local` or `production`: selects the environment file.
     pub environment: String,
+    /// `TRIPLEGAIN_CONFIRM_LIVE_TRADING`; live mode needs it to read `I_UNDERSTAND_THE_RISKS`.
+    #[serde(skip)]
+    pub live_trading_confirmation: Option<String>,
 }
 
 impl Default for AppSettings {
@@ -118,6 +125,7 @@ impl Default for AppSettings {
         Self {
             mode: TradingMode::Paper,
             environment: "local".into(),
+            live_trading_confirmation: None,
         }
     }
 }
@@ -288,6 +296,9 @@ pub struct KrakenSettings {
     pub timeout_secs: u64,
     pub dead_mans_switch_secs: u32,
     pub dead_mans_switch_refresh_secs: u64,
+    /// Our own budgets on top of Kraken's counters: private calls and order calls per minute.
+    pub calls_per_minute: u32,
+    pub order_calls_per_minute: u32,
     #[serde(skip_deserializing)]
     pub api_key: Option<Secret>,
     #[serde(skip_deserializing)]
@@ -302,6 +313,8 @@ impl Default for KrakenSettings {
             timeout_secs: 10,
             dead_mans_switch_secs: 60,
             dead_mans_switch_refresh_secs: 20,
+            calls_per_minute: 60,
+            order_calls_per_minute: 30,
             api_key: None,
             api_secret: None,
         }
@@ -570,7 +583,7 @@ impl Default for PositionLimitSettings {
     fn default() -> Self {
         Self {
             max_per_symbol: 2,
-            max_total: 5,
+            max_total: 6,
         }
     }
 }
@@ -773,6 +786,7 @@ impl Settings {
         settings.app.environment = environment;
 
         settings.database.url = env("DATABASE_URL").map(Secret::new);
+        settings.app.live_trading_confirmation = env(LIVE_TRADING_CONFIRMATION_VAR);
         settings.kraken.api_key = env("KRAKEN_API_KEY").map(Secret::new);
         settings.kraken.api_secret = env("KRAKEN_API_SECRET").map(Secret::new);
         for (provider, var) in [
@@ -859,6 +873,12 @@ impl Settings {
                 return Err(SettingsError::new(
                     "KRAKEN_API_KEY / KRAKEN_API_SECRET",
                     "live mode requires Kraken API credentials",
+                ));
+            }
+            if self.app.live_trading_confirmation.as_deref() != Some(LIVE_TRADING_CONFIRMATION) {
+                return Err(SettingsError::new(
+                    LIVE_TRADING_CONFIRMATION_VAR,
+                    format!("live mode requires {LIVE_TRADING_CONFIRMATION_VAR}={LIVE_TRADING_CONFIRMATION}"),
                 ));
             }
         }
@@ -971,6 +991,26 @@ mod tests {
             err.message.contains("reads_per_minute") || err.message.contains("-1"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn live_mode_needs_the_confirmation_variable() {
+        let d = dir_with(&[("base.yaml", "app:\n  mode: live\n")]);
+        let with = |confirm: Option<&'static str>| {
+            move |k: &str| match k {
+                "DATABASE_URL" => Some("postgres://u@h/db".to_owned()),
+                "KRAKEN_API_KEY" => Some("key".to_owned()),
+                "KRAKEN_API_SECRET" => Some("c2VjcmV0".to_owned()),
+                "TRIPLEGAIN_CONFIRM_LIVE_TRADING" => confirm.map(str::to_owned),
+                _ => None,
+            }
+        };
+        let err = Settings::load_with_env(d.path(), with(None)).unwrap_err();
+        assert_eq!(err.source_name, "TRIPLEGAIN_CONFIRM_LIVE_TRADING");
+        let err = Settings::load_with_env(d.path(), with(Some("yes"))).unwrap_err();
+        assert_eq!(err.source_name, "TRIPLEGAIN_CONFIRM_LIVE_TRADING");
+        let s = Settings::load_with_env(d.path(), with(Some("I_UNDERSTAND_THE_RISKS"))).unwrap();
+        assert_eq!(s.app.mode, TradingMode::Live);
     }
 
     #[test]

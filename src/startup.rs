@@ -113,6 +113,8 @@ async fn connect_kraken(settings: &Settings) -> anyhow::Result<crate::kraken::Kr
         base_url: settings.kraken.base_url.clone(),
         timeout: Duration::from_secs(settings.kraken.timeout_secs),
         tier: Tier::parse(&settings.kraken.tier).map_err(|e| anyhow::anyhow!("kraken.tier: {e}"))?,
+        calls_per_minute: settings.kraken.calls_per_minute,
+        order_calls_per_minute: settings.kraken.order_calls_per_minute,
         ..KrakenConfig::default()
     };
     let client = KrakenClient::new(config, Some(KrakenCredentials::new(key.expose(), secret.expose())))

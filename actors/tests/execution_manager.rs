@@ -616,6 +616,78 @@ async fn position_limits_refuse_a_third_position_on_a_symbol() {
 }
 
 #[actix::test]
+async fn the_seventh_entry_counting_pending_ones_is_refused() {
+    assert_eq!(ExecutionConfig::default().max_positions_total, 6);
+    assert_eq!(ExecutionConfig::default().max_positions_per_symbol, 2);
+    // Per symbol raised so the total limit (the default 6) is what binds.
+    let env = env_with(
+        PaperConfig::default(),
+        ExecutionConfig {
+            max_positions_per_symbol: 10,
+            ..exec_config()
+        },
+    )
+    .await;
+    // Two entries fill into open positions.
+    for _ in 0..2 {
+        let p = proposal(Side::Buy, dec!(100), Some(dec!(49000)), None);
+        env.addr.send(trade(p)).await.unwrap().unwrap();
+    }
+    env.tick(dec!(49990));
+    eventually("two open positions", || async {
+        env.positions()
+            .await
+            .iter()
+            .filter(|p| p.status == PositionStatus::Open)
+            .count()
+            == 2
+    })
+    .await;
+    // Four more rest below the market: pending entries, no position yet.
+    for _ in 0..4 {
+        let mut p = proposal(Side::Buy, dec!(100), Some(dec!(40000)), None);
+        p.entry_price = dec!(45000);
+        let res = env.addr.send(trade(p)).await.unwrap().unwrap();
+        assert_eq!(res.orders[0].status, OrderStatus::Open);
+    }
+    assert_eq!(env.order_by_purpose("entry", OrderStatus::Open).await.len(), 4);
+    let mut p = proposal(Side::Buy, dec!(100), Some(dec!(40000)), None);
+    p.entry_price = dec!(45000);
+    let err = env.addr.send(trade(p)).await.unwrap().unwrap_err();
+    assert!(
+        matches!(err, ExecutionError::NotAllowed(ref m) if m.contains("max_positions_total 6")),
+        "{err:?}"
+    );
+    let entries = env
+        .orders()
+        .await
+        .into_iter()
+        .filter(|o| o.view.purpose == "entry")
+        .count();
+    assert_eq!(entries, 6, "the refused entry never reached the store or the exchange");
+}
+
+#[actix::test]
+async fn a_drained_manager_sends_nothing_more_to_the_exchange() {
+    let env = env().await;
+    let p = proposal(Side::Buy, dec!(1000), Some(dec!(49000)), Some(dec!(52000)));
+    env.addr.send(trade(p)).await.unwrap().unwrap();
+    env.addr.send(triplegain_actors::supervision::Drain).await.unwrap();
+    // The exchange fills the entry after shutdown began: the next process protects it, not this one.
+    env.tick(dec!(49990));
+    actix::clock::sleep(Duration::from_millis(300)).await;
+    assert!(env.paper_open(OrderType::StopLoss).is_empty());
+    assert!(env.positions().await.is_empty());
+    let err = env
+        .addr
+        .send(trade(proposal(Side::Buy, dec!(100), Some(dec!(49000)), None)))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, ExecutionError::Unavailable(_)), "{err:?}");
+}
+
+#[actix::test]
 async fn trailing_stop_follows_new_highs_and_replaces_the_exchange_stop() {
     use triplegain_actors::execution::manager::{PriceUpdate, SnapshotNow, TrailingStopConfig};
     let env = env_with(

@@ -6,7 +6,7 @@ use super::errors::{
     classify, classify_http_status, classify_malformed, classify_transport, has_error, CallKind, INVALID_NONCE_PREFIX,
     LOCKOUT_PREFIX,
 };
-use super::limits::{rest_cost, RateGate, Tier, TradingLimiter, ADD_ORDER_COST};
+use super::limits::{rest_cost, CallBudget, RateGate, Tier, TradingLimiter, ADD_ORDER_COST};
 use super::sign::{sign_with_key, FormBody, NonceSource};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -73,6 +73,12 @@ pub struct KrakenConfig {
     /// How long private calls stay paused after `EGeneral:Temporary lockout`.
     pub lockout_pause: Duration,
     pub user_agent: String,
+    /// Budget of private calls (every attempt counts) per `budget_window`.
+    pub calls_per_minute: u32,
+    /// Budget of order calls (`AddOrder`, `CancelOrder`, ...) per `budget_window`.
+    pub order_calls_per_minute: u32,
+    /// The window of both budgets (a minute; shorter only in tests).
+    pub budget_window: Duration,
 }
 
 impl Default for KrakenConfig {
@@ -86,6 +92,9 @@ impl Default for KrakenConfig {
             retry_backoff: Duration::from_secs(1),
             lockout_pause: Duration::from_secs(15 * 60),
             user_agent: concat!("triplegain/", env!("CARGO_PKG_VERSION")).to_owned(),
+            calls_per_minute: 60,
+            order_calls_per_minute: 30,
+            budget_window: Duration::from_secs(60),
         }
     }
 }
@@ -116,6 +125,8 @@ struct Inner {
     send_lock: tokio::sync::Mutex<()>,
     rest: RateGate,
     trading: TradingLimiter,
+    calls: CallBudget,
+    order_calls: CallBudget,
     lockout_until: Mutex<Option<Instant>>,
 }
 
@@ -389,6 +400,18 @@ impl KrakenClient {
             .map_err(|e| KrakenSetupError::Http(e.to_string()))?;
         let rest = RateGate::new("Kraken REST", config.tier.rest_limits(), config.max_rate_wait);
         let trading = TradingLimiter::new(config.tier.trading_limits(), config.max_rate_wait);
+        let calls = CallBudget::new(
+            "private call",
+            config.calls_per_minute,
+            config.budget_window,
+            config.max_rate_wait,
+        );
+        let order_calls = CallBudget::new(
+            "order call",
+            config.order_calls_per_minute,
+            config.budget_window,
+            config.max_rate_wait,
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
@@ -399,6 +422,8 @@ impl KrakenClient {
                 send_lock: tokio::sync::Mutex::new(()),
                 rest,
                 trading,
+                calls,
+                order_calls,
                 lockout_until: Mutex::new(None),
             }),
         })
@@ -420,6 +445,16 @@ impl KrakenClient {
     /// The per-key REST call counter.
     pub fn rest_gate(&self) -> &RateGate {
         &self.inner.rest
+    }
+
+    /// The private-call budget (every attempt counts).
+    pub fn call_budget(&self) -> &CallBudget {
+        &self.inner.calls
+    }
+
+    /// The order-call budget.
+    pub fn order_call_budget(&self) -> &CallBudget {
+        &self.inner.order_calls
     }
 
     // ------------------------------------------------------------ transport
@@ -469,7 +504,29 @@ impl KrakenClient {
         let mut nonce_retry_used = false;
         loop {
             self.check_lockout()?;
-            self.inner.rest.acquire(rest_cost(method)).await?;
+            // A budget counts calls sent: a slot is given back when a later gate refuses the call.
+            let order_slot = if kind == CallKind::OrderChange {
+                Some(self.inner.order_calls.acquire().await?)
+            } else {
+                None
+            };
+            let refund_order = || {
+                if let Some(slot) = order_slot {
+                    self.inner.order_calls.refund(slot);
+                }
+            };
+            let call_slot = match self.inner.calls.acquire().await {
+                Ok(slot) => slot,
+                Err(e) => {
+                    refund_order();
+                    return Err(e);
+                }
+            };
+            if let Err(e) = self.inner.rest.acquire(rest_cost(method)).await {
+                self.inner.calls.refund(call_slot);
+                refund_order();
+                return Err(e);
+            }
             let res = self.send_private(keys, method, params).await;
             let err = match res {
                 Ok(v) => return Ok(v),

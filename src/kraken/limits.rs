@@ -245,6 +245,100 @@ impl RateGate {
     }
 }
 
+/// A sliding-window budget: at most `max` calls in any `window` (the account's own budgets of
+/// 60 private calls and 30 order calls a minute, on top of Kraken's counters).
+#[derive(Debug)]
+pub struct CallBudget {
+    name: String,
+    max: usize,
+    window: Duration,
+    max_wait: Duration,
+    calls: Mutex<std::collections::VecDeque<Instant>>,
+}
+
+impl CallBudget {
+    pub fn new(name: impl Into<String>, max: u32, window: Duration, max_wait: Duration) -> Self {
+        Self {
+            name: name.into(),
+            max: max as usize,
+            window,
+            max_wait,
+            calls: Mutex::new(std::collections::VecDeque::new()),
+        }
+    }
+
+    /// Takes one call at `now` if the window has room; otherwise returns how long until it has.
+    ///
+    /// # Errors
+    /// The wait needed (`Duration::MAX` for a budget of zero).
+    pub fn try_take_at(&self, now: Instant) -> Result<(), Duration> {
+        if self.max == 0 {
+            return Err(Duration::MAX);
+        }
+        let mut calls = self.calls.lock();
+        while calls
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= self.window)
+        {
+            calls.pop_front();
+        }
+        if calls.len() < self.max {
+            calls.push_back(now);
+            return Ok(());
+        }
+        let oldest = calls.front().copied().unwrap_or(now);
+        Err(self
+            .window
+            .saturating_sub(now.saturating_duration_since(oldest))
+            .saturating_add(Duration::from_millis(1)))
+    }
+
+    /// Takes one call, sleeping until the window has room; returns the slot (for [`Self::refund`]).
+    ///
+    /// # Errors
+    /// [`ExchangeError::RateLimited`] when the wait would exceed the configured maximum.
+    pub async fn acquire(&self) -> Result<Instant, ExchangeError> {
+        let started = Instant::now();
+        loop {
+            let now = Instant::now();
+            let wait = match self.try_take_at(now) {
+                Ok(()) => return Ok(now),
+                Err(w) => w,
+            };
+            if started.elapsed().saturating_add(wait) > self.max_wait {
+                return Err(ExchangeError::RateLimited(format!(
+                    "{} budget of {} calls per {} s used up; room again in {:.1} s, more than the {:.1} s allowed",
+                    self.name,
+                    self.max,
+                    self.window.as_secs(),
+                    wait.as_secs_f64(),
+                    self.max_wait.as_secs_f64()
+                )));
+            }
+            tracing::debug!(budget = %self.name, wait_ms = wait.as_millis() as u64, "call budget used up, waiting");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Gives back a slot taken by [`Self::acquire`] for a call that was not sent after all.
+    pub fn refund(&self, slot: Instant) {
+        let mut calls = self.calls.lock();
+        if let Some(i) = calls.iter().position(|t| *t == slot) {
+            calls.remove(i);
+        }
+    }
+
+    /// Calls taken in the current window (for metrics and tests).
+    pub fn used(&self) -> usize {
+        let now = Instant::now();
+        self.calls
+            .lock()
+            .iter()
+            .filter(|t| now.saturating_duration_since(**t) < self.window)
+            .count()
+    }
+}
+
 /// How long [`TradingLimiter`] remembers an order's placement time: after 300 s no penalty applies.
 const PENALTY_HORIZON: Duration = Duration::from_secs(300);
 
@@ -371,6 +465,46 @@ impl TradingLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn call_budget_allows_max_calls_per_window_and_reports_the_wait() {
+        let b = CallBudget::new("orders", 3, Duration::from_secs(60), Duration::from_secs(1));
+        let t0 = Instant::now();
+        for i in 0..3 {
+            assert_eq!(b.try_take_at(t0 + Duration::from_secs(i)), Ok(()));
+        }
+        let wait = b.try_take_at(t0 + Duration::from_secs(10)).unwrap_err();
+        assert_eq!(wait, Duration::from_millis(50_001));
+        // The first call leaves the window 60 s after it was made.
+        assert_eq!(b.try_take_at(t0 + Duration::from_secs(60)), Ok(()));
+        assert!(b.try_take_at(t0 + Duration::from_secs(60)).is_err());
+        assert_eq!(
+            CallBudget::new("none", 0, Duration::from_secs(60), Duration::ZERO).try_take_at(t0),
+            Err(Duration::MAX)
+        );
+    }
+
+    #[tokio::test]
+    async fn call_budget_refuses_when_the_wait_exceeds_the_maximum() {
+        let b = CallBudget::new("calls", 2, Duration::from_secs(60), Duration::from_millis(50));
+        b.acquire().await.unwrap();
+        b.acquire().await.unwrap();
+        assert_eq!(b.used(), 2);
+        assert!(matches!(b.acquire().await, Err(ExchangeError::RateLimited(m)) if m.contains("2 calls per 60 s")));
+        // A short window frees up within the allowed wait.
+        let short = CallBudget::new("calls", 1, Duration::from_millis(30), Duration::from_millis(500));
+        short.acquire().await.unwrap();
+        let t = Instant::now();
+        short.acquire().await.unwrap();
+        assert!(t.elapsed() >= Duration::from_millis(20));
+        // A refunded slot is free again at once.
+        let b = CallBudget::new("calls", 1, Duration::from_secs(60), Duration::ZERO);
+        let slot = b.acquire().await.unwrap();
+        assert!(b.acquire().await.is_err());
+        b.refund(slot);
+        assert_eq!(b.used(), 0);
+        b.acquire().await.unwrap();
+    }
 
     #[test]
     fn tier_tables_match_the_documented_limits() {

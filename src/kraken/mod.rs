@@ -17,5 +17,5 @@ pub use exchange::{
     client_order_id_from_kraken, kraken_cl_ord_id, prepare_order, spawn_dead_mans_switch, DeadMansSwitchConfig,
     DeadMansSwitchHandle, KrakenExchange, PairRegistry,
 };
-pub use limits::{RateGate, Tier, TradingLimiter};
+pub use limits::{CallBudget, RateGate, Tier, TradingLimiter};
 pub use sign::{sign, FormBody, NonceSource};

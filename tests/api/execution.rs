@@ -447,3 +447,110 @@ async fn after_a_restart_the_fill_made_while_down_becomes_one_protected_position
     app2.db = Some(db);
     app2.shutdown().await;
 }
+
+/// Live mode against a fake Kraken: the entry is sent, the app stops, Kraken fills it while the app is
+/// down, and on start the manager reconciles into one protected position without a second entry.
+#[actix_web::test]
+async fn live_after_a_restart_the_kraken_fill_made_while_down_becomes_one_protected_position() {
+    use crate::kraken_fake::FakeKraken;
+    use crate::kraken_wire::{KEY, SECRET};
+    use triplegain::settings::{Secret, Settings};
+    use triplegain_actors::domain::TradingMode;
+
+    let fake = FakeKraken::start().await;
+    let uri = fake.uri();
+    let live = move |s: &mut Settings| {
+        s.app.mode = TradingMode::Live;
+        s.kraken.base_url = uri.clone();
+        s.kraken.tier = "pro".into();
+        s.kraken.api_key = Some(Secret::new(KEY));
+        s.kraken.api_secret = Some(Secret::new(SECRET));
+        s.execution.tracking.poll_interval_ms = 1000;
+    };
+    let mut app = crate::helpers::spawn_app_with(live.clone()).await;
+    assert!(app.state.paper.is_none(), "live mode");
+    // The risk engine approves once the manager has valued the Kraken balances.
+    let mut placed = None;
+    for _ in 0..100 {
+        let (s, b) = body(
+            app.post("/api/v1/trades", Some(OPERATOR), Some(limit_buy("1000")))
+                .await,
+        )
+        .await;
+        if s == 200 {
+            placed = Some(b);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let placed = placed.expect("entry placed on Kraken");
+    assert_eq!(placed["orders"][0]["status"], "open", "{placed}");
+    assert_eq!(placed["orders"][0]["exchange_order_id"], "OTX-1");
+    let db = app.db.take().unwrap();
+    app.shutdown().await;
+    assert_eq!(fake.orders().len(), 1);
+
+    // While the app is down Kraken fills the entry.
+    fake.update(
+        |o| o.side == "buy",
+        |o| {
+            o.status = "closed".into();
+            o.vol_exec = o.vol.clone();
+            o.avg = "49990.0".into();
+            o.fee = "2.59948".into();
+        },
+    );
+
+    let mut s2 = crate::helpers::test_settings();
+    s2.database.url = Some(Secret::new(db.url.clone()));
+    live(&mut s2);
+    let mut app2 = crate::helpers::spawn_with_settings(s2).await;
+    app2.pool = Some(crate::helpers::pool_for(&db.name));
+    let pos = open_position(&app2).await;
+    assert_eq!(dec(&pos["size"]), Decimal::from_str("0.02").unwrap());
+    assert_eq!(dec(&pos["entry_price"]), Decimal::from(49990));
+    let client = app2.pool.as_ref().unwrap().get().await.unwrap();
+    let entries: i64 = client
+        .query_one("SELECT count(*) FROM orders WHERE purpose = 'entry'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(entries, 1, "no duplicate entry");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let open: Vec<String> = client
+        .query("SELECT purpose FROM orders WHERE status = 'open' ORDER BY purpose", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(open, vec!["stop_loss", "take_profit"]);
+    let book = fake.orders();
+    assert_eq!(
+        book.iter().filter(|o| o.side == "buy").count(),
+        1,
+        "one entry on Kraken"
+    );
+    let working: Vec<(String, String, String)> = book
+        .iter()
+        .filter(|o| o.status == "open")
+        .map(|o| (o.ordertype.clone(), o.vol.clone(), o.price.clone()))
+        .collect();
+    let rows: Vec<String> = client
+        .query("SELECT purpose, status, coalesce(exchange_order_id, '-'), coalesce(error_message, '-') FROM orders ORDER BY created_at", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| format!("{} {} {} {}", r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, String>(2), r.get::<_, String>(3)))
+        .collect();
+    assert_eq!(working.len(), 2, "{book:?}\n{rows:#?}");
+    assert!(working.contains(&("stop-loss".into(), "0.02".into(), "49000".into())));
+    assert!(working.contains(&("limit".into(), "0.02".into(), "52000".into())));
+    assert!(
+        !fake.calls_of("CancelAllOrdersAfter").is_empty(),
+        "the dead man's switch is armed in live mode"
+    );
+    fake.assert_clean();
+    app2.db = Some(db);
+    app2.shutdown().await;
+}

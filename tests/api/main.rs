@@ -1,6 +1,10 @@
 //! Integration tests: the whole app over real HTTP against a fresh PostgreSQL database per test.
 
 mod helpers;
+#[path = "../common/kraken_fake.rs"]
+mod kraken_fake;
+#[path = "../common/kraken_wire.rs"]
+mod kraken_wire;
 mod skeleton;
 
 // Areas (each file owns its tests).

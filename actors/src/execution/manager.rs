@@ -116,7 +116,7 @@ impl Default for ExecutionConfig {
             max_retry_count: 3,
             retry_delay_ms: 5000,
             max_positions_per_symbol: 2,
-            max_positions_total: 5,
+            max_positions_total: 6,
             poll_interval_ms: 5000,
             snapshot_interval_secs: 60,
             auto_stop_loss: true,
@@ -191,6 +191,8 @@ struct Write {
 #[derive(Clone)]
 struct Writer {
     tx: mpsc::UnboundedSender<Write>,
+    /// A paper save is queued and not yet started: a burst of changes is saved once.
+    save_queued: Arc<std::sync::atomic::AtomicBool>,
 }
 
 const STORE_ATTEMPTS: u32 = 3;
@@ -202,8 +204,14 @@ impl Writer {
         let audit = deps.audit.clone();
         let state = deps.state.clone();
         let paper = deps.paper.clone();
+        let save_queued = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let queued = save_queued.clone();
         actix::spawn(async move {
             while let Some(w) = rx.next().await {
+                if matches!(w.op, Op::SavePaper) {
+                    // Changes made from here on queue a new save.
+                    queued.store(false, std::sync::atomic::Ordering::SeqCst);
+                }
                 let mut attempt = 0;
                 let res = loop {
                     let r = match &w.op {
@@ -236,10 +244,13 @@ impl Writer {
                 }
             }
         });
-        Self { tx }
+        Self { tx, save_queued }
     }
 
     fn send(&self, op: Op) {
+        if matches!(op, Op::SavePaper) && self.save_queued.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         if self.tx.unbounded_send(Write { op, ack: None }).is_err() {
             tracing::error!("execution store writer stopped; write lost");
         }
@@ -285,6 +296,8 @@ pub struct OrderExecutionManager {
     ready: bool,
     reconciled: bool,
     polling: bool,
+    /// Drained for shutdown: nothing more is sent to the exchange (a second process may take over).
+    drained: bool,
     /// Orders still tracked (non-terminal, or `error` being reconciled).
     orders: HashMap<Uuid, OrderRecord>,
     by_client: HashMap<ClientOrderId, Uuid>,
@@ -317,6 +330,7 @@ impl OrderExecutionManager {
             ready: false,
             reconciled: false,
             polling: false,
+            drained: false,
             orders: HashMap::new(),
             by_client: HashMap::new(),
             placing: HashSet::new(),
@@ -368,6 +382,9 @@ impl OrderExecutionManager {
         positions: Result<Vec<PositionView>, StoreError>,
         ctx: &mut Context<Self>,
     ) {
+        if self.drained {
+            return;
+        }
         let (pairs, orders, positions) = match (pairs, orders, positions) {
             (Ok(a), Ok(b), Ok(c)) => (a, b, c),
             (a, b, c) => {
@@ -426,13 +443,21 @@ impl OrderExecutionManager {
         if !self.ready || self.polling {
             return;
         }
-        let refs: Vec<OrderRef> = self
+        // Acknowledged orders are asked for by exchange id (one batched query on Kraken); only
+        // orders whose placement outcome is unknown are searched by client id.
+        let asked: Vec<(Uuid, OrderRef)> = self
             .orders
             .values()
             .filter(|o| !self.placing.contains(&o.view.id))
-            .map(|o| OrderRef::Client(o.view.client_order_id.clone()))
+            .map(|o| {
+                let r = match &o.view.exchange_order_id {
+                    Some(x) if !x.is_empty() => OrderRef::Exchange(x.clone()),
+                    _ => OrderRef::Client(o.view.client_order_id.clone()),
+                };
+                (o.view.id, r)
+            })
             .collect();
-        if refs.is_empty() {
+        if asked.is_empty() {
             if !self.reconciled {
                 self.finish_reconcile(ctx);
             }
@@ -440,13 +465,8 @@ impl OrderExecutionManager {
         }
         self.polling = true;
         let exchange = self.deps.exchange.clone();
-        let asked: Vec<ClientOrderId> = refs
-            .iter()
-            .filter_map(|r| match r {
-                OrderRef::Client(c) => Some(c.clone()),
-                OrderRef::Exchange(_) => None,
-            })
-            .collect();
+        let refs: Vec<OrderRef> = asked.iter().map(|(_, r)| r.clone()).collect();
+        let asked: Vec<Uuid> = asked.into_iter().map(|(id, _)| id).collect();
         let fut = async move { exchange.query_orders(refs).await };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             act.polling = false;
@@ -454,12 +474,7 @@ impl OrderExecutionManager {
         }));
     }
 
-    fn on_polled(
-        &mut self,
-        asked: Vec<ClientOrderId>,
-        res: Result<Vec<ExchangeOrder>, ExchangeError>,
-        ctx: &mut Context<Self>,
-    ) {
+    fn on_polled(&mut self, asked: Vec<Uuid>, res: Result<Vec<ExchangeOrder>, ExchangeError>, ctx: &mut Context<Self>) {
         let found = match res {
             Ok(v) => v,
             Err(e) => {
@@ -467,21 +482,29 @@ impl OrderExecutionManager {
                 return;
             }
         };
+        let by_exchange_id: HashMap<String, Uuid> = self
+            .orders
+            .values()
+            .filter_map(|o| o.view.exchange_order_id.clone().map(|x| (x, o.view.id)))
+            .collect();
         let mut seen = HashSet::new();
         for ex in found {
-            let Some(cid) = ex.client_order_id.clone() else {
+            let id = ex
+                .client_order_id
+                .as_ref()
+                .and_then(|cid| self.by_client.get(cid).copied())
+                .or_else(|| by_exchange_id.get(&ex.exchange_order_id).copied());
+            let Some(id) = id else { continue };
+            if !seen.insert(id) {
                 continue;
-            };
-            let Some(&id) = self.by_client.get(&cid) else { continue };
-            seen.insert(cid);
+            }
             self.missing.remove(&id);
             self.apply_update(id, &ex, ctx);
         }
-        for cid in asked {
-            if seen.contains(&cid) {
+        for id in asked {
+            if seen.contains(&id) || !self.orders.contains_key(&id) {
                 continue;
             }
-            let Some(&id) = self.by_client.get(&cid) else { continue };
             self.on_missing(id, ctx);
         }
         if !self.reconciled {
@@ -819,6 +842,9 @@ impl OrderExecutionManager {
     }
 
     fn request_cancel(&mut self, id: Uuid, ctx: &mut Context<Self>) {
+        if self.drained {
+            return;
+        }
         let Some(rec) = self.orders.get(&id) else { return };
         if !self.cancel_requested.insert(id) {
             return;
@@ -857,7 +883,41 @@ impl OrderExecutionManager {
                 Protect::StopLoss => (self.cfg().auto_stop_loss, pos.stop_loss, pos.stop_loss_order_id),
                 Protect::TakeProfit => (self.cfg().auto_take_profit, pos.take_profit, pos.take_profit_order_id),
             };
-            let current_rec = current.and_then(|id| self.orders.get(&id)).cloned();
+            let mut current_rec = current.and_then(|id| self.orders.get(&id)).cloned();
+            if current_rec.is_none() {
+                // A protective order of this position that is tracked but not linked (its placement was
+                // cut short by a restart, or its outcome is still unknown): adopt it, never send a second.
+                let unlinked = self
+                    .orders
+                    .values()
+                    .filter(|o| {
+                        o.view.position_id == Some(pid)
+                            && o.view.purpose == kind.purpose()
+                            && !self.cancel_requested.contains(&o.view.id)
+                    })
+                    .max_by_key(|o| o.view.created_at)
+                    .cloned();
+                if let Some(o) = unlinked {
+                    if self.placing.contains(&o.view.id) {
+                        continue;
+                    }
+                    if let Some(p) = self.positions.get_mut(&pid) {
+                        match kind {
+                            Protect::StopLoss => p.stop_loss_order_id = Some(o.view.id),
+                            Protect::TakeProfit => p.take_profit_order_id = Some(o.view.id),
+                        }
+                        let snapshot = p.clone();
+                        self.writer.send(Op::Position(Box::new(snapshot)));
+                    }
+                    tracing::info!(position = %pid, order = %o.view.client_order_id, kind = kind.purpose(),
+                        "adopted an unlinked protective order");
+                    if o.view.status == OrderStatus::Error {
+                        // Outcome unknown: the poll resolves it by client id first.
+                        continue;
+                    }
+                    current_rec = Some(o);
+                }
+            }
             let Some(target) = target.filter(|_| enabled) else {
                 if let Some(c) = current_rec {
                     self.request_cancel(c.view.id, ctx);
@@ -1660,6 +1720,9 @@ impl OrderExecutionManager {
     }
 
     fn refresh_portfolio(&mut self, ctx: &mut Context<Self>) {
+        if self.drained {
+            return;
+        }
         let exchange = self.deps.exchange.clone();
         let fut = async move { exchange.balances().await };
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
@@ -1858,6 +1921,10 @@ crate::supervised_basics!(OrderExecutionManager);
 impl Handler<Drain> for OrderExecutionManager {
     type Result = ResponseActFuture<Self, ()>;
     fn handle(&mut self, _: Drain, _: &mut Context<Self>) -> Self::Result {
+        // From here on the manager neither polls, places nor cancels: the process is stopping, and the
+        // next one reconciles from the store and the exchange.
+        self.drained = true;
+        self.ready = false;
         self.writer.send(Op::SavePaper);
         let flush = self.writer.acked(Op::Flush);
         Box::pin(

@@ -29,6 +29,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+pub mod pipeline;
+
 use triplegain_actors::bus::Topic;
 use triplegain_actors::clock::SystemClock;
 use triplegain_actors::domain::{Candle, CorrelationId, Regime, Side, Symbol, Timeframe};
@@ -599,6 +601,8 @@ pub struct SuiteReport {
     pub bus: Option<BusReport>,
     pub indicators: Option<Throughput>,
     pub risk: Option<Latency>,
+    /// Signal → order request through coordinator, risk engine and execution manager.
+    pub pipeline: Option<Latency>,
 }
 
 /// The machine the numbers come from.
@@ -644,6 +648,9 @@ pub struct SuiteOptions {
     pub indicators: bool,
     pub risk: bool,
     pub risk_samples: usize,
+    /// Signal → order request latency through the actors to the paper exchange.
+    pub pipeline: bool,
+    pub pipeline_samples: usize,
     pub seed: u64,
     pub days: u32,
     /// Candles for the indicator benchmark, one series per symbol; generated in memory (`seed`,
@@ -700,11 +707,22 @@ pub fn run_suite(opts: &SuiteOptions) -> anyhow::Result<SuiteReport> {
     } else {
         None
     };
+    let pipeline = if opts.pipeline {
+        let l = pipeline::pipeline_run(opts.pipeline_samples, (opts.pipeline_samples / 10).max(10))?;
+        println!(
+            "signal -> order request ({} samples, {}): p50 {:.2} us, p99 {:.2} us, mean {:.2} us, max {:.2} us",
+            l.samples, l.outcome, l.p50_us, l.p99_us, l.mean_us, l.max_us
+        );
+        Some(l)
+    } else {
+        None
+    };
     Ok(SuiteReport {
         machine,
         bus,
         indicators,
         risk,
+        pipeline,
     })
 }
 
@@ -753,6 +771,15 @@ mod tests {
         let first = &generate_candles(7, 1)[0].1[0];
         assert!(lines[1].starts_with(&format!("{},{},", generated_start().timestamp(), first.open)));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn every_signal_reaches_the_paper_exchange_through_the_actors() {
+        let l = pipeline::pipeline_run(30, 5).unwrap();
+        assert_eq!(l.samples, 30);
+        assert!(l.p50_us > 0.0 && l.p50_us <= l.p99_us && l.p99_us <= l.max_us);
+        // 35 entries, each 5 % of 10 000 USD at 50 000 (× the consensus multiplier).
+        assert!(l.outcome.starts_with("35 order requests"), "{}", l.outcome);
     }
 
     #[test]

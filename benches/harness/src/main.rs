@@ -1,8 +1,8 @@
 //! `triplegain-bench`: the benchmark suite without the server around it (same code as
 //! `triplegain bench`, which also reads candle files).
 //!
-//! Usage: `triplegain-bench [--events N] [--window N] [--repeats N] [--only bus,indicators,risk]
-//! [--risk-samples N] [--seed N] [--days N] [--json FILE] [--generate DIR]`
+//! Usage: `triplegain-bench [--events N] [--window N] [--repeats N] [--only bus,indicators,risk,pipeline]
+//! [--risk-samples N] [--pipeline-samples N] [--seed N] [--days N] [--json FILE] [--generate DIR]`
 
 use std::process::ExitCode;
 use triplegain_bench::{run_suite, write_candle_files, SuiteOptions};
@@ -16,6 +16,8 @@ fn parse() -> Result<(SuiteOptions, Option<String>, Option<String>), String> {
         indicators: true,
         risk: true,
         risk_samples: 100_000,
+        pipeline: true,
+        pipeline_samples: 5_000,
         seed: 42,
         days: 365,
         series: None,
@@ -30,6 +32,9 @@ fn parse() -> Result<(SuiteOptions, Option<String>, Option<String>), String> {
             "--window" => opts.window = num(&value)?,
             "--repeats" => opts.repeats = usize::try_from(num(&value)?).map_err(|e| e.to_string())?,
             "--risk-samples" => opts.risk_samples = usize::try_from(num(&value)?).map_err(|e| e.to_string())?,
+            "--pipeline-samples" => {
+                opts.pipeline_samples = usize::try_from(num(&value)?).map_err(|e| e.to_string())?;
+            }
             "--seed" => opts.seed = num(&value)?,
             "--days" => opts.days = u32::try_from(num(&value)?).map_err(|e| e.to_string())?,
             "--only" => {
@@ -37,6 +42,7 @@ fn parse() -> Result<(SuiteOptions, Option<String>, Option<String>), String> {
                 opts.bus = parts.iter().any(|p| p == "bus");
                 opts.indicators = parts.iter().any(|p| p == "indicators");
                 opts.risk = parts.iter().any(|p| p == "risk");
+                opts.pipeline = parts.iter().any(|p| p == "pipeline");
             }
             "--json" => json = Some(value),
             "--generate" => generate = Some(value),
