@@ -187,15 +187,54 @@ struct Write {
     ack: Option<oneshot::Sender<Result<(), StoreError>>>,
 }
 
+/// Work for the paper exchange's saver.
+enum PaperWrite {
+    Save,
+    /// Answered once every save queued before it is done.
+    Flush(oneshot::Sender<()>),
+}
+
 /// One ordered writer: every store write of the manager, in the order the actor made it.
+///
+/// Paper exchange saves go to a saver of their own: a snapshot with a long order history takes
+/// milliseconds to serialise, and order records must not wait behind it. The snapshot is
+/// serialised on a blocking thread so the actors sharing this thread keep running. A `Flush`
+/// waits for both, so "everything written" still means the paper exchange too.
 #[derive(Clone)]
 struct Writer {
     tx: mpsc::UnboundedSender<Write>,
+    paper_tx: Option<mpsc::UnboundedSender<PaperWrite>>,
     /// A paper save is queued and not yet started: a burst of changes is saved once.
     save_queued: Arc<std::sync::atomic::AtomicBool>,
 }
 
 const STORE_ATTEMPTS: u32 = 3;
+
+/// Serialises the paper exchange's snapshot on a blocking thread and saves it, retrying the store.
+async fn save_paper(paper: &PaperExchange, state: &dyn StateStore) {
+    let p = paper.clone();
+    let value = match tokio::task::spawn_blocking(move || serde_json::to_value(p.snapshot())).await {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "paper exchange snapshot not serialisable; save lost");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "paper exchange snapshot task failed; save lost");
+            return;
+        }
+    };
+    for attempt in 1..=STORE_ATTEMPTS {
+        match state.save_state(crate::execution::paper::STATE_KEY, value.clone()).await {
+            Ok(()) => return,
+            Err(e) if attempt < STORE_ATTEMPTS => {
+                tracing::warn!(error = %e, attempt, "paper exchange save failed; retrying");
+                actix::clock::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+            }
+            Err(e) => tracing::error!(error = %e, "paper exchange save lost"),
+        }
+    }
+}
 
 impl Writer {
     fn start(deps: &ManagerDeps) -> Self {
@@ -205,12 +244,34 @@ impl Writer {
         let state = deps.state.clone();
         let paper = deps.paper.clone();
         let save_queued = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let queued = save_queued.clone();
+        let paper_tx = paper.map(|paper| {
+            let (ptx, mut prx) = mpsc::unbounded::<PaperWrite>();
+            let queued = save_queued.clone();
+            let state = state.clone();
+            actix::spawn(async move {
+                while let Some(w) = prx.next().await {
+                    match w {
+                        PaperWrite::Flush(ack) => {
+                            let _ = ack.send(());
+                        }
+                        PaperWrite::Save => {
+                            // Changes made from here on queue a new save.
+                            queued.store(false, std::sync::atomic::Ordering::SeqCst);
+                            save_paper(&paper, state.as_ref()).await;
+                        }
+                    }
+                }
+            });
+            ptx
+        });
+        let paper_flush = paper_tx.clone();
         actix::spawn(async move {
             while let Some(w) = rx.next().await {
-                if matches!(w.op, Op::SavePaper) {
-                    // Changes made from here on queue a new save.
-                    queued.store(false, std::sync::atomic::Ordering::SeqCst);
+                if let (Op::Flush, Some(ptx)) = (&w.op, &paper_flush) {
+                    let (ack, done) = oneshot::channel();
+                    if ptx.unbounded_send(PaperWrite::Flush(ack)).is_ok() {
+                        let _ = done.await;
+                    }
                 }
                 let mut attempt = 0;
                 let res = loop {
@@ -221,11 +282,7 @@ impl Writer {
                         Op::Trade(t) => orders.insert_trade(t.clone()).await,
                         Op::Snapshot(s) => orders.insert_snapshot(s.clone()).await,
                         Op::Decision(d) => audit.record_decision(d.clone()).await,
-                        Op::SavePaper => match &paper {
-                            Some(p) => p.save_to(state.as_ref()).await,
-                            None => Ok(()),
-                        },
-                        Op::Flush => Ok(()),
+                        Op::SavePaper | Op::Flush => Ok(()),
                     };
                     attempt += 1;
                     match r {
@@ -244,11 +301,22 @@ impl Writer {
                 }
             }
         });
-        Self { tx, save_queued }
+        Self {
+            tx,
+            paper_tx,
+            save_queued,
+        }
     }
 
     fn send(&self, op: Op) {
-        if matches!(op, Op::SavePaper) && self.save_queued.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        if matches!(op, Op::SavePaper) {
+            let Some(ptx) = &self.paper_tx else { return };
+            if self.save_queued.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            if ptx.unbounded_send(PaperWrite::Save).is_err() {
+                tracing::error!("paper exchange saver stopped; save lost");
+            }
             return;
         }
         if self.tx.unbounded_send(Write { op, ack: None }).is_err() {
