@@ -82,6 +82,78 @@ fn slot(
     })
 }
 
+/// Where the agents' model answers come from.
+#[derive(Clone, Default)]
+pub enum ModelSource {
+    /// The configured providers that have a key; every answer is appended to
+    /// `llm.record_path` (empty = not recorded). Live and paper runs.
+    #[default]
+    Providers,
+    /// No model at all: rule-based decisions and neutral sentiment (a backtest's default).
+    RuleBased,
+    /// Only answers from a recorded run (`backtest --llm-replay`): the models the record holds
+    /// answers of are asked, and a prompt it does not hold is a miss.
+    Replay(crate::llm::chain::ReplayBook),
+}
+
+/// Builds the model slots of one agent from its configured models.
+struct Slots {
+    source: ModelSource,
+    clients: BTreeMap<String, (Arc<dyn ModelClient>, u64)>,
+    recorder: Option<Arc<dyn crate::llm::chain::ModelRecorder>>,
+}
+
+impl Slots {
+    fn new(settings: &Settings, source: ModelSource) -> anyhow::Result<Self> {
+        let clients = match source {
+            ModelSource::Providers => model_clients(settings),
+            ModelSource::RuleBased | ModelSource::Replay(_) => BTreeMap::new(),
+        };
+        let path = settings.llm.record_path.trim();
+        let recorder: Option<Arc<dyn crate::llm::chain::ModelRecorder>> = if clients.is_empty() || path.is_empty() {
+            None
+        } else {
+            let path = Path::new(path);
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).with_context(|| format!("llm.record_path: creating {}", dir.display()))?;
+            }
+            let rec = crate::llm::chain::JsonlRecorder::open(path)
+                .with_context(|| format!("llm.record_path: opening {}", path.display()))?;
+            tracing::info!(path = %path.display(), "recording every model answer");
+            Some(Arc::new(rec))
+        };
+        Ok(Self {
+            source,
+            clients,
+            recorder,
+        })
+    }
+
+    fn slot(&self, agent: AgentName, m: &AgentModelSettings, timeout_ms: Option<u64>) -> Option<ModelSlot> {
+        match &self.source {
+            ModelSource::RuleBased => None,
+            ModelSource::Replay(book) => book.has_model(agent.as_str(), &m.model).then(|| ModelSlot {
+                name: m.name.clone(),
+                provider: m.provider.clone(),
+                model: m.model.clone(),
+                client: Arc::new(book.client(agent.as_str())),
+                timeout_ms: timeout_ms.unwrap_or(30_000),
+            }),
+            ModelSource::Providers => {
+                let mut s = slot(m, &self.clients, timeout_ms)?;
+                if let Some(rec) = &self.recorder {
+                    s.client = Arc::new(crate::llm::chain::RecordingClient::new(
+                        s.client,
+                        agent.as_str(),
+                        rec.clone(),
+                    ));
+                }
+                Some(s)
+            }
+        }
+    }
+}
+
 /// The configured feed, the way it moves the business clock, and the timeframe it delivers.
 ///
 /// # Errors
@@ -184,6 +256,7 @@ pub fn start(
     clock: SharedClock,
     feed_clock: Option<ManualClock>,
     audit: Arc<dyn AuditStore>,
+    models: ModelSource,
 ) -> anyhow::Result<Analysis> {
     let (feed, feed_clock, base) = build_feed(settings, feed_clock).context("building the market feed")?;
     let market = {
@@ -219,7 +292,7 @@ pub fn start(
         audit,
         caches: caches.clone(),
     };
-    let clients = model_clients(settings);
+    let slots = Slots::new(settings, models)?;
     let a = &settings.agents;
     let mut agents: BTreeMap<AgentName, Recipient<RunAnalysis>> = BTreeMap::new();
     if a.technical_analysis.enabled {
@@ -257,7 +330,7 @@ pub fn start(
             [(SentimentSource::Social, &s.social), (SentimentSource::News, &s.news)]
                 .into_iter()
                 .filter_map(|(source, m)| {
-                    let slot = slot(m.as_ref()?, &clients, Some(s.timeout_ms))?;
+                    let slot = slots.slot(AgentName::SentimentAnalysis, m.as_ref()?, Some(s.timeout_ms))?;
                     Some(SentimentProvider { source, slot })
                 })
                 .collect();
@@ -280,7 +353,11 @@ pub fn start(
     }
     if a.trading_decision.enabled {
         let d = &a.trading_decision;
-        let models: Vec<ModelSlot> = d.models.iter().filter_map(|m| slot(m, &clients, None)).collect();
+        let models: Vec<ModelSlot> = d
+            .models
+            .iter()
+            .filter_map(|m| slots.slot(AgentName::TradingDecision, m, None))
+            .collect();
         if models.is_empty() {
             tracing::warn!("trading decision: no model configured; rule-based decisions");
         } else {
