@@ -517,6 +517,71 @@ mod tests {
         assert_eq!(slots[1].model, "claude-3-opus-20240229");
     }
 
+    #[actix_rt::test]
+    async fn provider_answers_are_recorded_and_replayed_per_agent() {
+        use crate::llm::chain::{FnModelClient, JsonlRecorder, ReplayBook};
+        use triplegain_actors::ports::ModelRequest;
+        let dir = std::env::temp_dir().join(format!("tg-record-unit-{}", uuid::Uuid::new_v4()));
+        let path = dir.join("nested").join("answers.jsonl");
+        let mut s = Settings::default();
+        s.llm.record_path = path.display().to_string();
+        s.llm.providers.get_mut("openai").unwrap().api_key = Some(Secret::new("sk-test-0123456789"));
+        // Opening the recorder creates the directory.
+        let mut slots = Slots::new(&s, ModelSource::Providers).unwrap();
+        assert!(slots.recorder.is_some() && path.exists());
+        let fake: Arc<dyn ModelClient> = Arc::new(FnModelClient::new("openai", |r| {
+            Ok(format!("answer to {}", r.user_prompt))
+        }));
+        slots.clients.insert("openai".into(), (fake, 1000));
+        let gpt4 = s
+            .agents
+            .trading_decision
+            .models
+            .iter()
+            .find(|m| m.provider == "openai")
+            .unwrap();
+        let slot = slots.slot(AgentName::TradingDecision, gpt4, None).unwrap();
+        let req = ModelRequest {
+            model: slot.model.clone(),
+            system_prompt: "sys".into(),
+            user_prompt: "BTC?".into(),
+            max_tokens: 10,
+            temperature: 0.0,
+            timeout_ms: 1000,
+        };
+        let live = slot.client.complete(req.clone()).await.unwrap();
+        assert_eq!(live.text, "answer to BTC?");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 1);
+        assert!(text.contains("\"agent\":\"trading_decision\""), "{text}");
+
+        // Replayed: the same answer for the same agent, model and prompt; a miss for another prompt.
+        let book = ReplayBook::load_jsonl(&path).unwrap();
+        let replay = Slots::new(&s, ModelSource::Replay(book.clone())).unwrap();
+        assert!(replay.recorder.is_none(), "a replay records nothing");
+        let slot = replay.slot(AgentName::TradingDecision, gpt4, None).unwrap();
+        assert_eq!(slot.client.complete(req.clone()).await.unwrap(), live);
+        let other = ModelRequest {
+            user_prompt: "XRP?".into(),
+            ..req
+        };
+        assert!(slot.client.complete(other).await.is_err());
+        assert_eq!(book.misses().len(), 1);
+        assert_eq!(book.misses()[0].agent, "trading_decision");
+        // Models the record holds nothing of are not asked; rule-based runs have no model at all.
+        let opus = s
+            .agents
+            .trading_decision
+            .models
+            .iter()
+            .find(|m| m.name == "opus")
+            .unwrap();
+        assert!(replay.slot(AgentName::TradingDecision, opus, None).is_none());
+        let rules = Slots::new(&s, ModelSource::RuleBased).unwrap();
+        assert!(rules.slot(AgentName::TradingDecision, gpt4, None).is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn analyze_rejects_a_timeframe_below_the_file() {
         let dir = std::env::temp_dir().join(format!("tg-analyze-unit-{}", uuid::Uuid::new_v4()));

@@ -200,16 +200,17 @@ fn llm_replay_answers_from_the_record_and_fails_naming_a_missing_key() {
     let dir = temp_dir("replay");
     let (btc, _, _) = generate(&dir);
     let record = dir.join("answers.jsonl");
-    // The record holds gpt-4-turbo answers of the decision agent, none for this run's prompt.
+    // The record holds gpt-4-turbo answers of the decision agent, none for this run's prompt (and
+    // none of the sentiment models: sentiment runs without a model, as in the recorded run).
     std::fs::write(&record, recorded_answer("gpt-4-turbo", &"0".repeat(64), "{}") + "\n").unwrap();
-    // The first hour: one decision, when its first hourly candle has closed.
+    // One hour and a minute: the decision task runs at the start (00:01, no hourly candle yet,
+    // so no model call) and an hour later (01:01), after the first hourly candle closed.
     let run = || {
         bin()
-            .env("TRIPLEGAIN__AGENTS__SENTIMENT_ANALYSIS__ENABLED", "false")
             .arg("backtest")
             .arg("--candles")
             .arg(&btc)
-            .args(["--to", "2025-01-01T01:00:00Z", "--llm-replay"])
+            .args(["--to", "2025-01-01T01:01:00Z", "--llm-replay"])
             .arg(&record)
             .output()
             .unwrap()
@@ -236,7 +237,7 @@ fn llm_replay_answers_from_the_record_and_fails_naming_a_missing_key() {
     let out = run();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["candles_processed"], 60);
+    assert_eq!(report["candles_processed"], 61);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
