@@ -519,7 +519,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn provider_answers_are_recorded_and_replayed_per_agent() {
-        use crate::llm::chain::{FnModelClient, JsonlRecorder, ReplayBook};
+        use crate::llm::chain::{FnModelClient, ReplayBook};
         use triplegain_actors::ports::ModelRequest;
         let dir = std::env::temp_dir().join(format!("tg-record-unit-{}", uuid::Uuid::new_v4()));
         let path = dir.join("nested").join("answers.jsonl");

@@ -533,7 +533,8 @@ mod tests {
             }
             got.push((at, rounds, s.next_due(&cfg, level, |_| true)));
         }
-        let want: Vec<(i64, Vec<Vec<TaskName>>, Option<DateTime<Utc>>)> = vec![
+        type Instant = (i64, Vec<Vec<TaskName>>, Option<DateTime<Utc>>);
+        let want: Vec<Instant> = vec![
             // Not every minute: only when regime detection (or a decision) is due.
             (0, vec![], Some(secs(300))),
             (60, vec![], Some(secs(300))),
