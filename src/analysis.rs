@@ -82,6 +82,78 @@ fn slot(
     })
 }
 
+/// Where the agents' model answers come from.
+#[derive(Clone, Default)]
+pub enum ModelSource {
+    /// The configured providers that have a key; every answer is appended to
+    /// `llm.record_path` (empty = not recorded). Live and paper runs.
+    #[default]
+    Providers,
+    /// No model at all: rule-based decisions and neutral sentiment (a backtest's default).
+    RuleBased,
+    /// Only answers from a recorded run (`backtest --llm-replay`): the models the record holds
+    /// answers of are asked, and a prompt it does not hold is a miss.
+    Replay(crate::llm::chain::ReplayBook),
+}
+
+/// Builds the model slots of one agent from its configured models.
+struct Slots {
+    source: ModelSource,
+    clients: BTreeMap<String, (Arc<dyn ModelClient>, u64)>,
+    recorder: Option<Arc<dyn crate::llm::chain::ModelRecorder>>,
+}
+
+impl Slots {
+    fn new(settings: &Settings, source: ModelSource) -> anyhow::Result<Self> {
+        let clients = match source {
+            ModelSource::Providers => model_clients(settings),
+            ModelSource::RuleBased | ModelSource::Replay(_) => BTreeMap::new(),
+        };
+        let path = settings.llm.record_path.trim();
+        let recorder: Option<Arc<dyn crate::llm::chain::ModelRecorder>> = if clients.is_empty() || path.is_empty() {
+            None
+        } else {
+            let path = Path::new(path);
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).with_context(|| format!("llm.record_path: creating {}", dir.display()))?;
+            }
+            let rec = crate::llm::chain::JsonlRecorder::open(path)
+                .with_context(|| format!("llm.record_path: opening {}", path.display()))?;
+            tracing::info!(path = %path.display(), "recording every model answer");
+            Some(Arc::new(rec))
+        };
+        Ok(Self {
+            source,
+            clients,
+            recorder,
+        })
+    }
+
+    fn slot(&self, agent: AgentName, m: &AgentModelSettings, timeout_ms: Option<u64>) -> Option<ModelSlot> {
+        match &self.source {
+            ModelSource::RuleBased => None,
+            ModelSource::Replay(book) => book.has_model(agent.as_str(), &m.model).then(|| ModelSlot {
+                name: m.name.clone(),
+                provider: m.provider.clone(),
+                model: m.model.clone(),
+                client: Arc::new(book.client(agent.as_str())),
+                timeout_ms: timeout_ms.unwrap_or(30_000),
+            }),
+            ModelSource::Providers => {
+                let mut s = slot(m, &self.clients, timeout_ms)?;
+                if let Some(rec) = &self.recorder {
+                    s.client = Arc::new(crate::llm::chain::RecordingClient::new(
+                        s.client,
+                        agent.as_str(),
+                        rec.clone(),
+                    ));
+                }
+                Some(s)
+            }
+        }
+    }
+}
+
 /// The configured feed, the way it moves the business clock, and the timeframe it delivers.
 ///
 /// # Errors
@@ -184,6 +256,7 @@ pub fn start(
     clock: SharedClock,
     feed_clock: Option<ManualClock>,
     audit: Arc<dyn AuditStore>,
+    models: ModelSource,
 ) -> anyhow::Result<Analysis> {
     let (feed, feed_clock, base) = build_feed(settings, feed_clock).context("building the market feed")?;
     let market = {
@@ -219,7 +292,7 @@ pub fn start(
         audit,
         caches: caches.clone(),
     };
-    let clients = model_clients(settings);
+    let slots = Slots::new(settings, models)?;
     let a = &settings.agents;
     let mut agents: BTreeMap<AgentName, Recipient<RunAnalysis>> = BTreeMap::new();
     if a.technical_analysis.enabled {
@@ -257,7 +330,7 @@ pub fn start(
             [(SentimentSource::Social, &s.social), (SentimentSource::News, &s.news)]
                 .into_iter()
                 .filter_map(|(source, m)| {
-                    let slot = slot(m.as_ref()?, &clients, Some(s.timeout_ms))?;
+                    let slot = slots.slot(AgentName::SentimentAnalysis, m.as_ref()?, Some(s.timeout_ms))?;
                     Some(SentimentProvider { source, slot })
                 })
                 .collect();
@@ -280,7 +353,11 @@ pub fn start(
     }
     if a.trading_decision.enabled {
         let d = &a.trading_decision;
-        let models: Vec<ModelSlot> = d.models.iter().filter_map(|m| slot(m, &clients, None)).collect();
+        let models: Vec<ModelSlot> = d
+            .models
+            .iter()
+            .filter_map(|m| slots.slot(AgentName::TradingDecision, m, None))
+            .collect();
         if models.is_empty() {
             tracing::warn!("trading decision: no model configured; rule-based decisions");
         } else {
@@ -438,6 +515,71 @@ mod tests {
         let names: Vec<&str> = slots.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(names, ["sonnet", "opus"], "both Anthropic models, nothing else");
         assert_eq!(slots[1].model, "claude-3-opus-20240229");
+    }
+
+    #[actix_rt::test]
+    async fn provider_answers_are_recorded_and_replayed_per_agent() {
+        use crate::llm::chain::{FnModelClient, ReplayBook};
+        use triplegain_actors::ports::ModelRequest;
+        let dir = std::env::temp_dir().join(format!("tg-record-unit-{}", uuid::Uuid::new_v4()));
+        let path = dir.join("nested").join("answers.jsonl");
+        let mut s = Settings::default();
+        s.llm.record_path = path.display().to_string();
+        s.llm.providers.get_mut("openai").unwrap().api_key = Some(Secret::new("sk-test-0123456789"));
+        // Opening the recorder creates the directory.
+        let mut slots = Slots::new(&s, ModelSource::Providers).unwrap();
+        assert!(slots.recorder.is_some() && path.exists());
+        let fake: Arc<dyn ModelClient> = Arc::new(FnModelClient::new("openai", |r| {
+            Ok(format!("answer to {}", r.user_prompt))
+        }));
+        slots.clients.insert("openai".into(), (fake, 1000));
+        let gpt4 = s
+            .agents
+            .trading_decision
+            .models
+            .iter()
+            .find(|m| m.provider == "openai")
+            .unwrap();
+        let slot = slots.slot(AgentName::TradingDecision, gpt4, None).unwrap();
+        let req = ModelRequest {
+            model: slot.model.clone(),
+            system_prompt: "sys".into(),
+            user_prompt: "BTC?".into(),
+            max_tokens: 10,
+            temperature: 0.0,
+            timeout_ms: 1000,
+        };
+        let live = slot.client.complete(req.clone()).await.unwrap();
+        assert_eq!(live.text, "answer to BTC?");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 1);
+        assert!(text.contains("\"agent\":\"trading_decision\""), "{text}");
+
+        // Replayed: the same answer for the same agent, model and prompt; a miss for another prompt.
+        let book = ReplayBook::load_jsonl(&path).unwrap();
+        let replay = Slots::new(&s, ModelSource::Replay(book.clone())).unwrap();
+        assert!(replay.recorder.is_none(), "a replay records nothing");
+        let slot = replay.slot(AgentName::TradingDecision, gpt4, None).unwrap();
+        assert_eq!(slot.client.complete(req.clone()).await.unwrap(), live);
+        let other = ModelRequest {
+            user_prompt: "XRP?".into(),
+            ..req
+        };
+        assert!(slot.client.complete(other).await.is_err());
+        assert_eq!(book.misses().len(), 1);
+        assert_eq!(book.misses()[0].agent, "trading_decision");
+        // Models the record holds nothing of are not asked; rule-based runs have no model at all.
+        let opus = s
+            .agents
+            .trading_decision
+            .models
+            .iter()
+            .find(|m| m.name == "opus")
+            .unwrap();
+        assert!(replay.slot(AgentName::TradingDecision, opus, None).is_none());
+        let rules = Slots::new(&s, ModelSource::RuleBased).unwrap();
+        assert!(rules.slot(AgentName::TradingDecision, gpt4, None).is_none());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -74,6 +74,11 @@ pub struct BacktestArgs {
     /// Write the round-trip trades as CSV to FILE.
     #[arg(long, value_name = "FILE")]
     pub trades_csv: Option<PathBuf>,
+    /// Answer the agents' model calls from FILE, the JSON lines a live or paper run recorded
+    /// (`llm.record_path`); the run fails naming the first answer missing. Without it the
+    /// agents use no model (rule-based decisions).
+    #[arg(long, value_name = "FILE")]
+    pub llm_replay: Option<PathBuf>,
 }
 
 /// Options of `triplegain bench`.

@@ -116,9 +116,20 @@ async fn run_backtest(cli: &Cli, args: &triplegain::cli::BacktestArgs) -> ExitCo
         from,
         to,
         seed: args.seed,
+        llm_replay: args.llm_replay.clone(),
     };
     let result = async {
-        let outcome = backtest::run(settings, &opts, |_| {}).await?;
+        let bar = backtest::progress_bar(&opts.candles);
+        let outcome = backtest::run(settings, &opts, |n| {
+            if let Some(bar) = &bar {
+                bar.set_position(n);
+            }
+        })
+        .await;
+        if let Some(bar) = &bar {
+            bar.finish_and_clear();
+        }
+        let outcome = outcome?;
         let json = outcome.report.to_json()?;
         match &args.out {
             Some(path) => std::fs::write(path, json)?,

@@ -334,6 +334,9 @@ pub struct ProviderSettings {
 pub struct LlmSettings {
     pub timeout_ms: u64,
     pub providers: BTreeMap<String, ProviderSettings>,
+    /// Every real model answer of a live or paper run is appended here as JSON lines (agent,
+    /// model, prompt hash, answer), for `backtest --llm-replay`; empty = not recorded.
+    pub record_path: String,
 }
 
 impl Default for LlmSettings {
@@ -351,6 +354,7 @@ impl Default for LlmSettings {
                 ("xai".into(), p("https://api.x.ai/v1")),
                 ("ollama".into(), p("http://127.0.0.1:11434/v1")),
             ]),
+            record_path: "data/llm-answers.jsonl".into(),
         }
     }
 }

@@ -190,6 +190,19 @@ pub async fn build_system_at(
     settings: &Settings,
     start: Option<chrono::DateTime<chrono::Utc>>,
 ) -> anyhow::Result<System> {
+    build_system_with(settings, start, crate::analysis::ModelSource::Providers).await
+}
+
+/// As [`build_system_at`], with the agents' models from `models` (a backtest: none, or a
+/// recorded run's answers).
+///
+/// # Errors
+/// As [`build_system`].
+pub async fn build_system_with(
+    settings: &Settings,
+    start: Option<chrono::DateTime<chrono::Utc>>,
+    models: crate::analysis::ModelSource,
+) -> anyhow::Result<System> {
     let (stores, pool) = match &settings.database.url {
         Some(url) => {
             let pool = db::build_pool(url.expose(), &settings.database)?;
@@ -325,6 +338,7 @@ pub async fn build_system_at(
         clock.clone(),
         feed_clock.clone(),
         stores.audit.clone(),
+        models,
     )?;
     core_actors.push("market_data".into());
 

@@ -175,3 +175,196 @@ fn malformed_candle_file_fails_with_file_and_line() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The 64 hex digits following `prefix` in `text`.
+fn hash_after(text: &str, prefix: &str) -> String {
+    let at = text.find(prefix).unwrap_or_else(|| panic!("{prefix:?} not in {text}")) + prefix.len();
+    let hash: String = text[at..].chars().take_while(char::is_ascii_hexdigit).collect();
+    assert_eq!(hash.len(), 64, "a SHA-256 prompt hash after {prefix:?}: {text}");
+    hash
+}
+
+fn recorded_answer(model: &str, hash: &str, text: &str) -> String {
+    serde_json::json!({
+        "key": { "agent": "trading_decision", "model": model, "prompt_hash": hash },
+        "outcome": { "Ok": {
+            "provider": "openai", "model": model, "text": text,
+            "input_tokens": 900, "output_tokens": 60, "latency_ms": 1200, "cost_usd": "0.012"
+        } }
+    })
+    .to_string()
+}
+
+#[test]
+fn llm_replay_answers_from_the_record_and_fails_naming_a_missing_key() {
+    let dir = temp_dir("replay");
+    let (btc, _, _) = generate(&dir);
+    let record = dir.join("answers.jsonl");
+    // The record holds gpt-4-turbo answers of the decision agent, none for this run's prompt (and
+    // none of the sentiment models: sentiment runs without a model, as in the recorded run).
+    std::fs::write(&record, recorded_answer("gpt-4-turbo", &"0".repeat(64), "{}") + "\n").unwrap();
+    // One hour and a minute: the decision task runs at the start (00:01, no hourly candle yet,
+    // so no model call) and an hour later (01:01), after the first hourly candle closed.
+    let run = || {
+        bin()
+            .arg("backtest")
+            .arg("--candles")
+            .arg(&btc)
+            .args(["--to", "2025-01-01T01:01:00Z", "--llm-replay"])
+            .arg(&record)
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "a missing answer fails the run: {stderr}");
+    assert!(
+        stderr.contains(&record.display().to_string()),
+        "names the record: {stderr}"
+    );
+    let hash = hash_after(&stderr, "trading_decision/gpt-4-turbo/");
+    assert_ne!(hash, "0".repeat(64));
+    assert!(
+        !stderr.contains("trading_decision/claude"),
+        "only models the record holds are asked: {stderr}"
+    );
+
+    // With the answer recorded under that key, the run replays it.
+    let hold = r#"{"action": "HOLD", "confidence": 0.4, "reasoning": "recorded answer"}"#;
+    let mut text = std::fs::read_to_string(&record).unwrap();
+    text.push_str(&(recorded_answer("gpt-4-turbo", &hash, hold) + "\n"));
+    std::fs::write(&record, text).unwrap();
+    let out = run();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["candles_processed"], 61);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+mod back_pressure {
+    use actix::prelude::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+    use triplegain::market::driver::{drive_feed, FeedClock};
+    use triplegain::market::ReplayFeed;
+    use triplegain_actors::domain::Symbol;
+    use triplegain_actors::market::CandleBatch;
+    use triplegain_actors::ports::{FeedError, FeedItem, MarketFeed};
+
+    /// Counts the candles the feed has read from its file.
+    struct Counting {
+        inner: ReplayFeed,
+        read: Arc<AtomicU64>,
+    }
+
+    impl MarketFeed for Counting {
+        fn symbols(&self) -> Vec<Symbol> {
+            self.inner.symbols()
+        }
+        fn next(&mut self) -> futures::future::BoxFuture<'_, Result<FeedItem, FeedError>> {
+            Box::pin(async move {
+                let item = self.inner.next().await;
+                if let Ok(FeedItem::Candles(c)) = &item {
+                    self.read.fetch_add(c.len() as u64, Ordering::SeqCst);
+                }
+                item
+            })
+        }
+    }
+
+    /// A consumer that takes 2 ms per batch, with a mailbox of 4.
+    struct Slow {
+        consumed: Arc<AtomicU64>,
+        read: Arc<AtomicU64>,
+        most_ahead: Arc<AtomicU64>,
+    }
+
+    impl Actor for Slow {
+        type Context = Context<Self>;
+        fn started(&mut self, ctx: &mut Self::Context) {
+            ctx.set_mailbox_capacity(4);
+        }
+    }
+
+    impl Handler<CandleBatch> for Slow {
+        type Result = ResponseActFuture<Self, Result<usize, triplegain_actors::supervision::ActorError>>;
+        fn handle(&mut self, msg: CandleBatch, _: &mut Self::Context) -> Self::Result {
+            let n = msg.0.len() as u64;
+            let ahead = self
+                .read
+                .load(Ordering::SeqCst)
+                .saturating_sub(self.consumed.load(Ordering::SeqCst));
+            self.most_ahead.fetch_max(ahead, Ordering::SeqCst);
+            Box::pin(
+                async move {
+                    actix::clock::sleep(Duration::from_millis(2)).await;
+                }
+                .into_actor(self)
+                .map(move |(), act, _| {
+                    act.consumed.fetch_add(n, Ordering::SeqCst);
+                    Ok(n as usize)
+                }),
+            )
+        }
+    }
+
+    #[actix::test]
+    async fn a_slow_consumer_slows_the_feed_instead_of_queueing() {
+        let dir = super::temp_dir("pressure");
+        let (btc, _, rows) = super::generate(&dir);
+        let read = Arc::new(AtomicU64::new(0));
+        let consumed = Arc::new(AtomicU64::new(0));
+        let most_ahead = Arc::new(AtomicU64::new(0));
+        let slow = Slow {
+            consumed: consumed.clone(),
+            read: read.clone(),
+            most_ahead: most_ahead.clone(),
+        }
+        .start();
+        let feed = Counting {
+            inner: ReplayFeed::open(vec![(Symbol::parse("BTC/USDT").unwrap(), btc)]).unwrap(),
+            read: read.clone(),
+        };
+        let started = std::time::Instant::now();
+        // 300 one-minute candles: the feed would read them in well under a millisecond.
+        let watch = {
+            let (read, consumed) = (read.clone(), consumed.clone());
+            actix::spawn(async move {
+                let mut most = 0;
+                while consumed.load(Ordering::SeqCst) < 300 {
+                    most = most.max(
+                        read.load(Ordering::SeqCst)
+                            .saturating_sub(consumed.load(Ordering::SeqCst)),
+                    );
+                    actix::clock::sleep(Duration::from_micros(200)).await;
+                }
+                most
+            })
+        };
+        let driver = actix::spawn(drive_feed(
+            Box::new(feed),
+            slow.recipient(),
+            FeedClock::Wall,
+            Vec::new(),
+            Duration::from_millis(10),
+        ));
+        let most_seen = watch.await.unwrap();
+        driver.abort();
+        let elapsed = started.elapsed();
+        // Each batch is one candle (one symbol, one minute); at most the mailbox (4), the batch
+        // being handled and the one the feed holds while it waits are ahead of the consumer.
+        let bound = 4 + 1 + 1 + 1;
+        assert!(rows >= 1440);
+        assert!(
+            most_ahead.load(Ordering::SeqCst) <= bound && most_seen <= bound,
+            "the feed ran {} / {most_seen} candles ahead of the slow consumer",
+            most_ahead.load(Ordering::SeqCst)
+        );
+        assert!(
+            elapsed >= Duration::from_millis(2 * 300),
+            "the feed waited for the consumer: {elapsed:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

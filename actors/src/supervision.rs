@@ -215,6 +215,11 @@ impl Registry {
         }
     }
 
+    /// The ping address of a started actor (a caller that pings it often keeps it).
+    pub fn ping_recipient(&self, name: &str) -> Option<Recipient<Ping>> {
+        self.inner.actors.lock().get(name).and_then(|e| e.ping.clone())
+    }
+
     /// Pings every actor; used by liveness checks.
     pub async fn ping(&self, name: &str, timeout: Duration) -> bool {
         let ping = self.inner.actors.lock().get(name).and_then(|e| e.ping.clone());

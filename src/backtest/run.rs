@@ -1,27 +1,33 @@
 //! `triplegain backtest`: the full actor system (agents, coordinator, risk engine, paper exchange,
 //! execution manager, rebalancer) driven by replayed candle files on the business clock.
 //!
-//! The run owns the feed loop: each group of candles moves the business clock, is delivered to
-//! the market data actor with `send().await` (back-pressure), and is followed by ping round trips
-//! through every pipeline stage in order, so the work a batch triggers is processed before the
-//! next batch arrives. At the end, in-flight work is settled, the positions still open are
-//! closed one by one in a fixed order at the last prices, and the report is computed from the
-//! stored fills (round trips per position), an hourly equity curve valued on the paper exchange,
-//! the risk alerts by type and the regime in force when each trade opened. `rebalances` counts
-//! the filled orders that belong to no position (the rebalancer's).
+//! The run owns the feed loop: groups of candles move the business clock and are delivered to
+//! the market data actor with `send().await` (back-pressure: the feed never runs ahead of what
+//! the pipeline has taken). Candles go in large batches while nothing is due and nothing is
+//! live, one minute at a time while orders or positions are open, and the whole pipeline is
+//! pinged stage by stage (settled) whenever a scheduled task is due or a batch set off work, so
+//! what a batch triggers is processed before the clock moves on (see [`run`]). At the end,
+//! in-flight work is settled, the positions still open are closed one by one in a fixed order
+//! at the last prices, and the report is computed from the stored fills (round trips per
+//! position), an hourly equity curve valued on the paper exchange, the risk alerts by type, the
+//! regime in force when each trade opened and the hodl bags. `rebalances` counts the filled
+//! orders that belong to no position (the rebalancer's).
 //!
-//! Determinism: business time comes only from the candles, the paper exchange is seeded, and
-//! order of work is fixed by the per-batch round trips. Actors' wall-clock timers (the
-//! rebalancer's tick every 60 s, model deadlines) are not driven by the business clock: with
-//! rule-based models a run shorter than a minute never meets them, a longer one may see the
-//! rebalancer's tick at a point that depends on the machine's speed.
+//! Determinism: business time comes only from the candles, the paper exchange is seeded, the
+//! batching depends only on the data and the actors' state, and the order of work is fixed by
+//! the round trips. The actors' wall-clock timers (schedule evaluation, order polls, position
+//! snapshots, the rebalancer's tick) are switched off for the run; candles and business-clock
+//! ticks drive that work instead. Models are never called: rule-based decisions by default, or
+//! the answers of a recorded run (`--llm-replay`).
 
 use super::report::{EquityPoint, Report, ReportInput, Timing, TradeRecord};
+use crate::analysis::ModelSource;
+use crate::llm::chain::ReplayBook;
 use crate::market::driver::batch_close_time;
 use crate::market::{parse_replay_arg, ReplayFeed};
 use crate::settings::{MarketSource, Settings};
-use crate::startup::{build_system_at, System};
-use actix::{Actor, Context, Handler};
+use crate::startup::{build_system_with, System};
+use actix::{Actor, Context, Handler, Recipient};
 use anyhow::Context as _;
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
@@ -29,12 +35,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use triplegain_actors::coordinator::NextDue;
 use triplegain_actors::domain::{Candle, Side, Symbol};
 use triplegain_actors::execution::api::{ClosePosition, GetOrders, GetPositions, PositionView};
-use triplegain_actors::execution::manager::PollNow;
+use triplegain_actors::execution::manager::{GetActivity, PollNow};
 use triplegain_actors::execution::paper::PaperExchange;
 use triplegain_actors::market::CandleBatch;
-use triplegain_actors::messages::{RegimeUpdate, RiskAlert};
+use triplegain_actors::messages::{Ping, RegimeUpdate, RiskAlert};
+use triplegain_actors::portfolio::{GetHodl, NextBatchDue};
 
 /// How long a ping round trip may take before the run gives up waiting for that actor.
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,6 +50,8 @@ const PING_TIMEOUT: Duration = Duration::from_secs(10);
 const STABLE_ROUNDS: usize = 3;
 /// Most settling rounds after the feed ends.
 const MAX_SETTLE_ROUNDS: usize = 50;
+/// Most candles in one [`CandleBatch`].
+const MAX_BATCH: usize = 4096;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -54,6 +64,9 @@ pub struct BacktestOptions {
     pub to: Option<DateTime<Utc>>,
     /// Seed of the paper exchange (slippage, partial fills).
     pub seed: u64,
+    /// Answer every model call from this record (`llm.record_path` of a live or paper run);
+    /// without it the agents use no model at all (rule-based decisions).
+    pub llm_replay: Option<PathBuf>,
 }
 
 /// The outcome of a run: the report plus the inputs it was computed from.
@@ -87,6 +100,21 @@ fn backtest_settings(mut settings: Settings, symbols: &[Symbol], seed: u64) -> S
     settings.market.replay_files = Vec::new();
     settings.market.symbols = symbols.iter().map(|s| s.as_str().to_owned()).collect();
     settings.execution.paper.seed = seed;
+    // The coordinator trades the files' symbols; its schedules follow the feed's business-clock
+    // ticks only (a wall-clock evaluation would depend on the machine's speed), and technical
+    // analysis runs when a task that reads it is due: it keeps no state between runs, so its
+    // dependents see the same inputs as with a run every minute.
+    settings.orchestration.symbols = settings.market.symbols.clone();
+    settings.orchestration.evaluate_every_seconds = 0;
+    settings.orchestration.tasks.ta_analysis.on_demand = true;
+    // Order polls, position snapshots and exchange syncs on the wall clock would land at
+    // points that depend on the machine's speed: candles drive the polls instead.
+    let far = 365 * 86_400;
+    settings.execution.tracking.paper_poll_interval_ms = far * 1000;
+    settings.execution.tracking.poll_interval_ms = far * 1000;
+    settings.execution.tracking.snapshot_interval_secs = far;
+    // Nothing is recorded: a backtest calls no model.
+    settings.llm.record_path = String::new();
     settings
 }
 
@@ -150,23 +178,95 @@ impl Handler<RiskAlert> for Collector {
     }
 }
 
-/// Pings the pipeline stages in the order work flows through them, twice, so that what one
-/// batch triggers (ticks → schedules → agents → signals → risk → orders) is handled before
-/// the next batch.
-async fn settle(system: &System, agent_names: &[&'static str]) {
-    let registry = &system.state.registry;
-    for _ in 0..2 {
-        registry.ping("market_data", PING_TIMEOUT).await;
-        registry.ping("coordinator", PING_TIMEOUT).await;
+/// The pipeline's actors, pinged in the order work flows through them.
+struct Pipeline {
+    /// Every stage: market data, coordinator, agents, coordinator again, risk, execution,
+    /// rebalancer.
+    all: Vec<Recipient<Ping>>,
+    /// The subscribers of the per-candle topics (candles, snapshots, ticks).
+    feed_subscribers: Vec<Recipient<Ping>>,
+    execution: Recipient<Ping>,
+}
+
+impl Pipeline {
+    fn new(system: &System, agent_names: &[&'static str]) -> anyhow::Result<Self> {
+        let registry = &system.state.registry;
+        let get = |name: &str| {
+            registry
+                .ping_recipient(name)
+                .with_context(|| format!("actor {name} is not running"))
+        };
+        let mut all = vec![get("market_data")?, get("coordinator")?];
         for name in agent_names {
-            registry.ping(name, PING_TIMEOUT).await;
+            all.push(get(name)?);
         }
-        registry.ping("coordinator", PING_TIMEOUT).await;
-        registry.ping("risk_engine", PING_TIMEOUT).await;
-        registry.ping("execution_manager", PING_TIMEOUT).await;
-        registry.ping("portfolio_rebalancer", PING_TIMEOUT).await;
-        tokio::task::yield_now().await;
+        for name in [
+            "coordinator",
+            "risk_engine",
+            "execution_manager",
+            "portfolio_rebalancer",
+        ] {
+            all.push(get(name)?);
+        }
+        let feed_subscribers = [
+            "execution_manager",
+            "portfolio_rebalancer",
+            "risk_engine",
+            "coordinator",
+        ]
+        .into_iter()
+        .map(get)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Self {
+            all,
+            feed_subscribers,
+            execution: get("execution_manager")?,
+        })
     }
+
+    /// Pings every stage in order, twice, so that what a batch triggered (ticks → schedules →
+    /// agents → signals → risk → orders) is handled before the clock moves on.
+    async fn settle(&self) {
+        for _ in 0..2 {
+            for p in &self.all {
+                ping(p).await;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Waits until the per-candle topics' subscribers have handled a delivered batch.
+    async fn sync_feed(&self) {
+        for p in &self.feed_subscribers {
+            ping(p).await;
+        }
+    }
+
+    /// Waits until the execution manager has handled the candles and the order polls they started.
+    async fn sync_execution(&self) {
+        ping(&self.execution).await;
+        ping(&self.execution).await;
+    }
+}
+
+async fn ping(p: &Recipient<Ping>) {
+    if actix::clock::timeout(PING_TIMEOUT, p.send(Ping)).await.is_err() {
+        tracing::warn!("an actor did not answer a ping within {PING_TIMEOUT:?}");
+    }
+}
+
+/// Events published on the topics a candle can set off work on (signals, alerts, execution,
+/// portfolio, analysis, system): when this changes between two batches, the pipeline settles.
+fn cascade_count(system: &System) -> u64 {
+    let b = &system.state.bus;
+    b.ta_signals.published()
+        + b.regime_updates.published()
+        + b.sentiment_updates.published()
+        + b.trading_signals.published()
+        + b.risk_alerts.published()
+        + b.execution_events.published()
+        + b.portfolio_updates.published()
+        + b.system_events.published()
 }
 
 /// Orders and positions as a comparable fingerprint, to tell when in-flight work is done.
@@ -193,11 +293,11 @@ async fn book_fingerprint(system: &System) -> String {
 }
 
 /// Settles until the book stays the same for a few rounds.
-async fn settle_book(system: &System, agent_names: &[&'static str]) {
+async fn settle_book(system: &System, pipeline: &Pipeline) {
     let mut last = String::new();
     let mut stable = 0;
     for _ in 0..MAX_SETTLE_ROUNDS {
-        settle(system, agent_names).await;
+        pipeline.settle().await;
         let now = book_fingerprint(system).await;
         if now == last {
             stable += 1;
@@ -286,10 +386,104 @@ fn sample(paper: &PaperExchange, quote: &str, at: DateTime<Utc>) -> EquityPoint 
     }
 }
 
+/// The candle groups of the run (one business minute each), with one group of look-ahead.
+struct Groups<'a> {
+    feed: ReplayFeed,
+    in_range: Box<dyn Fn(&Candle) -> bool + 'a>,
+    next: Option<(DateTime<Utc>, Vec<Candle>)>,
+}
+
+impl Groups<'_> {
+    fn fill(&mut self) -> anyhow::Result<()> {
+        if self.next.is_some() {
+            return Ok(());
+        }
+        while let Some(mut group) = self.feed.next_group().map_err(|e| anyhow::anyhow!("{e}"))? {
+            group.retain(|c| (self.in_range)(c));
+            if let Some(close) = batch_close_time(&group) {
+                self.next = Some((close, group));
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The close time of the next group.
+    fn peek(&mut self) -> anyhow::Result<Option<DateTime<Utc>>> {
+        self.fill()?;
+        Ok(self.next.as_ref().map(|(t, _)| *t))
+    }
+
+    fn take(&mut self) -> anyhow::Result<Option<(DateTime<Utc>, Vec<Candle>)>> {
+        self.fill()?;
+        Ok(self.next.take())
+    }
+}
+
+/// When the run must next hand over candles one group at a time and let the pipeline settle:
+/// the next scheduled coordinator task or rebalance batch.
+async fn next_boundary(system: &System) -> anyhow::Result<Option<DateTime<Utc>>> {
+    let task = system
+        .state
+        .coordinator
+        .send(NextDue)
+        .await
+        .map_err(|e| anyhow::anyhow!("coordinator not reachable: {e}"))?;
+    let batch = system
+        .state
+        .portfolio
+        .send(NextBatchDue)
+        .await
+        .map_err(|e| anyhow::anyhow!("portfolio rebalancer not reachable: {e}"))?;
+    Ok(task.into_iter().chain(batch).min())
+}
+
+/// Whether orders or positions are live: then every business minute goes to the paper
+/// exchange on its own.
+async fn trading_live(system: &System) -> anyhow::Result<bool> {
+    let a = system
+        .state
+        .execution
+        .send(GetActivity)
+        .await
+        .map_err(|e| anyhow::anyhow!("execution manager not reachable: {e}"))?;
+    Ok(!a.idle())
+}
+
+/// Fails the run when the agents asked the model record for an answer it does not hold.
+fn check_replay(book: Option<&ReplayBook>) -> anyhow::Result<()> {
+    let Some(book) = book else { return Ok(()) };
+    let misses = book.misses();
+    if misses.is_empty() {
+        return Ok(());
+    }
+    let mut keys: Vec<String> = misses.iter().map(ToString::to_string).collect();
+    keys.dedup();
+    anyhow::bail!(
+        "--llm-replay {}: no recorded answer for {} (agent/model/prompt hash): {}",
+        book.path().display(),
+        if keys.len() == 1 { "this key" } else { "these keys" },
+        keys.join(", ")
+    )
+}
+
 /// Runs the backtest. `progress` is called with the candles delivered so far.
 ///
+/// The feed loop hands the market data actor as many candles per [`CandleBatch`] as it can
+/// without changing what the pipeline sees:
+/// - up to the next time a coordinator task or a rebalance batch is due; the group that reaches
+///   it goes alone, and the whole pipeline settles before the clock moves on;
+/// - one business minute at a time while orders or positions are live, so that fills, stops
+///   and trailing stops meet every price at its own time;
+/// - never across an hour, so the hourly equity sample sees that hour's last prices;
+/// - at most [`MAX_BATCH`] candles.
+///
+/// After each batch the per-candle subscribers are synchronised; when the batch set off work
+/// (a signal, an alert, an execution or portfolio event) the whole pipeline settles.
+///
 /// # Errors
-/// Unreadable or malformed candle files (naming file and line), unusable settings.
+/// Unreadable or malformed candle files (naming file and line), unusable settings, an answer
+/// missing from the `--llm-replay` record (naming its key).
 pub async fn run(
     settings: Settings,
     opts: &BacktestOptions,
@@ -301,27 +495,36 @@ pub async fn run(
         .iter()
         .map(|a| parse_replay_arg(a).map_err(|e| anyhow::anyhow!("--candles {a}: {e}")))
         .collect::<anyhow::Result<Vec<(Symbol, PathBuf)>>>()?;
-    let mut feed = ReplayFeed::open(files).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let feed = ReplayFeed::open(files).map_err(|e| anyhow::anyhow!("{e}"))?;
     let symbols: Vec<Symbol> = feed.timeframes().into_iter().map(|(s, _)| s).collect();
     let tfs = feed.timeframes();
     if tfs.windows(2).any(|w| w[0].1 != w[1].1) {
         anyhow::bail!("every candle file must have the same timeframe ({tfs:?})");
     }
-    let in_range = |c: &Candle| opts.from.is_none_or(|f| c.open_time >= f) && opts.to.is_none_or(|t| c.open_time < t);
+    let (from, to) = (opts.from, opts.to);
+    let mut groups = Groups {
+        feed,
+        in_range: Box::new(move |c: &Candle| {
+            from.is_none_or(|f| c.open_time >= f) && to.is_none_or(|t| c.open_time < t)
+        }),
+        next: None,
+    };
+    let book = match &opts.llm_replay {
+        Some(path) => {
+            Some(ReplayBook::load_jsonl(path).map_err(|e| anyhow::anyhow!("--llm-replay {}: {e}", path.display()))?)
+        }
+        None => None,
+    };
 
     // The first group inside the range fixes the business clock's start.
-    let mut pending: Option<Vec<Candle>> = None;
-    while let Some(mut group) = feed.next_group().map_err(|e| anyhow::anyhow!("{e}"))? {
-        group.retain(in_range);
-        if !group.is_empty() {
-            pending = Some(group);
-            break;
-        }
-    }
-    let start = pending.as_deref().and_then(batch_close_time);
+    let start = groups.peek()?;
 
     let settings = backtest_settings(settings, &symbols, opts.seed);
-    let system = build_system_at(&settings, start)
+    let models = match &book {
+        Some(b) => ModelSource::Replay(b.clone()),
+        None => ModelSource::RuleBased,
+    };
+    let system = build_system_with(&settings, start, models)
         .await
         .context("starting the actor system")?;
     let clock = system
@@ -342,6 +545,7 @@ pub async fn run(
         .regime_updates
         .subscribe("backtest", collector.clone().recipient());
     let agent_names: Vec<&'static str> = system.state.agents.keys().map(|a| a.as_str()).collect();
+    let pipeline = Pipeline::new(&system, &agent_names)?;
     let paper = system
         .state
         .paper
@@ -351,42 +555,76 @@ pub async fn run(
     let initial = paper.equity_in(&quote).total.normalize();
     // One equity sample per business hour (the last state of each hour) and one at the end.
     let mut equity: Vec<EquityPoint> = Vec::new();
-    let mut hour: Option<i64> = None;
-    let mut now = start;
+    let hour_of = |t: DateTime<Utc>| t.timestamp().div_euclid(3600);
+    let mut now: Option<DateTime<Utc>> = None;
 
+    // Let the actors start (and the coordinator's run-on-start tasks find nothing to read).
+    pipeline.settle().await;
+    let mut boundary = next_boundary(&system).await?;
+    let mut live = trading_live(&system).await?;
+    let mut cascades = cascade_count(&system);
     let mut delivered: u64 = 0;
-    while let Some(group) = pending.take() {
-        if let Some(close) = batch_close_time(&group) {
-            let h = close.timestamp().div_euclid(3600);
-            if let (Some(prev), Some(t)) = (hour, now) {
-                if prev != h {
-                    equity.push(sample(&paper, &quote, t));
+    let mut batch: Vec<Candle> = Vec::new();
+    while let Some((close, group)) = groups.take()? {
+        if let Some(prev) = now {
+            if hour_of(prev) != hour_of(close) {
+                equity.push(sample(&paper, &quote, prev));
+            }
+        }
+        batch.clear();
+        batch.extend(group);
+        let mut last = close;
+        let reaches = |t: DateTime<Utc>, b: Option<DateTime<Utc>>| b.is_some_and(|b| t >= b);
+        let at_boundary = reaches(close, boundary);
+        if !live && !at_boundary {
+            // Following minutes up to (not including) the one that reaches the boundary.
+            while let Some(next) = groups.peek()? {
+                if reaches(next, boundary) || hour_of(next) != hour_of(close) || batch.len() >= MAX_BATCH {
+                    break;
+                }
+                if let Some((t, g)) = groups.take()? {
+                    batch.extend(g);
+                    last = t;
                 }
             }
-            hour = Some(h);
-            now = Some(close);
-            clock.set(close);
         }
-        let n = group.len() as u64;
-        match system.state.market.send(CandleBatch(group)).await {
+        now = Some(last);
+        clock.set(last);
+        let n = batch.len() as u64;
+        match system.state.market.send(CandleBatch(std::mem::take(&mut batch))).await {
             Ok(Ok(_)) => delivered += n,
             Ok(Err(e)) => anyhow::bail!("market data refused a batch: {e}"),
             Err(e) => anyhow::bail!("market data not reachable: {e}"),
         }
-        settle(&system, &agent_names).await;
-        progress(delivered);
-        while let Some(mut group) = feed.next_group().map_err(|e| anyhow::anyhow!("{e}"))? {
-            group.retain(in_range);
-            if !group.is_empty() {
-                pending = Some(group);
-                break;
-            }
+        pipeline.sync_feed().await;
+        if live {
+            pipeline.sync_execution().await;
         }
+        let c = cascade_count(&system);
+        if at_boundary || c != cascades {
+            // Settle until nothing new is set off.
+            loop {
+                pipeline.settle().await;
+                let after = cascade_count(&system);
+                if after == cascades {
+                    break;
+                }
+                cascades = after;
+            }
+            check_replay(book.as_ref())?;
+            boundary = next_boundary(&system).await?;
+            live = trading_live(&system).await?;
+        } else if live {
+            live = trading_live(&system).await?;
+        }
+        cascades = cascade_count(&system);
+        progress(delivered);
     }
 
     // Let in-flight work finish, then close what is still open at the last prices so every
     // position ends as a trade, and let that finish too.
-    settle_book(&system, &agent_names).await;
+    settle_book(&system, &pipeline).await;
+    check_replay(book.as_ref())?;
     // One at a time in a fixed order, so the paper exchange's seeded slippage draws come in
     // the same order on every run.
     let mut open: Vec<PositionView> = system
@@ -419,9 +657,9 @@ pub async fn run(
             Ok(Err(e)) => tracing::warn!(error = %e, position = %p.id, "closing a position at the end failed"),
             Err(e) => anyhow::bail!("execution manager not reachable: {e}"),
         }
-        settle(&system, &agent_names).await;
+        pipeline.settle().await;
     }
-    settle(&system, &agent_names).await;
+    pipeline.settle().await;
     // No candle follows the last one: the closing orders fill at the last prices.
     if let Some(t) = now {
         for s in &symbols {
@@ -431,7 +669,7 @@ pub async fn run(
         }
     }
     let _ = system.state.execution.send(PollNow).await;
-    settle_book(&system, &agent_names).await;
+    settle_book(&system, &pipeline).await;
 
     let fills = system
         .state
@@ -450,6 +688,19 @@ pub async fn run(
     if let Some(t) = now {
         equity.push(sample(&paper, &quote, t));
     }
+    // USD put into each hodl bag over the run (bought, or earmarked and still pending).
+    let hodl = system
+        .state
+        .portfolio
+        .send(GetHodl)
+        .await
+        .map_err(|e| anyhow::anyhow!("portfolio rebalancer not reachable: {e}"))?
+        .map_err(|e| anyhow::anyhow!("reading the hodl bags: {e}"))?;
+    let hodl_allocations: BTreeMap<String, Decimal> = hodl
+        .bags
+        .iter()
+        .map(|b| (b.asset.clone(), (b.cost_basis_usd + b.pending_usd).normalize()))
+        .collect();
     // Drain the collector's mailbox before reading it.
     let _ = collector.send(Flush).await;
     let verdicts = match collected.lock() {
@@ -470,7 +721,7 @@ pub async fn run(
         equity,
         risk_verdicts: verdicts,
         rebalances,
-        hodl_allocations: BTreeMap::new(),
+        hodl_allocations,
     };
     let timing = Timing::new(started.elapsed(), delivered);
     let report = Report::compute(&input, Some(timing));

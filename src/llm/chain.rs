@@ -485,6 +485,8 @@ impl ModelClient for RecordingClient {
 pub struct ReplayModelClient {
     agent: String,
     answers: Arc<HashMap<ReplayKey, Result<ModelResponse, ModelError>>>,
+    /// Keys asked for and not found, shared by the clients of one [`ReplayBook`].
+    misses: Arc<Mutex<Vec<ReplayKey>>>,
 }
 
 impl ReplayModelClient {
@@ -494,7 +496,13 @@ impl ReplayModelClient {
         Self {
             agent: agent.into(),
             answers: Arc::new(map),
+            misses: Arc::default(),
         }
+    }
+
+    /// Keys asked for that the record does not hold, in the order they were asked.
+    pub fn misses(&self) -> Vec<ReplayKey> {
+        self.misses.lock().clone()
     }
 
     /// Loads a file written by [`JsonlRecorder`].
@@ -530,6 +538,59 @@ impl ReplayModelClient {
     }
 }
 
+/// A loaded record of model answers for a whole run: one [`ReplayModelClient`] per agent, all
+/// sharing the answers and the list of keys that were asked for and missing.
+#[derive(Clone)]
+pub struct ReplayBook {
+    path: PathBuf,
+    inner: ReplayModelClient,
+}
+
+impl ReplayBook {
+    /// Loads a file written by [`JsonlRecorder`].
+    ///
+    /// # Errors
+    /// An I/O error, or `InvalidData` naming the line that does not parse.
+    pub fn load_jsonl(path: impl AsRef<Path>) -> std::io::Result<Self> {
+        let path = path.as_ref();
+        Ok(Self {
+            path: path.to_path_buf(),
+            inner: ReplayModelClient::load_jsonl("", path)?,
+        })
+    }
+
+    /// Answers held in memory (tests).
+    pub fn new(path: impl Into<PathBuf>, answers: impl IntoIterator<Item = RecordedAnswer>) -> Self {
+        Self {
+            path: path.into(),
+            inner: ReplayModelClient::new("", answers),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the record holds any answer of `model` for `agent`: the models a recorded run
+    /// asked are the ones its replay asks.
+    pub fn has_model(&self, agent: &str, model: &str) -> bool {
+        self.inner.answers.keys().any(|k| k.agent == agent && k.model == model)
+    }
+
+    /// The client answering for `agent`.
+    pub fn client(&self, agent: &str) -> ReplayModelClient {
+        ReplayModelClient {
+            agent: agent.to_owned(),
+            ..self.inner.clone()
+        }
+    }
+
+    /// Keys asked for that the record does not hold, in the order they were asked.
+    pub fn misses(&self) -> Vec<ReplayKey> {
+        self.inner.misses()
+    }
+}
+
 impl ModelClient for ReplayModelClient {
     fn provider(&self) -> &str {
         "replay"
@@ -539,7 +600,11 @@ impl ModelClient for ReplayModelClient {
         let key = ReplayKey::for_request(&self.agent, &req);
         let res = match self.answers.get(&key) {
             Some(r) => r.clone(),
-            None => Err(ModelError::NotConfigured(format!("missing replay entry {key}"))),
+            None => {
+                let msg = format!("missing replay entry {key}");
+                self.misses.lock().push(key);
+                Err(ModelError::NotConfigured(msg))
+            }
         };
         Box::pin(async move { res })
     }

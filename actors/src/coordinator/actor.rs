@@ -92,6 +92,13 @@ pub struct EvaluateSchedules {
     pub now: DateTime<Utc>,
 }
 
+/// The earliest business time at which a scheduled task is due (a task in flight: its start);
+/// `None` while HALTED or when nothing is scheduled. A feed that runs ahead of the wall clock
+/// (a backtest) delivers candles in larger batches up to this time.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Option<DateTime<Utc>>")]
+pub struct NextDue;
+
 /// Connects agents, risk, execution and the conflict model; set links replace older ones.
 #[derive(Clone, Message)]
 #[rtype(result = "()")]
@@ -779,6 +786,20 @@ impl Handler<crate::messages::BusinessTick> for Coordinator {
     type Result = ();
     fn handle(&mut self, msg: crate::messages::BusinessTick, ctx: &mut Context<Self>) {
         let _ = guarded(self, ctx, |act, ctx| act.evaluate(msg.now, ctx));
+    }
+}
+
+impl Handler<NextDue> for Coordinator {
+    type Result = Option<DateTime<Utc>>;
+    fn handle(&mut self, _: NextDue, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(self, ctx, |act, _| {
+            if act.current.state == CoordinatorState::Halted {
+                return None;
+            }
+            act.scheduler.next_due(&act.settings, act.level(), |t| act.connected(t))
+        })
+        .ok()
+        .flatten()
     }
 }
 

@@ -10,7 +10,7 @@ pub mod state;
 
 pub use actor::{
     Connect, Control, Coordinator, CoordinatorReport, CoordinatorStatus, EvaluateSchedules, GetLatestOutput, GetReport,
-    GetStatus, Statistics, TaskCommand, TaskCommandKind, TaskView,
+    GetStatus, NextDue, Statistics, TaskCommand, TaskCommandKind, TaskView,
 };
 pub use degradation::{Degradation, DegradationLevel};
 pub use flow::{CoordinatorLinks, ExecutionLinks, RunPortfolioCheck};

@@ -85,6 +85,11 @@ pub struct TaskSettings {
     pub timeout_seconds: u64,
     pub max_parallel_symbols: usize,
     pub depends_on: Vec<TaskName>,
+    /// Run only right before a task that depends on it (its own interval is ignored). For a
+    /// task whose output nothing but its dependents reads and that keeps no state between runs
+    /// (technical analysis), this gives its dependents the same inputs with far fewer runs; a
+    /// backtest uses it for `ta_analysis`.
+    pub on_demand: bool,
 }
 
 impl Default for TaskSettings {
@@ -96,6 +101,7 @@ impl Default for TaskSettings {
             timeout_seconds: 30,
             max_parallel_symbols: 3,
             depends_on: Vec::new(),
+            on_demand: false,
         }
     }
 }
@@ -108,6 +114,7 @@ fn task(interval: u64, run_on_start: bool, timeout: u64, parallel: usize, deps: 
         timeout_seconds: timeout,
         max_parallel_symbols: parallel,
         depends_on: deps.to_vec(),
+        on_demand: false,
     }
 }
 
@@ -354,17 +361,80 @@ impl Scheduler {
         })
     }
 
+    /// Whether `t` is due at `now` by its own interval (or forced), ignoring dependencies.
+    fn due_by_interval(
+        &self,
+        t: TaskName,
+        now: DateTime<Utc>,
+        settings: &OrchestrationSettings,
+        level: DegradationLevel,
+    ) -> bool {
+        let s = self.state(t);
+        s.enabled && s.in_flight.is_none() && t.runs_at(level) && self.next_run(t, settings).is_some_and(|at| now >= at)
+    }
+
+    /// An on-demand task is wanted when a task depending on it is due by its interval and it has
+    /// not run at `now` yet (or is forced).
+    fn wanted_on_demand(
+        &self,
+        t: TaskName,
+        now: DateTime<Utc>,
+        settings: &OrchestrationSettings,
+        level: DegradationLevel,
+    ) -> bool {
+        let s = self.state(t);
+        if !s.enabled || s.in_flight.is_some() || !t.runs_at(level) {
+            return false;
+        }
+        if s.run_now {
+            return true;
+        }
+        let fresh = s.last_run.is_some_and(|l| l >= now);
+        !fresh
+            && TaskName::ALL.into_iter().any(|d| {
+                settings.tasks.get(d).depends_on.contains(&t)
+                    && !settings.tasks.get(d).on_demand
+                    && self.due_by_interval(d, now, settings, level)
+            })
+    }
+
+    /// The earliest business time at which a task becomes due (on-demand tasks run with their
+    /// dependents, so they add no time of their own); `None` when nothing is scheduled. A task
+    /// in flight or forced makes it "now" (`started_at` at the latest).
+    /// Only tasks `runnable` accepts count (those whose agent is connected).
+    pub fn next_due(
+        &self,
+        settings: &OrchestrationSettings,
+        level: DegradationLevel,
+        runnable: impl Fn(TaskName) -> bool,
+    ) -> Option<DateTime<Utc>> {
+        TaskName::ALL
+            .into_iter()
+            .filter(|t| {
+                let s = self.state(*t);
+                runnable(*t) && s.enabled && t.runs_at(level) && (!settings.tasks.get(*t).on_demand || s.run_now)
+            })
+            .filter_map(|t| {
+                let s = self.state(t);
+                match s.in_flight {
+                    Some(at) => Some(at),
+                    None => self.next_run(t, settings),
+                }
+            })
+            .min()
+    }
+
     /// The tasks to start now, in dependency order, within the global concurrency cap.
     pub fn due(&self, now: DateTime<Utc>, settings: &OrchestrationSettings, level: DegradationLevel) -> Vec<TaskName> {
         let running = self.tasks.values().filter(|s| s.in_flight.is_some()).count();
         let free = settings.max_concurrent_tasks.saturating_sub(running);
         let mut wanted: Vec<TaskName> = Vec::new();
         for t in TaskName::ALL {
-            let s = self.state(t);
-            let ready = s.enabled
-                && s.in_flight.is_none()
-                && t.runs_at(level)
-                && self.next_run(t, settings).is_some_and(|at| now >= at);
+            let ready = if settings.tasks.get(t).on_demand {
+                self.wanted_on_demand(t, now, settings, level)
+            } else {
+                self.due_by_interval(t, now, settings, level)
+            };
             if ready {
                 wanted.push(t);
             }
@@ -469,6 +539,59 @@ mod tests {
             ),
         ];
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn an_on_demand_task_runs_only_right_before_its_dependents() {
+        let mut cfg = OrchestrationSettings::default();
+        cfg.tasks.ta_analysis.on_demand = true;
+        let mut s = Scheduler::new(&cfg, t0());
+        let level = DegradationLevel::Normal;
+        let mut got = Vec::new();
+        for at in [0, 60, 299, 300, 301, 600, 3600] {
+            let mut rounds = Vec::new();
+            loop {
+                let due = s.due(secs(at), &cfg, level);
+                if due.is_empty() {
+                    break;
+                }
+                for t in &due {
+                    s.mark_started(*t, secs(at));
+                }
+                for t in &due {
+                    s.mark_finished(*t, 0, 0);
+                }
+                rounds.push(due);
+            }
+            got.push((at, rounds, s.next_due(&cfg, level, |_| true)));
+        }
+        type Instant = (i64, Vec<Vec<TaskName>>, Option<DateTime<Utc>>);
+        let want: Vec<Instant> = vec![
+            // Not every minute: only when regime detection (or a decision) is due.
+            (0, vec![], Some(secs(300))),
+            (60, vec![], Some(secs(300))),
+            (299, vec![], Some(secs(300))),
+            (300, vec![vec![TaAnalysis], vec![RegimeDetection]], Some(secs(600))),
+            (301, vec![], Some(secs(600))),
+            (600, vec![vec![TaAnalysis], vec![RegimeDetection]], Some(secs(900))),
+            (
+                3600,
+                vec![
+                    vec![TaAnalysis, SentimentAnalysis, PortfolioCheck],
+                    vec![RegimeDetection],
+                    vec![TradingDecision],
+                ],
+                Some(secs(3900)),
+            ),
+        ];
+        assert_eq!(got, want);
+        // Forced, it runs at once; switched off tasks and unconnected agents add no due time.
+        s.force_run(TaAnalysis);
+        assert_eq!(s.due(secs(3601), &cfg, level), vec![TaAnalysis]);
+        assert_eq!(s.next_due(&cfg, level, |_| true), Some(t0()));
+        s.mark_started(TaAnalysis, secs(3601));
+        s.mark_finished(TaAnalysis, 0, 0);
+        assert_eq!(s.next_due(&cfg, level, |t| t != RegimeDetection), Some(secs(5400)));
     }
 
     #[test]

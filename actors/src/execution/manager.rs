@@ -2082,6 +2082,40 @@ impl Handler<SnapshotNow> for OrderExecutionManager {
     }
 }
 
+/// How much the manager is tracking: orders not final yet and positions not closed. A feed that
+/// runs ahead of the wall clock (a backtest) hands over candles one minute at a time while any
+/// is tracked, so fills, stops and trailing stops see every price at its own business time.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Activity")]
+pub struct GetActivity;
+
+/// The answer to [`GetActivity`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, MessageResponse)]
+pub struct Activity {
+    pub orders: usize,
+    pub positions: usize,
+}
+
+impl Activity {
+    pub fn idle(&self) -> bool {
+        self.orders == 0 && self.positions == 0
+    }
+}
+
+impl Handler<GetActivity> for OrderExecutionManager {
+    type Result = Activity;
+    fn handle(&mut self, _: GetActivity, ctx: &mut Context<Self>) -> Activity {
+        guarded(self, ctx, |act, _| Activity {
+            orders: act.orders.len() + act.placing.len(),
+            positions: act.positions.len(),
+        })
+        .unwrap_or(Activity {
+            orders: usize::MAX,
+            positions: usize::MAX,
+        })
+    }
+}
+
 /// Whether the manager has loaded its state and reconciled with the exchange.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "bool")]

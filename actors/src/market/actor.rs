@@ -126,8 +126,8 @@ impl MarketData {
             }
         }
         for symbol in touched {
-            if let Some(view) = self.view(&symbol, self.cfg.primary) {
-                self.cfg.bus.market_data.publish(view.snapshot);
+            if let Some((snapshot, _)) = self.snapshot(&symbol, self.cfg.primary) {
+                self.cfg.bus.market_data.publish(snapshot);
             }
         }
         let now = self.cfg.clock.now();
@@ -140,14 +140,8 @@ impl MarketData {
 
     /// The view of `symbol` on `tf`; `None` before its first candle.
     fn view(&self, symbol: &Symbol, tf: Timeframe) -> Option<SymbolView> {
-        let now = self.cfg.clock.now();
-        let summary = self.history.summary(symbol, tf, now)?;
+        let (snapshot, summary) = self.snapshot(symbol, tf)?;
         let state = self.engines.get(&(symbol.clone(), tf));
-        let indicators = state.map(|s| s.current.clone()).unwrap_or_default();
-        let mut flags = summary.missing_data_flags.clone();
-        if state.is_none_or(|s| s.current.rsi_14.is_none()) {
-            flags.push("no_indicators".to_owned());
-        }
         let timeframe_trends = Timeframe::ALL
             .into_iter()
             .filter(|t| *t != tf)
@@ -156,6 +150,29 @@ impl MarketData {
                 timeframe_trend(&s.current).map(|d| (t, d))
             })
             .collect();
+        Some(SymbolView {
+            symbol: symbol.clone(),
+            timeframe: tf,
+            snapshot,
+            previous_indicators: state.and_then(|s| s.previous.clone()),
+            recent_candles: self.history.candles(symbol, tf),
+            timeframe_trends,
+            candles_applied: state.map_or(0, |s| s.engine.candles_applied()),
+            summary,
+        })
+    }
+
+    /// The snapshot of `symbol` on `tf` (what is published after every batch) and its summary;
+    /// `None` before its first candle.
+    fn snapshot(&self, symbol: &Symbol, tf: Timeframe) -> Option<(MarketSnapshot, MarketSummary)> {
+        let now = self.cfg.clock.now();
+        let summary = self.history.summary(symbol, tf, now)?;
+        let state = self.engines.get(&(symbol.clone(), tf));
+        let indicators = state.map(|s| s.current.clone()).unwrap_or_default();
+        let mut flags = summary.missing_data_flags.clone();
+        if state.is_none_or(|s| s.current.rsi_14.is_none()) {
+            flags.push("no_indicators".to_owned());
+        }
         let snapshot = MarketSnapshot {
             meta: EventMeta::new("market_data", now),
             symbol: symbol.clone(),
@@ -173,16 +190,7 @@ impl MarketData {
             data_age_seconds: summary.data_age_seconds,
             missing_data_flags: flags,
         };
-        Some(SymbolView {
-            symbol: symbol.clone(),
-            timeframe: tf,
-            snapshot,
-            previous_indicators: state.and_then(|s| s.previous.clone()),
-            recent_candles: self.history.candles(symbol, tf),
-            timeframe_trends,
-            candles_applied: state.map_or(0, |s| s.engine.candles_applied()),
-            summary,
-        })
+        Some((snapshot, summary))
     }
 }
 

@@ -735,6 +735,21 @@ impl Handler<RebalanceTick> for PortfolioRebalancer {
     }
 }
 
+/// The earliest business time at which a pending rebalance batch is due; `None` without any.
+/// A feed that runs ahead of the wall clock (a backtest) hands over candles up to this time.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Option<chrono::DateTime<chrono::Utc>>")]
+pub struct NextBatchDue;
+
+impl Handler<NextBatchDue> for PortfolioRebalancer {
+    type Result = Option<chrono::DateTime<chrono::Utc>>;
+    fn handle(&mut self, _: NextBatchDue, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(self, ctx, |act, _| act.pending.iter().map(|b| b.batch.due_at).min())
+            .ok()
+            .flatten()
+    }
+}
+
 impl Handler<GetHodl> for PortfolioRebalancer {
     type Result = Result<HodlView, PortfolioError>;
     fn handle(&mut self, _: GetHodl, ctx: &mut Context<Self>) -> Self::Result {

@@ -7,8 +7,8 @@ pub mod rebalance;
 pub mod store;
 
 pub use actor::{
-    CheckPortfolio, ConnectExecution, GetAllocation, GetHodl, GetHodlHistory, PortfolioError, PortfolioRebalancer,
-    PortfolioRebalancerConfig, PriceSource, RebalanceTick, StrategyAdvice, StrategyAdvisor,
+    CheckPortfolio, ConnectExecution, GetAllocation, GetHodl, GetHodlHistory, NextBatchDue, PortfolioError,
+    PortfolioRebalancer, PortfolioRebalancerConfig, PriceSource, RebalanceTick, StrategyAdvice, StrategyAdvisor,
 };
 pub use advisor::ModelStrategyAdvisor;
 pub use hodl::{HodlConfig, HodlView};
