@@ -179,7 +179,10 @@ enum Op {
     Snapshot(PositionSnapshotRecord),
     Decision(DecisionRecord),
     SavePaper,
+    /// Answered once every write queued before it is done.
     Flush,
+    /// As `Flush`, and the paper exchange's pending save is done too.
+    FlushAll,
 }
 
 struct Write {
@@ -209,6 +212,9 @@ struct Writer {
 }
 
 const STORE_ATTEMPTS: u32 = 3;
+/// Shortest time between two paper exchange saves. A crash loses at most this much of the paper
+/// exchange's changes (the manager reconciles against what was saved); a graceful stop saves all.
+const PAPER_SAVE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Serialises the paper exchange's snapshot on a blocking thread and saves it, retrying the store.
 async fn save_paper(paper: &PaperExchange, state: &dyn StateStore) {
@@ -225,7 +231,10 @@ async fn save_paper(paper: &PaperExchange, state: &dyn StateStore) {
         }
     };
     for attempt in 1..=STORE_ATTEMPTS {
-        match state.save_state(crate::execution::paper::STATE_KEY, value.clone()).await {
+        match state
+            .save_state(crate::execution::paper::STATE_KEY, value.clone())
+            .await
+        {
             Ok(()) => return,
             Err(e) if attempt < STORE_ATTEMPTS => {
                 tracing::warn!(error = %e, attempt, "paper exchange save failed; retrying");
@@ -249,15 +258,45 @@ impl Writer {
             let queued = save_queued.clone();
             let state = state.clone();
             actix::spawn(async move {
-                while let Some(w) = prx.next().await {
-                    match w {
-                        PaperWrite::Flush(ack) => {
+                // At most one save per PAPER_SAVE_INTERVAL: a burst of changes is saved once, and
+                // a flush saves what is pending at once.
+                let mut pending = false;
+                let mut last = std::time::Instant::now() - PAPER_SAVE_INTERVAL;
+                let save = |last: &mut std::time::Instant| {
+                    // Changes made from here on queue a new save.
+                    queued.store(false, std::sync::atomic::Ordering::SeqCst);
+                    *last = std::time::Instant::now();
+                    let (paper, state) = (paper.clone(), state.clone());
+                    async move { save_paper(&paper, state.as_ref()).await }
+                };
+                loop {
+                    let next = if pending {
+                        let wait = (last + PAPER_SAVE_INTERVAL).saturating_duration_since(std::time::Instant::now());
+                        match actix::clock::timeout(wait, prx.next()).await {
+                            Ok(next) => next,
+                            Err(_) => {
+                                pending = false;
+                                save(&mut last).await;
+                                continue;
+                            }
+                        }
+                    } else {
+                        prx.next().await
+                    };
+                    match next {
+                        Some(PaperWrite::Save) => pending = true,
+                        Some(PaperWrite::Flush(ack)) => {
+                            if pending {
+                                pending = false;
+                                save(&mut last).await;
+                            }
                             let _ = ack.send(());
                         }
-                        PaperWrite::Save => {
-                            // Changes made from here on queue a new save.
-                            queued.store(false, std::sync::atomic::Ordering::SeqCst);
-                            save_paper(&paper, state.as_ref()).await;
+                        None => {
+                            if pending {
+                                save(&mut last).await;
+                            }
+                            break;
                         }
                     }
                 }
@@ -267,7 +306,7 @@ impl Writer {
         let paper_flush = paper_tx.clone();
         actix::spawn(async move {
             while let Some(w) = rx.next().await {
-                if let (Op::Flush, Some(ptx)) = (&w.op, &paper_flush) {
+                if let (Op::FlushAll, Some(ptx)) = (&w.op, &paper_flush) {
                     let (ack, done) = oneshot::channel();
                     if ptx.unbounded_send(PaperWrite::Flush(ack)).is_ok() {
                         let _ = done.await;
@@ -282,7 +321,7 @@ impl Writer {
                         Op::Trade(t) => orders.insert_trade(t.clone()).await,
                         Op::Snapshot(s) => orders.insert_snapshot(s.clone()).await,
                         Op::Decision(d) => audit.record_decision(d.clone()).await,
-                        Op::SavePaper | Op::Flush => Ok(()),
+                        Op::SavePaper | Op::Flush | Op::FlushAll => Ok(()),
                     };
                     attempt += 1;
                     match r {
@@ -1994,7 +2033,7 @@ impl Handler<Drain> for OrderExecutionManager {
         self.drained = true;
         self.ready = false;
         self.writer.send(Op::SavePaper);
-        let flush = self.writer.acked(Op::Flush);
+        let flush = self.writer.acked(Op::FlushAll);
         Box::pin(
             async move {
                 if let Err(e) = flush.await {

@@ -578,14 +578,24 @@ impl Engine {
     }
 
     fn trim_history(&mut self) {
-        let closed: Vec<String> = self
+        // Counted first: on the common path nothing is over the limit and nothing is allocated.
+        let excess = self
             .orders
             .values()
             .filter(|o| !o.is_live())
+            .count()
+            .saturating_sub(self.cfg.max_history);
+        if excess == 0 {
+            return;
+        }
+        let drop: Vec<String> = self
+            .orders
+            .values()
+            .filter(|o| !o.is_live())
+            .take(excess)
             .map(|o| o.id.clone())
             .collect();
-        let excess = closed.len().saturating_sub(self.cfg.max_history);
-        for id in closed.into_iter().take(excess) {
+        for id in drop {
             self.orders.remove(&id);
         }
     }
