@@ -192,6 +192,8 @@ pub fn test_settings() -> Settings {
         reads_per_minute: 0,
         control_per_minute: 0,
     };
+    // Model answers are not recorded into the working tree; tests of recording set a path.
+    s.llm.record_path = String::new();
     s.api.tokens = vec![
         ApiToken {
             name: "viewer".into(),
