@@ -63,10 +63,7 @@ fn pipeline_over_fixture_series() {
             assert!((0.0..=1.0).contains(&ta.trend_strength));
             assert!((-1.0..=1.0).contains(&ta.momentum_score));
             assert!(ta.reasoning.chars().count() <= 500);
-            assert!(ta
-                .support_levels
-                .iter()
-                .all(|l| *l < candle.close.to_string().parse::<f64>().unwrap()));
+            assert!(ta.support_levels.iter().all(|l| *l < candle.close));
             biases.insert(ta.bias);
             let detection = detect(&RegimeInput {
                 current_price: candle.close,

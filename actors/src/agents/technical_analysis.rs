@@ -96,10 +96,10 @@ pub struct TaOutput {
     pub momentum_score: f64,
     pub rsi_signal: RsiSignal,
     pub macd_signal: MacdSignal,
-    /// Nearest first.
-    pub resistance_levels: Vec<f64>,
-    /// Nearest first.
-    pub support_levels: Vec<f64>,
+    /// Nearest first; prices, so decimals (computed from the float indicators, rounded to 8 places).
+    pub resistance_levels: Vec<Decimal>,
+    /// Nearest first; prices, so decimals (computed from the float indicators, rounded to 8 places).
+    pub support_levels: Vec<Decimal>,
     pub current_position: PricePosition,
     pub primary_signal: String,
     pub secondary_signals: Vec<String>,
@@ -141,8 +141,8 @@ pub fn analyse(input: &TaInput<'_>) -> TaOutput {
     if price.is_finite() && price > 0.0 {
         let (support, resistance) = key_levels(price, ind, input.recent_candles);
         out.current_position = position(price, &support, &resistance, ind.bollinger_bands.position);
-        out.support_levels = support;
-        out.resistance_levels = resistance;
+        out.support_levels = as_prices(&support);
+        out.resistance_levels = as_prices(&resistance);
     } else {
         out.warnings
             .push("no valid current price: key levels skipped".to_string());
@@ -276,6 +276,16 @@ fn key_levels(price: f64, ind: &IndicatorSnapshot, candles: &[Candle]) -> (Vec<f
     support.sort_by(|a, b| b.total_cmp(a));
     resistance.sort_by(|a, b| a.total_cmp(b));
     (merge_levels(support, price), merge_levels(resistance, price))
+}
+
+/// Levels as prices: finite positive floats to decimals of at most 8 places.
+fn as_prices(levels: &[f64]) -> Vec<Decimal> {
+    levels
+        .iter()
+        .filter(|v| v.is_finite() && **v > 0.0)
+        .filter_map(|v| Decimal::from_f64_retain(*v))
+        .map(|d| d.round_dp(8).normalize())
+        .collect()
 }
 
 /// Drops levels within 0.1 % of price of the previous kept one; keeps the nearest three.
@@ -443,8 +453,8 @@ impl TaOutput {
         self.trend_strength = clamp(self.trend_strength, 0.0, 1.0, 0.5);
         self.momentum_score = clamp(self.momentum_score, -1.0, 1.0, 0.0);
         self.confidence = clamp(self.confidence, 0.0, 1.0, 0.0);
-        self.support_levels.retain(|v| v.is_finite() && *v > 0.0);
-        self.resistance_levels.retain(|v| v.is_finite() && *v > 0.0);
+        self.support_levels.retain(|v| *v > Decimal::ZERO);
+        self.resistance_levels.retain(|v| *v > Decimal::ZERO);
         if self.reasoning.trim().chars().count() < 10 {
             self.reasoning = format!("Analysis for {}", self.symbol);
         }
@@ -661,8 +671,8 @@ mod tests {
         let ind = snapshot(66.0, 0.4);
         let out = analyse(&input(&ind, &s));
         // Above 100.5: BB upper 104. Below: sma_20 99.5, ema_50 98, sma_50 97, ...
-        assert_eq!(out.resistance_levels, vec![104.0]);
-        assert_eq!(out.support_levels, vec![99.5, 98.0, 97.0]);
+        assert_eq!(out.resistance_levels, vec![dec!(104)]);
+        assert_eq!(out.support_levels, vec![dec!(99.5), dec!(98), dec!(97)]);
         // Between 99.5 and 104 at 100.5 → fraction 0.22 → near support.
         assert_eq!(out.current_position, PricePosition::NearSupport);
 
@@ -710,8 +720,8 @@ mod tests {
         inp.recent_candles = &candles;
         inp.timeframe_trends = &trends;
         let out = analyse(&inp);
-        assert_eq!(out.resistance_levels, vec![102.0, 104.0]);
-        assert_eq!(out.support_levels.first(), Some(&99.8));
+        assert_eq!(out.resistance_levels, vec![dec!(102), dec!(104)]);
+        assert_eq!(out.support_levels.first(), Some(&dec!(99.8)));
         assert_eq!(out.timeframe_alignment, vec!["15m".to_string(), "1d".to_string()]);
         assert!(out.warnings.iter().any(|w| w.contains("1 timeframe(s) trend against")));
     }
@@ -751,13 +761,13 @@ mod tests {
         raw.confidence = 1.7;
         raw.momentum_score = f64::NAN;
         raw.trend_strength = -0.2;
-        raw.support_levels = vec![f64::INFINITY, 95.0, -1.0];
+        raw.support_levels = vec![Decimal::ZERO, dec!(95), dec!(-1)];
         raw.reasoning = "ok".to_string();
         let clean = raw.sanitised();
         assert_eq!(clean.confidence, 1.0);
         assert_eq!(clean.momentum_score, 0.0);
         assert_eq!(clean.trend_strength, 0.0);
-        assert_eq!(clean.support_levels, vec![95.0]);
+        assert_eq!(clean.support_levels, vec![dec!(95)]);
         assert_eq!(clean.reasoning, "Analysis for BTC/USDT");
     }
 
