@@ -158,21 +158,21 @@ impl DecayingCounter {
         self.value
     }
 
-    /// Charges `cost` if it fits under the maximum at `now`; otherwise returns how long to wait
-    /// until it fits (`Duration::MAX` if it never can).
+    /// Charges `points` (Kraken's call-counter units, not money) if they fit under the maximum at
+    /// `now`; otherwise returns how long to wait until they fit (`Duration::MAX` if they never can).
     ///
     /// # Errors
-    /// The wait needed, when the cost does not fit now.
-    pub fn try_charge(&mut self, cost: f64, now: Instant) -> Result<(), Duration> {
+    /// The wait needed, when the points do not fit now.
+    pub fn try_charge(&mut self, points: f64, now: Instant) -> Result<(), Duration> {
         self.decay(now);
-        if self.value + cost <= self.limits.max + 1e-9 {
-            self.value += cost;
+        if self.value + points <= self.limits.max + 1e-9 {
+            self.value += points;
             return Ok(());
         }
-        if cost > self.limits.max || self.limits.decay_per_sec <= 0.0 {
+        if points > self.limits.max || self.limits.decay_per_sec <= 0.0 {
             return Err(Duration::MAX);
         }
-        let secs = (self.value + cost - self.limits.max) / self.limits.decay_per_sec;
+        let secs = (self.value + points - self.limits.max) / self.limits.decay_per_sec;
         // Round up to whole milliseconds so the retry after the wait always fits.
         Err(Duration::from_millis(((secs * 1000.0).ceil() as u64).saturating_add(1)))
     }

@@ -37,7 +37,8 @@ pub const MAX_REASONING_CHARS: usize = 500;
 pub const RULE_BASED_MODEL: &str = "rule_based";
 
 const MAX_LEVELS: usize = 3;
-const LEVEL_MERGE_FRACTION: f64 = 0.001;
+/// Levels closer than 0.1 % of the price to a kept one are merged into it.
+const LEVEL_MERGE_FRACTION: Decimal = Decimal::from_parts(1, 0, 0, false, 3);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -114,7 +115,7 @@ pub struct TaOutput {
 /// Runs the rule-based analysis.
 pub fn analyse(input: &TaInput<'_>) -> TaOutput {
     let ind = input.indicators;
-    let price = input.current_price.to_f64().unwrap_or(f64::NAN);
+    let price = input.current_price;
     let mut out = TaOutput::neutral(input.symbol, input.timeframe, input.timestamp);
     out.model_used = RULE_BASED_MODEL.to_string();
 
@@ -138,11 +139,11 @@ pub fn analyse(input: &TaInput<'_>) -> TaOutput {
     out.momentum_score = momentum(rsi, hist, ind.atr_14, ind.stochastic_rsi.k);
     out.confidence = RULE_BASED_CONFIDENCE;
 
-    if price.is_finite() && price > 0.0 {
+    if price > Decimal::ZERO {
         let (support, resistance) = key_levels(price, ind, input.recent_candles);
         out.current_position = position(price, &support, &resistance, ind.bollinger_bands.position);
-        out.support_levels = as_prices(&support);
-        out.resistance_levels = as_prices(&resistance);
+        out.support_levels = support;
+        out.resistance_levels = resistance;
     } else {
         out.warnings
             .push("no valid current price: key levels skipped".to_string());
@@ -244,16 +245,10 @@ fn momentum(rsi: f64, hist: f64, atr: Option<f64>, stoch_k: Option<f64>) -> f64 
     }
 }
 
-fn key_levels(price: f64, ind: &IndicatorSnapshot, candles: &[Candle]) -> (Vec<f64>, Vec<f64>) {
-    let swing_high = candles
-        .iter()
-        .filter_map(|c| c.high.to_f64())
-        .fold(None, |m: Option<f64>, h| Some(m.map_or(h, |m| m.max(h))));
-    let swing_low = candles
-        .iter()
-        .filter_map(|c| c.low.to_f64())
-        .fold(None, |m: Option<f64>, l| Some(m.map_or(l, |m| m.min(l))));
-    let candidates = [
+fn key_levels(price: Decimal, ind: &IndicatorSnapshot, candles: &[Candle]) -> (Vec<Decimal>, Vec<Decimal>) {
+    let swing_high = candles.iter().map(|c| c.high).max();
+    let swing_low = candles.iter().map(|c| c.low).min();
+    let from_indicators = [
         ind.bollinger_bands.upper,
         ind.bollinger_bands.lower,
         ind.sma_20,
@@ -263,40 +258,38 @@ fn key_levels(price: f64, ind: &IndicatorSnapshot, candles: &[Candle]) -> (Vec<f
         ind.ema_200,
         ind.vwap,
         ind.supertrend.value,
-        swing_high,
-        swing_low,
     ];
-    let levels: Vec<f64> = candidates
+    let levels: Vec<Decimal> = from_indicators
         .into_iter()
         .flatten()
-        .filter(|v| v.is_finite() && *v > 0.0)
+        .filter_map(as_price)
+        .chain([swing_high, swing_low].into_iter().flatten())
+        .filter(|v| *v > Decimal::ZERO)
         .collect();
-    let mut support: Vec<f64> = levels.iter().copied().filter(|v| *v < price).collect();
-    let mut resistance: Vec<f64> = levels.iter().copied().filter(|v| *v > price).collect();
-    support.sort_by(|a, b| b.total_cmp(a));
-    resistance.sort_by(|a, b| a.total_cmp(b));
+    let mut support: Vec<Decimal> = levels.iter().copied().filter(|v| *v < price).collect();
+    let mut resistance: Vec<Decimal> = levels.iter().copied().filter(|v| *v > price).collect();
+    support.sort_by(|a, b| b.cmp(a));
+    resistance.sort();
     (merge_levels(support, price), merge_levels(resistance, price))
 }
 
-/// Levels as prices: finite positive floats to decimals of at most 8 places.
-fn as_prices(levels: &[f64]) -> Vec<Decimal> {
-    levels
-        .iter()
-        .filter(|v| v.is_finite() && **v > 0.0)
-        .filter_map(|v| Decimal::from_f64_retain(*v))
-        .map(|d| d.round_dp(8).normalize())
-        .collect()
+/// An indicator value as a price level: finite and positive, at most 8 decimal places.
+fn as_price(v: f64) -> Option<Decimal> {
+    if !v.is_finite() || v <= 0.0 {
+        return None;
+    }
+    Decimal::from_f64_retain(v).map(|d| d.round_dp(8).normalize())
 }
 
 /// Drops levels within 0.1 % of price of the previous kept one; keeps the nearest three.
-fn merge_levels(sorted_nearest_first: Vec<f64>, price: f64) -> Vec<f64> {
-    let mut kept: Vec<f64> = Vec::with_capacity(MAX_LEVELS);
+fn merge_levels(sorted_nearest_first: Vec<Decimal>, price: Decimal) -> Vec<Decimal> {
+    let mut kept: Vec<Decimal> = Vec::with_capacity(MAX_LEVELS);
     for level in sorted_nearest_first {
         if kept.len() == MAX_LEVELS {
             break;
         }
         let far = match kept.last() {
-            Some(last) => (last - level).abs() > price * LEVEL_MERGE_FRACTION,
+            Some(last) => (*last - level).abs() > price * LEVEL_MERGE_FRACTION,
             None => true,
         };
         if far {
@@ -306,16 +299,18 @@ fn merge_levels(sorted_nearest_first: Vec<f64>, price: f64) -> Vec<f64> {
     kept
 }
 
-fn position(price: f64, support: &[f64], resistance: &[f64], bb_position: Option<f64>) -> PricePosition {
+fn position(price: Decimal, support: &[Decimal], resistance: &[Decimal], bb_position: Option<f64>) -> PricePosition {
     if let (Some(s), Some(r)) = (support.first(), resistance.first()) {
-        let frac = (price - s) / (r - s);
-        return if frac < 0.25 {
-            PricePosition::NearSupport
-        } else if frac > 0.75 {
-            PricePosition::NearResistance
-        } else {
-            PricePosition::MidRange
-        };
+        // Support is below the price and resistance above it, so the range is never empty.
+        if let Some(frac) = (price - s).checked_div(r - s) {
+            return if frac < Decimal::new(25, 2) {
+                PricePosition::NearSupport
+            } else if frac > Decimal::new(75, 2) {
+                PricePosition::NearResistance
+            } else {
+                PricePosition::MidRange
+            };
+        }
     }
     match bb_position {
         Some(p) if p < 0.2 => PricePosition::NearSupport,
@@ -324,7 +319,7 @@ fn position(price: f64, support: &[f64], resistance: &[f64], bb_position: Option
     }
 }
 
-fn secondary_and_warnings(out: &mut TaOutput, ind: &IndicatorSnapshot, price: f64, rsi: f64) {
+fn secondary_and_warnings(out: &mut TaOutput, ind: &IndicatorSnapshot, price: Decimal, rsi: f64) {
     match out.macd_signal {
         MacdSignal::BullishCross => out.secondary_signals.push("MACD bullish cross".to_string()),
         MacdSignal::BearishCross => out.secondary_signals.push("MACD bearish cross".to_string()),
@@ -336,7 +331,7 @@ fn secondary_and_warnings(out: &mut TaOutput, ind: &IndicatorSnapshot, price: f6
         RsiSignal::Neutral => {}
     }
     if let Some(ema200) = ind.ema_200 {
-        if price.is_finite() {
+        if let Some(price) = price.to_f64() {
             let side = if price >= ema200 { "above" } else { "below" };
             out.secondary_signals.push(format!("price {side} EMA 200"));
         }
@@ -676,23 +671,23 @@ mod tests {
         // Between 99.5 and 104 at 100.5 → fraction 0.22 → near support.
         assert_eq!(out.current_position, PricePosition::NearSupport);
 
-        let merged = merge_levels(vec![99.99, 99.95, 99.0], 100.0);
-        assert_eq!(merged, vec![99.99, 99.0], "levels within 0.1 % merge");
+        let merged = merge_levels(vec![dec!(99.99), dec!(99.95), dec!(99.0)], dec!(100.0));
+        assert_eq!(merged, vec![dec!(99.99), dec!(99.0)], "levels within 0.1 % merge");
     }
 
     #[test]
     fn position_table() {
-        type Case<'a> = (&'a [f64], &'a [f64], Option<f64>, PricePosition);
+        type Case<'a> = (&'a [Decimal], &'a [Decimal], Option<f64>, PricePosition);
         let cases: [Case<'_>; 6] = [
-            (&[99.0], &[101.0], None, PricePosition::MidRange),
-            (&[99.9], &[104.0], None, PricePosition::NearSupport),
-            (&[96.0], &[100.2], None, PricePosition::NearResistance),
+            (&[dec!(99.0)], &[dec!(101.0)], None, PricePosition::MidRange),
+            (&[dec!(99.9)], &[dec!(104.0)], None, PricePosition::NearSupport),
+            (&[dec!(96.0)], &[dec!(100.2)], None, PricePosition::NearResistance),
             (&[], &[], Some(0.1), PricePosition::NearSupport),
-            (&[95.0], &[], Some(0.9), PricePosition::NearResistance),
+            (&[dec!(95.0)], &[], Some(0.9), PricePosition::NearResistance),
             (&[], &[], None, PricePosition::MidRange),
         ];
         for (sup, res, bb, want) in cases {
-            assert_eq!(position(100.0, sup, res, bb), want, "{sup:?} {res:?} {bb:?}");
+            assert_eq!(position(dec!(100.0), sup, res, bb), want, "{sup:?} {res:?} {bb:?}");
         }
     }
 
