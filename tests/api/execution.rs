@@ -58,6 +58,28 @@ pub(crate) fn limit_buy(size_usd: &str) -> Value {
     })
 }
 
+/// Entry orders stored in the app's database.
+async fn stored_entries(app: &TestApp) -> i64 {
+    let client = app.pool.as_ref().unwrap().get().await.unwrap();
+    client
+        .query_one("SELECT count(*) FROM orders WHERE purpose = 'entry'", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Purposes of the orders stored as open, in order.
+async fn stored_open_purposes(app: &TestApp) -> Vec<String> {
+    let client = app.pool.as_ref().unwrap().get().await.unwrap();
+    client
+        .query("SELECT purpose FROM orders WHERE status = 'open' ORDER BY purpose", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 pub(crate) async fn open_position(app: &TestApp) -> Value {
     for _ in 0..150 {
         let (_, b) = body(app.get("/api/v1/positions", Some(VIEWER)).await).await;
@@ -280,12 +302,7 @@ async fn the_same_idempotency_key_places_one_order() {
     let (s2, b2) = body(send().await.unwrap()).await;
     assert_eq!((s1, s2), (200, 200));
     assert_eq!(b1, b2);
-    let client = app.pool.as_ref().unwrap().get().await.unwrap();
-    let n: i64 = client
-        .query_one("SELECT count(*) FROM orders WHERE purpose = 'entry'", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n = stored_entries(&app).await;
     assert_eq!(n, 1);
 }
 
@@ -421,21 +438,10 @@ async fn after_a_restart_the_fill_made_while_down_becomes_one_protected_position
     app2.pool = Some(pool);
     let pos = open_position(&app2).await;
     assert_eq!(dec(&pos["size"]), Decimal::from_str("0.02").unwrap());
-    let client = app2.pool.as_ref().unwrap().get().await.unwrap();
-    let entries: i64 = client
-        .query_one("SELECT count(*) FROM orders WHERE purpose = 'entry'", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let entries = stored_entries(&app2).await;
     assert_eq!(entries, 1, "no duplicate entry");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let open: Vec<String> = client
-        .query("SELECT purpose FROM orders WHERE status = 'open' ORDER BY purpose", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let open = stored_open_purposes(&app2).await;
     assert_eq!(open, vec!["stop_loss", "take_profit"]);
     let paper2 = app2.state.paper.as_ref().unwrap();
     let on_exchange = futures::executor::block_on(triplegain_actors::ports::Exchange::open_orders(paper2)).unwrap();
@@ -509,21 +515,10 @@ async fn live_after_a_restart_the_kraken_fill_made_while_down_becomes_one_protec
     let pos = open_position(&app2).await;
     assert_eq!(dec(&pos["size"]), Decimal::from_str("0.02").unwrap());
     assert_eq!(dec(&pos["entry_price"]), Decimal::from(49990));
-    let client = app2.pool.as_ref().unwrap().get().await.unwrap();
-    let entries: i64 = client
-        .query_one("SELECT count(*) FROM orders WHERE purpose = 'entry'", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let entries = stored_entries(&app2).await;
     assert_eq!(entries, 1, "no duplicate entry");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let open: Vec<String> = client
-        .query("SELECT purpose FROM orders WHERE status = 'open' ORDER BY purpose", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let open = stored_open_purposes(&app2).await;
     assert_eq!(open, vec!["stop_loss", "take_profit"]);
     let book = fake.orders();
     assert_eq!(
@@ -536,6 +531,7 @@ async fn live_after_a_restart_the_kraken_fill_made_while_down_becomes_one_protec
         .filter(|o| o.status == "open")
         .map(|o| (o.ordertype.clone(), o.vol.clone(), o.price.clone()))
         .collect();
+    let client = app2.pool.as_ref().unwrap().get().await.unwrap();
     let rows: Vec<String> = client
         .query("SELECT purpose, status, coalesce(exchange_order_id, '-'), coalesce(error_message, '-') FROM orders ORDER BY created_at", &[])
         .await
