@@ -79,6 +79,11 @@ pub struct BacktestArgs {
     /// agents use no model (rule-based decisions).
     #[arg(long, value_name = "FILE")]
     pub llm_replay: Option<PathBuf>,
+    /// While orders or positions are live, hand over every business minute on its own instead of
+    /// batching the minutes in which nothing can fill, trigger or move a stop (slower; the report
+    /// is the same).
+    #[arg(long)]
+    pub minute_by_minute: bool,
 }
 
 /// Options of `triplegain bench`.

@@ -117,6 +117,7 @@ async fn run_backtest(cli: &Cli, args: &triplegain::cli::BacktestArgs) -> ExitCo
         to,
         seed: args.seed,
         llm_replay: args.llm_replay.clone(),
+        minute_by_minute: args.minute_by_minute,
     };
     let result = async {
         let bar = backtest::progress_bar(&opts.candles);

@@ -42,6 +42,10 @@ fn generate(dir: &Path) -> (PathBuf, PathBuf, usize) {
 }
 
 fn backtest(dir: &Path, files: &[&Path], tag: &str) -> (Output, PathBuf, PathBuf) {
+    backtest_with(dir, files, tag, &[])
+}
+
+fn backtest_with(dir: &Path, files: &[&Path], tag: &str, extra: &[&str]) -> (Output, PathBuf, PathBuf) {
     let report = dir.join(format!("report-{tag}.json"));
     let trades = dir.join(format!("trades-{tag}.csv"));
     let mut cmd = bin();
@@ -54,7 +58,8 @@ fn backtest(dir: &Path, files: &[&Path], tag: &str) -> (Output, PathBuf, PathBuf
         .arg("--trades-csv")
         .arg(&trades)
         .arg("--equity-csv")
-        .arg(dir.join(format!("equity-{tag}.csv")));
+        .arg(dir.join(format!("equity-{tag}.csv")))
+        .args(extra);
     (cmd.output().unwrap(), report, trades)
 }
 
@@ -132,6 +137,34 @@ fn backtest_reports_every_candle_and_is_reproducible() {
     };
     let text_b = std::fs::read_to_string(&report_b).unwrap();
     assert_eq!(strip(&text_a), strip(&text_b));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// While positions are open the run batches the minutes in which nothing can fill, trigger or
+/// move a stop; handing over every minute alone must give the very same report and trades.
+#[test]
+fn batching_quiet_minutes_changes_nothing() {
+    let dir = temp_dir("quiet");
+    let (btc, xrp, _) = generate(&dir);
+    let (out, batched, trades_batched) = backtest(&dir, &[&btc, &xrp], "batched");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (out, single, trades_single) = backtest_with(&dir, &[&btc, &xrp], "single", &["--minute-by-minute"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let strip = |path: &Path| {
+        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        v.as_object_mut().unwrap().remove("timing");
+        v
+    };
+    let (a, b) = (strip(&batched), strip(&single));
+    assert!(
+        a["trades"].as_u64().unwrap() > 0,
+        "the day trades, so positions were live: {a}"
+    );
+    assert_eq!(a, b);
+    assert_eq!(
+        std::fs::read_to_string(&trades_batched).unwrap(),
+        std::fs::read_to_string(&trades_single).unwrap()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use triplegain_actors::coordinator::NextDue;
 use triplegain_actors::domain::{Candle, Side, Symbol};
 use triplegain_actors::execution::api::{ClosePosition, GetOrders, GetPositions, PositionView};
-use triplegain_actors::execution::manager::{GetActivity, PollNow};
+use triplegain_actors::execution::manager::{GetActivity, PollNow, QuietPrefix};
 use triplegain_actors::execution::paper::PaperExchange;
 use triplegain_actors::market::CandleBatch;
 use triplegain_actors::messages::{Ping, RegimeUpdate, RiskAlert};
@@ -67,6 +67,9 @@ pub struct BacktestOptions {
     /// Answer every model call from this record (`llm.record_path` of a live or paper run);
     /// without it the agents use no model at all (rule-based decisions).
     pub llm_replay: Option<PathBuf>,
+    /// While orders or positions are live, hand the pipeline one business minute at a time even
+    /// when nothing can happen in the minutes that follow (slower; the report must not change).
+    pub minute_by_minute: bool,
 }
 
 /// The outcome of a run: the report plus the inputs it was computed from.
@@ -386,22 +389,23 @@ fn sample(paper: &PaperExchange, quote: &str, at: DateTime<Utc>) -> EquityPoint 
     }
 }
 
-/// The candle groups of the run (one business minute each), with one group of look-ahead.
+/// The candle groups of the run (one business minute each), with look-ahead.
 struct Groups<'a> {
     feed: ReplayFeed,
     in_range: Box<dyn Fn(&Candle) -> bool + 'a>,
-    next: Option<(DateTime<Utc>, Vec<Candle>)>,
+    /// Groups read ahead or handed back, in time order.
+    ahead: std::collections::VecDeque<(DateTime<Utc>, Vec<Candle>)>,
 }
 
 impl Groups<'_> {
     fn fill(&mut self) -> anyhow::Result<()> {
-        if self.next.is_some() {
+        if !self.ahead.is_empty() {
             return Ok(());
         }
         while let Some(mut group) = self.feed.next_group().map_err(|e| anyhow::anyhow!("{e}"))? {
             group.retain(|c| (self.in_range)(c));
             if let Some(close) = batch_close_time(&group) {
-                self.next = Some((close, group));
+                self.ahead.push_back((close, group));
                 break;
             }
         }
@@ -411,12 +415,19 @@ impl Groups<'_> {
     /// The close time of the next group.
     fn peek(&mut self) -> anyhow::Result<Option<DateTime<Utc>>> {
         self.fill()?;
-        Ok(self.next.as_ref().map(|(t, _)| *t))
+        Ok(self.ahead.front().map(|(t, _)| *t))
     }
 
     fn take(&mut self) -> anyhow::Result<Option<(DateTime<Utc>, Vec<Candle>)>> {
         self.fill()?;
-        Ok(self.next.take())
+        Ok(self.ahead.pop_front())
+    }
+
+    /// Hands groups back, to be taken again first (in the given order).
+    fn give_back(&mut self, groups: impl DoubleEndedIterator<Item = (DateTime<Utc>, Vec<Candle>)>) {
+        for g in groups.rev() {
+            self.ahead.push_front(g);
+        }
     }
 }
 
@@ -450,6 +461,29 @@ async fn trading_live(system: &System) -> anyhow::Result<bool> {
     Ok(!a.idle())
 }
 
+/// How many of `candles`, delivered in order, would change nothing on the paper exchange (no
+/// fill, trigger or cancel) and nothing in the execution manager (no stop breached, no trailing
+/// stop moved, nothing in flight): the candles that can go to the pipeline in one batch.
+async fn quiet(system: &System, paper: &PaperExchange, candles: &[Candle]) -> anyhow::Result<usize> {
+    let on_exchange = candles
+        .iter()
+        .position(|c| paper.candle_would_act(c))
+        .unwrap_or(candles.len());
+    if on_exchange == 0 {
+        return Ok(0);
+    }
+    let prices = candles[..on_exchange]
+        .iter()
+        .map(|c| (c.symbol.clone(), c.close))
+        .collect();
+    system
+        .state
+        .execution
+        .send(QuietPrefix(prices))
+        .await
+        .map_err(|e| anyhow::anyhow!("execution manager not reachable: {e}"))
+}
+
 /// Fails the run when the agents asked the model record for an answer it does not hold.
 fn check_replay(book: Option<&ReplayBook>) -> anyhow::Result<()> {
     let Some(book) = book else { return Ok(()) };
@@ -473,8 +507,11 @@ fn check_replay(book: Option<&ReplayBook>) -> anyhow::Result<()> {
 /// without changing what the pipeline sees:
 /// - up to the next time a coordinator task or a rebalance batch is due; the group that reaches
 ///   it goes alone, and the whole pipeline settles before the clock moves on;
-/// - one business minute at a time while orders or positions are live, so that fills, stops
-///   and trailing stops meet every price at its own time;
+/// - while orders or positions are live, only minutes in which nothing can happen on the paper
+///   exchange (no fill, trigger or cancel) or to a position (no stop breached, no trailing stop
+///   moved) go together, judged on the same rules the exchange and the execution manager apply;
+///   a minute that could set something off goes alone, so fills, stops and trailing stops meet
+///   every price at its own time (`minute_by_minute` sends every live minute alone);
 /// - never across an hour, so the hourly equity sample sees that hour's last prices;
 /// - at most [`MAX_BATCH`] candles.
 ///
@@ -507,7 +544,7 @@ pub async fn run(
         in_range: Box::new(move |c: &Candle| {
             from.is_none_or(|f| c.open_time >= f) && to.is_none_or(|t| c.open_time < t)
         }),
-        next: None,
+        ahead: std::collections::VecDeque::new(),
     };
     let book = match &opts.llm_replay {
         Some(path) => {
@@ -576,16 +613,37 @@ pub async fn run(
         let mut last = close;
         let reaches = |t: DateTime<Utc>, b: Option<DateTime<Utc>>| b.is_some_and(|b| t >= b);
         let at_boundary = reaches(close, boundary);
-        if !live && !at_boundary {
+        if !at_boundary && (!live || (!opts.minute_by_minute && quiet(&system, &paper, &batch).await? == batch.len())) {
             // Following minutes up to (not including) the one that reaches the boundary.
+            let mut more = Vec::new();
+            let mut size = batch.len();
             while let Some(next) = groups.peek()? {
-                if reaches(next, boundary) || hour_of(next) != hour_of(close) || batch.len() >= MAX_BATCH {
+                if reaches(next, boundary) || hour_of(next) != hour_of(close) || size >= MAX_BATCH {
                     break;
                 }
                 if let Some((t, g)) = groups.take()? {
-                    batch.extend(g);
-                    last = t;
+                    size += g.len();
+                    more.push((t, g));
                 }
+            }
+            if live {
+                // While orders or positions are live, only minutes in which nothing can happen
+                // on the exchange or to a position go together; the first that could goes alone.
+                let candles: Vec<Candle> = more.iter().flat_map(|(_, g)| g.iter().cloned()).collect();
+                let mut n = quiet(&system, &paper, &candles).await?;
+                let split = more
+                    .iter()
+                    .position(|(_, g)| {
+                        let fits = g.len() <= n;
+                        n = n.saturating_sub(g.len());
+                        !fits
+                    })
+                    .unwrap_or(more.len());
+                groups.give_back(more.drain(split..));
+            }
+            for (t, g) in more {
+                batch.extend(g);
+                last = t;
             }
         }
         now = Some(last);

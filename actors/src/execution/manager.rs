@@ -378,6 +378,18 @@ impl Writer {
 
 // ------------------------------------------------------------------ actor
 
+/// What a new last price does to one position.
+enum PriceEffect {
+    None,
+    /// The stop is breached while no stop order works on the exchange.
+    Breached,
+    /// The trailing stop is active: its best price, and the new stop if it improves.
+    Trail {
+        best: Decimal,
+        stop: Option<Decimal>,
+    },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Protect {
     StopLoss,
@@ -1715,56 +1727,32 @@ impl OrderExecutionManager {
     /// position whose stop is breached while no stop order works on the exchange is closed at market
     /// (the backup trigger; `close` refuses a position already closing, so it fires once).
     fn on_prices(&mut self, ctx: &mut Context<Self>) {
-        let trailing = self.cfg().trailing_stop.clone();
         let mut changed = Vec::new();
         let mut breached = Vec::new();
-        for p in self.positions.values_mut() {
-            if p.status != PositionStatus::Open {
-                continue;
-            }
+        let mut extremes = Vec::new();
+        for p in self.positions.values() {
             let Some(&price) = self.prices.get(&p.symbol) else {
                 continue;
             };
-            let stop_working = p
-                .stop_loss_order_id
-                .is_some_and(|id| self.orders.contains_key(&id) && !self.cancel_requested.contains(&id))
-                || self.protect_inflight.contains(&(p.id, Protect::StopLoss));
-            let hit = p.stop_loss.is_some_and(|sl| match p.side {
-                PositionSide::Long => price <= sl,
-                PositionSide::Short => price >= sl,
-            });
-            if hit && !stop_working {
-                breached.push((p.id, p.correlation_id));
-                continue;
+            match self.price_effect(p, price) {
+                PriceEffect::None => {}
+                PriceEffect::Breached => breached.push((p.id, p.correlation_id)),
+                PriceEffect::Trail { best, stop } => {
+                    extremes.push((p.id, best));
+                    if let Some(stop) = stop {
+                        let mut moved = p.clone();
+                        moved.stop_loss = Some(stop);
+                        changed.push(moved);
+                    }
+                }
             }
-            if !trailing.enabled {
-                continue;
-            }
-            let (_, pct) = position_pnl(p.side, p.entry_price, price, p.size, 1);
-            let ext = self.trail_extreme.get(&p.id).copied();
-            if ext.is_none() && pct < trailing.activation_pct {
-                continue;
-            }
-            let best = match (p.side, ext) {
-                (PositionSide::Long, Some(e)) => e.max(price),
-                (PositionSide::Short, Some(e)) => e.min(price),
-                (_, None) => price,
-            };
-            self.trail_extreme.insert(p.id, best);
-            let dist = trailing.distance_pct / Decimal::ONE_HUNDRED;
-            let raw = match p.side {
-                PositionSide::Long => best * (Decimal::ONE - dist),
-                PositionSide::Short => best * (Decimal::ONE + dist),
-            };
-            let candidate = self.pairs.get(&p.symbol).map_or(raw, |pi| pi.quantise_price(raw));
-            let better = match (p.side, p.stop_loss) {
-                (_, None) => true,
-                (PositionSide::Long, Some(s)) => candidate > s,
-                (PositionSide::Short, Some(s)) => candidate < s,
-            };
-            if better {
-                p.stop_loss = Some(candidate);
-                changed.push(p.clone());
+        }
+        for (id, best) in extremes {
+            self.trail_extreme.insert(id, best);
+        }
+        for p in &changed {
+            if let Some(live) = self.positions.get_mut(&p.id) {
+                live.stop_loss = p.stop_loss;
             }
         }
         for p in changed {
@@ -1792,6 +1780,81 @@ impl OrderExecutionManager {
                 }
             }));
         }
+    }
+
+    /// What a last price of `price` does to position `p` (see [`Self::on_prices`]): nothing, the
+    /// backup stop trigger, or a trailing stop update (the new best price, and the new stop when
+    /// it improves on the current one).
+    fn price_effect(&self, p: &PositionView, price: Decimal) -> PriceEffect {
+        if p.status != PositionStatus::Open {
+            return PriceEffect::None;
+        }
+        let trailing = &self.cfg().trailing_stop;
+        let stop_working = p
+            .stop_loss_order_id
+            .is_some_and(|id| self.orders.contains_key(&id) && !self.cancel_requested.contains(&id))
+            || self.protect_inflight.contains(&(p.id, Protect::StopLoss));
+        let hit = p.stop_loss.is_some_and(|sl| match p.side {
+            PositionSide::Long => price <= sl,
+            PositionSide::Short => price >= sl,
+        });
+        if hit && !stop_working {
+            return PriceEffect::Breached;
+        }
+        if !trailing.enabled {
+            return PriceEffect::None;
+        }
+        let (_, pct) = position_pnl(p.side, p.entry_price, price, p.size, 1);
+        let ext = self.trail_extreme.get(&p.id).copied();
+        if ext.is_none() && pct < trailing.activation_pct {
+            return PriceEffect::None;
+        }
+        let best = match (p.side, ext) {
+            (PositionSide::Long, Some(e)) => e.max(price),
+            (PositionSide::Short, Some(e)) => e.min(price),
+            (_, None) => price,
+        };
+        let dist = trailing.distance_pct / Decimal::ONE_HUNDRED;
+        let raw = match p.side {
+            PositionSide::Long => best * (Decimal::ONE - dist),
+            PositionSide::Short => best * (Decimal::ONE + dist),
+        };
+        let candidate = self.pairs.get(&p.symbol).map_or(raw, |pi| pi.quantise_price(raw));
+        let better = match (p.side, p.stop_loss) {
+            (_, None) => true,
+            (PositionSide::Long, Some(s)) => candidate > s,
+            (PositionSide::Short, Some(s)) => candidate < s,
+        };
+        if !better && ext == Some(best) {
+            return PriceEffect::None;
+        }
+        PriceEffect::Trail {
+            best,
+            stop: better.then_some(candidate),
+        }
+    }
+
+    /// How many of `prices` (in order) can be applied one after the other without anything
+    /// happening here: no order or protection in flight, no stop breached, no trailing stop moved.
+    /// A price that does nothing leaves the state as it was, so each is judged on the current state.
+    fn quiet_prefix(&self, prices: &[(Symbol, Decimal)]) -> usize {
+        let busy = !self.placing.is_empty()
+            || !self.protect_inflight.is_empty()
+            || !self.cancel_requested.is_empty()
+            || self.polling
+            || !self.ready;
+        if busy {
+            return 0;
+        }
+        prices
+            .iter()
+            .take_while(|(symbol, price)| {
+                self.positions
+                    .values()
+                    .filter(|p| &p.symbol == symbol)
+                    .all(|p| matches!(self.price_effect(p, *price), PriceEffect::None))
+            })
+            .count()
     }
 
     /// Every 30 s: orders on the exchange that carry our client ids but that we do not track.
@@ -2075,6 +2138,20 @@ impl Handler<CandleClosed> for OrderExecutionManager {
                 act.poll(ctx);
             }
         });
+    }
+}
+
+/// How many of these last prices, applied in order, would leave the manager's orders and
+/// positions exactly as they are (no stop breached, no trailing stop moved, nothing in flight).
+/// A backtest hands the candles of such prices to the pipeline in one batch.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "usize")]
+pub struct QuietPrefix(pub Vec<(Symbol, Decimal)>);
+
+impl Handler<QuietPrefix> for OrderExecutionManager {
+    type Result = usize;
+    fn handle(&mut self, msg: QuietPrefix, ctx: &mut Context<Self>) -> usize {
+        guarded(self, ctx, |act, _| act.quiet_prefix(&msg.0)).unwrap_or(0)
     }
 }
 

@@ -636,6 +636,31 @@ impl Engine {
         fills
     }
 
+    /// Whether `bar` would change anything on the exchange: fill, trigger or cancel one of the live
+    /// orders of `symbol`, or fire the dead man's switch. Uses the same decision as [`Self::on_bar`]
+    /// on copies of the orders, so a bar answered `false` here leaves every order as it is. A feed
+    /// that runs ahead of the wall clock (a backtest) hands such bars over in one batch.
+    pub fn would_act(&self, symbol: &Symbol, bar: &Bar) -> bool {
+        if self.dead_man.is_some() {
+            return true;
+        }
+        if self
+            .last_prices
+            .get(symbol.as_str())
+            .is_some_and(|last| bar.end < last.at)
+        {
+            return false;
+        }
+        self.orders
+            .values()
+            .filter(|o| o.is_live() && &o.symbol == symbol)
+            .any(|o| {
+                let mut copy = o.clone();
+                let view = bar.for_order(o.opened_at);
+                self.decide(&mut copy, &view).is_some() || copy.triggered != o.triggered
+            })
+    }
+
     fn process(&mut self, id: &str, bar: &Bar, pair: &PairInfo) -> Option<PaperFill> {
         let mut o = self.orders.get(id).cloned()?;
         let view = bar.for_order(o.opened_at);

@@ -289,19 +289,17 @@ impl PaperExchange {
     /// A closed candle: triggers use its whole range for orders that existed when it opened.
     /// Returns the fills it caused.
     pub fn on_candle(&self, candle: &Candle) -> Vec<PaperFill> {
-        if candle.low <= Decimal::ZERO || candle.low > candle.high {
+        let Some(bar) = candle_bar(candle) else {
             return Vec::new();
-        }
-        let bar = Bar {
-            start: candle.open_time,
-            end: candle.open_time + chrono::Duration::seconds(candle.timeframe.seconds()),
-            open: candle.open,
-            high: candle.high,
-            low: candle.low,
-            close: candle.close,
         };
         let now = self.clock.now();
         self.inner.lock().on_bar(&candle.symbol, bar, now)
+    }
+
+    /// Whether [`Self::on_candle`] with this candle would fill, trigger or cancel an order (see
+    /// [`Engine::would_act`]); a candle that would not leaves the exchange as it is.
+    pub fn candle_would_act(&self, candle: &Candle) -> bool {
+        candle_bar(candle).is_some_and(|bar| self.inner.lock().would_act(&candle.symbol, &bar))
     }
 
     // ------------------------------------------------------------ inspection
@@ -535,4 +533,19 @@ impl Exchange for PaperExchange {
             Ok(())
         })
     }
+}
+
+/// The bar a closed candle stands for; `None` for a candle with an impossible range.
+fn candle_bar(candle: &Candle) -> Option<Bar> {
+    if candle.low <= Decimal::ZERO || candle.low > candle.high {
+        return None;
+    }
+    Some(Bar {
+        start: candle.open_time,
+        end: candle.open_time + chrono::Duration::seconds(candle.timeframe.seconds()),
+        open: candle.open,
+        high: candle.high,
+        low: candle.low,
+        close: candle.close,
+    })
 }

@@ -276,15 +276,18 @@ fn stop_loss_sell_triggers_on_the_candle_low_at_the_trigger_price() {
         close: c,
         volume: dec!(1),
     };
-    assert!(e
-        .ex
-        .on_candle(&candle(1, dec!(44800), dec!(44900), dec!(44500), dec!(44600)))
-        .is_empty());
+    // A backtest asks first whether a candle would act; asking changes nothing.
+    let quiet = candle(1, dec!(44800), dec!(44900), dec!(44500), dec!(44600));
+    let through = candle(2, dec!(44300), dec!(44400), dec!(43900), dec!(44100));
+    assert!(!e.ex.candle_would_act(&quiet));
+    assert!(e.ex.candle_would_act(&through));
+    assert_eq!(e.order("sl").status, OrderStatus::Open);
+    assert!(e.ex.on_candle(&quiet).is_empty());
     assert_eq!(e.order("sl").status, OrderStatus::Open);
 
-    let fill =
-        e.ex.on_candle(&candle(2, dec!(44300), dec!(44400), dec!(43900), dec!(44100)))
-            .remove(0);
+    assert!(e.ex.candle_would_act(&through));
+    let fill = e.ex.on_candle(&through).remove(0);
+    assert!(!e.ex.candle_would_act(&through), "nothing live is left to act on");
     assert_eq!(
         (fill.price, fill.fee, fill.liquidity),
         (dec!(44000), dec!(11.44), Liquidity::Taker)
