@@ -230,30 +230,41 @@ impl Pipeline {
     /// Pings every stage in order, twice, so that what a batch triggered (ticks → schedules →
     /// agents → signals → risk → orders) is handled before the clock moves on.
     async fn settle(&self) {
-        for _ in 0..2 {
-            for p in &self.all {
-                ping(p).await;
+        within_timeout(async {
+            for _ in 0..2 {
+                for p in &self.all {
+                    let _ = p.send(Ping).await;
+                }
+                tokio::task::yield_now().await;
             }
-            tokio::task::yield_now().await;
-        }
+        })
+        .await;
     }
 
     /// Waits until the per-candle topics' subscribers have handled a delivered batch.
     async fn sync_feed(&self) {
-        for p in &self.feed_subscribers {
-            ping(p).await;
-        }
+        within_timeout(async {
+            for p in &self.feed_subscribers {
+                let _ = p.send(Ping).await;
+            }
+        })
+        .await;
     }
 
     /// Waits until the execution manager has handled the candles and the order polls they started.
     async fn sync_execution(&self) {
-        ping(&self.execution).await;
-        ping(&self.execution).await;
+        within_timeout(async {
+            let _ = self.execution.send(Ping).await;
+            let _ = self.execution.send(Ping).await;
+        })
+        .await;
     }
 }
 
-async fn ping(p: &Recipient<Ping>) {
-    if actix::clock::timeout(PING_TIMEOUT, p.send(Ping)).await.is_err() {
+/// Runs a round of pings, giving up (with a warning) when an actor does not answer within
+/// [`PING_TIMEOUT`]. One timer per round, not one per ping: the rounds run after every batch.
+async fn within_timeout(round: impl std::future::Future<Output = ()>) {
+    if actix::clock::timeout(PING_TIMEOUT, round).await.is_err() {
         tracing::warn!("an actor did not answer a ping within {PING_TIMEOUT:?}");
     }
 }
