@@ -516,8 +516,8 @@ fn check_replay(book: Option<&ReplayBook>) -> anyhow::Result<()> {
 ///
 /// The feed loop hands the market data actor as many candles per [`CandleBatch`] as it can
 /// without changing what the pipeline sees:
-/// - up to the next time a coordinator task or a rebalance batch is due; the group that reaches
-///   it goes alone, and the whole pipeline settles before the clock moves on;
+/// - up to the next time a coordinator task or a rebalance batch is due: the group that reaches
+///   it ends the batch, and the whole pipeline settles before the clock moves on;
 /// - while orders or positions are live, only minutes in which nothing can happen on the paper
 ///   exchange (no fill, trigger or cancel) or to a position (no stop breached, no trailing stop
 ///   moved) go together, judged on the same rules the exchange and the execution manager apply;
@@ -623,18 +623,23 @@ pub async fn run(
         batch.extend(group);
         let mut last = close;
         let reaches = |t: DateTime<Utc>, b: Option<DateTime<Utc>>| b.is_some_and(|b| t >= b);
-        let at_boundary = reaches(close, boundary);
-        if !at_boundary && (!live || (!opts.minute_by_minute && quiet(&system, &paper, &batch).await? == batch.len())) {
-            // Following minutes up to (not including) the one that reaches the boundary.
+        if !reaches(close, boundary)
+            && (!live || (!opts.minute_by_minute && quiet(&system, &paper, &batch).await? == batch.len()))
+        {
+            // Following minutes up to and including the one that reaches the boundary: the
+            // batch ends there, and the due work sees the market as of that minute's close.
             let mut more = Vec::new();
             let mut size = batch.len();
             while let Some(next) = groups.peek()? {
-                if reaches(next, boundary) || hour_of(next) != hour_of(close) || size >= MAX_BATCH {
+                if hour_of(next) != hour_of(close) || size >= MAX_BATCH {
                     break;
                 }
                 if let Some((t, g)) = groups.take()? {
                     size += g.len();
                     more.push((t, g));
+                }
+                if reaches(next, boundary) {
+                    break;
                 }
             }
             if live {
@@ -657,6 +662,7 @@ pub async fn run(
                 last = t;
             }
         }
+        let at_boundary = reaches(last, boundary);
         now = Some(last);
         clock.set(last);
         let n = batch.len() as u64;

@@ -16,7 +16,7 @@ use futures::future::BoxFuture;
 use rust_decimal::Decimal;
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Lines};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use triplegain_actors::domain::{Candle, Symbol, Timeframe};
 use triplegain_actors::ports::{FeedError, FeedItem, MarketFeed};
@@ -74,7 +74,9 @@ struct CsvSource {
     path: String,
     symbol: Symbol,
     timeframe: Timeframe,
-    lines: Lines<BufReader<File>>,
+    reader: BufReader<File>,
+    /// The current line (reused: one allocation for the whole file).
+    buf: String,
     line_no: usize,
     format: Format,
     ahead: VecDeque<Row>,
@@ -90,7 +92,8 @@ impl CsvSource {
             path: shown,
             symbol,
             timeframe: Timeframe::M1,
-            lines: BufReader::new(file).lines(),
+            reader: BufReader::with_capacity(1 << 16, file),
+            buf: String::new(),
             line_no: 0,
             format: Format::KrakenOhlcvt,
             ahead: VecDeque::new(),
@@ -113,22 +116,33 @@ impl CsvSource {
     }
 
     /// Next non-empty line with its number, BOM stripped.
-    fn next_line(&mut self) -> Result<Option<(usize, String)>, FeedError> {
-        while let Some(line) = self.lines.next() {
+    fn next_line(&mut self) -> Result<Option<usize>, FeedError> {
+        loop {
+            self.buf.clear();
+            let read = self
+                .reader
+                .read_line(&mut self.buf)
+                .map_err(|e| self.err(self.line_no + 1, e))?;
+            if read == 0 {
+                return Ok(None);
+            }
             self.line_no += 1;
-            let line = line.map_err(|e| self.err(self.line_no, e))?;
-            let text = line.trim_start_matches('\u{feff}').trim();
-            if !text.is_empty() {
-                return Ok(Some((self.line_no, text.to_owned())));
+            if !self.text().is_empty() {
+                return Ok(Some(self.line_no));
             }
         }
-        Ok(None)
+    }
+
+    /// The current line without BOM, line end and surrounding blanks.
+    fn text(&self) -> &str {
+        self.buf.trim_start_matches('\u{feff}').trim()
     }
 
     fn detect_format(&mut self) -> Result<(), FeedError> {
-        let Some((line, text)) = self.next_line()? else {
+        let Some(line) = self.next_line()? else {
             return Ok(());
         };
+        let text = self.text().to_owned();
         let first = text.split(',').next().unwrap_or_default();
         if looks_like_data(first) {
             self.format = Format::KrakenOhlcvt;
@@ -149,17 +163,25 @@ impl CsvSource {
     }
 
     fn parse_row(&self, line: usize, text: &str) -> Result<Row, FeedError> {
-        let fields: Vec<&str> = text.split(',').collect();
+        // The first six columns are read; the rest are only counted.
+        let mut fields = [""; 6];
+        let mut count = 0;
+        for (i, f) in text.split(',').enumerate() {
+            if let Some(slot) = fields.get_mut(i) {
+                *slot = f;
+            }
+            count += 1;
+        }
         let expected = match self.format {
-            Format::Header => fields.len() >= 6,
-            Format::KrakenOhlcvt => fields.len() == 6 || fields.len() == 7,
+            Format::Header => count >= 6,
+            Format::KrakenOhlcvt => count == 6 || count == 7,
         };
         if !expected {
             let want = match self.format {
                 Format::Header => "at least 6",
                 Format::KrakenOhlcvt => "6 or 7",
             };
-            return Err(self.err(line, format!("expected {want} columns, found {}", fields.len())));
+            return Err(self.err(line, format!("expected {want} columns, found {count}")));
         }
         let get = |i: usize| fields.get(i).copied().unwrap_or_default();
         let num = |i: usize, name: &str| parse_decimal(get(i), name).map_err(|m| self.err(line, m));
@@ -230,11 +252,11 @@ impl CsvSource {
         if self.done {
             return Ok(None);
         }
-        let Some((line, text)) = self.next_line()? else {
+        let Some(line) = self.next_line()? else {
             self.done = true;
             return Ok(None);
         };
-        let row = self.parse_row(line, &text)?;
+        let row = self.parse_row(line, self.text())?;
         self.check_order(&row)?;
         Ok(Some(row))
     }
