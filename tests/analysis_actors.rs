@@ -168,6 +168,7 @@ async fn one_minute_candles_close_every_higher_timeframe_and_tick_the_business_c
     let rig = rig(Timeframe::M1);
     let closed = collect(&rig.bus.candles);
     let ticks = collect::<BusinessTick>(&rig.bus.business_ticks);
+    let snapshots = collect::<MarketSnapshot>(&rig.bus.market_data);
     let mut sim = SimulatedMarket::new(7, t0());
     let candles: Vec<Candle> = (0..120).flat_map(|_| sim.step()).collect();
 
@@ -211,6 +212,18 @@ async fn one_minute_candles_close_every_higher_timeframe_and_tick_the_business_c
     let ticks = ticks.lock().clone();
     assert_eq!(ticks.len(), 120, "one tick per delivered batch");
     assert_eq!(ticks.last().unwrap().now, t0() + ChronoDuration::minutes(120));
+    // A snapshot per batch; its 1h indicators' time moves only with a new hourly candle.
+    let times: Vec<_> = snapshots
+        .lock()
+        .iter()
+        .filter(|s| s.symbol.as_str() == "BTC/USDT")
+        .map(|s| s.indicators_at)
+        .collect();
+    assert_eq!(times.len(), 120);
+    let mut distinct = times.clone();
+    distinct.dedup();
+    assert_eq!(distinct, [None, Some(t0()), Some(t0() + ChronoDuration::hours(1))]);
+    assert_eq!(times.iter().filter(|t| **t == Some(t0())).count(), 60);
 }
 
 #[actix_web::test]
@@ -257,6 +270,7 @@ async fn snapshot_after_warm_up_has_the_indicator_library_values() {
     let snapshots = snapshots.lock().clone();
     assert_eq!(snapshots.len(), 72, "one snapshot per symbol and batch");
     assert_eq!(snapshots.last().unwrap().indicators, expected);
+    assert_eq!(snapshots.last().unwrap().indicators_at, Some(candles[71].open_time));
     // Unknown symbols have no view.
     let none = rig
         .market

@@ -1,6 +1,10 @@
 //! The Coordinator actor: owns the RUNNING / PAUSED / HALTED lifecycle, the schedules, the
 //! degradation level and the handling of trading signals and circuit breakers. Its state (lifecycle,
-//! task clocks, in-flight tasks, statistics) is persisted on every change and restored on start.
+//! task clocks, in-flight tasks, statistics) is restored on start. Lifecycle changes, symbol
+//! pauses, degradation level changes, task starts and operator commands are persisted at once;
+//! routine task completions and signal statistics at most once per [`ROUTINE_SAVE_EVERY`] of wall
+//! time and on `Drain`: a process crash loses at most that much of them (an interrupted-looking
+//! task re-runs once), a supervised restart none.
 
 use super::degradation::{Degradation, DegradationLevel, Outcome};
 use super::flow::{CoordinatorLinks, FlowDeps, RunPortfolioCheck, SignalOutcome};
@@ -24,9 +28,13 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const STATE_KEY: &str = "coordinator";
+
+/// Least wall time between two saves for routine changes (task completions, statistics): a
+/// backtest finishes tasks far faster than the store needs to hear about each.
+pub const ROUTINE_SAVE_EVERY: Duration = Duration::from_secs(1);
 
 /// Counters kept with the coordinator state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,6 +184,15 @@ pub struct Coordinator {
     clock: SharedClock,
     current: PersistedCoordinator,
     persisted: bool,
+    /// Routine changes not written yet.
+    unsaved: bool,
+    /// Wall time of the last write.
+    last_save: Option<Instant>,
+    /// A write of routine changes is scheduled.
+    flush_scheduled: bool,
+    /// The state at a supervised restart when it held unsaved changes: newer than the stored one,
+    /// so it is restored instead.
+    carried: Option<PersistedCoordinator>,
     settings: OrchestrationSettings,
     scheduler: Scheduler,
     links: CoordinatorLinks,
@@ -212,6 +229,10 @@ impl Coordinator {
                 paused_symbols: BTreeMap::new(),
             },
             persisted: false,
+            unsaved: false,
+            last_save: None,
+            flush_scheduled: false,
+            carried: None,
             links: CoordinatorLinks::default(),
             bus: Bus::default(),
             audit: None,
@@ -336,18 +357,47 @@ impl Coordinator {
             tracing::error!("coordinator state does not serialise");
             return;
         };
+        self.unsaved = false;
+        self.last_save = Some(Instant::now());
         let fut = self.store.save_state(STATE_KEY, doc);
         ctx.wait(fut.into_actor(self).map(|res, act, _| match res {
             Ok(()) => act.persisted = true,
             Err(e) => {
                 act.persisted = false;
+                act.unsaved = true;
                 tracing::error!(error = %e, "coordinator state not persisted");
             }
         }));
     }
 
-    fn record_outcome(&mut self, outcome: Outcome) {
-        if let Some((old, new)) = self.current.degradation.record(outcome) {
+    /// After a routine change (a task completion, statistics): writes at once when the last write
+    /// is [`ROUTINE_SAVE_EVERY`] old, otherwise once that much wall time has passed since it. Any
+    /// write in between takes the change along.
+    fn persist_routine(&mut self, ctx: &mut Context<Self>) {
+        self.unsaved = true;
+        let since = self.last_save.map(|t| t.elapsed());
+        match since {
+            Some(since) if since < ROUTINE_SAVE_EVERY => {
+                if !self.flush_scheduled {
+                    self.flush_scheduled = true;
+                    ctx.run_later(ROUTINE_SAVE_EVERY - since, |act, ctx| {
+                        act.flush_scheduled = false;
+                        let _ = guarded(act, ctx, |act, ctx| {
+                            if act.unsaved {
+                                act.persist(ctx);
+                            }
+                        });
+                    });
+                }
+            }
+            _ => self.persist(ctx),
+        }
+    }
+
+    /// Counts an outcome; returns whether the degradation level changed.
+    fn record_outcome(&mut self, outcome: Outcome) -> bool {
+        let changed = self.current.degradation.record(outcome);
+        if let Some((old, new)) = changed {
             let event = if new > old {
                 "degradation_increased"
             } else {
@@ -362,6 +412,7 @@ impl Coordinator {
             self.deps()
                 .system_event(event, CorrelationId::new(), Priority::High, details);
         }
+        changed.is_some()
     }
 
     fn symbols(&self) -> Vec<Symbol> {
@@ -471,13 +522,14 @@ impl Coordinator {
 
     fn finish_task(&mut self, task: TaskName, results: Vec<(Option<Symbol>, SymbolRun)>, ctx: &mut Context<Self>) {
         let (mut failures, mut timeouts) = (0u64, 0u64);
+        let mut level_changed = false;
         for (symbol, run) in results {
             let sym = symbol
                 .as_ref()
                 .map_or_else(|| "PORTFOLIO".to_owned(), ToString::to_string);
             match run {
                 SymbolRun::Done(run) => {
-                    self.record_outcome(if run.llm_failed {
+                    level_changed |= self.record_outcome(if run.llm_failed {
                         Outcome::LlmFailure
                     } else {
                         Outcome::Success
@@ -494,7 +546,7 @@ impl Coordinator {
                         }
                     };
                     failures += 1;
-                    self.record_outcome(Outcome::ApiFailure);
+                    level_changed |= self.record_outcome(Outcome::ApiFailure);
                     tracing::warn!(%task, symbol = %sym, %error, "task failed");
                     self.deps().system_event(
                         "task_error",
@@ -510,7 +562,11 @@ impl Coordinator {
         stats.total_task_runs += 1;
         stats.task_failures += failures;
         stats.task_timeouts += timeouts;
-        self.persist(ctx);
+        if level_changed {
+            self.persist(ctx);
+        } else {
+            self.persist_routine(ctx);
+        }
         if let Some(now) = self.last_eval {
             self.evaluate(now, ctx);
         }
@@ -579,9 +635,12 @@ impl Coordinator {
         let cid = signal.meta.correlation_id;
         let fut = deps.process_signal(signal, inputs, market, level);
         ctx.spawn(fut.into_actor(self).map(move |outcome, act, ctx| {
-            if let SignalOutcome::ExecutionFailed { error, .. } = &outcome {
+            let paused = if let SignalOutcome::ExecutionFailed { error, .. } = &outcome {
                 act.pause_symbol(&symbol, cid, error);
-            }
+                true
+            } else {
+                false
+            };
             let s = &mut act.current.statistics;
             match outcome {
                 SignalOutcome::Dropped => s.signals_skipped += 1,
@@ -603,7 +662,11 @@ impl Coordinator {
                 }
                 SignalOutcome::Closed(n) => s.positions_closed += n as u64,
             }
-            act.persist(ctx);
+            if paused {
+                act.persist(ctx);
+            } else {
+                act.persist_routine(ctx);
+            }
         }));
     }
 
@@ -704,13 +767,21 @@ impl Actor for Coordinator {
         }
         self.scheduler.started_at = self.clock.now();
         let fut = self.store.load_state(STATE_KEY);
-        ctx.wait(fut.into_actor(self).map(|res, act, _| match res {
-            Ok(Some(doc)) => match serde_json::from_value::<PersistedCoordinator>(doc) {
-                Ok(saved) => act.restore(saved),
-                Err(e) => tracing::error!(error = %e, "stored coordinator state is invalid; starting RUNNING"),
-            },
-            Ok(None) => tracing::info!("no stored coordinator state; starting RUNNING"),
-            Err(e) => tracing::error!(error = %e, "coordinator state could not be loaded"),
+        ctx.wait(fut.into_actor(self).map(|res, act, ctx| {
+            if let Some(carried) = act.carried.take() {
+                // A supervised restart with routine changes the store has not seen yet.
+                act.restore(carried);
+                act.persist(ctx);
+                return;
+            }
+            match res {
+                Ok(Some(doc)) => match serde_json::from_value::<PersistedCoordinator>(doc) {
+                    Ok(saved) => act.restore(saved),
+                    Err(e) => tracing::error!(error = %e, "stored coordinator state is invalid; starting RUNNING"),
+                },
+                Ok(None) => tracing::info!("no stored coordinator state; starting RUNNING"),
+                Err(e) => tracing::error!(error = %e, "coordinator state could not be loaded"),
+            }
         }));
         let every = self.settings.evaluate_every_seconds;
         if every > 0 {
@@ -725,6 +796,14 @@ impl Actor for Coordinator {
 impl actix::Supervised for Coordinator {
     fn restarting(&mut self, _: &mut Context<Self>) {
         self.sup.on_restarting();
+        // The restart cancelled a scheduled write: the state restored after the load carries
+        // the unsaved changes, with the runs cut short still marked in flight.
+        self.flush_scheduled = false;
+        if self.unsaved {
+            let mut carried = self.current.clone();
+            carried.tasks = self.scheduler.tasks.clone();
+            self.carried = Some(carried);
+        }
         // Runs cut short by the crash are re-run once, even if the stored state cannot be read.
         let tasks = self.scheduler.tasks.clone();
         self.scheduler.restore(&tasks);
@@ -739,6 +818,7 @@ impl SupervisedActor for Coordinator {
 
 supervised_basics!(Coordinator);
 
+/// Writes the newest state, with the routine changes not written yet.
 impl Handler<Drain> for Coordinator {
     type Result = ();
     fn handle(&mut self, _: Drain, ctx: &mut Context<Self>) {

@@ -29,7 +29,7 @@ use crate::messages::{
 };
 use crate::ports::{AgentOutputRecord, AuditStore, DecisionRecord, StateStore, StoreFuture};
 use crate::risk::{RiskEngine, RiskEngineConfig, RiskLimits};
-use crate::supervision::{start_supervised, Registry, RestartPolicy};
+use crate::supervision::{start_supervised, Drain, Registry, RestartPolicy};
 use actix::prelude::*;
 use chrono::{DateTime, Duration as ChronoDuration, TimeZone, Utc};
 use futures::future::BoxFuture;
@@ -37,14 +37,25 @@ use parking_lot::Mutex;
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
 // ------------------------------------------------------------------ doubles
 
+/// An in-memory state store that counts its saves.
 #[derive(Clone, Default)]
-struct MemStore(Arc<Mutex<HashMap<String, serde_json::Value>>>);
+struct MemStore(Arc<Mutex<HashMap<String, serde_json::Value>>>, Arc<AtomicUsize>);
+
+impl MemStore {
+    fn saves(&self) -> usize {
+        self.1.load(Ordering::SeqCst)
+    }
+    fn doc(&self) -> serde_json::Value {
+        self.0.lock().get("coordinator").cloned().unwrap_or_default()
+    }
+}
 
 impl StateStore for MemStore {
     fn load_state(&self, key: &str) -> StoreFuture<Option<serde_json::Value>> {
@@ -52,6 +63,7 @@ impl StateStore for MemStore {
         Box::pin(async move { Ok(v) })
     }
     fn save_state(&self, key: &str, state: serde_json::Value) -> StoreFuture<()> {
+        self.1.fetch_add(1, Ordering::SeqCst);
         self.0.lock().insert(key.to_owned(), state);
         Box::pin(async { Ok(()) })
     }
@@ -1123,6 +1135,123 @@ async fn state_and_task_clocks_survive_a_crash_and_a_restart() {
     assert!(h2.agents_called().is_empty());
     h2.eval_at(61).await;
     assert_eq!(h2.agents_called(), vec![AgentName::TechnicalAnalysis]);
+}
+
+/// Leaves technical analysis the only task (three commands, each saved), then pauses tokio's clock.
+async fn only_ta(h: &H) {
+    settle().await;
+    for task in [
+        TaskName::RegimeDetection,
+        TaskName::SentimentAnalysis,
+        TaskName::TradingDecision,
+    ] {
+        h.coord
+            .send(TaskCommand {
+                task,
+                command: TaskCommandKind::Disable,
+                by: "op".into(),
+            })
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    settle().await;
+    tokio::time::pause();
+}
+
+/// Runs technical analysis at business minutes `minutes`, one after the other as fast as the
+/// actors go, waiting for each run to finish.
+async fn ta_burst(h: &H, minutes: std::ops::Range<i64>) {
+    for m in minutes {
+        let now = t0() + ChronoDuration::minutes(m);
+        h.clock.set(now);
+        h.coord.send(EvaluateSchedules { now }).await.unwrap();
+        loop {
+            let r = h.report().await;
+            let ta = r.tasks.iter().find(|t| t.name == TaskName::TaAnalysis).unwrap();
+            if !ta.running && ta.last_run == Some(now) {
+                break;
+            }
+            actix::clock::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+#[actix::test]
+async fn task_completions_are_written_at_most_once_a_second() {
+    let store = MemStore::default();
+    let h = start(Opts::default(), store.clone());
+    only_ta(&h).await;
+    let before = store.saves();
+
+    ta_burst(&h, 0..20).await;
+
+    // Each start still writes its in-flight mark (a crashed run re-runs once); the twenty
+    // completions ride along with those and add no save of their own.
+    assert_eq!(store.saves() - before, 20);
+    let doc = store.doc();
+    assert_eq!(
+        doc["statistics"]["total_task_runs"], 19,
+        "the last completion is not written yet"
+    );
+    assert!(doc["tasks"]["ta_analysis"]["in_flight"].is_string(), "{doc}");
+    // A second later it is.
+    actix::clock::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(store.saves() - before, 21);
+    let doc = store.doc();
+    assert_eq!(doc["statistics"]["total_task_runs"], 20);
+    assert!(doc["tasks"]["ta_analysis"]["in_flight"].is_null(), "{doc}");
+}
+
+#[actix::test]
+async fn drain_writes_the_newest_task_clocks_and_a_new_process_restores_them() {
+    let store = MemStore::default();
+    let h = start(Opts::default(), store.clone());
+    only_ta(&h).await;
+    ta_burst(&h, 0..5).await;
+    assert_eq!(store.doc()["statistics"]["total_task_runs"], 4);
+
+    h.coord.send(Drain).await.unwrap();
+    let doc = store.doc();
+    assert_eq!(doc["statistics"]["total_task_runs"], 5);
+    assert!(doc["tasks"]["ta_analysis"]["in_flight"].is_null(), "{doc}");
+
+    let h2 = start(Opts::default(), store.clone());
+    settle().await;
+    let r = h2.report().await;
+    let ta = r.tasks.iter().find(|t| t.name == TaskName::TaAnalysis).unwrap();
+    assert_eq!(ta.last_run, Some(t0() + ChronoDuration::minutes(4)));
+    assert_eq!(ta.runs, 5);
+    assert_eq!(r.statistics.total_task_runs, 5);
+    assert!(!h2.events.lock().iter().any(|e| e.event == "in_flight_tasks_recovered"));
+    h2.eval_at(4 * 60 + 30).await;
+    assert!(h2.agents_called().is_empty(), "not due before its interval");
+}
+
+#[actix::test]
+async fn a_supervised_restart_keeps_task_completions_not_written_yet() {
+    let store = MemStore::default();
+    let h = start(Opts::default(), store.clone());
+    only_ta(&h).await;
+    ta_burst(&h, 0..3).await;
+    assert!(store.doc()["tasks"]["ta_analysis"]["in_flight"].is_string());
+
+    h.registry.inject_fault("coordinator").await.unwrap();
+    settle().await;
+
+    let r = h.report().await;
+    let ta = r.tasks.iter().find(|t| t.name == TaskName::TaAnalysis).unwrap();
+    assert_eq!((ta.runs, ta.last_run), (3, Some(t0() + ChronoDuration::minutes(2))));
+    assert_eq!(r.statistics.total_task_runs, 3);
+    assert!(!h.events.lock().iter().any(|e| e.event == "in_flight_tasks_recovered"));
+    assert_eq!(
+        store.doc()["statistics"]["total_task_runs"],
+        3,
+        "written after the restart"
+    );
+    h.agents_called();
+    h.eval_at(2 * 60 + 30).await;
+    assert!(h.agents_called().is_empty(), "the finished run is not run again");
 }
 
 #[actix::test]

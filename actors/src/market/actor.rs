@@ -187,6 +187,7 @@ impl MarketData {
                     .map(|d| d.round_dp(4))
             }),
             indicators,
+            indicators_at: state.and_then(|s| s.engine.last_open_time()),
             data_age_seconds: summary.data_age_seconds,
             missing_data_flags: flags,
         };

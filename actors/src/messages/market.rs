@@ -1,6 +1,7 @@
 use super::{bus_event, EventMeta};
 use crate::domain::{Candle, Symbol};
 use crate::indicators::IndicatorSnapshot;
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +24,11 @@ pub struct MarketSnapshot {
     pub volume_24h: Option<Decimal>,
     pub volume_vs_avg: Option<Decimal>,
     pub indicators: IndicatorSnapshot,
+    /// Open time of the last candle the indicators include (of the primary timeframe in a
+    /// published snapshot): it changes only when such a candle closes, however often snapshots
+    /// are published. `None` before the first candle and in events written before the field.
+    #[serde(default)]
+    pub indicators_at: Option<DateTime<Utc>>,
     pub data_age_seconds: i64,
     pub missing_data_flags: Vec<String>,
 }

@@ -2,11 +2,14 @@
 //! the pure pipeline, learns equity, drawdown and exposure from `PortfolioUpdate`, trade
 //! results from `ExecutionEvent`, regimes from `RegimeUpdate` and ATR from
 //! `MarketSnapshot`, trips circuit breakers (publishing a `RiskAlert`), and persists its
-//! state on every change. State is loaded in `started()` before any message is served,
-//! also after a supervised restart.
+//! state on every durable change. ATR samples and repeated regimes (a snapshot comes with every
+//! delivered batch, a regime update with every detection run) only change memory: they are
+//! written with the next save (any durable change, or `Drain`), and a crash loses at most
+//! those observations, which the next messages restate. State is loaded in `started()` before
+//! any message is served, also after a supervised restart.
 
 use super::rules::validate;
-use super::state::{ResetError, ResetScope, RiskEvent};
+use super::state::{Change, ResetError, ResetScope, RiskEvent};
 use super::types::{Breaker, RiskLimits, RiskState, RiskVerdict, TradeProposal, VerdictStatus};
 use crate::bus::Topic;
 use crate::clock::SharedClock;
@@ -171,13 +174,24 @@ impl RiskEngine {
         self.state.halt(reason);
     }
 
-    /// After any change: roll the periods, trip breakers, alert and persist.
+    /// After a durable change: roll the periods, trip breakers, alert and persist.
     fn changed(&mut self, ctx: &mut Context<Self>, cid: CorrelationId) {
+        self.settle(ctx, cid, Change::Durable);
+    }
+
+    /// After a change of the given reach: roll the periods, trip breakers, alert, and persist
+    /// when anything durable changed (a period roll-over or a tripped breaker is). An observed
+    /// change only stays in memory: every save writes the whole state, so it goes along with
+    /// the next one, and `Drain` writes it at shutdown.
+    fn settle(&mut self, ctx: &mut Context<Self>, cid: CorrelationId, change: Change) {
         let now = self.now();
-        self.state.roll_periods(now);
+        let rolled = self.state.roll_periods(now);
         let events = self.state.evaluate_breakers(&self.cfg.limits);
+        let durable = change == Change::Durable || rolled || !events.is_empty();
         self.publish(events, cid);
-        self.persist(ctx);
+        if durable {
+            self.persist(ctx);
+        }
     }
 
     fn publish(&self, events: Vec<RiskEvent>, cid: CorrelationId) {
@@ -311,7 +325,8 @@ impl Actor for RiskEngine {
 impl actix::Supervised for RiskEngine {
     fn restarting(&mut self, _: &mut Context<Self>) {
         self.sup.on_restarting();
-        // Volatile state goes; `started()` reloads the durable state.
+        // Volatile state goes (with observations not saved yet); `started()` reloads the
+        // durable state.
         self.state = RiskState::default();
         self.load_failed = false;
     }
@@ -325,6 +340,7 @@ impl SupervisedActor for RiskEngine {
 
 crate::supervised_basics!(RiskEngine);
 
+/// Writes the current state, with the observations no durable change has written yet.
 impl Handler<Drain> for RiskEngine {
     type Result = ResponseFuture<()>;
     fn handle(&mut self, _: Drain, ctx: &mut Context<Self>) -> Self::Result {
@@ -467,9 +483,10 @@ impl Handler<RegimeUpdate> for RiskEngine {
     fn handle(&mut self, msg: RegimeUpdate, ctx: &mut Context<Self>) {
         let res = guarded(self, ctx, |act, ctx| {
             let now = act.now();
-            act.state
+            let change = act
+                .state
                 .update_regime(&msg.symbol, msg.regime, msg.entry_strictness, now);
-            act.changed(ctx, msg.meta.correlation_id);
+            act.settle(ctx, msg.meta.correlation_id, change);
         });
         if let Err(e) = res {
             tracing::error!(error = %e, "regime update not applied");
@@ -485,9 +502,11 @@ impl Handler<MarketSnapshot> for RiskEngine {
         };
         let res = guarded(self, ctx, |act, ctx| {
             let now = act.now();
-            let events = act.state.record_atr(msg.symbol.as_str(), atr, now, &act.cfg.limits);
-            act.publish(events, msg.meta.correlation_id);
-            act.changed(ctx, msg.meta.correlation_id);
+            let outcome = act
+                .state
+                .record_atr(msg.symbol.as_str(), atr, msg.indicators_at, now, &act.cfg.limits);
+            act.publish(outcome.events, msg.meta.correlation_id);
+            act.settle(ctx, msg.meta.correlation_id, outcome.change);
         });
         if let Err(e) = res {
             tracing::error!(error = %e, "market snapshot not applied");
@@ -913,7 +932,10 @@ mod tests {
         assert_eq!(stored(&h, "equity_usd"), Some(serde_json::json!("12345")));
     }
 
-    fn snapshot(h: &Harness, atr: f64) -> MarketSnapshot {
+    /// A snapshot whose indicators include the BTC 1h candle that opened `hour` hours after
+    /// Wednesday 00:00 (before the clock's 10:00 for `hour` < 10).
+    fn snapshot(h: &Harness, atr: f64, hour: i64) -> MarketSnapshot {
+        let day = wednesday() - chrono::Duration::hours(10);
         MarketSnapshot {
             meta: EventMeta::new("market", h.clock.now()),
             symbol: btc(),
@@ -926,6 +948,7 @@ mod tests {
                 atr_14: Some(atr),
                 ..Default::default()
             },
+            indicators_at: Some(day + chrono::Duration::hours(hour)),
             data_age_seconds: 0,
             missing_data_flags: Vec::new(),
         }
@@ -935,11 +958,11 @@ mod tests {
     async fn an_atr_spike_cools_down_then_halves_the_size() {
         let h = start(MemStore::default(), ManualClock::new(wednesday()));
         h.addr.send(portfolio(&h, dec!(10000), dec!(10000))).await.unwrap();
-        for _ in 0..5 {
-            h.addr.send(snapshot(&h, 100.0)).await.unwrap();
+        for hour in 0..5 {
+            h.addr.send(snapshot(&h, 100.0, hour)).await.unwrap();
         }
         assert_eq!(validate(&h).await.status, VerdictStatus::Approved);
-        h.addr.send(snapshot(&h, 450.0)).await.unwrap();
+        h.addr.send(snapshot(&h, 450.0, 5)).await.unwrap();
         assert_eq!(validate(&h).await.rejections, vec![RejectionCode::CooldownActive]);
         h.clock.advance(chrono::Duration::minutes(16));
         let v = validate(&h).await;
@@ -977,5 +1000,105 @@ mod tests {
         assert_eq!(v.status, VerdictStatus::Approved, "{v:?}");
         let json = serde_json::to_value(state(&h).await).unwrap();
         assert_eq!(json["state"]["regimes"]["BTC/USDT"]["entry_strictness"], "normal");
+    }
+
+    fn regime(h: &Harness, regime: Regime, entry_strictness: crate::domain::EntryStrictness) -> RegimeUpdate {
+        RegimeUpdate {
+            meta: EventMeta::new("regime", h.clock.now()),
+            symbol: btc(),
+            regime,
+            confidence: 0.7,
+            position_size_multiplier: 1.0,
+            entry_strictness,
+            stop_loss_atr_multiplier: 1.0,
+            take_profit_atr_multiplier: 2.0,
+            max_leverage: 3,
+            previous_regime: None,
+        }
+    }
+
+    fn saves(h: &Harness) -> usize {
+        h.store.saves.load(Ordering::SeqCst)
+    }
+
+    /// Lets spawned saves run, then returns the save count.
+    async fn settled_saves(h: &Harness) -> usize {
+        state(h).await;
+        actix::clock::sleep(Duration::from_millis(30)).await;
+        saves(h)
+    }
+
+    #[actix::test]
+    async fn snapshots_and_repeated_regimes_are_saved_only_with_a_durable_change_or_on_drain() {
+        use crate::domain::EntryStrictness::{Normal, Strict};
+        let h = start(MemStore::default(), ManualClock::new(wednesday()));
+        h.addr.send(portfolio(&h, dec!(10000), dec!(10000))).await.unwrap();
+        h.addr.send(regime(&h, Regime::Ranging, Strict)).await.unwrap();
+        eventually("the first regime to be saved", || {
+            stored(&h, "regimes").is_some_and(|r| r["BTC/USDT"]["regime"] == serde_json::json!("ranging"))
+        })
+        .await;
+        let before = settled_saves(&h).await;
+
+        // Ten snapshots for each of three candles with an unchanged ATR, and thirty identical
+        // regime updates: nothing is written.
+        for hour in 0..3 {
+            for _ in 0..10 {
+                h.addr.send(snapshot(&h, 100.0, hour)).await.unwrap();
+                h.addr.send(regime(&h, Regime::Ranging, Strict)).await.unwrap();
+            }
+        }
+        assert_eq!(settled_saves(&h).await, before, "observations cause no save");
+        assert_eq!(stored(&h, "volatility"), Some(serde_json::json!({})));
+        let view = state(&h).await;
+        assert_eq!(view.state.volatility["BTC/USDT"].samples, [100.0, 100.0, 100.0]);
+
+        // A spike starts a cooldown: saved at once, with the samples before it.
+        h.addr.send(snapshot(&h, 450.0, 3)).await.unwrap();
+        eventually("the spike to be saved", || {
+            stored(&h, "volatility").is_some_and(|v| v["BTC/USDT"]["spike_active"] == serde_json::json!(true))
+        })
+        .await;
+        assert_eq!(
+            stored(&h, "volatility").unwrap()["BTC/USDT"]["samples"],
+            serde_json::json!([100.0, 100.0, 100.0, 450.0])
+        );
+        assert!(stored(&h, "cooldown_until").is_some_and(|c| c.is_string()));
+
+        // A new strictness of the same regime is saved at once.
+        let before = settled_saves(&h).await;
+        h.addr.send(regime(&h, Regime::Ranging, Normal)).await.unwrap();
+        eventually("the new strictness to be saved", || {
+            stored(&h, "regimes").is_some_and(|r| r["BTC/USDT"]["entry_strictness"] == serde_json::json!("normal"))
+        })
+        .await;
+        assert!(saves(&h) > before);
+
+        // A new regime too.
+        let before = settled_saves(&h).await;
+        h.addr.send(regime(&h, Regime::TrendingBull, Normal)).await.unwrap();
+        eventually("the new regime to be saved", || {
+            stored(&h, "regimes").is_some_and(|r| r["BTC/USDT"]["regime"] == serde_json::json!("trending_bull"))
+        })
+        .await;
+        assert!(saves(&h) > before);
+
+        // Observations after the last save (a sample during the spike, a repeated regime a
+        // minute later) stay in memory until Drain writes them.
+        let before = settled_saves(&h).await;
+        h.clock.advance(chrono::Duration::minutes(1));
+        h.addr.send(snapshot(&h, 600.0, 4)).await.unwrap();
+        h.addr.send(regime(&h, Regime::TrendingBull, Normal)).await.unwrap();
+        assert_eq!(settled_saves(&h).await, before);
+        h.addr.send(Drain).await.unwrap();
+        let doc = h.store.doc().unwrap();
+        assert_eq!(
+            doc["volatility"]["BTC/USDT"]["samples"].as_array().map(Vec::len),
+            Some(5)
+        );
+        assert_eq!(
+            doc["regimes"]["BTC/USDT"]["at"],
+            serde_json::to_value(h.clock.now()).unwrap()
+        );
     }
 }

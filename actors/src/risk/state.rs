@@ -20,6 +20,36 @@ pub enum RiskEvent {
     VolatilitySpike { symbol: String, ratio: f64 },
 }
 
+/// How much a transition changed: the engine saves only what a restart must find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Change {
+    /// Nothing changed.
+    Unchanged,
+    /// Only observations the next messages restate changed (an ATR sample, the time of an
+    /// unchanged regime): kept in memory and written with the next save.
+    Observed,
+    /// Something a restart must find (P&L, breakers, cooldowns, a new regime or strictness,
+    /// the start or end of a volatility spike): saved at once.
+    Durable,
+}
+
+/// What an ATR observation did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AtrOutcome {
+    pub change: Change,
+    /// A spike that started (its cooldown is set).
+    pub events: Vec<RiskEvent>,
+}
+
+impl AtrOutcome {
+    fn unchanged() -> Self {
+        Self {
+            change: Change::Unchanged,
+            events: Vec::new(),
+        }
+    }
+}
+
 /// What a manual reset clears.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -281,14 +311,23 @@ impl RiskState {
         self.cooldown_until.is_some_and(|u| now < u)
     }
 
-    /// Records the latest regime of a symbol.
+    /// Records the latest regime of a symbol. Only a new regime or strictness is
+    /// [`Change::Durable`]: the validation reads nothing else, and the time of a repeated regime
+    /// is restated by the next update.
     pub fn update_regime(
         &mut self,
         symbol: &Symbol,
         regime: Regime,
         entry_strictness: EntryStrictness,
         now: DateTime<Utc>,
-    ) {
+    ) -> Change {
+        self.updated_at = Some(now);
+        if let Some(info) = self.regimes.get_mut(symbol.as_str()) {
+            if info.regime == regime && info.entry_strictness == entry_strictness {
+                info.at = now;
+                return Change::Observed;
+            }
+        }
         self.regimes.insert(
             symbol.to_string(),
             RegimeInfo {
@@ -297,16 +336,41 @@ impl RiskState {
                 at: now,
             },
         );
-        self.updated_at = Some(now);
+        Change::Durable
     }
 
-    /// Adds an ATR sample of a symbol. A spike is an ATR above `volatility_spike_multiplier`
-    /// times the average of the previous samples; its start sets the volatility cooldown.
-    pub fn record_atr(&mut self, symbol: &str, atr: f64, now: DateTime<Utc>, limits: &RiskLimits) -> Vec<RiskEvent> {
+    /// Adds the ATR of a symbol's primary-timeframe candle that opened at `candle_at`. The window
+    /// holds one sample per candle: snapshots are published with every delivered batch (every
+    /// minute live, any size in a backtest) but their hourly ATR changes only with a new candle,
+    /// so a snapshot of a candle already sampled changes nothing, neither the samples nor the
+    /// spike, which was judged when the candle was new (judging it again would compare the ATR
+    /// with an average that already holds it). `candle_at` `None` (events written before
+    /// snapshots carried it) samples every call.
+    ///
+    /// A spike is an ATR above `volatility_spike_multiplier` times the average of the previous
+    /// samples; its start sets the volatility cooldown. The start and the end of a spike are
+    /// [`Change::Durable`] (the validation reads the flag), a sample alone is [`Change::Observed`].
+    pub fn record_atr(
+        &mut self,
+        symbol: &str,
+        atr: f64,
+        candle_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        limits: &RiskLimits,
+    ) -> AtrOutcome {
         if !atr.is_finite() || atr < 0.0 {
-            return Vec::new();
+            return AtrOutcome::unchanged();
         }
         let v = self.volatility.entry(symbol.to_owned()).or_default();
+        if let (Some(at), Some(last)) = (candle_at, v.sampled_at) {
+            if last > now {
+                // Samples from a later time than the clock's (a stored state meets a replay of
+                // older data): they are not this market's recent past; start the window again.
+                v.samples.clear();
+            } else if at <= last {
+                return AtrOutcome::unchanged();
+            }
+        }
         let avg = if v.samples.is_empty() {
             0.0
         } else {
@@ -314,27 +378,33 @@ impl RiskState {
         };
         v.current_atr = atr;
         v.avg_atr = avg;
+        v.sampled_at = candle_at;
         v.samples.push_back(atr);
         while v.samples.len() > limits.volatility_window.max(1) {
             v.samples.pop_front();
         }
         let spike = avg > 0.0 && atr > limits.volatility_spike_multiplier * avg;
         let started = spike && !v.spike_active;
+        let change = if spike == v.spike_active {
+            Change::Observed
+        } else {
+            Change::Durable
+        };
         v.spike_active = spike;
         self.updated_at = Some(now);
+        let mut events = Vec::new();
         if started {
             self.start_cooldown(
                 now,
                 limits.volatility_spike_cooldown_min,
                 format!("volatility spike on {symbol}"),
             );
-            vec![RiskEvent::VolatilitySpike {
+            events.push(RiskEvent::VolatilitySpike {
                 symbol: symbol.to_owned(),
                 ratio: atr / avg,
-            }]
-        } else {
-            Vec::new()
+            });
         }
+        AtrOutcome { change, events }
     }
 
     pub fn volatility_spike(&self, symbol: &str) -> bool {
@@ -640,26 +710,104 @@ mod tests {
         assert_eq!(s.cooldown_until, Some(t + Duration::minutes(5)));
     }
 
+    /// The ATR of the BTC candle that opened `hour` hours after 2026-11-25 00:00 (`hour` < 48),
+    /// seen on 2026-11-27 at 00:00.
+    fn atr(s: &mut RiskState, value: f64, hour: i64, l: &RiskLimits) -> AtrOutcome {
+        let candle = at(2026, 11, 25, 0) + Duration::hours(hour);
+        s.record_atr("BTC/USDT", value, Some(candle), at(2026, 11, 27, 0), l)
+    }
+
     #[test]
     fn volatility_spike_starts_on_transition_and_clears() {
         let l = RiskLimits::default();
         let mut s = RiskState::default();
-        let t = at(2026, 11, 25, 12);
-        for _ in 0..5 {
-            assert!(s.record_atr("BTC/USDT", 100.0, t, &l).is_empty());
+        let t = at(2026, 11, 27, 0);
+        for hour in 0..5 {
+            let out = atr(&mut s, 100.0, hour, &l);
+            assert_eq!((out.change, out.events), (Change::Observed, vec![]));
         }
         // Exactly 3× is not a spike.
-        assert!(s.record_atr("BTC/USDT", 300.0, t, &l).is_empty());
+        assert!(atr(&mut s, 300.0, 5, &l).events.is_empty());
         assert!(!s.volatility_spike("BTC/USDT"));
-        let events = s.record_atr("BTC/USDT", 500.0, t, &l);
-        assert!(matches!(&events[..], [RiskEvent::VolatilitySpike { .. }]), "{events:?}");
+        let out = atr(&mut s, 500.0, 6, &l);
+        assert!(
+            matches!(&out.events[..], [RiskEvent::VolatilitySpike { .. }]),
+            "{out:?}"
+        );
+        assert_eq!(out.change, Change::Durable);
         assert!(s.volatility_spike("BTC/USDT"));
         assert_eq!(s.cooldown_until, Some(t + Duration::minutes(15)));
-        // Still spiking: no new event.
-        assert!(s.record_atr("BTC/USDT", 900.0, t, &l).is_empty());
-        s.record_atr("BTC/USDT", 100.0, t, &l);
+        // Still spiking: no new event, nothing durable.
+        let out = atr(&mut s, 900.0, 7, &l);
+        assert_eq!((out.change, out.events), (Change::Observed, vec![]));
+        // The end of the spike is durable: the validation reads the flag.
+        assert_eq!(atr(&mut s, 100.0, 8, &l).change, Change::Durable);
         assert!(!s.volatility_spike("BTC/USDT"));
         assert!(!s.volatility_spike("XRP/USDT"));
+    }
+
+    #[test]
+    fn the_atr_window_takes_one_sample_per_primary_candle() {
+        let l = RiskLimits::default();
+        let mut s = RiskState::default();
+        atr(&mut s, 100.0, 0, &l);
+        // Sixty snapshots of the next candle (one a minute live, or one per backtest batch).
+        assert_eq!(atr(&mut s, 110.0, 1, &l).change, Change::Observed);
+        for _ in 0..59 {
+            let out = atr(&mut s, 110.0, 1, &l);
+            assert_eq!((out.change, out.events), (Change::Unchanged, vec![]));
+        }
+        let v = &s.volatility["BTC/USDT"];
+        assert_eq!(v.samples, [100.0, 110.0]);
+        assert_eq!(v.avg_atr, 100.0, "the average of the samples before the newest");
+        assert_eq!(v.sampled_at, Some(at(2026, 11, 25, 1)));
+        // An older candle adds nothing either.
+        assert_eq!(atr(&mut s, 500.0, 0, &l).change, Change::Unchanged);
+        // The window holds `volatility_window` candles, however many snapshots came with them.
+        for hour in 2..40 {
+            for _ in 0..3 {
+                atr(&mut s, hour as f64, hour, &l);
+            }
+        }
+        let v = &s.volatility["BTC/USDT"];
+        assert_eq!(v.samples.len(), l.volatility_window);
+        assert_eq!(v.samples.front(), Some(&20.0));
+    }
+
+    #[test]
+    fn atr_without_a_candle_time_samples_every_snapshot_and_samples_from_the_future_restart_the_window() {
+        let l = RiskLimits::default();
+        let mut s = RiskState::default();
+        let t = at(2026, 11, 25, 12);
+        for _ in 0..3 {
+            s.record_atr("BTC/USDT", 100.0, None, t, &l);
+        }
+        assert_eq!(s.volatility["BTC/USDT"].samples.len(), 3);
+
+        // A stored state sampled up to 18:00 meets a clock at 12:00 (a replay of older data).
+        let mut s = RiskState::default();
+        s.record_atr("BTC/USDT", 100.0, Some(at(2026, 11, 25, 18)), at(2026, 11, 25, 19), &l);
+        let out = s.record_atr("BTC/USDT", 50.0, Some(at(2026, 11, 25, 10)), t, &l);
+        assert_eq!(out.change, Change::Observed);
+        assert_eq!(s.volatility["BTC/USDT"].samples, [50.0]);
+    }
+
+    #[test]
+    fn only_a_new_regime_or_strictness_is_durable() {
+        let mut s = RiskState::default();
+        let (t1, t2) = (at(2026, 11, 25, 12), at(2026, 11, 25, 13));
+        let strict = EntryStrictness::Strict;
+        assert_eq!(s.update_regime(&btc(), Regime::Ranging, strict, t1), Change::Durable);
+        assert_eq!(s.update_regime(&btc(), Regime::Ranging, strict, t2), Change::Observed);
+        assert_eq!(s.regimes["BTC/USDT"].at, t2);
+        assert_eq!(
+            s.update_regime(&btc(), Regime::Ranging, EntryStrictness::Normal, t2),
+            Change::Durable
+        );
+        assert_eq!(
+            s.update_regime(&btc(), Regime::TrendingBull, EntryStrictness::Normal, t2),
+            Change::Durable
+        );
     }
 
     #[test]

@@ -191,9 +191,13 @@ pub struct VolatilityInfo {
     pub current_atr: f64,
     pub avg_atr: f64,
     pub spike_active: bool,
-    /// Recent ATR samples the average is taken over.
+    /// Recent ATR samples the average is taken over, one per primary-timeframe candle (the
+    /// reference's `avg_atr_20`: the mean ATR of the last `volatility_window` periods).
     #[serde(default)]
     pub samples: VecDeque<f64>,
+    /// Open time of the candle of the newest sample; a snapshot of the same candle adds none.
+    #[serde(default)]
+    pub sampled_at: Option<DateTime<Utc>>,
 }
 
 /// One closed trade.
