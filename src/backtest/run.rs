@@ -442,9 +442,18 @@ impl Groups<'_> {
     }
 }
 
-/// When the run must next hand over candles one group at a time and let the pipeline settle:
-/// the next scheduled coordinator task or rebalance batch.
-async fn next_boundary(system: &System) -> anyhow::Result<Option<DateTime<Utc>>> {
+/// When the pipeline must next settle: the next scheduled coordinator task or rebalance batch
+/// (`settle_at`), and the due time of the next rebalance batch (`alone_at`). Coordinator tasks
+/// start on the business tick that follows a whole batch, so a batch may end with the minute that
+/// reaches them; a due rebalance batch starts on the first candle its due time has passed, so
+/// the minute that reaches it goes alone (the orders it places meet only later prices).
+#[derive(Debug, Clone, Copy, Default)]
+struct Boundaries {
+    settle_at: Option<DateTime<Utc>>,
+    alone_at: Option<DateTime<Utc>>,
+}
+
+async fn next_boundary(system: &System) -> anyhow::Result<Boundaries> {
     let task = system
         .state
         .coordinator
@@ -457,7 +466,10 @@ async fn next_boundary(system: &System) -> anyhow::Result<Option<DateTime<Utc>>>
         .send(NextBatchDue)
         .await
         .map_err(|e| anyhow::anyhow!("portfolio rebalancer not reachable: {e}"))?;
-    Ok(task.into_iter().chain(batch).min())
+    Ok(Boundaries {
+        settle_at: task.into_iter().chain(batch).min(),
+        alone_at: batch,
+    })
 }
 
 /// Whether orders or positions are live: then every business minute goes to the paper
@@ -516,8 +528,9 @@ fn check_replay(book: Option<&ReplayBook>) -> anyhow::Result<()> {
 ///
 /// The feed loop hands the market data actor as many candles per [`CandleBatch`] as it can
 /// without changing what the pipeline sees:
-/// - up to the next time a coordinator task or a rebalance batch is due: the group that reaches
-///   it ends the batch, and the whole pipeline settles before the clock moves on;
+/// - up to the next time a coordinator task or a rebalance batch is due, and the whole pipeline
+///   settles before the clock moves on: the minute that reaches a task ends its batch, the minute
+///   that reaches a rebalance batch goes alone (see [`Boundaries`]);
 /// - while orders or positions are live, only minutes in which nothing can happen on the paper
 ///   exchange (no fill, trigger or cancel) or to a position (no stop breached, no trailing stop
 ///   moved) go together, judged on the same rules the exchange and the execution manager apply;
@@ -623,22 +636,23 @@ pub async fn run(
         batch.extend(group);
         let mut last = close;
         let reaches = |t: DateTime<Utc>, b: Option<DateTime<Utc>>| b.is_some_and(|b| t >= b);
-        if !reaches(close, boundary)
+        if !reaches(close, boundary.settle_at)
             && (!live || (!opts.minute_by_minute && quiet(&system, &paper, &batch).await? == batch.len()))
         {
-            // Following minutes up to and including the one that reaches the boundary: the
-            // batch ends there, and the due work sees the market as of that minute's close.
+            // Following minutes up to the one that reaches the next due task, which ends the
+            // batch (the task sees the market as of its close); the minute that reaches a due
+            // rebalance batch is left for a batch of its own.
             let mut more = Vec::new();
             let mut size = batch.len();
             while let Some(next) = groups.peek()? {
-                if hour_of(next) != hour_of(close) || size >= MAX_BATCH {
+                if hour_of(next) != hour_of(close) || size >= MAX_BATCH || reaches(next, boundary.alone_at) {
                     break;
                 }
                 if let Some((t, g)) = groups.take()? {
                     size += g.len();
                     more.push((t, g));
                 }
-                if reaches(next, boundary) {
+                if reaches(next, boundary.settle_at) {
                     break;
                 }
             }
@@ -662,7 +676,7 @@ pub async fn run(
                 last = t;
             }
         }
-        let at_boundary = reaches(last, boundary);
+        let at_boundary = reaches(last, boundary.settle_at);
         now = Some(last);
         clock.set(last);
         let n = batch.len() as u64;
