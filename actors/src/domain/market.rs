@@ -23,6 +23,18 @@ pub enum Timeframe {
 impl Timeframe {
     pub const ALL: [Timeframe; 6] = [Self::M1, Self::M5, Self::M15, Self::H1, Self::H4, Self::D1];
 
+    /// Position in [`Timeframe::ALL`], for per-timeframe arrays (no map lookup on hot paths).
+    pub const fn index(self) -> usize {
+        match self {
+            Self::M1 => 0,
+            Self::M5 => 1,
+            Self::M15 => 2,
+            Self::H1 => 3,
+            Self::H4 => 4,
+            Self::D1 => 5,
+        }
+    }
+
     pub fn seconds(self) -> i64 {
         match self {
             Self::M1 => 60,

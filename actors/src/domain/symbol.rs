@@ -1,10 +1,15 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
+use std::sync::Arc;
 
 /// A trading pair written `BASE/QUOTE`, e.g. `BTC/USDT`.
+///
+/// The text is shared (`Arc<str>`): symbols ride on every candle, event and map key, and a
+/// clone is then a reference-count increment instead of a heap allocation. Equality, ordering
+/// and hashing are those of the text, as before.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Symbol {
-    text: String,
+    text: Arc<str>,
     slash: usize,
 }
 
@@ -25,7 +30,10 @@ impl Symbol {
         if !ok(base) || !ok(quote) {
             return Err(SymbolError(s.to_owned()));
         }
-        Ok(Self { text: upper, slash })
+        Ok(Self {
+            text: Arc::from(upper),
+            slash,
+        })
     }
 
     pub fn base(&self) -> &str {
@@ -77,6 +85,18 @@ mod tests {
         assert_eq!(s.as_str(), "BTC/USDT");
         assert_eq!(s.base(), "BTC");
         assert_eq!(s.quote(), "USDT");
+    }
+
+    #[test]
+    fn clones_share_the_text_and_compare_by_it() {
+        let a = Symbol::parse("BTC/USDT").unwrap();
+        let b = a.clone();
+        assert!(std::ptr::eq(a.as_str(), b.as_str()), "a clone does not copy the text");
+        let mut by_symbol = std::collections::HashMap::new();
+        by_symbol.insert(a, 1);
+        assert_eq!(by_symbol.get(&Symbol::parse("btc/usdt").unwrap()), Some(&1));
+        assert!(Symbol::parse("ADA/USDT").unwrap() < b);
+        assert_eq!(serde_json::to_string(&b).unwrap(), "\"BTC/USDT\"");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! moves the business clock to the candles' close time and `send().await`s a [`CandleBatch`]
 //! here, so a slow consumer slows the feed instead of losing candles.
 
-use super::history::{MarketHistory, MarketSummary};
+use super::history::{MarketHeadline, MarketHistory};
 use crate::agents::technical_analysis::timeframe_trend;
 use crate::bus::Bus;
 use crate::clock::SharedClock;
@@ -20,6 +20,7 @@ use actix::prelude::*;
 use rust_decimal::prelude::FromPrimitive;
 use rust_decimal::Decimal;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// How the market data actor is set up.
 #[derive(Clone)]
@@ -53,11 +54,14 @@ pub struct SymbolView {
     pub timeframe: Timeframe,
     /// The snapshot as published (indicators of the requested timeframe).
     pub snapshot: MarketSnapshot,
-    pub summary: MarketSummary,
+    /// The candle-derived fields the snapshot was built from (the candle lists are not copied:
+    /// `recent_candles` has the requested timeframe's).
+    pub summary: MarketHeadline,
     /// Indicators one candle earlier (MACD crosses).
     pub previous_indicators: Option<IndicatorSnapshot>,
-    /// Kept candles of the timeframe, oldest first.
-    pub recent_candles: Vec<Candle>,
+    /// Kept candles of the timeframe, oldest first; shared with the actor's cache until the
+    /// timeframe's next candle.
+    pub recent_candles: Arc<[Candle]>,
     /// EMA 9 vs EMA 21 trend of every other timeframe with data.
     pub timeframe_trends: Vec<(Timeframe, TrendDirection)>,
     /// Candles applied to the timeframe's indicator engine.
@@ -75,7 +79,9 @@ pub struct MarketData {
     sup: SupervisionHandle,
     cfg: MarketDataConfig,
     history: MarketHistory,
-    engines: HashMap<(Symbol, Timeframe), EngineState>,
+    /// Per symbol, one engine slot per timeframe (index [`Timeframe::index`]): looked up by
+    /// `&Symbol` once per base candle, without building a `(Symbol, Timeframe)` key.
+    engines: HashMap<Symbol, [Option<EngineState>; 6]>,
     refused: u64,
 }
 
@@ -107,8 +113,13 @@ impl MarketData {
                     continue;
                 }
             };
+            // Every closed candle is of the base candle's symbol.
+            let engines = match self.engines.get_mut(&candle.symbol) {
+                Some(e) => e,
+                None => self.engines.entry(candle.symbol.clone()).or_default(),
+            };
             for c in closed {
-                let state = self.engines.entry((c.symbol.clone(), c.timeframe)).or_default();
+                let state = engines[c.timeframe.index()].get_or_insert_with(EngineState::default);
                 match state.engine.try_update(&c) {
                     Ok(snap) => {
                         state.previous = Some(std::mem::replace(&mut state.current, snap));
@@ -139,14 +150,15 @@ impl MarketData {
     }
 
     /// The view of `symbol` on `tf`; `None` before its first candle.
-    fn view(&self, symbol: &Symbol, tf: Timeframe) -> Option<SymbolView> {
+    fn view(&mut self, symbol: &Symbol, tf: Timeframe) -> Option<SymbolView> {
         let (snapshot, summary) = self.snapshot(symbol, tf)?;
-        let state = self.engines.get(&(symbol.clone(), tf));
+        let engines = self.engines.get(symbol);
+        let state = engines.and_then(|e| e[tf.index()].as_ref());
         let timeframe_trends = Timeframe::ALL
             .into_iter()
             .filter(|t| *t != tf)
             .filter_map(|t| {
-                let s = self.engines.get(&(symbol.clone(), t))?;
+                let s = engines?[t.index()].as_ref()?;
                 timeframe_trend(&s.current).map(|d| (t, d))
             })
             .collect();
@@ -155,21 +167,21 @@ impl MarketData {
             timeframe: tf,
             snapshot,
             previous_indicators: state.and_then(|s| s.previous.clone()),
-            recent_candles: self.history.candles(symbol, tf),
+            recent_candles: self.history.recent(symbol, tf),
             timeframe_trends,
             candles_applied: state.map_or(0, |s| s.engine.candles_applied()),
             summary,
         })
     }
 
-    /// The snapshot of `symbol` on `tf` (what is published after every batch) and its summary;
-    /// `None` before its first candle.
-    fn snapshot(&self, symbol: &Symbol, tf: Timeframe) -> Option<(MarketSnapshot, MarketSummary)> {
+    /// The snapshot of `symbol` on `tf` (what is published after every batch) and the headline it
+    /// was built from; `None` before its first candle.
+    fn snapshot(&self, symbol: &Symbol, tf: Timeframe) -> Option<(MarketSnapshot, MarketHeadline)> {
         let now = self.cfg.clock.now();
-        let summary = self.history.summary(symbol, tf, now)?;
-        let state = self.engines.get(&(symbol.clone(), tf));
+        let summary = self.history.headline(symbol, tf, now)?;
+        let state = self.engine(symbol, tf);
         let indicators = state.map(|s| s.current.clone()).unwrap_or_default();
-        let mut flags = summary.missing_data_flags.clone();
+        let mut flags = summary.missing_data_flags();
         if state.is_none_or(|s| s.current.rsi_14.is_none()) {
             flags.push("no_indicators".to_owned());
         }
@@ -192,6 +204,10 @@ impl MarketData {
             missing_data_flags: flags,
         };
         Some((snapshot, summary))
+    }
+
+    fn engine(&self, symbol: &Symbol, tf: Timeframe) -> Option<&EngineState> {
+        self.engines.get(symbol)?[tf.index()].as_ref()
     }
 }
 

@@ -157,6 +157,17 @@ impl CandleAggregator {
     /// [`AggregateError`] when the candle has another timeframe than the base, is not aligned to
     /// its interval, or is not strictly after the previous candle of its symbol.
     pub fn push(&mut self, candle: &Candle) -> Result<Vec<Candle>, AggregateError> {
+        let mut closed = Vec::new();
+        self.push_into(candle, &mut closed)?;
+        Ok(closed)
+    }
+
+    /// [`Self::push`] appending the closed candles to `closed`, so that a caller collecting
+    /// them with other candles needs no second vector. On error `closed` is left as it was.
+    ///
+    /// # Errors
+    /// As [`Self::push`].
+    pub fn push_into(&mut self, candle: &Candle, closed: &mut Vec<Candle>) -> Result<(), AggregateError> {
         if candle.timeframe != self.base {
             return Err(AggregateError::WrongTimeframe {
                 symbol: candle.symbol.clone(),
@@ -192,7 +203,6 @@ impl CandleAggregator {
         state.last_open = Some(t);
 
         let base_secs = self.base.seconds();
-        let mut closed = Vec::new();
         for (tf, slot) in self.targets.iter().zip(state.partials.iter_mut()) {
             let start = interval_start_secs(t, *tf);
             // A partial from an earlier interval is complete: the data skipped its last minutes.
@@ -212,7 +222,7 @@ impl CandleAggregator {
                 }
             }
         }
-        Ok(closed)
+        Ok(())
     }
 
     /// The candle being built for `symbol` on `tf`, if any (incomplete by definition).

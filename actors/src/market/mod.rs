@@ -8,5 +8,5 @@ pub mod simulated;
 
 pub use actor::{CandleBatch, GetSnapshot, MarketData, MarketDataConfig, SymbolView};
 pub use aggregate::{interval_start, interval_start_secs, AggregateError, CandleAggregator};
-pub use history::{default_lookback, CandleSummary, MarketHistory, MarketSummary};
+pub use history::{default_lookback, CandleSummary, MarketHeadline, MarketHistory, MarketSummary};
 pub use simulated::{SimRegime, SimulatedMarket};
