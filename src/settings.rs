@@ -163,6 +163,9 @@ pub struct DatabaseSettings {
     pub connect_timeout_secs: u64,
     pub wait_timeout_secs: u64,
     pub run_migrations: bool,
+    /// Without a database: the most decision records and the most model answers the in-memory
+    /// store keeps (older ones are dropped first).
+    pub memory_max_records: usize,
 }
 
 impl Default for DatabaseSettings {
@@ -173,6 +176,7 @@ impl Default for DatabaseSettings {
             connect_timeout_secs: 5,
             wait_timeout_secs: 5,
             run_migrations: true,
+            memory_max_records: 100_000,
         }
     }
 }
@@ -827,6 +831,9 @@ impl Settings {
         }
         if self.server.workers == 0 {
             return Err(SettingsError::new("server.workers", "must be at least 1"));
+        }
+        if self.database.memory_max_records == 0 {
+            return Err(SettingsError::new("database.memory_max_records", "must be at least 1"));
         }
         if self.supervision.max_restarts == 0 || self.supervision.window_secs == 0 {
             return Err(SettingsError::new(

@@ -214,7 +214,7 @@ pub async fn build_system_with(
         }
         None => {
             tracing::warn!("no DATABASE_URL: paper mode on the in-memory store; nothing survives a restart");
-            (db::memory_stores(), None)
+            (db::memory_stores_with(settings.database.memory_max_records), None)
         }
     };
 

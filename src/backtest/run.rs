@@ -50,6 +50,8 @@ const PING_TIMEOUT: Duration = Duration::from_secs(10);
 const STABLE_ROUNDS: usize = 3;
 /// Most settling rounds after the feed ends.
 const MAX_SETTLE_ROUNDS: usize = 50;
+/// Most decision records and model answers a backtest keeps in memory.
+const BACKTEST_MAX_RECORDS: usize = 5_000;
 /// Most candles in one [`CandleBatch`].
 const MAX_BATCH: usize = 4096;
 
@@ -99,6 +101,9 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
 fn backtest_settings(mut settings: Settings, symbols: &[Symbol], seed: u64) -> Settings {
     settings.app.mode = triplegain_actors::domain::TradingMode::Paper;
     settings.database.url = None;
+    // The report reads fills, positions and hodl bags, not the decision log: keep only the
+    // recent part of it, so memory stays flat over a long run.
+    settings.database.memory_max_records = settings.database.memory_max_records.min(BACKTEST_MAX_RECORDS);
     settings.market.source = MarketSource::External;
     settings.market.replay_files = Vec::new();
     settings.market.symbols = symbols.iter().map(|s| s.as_str().to_owned()).collect();
@@ -125,7 +130,7 @@ fn backtest_settings(mut settings: Settings, symbols: &[Symbol], seed: u64) -> S
 #[derive(Default)]
 struct Collected {
     verdicts: BTreeMap<String, u64>,
-    /// Per symbol: business time of each regime update and the regime.
+    /// Per symbol: business time of each regime change and the new regime.
     regimes: BTreeMap<String, BTreeMap<DateTime<Utc>, String>>,
 }
 
@@ -159,10 +164,11 @@ impl Handler<RegimeUpdate> for Collector {
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_else(|| format!("{:?}", u.regime));
         if let Ok(mut c) = self.0.lock() {
-            c.regimes
-                .entry(u.symbol.as_str().to_owned())
-                .or_default()
-                .insert(u.meta.timestamp, regime);
+            // Only changes: the regime in force at a time is the last change before it.
+            let timeline = c.regimes.entry(u.symbol.as_str().to_owned()).or_default();
+            if timeline.range(..=u.meta.timestamp).next_back().map(|(_, r)| r) != Some(&regime) {
+                timeline.insert(u.meta.timestamp, regime);
+            }
         }
     }
 }

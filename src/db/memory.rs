@@ -7,10 +7,8 @@ use triplegain_actors::ports::{
     AgentOutputRecord, AuditStore, DecisionRecord, ModelComparisonRecord, StateStore, StoreFuture, StoreHealth,
 };
 
-/// Keeps at most this many decision records; older ones are dropped first.
-const MAX_DECISIONS: usize = 100_000;
-/// Keeps at most this many model answers; older ones are dropped first.
-const MAX_COMPARISONS: usize = 100_000;
+/// Decision records and model answers kept by default; older ones are dropped first.
+const DEFAULT_MAX_RECORDS: usize = 100_000;
 
 #[derive(Default)]
 struct Inner {
@@ -21,9 +19,27 @@ struct Inner {
 }
 
 /// In-memory implementation of the store ports. Nothing survives a restart.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
+    /// Most decision records, and most model answers, kept.
+    max_records: usize,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::with_max_records(DEFAULT_MAX_RECORDS)
+    }
+}
+
+impl MemoryStore {
+    /// A store keeping at most `max` decision records and `max` model answers (at least one).
+    pub fn with_max_records(max: usize) -> Self {
+        Self {
+            inner: Arc::default(),
+            max_records: max.max(1),
+        }
+    }
 }
 
 impl StateStore for MemoryStore {
@@ -59,7 +75,7 @@ impl AuditStore for MemoryStore {
 
     fn record_decision(&self, rec: DecisionRecord) -> StoreFuture<()> {
         let mut inner = self.inner.lock();
-        if inner.decisions.len() >= MAX_DECISIONS {
+        while inner.decisions.len() >= self.max_records {
             inner.decisions.pop_front();
         }
         inner.decisions.push_back(rec);
@@ -80,7 +96,7 @@ impl AuditStore for MemoryStore {
 
     fn record_model_comparison(&self, rec: ModelComparisonRecord) -> StoreFuture<()> {
         let mut inner = self.inner.lock();
-        if inner.comparisons.len() >= MAX_COMPARISONS {
+        while inner.comparisons.len() >= self.max_records {
             inner.comparisons.pop_front();
         }
         inner.comparisons.push_back(rec);

@@ -73,9 +73,15 @@ pub fn pg_stores(pool: Pool) -> Stores {
     }
 }
 
-/// Stores kept in memory (paper mode without a database).
+/// Stores kept in memory (paper mode without a database), with the default record limits.
 pub fn memory_stores() -> Stores {
-    let store = Arc::new(MemoryStore::default());
+    memory_stores_with(crate::settings::DatabaseSettings::default().memory_max_records)
+}
+
+/// Stores kept in memory, keeping at most `max_records` decision records and as many model
+/// answers.
+pub fn memory_stores_with(max_records: usize) -> Stores {
+    let store = Arc::new(MemoryStore::with_max_records(max_records));
     Stores {
         state: store.clone(),
         audit: store.clone(),

@@ -21,6 +21,7 @@ use crate::messages::{
 use crate::ports::{AuditStore, StateStore};
 use crate::supervised_basics;
 use crate::supervision::{guarded, ActorError, Drain, SupervisedActor, SupervisionHandle};
+use actix::clock::Instant;
 use actix::prelude::*;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use futures::StreamExt;
@@ -28,7 +29,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const STATE_KEY: &str = "coordinator";
 

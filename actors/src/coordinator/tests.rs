@@ -1166,12 +1166,15 @@ async fn ta_burst(h: &H, minutes: std::ops::Range<i64>) {
         let now = t0() + ChronoDuration::minutes(m);
         h.clock.set(now);
         h.coord.send(EvaluateSchedules { now }).await.unwrap();
+        let mut polls = 0;
         loop {
             let r = h.report().await;
             let ta = r.tasks.iter().find(|t| t.name == TaskName::TaAnalysis).unwrap();
             if !ta.running && ta.last_run == Some(now) {
                 break;
             }
+            polls += 1;
+            assert!(polls < 10_000, "the run at minute {m} did not finish: {ta:?}");
             actix::clock::sleep(Duration::from_millis(1)).await;
         }
     }
