@@ -974,6 +974,13 @@ mod tests {
     }
 
     #[test]
+    fn memory_record_limit_must_be_positive() {
+        let d = dir_with(&[("base.yaml", "database:\n  memory_max_records: 0\n")]);
+        let err = Settings::load_with_env(d.path(), no_env).unwrap_err();
+        assert_eq!(err.source_name, "database.memory_max_records", "{err}");
+    }
+
+    #[test]
     fn live_mode_without_database_is_refused() {
         let d = dir_with(&[("base.yaml", "app:\n  mode: live\n")]);
         let err = Settings::load_with_env(d.path(), no_env).unwrap_err();

@@ -125,3 +125,32 @@ impl StoreHealth for MemoryStore {
         false
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+    use futures::executor::block_on;
+
+    #[test]
+    fn keeps_the_newest_decisions_up_to_its_limit() {
+        let store = MemoryStore::with_max_records(3);
+        let cid = CorrelationId::new();
+        for i in 0..5 {
+            block_on(store.record_decision(DecisionRecord {
+                correlation_id: cid,
+                timestamp: chrono::DateTime::from_timestamp(i, 0).unwrap(),
+                stage: format!("stage-{i}"),
+                symbol: None,
+                detail: serde_json::Value::Null,
+            }))
+            .unwrap();
+        }
+        let kept: Vec<String> = block_on(store.decision_chain(cid))
+            .unwrap()
+            .into_iter()
+            .map(|d| d.stage)
+            .collect();
+        assert_eq!(kept, ["stage-2", "stage-3", "stage-4"]);
+    }
+}
