@@ -195,17 +195,17 @@ impl RateGate {
         }
     }
 
-    /// Charges `cost`, sleeping until the counter has decayed enough.
+    /// Charges `points` (counter units, not money), sleeping until the counter has decayed enough.
     ///
     /// # Errors
     /// [`ExchangeError::RateLimited`] when the wait would exceed the configured maximum.
-    pub async fn acquire(&self, cost: f64) -> Result<(), ExchangeError> {
-        if cost <= 0.0 {
+    pub async fn acquire(&self, points: f64) -> Result<(), ExchangeError> {
+        if points <= 0.0 {
             return Ok(());
         }
         let started = Instant::now();
         loop {
-            let attempt = self.counter.lock().try_charge(cost, Instant::now());
+            let attempt = self.counter.lock().try_charge(points, Instant::now());
             let wait = match attempt {
                 Ok(()) => return Ok(()),
                 Err(wait) => wait,
@@ -213,7 +213,7 @@ impl RateGate {
             let waited = started.elapsed();
             if waited.saturating_add(wait) > self.max_wait {
                 return Err(ExchangeError::RateLimited(format!(
-                    "{} counter full: cost {cost} needs {:.1} s of decay, more than the {:.1} s allowed",
+                    "{} counter full: {points} points need {:.1} s of decay, more than the {:.1} s allowed",
                     self.name,
                     wait.as_secs_f64(),
                     self.max_wait.as_secs_f64()
@@ -369,17 +369,17 @@ impl TradingLimiter {
         }
     }
 
-    /// Charges `cost` on `pair` at `now` (pure step; see [`Self::acquire`]).
+    /// Charges `points` (counter units) on `pair` at `now` (pure step; see [`Self::acquire`]).
     ///
     /// # Errors
     /// The wait needed when the cost does not fit.
-    pub fn try_charge_at(&self, pair: &str, cost: f64, now: Instant) -> Result<(), Duration> {
+    pub fn try_charge_at(&self, pair: &str, points: f64, now: Instant) -> Result<(), Duration> {
         let mut st = self.state.lock();
         let limits = self.limits;
         st.pairs
             .entry(pair.to_owned())
             .or_insert_with(|| DecayingCounter::new(limits, now))
-            .try_charge(cost, now)
+            .try_charge(points, now)
     }
 
     /// Marks `pair`'s counter full after Kraken reported the engine limit exceeded.
@@ -398,23 +398,23 @@ impl TradingLimiter {
         self.state.lock().pairs.get_mut(pair).map_or(0.0, |c| c.value_at(now))
     }
 
-    /// Charges `cost` on `pair`, sleeping until it fits.
+    /// Charges `points` (counter units) on `pair`, sleeping until they fit.
     ///
     /// # Errors
     /// [`ExchangeError::RateLimited`] when the wait would exceed the configured maximum.
-    pub async fn acquire(&self, pair: &str, cost: f64) -> Result<(), ExchangeError> {
-        if cost <= 0.0 {
+    pub async fn acquire(&self, pair: &str, points: f64) -> Result<(), ExchangeError> {
+        if points <= 0.0 {
             return Ok(());
         }
         let started = Instant::now();
         loop {
-            let wait = match self.try_charge_at(pair, cost, Instant::now()) {
+            let wait = match self.try_charge_at(pair, points, Instant::now()) {
                 Ok(()) => return Ok(()),
                 Err(wait) => wait,
             };
             if started.elapsed().saturating_add(wait) > self.max_wait {
                 return Err(ExchangeError::RateLimited(format!(
-                    "trading counter for {pair} full: cost {cost} needs {:.1} s of decay, more than the {:.1} s allowed",
+                    "trading counter for {pair} full: {points} points need {:.1} s of decay, more than the {:.1} s allowed",
                     wait.as_secs_f64(),
                     self.max_wait.as_secs_f64()
                 )));

@@ -54,27 +54,22 @@ impl From<&Candle> for CandleSummary {
     }
 }
 
-/// The candle-derived part of a `MarketSnapshot`, with the kept candles of every timeframe.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The candle-derived part of a `MarketSnapshot` (its [`MarketHeadline`], read through `Deref`)
+/// with the kept candles of every timeframe and the flags spelled out.
+#[derive(Debug, Clone, PartialEq)]
 pub struct MarketSummary {
-    pub symbol: Symbol,
-    /// Open time of the latest primary-timeframe candle (or of the first timeframe with data).
-    pub timestamp: DateTime<Utc>,
-    /// Close of that candle.
-    pub current_price: Decimal,
-    /// Close of the 1h candle ending 24 h before the latest 1h candle ends.
-    pub price_24h_ago: Option<Decimal>,
-    /// Percent, rounded to 4 decimals.
-    pub price_change_24h_pct: Option<Decimal>,
-    /// Sum of the last 24 hourly volumes (base units), when all 24 are present.
-    pub volume_24h: Option<Decimal>,
-    /// Latest primary volume ÷ mean of the last 20 primary volumes (including the latest).
-    pub volume_vs_avg: Option<Decimal>,
+    pub headline: MarketHeadline,
     pub candles: BTreeMap<Timeframe, Vec<CandleSummary>>,
-    /// `now` minus the close time of the newest candle of any timeframe, in seconds.
-    pub data_age_seconds: i64,
     /// `stale_data`, `insufficient_<tf>_candles`, `no_order_book`.
     pub missing_data_flags: Vec<String>,
+}
+
+impl std::ops::Deref for MarketSummary {
+    type Target = MarketHeadline;
+
+    fn deref(&self) -> &MarketHeadline {
+        &self.headline
+    }
 }
 
 /// Every field of a [`MarketSummary`] but the candle lists, computed from the kept candles
@@ -382,15 +377,8 @@ impl MarketHistory {
             .collect();
         let missing_data_flags = h.missing_data_flags();
         Some(MarketSummary {
-            symbol: h.symbol,
-            timestamp: h.timestamp,
-            current_price: h.current_price,
-            price_24h_ago: h.price_24h_ago,
-            price_change_24h_pct: h.price_change_24h_pct,
-            volume_24h: h.volume_24h,
-            volume_vs_avg: h.volume_vs_avg,
+            headline: h,
             candles,
-            data_age_seconds: h.data_age_seconds,
             missing_data_flags,
         })
     }
@@ -599,15 +587,18 @@ mod tests {
             .unwrap_or(latest.open_time);
         let data_age_seconds = (now - newest_close).num_seconds().max(0);
         let mut flags = Vec::new();
-        if data_age_seconds > MAX_AGE_SECONDS {
+        let stale = data_age_seconds > MAX_AGE_SECONDS;
+        if stale {
             flags.push("stale_data".to_owned());
         }
         let mut candles = BTreeMap::new();
-        for tf in Timeframe::ALL {
+        let mut insufficient = [false; 6];
+        for (i, tf) in Timeframe::ALL.into_iter().enumerate() {
             let q = per_symbol.get(&tf);
             let n = q.map_or(0, VecDeque::len);
             if tf.seconds() >= h.base().seconds() && n < MIN_CANDLES_REQUIRED {
                 flags.push(format!("insufficient_{tf}_candles"));
+                insufficient[i] = true;
             }
             if let Some(q) = q {
                 candles.insert(tf, q.iter().map(CandleSummary::from).collect());
@@ -615,15 +606,19 @@ mod tests {
         }
         flags.push("no_order_book".to_owned());
         Some(MarketSummary {
-            symbol: symbol.clone(),
-            timestamp: latest.open_time,
-            current_price: latest.close,
-            price_24h_ago,
-            price_change_24h_pct,
-            volume_24h,
-            volume_vs_avg,
+            headline: MarketHeadline {
+                symbol: symbol.clone(),
+                timestamp: latest.open_time,
+                current_price: latest.close,
+                price_24h_ago,
+                price_change_24h_pct,
+                volume_24h,
+                volume_vs_avg,
+                data_age_seconds,
+                stale,
+                insufficient,
+            },
             candles,
-            data_age_seconds,
             missing_data_flags: flags,
         })
     }
