@@ -554,6 +554,24 @@ pub struct ExecutionSettings {
     pub tracking: TrackingSettings,
     pub contingent: ContingentSettings,
     pub trailing_stop: triplegain_actors::execution::manager::TrailingStopConfig,
+    /// How long a position may go without a working stop on the exchange.
+    pub protection: ProtectionSettings,
+}
+
+/// `execution.protection`: a position without a working stop on the exchange for longer than
+/// `max_unprotected_secs` raises a critical alert and arms the software backup stop.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProtectionSettings {
+    pub max_unprotected_secs: u64,
+}
+
+impl Default for ProtectionSettings {
+    fn default() -> Self {
+        Self {
+            max_unprotected_secs: triplegain_actors::execution::manager::ExecutionConfig::default().max_unprotected_secs,
+        }
+    }
 }
 
 /// Order defaults (reference §6.1 `orders`).
@@ -604,7 +622,14 @@ pub struct TrackingSettings {
     /// Poll interval in paper mode (fills follow the market feed closely).
     pub paper_poll_interval_ms: u64,
     pub snapshot_interval_secs: u64,
+    /// Searches that must miss an order of unknown outcome (after the visibility window) before
+    /// it counts as never placed.
     pub reconcile_attempts: u32,
+    /// How long an order may stay invisible on the exchange after it was sent (Kraken: up to
+    /// about a minute); an order of unknown outcome is never given up before.
+    pub visibility_window_secs: u64,
+    /// Shortest time between two searches by client id (all unknown orders in one search).
+    pub search_interval_ms: u64,
 }
 
 impl Default for TrackingSettings {
@@ -614,6 +639,8 @@ impl Default for TrackingSettings {
             paper_poll_interval_ms: 1000,
             snapshot_interval_secs: 60,
             reconcile_attempts: 3,
+            visibility_window_secs: 90,
+            search_interval_ms: 10_000,
         }
     }
 }
@@ -667,6 +694,9 @@ impl ExecutionSettings {
             protection_retry_ms: self.contingent.retry_ms,
             protection_retry_max_ms: self.contingent.retry_max_ms,
             reconcile_attempts: self.tracking.reconcile_attempts,
+            visibility_window_secs: self.tracking.visibility_window_secs,
+            search_interval_ms: self.tracking.search_interval_ms,
+            max_unprotected_secs: self.protection.max_unprotected_secs,
             trailing_stop: self.trailing_stop.clone(),
         }
     }
@@ -871,6 +901,18 @@ impl Settings {
             return Err(SettingsError::new(
                 "kraken.tier",
                 "must be starter, intermediate or pro",
+            ));
+        }
+        if self.execution.protection.max_unprotected_secs == 0 {
+            return Err(SettingsError::new(
+                "execution.protection.max_unprotected_secs (config/execution.yaml)",
+                "must be at least 1 second",
+            ));
+        }
+        if self.execution.tracking.visibility_window_secs == 0 {
+            return Err(SettingsError::new(
+                "execution.tracking.visibility_window_secs (config/execution.yaml)",
+                "must be at least 1 second (Kraken shows a new order within about a minute)",
             ));
         }
         if self.app.mode == TradingMode::Live {

@@ -445,7 +445,7 @@ async fn ambiguous_placement_is_resolved_by_client_id(env: Env) {
         .unwrap_err();
     assert!(matches!(err, ExecutionError::Unknown(_)), "{err:?}");
     let rec = env.orders().await.into_iter().next().unwrap();
-    assert_eq!(rec.view.status, OrderStatus::Error);
+    assert_eq!(rec.view.status, OrderStatus::Unknown);
     assert!(env
         .alerts
         .lock()

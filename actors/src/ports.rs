@@ -169,8 +169,28 @@ pub struct PositionSnapshotRecord {
     pub unrealized_pnl_pct: Decimal,
 }
 
+/// Everything one fill changes, written as one unit: the order(s) and their status log, the trade,
+/// and the position. A crash never leaves the order filled without its trade and position.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FillWrite {
+    pub orders: Vec<OrderRecord>,
+    pub statuses: Vec<StatusTransition>,
+    pub trades: Vec<TradeRecord>,
+    pub positions: Vec<crate::execution::api::PositionView>,
+}
+
+impl FillWrite {
+    pub fn is_empty(&self) -> bool {
+        self.orders.is_empty() && self.statuses.is_empty() && self.trades.is_empty() && self.positions.is_empty()
+    }
+}
+
 /// Orders, positions and trades of the execution manager. Writes are upserts keyed by id.
 pub trait OrderStore: Send + Sync + 'static {
+    /// Writes a fill atomically (one PostgreSQL transaction): all of it or nothing.
+    fn record_fill(&self, fill: FillWrite) -> StoreFuture<()>;
+    /// The order with our client id, whatever its status.
+    fn find_order_by_client_id(&self, client_order_id: ClientOrderId) -> StoreFuture<Option<OrderRecord>>;
     fn upsert_order(&self, rec: OrderRecord) -> StoreFuture<()>;
     fn append_status(&self, t: StatusTransition) -> StoreFuture<()>;
     /// Orders still in flight: pending, open, partially filled, and `error` orders not yet reconciled.
@@ -315,6 +335,11 @@ pub trait Exchange: Send + Sync + 'static {
     fn cancel_order(&self, order: OrderRef) -> ExchangeFuture<()>;
     fn query_orders(&self, orders: Vec<OrderRef>) -> ExchangeFuture<Vec<ExchangeOrder>>;
     fn open_orders(&self) -> ExchangeFuture<Vec<ExchangeOrder>>;
+    /// Recently closed orders (filled, cancelled, expired), newest first; exchanges without a
+    /// history (the paper exchange keeps its own) return none.
+    fn closed_orders(&self) -> ExchangeFuture<Vec<ExchangeOrder>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
     fn balances(&self) -> ExchangeFuture<BTreeMap<String, Decimal>>;
     /// Dead man's switch: cancel everything after `timeout_secs` unless refreshed (0 disarms).
     fn cancel_all_after(&self, timeout_secs: u32) -> ExchangeFuture<()>;

@@ -496,7 +496,7 @@ async fn failed_stop_placement_alerts_urgently_and_is_retried_until_placed() {
 }
 
 #[actix::test]
-async fn unknown_outcome_goes_to_error_and_is_reconciled_by_client_id_without_a_second_order() {
+async fn unknown_outcome_is_tracked_as_unknown_and_reconciled_by_client_id_without_a_second_order() {
     let env = env().await;
     env.paper
         .fail_next_op(PaperOp::PlaceOrder, ExchangeError::Unknown("timeout".into()), true);
@@ -510,12 +510,13 @@ async fn unknown_outcome_goes_to_error_and_is_reconciled_by_client_id_without_a_
         .find(|o| o.view.purpose == "entry")
         .unwrap();
     let id = entry.view.id;
-    eventually("reconciled from error to open", || async {
+    assert_eq!(entry.view.status, OrderStatus::Unknown, "never taken for 'never placed'");
+    eventually("reconciled from unknown to open", || async {
         env.store.get_order(id).await.unwrap().unwrap().view.status == OrderStatus::Open
     })
     .await;
     let log: Vec<OrderStatus> = env.store.status_log(id).await.unwrap().iter().map(|t| t.to).collect();
-    assert_eq!(log, vec![OrderStatus::Pending, OrderStatus::Error, OrderStatus::Open]);
+    assert_eq!(log, vec![OrderStatus::Pending, OrderStatus::Unknown, OrderStatus::Open]);
     // Exactly one order on the exchange carries that client id: nothing was re-sent.
     let on_exchange = env.paper_open(OrderType::Limit);
     assert_eq!(on_exchange.len(), 1);

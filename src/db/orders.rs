@@ -10,8 +10,9 @@ use triplegain_actors::domain::{
 };
 use triplegain_actors::execution::api::{OrderView, PositionView};
 use triplegain_actors::execution::store::UNRESOLVED;
+use deadpool_postgres::GenericClient;
 use triplegain_actors::ports::{
-    OrderRecord, OrderStore, PositionSnapshotRecord, StatusTransition, StoreError, StoreFuture, TradeRecord,
+    FillWrite, OrderRecord, OrderStore, PositionSnapshotRecord, StatusTransition, StoreError, StoreFuture, TradeRecord,
 };
 use uuid::Uuid;
 
@@ -142,52 +143,172 @@ fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+async fn write_order<C: GenericClient>(c: &C, rec: &OrderRecord) -> Result<(), StoreError> {
+    let v = &rec.view;
+    c.execute(
+        "INSERT INTO orders (id, client_order_id, exchange_order_id, correlation_id, position_id, symbol, side, \
+         order_type, purpose, status, volume, filled_volume, price, price2, avg_fill_price, fee, leverage, \
+         reduce_only, linked_order_id, error_message, created_at, updated_at, stop_loss, take_profit) \
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24) \
+         ON CONFLICT (id) DO UPDATE SET exchange_order_id = EXCLUDED.exchange_order_id, \
+         position_id = EXCLUDED.position_id, status = EXCLUDED.status, filled_volume = EXCLUDED.filled_volume, \
+         avg_fill_price = EXCLUDED.avg_fill_price, fee = EXCLUDED.fee, linked_order_id = EXCLUDED.linked_order_id, \
+         error_message = EXCLUDED.error_message, updated_at = EXCLUDED.updated_at",
+        &[
+            &v.id,
+            &v.client_order_id.as_str(),
+            &v.exchange_order_id,
+            &v.correlation_id.0,
+            &v.position_id,
+            &v.symbol.as_str(),
+            &v.side.as_str(),
+            &v.order_type.as_str(),
+            &v.purpose,
+            &v.status.as_str(),
+            &v.volume,
+            &v.filled_volume,
+            &v.price,
+            &rec.price2,
+            &v.avg_fill_price,
+            &v.fee,
+            &lev(rec.leverage),
+            &rec.reduce_only,
+            &rec.linked_order_id,
+            &rec.error_message,
+            &v.created_at,
+            &v.updated_at,
+            &rec.stop_loss,
+            &rec.take_profit,
+        ],
+    )
+    .await
+    .map_err(query)?;
+    Ok(())
+}
+
+async fn write_status<C: GenericClient>(c: &C, t: &StatusTransition) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO order_status_log (order_id, from_status, to_status, filled_volume, detail, at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            &t.order_id,
+            &t.from.map(|s| s.as_str()),
+            &t.to.as_str(),
+            &t.filled_volume,
+            &t.detail,
+            &t.at,
+        ],
+    )
+    .await
+    .map_err(query)?;
+    Ok(())
+}
+
+async fn write_position<C: GenericClient>(c: &C, p: &PositionView) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO positions (id, correlation_id, symbol, side, status, size, entry_price, exit_price, leverage, \
+         stop_loss, take_profit, stop_loss_order_id, take_profit_order_id, realized_pnl, fees, opened_at, \
+         closed_at, updated_at) \
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17, now()) \
+         ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, size = EXCLUDED.size, \
+         entry_price = EXCLUDED.entry_price, exit_price = EXCLUDED.exit_price, stop_loss = EXCLUDED.stop_loss, \
+         take_profit = EXCLUDED.take_profit, stop_loss_order_id = EXCLUDED.stop_loss_order_id, \
+         take_profit_order_id = EXCLUDED.take_profit_order_id, realized_pnl = EXCLUDED.realized_pnl, \
+         fees = EXCLUDED.fees, closed_at = EXCLUDED.closed_at, updated_at = now()",
+        &[
+            &p.id,
+            &p.correlation_id.0,
+            &p.symbol.as_str(),
+            &p.side.as_str(),
+            &p.status.as_str(),
+            &p.size,
+            &p.entry_price,
+            &p.exit_price,
+            &lev(p.leverage),
+            &p.stop_loss,
+            &p.take_profit,
+            &p.stop_loss_order_id,
+            &p.take_profit_order_id,
+            &p.realized_pnl,
+            &p.fees,
+            &p.opened_at,
+            &p.closed_at,
+        ],
+    )
+    .await
+    .map_err(query)?;
+    Ok(())
+}
+
+async fn write_trade<C: GenericClient>(c: &C, t: &TradeRecord) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO trades (id, order_id, position_id, correlation_id, symbol, side, volume, price, fee, \
+         realized_pnl, executed_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT (id) DO NOTHING",
+        &[
+            &t.id,
+            &t.order_id,
+            &t.position_id,
+            &t.correlation_id.0,
+            &t.symbol.as_str(),
+            &t.side.as_str(),
+            &t.volume,
+            &t.price,
+            &t.fee,
+            &t.realized_pnl,
+            &t.executed_at,
+        ],
+    )
+    .await
+    .map_err(query)?;
+    Ok(())
+}
+
 impl OrderStore for PgStore {
     fn upsert_order(&self, rec: OrderRecord) -> StoreFuture<()> {
         let pool = self.pool().clone();
         async move {
             let client = pool.get().await.map_err(unavailable)?;
-            let v = &rec.view;
-            client
-                .execute(
-                    "INSERT INTO orders (id, client_order_id, exchange_order_id, correlation_id, position_id, symbol, side, \
-                     order_type, purpose, status, volume, filled_volume, price, price2, avg_fill_price, fee, leverage, \
-                     reduce_only, linked_order_id, error_message, created_at, updated_at, stop_loss, take_profit) \
-                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24) \
-                     ON CONFLICT (id) DO UPDATE SET exchange_order_id = EXCLUDED.exchange_order_id, \
-                     position_id = EXCLUDED.position_id, status = EXCLUDED.status, filled_volume = EXCLUDED.filled_volume, \
-                     avg_fill_price = EXCLUDED.avg_fill_price, fee = EXCLUDED.fee, linked_order_id = EXCLUDED.linked_order_id, \
-                     error_message = EXCLUDED.error_message, updated_at = EXCLUDED.updated_at",
-                    &[
-                        &v.id,
-                        &v.client_order_id.as_str(),
-                        &v.exchange_order_id,
-                        &v.correlation_id.0,
-                        &v.position_id,
-                        &v.symbol.as_str(),
-                        &v.side.as_str(),
-                        &v.order_type.as_str(),
-                        &v.purpose,
-                        &v.status.as_str(),
-                        &v.volume,
-                        &v.filled_volume,
-                        &v.price,
-                        &rec.price2,
-                        &v.avg_fill_price,
-                        &v.fee,
-                        &lev(rec.leverage),
-                        &rec.reduce_only,
-                        &rec.linked_order_id,
-                        &rec.error_message,
-                        &v.created_at,
-                        &v.updated_at,
-                        &rec.stop_loss,
-                        &rec.take_profit,
-                    ],
-                )
+            write_order(&client, &rec).await
+        }
+        .boxed()
+    }
+
+    fn record_fill(&self, fill: FillWrite) -> StoreFuture<()> {
+        let pool = self.pool().clone();
+        async move {
+            if fill.is_empty() {
+                return Ok(());
+            }
+            let mut client = pool.get().await.map_err(unavailable)?;
+            let tx = client.transaction().await.map_err(unavailable)?;
+            for o in &fill.orders {
+                write_order(&tx, o).await?;
+            }
+            for t in &fill.statuses {
+                write_status(&tx, t).await?;
+            }
+            for t in &fill.trades {
+                write_trade(&tx, t).await?;
+            }
+            for p in &fill.positions {
+                write_position(&tx, p).await?;
+            }
+            // Dropped without commit on any error above: nothing of the fill is written.
+            tx.commit().await.map_err(query)
+        }
+        .boxed()
+    }
+
+    fn find_order_by_client_id(&self, client_order_id: ClientOrderId) -> StoreFuture<Option<OrderRecord>> {
+        let pool = self.pool().clone();
+        async move {
+            let client = pool.get().await.map_err(unavailable)?;
+            let sql = format!("SELECT {ORDER_COLS} FROM orders WHERE client_order_id = $1 ORDER BY created_at LIMIT 1");
+            let row = client
+                .query_opt(&sql, &[&client_order_id.as_str()])
                 .await
                 .map_err(query)?;
-            Ok(())
+            row.as_ref().map(order_from_row).transpose()
         }
         .boxed()
     }
@@ -196,22 +317,7 @@ impl OrderStore for PgStore {
         let pool = self.pool().clone();
         async move {
             let client = pool.get().await.map_err(unavailable)?;
-            client
-                .execute(
-                    "INSERT INTO order_status_log (order_id, from_status, to_status, filled_volume, detail, at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                    &[
-                        &t.order_id,
-                        &t.from.map(|s| s.as_str()),
-                        &t.to.as_str(),
-                        &t.filled_volume,
-                        &t.detail,
-                        &t.at,
-                    ],
-                )
-                .await
-                .map_err(query)?;
-            Ok(())
+            write_status(&client, &t).await
         }
         .boxed()
     }
@@ -221,7 +327,7 @@ impl OrderStore for PgStore {
         async move {
             let client = pool.get().await.map_err(unavailable)?;
             let sql = format!(
-                "SELECT {ORDER_COLS} FROM orders WHERE status IN ('pending', 'open', 'partially_filled') \
+                "SELECT {ORDER_COLS} FROM orders WHERE status IN ('pending', 'unknown', 'open', 'partially_filled') \
                  OR (status = 'error' AND error_message LIKE $1) ORDER BY created_at"
             );
             let pattern = format!("{UNRESOLVED}%");
@@ -248,7 +354,7 @@ impl OrderStore for PgStore {
             let client = pool.get().await.map_err(unavailable)?;
             let sql = format!(
                 "SELECT {ORDER_COLS} FROM orders WHERE ($1::text IS NULL OR symbol = $1) \
-                 AND (NOT $2 OR status IN ('pending', 'open', 'partially_filled')) \
+                 AND (NOT $2 OR status IN ('pending', 'unknown', 'open', 'partially_filled')) \
                  ORDER BY created_at DESC, id LIMIT $3"
             );
             let sym = symbol.as_ref().map(|s| s.as_str().to_owned());
@@ -297,40 +403,7 @@ impl OrderStore for PgStore {
         let pool = self.pool().clone();
         async move {
             let client = pool.get().await.map_err(unavailable)?;
-            client
-                .execute(
-                    "INSERT INTO positions (id, correlation_id, symbol, side, status, size, entry_price, exit_price, leverage, \
-                     stop_loss, take_profit, stop_loss_order_id, take_profit_order_id, realized_pnl, fees, opened_at, \
-                     closed_at, updated_at) \
-                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17, now()) \
-                     ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, size = EXCLUDED.size, \
-                     entry_price = EXCLUDED.entry_price, exit_price = EXCLUDED.exit_price, stop_loss = EXCLUDED.stop_loss, \
-                     take_profit = EXCLUDED.take_profit, stop_loss_order_id = EXCLUDED.stop_loss_order_id, \
-                     take_profit_order_id = EXCLUDED.take_profit_order_id, realized_pnl = EXCLUDED.realized_pnl, \
-                     fees = EXCLUDED.fees, closed_at = EXCLUDED.closed_at, updated_at = now()",
-                    &[
-                        &p.id,
-                        &p.correlation_id.0,
-                        &p.symbol.as_str(),
-                        &p.side.as_str(),
-                        &p.status.as_str(),
-                        &p.size,
-                        &p.entry_price,
-                        &p.exit_price,
-                        &lev(p.leverage),
-                        &p.stop_loss,
-                        &p.take_profit,
-                        &p.stop_loss_order_id,
-                        &p.take_profit_order_id,
-                        &p.realized_pnl,
-                        &p.fees,
-                        &p.opened_at,
-                        &p.closed_at,
-                    ],
-                )
-                .await
-                .map_err(query)?;
-            Ok(())
+            write_position(&client, &p).await
         }
         .boxed()
     }
@@ -383,27 +456,7 @@ impl OrderStore for PgStore {
         let pool = self.pool().clone();
         async move {
             let client = pool.get().await.map_err(unavailable)?;
-            client
-                .execute(
-                    "INSERT INTO trades (id, order_id, position_id, correlation_id, symbol, side, volume, price, fee, \
-                     realized_pnl, executed_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT (id) DO NOTHING",
-                    &[
-                        &t.id,
-                        &t.order_id,
-                        &t.position_id,
-                        &t.correlation_id.0,
-                        &t.symbol.as_str(),
-                        &t.side.as_str(),
-                        &t.volume,
-                        &t.price,
-                        &t.fee,
-                        &t.realized_pnl,
-                        &t.executed_at,
-                    ],
-                )
-                .await
-                .map_err(query)?;
-            Ok(())
+            write_trade(&client, &t).await
         }
         .boxed()
     }

@@ -395,6 +395,46 @@ impl KrakenExchange {
     }
 }
 
+impl KrakenExchange {
+    /// Finds many orders by our client ids with one `OpenOrders` and (when some are not open)
+    /// one `ClosedOrders` call for all of them: 1 + 2 counter points per search, whatever the
+    /// number of orders. Orders neither open nor in the newest closed page are not returned
+    /// (a single id is looked up with both calls filtered by its `cl_ord_id`).
+    ///
+    /// # Errors
+    /// Classified [`ExchangeError`] of either call: no order counts as absent on a failed search.
+    pub async fn find_by_client_ids(&self, ids: &[&ClientOrderId]) -> Result<Vec<ExchangeOrder>, ExchangeError> {
+        if let [one] = ids {
+            // One order: the same two calls, filtered by its cl_ord_id (not limited to a page).
+            return Ok(self.find_by_client_id(one).await?.into_iter().collect());
+        }
+        let registry = self.registry();
+        let mut wanted: std::collections::HashSet<ClientOrderId> = ids.iter().map(|c| (*c).clone()).collect();
+        let mut out = Vec::new();
+        let mut take = |m: &BTreeMap<String, KrakenOrder>, wanted: &mut std::collections::HashSet<ClientOrderId>| {
+            for (txid, o) in m {
+                let Some(cid) = o.cl_ord_id.as_deref().and_then(client_order_id_from_kraken) else {
+                    continue;
+                };
+                if !wanted.contains(&cid) {
+                    continue;
+                }
+                if let Some(found) = to_exchange_order(txid, o, &registry) {
+                    wanted.remove(&cid);
+                    out.push(found);
+                }
+            }
+        };
+        let open = self.client.open_orders(None).await?;
+        take(&open, &mut wanted);
+        if !wanted.is_empty() {
+            let closed = self.client.closed_orders(None, None).await?;
+            take(&closed, &mut wanted);
+        }
+        Ok(out)
+    }
+}
+
 impl Exchange for KrakenExchange {
     fn pairs(&self) -> ExchangeFuture<Vec<PairInfo>> {
         let pairs: Vec<PairInfo> = self.registry().pairs().cloned().collect();
@@ -470,12 +510,15 @@ impl Exchange for KrakenExchange {
                         .filter_map(|(t, o)| to_exchange_order(t, o, &this.registry())),
                 );
             }
-            for o in &orders {
-                if let OrderRef::Client(id) = o {
-                    if let Some(found) = this.find_by_client_id(id).await? {
-                        out.push(found);
-                    }
-                }
+            let clients: Vec<&ClientOrderId> = orders
+                .iter()
+                .filter_map(|o| match o {
+                    OrderRef::Client(id) => Some(id),
+                    OrderRef::Exchange(_) => None,
+                })
+                .collect();
+            if !clients.is_empty() {
+                out.extend(this.find_by_client_ids(&clients).await?);
             }
             Ok(out)
         }
@@ -487,6 +530,18 @@ impl Exchange for KrakenExchange {
         async move {
             let open = this.client.open_orders(None).await?;
             Ok(open
+                .iter()
+                .filter_map(|(t, o)| to_exchange_order(t, o, &this.registry()))
+                .collect())
+        }
+        .boxed()
+    }
+
+    fn closed_orders(&self) -> ExchangeFuture<Vec<ExchangeOrder>> {
+        let this = self.clone();
+        async move {
+            let closed = this.client.closed_orders(None, None).await?;
+            Ok(closed
                 .iter()
                 .filter_map(|(t, o)| to_exchange_order(t, o, &this.registry()))
                 .collect())

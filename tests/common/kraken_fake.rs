@@ -1,7 +1,10 @@
 //! A fake Kraken on 127.0.0.1 with an order book: verifies `API-Sign`, refuses non-increasing
 //! nonces, keeps Kraken's per-key REST counter for the tier (answering `EAPI:Rate limit exceeded`
 //! and counting a violation when a client overruns it), logs every private call with its time,
-//! nonce and signature, and plays scripted faults per method.
+//! nonce and signature, and plays scripted faults per method. As on Kraken, a new order can
+//! become visible late (OpenOrders, ClosedOrders, QueryOrders and CancelOrder do not see it
+//! before its `visible_at`; the delay is set per order), an AddOrder or CancelOrder can take
+//! effect although its reply is an error, and the engine can fill an order while it is invisible.
 #![allow(dead_code, reason = "each test file uses its own subset")]
 
 use super::kraken_wire::{err, expected_signature, ok, parse_form, KEY};
@@ -25,6 +28,14 @@ pub struct BookOrder {
     pub vol_exec: String,
     pub avg: String,
     pub fee: String,
+    /// Before this the order exists in the engine but no query shows it.
+    pub visible_at: Instant,
+}
+
+impl BookOrder {
+    pub fn visible(&self, now: Instant) -> bool {
+        now >= self.visible_at
+    }
 }
 
 /// A scripted answer to the next call of a method.
@@ -32,7 +43,8 @@ pub struct BookOrder {
 pub enum Fault {
     /// Answer with this Kraken error; nothing happens on the book.
     Error(String),
-    /// The order reaches the book, but the answer is this Kraken error.
+    /// The order reaches the book (AddOrder) or is cancelled (CancelOrder), but the answer is
+    /// this Kraken error.
     PlaceThenError(String),
     /// The order reaches the book, but the answer comes only after this delay.
     PlaceThenDelay(Duration),
@@ -60,6 +72,9 @@ pub struct Book {
     rest_value: f64,
     rest_at: Option<Instant>,
     pub rate_violations: u32,
+    /// Visibility delays of the next placed orders, in order; then `visibility_delay`.
+    pub next_visibility: VecDeque<Duration>,
+    pub visibility_delay: Duration,
 }
 
 impl Book {
@@ -75,6 +90,8 @@ impl Book {
             rest_value: 0.0,
             rest_at: None,
             rate_violations: 0,
+            next_visibility: VecDeque::new(),
+            visibility_delay: Duration::ZERO,
         }
     }
 
@@ -182,6 +199,7 @@ fn private(book: &Arc<Mutex<Book>>, req: &Request) -> ResponseTemplate {
                 return ResponseTemplate::new(200).set_body_json(err("EOrder:Duplicate cl_ord_id"));
             }
             let g = |k: &str| f.get(k).cloned().unwrap_or_default();
+            let delay = b.next_visibility.pop_front().unwrap_or(b.visibility_delay);
             b.orders.push(BookOrder {
                 txid: txid.clone(),
                 cl,
@@ -194,6 +212,7 @@ fn private(book: &Arc<Mutex<Book>>, req: &Request) -> ResponseTemplate {
                 vol_exec: "0".into(),
                 avg: "0".into(),
                 fee: "0".into(),
+                visible_at: now + delay,
             });
             match fault {
                 Some(Fault::PlaceThenError(e)) => return ResponseTemplate::new(200).set_body_json(err(&e)),
@@ -212,6 +231,7 @@ fn private(book: &Arc<Mutex<Book>>, req: &Request) -> ResponseTemplate {
             let m: serde_json::Map<String, Value> = b
                 .orders
                 .iter()
+                .filter(|o| o.visible(now))
                 .filter(|o| (o.status == "open") == want_open)
                 .filter(|o| cl.is_none_or(|c| &o.cl == c))
                 .map(|o| (o.txid.clone(), order_json(o)))
@@ -230,7 +250,7 @@ fn private(book: &Arc<Mutex<Book>>, req: &Request) -> ResponseTemplate {
             let m: serde_json::Map<String, Value> = b
                 .orders
                 .iter()
-                .filter(|o| ids.contains(&o.txid))
+                .filter(|o| o.visible(now) && ids.contains(&o.txid))
                 .map(|o| (o.txid.clone(), order_json(o)))
                 .collect();
             if m.is_empty() {
@@ -248,10 +268,13 @@ fn private(book: &Arc<Mutex<Book>>, req: &Request) -> ResponseTemplate {
             match b
                 .orders
                 .iter_mut()
-                .find(|o| (o.cl == target || o.txid == target) && o.status == "open")
+                .find(|o| (o.cl == target || o.txid == target) && o.status == "open" && o.visible(now))
             {
                 Some(o) => {
                     o.status = "canceled".into();
+                    if let Some(Fault::PlaceThenError(e)) = &fault {
+                        return ResponseTemplate::new(200).set_body_json(err(e));
+                    }
                     ok(json!({"count": 1}))
                 }
                 None => err("EOrder:Unknown order"),
@@ -319,6 +342,11 @@ impl FakeKraken {
             .entry(key.to_owned())
             .or_default()
             .extend(faults);
+    }
+
+    /// The next placed orders become visible after these delays (one per order).
+    pub fn delay_visibility(&self, delays: impl IntoIterator<Item = Duration>) {
+        self.book.lock().unwrap().next_visibility.extend(delays);
     }
 
     pub fn orders(&self) -> Vec<BookOrder> {

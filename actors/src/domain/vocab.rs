@@ -104,7 +104,9 @@ wire_enum!(
     }
 );
 wire_enum!(
-    /// Order lifecycle states.
+    /// Order lifecycle states. `unknown`: the placement's outcome is unknown (an ambiguous reply,
+    /// or a restart cut it short); tracked until the exchange shows the order or its history
+    /// proves it absent after the visibility window.
     OrderStatus {
         Pending = "pending",
         Open = "open",
@@ -114,6 +116,7 @@ wire_enum!(
         Expired = "expired",
         Rejected = "rejected",
         Error = "error",
+        Unknown = "unknown",
     }
 );
 wire_enum!(
@@ -146,11 +149,14 @@ impl OrderStatus {
     pub fn can_transition_to(self, next: OrderStatus) -> bool {
         use OrderStatus::*;
         match (self, next) {
-            (Pending, Open | PartiallyFilled | Filled | Cancelled | Expired | Rejected | Error) => true,
+            (Pending, Open | PartiallyFilled | Filled | Cancelled | Expired | Rejected | Error | Unknown) => true,
             (Open, PartiallyFilled | Filled | Cancelled | Expired | Error) => true,
             (PartiallyFilled, PartiallyFilled | Filled | Cancelled | Expired | Error) => true,
             // `error` means "outcome unknown": a reconcile may resolve it to the exchange's truth.
             (Error, Open | PartiallyFilled | Filled | Cancelled | Expired | Rejected) => true,
+            // `unknown` ends when the exchange shows the order, or as `error` once its history
+            // proves it was never placed.
+            (Unknown, Open | PartiallyFilled | Filled | Cancelled | Expired | Rejected | Error) => true,
             _ => false,
         }
     }

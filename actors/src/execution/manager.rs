@@ -40,7 +40,7 @@ use crate::messages::{
     AlertType, CandleClosed, EventMeta, ExecutionEvent, ExecutionEventType, PortfolioUpdate, RiskAlert,
 };
 use crate::ports::{
-    AuditStore, DecisionRecord, Exchange, ExchangeError, ExchangeOrder, OrderAck, OrderRecord, OrderRef, OrderRequest,
+    AuditStore, DecisionRecord, Exchange, ExchangeError, ExchangeOrder, FillWrite, OrderAck, OrderRecord, OrderRef, OrderRequest,
     OrderStore, PairInfo, PositionSnapshotRecord, StateStore, StatusTransition, StoreError, TradeRecord,
 };
 use crate::supervision::{guarded, Drain, SupervisedActor, SupervisionHandle};
@@ -103,8 +103,18 @@ pub struct ExecutionConfig {
     /// First back-off of a failed protective placement; doubles up to `protection_retry_max_ms`.
     pub protection_retry_ms: u64,
     pub protection_retry_max_ms: u64,
-    /// Polls in which an `error` order may be missing on the exchange before it counts as never placed.
+    /// Searches in which an order of unknown outcome must be missing (after the visibility window)
+    /// before it counts as never placed.
     pub reconcile_attempts: u32,
+    /// How long an order may stay invisible on the exchange after it was sent (Kraken: up to about
+    /// a minute under load). An order of unknown outcome is never given up before.
+    pub visibility_window_secs: u64,
+    /// Shortest time between two searches by client id (one OpenOrders and one ClosedOrders call
+    /// for all orders of unknown outcome): keeps the searches within the REST budget.
+    pub search_interval_ms: u64,
+    /// A position without a working stop on the exchange for longer raises a critical alert and
+    /// arms the software backup stop.
+    pub max_unprotected_secs: u64,
     pub trailing_stop: TrailingStopConfig,
 }
 
@@ -126,6 +136,9 @@ impl Default for ExecutionConfig {
             protection_retry_ms: 1000,
             protection_retry_max_ms: 60_000,
             reconcile_attempts: 3,
+            visibility_window_secs: 90,
+            search_interval_ms: 10_000,
+            max_unprotected_secs: 10,
             trailing_stop: TrailingStopConfig::default(),
         }
     }
@@ -176,6 +189,8 @@ enum Op {
     Status(StatusTransition),
     Position(Box<PositionView>),
     Trade(TradeRecord),
+    /// One fill's order, status log, trade and position, in one transaction.
+    Fill(Box<FillWrite>),
     Snapshot(PositionSnapshotRecord),
     Decision(DecisionRecord),
     SavePaper,
@@ -319,6 +334,7 @@ impl Writer {
                         Op::Status(t) => orders.append_status(t.clone()).await,
                         Op::Position(p) => orders.upsert_position((**p).clone()).await,
                         Op::Trade(t) => orders.insert_trade(t.clone()).await,
+                        Op::Fill(f) => orders.record_fill((**f).clone()).await,
                         Op::Snapshot(s) => orders.insert_snapshot(s.clone()).await,
                         Op::Decision(d) => audit.record_decision(d.clone()).await,
                         Op::SavePaper | Op::Flush | Op::FlushAll => Ok(()),
@@ -405,6 +421,18 @@ impl Protect {
     }
 }
 
+/// Whether the placement outcome of `rec` is still unknown (`unknown`, or an `error` recorded as
+/// unresolved by an older version).
+fn is_unknown(rec: &OrderRecord) -> bool {
+    rec.view.status == OrderStatus::Unknown
+        || (rec.view.status == OrderStatus::Error
+            && rec.error_message.as_deref().is_some_and(|m| m.starts_with(UNRESOLVED)))
+}
+
+fn is_protective(rec: &OrderRecord) -> bool {
+    matches!(rec.view.purpose.as_str(), "stop_loss" | "take_profit")
+}
+
 /// What the placement future hands back to the actor.
 type PlaceOutcome = Result<Result<OrderAck, ExchangeError>, StoreError>;
 
@@ -437,6 +465,24 @@ pub struct OrderExecutionManager {
     feed_timeframe: HashMap<Symbol, crate::domain::Timeframe>,
     /// When each cached price was made (end of its candle).
     price_at: HashMap<Symbol, DateTime<Utc>>,
+    /// When orders of unknown outcome were last searched by client id.
+    last_search: Option<DateTime<Utc>>,
+    /// Acknowledged orders the exchange still did not show after the visibility window (alerted once).
+    missing_alerted: HashSet<Uuid>,
+    /// Cancels on their way to the exchange (one at a time per order; retried until confirmed).
+    cancel_inflight: HashSet<Uuid>,
+    cancel_attempts: HashMap<Uuid, u32>,
+    /// Protective orders of unknown outcome that a replacement took over: cancelled if they appear.
+    superseded: HashSet<Uuid>,
+    /// Since when (wall time) each open position has had no working stop on the exchange.
+    unprotected_since: HashMap<Uuid, actix::clock::Instant>,
+    /// Positions whose unprotected time was alerted (once per episode).
+    unprotected_alerted: HashSet<Uuid>,
+    /// The writes of the fill being applied, committed as one transaction.
+    batch: Option<FillWrite>,
+    /// Closed exchange orders already checked against the store by `sync_with_exchange`.
+    synced_closed: HashSet<String>,
+    syncs: u64,
 }
 
 impl OrderExecutionManager {
@@ -465,11 +511,41 @@ impl OrderExecutionManager {
             peak_equity: Decimal::ZERO,
             feed_timeframe: HashMap::new(),
             price_at: HashMap::new(),
+            last_search: None,
+            missing_alerted: HashSet::new(),
+            cancel_inflight: HashSet::new(),
+            cancel_attempts: HashMap::new(),
+            superseded: HashSet::new(),
+            unprotected_since: HashMap::new(),
+            unprotected_alerted: HashSet::new(),
+            batch: None,
+            synced_closed: HashSet::new(),
+            syncs: 0,
         }
     }
 
     fn now(&self) -> DateTime<Utc> {
         self.deps.clock.now()
+    }
+
+    /// A store write: part of the fill being applied (one transaction), or on its own.
+    fn write(&mut self, op: Op) {
+        match (&mut self.batch, op) {
+            (Some(b), Op::Order(o)) => b.orders.push(*o),
+            (Some(b), Op::Status(t)) => b.statuses.push(t),
+            (Some(b), Op::Position(p)) => b.positions.push(*p),
+            (Some(b), Op::Trade(t)) => b.trades.push(t),
+            (_, op) => self.writer.send(op),
+        }
+    }
+
+    /// Sends the fill collected so far as one transaction (before anything is placed for it).
+    fn commit_fill(&mut self) {
+        if let Some(b) = self.batch.take() {
+            if !b.is_empty() {
+                self.writer.send(Op::Fill(Box::new(b)));
+            }
+        }
     }
 
     fn cfg(&self) -> &ExecutionConfig {
@@ -530,7 +606,18 @@ impl OrderExecutionManager {
         self.pairs = pairs.into_iter().map(|p| (p.symbol.clone(), p)).collect();
         for o in orders {
             self.by_client.insert(o.view.client_order_id.clone(), o.view.id);
-            self.orders.insert(o.view.id, o);
+            self.orders.insert(o.view.id, o.clone());
+            if o.view.status == OrderStatus::Pending {
+                // Recorded before sending, then cut short by a restart: it may or may not be on the
+                // exchange. Never taken for a working order: searched by client id like any unknown.
+                let mut rec = o;
+                rec.error_message = Some(format!("{UNRESOLVED} placement cut short by a restart"));
+                self.transition(
+                    &mut rec,
+                    OrderStatus::Unknown,
+                    serde_json::json!({"reason": "pending at restart; outcome unknown"}),
+                );
+            }
         }
         for p in positions {
             self.positions.insert(p.id, p);
@@ -562,42 +649,79 @@ impl OrderExecutionManager {
         if !self.ready || self.polling {
             return;
         }
-        // Acknowledged orders are asked for by exchange id (one batched query on Kraken); only
-        // orders whose placement outcome is unknown are searched by client id.
-        let asked: Vec<(Uuid, OrderRef)> = self
-            .orders
-            .values()
-            .filter(|o| !self.placing.contains(&o.view.id))
-            .map(|o| {
-                let r = match &o.view.exchange_order_id {
-                    Some(x) if !x.is_empty() => OrderRef::Exchange(x.clone()),
-                    _ => OrderRef::Client(o.view.client_order_id.clone()),
-                };
-                (o.view.id, r)
-            })
-            .collect();
-        if asked.is_empty() {
+        // Acknowledged orders are asked for by exchange id (one batched QueryOrders on Kraken);
+        // orders of unknown outcome are searched by client id, all in one search (one OpenOrders
+        // and one ClosedOrders on Kraken) at most every `search_interval_ms`.
+        let now = self.now();
+        let mut known: Vec<(Uuid, OrderRef)> = Vec::new();
+        let mut unknown: Vec<(Uuid, OrderRef)> = Vec::new();
+        for o in self.orders.values().filter(|o| !self.placing.contains(&o.view.id)) {
+            match &o.view.exchange_order_id {
+                Some(x) if !x.is_empty() => known.push((o.view.id, OrderRef::Exchange(x.clone()))),
+                _ => unknown.push((o.view.id, OrderRef::Client(o.view.client_order_id.clone()))),
+            }
+        }
+        let interval = chrono::Duration::milliseconds(i64::try_from(self.cfg().search_interval_ms).unwrap_or(i64::MAX));
+        let search_due = self.last_search.is_none_or(|t| now - t >= interval);
+        if !search_due {
+            unknown.clear();
+        }
+        if known.is_empty() && unknown.is_empty() {
             if !self.reconciled {
                 self.finish_reconcile(ctx);
             }
             return;
         }
+        if !unknown.is_empty() {
+            self.last_search = Some(now);
+        }
         self.polling = true;
         let exchange = self.deps.exchange.clone();
-        let refs: Vec<OrderRef> = asked.iter().map(|(_, r)| r.clone()).collect();
-        let asked: Vec<Uuid> = asked.into_iter().map(|(id, _)| id).collect();
-        let fut = async move { exchange.query_orders(refs).await };
-        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+        let ask = |list: &[(Uuid, OrderRef)]| {
+            let refs: Vec<OrderRef> = list.iter().map(|(_, r)| r.clone()).collect();
+            let ids: Vec<Uuid> = list.iter().map(|(id, _)| *id).collect();
+            let exchange = exchange.clone();
+            let fut = async move {
+                if refs.is_empty() {
+                    None
+                } else {
+                    Some(exchange.query_orders(refs).await)
+                }
+            };
+            (ids, fut)
+        };
+        let (known_ids, known_fut) = ask(&known);
+        let (unknown_ids, unknown_fut) = ask(&unknown);
+        // Independent: a failed search leaves the batch by exchange id alone, and vice versa.
+        let fut = async move { futures::join!(known_fut, unknown_fut) };
+        ctx.spawn(fut.into_actor(self).map(move |(k, u), act, ctx| {
             act.polling = false;
-            let _ = guarded(act, ctx, |act, ctx| act.on_polled(asked, res, ctx));
+            let _ = guarded(act, ctx, |act, ctx| {
+                if let Some(k) = k {
+                    act.on_polled(known_ids, k, "order status poll", ctx);
+                }
+                if let Some(u) = u {
+                    act.on_polled(unknown_ids, u, "search by client id", ctx);
+                }
+                if !act.reconciled {
+                    act.finish_reconcile(ctx);
+                }
+            });
         }));
     }
 
-    fn on_polled(&mut self, asked: Vec<Uuid>, res: Result<Vec<ExchangeOrder>, ExchangeError>, ctx: &mut Context<Self>) {
+    fn on_polled(
+        &mut self,
+        asked: Vec<Uuid>,
+        res: Result<Vec<ExchangeOrder>, ExchangeError>,
+        what: &str,
+        ctx: &mut Context<Self>,
+    ) {
         let found = match res {
             Ok(v) => v,
             Err(e) => {
-                tracing::warn!(error = %e, "order status poll failed");
+                // No evidence either way: nothing counts as missing.
+                tracing::warn!(error = %e, "{what} failed");
                 return;
             }
         };
@@ -618,6 +742,7 @@ impl OrderExecutionManager {
                 continue;
             }
             self.missing.remove(&id);
+            self.missing_alerted.remove(&id);
             self.apply_update(id, &ex, ctx);
         }
         for id in asked {
@@ -626,13 +751,13 @@ impl OrderExecutionManager {
             }
             self.on_missing(id, ctx);
         }
-        if !self.reconciled {
-            self.finish_reconcile(ctx);
-        }
     }
 
-    /// An order the exchange does not know. A `pending` (never acknowledged) or unresolved `error` order is
-    /// given up after `reconcile_attempts` polls: it was never placed. Anything else is an alert.
+    /// An order the exchange did not show. An order of unknown outcome is given up (never placed)
+    /// only once the visibility window since it was sent has passed and `reconcile_attempts`
+    /// searches missed it; until then a protective one is replaced at once (its position must not
+    /// wait), and the original is cancelled if it still appears. An acknowledged order is never
+    /// given up: it is alerted once after the window and kept asking for.
     fn on_missing(&mut self, id: Uuid, ctx: &mut Context<Self>) {
         let Some(rec) = self.orders.get(&id).cloned() else {
             return;
@@ -642,16 +767,40 @@ impl OrderExecutionManager {
             *n += 1;
             *n
         };
-        if n < self.cfg().reconcile_attempts {
+        let window = chrono::Duration::seconds(i64::try_from(self.cfg().visibility_window_secs).unwrap_or(i64::MAX));
+        let window_over = self.now() - rec.view.created_at >= window;
+        if !is_unknown(&rec) {
+            if window_over && self.missing_alerted.insert(id) {
+                self.alert(
+                    AlertType::Reconcile,
+                    Severity::High,
+                    Some(rec.view.symbol.clone()),
+                    format!(
+                        "order {} ({}, exchange id {}) acknowledged but not shown by the exchange after {} s",
+                        rec.view.client_order_id,
+                        rec.view.purpose,
+                        rec.view.exchange_order_id.as_deref().unwrap_or("-"),
+                        self.cfg().visibility_window_secs
+                    ),
+                );
+            }
+            return;
+        }
+        if !window_over || n < self.cfg().reconcile_attempts.max(1) {
+            if let Some(pid) = rec.view.position_id.filter(|_| is_protective(&rec)) {
+                self.ensure_protection(pid, ctx);
+            }
             return;
         }
         self.missing.remove(&id);
         let msg = format!(
-            "order {} ({}) is unknown to the exchange after {n} queries",
-            rec.view.client_order_id, rec.view.purpose
+            "order {} ({}) not on the exchange {} s after it was sent ({n} searches): never placed",
+            rec.view.client_order_id,
+            rec.view.purpose,
+            (self.now() - rec.view.created_at).num_seconds()
         );
         let mut rec2 = rec.clone();
-        rec2.error_message = Some("not found on the exchange; never placed".into());
+        rec2.error_message = Some("not found on the exchange after the visibility window; never placed".into());
         if rec.view.status != OrderStatus::Error {
             self.transition(&mut rec2, OrderStatus::Error, serde_json::json!({"reason": msg}));
         } else {
@@ -676,6 +825,9 @@ impl OrderExecutionManager {
         }
         self.cancel_requested.remove(&id);
         self.missing.remove(&id);
+        self.missing_alerted.remove(&id);
+        self.superseded.remove(&id);
+        self.cancel_attempts.remove(&id);
     }
 
     /// Logs and persists a status change the lifecycle table allows; returns whether it happened.
@@ -691,8 +843,8 @@ impl OrderExecutionManager {
         let now = self.now();
         rec.view.status = to;
         rec.view.updated_at = now;
-        self.writer.send(Op::Order(Box::new(rec.clone())));
-        self.writer.send(Op::Status(StatusTransition {
+        self.write(Op::Order(Box::new(rec.clone())));
+        self.write(Op::Status(StatusTransition {
             order_id: rec.view.id,
             from: Some(from),
             to,
@@ -730,6 +882,10 @@ impl OrderExecutionManager {
             Decimal::ZERO
         };
         let fee_delta = (ex.fee - rec.view.fee).max(Decimal::ZERO);
+        if delta > Decimal::ZERO {
+            // The order's new state, its trade and its position are written as one transaction.
+            self.batch = Some(FillWrite::default());
+        }
         if rec.view.exchange_order_id.is_none() {
             rec.view.exchange_order_id = Some(ex.exchange_order_id.clone());
         }
@@ -738,8 +894,8 @@ impl OrderExecutionManager {
             rec.view.avg_fill_price = ex.avg_fill_price;
         }
         rec.view.fee = rec.view.fee.max(ex.fee);
-        let was_error = rec.view.status == OrderStatus::Error;
-        if was_error {
+        let was_unknown = is_unknown(&rec);
+        if was_unknown {
             rec.error_message = None;
         }
         let status_changed = ex.status != rec.view.status || delta > Decimal::ZERO;
@@ -751,10 +907,17 @@ impl OrderExecutionManager {
             });
             if !self.transition(&mut rec, ex.status, detail) {
                 rec.view.updated_at = self.now();
-                self.writer.send(Op::Order(Box::new(rec.clone())));
+                self.write(Op::Order(Box::new(rec.clone())));
                 if let Some(r) = self.orders.get_mut(&id) {
                     *r = rec.clone();
                 }
+            }
+        } else if was_unknown {
+            // Found as it was sent (e.g. `pending` on the book): no longer unknown.
+            rec.view.updated_at = self.now();
+            self.write(Op::Order(Box::new(rec.clone())));
+            if let Some(r) = self.orders.get_mut(&id) {
+                *r = rec.clone();
             }
         }
         if delta > Decimal::ZERO {
@@ -774,6 +937,22 @@ impl OrderExecutionManager {
                 }),
             );
             self.on_fill(&rec, delta, fill_price, fee_delta, ctx);
+        }
+        self.commit_fill();
+        if self.superseded.contains(&id) && !rec.view.status.is_terminal() {
+            // A protective order given up for a replacement appeared after all: one is enough.
+            self.superseded.remove(&id);
+            self.alert(
+                AlertType::Reconcile,
+                Severity::Medium,
+                Some(rec.view.symbol.clone()),
+                format!(
+                    "{} {} appeared late on the exchange after its replacement was placed; cancelling it",
+                    rec.view.purpose.replace('_', " "),
+                    rec.view.client_order_id
+                ),
+            );
+            self.request_cancel(id, ctx);
         }
         match ex.status {
             OrderStatus::Cancelled | OrderStatus::Expired if status_changed => {
@@ -795,11 +974,43 @@ impl OrderExecutionManager {
                     Decimal::ZERO,
                     None,
                 );
+                self.alert(
+                    AlertType::ExecutionError,
+                    Severity::High,
+                    Some(rec.view.symbol.clone()),
+                    format!(
+                        "{} order {} rejected by the exchange: {}",
+                        rec.view.purpose,
+                        rec.view.client_order_id,
+                        ex.reason.as_deref().unwrap_or("no reason given")
+                    ),
+                );
             }
             _ => {}
         }
         if rec.view.status.is_terminal() {
             let ours = self.cancel_requested.contains(&id);
+            let position_open = rec.view.position_id.is_some_and(|pid| self.positions.contains_key(&pid));
+            if is_protective(&rec)
+                && !ours
+                && position_open
+                && matches!(rec.view.status, OrderStatus::Cancelled | OrderStatus::Expired)
+                && status_changed
+            {
+                self.alert(
+                    AlertType::Reconcile,
+                    Severity::Medium,
+                    Some(rec.view.symbol.clone()),
+                    format!(
+                        "{} {} of position {} was {} on the exchange without our request ({}); replacing it",
+                        rec.view.purpose.replace('_', " "),
+                        rec.view.client_order_id,
+                        rec.view.position_id.map(|p| p.to_string()).unwrap_or_default(),
+                        rec.view.status,
+                        ex.reason.as_deref().unwrap_or("no reason given")
+                    ),
+                );
+            }
             self.forget(id);
             if let Some(pid) = rec.view.position_id {
                 if matches!(rec.view.purpose.as_str(), "stop_loss" | "take_profit") && !ours {
@@ -819,6 +1030,7 @@ impl OrderExecutionManager {
                 }
             }
         }
+        self.commit_fill();
         self.writer.send(Op::SavePaper);
         if delta > Decimal::ZERO {
             self.refresh_portfolio(ctx);
@@ -844,7 +1056,7 @@ impl OrderExecutionManager {
             executed_at: now,
         };
         if rec.view.purpose == "entry" {
-            self.writer.send(Op::Trade(trade(None)));
+            self.write(Op::Trade(trade(None)));
             let opened = if let Some(p) = self.positions.get_mut(&pid) {
                 let total = p.size + delta;
                 p.entry_price = ((p.entry_price * p.size + price * delta) / total).normalize();
@@ -885,7 +1097,7 @@ impl OrderExecutionManager {
             let Some(p) = self.positions.get(&pid).cloned() else {
                 return;
             };
-            self.writer.send(Op::Position(Box::new(p.clone())));
+            self.write(Op::Position(Box::new(p.clone())));
             if opened {
                 self.publish(ExecutionEventType::PositionOpened, rec, delta, Some(price), fee, None);
                 self.decision(
@@ -895,12 +1107,13 @@ impl OrderExecutionManager {
                     serde_json::json!({"position_id": pid, "side": p.side, "size": p.size, "entry_price": p.entry_price}),
                 );
             }
+            self.commit_fill();
             self.ensure_protection(pid, ctx);
             return;
         }
         // An exit: stop-loss, take-profit or close.
         let Some(p) = self.positions.get_mut(&pid) else {
-            self.writer.send(Op::Trade(trade(None)));
+            self.write(Op::Trade(trade(None)));
             tracing::warn!(position = %pid, "exit fill for a position that is not open");
             return;
         };
@@ -919,10 +1132,13 @@ impl OrderExecutionManager {
             p.unrealized_pnl = None;
         }
         let p = p.clone();
-        self.writer.send(Op::Trade(trade(Some(pnl))));
-        self.writer.send(Op::Position(Box::new(p.clone())));
+        self.write(Op::Trade(trade(Some(pnl))));
+        self.write(Op::Position(Box::new(p.clone())));
+        self.commit_fill();
         if closed {
             self.positions.remove(&pid);
+            self.unprotected_since.remove(&pid);
+            self.unprotected_alerted.remove(&pid);
             self.trail_extreme.remove(&pid);
             self.cancel_position_orders(pid, ctx);
             self.publish(
@@ -960,29 +1176,89 @@ impl OrderExecutionManager {
         }
     }
 
+    /// Cancels an order and keeps at it until the exchange shows it closed: each attempt is followed
+    /// by a query of the order, and an attempt that failed or left the order open (an ambiguous
+    /// reply, a late-visible order) is retried with back-off. One attempt runs at a time per order;
+    /// asking again while one runs changes nothing.
     fn request_cancel(&mut self, id: Uuid, ctx: &mut Context<Self>) {
         if self.drained {
             return;
         }
         let Some(rec) = self.orders.get(&id) else { return };
-        if !self.cancel_requested.insert(id) {
+        self.cancel_requested.insert(id);
+        if self.placing.contains(&id) || !self.cancel_inflight.insert(id) {
+            // Sent first (the placement's answer re-checks), or an attempt is on its way.
             return;
         }
         let exchange = self.deps.exchange.clone();
-        let cid = rec.view.client_order_id.clone();
-        let fut = async move { exchange.cancel_order(OrderRef::Client(cid)).await };
-        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
-            if let Err(e) = res {
-                tracing::warn!(error = %e, order = %id, "cancel failed; the next poll decides");
-                if e.is_retryable() {
-                    act.cancel_requested.remove(&id);
-                    ctx.run_later(Duration::from_millis(act.cfg().protection_retry_ms), move |act, ctx| {
-                        act.request_cancel(id, ctx);
-                    });
-                }
-            }
-            act.poll(ctx);
+        let target = match &rec.view.exchange_order_id {
+            Some(x) if !x.is_empty() => OrderRef::Exchange(x.clone()),
+            _ => OrderRef::Client(rec.view.client_order_id.clone()),
+        };
+        let fut = async move {
+            let cancelled = exchange.cancel_order(target.clone()).await;
+            let seen = exchange.query_orders(vec![target]).await;
+            (cancelled, seen)
+        };
+        ctx.spawn(fut.into_actor(self).map(move |(cancelled, seen), act, ctx| {
+            act.cancel_inflight.remove(&id);
+            let _ = guarded(act, ctx, |act, ctx| act.on_cancel_result(id, cancelled, seen, ctx));
         }));
+    }
+
+    fn on_cancel_result(
+        &mut self,
+        id: Uuid,
+        cancelled: Result<(), ExchangeError>,
+        seen: Result<Vec<ExchangeOrder>, ExchangeError>,
+        ctx: &mut Context<Self>,
+    ) {
+        if let Ok(found) = &seen {
+            let cid = self.orders.get(&id).map(|o| o.view.client_order_id.clone());
+            let xid = self.orders.get(&id).and_then(|o| o.view.exchange_order_id.clone());
+            if let Some(ex) = found
+                .iter()
+                .find(|ex| (ex.client_order_id.is_some() && ex.client_order_id == cid) || Some(&ex.exchange_order_id) == xid.as_ref())
+            {
+                self.missing.remove(&id);
+                self.apply_update(id, ex, ctx);
+            }
+        }
+        let Some(rec) = self.orders.get(&id).cloned() else {
+            // Closed on the exchange (cancelled, or filled first): done.
+            return;
+        };
+        if self.drained || !self.cancel_requested.contains(&id) {
+            return;
+        }
+        let n = {
+            let n = self.cancel_attempts.entry(id).or_insert(0);
+            *n += 1;
+            *n
+        };
+        let why = match (&cancelled, &seen) {
+            (Err(e), _) => format!("cancel failed: {e}"),
+            (Ok(()), Err(e)) => format!("cancel sent, order state unavailable: {e}"),
+            (Ok(()), Ok(_)) => "cancel sent, order not shown closed yet".to_owned(),
+        };
+        tracing::warn!(order = %rec.view.client_order_id, attempt = n, reason = %why, "cancel not confirmed; retrying");
+        if n == 3 {
+            self.alert(
+                AlertType::ExecutionError,
+                Severity::High,
+                Some(rec.view.symbol.clone()),
+                format!(
+                    "cancel of {} {} not confirmed after {n} attempts ({why}); still retrying",
+                    rec.view.purpose, rec.view.client_order_id
+                ),
+            );
+        }
+        let base = self.cfg().protection_retry_ms.max(1);
+        let max = self.cfg().protection_retry_max_ms.max(base);
+        let delay = base.saturating_mul(1u64 << n.saturating_sub(1).min(16)).min(max);
+        ctx.run_later(Duration::from_millis(delay), move |act, ctx| {
+            let _ = guarded(act, ctx, |act, ctx| act.request_cancel(id, ctx));
+        });
     }
 
     /// Makes the exchange's protective orders match the position: placed when missing, replaced when the
@@ -1002,10 +1278,14 @@ impl OrderExecutionManager {
                 Protect::StopLoss => (self.cfg().auto_stop_loss, pos.stop_loss, pos.stop_loss_order_id),
                 Protect::TakeProfit => (self.cfg().auto_take_profit, pos.take_profit, pos.take_profit_order_id),
             };
-            let mut current_rec = current.and_then(|id| self.orders.get(&id)).cloned();
+            let mut current_rec = current
+                .filter(|id| !self.superseded.contains(id) && !self.cancel_requested.contains(id))
+                .and_then(|id| self.orders.get(&id))
+                .cloned();
             if current_rec.is_none() {
                 // A protective order of this position that is tracked but not linked (its placement was
-                // cut short by a restart, or its outcome is still unknown): adopt it, never send a second.
+                // cut short by a restart, or its outcome is still unknown): adopt it, never send a second
+                // while it may still appear.
                 let unlinked = self
                     .orders
                     .values()
@@ -1013,6 +1293,7 @@ impl OrderExecutionManager {
                         o.view.position_id == Some(pid)
                             && o.view.purpose == kind.purpose()
                             && !self.cancel_requested.contains(&o.view.id)
+                            && !self.superseded.contains(&o.view.id)
                     })
                     .max_by_key(|o| o.view.created_at)
                     .cloned();
@@ -1020,19 +1301,17 @@ impl OrderExecutionManager {
                     if self.placing.contains(&o.view.id) {
                         continue;
                     }
-                    if let Some(p) = self.positions.get_mut(&pid) {
-                        match kind {
-                            Protect::StopLoss => p.stop_loss_order_id = Some(o.view.id),
-                            Protect::TakeProfit => p.take_profit_order_id = Some(o.view.id),
+                    if current != Some(o.view.id) {
+                        if let Some(p) = self.positions.get_mut(&pid) {
+                            match kind {
+                                Protect::StopLoss => p.stop_loss_order_id = Some(o.view.id),
+                                Protect::TakeProfit => p.take_profit_order_id = Some(o.view.id),
+                            }
+                            let snapshot = p.clone();
+                            self.writer.send(Op::Position(Box::new(snapshot)));
                         }
-                        let snapshot = p.clone();
-                        self.writer.send(Op::Position(Box::new(snapshot)));
-                    }
-                    tracing::info!(position = %pid, order = %o.view.client_order_id, kind = kind.purpose(),
-                        "adopted an unlinked protective order");
-                    if o.view.status == OrderStatus::Error {
-                        // Outcome unknown: the poll resolves it by client id first.
-                        continue;
+                        tracing::info!(position = %pid, order = %o.view.client_order_id, kind = kind.purpose(),
+                            "adopted an unlinked protective order");
                     }
                     current_rec = Some(o);
                 }
@@ -1050,9 +1329,18 @@ impl OrderExecutionManager {
             let price = pair.as_ref().map_or(target, |p| p.quantise_price(target));
             let volume = pair.as_ref().map_or(pos.size, |p| p.quantise_volume(pos.size));
             if let Some(c) = &current_rec {
-                let remaining = c.view.volume - c.view.filled_volume;
-                if !self.cancel_requested.contains(&c.view.id) && remaining == volume && c.view.price == Some(price) {
-                    continue;
+                if is_unknown(c) {
+                    // Outcome unknown: the search by client id decides first. Once it missed the order,
+                    // the position cannot wait for the visibility window: a replacement is placed and
+                    // the original is cancelled if it appears.
+                    if self.missing.get(&c.view.id).copied().unwrap_or(0) == 0 {
+                        continue;
+                    }
+                } else {
+                    let remaining = c.view.volume - c.view.filled_volume;
+                    if remaining == volume && c.view.price == Some(price) {
+                        continue;
+                    }
                 }
             }
             self.place_protection(&pos, kind, price, volume, current_rec.map(|c| c.view.id), ctx);
@@ -1151,7 +1439,12 @@ impl OrderExecutionManager {
                     }
                 }
                 if let Some(old) = replaces {
-                    self.request_cancel(old, ctx);
+                    if self.orders.get(&old).is_some_and(is_unknown) {
+                        // Never seen on the exchange: cancelled only if it appears (see `apply_update`).
+                        self.superseded.insert(old);
+                    } else {
+                        self.request_cancel(old, ctx);
+                    }
                 }
                 self.decision(
                     snapshot.correlation_id,
@@ -1353,6 +1646,10 @@ impl OrderExecutionManager {
                     }),
                 );
                 self.writer.send(Op::SavePaper);
+                if self.cancel_requested.contains(&id) {
+                    // Cancelled while its placement was on the way.
+                    self.request_cancel(id, ctx);
+                }
                 if self.deps.paper.is_some() {
                     self.poll(ctx);
                 }
@@ -1360,7 +1657,7 @@ impl OrderExecutionManager {
             }
             Ok(Err(ExchangeError::Unknown(msg))) => {
                 rec.error_message = Some(format!("{UNRESOLVED} {msg}"));
-                self.transition(&mut rec, OrderStatus::Error, serde_json::json!({"reason": msg}));
+                self.transition(&mut rec, OrderStatus::Unknown, serde_json::json!({"reason": msg}));
                 self.publish(
                     ExecutionEventType::OrderError,
                     &rec,
@@ -1407,6 +1704,23 @@ impl OrderExecutionManager {
                     &symbol,
                     serde_json::json!({"order_id": id, "client_order_id": rec.view.client_order_id, "error": e.to_string()}),
                 );
+                if !is_protective(&rec) {
+                    // A refused protective order alerts in `on_protection_result` (urgent for a stop).
+                    let severity = if matches!(e, ExchangeError::Invalid(_)) {
+                        Severity::Medium
+                    } else {
+                        Severity::High
+                    };
+                    self.alert(
+                        AlertType::ExecutionError,
+                        severity,
+                        Some(symbol.clone()),
+                        format!(
+                            "{} {} {} {} refused: {e}",
+                            rec.view.purpose, rec.view.side, rec.view.volume, rec.view.symbol
+                        ),
+                    );
+                }
                 self.forget(id);
                 if rec.view.purpose == "close" {
                     if let Some(pid) = rec.view.position_id {
@@ -1790,15 +2104,11 @@ impl OrderExecutionManager {
             return PriceEffect::None;
         }
         let trailing = &self.cfg().trailing_stop;
-        let stop_working = p
-            .stop_loss_order_id
-            .is_some_and(|id| self.orders.contains_key(&id) && !self.cancel_requested.contains(&id))
-            || self.protect_inflight.contains(&(p.id, Protect::StopLoss));
         let hit = p.stop_loss.is_some_and(|sl| match p.side {
             PositionSide::Long => price <= sl,
             PositionSide::Short => price >= sl,
         });
-        if hit && !stop_working {
+        if hit && self.backup_stop_armed(p) {
             return PriceEffect::Breached;
         }
         if !trailing.enabled {
@@ -1834,6 +2144,122 @@ impl OrderExecutionManager {
         }
     }
 
+    /// Whether a stop order of position `p` works on the exchange (acknowledged, open, not being
+    /// cancelled). A `pending` or `unknown` stop does not count.
+    fn stop_working(&self, p: &PositionView) -> bool {
+        self.orders.values().any(|o| {
+            o.view.position_id == Some(p.id)
+                && o.view.purpose == Protect::StopLoss.purpose()
+                && matches!(o.view.status, OrderStatus::Open | OrderStatus::PartiallyFilled)
+                && !self.cancel_requested.contains(&o.view.id)
+        })
+    }
+
+    /// A stop for position `p` is on its way (sent, or of unknown outcome and not yet given up).
+    fn stop_pending(&self, p: &PositionView) -> bool {
+        self.protect_inflight.contains(&(p.id, Protect::StopLoss))
+            || self.orders.values().any(|o| {
+                o.view.position_id == Some(p.id)
+                    && o.view.purpose == Protect::StopLoss.purpose()
+                    && (o.view.status == OrderStatus::Pending || is_unknown(o))
+                    && !self.superseded.contains(&o.view.id)
+                    && !self.cancel_requested.contains(&o.view.id)
+            })
+    }
+
+    /// The software backup stop watches the price of `p`: no stop works on the exchange, and none
+    /// is on its way, or the position has been unprotected for `max_unprotected_secs`.
+    fn backup_stop_armed(&self, p: &PositionView) -> bool {
+        if self.stop_working(p) {
+            return false;
+        }
+        let max = Duration::from_secs(self.cfg().max_unprotected_secs);
+        let too_long = self
+            .unprotected_since
+            .get(&p.id)
+            .is_some_and(|since| since.elapsed() >= max);
+        !self.stop_pending(p) || too_long
+    }
+
+    /// Every second: a position without a working stop for `max_unprotected_secs` raises a
+    /// critical alert (once per episode) and arms the backup stop; protective orders whose
+    /// position is gone are cancelled and alerted.
+    fn check_protection(&mut self, ctx: &mut Context<Self>) {
+        if !self.ready || !self.reconciled || self.drained {
+            return;
+        }
+        let now = actix::clock::Instant::now();
+        let max = Duration::from_secs(self.cfg().max_unprotected_secs);
+        let mut late = Vec::new();
+        let mut fine = Vec::new();
+        for p in self.positions.values() {
+            let needs_stop = p.status == PositionStatus::Open
+                && p.size > Decimal::ZERO
+                && self.cfg().auto_stop_loss
+                && p.stop_loss.is_some();
+            if !needs_stop || self.stop_working(p) {
+                fine.push(p.id);
+                continue;
+            }
+            let since = self.unprotected_since.get(&p.id).copied().unwrap_or(now);
+            if now.saturating_duration_since(since) >= max && !self.unprotected_alerted.contains(&p.id) {
+                late.push((p.id, p.symbol.clone(), p.stop_loss, now.saturating_duration_since(since)));
+            }
+            self.unprotected_since.entry(p.id).or_insert(since);
+        }
+        for id in fine {
+            self.unprotected_since.remove(&id);
+            self.unprotected_alerted.remove(&id);
+        }
+        let positions = &self.positions;
+        self.unprotected_since.retain(|id, _| positions.contains_key(id));
+        self.unprotected_alerted.retain(|id| positions.contains_key(id));
+        let armed = !late.is_empty();
+        for (pid, symbol, sl, for_how_long) in late {
+            self.unprotected_alerted.insert(pid);
+            self.alert(
+                AlertType::StopLossMissing,
+                Severity::Critical,
+                Some(symbol),
+                format!(
+                    "position {pid} has had no working stop on the exchange for {} s; software backup stop armed at {}",
+                    for_how_long.as_secs(),
+                    sl.map(|s| s.to_string()).unwrap_or_default()
+                ),
+            );
+        }
+        // Orphans: protective orders whose position is gone.
+        let orphans: Vec<OrderRecord> = self
+            .orders
+            .values()
+            .filter(|o| {
+                is_protective(o)
+                    && o.view.position_id.is_some_and(|pid| !self.positions.contains_key(&pid))
+                    && !self.cancel_requested.contains(&o.view.id)
+                    && !self.placing.contains(&o.view.id)
+            })
+            .cloned()
+            .collect();
+        for o in orphans {
+            self.alert(
+                AlertType::Reconcile,
+                Severity::Medium,
+                Some(o.view.symbol.clone()),
+                format!(
+                    "orphan {} {} (position {} is closed or gone); cancelling it",
+                    o.view.purpose.replace('_', " "),
+                    o.view.client_order_id,
+                    o.view.position_id.map(|p| p.to_string()).unwrap_or_default()
+                ),
+            );
+            self.request_cancel(o.view.id, ctx);
+        }
+        if armed {
+            // The price may already be through the stop.
+            self.on_prices(ctx);
+        }
+    }
+
     /// How many of `prices` (in order) can be applied one after the other without anything
     /// happening here: no order or protection in flight, no stop breached, no trailing stop moved.
     /// A price that does nothing leaves the state as it was, so each is judged on the current state.
@@ -1857,36 +2283,118 @@ impl OrderExecutionManager {
             .count()
     }
 
-    /// Every 30 s: orders on the exchange that carry our client ids but that we do not track.
+    /// Every 30 s: orders on the exchange that carry our client ids but that we do not track, open
+    /// ones and (every 10th sync, or while an order's outcome is unknown) recently closed ones. One
+    /// the store knows but gave up (or that filled while invisible) is tracked again and applied:
+    /// its fill opens the position and the position is protected. Others are alerted.
     fn sync_with_exchange(&mut self, ctx: &mut Context<Self>) {
-        if !self.ready {
+        if !self.ready || self.drained {
             return;
         }
+        self.syncs += 1;
+        let with_closed = self.syncs % 10 == 1 || self.orders.values().any(is_unknown);
         let exchange = self.deps.exchange.clone();
-        let fut = async move { exchange.open_orders().await };
-        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
-            let _ = guarded(act, ctx, |act, _| match res {
-                Ok(open) => {
-                    for o in open {
-                        let Some(cid) = o.client_order_id.as_ref() else {
-                            continue;
-                        };
-                        if cid.as_str().starts_with("tg-") && !act.by_client.contains_key(cid) {
-                            act.alert(
-                                AlertType::Reconcile,
-                                Severity::High,
-                                Some(o.symbol.clone()),
-                                format!(
-                                    "exchange order {} ({cid}, {} {} {}) is not tracked locally",
-                                    o.exchange_order_id, o.side, o.volume, o.symbol
-                                ),
-                            );
-                        }
-                    }
+        let fut = async move {
+            let open = exchange.open_orders().await;
+            let closed = if with_closed {
+                Some(exchange.closed_orders().await)
+            } else {
+                None
+            };
+            (open, closed)
+        };
+        ctx.spawn(fut.into_actor(self).map(|(open, closed), act, ctx| {
+            let _ = guarded(act, ctx, |act, ctx| {
+                let mut candidates = Vec::new();
+                match open {
+                    Ok(v) => candidates.extend(v.into_iter().map(|o| (o, true))),
+                    Err(e) => tracing::warn!(error = %e, "open orders unavailable; sync skipped"),
                 }
-                Err(e) => tracing::warn!(error = %e, "open orders unavailable; sync skipped"),
+                match closed {
+                    Some(Ok(v)) => candidates.extend(
+                        v.into_iter()
+                            .filter(|o| !act.synced_closed.contains(&o.exchange_order_id))
+                            .map(|o| (o, false)),
+                    ),
+                    Some(Err(e)) => tracing::warn!(error = %e, "closed orders unavailable; sync of closed orders skipped"),
+                    None => {}
+                }
+                for (o, open) in candidates {
+                    let Some(cid) = o.client_order_id.clone() else { continue };
+                    if !cid.as_str().starts_with("tg-") || act.by_client.contains_key(&cid) {
+                        continue;
+                    }
+                    let store = act.deps.orders.clone();
+                    let lookup = async move { store.find_order_by_client_id(cid).await };
+                    ctx.spawn(lookup.into_actor(act).map(move |stored, act, ctx| {
+                        let _ = guarded(act, ctx, |act, ctx| act.on_untracked(o, open, stored, ctx));
+                    }));
+                }
             });
         }));
+    }
+
+    /// An exchange order with our client id that is not tracked (see [`Self::sync_with_exchange`]).
+    fn on_untracked(
+        &mut self,
+        ex: ExchangeOrder,
+        open: bool,
+        stored: Result<Option<OrderRecord>, StoreError>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(cid) = ex.client_order_id.clone() else { return };
+        if self.by_client.contains_key(&cid) || self.drained {
+            return;
+        }
+        let stored = match stored {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, order = %cid, "store lookup failed; the next sync retries");
+                return;
+            }
+        };
+        let Some(mut rec) = stored else {
+            self.synced_closed.insert(ex.exchange_order_id.clone());
+            if open {
+                self.alert(
+                    AlertType::Reconcile,
+                    Severity::High,
+                    Some(ex.symbol.clone()),
+                    format!(
+                        "exchange order {} ({cid}, {} {} {}) is not tracked locally",
+                        ex.exchange_order_id, ex.side, ex.volume, ex.symbol
+                    ),
+                );
+            }
+            return;
+        };
+        let given_up = rec.view.status == OrderStatus::Error;
+        let behind = ex.filled_volume > rec.view.filled_volume
+            || (!rec.view.status.is_terminal() && ex.status != rec.view.status);
+        if !given_up && !behind {
+            self.synced_closed.insert(ex.exchange_order_id.clone());
+            return;
+        }
+        self.alert(
+            AlertType::Reconcile,
+            Severity::High,
+            Some(ex.symbol.clone()),
+            format!(
+                "order {cid} ({}), recorded as {}, is {} on the exchange (filled {}); tracking it again",
+                rec.view.purpose, rec.view.status, ex.status, ex.filled_volume
+            ),
+        );
+        if given_up {
+            // Back to "outcome unknown", from where the exchange's view applies.
+            rec.view.status = OrderStatus::Unknown;
+        }
+        let id = rec.view.id;
+        self.by_client.insert(cid, id);
+        self.orders.insert(id, rec);
+        self.apply_update(id, &ex, ctx);
+        if let Some(pid) = self.orders.get(&id).and_then(|o| o.view.position_id) {
+            self.ensure_protection(pid, ctx);
+        }
     }
 
     fn refresh_portfolio(&mut self, ctx: &mut Context<Self>) {
@@ -2037,6 +2545,15 @@ impl OrderExecutionManager {
         self.protect_inflight.clear();
         self.protect_failures.clear();
         self.protect_retry_scheduled.clear();
+        self.last_search = None;
+        self.missing_alerted.clear();
+        self.cancel_inflight.clear();
+        self.cancel_attempts.clear();
+        self.superseded.clear();
+        self.unprotected_since.clear();
+        self.unprotected_alerted.clear();
+        self.batch = None;
+        self.synced_closed.clear();
     }
 }
 
@@ -2063,6 +2580,9 @@ impl Actor for OrderExecutionManager {
         });
         ctx.run_interval(Duration::from_secs(30), |act, ctx| {
             let _ = guarded(act, ctx, |act, ctx| act.sync_with_exchange(ctx));
+        });
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| {
+            let _ = guarded(act, ctx, |act, ctx| act.check_protection(ctx));
         });
         self.load(ctx);
     }
@@ -2359,6 +2879,10 @@ impl Handler<CancelOrder> for OrderExecutionManager {
                     let _ = guarded(act, ctx, |act, ctx| act.apply_update(id, ex, ctx));
                 }
             }
+            if act.orders.contains_key(&id) {
+                // Not shown closed yet (or the cancel failed): kept at until it is.
+                let _ = guarded(act, ctx, |act, ctx| act.request_cancel(id, ctx));
+            }
             let view = seen.ok().and_then(|v| v.into_iter().next()).map(|ex| {
                 let mut v = rec.view.clone();
                 v.status = ex.status;
@@ -2371,7 +2895,6 @@ impl Handler<CancelOrder> for OrderExecutionManager {
                 (Ok(()), Some(v)) => Ok(v),
                 (Ok(()), None) => Ok(rec.view),
                 (Err(e), _) => {
-                    act.cancel_requested.remove(&id);
                     Err(match e {
                         ExchangeError::Rejected(m) | ExchangeError::Invalid(m) => ExecutionError::Rejected(m),
                         ExchangeError::Unknown(m) => ExecutionError::Unknown(m),

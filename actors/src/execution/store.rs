@@ -2,7 +2,10 @@
 
 use super::api::PositionView;
 use crate::domain::{OrderStatus, PositionStatus, Symbol};
-use crate::ports::{OrderRecord, OrderStore, PositionSnapshotRecord, StatusTransition, StoreFuture, TradeRecord};
+use crate::domain::ClientOrderId;
+use crate::ports::{
+    FillWrite, OrderRecord, OrderStore, PositionSnapshotRecord, StatusTransition, StoreFuture, TradeRecord,
+};
 use futures::FutureExt;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -47,18 +50,66 @@ fn ready<T: Send + 'static>(v: T) -> StoreFuture<T> {
     async move { Ok(v) }.boxed()
 }
 
-impl OrderStore for MemoryOrderStore {
-    fn upsert_order(&self, rec: OrderRecord) -> StoreFuture<()> {
-        let mut g = self.inner.lock();
-        if let Some(&i) = g.index.get(&rec.view.id) {
-            if let Some(slot) = g.orders.get_mut(i) {
+impl Inner {
+    fn put_order(&mut self, rec: OrderRecord) {
+        if let Some(&i) = self.index.get(&rec.view.id) {
+            if let Some(slot) = self.orders.get_mut(i) {
                 *slot = rec;
             }
         } else {
-            let i = g.orders.len();
-            g.index.insert(rec.view.id, i);
-            g.orders.push(rec);
+            let i = self.orders.len();
+            self.index.insert(rec.view.id, i);
+            self.orders.push(rec);
         }
+    }
+
+    fn put_position(&mut self, pos: PositionView) {
+        if let Some(&i) = self.pos_index.get(&pos.id) {
+            if let Some(slot) = self.positions.get_mut(i) {
+                *slot = pos;
+            }
+        } else {
+            let i = self.positions.len();
+            self.pos_index.insert(pos.id, i);
+            self.positions.push(pos);
+        }
+    }
+
+    fn put_trade(&mut self, t: TradeRecord) {
+        self.trades.push(t);
+    }
+}
+
+impl OrderStore for MemoryOrderStore {
+    fn record_fill(&self, fill: FillWrite) -> StoreFuture<()> {
+        // One lock for the whole fill: a reader sees all of it or none of it.
+        let mut g = self.inner.lock();
+        for o in fill.orders {
+            g.put_order(o);
+        }
+        g.log.extend(fill.statuses);
+        for t in fill.trades {
+            g.put_trade(t);
+        }
+        for p in fill.positions {
+            g.put_position(p);
+        }
+        ready(())
+    }
+
+    fn find_order_by_client_id(&self, client_order_id: ClientOrderId) -> StoreFuture<Option<OrderRecord>> {
+        let v = self
+            .inner
+            .lock()
+            .orders
+            .iter()
+            .find(|o| o.view.client_order_id == client_order_id)
+            .cloned();
+        ready(v)
+    }
+
+    fn upsert_order(&self, rec: OrderRecord) -> StoreFuture<()> {
+        self.inner.lock().put_order(rec);
         ready(())
     }
 
@@ -113,16 +164,7 @@ impl OrderStore for MemoryOrderStore {
     }
 
     fn upsert_position(&self, pos: PositionView) -> StoreFuture<()> {
-        let mut g = self.inner.lock();
-        if let Some(&i) = g.pos_index.get(&pos.id) {
-            if let Some(slot) = g.positions.get_mut(i) {
-                *slot = pos;
-            }
-        } else {
-            let i = g.positions.len();
-            g.pos_index.insert(pos.id, i);
-            g.positions.push(pos);
-        }
+        self.inner.lock().put_position(pos);
         ready(())
     }
 
@@ -165,7 +207,7 @@ impl OrderStore for MemoryOrderStore {
     }
 
     fn insert_trade(&self, t: TradeRecord) -> StoreFuture<()> {
-        self.inner.lock().trades.push(t);
+        self.inner.lock().put_trade(t);
         ready(())
     }
 
