@@ -187,7 +187,10 @@ pub fn build_feed(
     let symbols = configured_symbols(settings);
     match settings.market.source {
         MarketSource::Simulated => {
-            let now = chrono::Utc::now();
+            // A resumed business clock may be ahead of the wall clock: the market continues there.
+            let now = feed_clock.as_ref().map_or_else(chrono::Utc::now, |c| {
+                triplegain_actors::clock::Clock::now(c).max(chrono::Utc::now())
+            });
             let start = now - chrono::Duration::hours(i64::from(settings.indicators.warm_up_hours));
             let feed = SimulatedFeed::seeded(
                 settings.market.simulated.seed,

@@ -3,13 +3,17 @@
 pub mod analysis;
 pub mod backtest;
 pub mod bench;
+pub mod business_clock;
 pub mod cli;
 pub mod db;
+pub mod first_run;
 pub mod kraken;
 pub mod llm;
 pub mod market;
+pub mod notifier;
 pub mod observability;
 pub mod routes;
 pub mod settings;
 pub mod startup;
 pub mod telemetry;
+pub mod trade_log;

@@ -10,6 +10,21 @@ const EXIT_CONFIG: u8 = 2;
 /// Exit code after a fatal panic.
 const EXIT_PANIC: u8 = 70;
 
+/// Writes `text` to stdout. A reader that went away (`triplegain analyze | head`) ends the
+/// command quietly instead of a panic with a backtrace.
+fn print_out(text: &str) -> ExitCode {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: writing the output: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn load(cli: &Cli) -> Result<Settings, ExitCode> {
     Settings::load(&cli.config).map_err(|e| {
         eprintln!("error: {e}");
@@ -134,7 +149,14 @@ async fn run_backtest(cli: &Cli, args: &triplegain::cli::BacktestArgs) -> ExitCo
         let json = outcome.report.to_json()?;
         match &args.out {
             Some(path) => std::fs::write(path, json)?,
-            None => print!("{json}"),
+            None => {
+                use std::io::Write as _;
+                let mut out = std::io::stdout().lock();
+                match out.write_all(json.as_bytes()).and_then(|()| out.flush()) {
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                    other => other?,
+                }
+            }
         }
         if let Some(path) = &args.equity_csv {
             report::write_equity_csv(path, &outcome.input.equity)?;
@@ -179,10 +201,7 @@ async fn main() -> ExitCode {
                 }
             };
             match triplegain::analysis::analyze_file(candles, symbol.as_deref(), tf) {
-                Ok(doc) => {
-                    println!("{doc}");
-                    ExitCode::SUCCESS
-                }
+                Ok(doc) => print_out(&format!("{doc}\n")),
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::FAILURE
@@ -193,10 +212,7 @@ async fn main() -> ExitCode {
         Command::Backtest(args) => run_backtest(&cli, args).await,
         Command::CheckConfig => match load(&cli) {
             Ok(settings) => match settings.redacted_yaml() {
-                Ok(yaml) => {
-                    print!("{yaml}");
-                    ExitCode::SUCCESS
-                }
+                Ok(yaml) => print_out(&yaml),
                 Err(e) => {
                     eprintln!("error: cannot print settings: {e}");
                     ExitCode::FAILURE

@@ -149,8 +149,6 @@ pub async fn refresh(state: &crate::startup::AppState) {
         metrics::counter!("triplegain_actor_starts_total", &labels).absolute(u64::from(r.starts));
         metrics::counter!("triplegain_actor_restarts_total", &labels).absolute(u64::from(r.restarts));
         metrics::counter!("triplegain_actor_mailbox_drops_total", &labels).absolute(r.mailbox_drops);
-        metrics::gauge!("triplegain_actor_restarts", &labels).set(f64::from(r.restarts));
-        metrics::gauge!("triplegain_actor_mailbox_drops", &labels).set(r.mailbox_drops as f64);
         metrics::gauge!("triplegain_actor_up", &labels).set(if r.connected { 1.0 } else { 0.0 });
     }
     for (topic, published) in state.bus.published_by_topic() {

@@ -12,8 +12,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use triplegain_actors::domain::TradingMode;
 
-/// The domain files loaded after `base.yaml`, in order.
-pub const DOMAIN_FILES: [&str; 7] = [
+/// The domain files loaded after `base.yaml`, in order. Each must exist (as `<name>.yaml`).
+pub const DOMAIN_FILES: [&str; 8] = [
     "orchestration",
     "risk",
     "execution",
@@ -21,6 +21,7 @@ pub const DOMAIN_FILES: [&str; 7] = [
     "hodl",
     "indicators",
     "agents",
+    "notifications",
 ];
 
 /// A secret value: never printed by Debug, Display, logs or `check-config`.
@@ -80,6 +81,9 @@ pub struct Settings {
     pub indicators: IndicatorsSettings,
 
     pub agents: AgentsSettings,
+
+    /// `config/notifications.yaml`: Telegram and webhook channels.
+    pub notifications: crate::notifier::NotificationSettings,
 }
 
 impl Default for Settings {
@@ -101,6 +105,7 @@ impl Default for Settings {
             hodl: triplegain_actors::portfolio::HodlConfig::default(),
             indicators: IndicatorsSettings::default(),
             agents: AgentsSettings::default(),
+            notifications: crate::notifier::NotificationSettings::default(),
         }
     }
 }
@@ -139,6 +144,8 @@ pub struct ServerSettings {
     pub fault_injection: Option<bool>,
     pub max_body_bytes: usize,
     pub shutdown_deadline_secs: u64,
+    /// `GET /api/v1/events` sends a `: keep-alive` comment this often.
+    pub sse_keep_alive_secs: u64,
 }
 
 impl Default for ServerSettings {
@@ -149,6 +156,7 @@ impl Default for ServerSettings {
             fault_injection: None,
             max_body_bytes: 64 * 1024,
             shutdown_deadline_secs: 5,
+            sse_keep_alive_secs: 15,
         }
     }
 }
@@ -197,11 +205,23 @@ pub struct ApiToken {
     pub role: Role,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiSettings {
     pub tokens: Vec<ApiToken>,
     pub rate_limit: RateLimitSettings,
+    /// With no token configured, `serve` generates an admin token at first run and keeps it here.
+    pub admin_token_file: String,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            tokens: Vec::new(),
+            rate_limit: RateLimitSettings::default(),
+            admin_token_file: "data/admin-token".into(),
+        }
+    }
 }
 
 /// The largest per-minute limit accepted (one request per 60 µs per token).
@@ -785,6 +805,7 @@ impl Settings {
                 format!("must be local or production, got {environment:?}"),
             ));
         }
+        check_config_dir(dir, &environment)?;
         let files = Self::files(dir, &environment);
         // Each file on its own first, so an error names the file that holds the bad key.
         for file in &files {
@@ -792,8 +813,11 @@ impl Settings {
                 .add_source(File::from(file.as_path()).format(FileFormat::Yaml))
                 .build()
                 .map_err(|e| SettingsError::new(file.display().to_string(), e.to_string()))?;
-            cfg.try_deserialize::<Settings>()
-                .map_err(|e| SettingsError::new(file.display().to_string(), e.to_string()))?;
+            let alone = deserialize_strict(cfg).map_err(|e| SettingsError::new(file.display().to_string(), e))?;
+            // Out-of-range values are reported with the file that holds them (defaults are in range).
+            check_ranges(&alone).map_err(|e| {
+                SettingsError::new(file.display().to_string(), format!("{}: {}", e.source_name, e.message))
+            })?;
         }
         let mut builder = Config::builder();
         for file in &files {
@@ -818,9 +842,8 @@ impl Settings {
         let cfg = builder
             .build()
             .map_err(|e| SettingsError::new("environment (TRIPLEGAIN__*)", e.to_string()))?;
-        let mut settings: Settings = cfg
-            .try_deserialize()
-            .map_err(|e| SettingsError::new("environment (TRIPLEGAIN__*)", e.to_string()))?;
+        let mut settings: Settings =
+            deserialize_strict(cfg).map_err(|e| SettingsError::new("environment (TRIPLEGAIN__*)", e))?;
         settings.app.environment = environment;
 
         settings.database.url = env("DATABASE_URL").map(Secret::new);
@@ -837,6 +860,9 @@ impl Settings {
                 p.api_key = env(var).map(Secret::new);
             }
         }
+        // -- notifications (issue 17): bot and webhook tokens only from the environment --
+        settings.notifications.telegram.bot_token = env(crate::notifier::TELEGRAM_TOKEN_VAR).map(Secret::new);
+        settings.notifications.webhook.auth_token = env(crate::notifier::WEBHOOK_TOKEN_VAR).map(Secret::new);
         if let Some(token) = env("TRIPLEGAIN_API_TOKEN") {
             settings.api.tokens.push(ApiToken {
                 name: "env:TRIPLEGAIN_API_TOKEN".into(),
@@ -853,6 +879,8 @@ impl Settings {
     /// # Errors
     /// [`SettingsError`] naming the key.
     pub fn validate(&self) -> Result<(), SettingsError> {
+        check_ranges(self)?;
+        self.notifications.validate()?;
         if self.server.bind.parse::<std::net::SocketAddr>().is_err() {
             return Err(SettingsError::new(
                 "server.bind",
@@ -953,16 +981,308 @@ impl Settings {
     }
 }
 
+// ---- configuration that cannot silently go wrong (issue 17) ---------------------------------
+// The config directory holds exactly base.yaml, the domain files and the environment files; a
+// missing, misnamed (`risk.yml`) or unknown file is an error naming it. Values are deserialised
+// through serde_json with the key path tracked, so messages read `api.tokens[0].role: unknown
+// variant `boss`, expected one of `viewer`, `operator`, `admin``. Every limit has a range,
+// checked by `check-config` and at start with the key named.
+
+/// The environment files `TRIPLEGAIN_ENV` selects between.
+pub const ENVIRONMENT_FILES: [&str; 2] = ["local", "production"];
+
+fn check_config_dir(dir: &Path, environment: &str) -> Result<(), SettingsError> {
+    let known: Vec<String> = std::iter::once("base")
+        .chain(DOMAIN_FILES)
+        .chain(ENVIRONMENT_FILES)
+        .map(|n| format!("{n}.yaml"))
+        .collect();
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        SettingsError::new(
+            dir.display().to_string(),
+            format!("cannot read the config directory: {e}"),
+        )
+    })?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // Hidden files (editor swap files, .gitkeep) are not configuration.
+        if name.starts_with('.') || known.contains(&name) {
+            continue;
+        }
+        let path = dir.join(&name);
+        let stem = name.rsplit_once('.').map_or(name.as_str(), |(stem, _)| stem);
+        let hint = if known.contains(&format!("{stem}.yaml")) {
+            format!("misnamed file: rename it to {stem}.yaml (only .yaml files are read)")
+        } else {
+            format!(
+                "unknown file in the config directory (expected only {}); remove or rename it",
+                known.join(", ")
+            )
+        };
+        return Err(SettingsError::new(path.display().to_string(), hint));
+    }
+    for name in DOMAIN_FILES {
+        let path = dir.join(format!("{name}.yaml"));
+        if !path.exists() {
+            return Err(SettingsError::new(
+                path.display().to_string(),
+                format!(
+                    "file not found: every domain file is required ({}.yaml)",
+                    DOMAIN_FILES.join(".yaml, ")
+                ),
+            ));
+        }
+    }
+    let env_file = dir.join(format!("{environment}.yaml"));
+    if !env_file.exists() {
+        return Err(SettingsError::new(
+            env_file.display().to_string(),
+            format!("file not found: TRIPLEGAIN_ENV={environment} reads it"),
+        ));
+    }
+    Ok(())
+}
+
+/// Deserialises `cfg` into [`Settings`] with the key path of any error in the message.
+fn deserialize_strict(cfg: Config) -> Result<Settings, String> {
+    let value: serde_json::Value = cfg.try_deserialize().map_err(|e| e.to_string())?;
+    // An empty file is an empty table.
+    let value = if value.is_null() {
+        serde_json::Value::Object(serde_json::Map::new())
+    } else {
+        value
+    };
+    serde_path_to_error::deserialize::<_, Settings>(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        if path.is_empty() || path == "." {
+            inner
+        } else {
+            format!("{path}: {inner}")
+        }
+    })
+}
+
+/// What a numeric setting must satisfy.
+#[derive(Debug, Clone, Copy)]
+enum Range {
+    /// Inclusive bounds.
+    Between(f64, f64),
+    /// Strictly greater than zero.
+    Positive,
+    /// Zero or more.
+    NonNegative,
+}
+
+/// Keys whose 0 means "off" or "as fast as possible" rather than a broken interval.
+const ZERO_ALLOWED: [&str; 1] = ["orchestration.evaluate_every_seconds"];
+
+/// The range of the setting at `path` (its last key `key`), if it has one.
+fn range_for(path: &str, key: &str) -> Option<Range> {
+    let is_cooldown_or_pause = key.ends_with("_min") || key.ends_with("_minutes");
+    if key.ends_with("_pct") {
+        Some(Range::Between(0.0, 100.0))
+    } else if path.contains("leverage") {
+        Some(Range::Between(1.0, 5.0))
+    } else if path.contains("confidence")
+        || key.ends_with("_ratio")
+        || (key.ends_with("_threshold") && path.contains("correlation"))
+    {
+        Some(Range::Between(0.0, 1.0))
+    } else if is_cooldown_or_pause || ZERO_ALLOWED.contains(&path) {
+        Some(Range::NonNegative)
+    } else if key.ends_with("_secs")
+        || key.ends_with("_seconds")
+        || key.ends_with("_ms")
+        || key.ends_with("_hours")
+        || key.contains("interval")
+        || path.contains("timeout")
+    {
+        Some(Range::Positive)
+    } else {
+        None
+    }
+}
+
+fn number_of(v: &serde_json::Value) -> Option<f64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_f64(),
+        // Money and percentages are decimals, serialised as strings.
+        serde_json::Value::String(s) => s.parse::<rust_decimal::Decimal>().ok().and_then(|d| {
+            use rust_decimal::prelude::ToPrimitive;
+            d.to_f64()
+        }),
+        _ => None,
+    }
+}
+
+fn walk_ranges(path: &str, key: &str, v: &serde_json::Value) -> Result<(), SettingsError> {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, child) in map {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                walk_ranges(&p, k, child)?;
+            }
+            Ok(())
+        }
+        serde_json::Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                walk_ranges(&format!("{path}[{i}]"), key, child)?;
+            }
+            Ok(())
+        }
+        other => {
+            let (Some(range), Some(x)) = (range_for(path, key), number_of(other)) else {
+                return Ok(());
+            };
+            let ok = match range {
+                Range::Between(lo, hi) => (lo..=hi).contains(&x),
+                Range::Positive => x > 0.0,
+                Range::NonNegative => x >= 0.0,
+            };
+            if ok {
+                return Ok(());
+            }
+            let shown = match other {
+                serde_json::Value::String(s) => s.clone(),
+                v => v.to_string(),
+            };
+            let want = match range {
+                Range::Between(lo, hi) => format!("must be between {lo} and {hi}"),
+                Range::Positive => "must be greater than 0".to_owned(),
+                Range::NonNegative => "must not be negative".to_owned(),
+            };
+            Err(SettingsError::new(path.to_owned(), format!("{want}, got {shown}")))
+        }
+    }
+}
+
+/// Every limit within its range: percentages 0..=100, leverage 1..=5, confidences and ratios
+/// 0..=1, intervals and timeouts above 0, cooldowns not negative.
+///
+/// # Errors
+/// [`SettingsError`] naming the first key out of range.
+pub fn check_ranges(settings: &Settings) -> Result<(), SettingsError> {
+    let value = serde_json::to_value(settings)
+        .map_err(|e| SettingsError::new("settings", format!("cannot inspect the settings: {e}")))?;
+    walk_ranges("", "", &value)?;
+    let r = &settings.risk;
+    if r.volatility_window == 0 {
+        return Err(SettingsError::new("risk.volatility_window", "must be at least 1"));
+    }
+    if r.min_stop_distance_pct > r.max_stop_distance_pct {
+        return Err(SettingsError::new(
+            "risk.min_stop_distance_pct",
+            format!(
+                "must not exceed risk.max_stop_distance_pct ({} > {})",
+                r.min_stop_distance_pct, r.max_stop_distance_pct
+            ),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A config directory with `files`, and every other required file empty.
     fn dir_with(files: &[(&str, &str)]) -> tempdir::Dir {
         let d = tempdir::Dir::new();
+        for name in DOMAIN_FILES.iter().chain(["local"].iter()) {
+            std::fs::write(d.path().join(format!("{name}.yaml")), "").unwrap();
+        }
         for (name, body) in files {
             std::fs::write(d.path().join(name), body).unwrap();
         }
         d
+    }
+
+    // ---- configuration that cannot silently go wrong (issue 17) ----
+
+    #[test]
+    fn a_missing_domain_file_is_an_error_naming_it() {
+        let d = dir_with(&[("base.yaml", "")]);
+        std::fs::remove_file(d.path().join("risk.yaml")).unwrap();
+        let err = Settings::load_with_env(d.path(), no_env).unwrap_err();
+        assert!(err.source_name.ends_with("risk.yaml"), "{err}");
+        assert!(err.message.contains("not found"), "{err}");
+    }
+
+    #[test]
+    fn a_misnamed_or_unknown_file_is_an_error_naming_it() {
+        let d = dir_with(&[("base.yaml", ""), ("risk.yml", "risk:\n  max_leverage: 2\n")]);
+        let err = Settings::load_with_env(d.path(), no_env).unwrap_err();
+        assert!(err.source_name.ends_with("risk.yml"), "{err}");
+        assert!(err.message.contains("rename it to risk.yaml"), "{err}");
+
+        let d = dir_with(&[("base.yaml", ""), ("secrets.txt", "x")]);
+        let err = Settings::load_with_env(d.path(), no_env).unwrap_err();
+        assert!(err.source_name.ends_with("secrets.txt"), "{err}");
+        assert!(err.message.contains("unknown file"), "{err}");
+
+        // Hidden files (editor swap files, .gitkeep) are not configuration.
+        let d = dir_with(&[("base.yaml", ""), (".risk.yaml.swp", "x")]);
+        assert!(Settings::load_with_env(d.path(), no_env).is_ok());
+    }
+
+    #[test]
+    fn limits_out_of_range_name_file_and_key() {
+        for (body, key) in [
+            ("risk:\n  max_leverage: 50\n", "risk.max_leverage"),
+            ("risk:\n  max_leverage: 0\n", "risk.max_leverage"),
+            ("risk:\n  max_position_pct: 200\n", "risk.max_position_pct"),
+            ("risk:\n  daily_loss_pct: '-1'\n", "risk.daily_loss_pct"),
+            ("risk:\n  regime_leverage: {choppy: 9}\n", "risk.regime_leverage.choppy"),
+            (
+                "risk:\n  confidence_after_3_losses: 1.5\n",
+                "risk.confidence_after_3_losses",
+            ),
+            ("market:\n  poll_interval_secs: 0\n", "market.poll_interval_secs"),
+            (
+                "orchestration:\n  tasks:\n    ta_analysis:\n      interval_seconds: 0\n",
+                "orchestration.tasks.ta_analysis.interval_seconds",
+            ),
+            (
+                "execution:\n  paper:\n    taker_fee_pct: '101'\n",
+                "execution.paper.taker_fee_pct",
+            ),
+        ] {
+            let d = dir_with(&[("base.yaml", body)]);
+            let err = Settings::load_with_env(d.path(), no_env).unwrap_err();
+            assert!(err.source_name.ends_with("base.yaml"), "{body}: {err}");
+            assert!(err.message.starts_with(&format!("{key}: ")), "{body}: {err}");
+        }
+    }
+
+    #[test]
+    fn enum_errors_list_the_valid_values_under_a_clean_key_path() {
+        let d = dir_with(&[("base.yaml", "market:\n  source: simulate\n")]);
+        let err = Settings::load_with_env(d.path(), no_env).unwrap_err();
+        assert!(err.message.starts_with("market.source: "), "{err}");
+        assert!(
+            err.message.contains("`simulated`, `kraken`, `replay`, `external`"),
+            "{err}"
+        );
+
+        let d = dir_with(&[(
+            "base.yaml",
+            "api:\n  tokens:\n    - {name: a, token: aaaaaaaaaaaaaaaaaaaa, role: boss}\n",
+        )]);
+        let err = Settings::load_with_env(d.path(), no_env).unwrap_err();
+        assert!(err.message.starts_with("api.tokens[0].role: "), "{err}");
+        assert!(err.message.contains("`viewer`, `operator`, `admin`"), "{err}");
+        assert!(!err.message.contains("String("), "{err}");
+    }
+
+    #[test]
+    fn the_shipped_config_is_in_range() {
+        let s = Settings::load_with_env(&PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/config")), no_env);
+        assert!(s.is_ok(), "{s:?}");
     }
 
     mod tempdir {

@@ -66,6 +66,11 @@ pub struct AppState {
     // -- portfolio area (fields) --
     pub portfolio: Addr<triplegain_actors::portfolio::PortfolioRebalancer>,
     pub portfolio_config: triplegain_actors::portfolio::PortfolioConfig,
+    // -- operators area (fields) --
+    /// The business clock moved by the market feed (every source but Kraken).
+    pub business_clock: Option<ManualClock>,
+    /// The event stream's keep-alive comment period.
+    pub sse_keep_alive: Duration,
 }
 
 impl AppState {
@@ -221,10 +226,24 @@ pub async fn build_system_with(
     // ---- time and bus -------------------------------------------------------------
     // The market feed drives business time: replay and the simulated market move a manual
     // clock candle by candle; the Kraken feed runs on the wall clock.
+    // -- operators area: paper and simulated runs on a database resume their business clock --
+    let keeps_clock = start.is_none()
+        && pool.is_some()
+        && matches!(settings.market.source, MarketSource::Simulated | MarketSource::External);
+    let resumed = if keeps_clock {
+        crate::business_clock::saved(&stores.state).await
+    } else {
+        None
+    };
     let (clock, feed_clock): (SharedClock, Option<ManualClock>) = match settings.market.source {
         MarketSource::Kraken => (Arc::new(SystemClock), None),
         MarketSource::Simulated | MarketSource::Replay | MarketSource::External => {
-            let manual = ManualClock::new(start.unwrap_or_else(chrono::Utc::now));
+            let manual = ManualClock::new(
+                start.unwrap_or_else(|| crate::business_clock::resume_from(resumed, chrono::Utc::now())),
+            );
+            if let Some(t) = resumed.filter(|t| *t > chrono::Utc::now()) {
+                tracing::info!(business_time = %t, "business clock resumed where the last run stopped");
+            }
             (Arc::new(manual.clone()), Some(manual))
         }
     };
@@ -246,6 +265,9 @@ pub async fn build_system_with(
     let registry = Registry::new(policy, bus.risk_alerts.clone(), clock.clone());
     let _ = drop_sink.set(registry.clone());
     crate::observability::MetricsRecorder::start(&registry, &bus);
+    if keeps_clock {
+        crate::business_clock::ClockKeeper::start(&registry, clock.clone(), stores.state.clone());
+    }
     let mut core_actors: Vec<String> = Vec::new();
 
     // ---- exchange --------------------------------------------------------------------
@@ -482,6 +504,9 @@ pub async fn build_system_with(
         portfolio,
         portfolio_config: settings.portfolio.clone(),
         metrics: metrics_handle(),
+        // -- operators area (values) --
+        business_clock: feed_clock.clone(),
+        sse_keep_alive: Duration::from_secs(settings.server.sse_keep_alive_secs),
     };
     Ok(System { state, feed_clock })
 }
@@ -491,8 +516,21 @@ impl Application {
     ///
     /// # Errors
     /// When the database is unreachable, migrations fail or the address cannot be bound.
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+    pub async fn build(mut settings: Settings) -> anyhow::Result<Self> {
+        // -- operators area: first-run admin token, trade log, notifier --
+        crate::first_run::ensure_admin_token(&mut settings)?;
         let system = build_system(&settings).await?;
+        crate::trade_log::TradeLog::start(
+            &system.state.registry,
+            &system.state.bus,
+            system.state.stores.orders.clone(),
+        );
+        crate::notifier::Notifier::start(
+            &system.state.registry,
+            &system.state.bus,
+            &settings.notifications,
+            system.state.stores.orders.clone(),
+        );
         let listener = TcpListener::bind(&settings.server.bind)
             .with_context(|| format!("binding server.bind {}", settings.server.bind))?;
         let port = listener.local_addr()?.port();

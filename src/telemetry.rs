@@ -8,9 +8,20 @@ use tracing_subscriber::{fmt, EnvFilter};
 /// Installs the global subscriber once; later calls are ignored (tests build several apps).
 pub fn init(settings: &LoggingSettings) {
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(&settings.level));
+    // Colour codes only on a terminal: a log redirected to a file or a pipe stays plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let res = match settings.format {
-        LogFormat::Json => fmt().json().with_env_filter(filter).with_current_span(true).try_init(),
-        LogFormat::Pretty => fmt().with_env_filter(filter).with_target(false).try_init(),
+        LogFormat::Json => fmt()
+            .json()
+            .with_ansi(false)
+            .with_env_filter(filter)
+            .with_current_span(true)
+            .try_init(),
+        LogFormat::Pretty => fmt()
+            .with_ansi(ansi)
+            .with_env_filter(filter)
+            .with_target(false)
+            .try_init(),
     };
     if res.is_err() {
         tracing::debug!("tracing subscriber already installed");

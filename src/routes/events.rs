@@ -39,6 +39,7 @@ struct Forwarder {
     bus: Bus,
     ids: Vec<(&'static str, SubscriberId)>,
     dropped: u64,
+    keep_alive: std::time::Duration,
 }
 
 const SUBSCRIBER: &str = "event_stream";
@@ -75,7 +76,8 @@ fn unsubscribe(bus: &Bus, topic: &str, id: SubscriberId) {
 impl Forwarder {
     fn forward<E: BusEvent + Serialize>(&mut self, event: &E, ctx: &mut Context<Self>) {
         let Ok(json) = serde_json::to_string(event) else { return };
-        let frame = format!("event: {}\ndata: {json}\n\n", E::TOPIC);
+        // `id:` is the event's id, so a client can tell what it has seen.
+        let frame = format!("id: {}\nevent: {}\ndata: {json}\n\n", event.meta().id, E::TOPIC);
         match self.tx.try_send(web::Bytes::from(frame)) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -94,6 +96,14 @@ impl Actor for Forwarder {
         // A client that went away is noticed even when no event flows.
         ctx.run_interval(std::time::Duration::from_secs(5), |act, ctx| {
             if act.tx.is_closed() {
+                ctx.stop();
+            }
+        });
+        // A comment line now and then keeps proxies and browsers from timing the stream out.
+        ctx.run_interval(self.keep_alive, |act, ctx| {
+            if let Err(mpsc::error::TrySendError::Closed(_)) =
+                act.tx.try_send(web::Bytes::from_static(b": keep-alive\n\n"))
+            {
                 ctx.stop();
             }
         });
@@ -157,8 +167,9 @@ fn requested_types(q: &EventsQuery) -> Result<Vec<&'static str>, ApiError> {
     Ok(out)
 }
 
-/// Live event stream (Server-Sent Events): each bus event as `event: <type>` with a JSON
-/// `data:` line; `?types=a,b` streams only those types.
+/// Live event stream (Server-Sent Events): each bus event as `id: <event id>`, `event: <type>`
+/// and a JSON `data:` line, with a `: keep-alive` comment every `server.sse_keep_alive_secs`;
+/// `?types=a,b` streams only those types.
 #[utoipa::path(get, path = "/api/v1/events", params(EventsQuery), security(("bearer" = [])),
     responses((status = 200, description = "text/event-stream of bus events", content_type = "text/event-stream"),
         (status = 422, description = "unknown event type in `types`")))]
@@ -170,6 +181,7 @@ pub async fn events(
     let types = requested_types(&q)?;
     let (tx, rx) = mpsc::channel::<web::Bytes>(CLIENT_BUFFER);
     let bus = state.bus.clone();
+    let keep_alive = state.sse_keep_alive;
     // Subscribed before the response starts: every event published after the client sees
     // `: connected` reaches it.
     Forwarder::create(move |ctx| {
@@ -184,6 +196,7 @@ pub async fn events(
             bus,
             ids,
             dropped: 0,
+            keep_alive,
         }
     });
     let hello = futures::stream::once(async { Ok::<_, actix_web::Error>(web::Bytes::from_static(b": connected\n\n")) });

@@ -7,6 +7,7 @@ pub mod events;
 pub mod execution;
 pub mod limits;
 pub mod orchestration;
+pub mod panel;
 pub mod portfolio;
 mod system;
 
@@ -59,6 +60,8 @@ pub use error::{ApiError, JsonBody, OptionalJsonBody};
         portfolio::hodl_history,
         // events
         events::events,
+        // panel
+        panel::session,
     ),
     components(schemas(
         error::ErrorEnvelope,
@@ -177,6 +180,8 @@ fn api_routes() -> Vec<RouteDef> {
         r(M::GET, "/hodl/history", portfolio::hodl_history),
         // events
         r(M::GET, "/events", events::events),
+        // panel
+        r(M::GET, "/session", panel::session),
     ]
 }
 
@@ -196,6 +201,8 @@ pub fn route_list() -> Vec<(Method, String)> {
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     cfg.app_data(state);
+    // The web control panel's static assets at `/` (not API routes).
+    panel::configure(cfg);
     for d in root_routes() {
         cfg.route(d.path, d.route);
     }

@@ -18,7 +18,7 @@ enum Need {
 }
 
 /// The role each route requires. Must name exactly the routes the app registers.
-const ROLES: [(&str, &str, Need); 33] = [
+const ROLES: [(&str, &str, Need); 34] = [
     ("GET", "/healthz", Need::Public),
     ("GET", "/readyz", Need::Public),
     ("GET", "/metrics", Need::Public),
@@ -52,6 +52,7 @@ const ROLES: [(&str, &str, Need); 33] = [
     ("GET", "/api/v1/hodl", Need::Viewer),
     ("GET", "/api/v1/hodl/history", Need::Viewer),
     ("GET", "/api/v1/events", Need::Viewer),
+    ("GET", "/api/v1/session", Need::Viewer),
 ];
 
 fn registered() -> BTreeSet<(String, String)> {
@@ -193,6 +194,7 @@ async fn every_route_answers_its_happy_path() {
 
     for (method, p, token, want) in [
         ("GET", "/api/v1/actors", VIEWER, 200),
+        ("GET", "/api/v1/session", VIEWER, 200),
         ("GET", "/api/v1/coordinator/status", VIEWER, 200),
         ("GET", "/api/v1/risk/state", VIEWER, 200),
         ("GET", "/api/v1/decisions", VIEWER, 200),

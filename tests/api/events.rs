@@ -38,11 +38,17 @@ async fn event_stream_delivers_an_event_published_after_the_client_connected() {
         }
     }
 
-    // Assert
-    assert!(text.starts_with("event: system_events\ndata: "), "{text}");
-    let json: serde_json::Value =
-        serde_json::from_str(text.lines().nth(1).unwrap().trim_start_matches("data: ")).unwrap();
+    // Assert: `id:` (the event's id), `event:`, then the JSON `data:` line.
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("id: "), "{text}");
+    assert_eq!(lines[1], "event: system_events", "{text}");
+    let json: serde_json::Value = serde_json::from_str(lines[2].trim_start_matches("data: ")).unwrap();
     assert!(json["event"].as_str().unwrap().starts_with("operator_note_"), "{json}");
+    assert_eq!(
+        lines[0].trim_start_matches("id: "),
+        json["meta"]["id"].as_str().unwrap(),
+        "{text}"
+    );
     drop(resp);
     app.shutdown().await;
 }
@@ -85,7 +91,7 @@ async fn event_stream_filter_delivers_only_the_requested_types() {
     }
 
     // Assert: the first frame is the alert; no system event ever arrives.
-    assert!(text.starts_with("event: risk_alerts\ndata: "), "{text}");
+    assert_eq!(text.lines().nth(1), Some("event: risk_alerts"), "{text}");
     let mut rest = text.clone();
     while let Ok(Ok(Some(chunk))) = tokio::time::timeout(Duration::from_millis(300), resp.chunk()).await {
         rest.push_str(std::str::from_utf8(&chunk).unwrap());

@@ -276,7 +276,7 @@ impl Handler<RunAnalysis> for TechnicalAnalysisAgent {
             c.caches.ta.record(signal.clone());
             c.bus.ta_signals.publish(signal);
             let output = to_json(&out);
-            tracing::info!(agent = "technical_analysis", symbol = %msg.symbol, bias = %out.bias, confidence = out.confidence, "analysis published");
+            tracing::debug!(agent = "technical_analysis", symbol = %msg.symbol, bias = %out.bias, confidence = %format_args!("{:.2}", out.confidence), "analysis published");
             store_output(
                 &c.audit,
                 AgentOutputRecord {
@@ -439,7 +439,7 @@ impl RegimeDetectionAgent {
         let update = out.to_update(meta_for(AgentName::RegimeDetection, now, msg.correlation_id));
         self.ctx.caches.regime.record(update.clone());
         self.ctx.bus.regime_updates.publish(update);
-        tracing::info!(agent = "regime_detection", symbol = %msg.symbol, regime = %out.regime, confidence = out.confidence, "regime published");
+        tracing::debug!(agent = "regime_detection", symbol = %msg.symbol, regime = %out.regime, confidence = %format_args!("{:.2}", out.confidence), "regime published");
         let output = to_json(&out);
         (
             AgentRun {
@@ -573,7 +573,7 @@ impl Handler<RunAnalysis> for SentimentAgent {
             );
             c.caches.sentiment.record(update.clone());
             c.bus.sentiment_updates.publish(update);
-            tracing::info!(agent = "sentiment_analysis", symbol = %msg.symbol, bias = ?out.bias, confidence = out.confidence, "sentiment published");
+            tracing::debug!(agent = "sentiment_analysis", symbol = %msg.symbol, bias = ?out.bias, confidence = %format_args!("{:.2}", out.confidence), "sentiment published");
             let output = to_json(&out);
             store_comparisons(&c.audit, comparisons).await;
             store_output(
@@ -768,7 +768,7 @@ impl Handler<RunAnalysis> for TradingDecisionAgent {
                 record_stage(&c.audit, msg.correlation_id, now, stage, &msg.symbol, detail).await;
             }
             let signal = signal_of(meta_for(AgentName::TradingDecision, now, msg.correlation_id));
-            tracing::info!(agent = "trading_decision", symbol = %msg.symbol, action = %signal.action, confidence = signal.confidence, llm_failed, "decision published");
+            tracing::info!(agent = "trading_decision", symbol = %msg.symbol, action = %signal.action, confidence = %format_args!("{:.2}", signal.confidence), llm_failed, "decision published");
             c.bus.trading_signals.publish(signal);
             store_comparisons(&c.audit, comparisons).await;
             store_output(
