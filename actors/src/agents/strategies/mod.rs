@@ -88,9 +88,8 @@ impl StrategyKind {
     }
 }
 
-/// Levels and size shared by every strategy.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// Levels and size of one strategy (its `atr_stop_multiplier`, `reward_risk`, `base_position_pct`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Levels {
     /// Stop distance in ATRs of the analysed timeframe (times the regime's stop multiplier).
     pub atr_stop_multiplier: f64,
@@ -108,8 +107,12 @@ pub struct TrendParams {
     pub min_adx: f64,
     /// Share (0..1) of the other timeframes whose EMA 9/21 trend agrees.
     pub min_alignment: f64,
-    #[serde(flatten)]
-    pub levels: Levels,
+    /// Stop distance in ATRs (times the regime's stop multiplier).
+    pub atr_stop_multiplier: f64,
+    /// Take-profit distance / stop distance; at least 1.5.
+    pub reward_risk: Decimal,
+    /// Percent of equity before the regime's size multiplier.
+    pub base_position_pct: Decimal,
 }
 
 /// `agents.trading_decision.strategies.momentum`.
@@ -123,8 +126,12 @@ pub struct MomentumParams {
     pub rsi_max: f64,
     /// ROC 10 (percent) at least this in the entry direction.
     pub min_roc_pct: f64,
-    #[serde(flatten)]
-    pub levels: Levels,
+    /// Stop distance in ATRs (times the regime's stop multiplier).
+    pub atr_stop_multiplier: f64,
+    /// Take-profit distance / stop distance; at least 1.5.
+    pub reward_risk: Decimal,
+    /// Percent of equity before the regime's size multiplier.
+    pub base_position_pct: Decimal,
 }
 
 /// `agents.trading_decision.strategies.breakout`.
@@ -136,8 +143,12 @@ pub struct BreakoutParams {
     pub channel_candles: usize,
     /// Volume of the breakout candle / 20-candle average, at least.
     pub min_volume_ratio: f64,
-    #[serde(flatten)]
-    pub levels: Levels,
+    /// Stop distance in ATRs (times the regime's stop multiplier).
+    pub atr_stop_multiplier: f64,
+    /// Take-profit distance / stop distance; at least 1.5.
+    pub reward_risk: Decimal,
+    /// Percent of equity before the regime's size multiplier.
+    pub base_position_pct: Decimal,
 }
 
 /// `agents.trading_decision.strategies.mean_reversion`.
@@ -149,8 +160,12 @@ pub struct MeanReversionParams {
     pub rsi_oversold: f64,
     /// Long needs Bollinger position ≤ this (short ≥ 1 − this).
     pub band_position: f64,
-    #[serde(flatten)]
-    pub levels: Levels,
+    /// Stop distance in ATRs (times the regime's stop multiplier).
+    pub atr_stop_multiplier: f64,
+    /// Take-profit distance / stop distance; at least 1.5.
+    pub reward_risk: Decimal,
+    /// Percent of equity before the regime's size multiplier.
+    pub base_position_pct: Decimal,
 }
 
 /// `agents.trading_decision.strategies`: the panel.
@@ -166,21 +181,15 @@ pub struct StrategySettings {
     pub max_stop_pct: Decimal,
 }
 
-fn levels(atr: f64, rr: i64, size: i64) -> Levels {
-    Levels {
-        atr_stop_multiplier: atr,
-        reward_risk: Decimal::new(rr, 1),
-        base_position_pct: Decimal::from(size),
-    }
-}
-
 impl Default for TrendParams {
     fn default() -> Self {
         Self {
             enabled: true,
             min_adx: 20.0,
             min_alignment: 0.5,
-            levels: levels(2.0, 20, 10),
+            atr_stop_multiplier: 2.0,
+            reward_risk: Decimal::new(20, 1),
+            base_position_pct: Decimal::from(10),
         }
     }
 }
@@ -192,7 +201,9 @@ impl Default for MomentumParams {
             rsi_entry: 55.0,
             rsi_max: 75.0,
             min_roc_pct: 0.3,
-            levels: levels(1.5, 20, 10),
+            atr_stop_multiplier: 1.5,
+            reward_risk: Decimal::new(20, 1),
+            base_position_pct: Decimal::from(10),
         }
     }
 }
@@ -203,7 +214,9 @@ impl Default for BreakoutParams {
             enabled: true,
             channel_candles: 20,
             min_volume_ratio: 1.2,
-            levels: levels(1.5, 25, 10),
+            atr_stop_multiplier: 1.5,
+            reward_risk: Decimal::new(25, 1),
+            base_position_pct: Decimal::from(10),
         }
     }
 }
@@ -214,14 +227,10 @@ impl Default for MeanReversionParams {
             enabled: true,
             rsi_oversold: 35.0,
             band_position: 0.1,
-            levels: levels(1.5, 15, 8),
+            atr_stop_multiplier: 1.5,
+            reward_risk: Decimal::new(15, 1),
+            base_position_pct: Decimal::from(8),
         }
-    }
-}
-
-impl Default for Levels {
-    fn default() -> Self {
-        levels(2.0, 20, 10)
     }
 }
 
@@ -262,12 +271,34 @@ impl StrategySettings {
             .collect()
     }
 
-    fn levels_of(&self, kind: StrategyKind) -> &Levels {
-        match kind {
-            StrategyKind::Trend => &self.trend.levels,
-            StrategyKind::Momentum => &self.momentum.levels,
-            StrategyKind::Breakout => &self.breakout.levels,
-            StrategyKind::MeanReversion => &self.mean_reversion.levels,
+    /// The levels parameters of `kind`.
+    pub fn levels_of(&self, kind: StrategyKind) -> Levels {
+        let (atr_stop_multiplier, reward_risk, base_position_pct) = match kind {
+            StrategyKind::Trend => (
+                self.trend.atr_stop_multiplier,
+                self.trend.reward_risk,
+                self.trend.base_position_pct,
+            ),
+            StrategyKind::Momentum => (
+                self.momentum.atr_stop_multiplier,
+                self.momentum.reward_risk,
+                self.momentum.base_position_pct,
+            ),
+            StrategyKind::Breakout => (
+                self.breakout.atr_stop_multiplier,
+                self.breakout.reward_risk,
+                self.breakout.base_position_pct,
+            ),
+            StrategyKind::MeanReversion => (
+                self.mean_reversion.atr_stop_multiplier,
+                self.mean_reversion.reward_risk,
+                self.mean_reversion.base_position_pct,
+            ),
+        };
+        Levels {
+            atr_stop_multiplier,
+            reward_risk,
+            base_position_pct,
         }
     }
 

@@ -92,7 +92,7 @@ pub(crate) fn trend(c: &Ctx<'_>, p: &TrendParams) -> Setup {
     entry(
         long,
         confidence,
-        p.levels.atr_stop_multiplier * atr / c.price * 100.0,
+        p.atr_stop_multiplier * atr / c.price * 100.0,
         None,
         format!(
             "EMA 9/21/50 stacked, ADX {adx:.1}, {:.0}% of timeframes aligned",
@@ -133,7 +133,7 @@ pub(crate) fn momentum(c: &Ctx<'_>, p: &MomentumParams) -> Setup {
     entry(
         long,
         confidence,
-        p.levels.atr_stop_multiplier * atr / c.price * 100.0,
+        p.atr_stop_multiplier * atr / c.price * 100.0,
         None,
         format!("MACD histogram {hist:+.6} rising, RSI {rsi:.1}, ROC {roc:+.2} %"),
     )
@@ -197,7 +197,7 @@ pub(crate) fn breakout(c: &Ctx<'_>, p: &BreakoutParams) -> Setup {
     entry(
         long,
         confidence,
-        p.levels.atr_stop_multiplier * atr / c.price * 100.0,
+        p.atr_stop_multiplier * atr / c.price * 100.0,
         None,
         format!("{kind} with volume {volume:.2}x average"),
     )
@@ -232,7 +232,7 @@ pub(crate) fn mean_reversion(c: &Ctx<'_>, p: &MeanReversionParams) -> Setup {
     entry(
         long,
         confidence,
-        p.levels.atr_stop_multiplier * atr / c.price * 100.0,
+        p.atr_stop_multiplier * atr / c.price * 100.0,
         Some(to_middle),
         format!("{side}: RSI {rsi:.1}, band position {pos:.2}, middle band {to_middle:.2} % away"),
     )

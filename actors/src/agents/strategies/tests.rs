@@ -442,7 +442,7 @@ fn disabled_strategies_are_not_asked_and_settings_validate() {
     assert!(StrategySettings::none().enabled().is_empty());
     assert!(StrategySettings::default().validate().is_ok());
     let mut bad = StrategySettings::default();
-    bad.trend.levels.reward_risk = dec!(1.2);
+    bad.trend.reward_risk = dec!(1.2);
     assert_eq!(bad.validate().unwrap_err().0, "trend.reward_risk");
     let mut bad = StrategySettings::default();
     bad.min_stop_pct = dec!(6);
