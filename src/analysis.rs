@@ -361,11 +361,12 @@ pub fn start(
             .iter()
             .filter_map(|m| slots.slot(AgentName::TradingDecision, m, None))
             .collect();
-        if models.is_empty() {
-            tracing::warn!("trading decision: no model configured; rule-based decisions");
-        } else {
-            tracing::info!(models = models.len(), "trading decision: model consensus");
-        }
+        let panel = d.strategies.enabled();
+        tracing::info!(
+            models = models.len(),
+            strategies = ?panel.iter().map(|k| k.model_name()).collect::<Vec<_>>(),
+            "trading decision: panel consensus of the strategies and models"
+        );
         let cfg = DecisionAgentConfig {
             consensus: ConsensusConfig {
                 min_quorum: d.min_quorum,
@@ -373,6 +374,7 @@ pub fn start(
                 strong_majority_boost: d.strong_majority_boost,
                 majority_boost: d.majority_boost,
             },
+            strategies: d.strategies.clone(),
             deadline_ms: d.timeout_secs.saturating_mul(1000),
             max_tokens: d.max_tokens,
             temperature: d.temperature,

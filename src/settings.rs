@@ -500,6 +500,9 @@ pub struct DecisionAgentSettings {
     pub majority_boost: f64,
     pub max_tokens: u32,
     pub temperature: f64,
+    /// The deterministic strategies of the panel (`rule:trend`, `rule:momentum`, `rule:breakout`,
+    /// `rule:mean_reversion`) and their parameters (issue 15).
+    pub strategies: triplegain_actors::agents::strategies::StrategySettings,
 }
 
 impl Default for DecisionAgentSettings {
@@ -526,6 +529,7 @@ impl Default for DecisionAgentSettings {
             majority_boost: 0.05,
             max_tokens: 1024,
             temperature: 0.3,
+            strategies: triplegain_actors::agents::strategies::StrategySettings::default(),
         }
     }
 }
@@ -920,6 +924,13 @@ impl Settings {
                     format!("must be between 0 (unlimited) and {MAX_REQUESTS_PER_MINUTE}, got {value}"),
                 ));
             }
+        }
+        // issue 15: the strategy panel's parameters (config/agents.yaml)
+        if let Err((key, why)) = self.agents.trading_decision.strategies.validate() {
+            return Err(SettingsError::new(
+                "config/agents.yaml",
+                format!("agents.trading_decision.strategies.{key}: {why}"),
+            ));
         }
         for s in &self.market.symbols {
             triplegain_actors::domain::Symbol::parse(s)

@@ -21,6 +21,7 @@ use triplegain_actors::agents::actors::{
 };
 use triplegain_actors::agents::api::{AgentName, RunAnalysis};
 use triplegain_actors::agents::sentiment::AggregationConfig;
+use triplegain_actors::agents::strategies::StrategySettings;
 use triplegain_actors::bus::{Bus, Topic};
 use triplegain_actors::clock::{ManualClock, SharedClock};
 use triplegain_actors::domain::{Candle, CorrelationId, Symbol, Timeframe, TradeAction};
@@ -340,8 +341,10 @@ async fn ta_regime_decision_chain_runs_per_symbol_without_leakage() {
         xrp_decision.output["inputs"],
         json!({"ta": false, "regime": false, "sentiment": false})
     );
+    // every strategy holds without inputs (confidence 0; the unanimous bonus only)
     assert_eq!(xrp_decision.output["action"], "HOLD");
-    assert_eq!(xrp_decision.output["confidence"], 0.0);
+    assert_eq!(xrp_decision.output["agreement"], "unanimous");
+    assert!(xrp_decision.output["confidence"].as_f64().unwrap() <= 0.15 + 1e-9);
     assert!(xrp_regime.output["reasoning"].as_str().is_some());
     let ta_events = ta_events.lock().clone();
     assert_eq!(ta_events.len(), 1);
@@ -472,8 +475,10 @@ fn decision_agent(rig: &Rig, server: &MockServer, name: &str) -> Addr<TradingDec
             sup,
             c,
             vec![slot],
+            // the model alone (no strategies) to test the model path
             DecisionAgentConfig {
                 deadline_ms: 5_000,
+                strategies: StrategySettings::none(),
                 ..DecisionAgentConfig::default()
             },
         )
@@ -596,6 +601,7 @@ async fn a_model_past_the_deadline_is_dropped_from_the_vote_but_kept_in_the_reco
             vec![slot],
             DecisionAgentConfig {
                 deadline_ms: 300,
+                strategies: StrategySettings::none(),
                 ..DecisionAgentConfig::default()
             },
         )

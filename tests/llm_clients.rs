@@ -410,14 +410,7 @@ async fn fallback_chain_tries_in_order_and_ends_with_the_rule_based_model() {
     assert!(matches!(run.failures[1].error, ModelError::BadOutput(_)));
 
     // Every provider failing: the chain's last link is the deterministic rule-based model.
-    let input = DecisionInput {
-        symbol: Symbol::parse("BTC/USDT").unwrap(),
-        current_price: dec!(50000),
-        snapshot: None,
-        ta: None,
-        regime: None,
-        sentiment: None,
-    };
+    let input = DecisionInput::new(Symbol::parse("BTC/USDT").unwrap(), dec!(50000), None, None, None, None);
     let rule_input = input.clone();
     let rule_based: Arc<dyn ModelClient> = Arc::new(FnModelClient::new("rule-based", move |_| {
         Ok(rule_based_decision(&rule_input).to_json().to_string())

@@ -11,6 +11,7 @@
 use super::api::{AgentError, AgentName, AgentRun, RunAnalysis};
 use super::regime_detection::{detect, HysteresisConfig, RegimeInput, RegimeOutput, RegimeTracker, TaSummary};
 use super::sentiment::{self, AggregationConfig, ProviderResult, SentimentSource};
+use super::strategies::{self, StrategySettings};
 use super::technical_analysis::{analyse, TaInput};
 use super::trading_decision::{self, consensus, rule_based_decision, ConsensusConfig, DecisionInput, ModelVote};
 use crate::bus::{Bus, Latest};
@@ -609,6 +610,8 @@ impl Handler<RunAnalysis> for SentimentAgent {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecisionAgentConfig {
     pub consensus: ConsensusConfig,
+    /// The deterministic strategies of the panel (they vote beside the models).
+    pub strategies: StrategySettings,
     /// One deadline for all models (they run in parallel).
     pub deadline_ms: u64,
     pub max_tokens: u32,
@@ -619,6 +622,7 @@ impl Default for DecisionAgentConfig {
     fn default() -> Self {
         Self {
             consensus: ConsensusConfig::default(),
+            strategies: StrategySettings::default(),
             deadline_ms: 30_000,
             max_tokens: 1024,
             temperature: 0.3,
@@ -626,8 +630,9 @@ impl Default for DecisionAgentConfig {
     }
 }
 
-/// The trading decision (reference §1.4, corrected): the configured models in parallel under one
-/// deadline and their consensus; the rule-based model when none is configured or none answered.
+/// The trading decision (reference §1.4, corrected): the panel — the deterministic strategies
+/// asked in this regime and the configured models, in parallel under one deadline — and its
+/// consensus; the old single rule-based model only when the panel is empty or nobody answered.
 pub struct TradingDecisionAgent {
     sup: SupervisionHandle,
     ctx: AgentContext,
@@ -692,6 +697,9 @@ impl Handler<RunAnalysis> for TradingDecisionAgent {
                 ta: c.caches.ta.get(&key).filter(|s| s.symbol == msg.symbol),
                 regime: c.caches.regime.get(&key).filter(|s| s.symbol == msg.symbol),
                 sentiment: c.caches.sentiment.get(&key).filter(|s| s.symbol == msg.symbol),
+                previous_indicators: view.previous_indicators,
+                recent_candles: view.recent_candles,
+                timeframe_trends: view.timeframe_trends,
             };
             let inputs_used = json!({
                 "ta": input.ta.is_some(),
@@ -701,8 +709,10 @@ impl Handler<RunAnalysis> for TradingDecisionAgent {
             let mut comparisons = Vec::new();
             let mut llm_failed = false;
             let mut model_used = None;
+            let (rule_votes, abstained) = strategies::panel_votes(&cfg.strategies, &input);
             let (signal_of, output): (Box<dyn FnOnce(EventMeta) -> crate::messages::TradingSignal>, Value) = if models
                 .is_empty()
+                && rule_votes.is_empty()
             {
                 let d = rule_based_decision(&input);
                 let mut output = d.to_json();
@@ -725,15 +735,25 @@ impl Handler<RunAnalysis> for TradingDecisionAgent {
                         }
                     }
                 });
-                let votes: Vec<ModelVote> = futures::future::join_all(calls).await;
+                let llm_votes: Vec<ModelVote> = if models.is_empty() {
+                    Vec::new()
+                } else {
+                    futures::future::join_all(calls).await
+                };
+                let llm_valid = llm_votes.iter().filter(|v| v.decision.is_ok()).count();
+                let mut votes = rule_votes;
+                votes.extend(llm_votes);
                 let now = c.clock.now();
                 comparisons = votes.iter().map(|v| vote_record(v, &msg, &hash, now)).collect();
-                // The quorum cannot exceed the number of configured models.
+                // The quorum cannot exceed the number of panel members asked (configured models
+                // and the strategies that trade in this regime).
                 let mut ccfg = cfg.consensus.clone();
-                ccfg.min_quorum = ccfg.min_quorum.min(models.len()).max(1);
+                ccfg.min_quorum = ccfg.min_quorum.min(votes.len()).max(1);
                 let decision = consensus(votes, &ccfg);
-                if decision.valid_models == 0 {
+                if !models.is_empty() && llm_valid == 0 {
                     llm_failed = true;
+                }
+                if decision.valid_models == 0 {
                     tracing::warn!(symbol = %msg.symbol, models = models.len(), "no model answered validly; rule-based decision");
                     let d = rule_based_decision(&input);
                     let mut output = d.to_json();
@@ -748,6 +768,10 @@ impl Handler<RunAnalysis> for TradingDecisionAgent {
                     let mut output = to_json(&decision);
                     output["model_used"] = json!("consensus");
                     output["inputs"] = inputs_used;
+                    output["abstained"] = json!(abstained
+                        .iter()
+                        .map(|(m, why)| json!({"model": m, "reason": why}))
+                        .collect::<Vec<_>>());
                     let symbol = msg.symbol.clone();
                     (Box::new(move |meta| decision.to_signal(meta, symbol)), output)
                 }

@@ -5,5 +5,6 @@ pub mod actors;
 pub mod api;
 pub mod regime_detection;
 pub mod sentiment;
+pub mod strategies;
 pub mod technical_analysis;
 pub mod trading_decision;

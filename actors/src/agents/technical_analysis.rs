@@ -12,8 +12,22 @@
 //! * `trend_strength` = min(1, ADX/50) (0.5 while ADX is warming up).
 //! * `momentum_score` in −1..1: the mean of (RSI − 50)/50, (stochastic RSI K − 50)/50 and
 //!   tanh(histogram / (0.25·ATR)) over the components available.
-//! * `confidence` is [`RULE_BASED_CONFIDENCE`] (0.25): an indicator heuristic must not claim
-//!   more (reference lesson 41).
+//! * `confidence` ([`evidence_confidence`]) is computed from the evidence, each part 0..1 and
+//!   measured in the direction of the bias (for a neutral bias: the direction of EMA 9 vs EMA 21,
+//!   and the result halved):
+//!   `0.30·alignment + 0.25·strength + 0.25·momentum + 0.10·volatility + 0.10·volume`, where
+//!   - alignment = max(0, agreeing − opposing) / timeframes, over the analysed timeframe's
+//!     EMA 9/21 trend and every other timeframe's (1m/5m/15m/1h/4h…);
+//!   - strength = clamp((ADX − 15) / 25, 0, 1) (0 while ADX warms up);
+//!   - momentum = the mean of clamp(tanh(histogram / (0.25·ATR))·d), clamp((RSI − 50)/25·d) and
+//!     clamp(tanh(ROC 10 / 2)·d), each into 0..1, where d = ±1 is the direction;
+//!   - volatility = 0.5 during a Bollinger squeeze or with no ATR, 0.2 when ATR/price > 5 %,
+//!     0.6 when > 3 % or the Bollinger width exceeds 10 %, else 1;
+//!   - volume = clamp(volume / 20-candle average / 1.5, 0, 1) (0.5 when unknown).
+//!
+//!   A strong aligned trend reaches 0.8–0.95; mixed or flat evidence stays below 0.4. (The
+//!   reference used a constant 0.25, [`RULE_BASED_CONFIDENCE`], which made every rule-based
+//!   decision a HOLD.) A model-backed analysis reports its own confidence.
 //! * Support and resistance: Bollinger bands, SMA 20/50/200, EMA 50/200, VWAP, Supertrend and
 //!   the high and low of the recent candles supplied, split at the current price, nearest
 //!   first, at most three each, levels closer than 0.1 % merged. `current_position` from where
@@ -137,7 +151,8 @@ pub fn analyse(input: &TaInput<'_>) -> TaOutput {
     out.macd_signal = macd_signal(hist, input.previous.and_then(|p| p.macd.histogram));
     out.trend_strength = ind.adx_14.map_or(0.5, |adx| (adx / 50.0).clamp(0.0, 1.0));
     out.momentum_score = momentum(rsi, hist, ind.atr_14, ind.stochastic_rsi.k);
-    out.confidence = RULE_BASED_CONFIDENCE;
+    let own_trend = timeframe_trend(ind).map(|t| (input.timeframe, t));
+    out.confidence = evidence_confidence(out.bias, ind, price, own_trend, input.timeframe_trends);
 
     if price > Decimal::ZERO {
         let (support, resistance) = key_levels(price, ind, input.recent_candles);
@@ -175,6 +190,91 @@ pub fn analyse(input: &TaInput<'_>) -> TaOutput {
     secondary_and_warnings(&mut out, ind, price, rsi);
     out.reasoning = truncate_reasoning(&reasoning_text(&out, ind));
     out
+}
+
+/// Weights of the evidence in [`evidence_confidence`] (sum 1).
+pub const CONFIDENCE_WEIGHTS: [f64; 5] = [0.30, 0.25, 0.25, 0.10, 0.10];
+
+/// The rule-based confidence (module docs): how strongly the evidence supports `bias`.
+/// `own_trend` is the analysed timeframe's EMA 9/21 trend, `others` every other timeframe's.
+pub fn evidence_confidence(
+    bias: Bias,
+    ind: &IndicatorSnapshot,
+    price: Decimal,
+    own_trend: Option<(Timeframe, TrendDirection)>,
+    others: &[(Timeframe, TrendDirection)],
+) -> f64 {
+    let (direction, scale) = match bias {
+        Bias::Long => (1.0, 1.0),
+        Bias::Short => (-1.0, 1.0),
+        Bias::Neutral => match own_trend.map(|(_, t)| t) {
+            Some(TrendDirection::Bullish) => (1.0, 0.5),
+            Some(TrendDirection::Bearish) => (-1.0, 0.5),
+            _ => return 0.0,
+        },
+    };
+    let wanted = if direction > 0.0 {
+        TrendDirection::Bullish
+    } else {
+        TrendDirection::Bearish
+    };
+    let trends: Vec<TrendDirection> = own_trend
+        .iter()
+        .map(|(_, t)| *t)
+        .chain(
+            others
+                .iter()
+                .filter(|(tf, _)| own_trend.is_none_or(|(own, _)| own != *tf))
+                .map(|(_, t)| *t),
+        )
+        .collect();
+    let agree = trends.iter().filter(|t| **t == wanted).count() as f64;
+    let oppose = trends
+        .iter()
+        .filter(|t| **t != wanted && **t != TrendDirection::Neutral)
+        .count() as f64;
+    let alignment = if trends.is_empty() {
+        0.0
+    } else {
+        ((agree - oppose) / trends.len() as f64).max(0.0)
+    };
+    let strength = ind.adx_14.map_or(0.0, |adx| ((adx - 15.0) / 25.0).clamp(0.0, 1.0));
+    let unit = |x: f64| if x.is_finite() { x.clamp(0.0, 1.0) } else { 0.0 };
+    let mut parts = Vec::with_capacity(3);
+    if let (Some(hist), Some(atr)) = (ind.macd.histogram, ind.atr_14.filter(|a| *a > 0.0)) {
+        parts.push(unit((hist / (0.25 * atr)).tanh() * direction));
+    }
+    if let Some(rsi) = ind.rsi_14 {
+        parts.push(unit((rsi - 50.0) / 25.0 * direction));
+    }
+    if let Some(roc) = ind.roc_10 {
+        parts.push(unit((roc / 2.0).tanh() * direction));
+    }
+    let momentum = if parts.is_empty() {
+        0.0
+    } else {
+        parts.iter().sum::<f64>() / parts.len() as f64
+    };
+    let price_f = price.to_f64().filter(|p| *p > 0.0);
+    let atr_pct = match (ind.atr_14, price_f) {
+        (Some(atr), Some(p)) => Some(atr / p * 100.0),
+        _ => None,
+    };
+    let bb_width_pct = ind.bollinger_bands.width.map(|w| w * 100.0);
+    let volatility = if ind.squeeze_detected == Some(true) {
+        0.5
+    } else {
+        match atr_pct {
+            None => 0.5,
+            Some(a) if a > 5.0 => 0.2,
+            Some(a) if a > 3.0 || bb_width_pct.is_some_and(|w| w > 10.0) => 0.6,
+            Some(_) => 1.0,
+        }
+    };
+    let volume = ind.volume_vs_avg.map_or(0.5, |v| unit(v / 1.5));
+    let [wa, ws, wm, wv, wu] = CONFIDENCE_WEIGHTS;
+    let c = (wa * alignment + ws * strength + wm * momentum + wv * volatility + wu * volume) * scale;
+    (unit(c) * 10_000.0).round() / 10_000.0
 }
 
 /// Trend of one timeframe for the multi-timeframe state (reference §2.2): bullish if
@@ -641,7 +741,13 @@ mod tests {
             let out = analyse(&input(&ind, &s));
             assert_eq!(out.bias, bias, "rsi {rsi}");
             assert_eq!(out.trend_direction, dir, "rsi {rsi}");
-            assert_eq!(out.confidence, RULE_BASED_CONFIDENCE);
+            let own = timeframe_trend(&ind).map(|t| (Timeframe::H1, t));
+            assert_eq!(out.confidence, evidence_confidence(bias, &ind, dec!(100.5), own, &[]));
+            assert!(
+                out.confidence > 0.0 && out.confidence < 1.0,
+                "rsi {rsi}: {}",
+                out.confidence
+            );
             assert_eq!(out.model_used, RULE_BASED_MODEL);
             assert!((out.trend_strength - 0.6).abs() < 1e-12, "ADX 30 / 50");
             assert!(out.momentum_score.signum() == hist.signum() || rsi == 52.0);
@@ -649,6 +755,50 @@ mod tests {
             assert!(out.reasoning.chars().count() <= MAX_REASONING_CHARS);
             assert!(out.reasoning.contains("BTC/USDT"));
         }
+    }
+
+    #[test]
+    fn confidence_rises_with_alignment_and_falls_with_disagreement() {
+        use Timeframe::*;
+        use TrendDirection::{Bearish as Dn, Bullish as Up};
+        let s = sym();
+        let mut strong = snapshot(68.0, 0.8);
+        strong.adx_14 = Some(42.0);
+        strong.roc_10 = Some(3.0);
+        strong.volume_vs_avg = Some(1.6);
+        let run = |ind: &IndicatorSnapshot, trends: &[(Timeframe, TrendDirection)]| {
+            analyse(&TaInput {
+                timeframe_trends: trends,
+                ..input(ind, &s)
+            })
+            .confidence
+        };
+        let aligned = run(&strong, &[(M1, Up), (M5, Up), (M15, Up), (H4, Up)]);
+        let three_of_five = run(&strong, &[(M1, Dn), (M5, Up), (M15, Up), (H4, Dn)]);
+        let opposed = run(&strong, &[(M1, Dn), (M5, Dn), (M15, Dn), (H4, Dn)]);
+        assert!(aligned >= 0.85, "strong aligned trend is high: {aligned}");
+        assert!(three_of_five < aligned - 0.15, "{three_of_five} vs {aligned}");
+        assert!(opposed < three_of_five, "{opposed} vs {three_of_five}");
+        // flat: no bias, weak ADX, quiet momentum → low
+        let mut flat = snapshot(51.0, 0.01);
+        flat.adx_14 = Some(12.0);
+        flat.roc_10 = Some(0.05);
+        flat.volume_vs_avg = Some(0.8);
+        let f = run(&flat, &[(M1, Dn), (M5, Up), (M15, Dn), (H4, Up)]);
+        assert!(f < 0.25, "flat evidence stays low: {f}");
+        // weaker trend strength lowers the confidence, all else equal
+        let mut weaker = strong.clone();
+        weaker.adx_14 = Some(20.0);
+        let w = run(&weaker, &[(M1, Up), (M5, Up), (M15, Up), (H4, Up)]);
+        assert!(w < aligned, "{w} vs {aligned}");
+        // the same evidence mirrored for a short bias scores the same
+        let mut short = strong.clone();
+        short.rsi_14 = Some(32.0);
+        short.macd.histogram = Some(-0.8);
+        short.roc_10 = Some(-3.0);
+        short.ema_9 = Some(99.0);
+        let sh = run(&short, &[(M1, Dn), (M5, Dn), (M15, Dn), (H4, Dn)]);
+        assert!((sh - aligned).abs() < 1e-9, "{sh} vs {aligned}");
     }
 
     #[test]
