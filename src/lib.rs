@@ -5,6 +5,7 @@ pub mod backtest;
 pub mod bench;
 pub mod cli;
 pub mod db;
+pub mod export;
 pub mod kraken;
 pub mod llm;
 pub mod market;

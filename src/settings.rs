@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use triplegain_actors::domain::TradingMode;
 
 /// The domain files loaded after `base.yaml`, in order.
-pub const DOMAIN_FILES: [&str; 7] = [
+pub const DOMAIN_FILES: [&str; 8] = [
     "orchestration",
     "risk",
     "execution",
@@ -21,6 +21,7 @@ pub const DOMAIN_FILES: [&str; 7] = [
     "hodl",
     "indicators",
     "agents",
+    "export",
 ];
 
 /// A secret value: never printed by Debug, Display, logs or `check-config`.
@@ -80,6 +81,9 @@ pub struct Settings {
     pub indicators: IndicatorsSettings,
 
     pub agents: AgentsSettings,
+
+    /// The event stream on NATS JetStream and the fleet control subjects (`config/export.yaml`).
+    pub export: crate::export::ExportSettings,
 }
 
 impl Default for Settings {
@@ -101,6 +105,7 @@ impl Default for Settings {
             hodl: triplegain_actors::portfolio::HodlConfig::default(),
             indicators: IndicatorsSettings::default(),
             agents: AgentsSettings::default(),
+            export: crate::export::ExportSettings::default(),
         }
     }
 }
@@ -108,6 +113,9 @@ impl Default for Settings {
 /// The environment variable that must confirm live trading, and its required value.
 pub const LIVE_TRADING_CONFIRMATION_VAR: &str = "TRIPLEGAIN_CONFIRM_LIVE_TRADING";
 pub const LIVE_TRADING_CONFIRMATION: &str = "I_UNDERSTAND_THE_RISKS";
+
+/// The account of a process that names none: its tables stay in the `public` schema.
+pub const DEFAULT_ACCOUNT: &str = "default";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -118,6 +126,9 @@ pub struct AppSettings {
     /// `TRIPLEGAIN_CONFIRM_LIVE_TRADING`; live mode needs it to read `I_UNDERSTAND_THE_RISKS`.
     #[serde(skip)]
     pub live_trading_confirmation: Option<String>,
+    /// The account this process trades: names its PostgreSQL schema (`default` = `public`), its
+    /// single-instance lock and its NATS subjects. Lowercase letters, digits and `_`.
+    pub account: String,
 }
 
 impl Default for AppSettings {
@@ -126,6 +137,7 @@ impl Default for AppSettings {
             mode: TradingMode::Paper,
             environment: "local".into(),
             live_trading_confirmation: None,
+            account: DEFAULT_ACCOUNT.into(),
         }
     }
 }
@@ -807,6 +819,7 @@ impl Settings {
                 p.api_key = env(var).map(Secret::new);
             }
         }
+        settings.export.credentials = crate::export::NatsCredentials::from_env(&env);
         if let Some(token) = env("TRIPLEGAIN_API_TOKEN") {
             settings.api.tokens.push(ApiToken {
                 name: "env:TRIPLEGAIN_API_TOKEN".into(),
@@ -867,6 +880,11 @@ impl Settings {
             triplegain_actors::domain::Symbol::parse(s)
                 .map_err(|e| SettingsError::new("market.symbols", e.to_string()))?;
         }
+        crate::export::validate_account(&self.app.account)
+            .map_err(|e| SettingsError::new("app.account (config/base.yaml)", e))?;
+        self.export
+            .validate(self.database.url.is_some())
+            .map_err(|(key, e)| SettingsError::new(format!("{key} (config/export.yaml)"), e))?;
         if !matches!(self.kraken.tier.as_str(), "starter" | "intermediate" | "pro") {
             return Err(SettingsError::new(
                 "kraken.tier",
