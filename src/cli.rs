@@ -1,4 +1,4 @@
-//! Command line: `triplegain serve | migrate | check-config | analyze | bench | backtest`.
+//! Command line: `triplegain serve | migrate | check-config | analyze | bench | backtest | tail`.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -45,6 +45,26 @@ pub enum Command {
     Bench(BenchArgs),
     /// Run the full actor system on replayed candle files and print a report as JSON.
     Backtest(BacktestArgs),
+    /// Print the live event stream from NATS JetStream (config/export.yaml), one JSON object a line.
+    Tail(TailArgs),
+}
+
+/// Options of `triplegain tail`.
+#[derive(Debug, clap::Args)]
+pub struct TailArgs {
+    /// Only this account (default every account of the stream).
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Only this topic (execution_events, portfolio_updates, risk_alerts, system_events, decisions,
+    /// ta_signals, regime_updates, sentiment_updates, trading_signals).
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Start from the oldest event the stream keeps instead of new ones only.
+    #[arg(long)]
+    pub from_start: bool,
+    /// Exit after this many events.
+    #[arg(long)]
+    pub count: Option<u64>,
 }
 
 /// Options of `triplegain backtest`.

@@ -7,6 +7,7 @@ pub mod business_clock;
 pub mod cli;
 pub mod db;
 pub mod first_run;
+pub mod export;
 pub mod kraken;
 pub mod llm;
 pub mod market;

@@ -209,6 +209,26 @@ async fn main() -> ExitCode {
             }
         }
         Command::Bench(args) => run_bench(args),
+        Command::Tail(args) => {
+            let settings = match load(&cli) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let opts = triplegain::export::tail::TailOptions {
+                account: args.account.clone(),
+                topic: args.topic.clone(),
+                from_start: args.from_start,
+                count: args.count,
+            };
+            let mut out = std::io::stdout().lock();
+            match triplegain::export::tail::run(&settings.export, &opts, &mut out).await {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Backtest(args) => run_backtest(&cli, args).await,
         Command::CheckConfig => match load(&cli) {
             Ok(settings) => match settings.redacted_yaml() {
@@ -231,7 +251,9 @@ async fn main() -> ExitCode {
                 return ExitCode::from(EXIT_CONFIG);
             };
             let result = async {
-                let pool = db::build_pool(url.expose(), &settings.database)?;
+                let account = &settings.app.account;
+                let pool = db::account::build_account_pool(url.expose(), &settings.database, account)?;
+                db::account::prepare_account_schema(&pool, account, true).await?;
                 db::migrate(&pool).await
             }
             .await;

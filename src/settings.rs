@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use triplegain_actors::domain::TradingMode;
 
 /// The domain files loaded after `base.yaml`, in order. Each must exist (as `<name>.yaml`).
-pub const DOMAIN_FILES: [&str; 8] = [
+pub const DOMAIN_FILES: [&str; 9] = [
     "orchestration",
     "risk",
     "execution",
@@ -22,6 +22,7 @@ pub const DOMAIN_FILES: [&str; 8] = [
     "indicators",
     "agents",
     "notifications",
+    "export",
 ];
 
 /// A secret value: never printed by Debug, Display, logs or `check-config`.
@@ -84,6 +85,8 @@ pub struct Settings {
 
     /// `config/notifications.yaml`: Telegram and webhook channels.
     pub notifications: crate::notifier::NotificationSettings,
+    /// The event stream on NATS JetStream and the fleet control subjects (`config/export.yaml`).
+    pub export: crate::export::ExportSettings,
 }
 
 impl Default for Settings {
@@ -106,6 +109,7 @@ impl Default for Settings {
             indicators: IndicatorsSettings::default(),
             agents: AgentsSettings::default(),
             notifications: crate::notifier::NotificationSettings::default(),
+            export: crate::export::ExportSettings::default(),
         }
     }
 }
@@ -113,6 +117,9 @@ impl Default for Settings {
 /// The environment variable that must confirm live trading, and its required value.
 pub const LIVE_TRADING_CONFIRMATION_VAR: &str = "TRIPLEGAIN_CONFIRM_LIVE_TRADING";
 pub const LIVE_TRADING_CONFIRMATION: &str = "I_UNDERSTAND_THE_RISKS";
+
+/// The account of a process that names none: its tables stay in the `public` schema.
+pub const DEFAULT_ACCOUNT: &str = "default";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -123,6 +130,9 @@ pub struct AppSettings {
     /// `TRIPLEGAIN_CONFIRM_LIVE_TRADING`; live mode needs it to read `I_UNDERSTAND_THE_RISKS`.
     #[serde(skip)]
     pub live_trading_confirmation: Option<String>,
+    /// The account this process trades: names its PostgreSQL schema (`default` = `public`), its
+    /// single-instance lock and its NATS subjects. Lowercase letters, digits and `_`.
+    pub account: String,
 }
 
 impl Default for AppSettings {
@@ -131,6 +141,7 @@ impl Default for AppSettings {
             mode: TradingMode::Paper,
             environment: "local".into(),
             live_trading_confirmation: None,
+            account: DEFAULT_ACCOUNT.into(),
         }
     }
 }
@@ -867,6 +878,7 @@ impl Settings {
         // -- notifications (issue 17): bot and webhook tokens only from the environment --
         settings.notifications.telegram.bot_token = env(crate::notifier::TELEGRAM_TOKEN_VAR).map(Secret::new);
         settings.notifications.webhook.auth_token = env(crate::notifier::WEBHOOK_TOKEN_VAR).map(Secret::new);
+        settings.export.credentials = crate::export::NatsCredentials::from_env(&env);
         if let Some(token) = env("TRIPLEGAIN_API_TOKEN") {
             settings.api.tokens.push(ApiToken {
                 name: "env:TRIPLEGAIN_API_TOKEN".into(),
@@ -936,6 +948,11 @@ impl Settings {
             triplegain_actors::domain::Symbol::parse(s)
                 .map_err(|e| SettingsError::new("market.symbols", e.to_string()))?;
         }
+        crate::export::validate_account(&self.app.account)
+            .map_err(|e| SettingsError::new("app.account (config/base.yaml)", e))?;
+        self.export
+            .validate(self.database.url.is_some())
+            .map_err(|(key, e)| SettingsError::new(format!("{key} (config/export.yaml)"), e))?;
         if !matches!(self.kraken.tier.as_str(), "starter" | "intermediate" | "pro") {
             return Err(SettingsError::new(
                 "kraken.tier",

@@ -168,6 +168,9 @@ pub struct Application {
     server: actix_web::dev::Server,
     state: web::Data<AppState>,
     drain_deadline: Duration,
+    // -- fleet (issue 18): event export and the per-account single-instance lock --
+    export: Option<crate::export::ExportHandle>,
+    account_lock: Option<db::account::AccountLock>,
 }
 
 /// The running actor system without HTTP: what `serve` exposes over the API and `backtest`
@@ -210,12 +213,21 @@ pub async fn build_system_with(
 ) -> anyhow::Result<System> {
     let (stores, pool) = match &settings.database.url {
         Some(url) => {
-            let pool = db::build_pool(url.expose(), &settings.database)?;
+            // One schema per account (db::account); `default` stays in `public`.
+            let account = &settings.app.account;
+            let pool = db::account::build_account_pool(url.expose(), &settings.database, account)?;
+            db::account::prepare_account_schema(&pool, account, settings.database.run_migrations).await?;
             if settings.database.run_migrations {
                 let applied = db::migrate(&pool).await?;
-                tracing::info!(applied = applied.len(), "database migrations up to date");
+                tracing::info!(applied = applied.len(), account = %account, "database migrations up to date");
             }
-            (db::pg_stores(pool.clone()), Some(pool))
+            // With the event export on, the audit store appends to the outbox in its transactions.
+            let stores = if settings.export.enabled {
+                db::pg_stores_with_outbox(pool.clone())
+            } else {
+                db::pg_stores(pool.clone())
+            };
+            (stores, Some(pool))
         }
         None => {
             tracing::warn!("no DATABASE_URL: paper mode on the in-memory store; nothing survives a restart");
@@ -517,6 +529,13 @@ impl Application {
     /// # Errors
     /// When the database is unreachable, migrations fail or the address cannot be bound.
     pub async fn build(mut settings: Settings) -> anyhow::Result<Self> {
+        // One process per account on a database: refuse to start beside another.
+        let account_lock = match &settings.database.url {
+            Some(url) => {
+                Some(db::account::AccountLock::acquire(url.expose(), &settings.database, &settings.app.account).await?)
+            }
+            None => None,
+        };
         // -- operators area: first-run admin token, trade log, notifier --
         crate::first_run::ensure_admin_token(&mut settings)?;
         let system = build_system(&settings).await?;
@@ -537,6 +556,7 @@ impl Application {
 
         let state = web::Data::new(system.state);
         let token_table = Arc::new(TokenTable::new(&settings.api.tokens));
+        let token_table_for_export = token_table.clone();
         let tokens = web::Data::new(token_table.clone());
         // One limiter per server (shared by its workers).
         let rate_limits = web::Data::new(routes::limits::RateLimits::new(settings.api.rate_limit, token_table));
@@ -568,12 +588,16 @@ impl Application {
         .listen(listener)?
         .run();
 
-        tracing::info!(port, mode = %settings.app.mode, "TripleGain listening");
+        let export = crate::export::start(&settings, state.clone(), token_table_for_export).await?;
+
+        tracing::info!(port, mode = %settings.app.mode, account = %settings.app.account, "TripleGain listening");
         Ok(Self {
             port,
             server,
             state,
             drain_deadline: Duration::from_secs(settings.supervision.drain_deadline_secs),
+            export,
+            account_lock,
         })
     }
 
@@ -583,6 +607,11 @@ impl Application {
 
     pub fn state(&self) -> web::Data<AppState> {
         self.state.clone()
+    }
+
+    /// Counters of the event export (when on).
+    pub fn export_stats(&self) -> Option<Arc<crate::export::ExportStats>> {
+        self.export.as_ref().map(|e| e.stats.clone())
     }
 
     /// Serves until `shutdown` resolves, then stops HTTP gracefully and drains the actors.
@@ -605,6 +634,12 @@ impl Application {
         }
         tracing::info!(deadline_secs = self.drain_deadline.as_secs(), "draining actors");
         let drained = self.state.registry.drain_all(self.drain_deadline).await;
+        if let Some(export) = self.export {
+            export.shutdown(self.drain_deadline).await;
+        }
+        if let Some(lock) = self.account_lock {
+            lock.release().await;
+        }
         tracing::info!(drained, "shutdown complete");
         Ok(())
     }

@@ -1,6 +1,10 @@
 //! Persistence: the deadpool pool, embedded refinery migrations, the PostgreSQL stores and the
 //! in-memory store used by paper runs without a database.
 
+// -- accounts and event outbox (issue 18) --
+pub mod account;
+pub mod outbox;
+
 mod memory;
 mod orders;
 mod pg;
@@ -64,6 +68,19 @@ pub async fn migrate(pool: &Pool) -> anyhow::Result<Vec<String>> {
 /// Stores backed by PostgreSQL.
 pub fn pg_stores(pool: Pool) -> Stores {
     let store = Arc::new(PgStore::new(pool));
+    Stores {
+        state: store.clone(),
+        audit: store.clone(),
+        health: store.clone(),
+        portfolio: store.clone(),
+        orders: store,
+    }
+}
+
+/// Stores backed by PostgreSQL whose audit writes also append to the export outbox in the same
+/// transaction (event export on).
+pub fn pg_stores_with_outbox(pool: Pool) -> Stores {
+    let store = Arc::new(PgStore::with_outbox(pool));
     Stores {
         state: store.clone(),
         audit: store.clone(),

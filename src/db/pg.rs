@@ -10,11 +10,19 @@ use triplegain_actors::ports::{
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    /// Also append decisions to `event_outbox` in the same transaction (event export on).
+    outbox: bool,
 }
 
 impl PgStore {
     pub fn new(pool: Pool) -> Self {
-        Self { pool }
+        Self { pool, outbox: false }
+    }
+
+    /// As [`PgStore::new`], appending audit events to the export outbox in the transaction that
+    /// writes them (see `db::outbox`).
+    pub fn with_outbox(pool: Pool) -> Self {
+        Self { pool, outbox: true }
     }
 
     pub fn pool(&self) -> &Pool {
@@ -121,8 +129,10 @@ impl AuditStore for PgStore {
 
     fn record_decision(&self, rec: DecisionRecord) -> StoreFuture<()> {
         let pool = self.pool.clone();
+        let outbox = self.outbox;
         async move {
-            let client = pool.get().await.map_err(unavailable)?;
+            let mut client = pool.get().await.map_err(unavailable)?;
+            let client = client.transaction().await.map_err(query)?;
             client
                 .execute(
                     "INSERT INTO decisions (correlation_id, stage, symbol, detail, at) VALUES ($1, $2, $3, $4, $5)",
@@ -136,6 +146,10 @@ impl AuditStore for PgStore {
                 )
                 .await
                 .map_err(query)?;
+            if outbox {
+                super::outbox::append_decision(&*client, &rec).await.map_err(query)?;
+            }
+            client.commit().await.map_err(query)?;
             Ok(())
         }
         .boxed()

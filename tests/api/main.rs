@@ -13,5 +13,6 @@ mod contract;
 mod events;
 mod execution;
 mod operators;
+mod export;
 mod orchestration;
 mod portfolio;
