@@ -6,6 +6,7 @@ pub mod bench;
 pub mod cli;
 pub mod db;
 pub mod kraken;
+pub mod live;
 pub mod llm;
 pub mod market;
 pub mod observability;
