@@ -249,6 +249,9 @@ impl Default for SupervisionSettings {
 pub enum MarketSource {
     Simulated,
     Kraken,
+    /// Kraken public WebSocket v2 (`ohlc`, `ticker`; `kraken.ws_public_url`), with the public REST
+    /// poller as the fallback while the socket is down.
+    KrakenWs,
     Replay,
     /// No built-in feed: candles arrive from outside (an external collector, or tests).
     External,

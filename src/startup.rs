@@ -226,7 +226,7 @@ pub async fn build_system_with(
     // The market feed drives business time: replay and the simulated market move a manual
     // clock candle by candle; the Kraken feed runs on the wall clock.
     let (clock, feed_clock): (SharedClock, Option<ManualClock>) = match settings.market.source {
-        MarketSource::Kraken => (Arc::new(SystemClock), None),
+        MarketSource::Kraken | MarketSource::KrakenWs => (Arc::new(SystemClock), None),
         MarketSource::Simulated | MarketSource::Replay | MarketSource::External => {
             let manual = ManualClock::new(start.unwrap_or_else(chrono::Utc::now));
             (Arc::new(manual.clone()), Some(manual))

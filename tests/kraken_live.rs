@@ -402,3 +402,88 @@ async fn idle_rest_load_with_one_protected_position_stays_under_a_quarter_of_the
     env.fake.assert_clean();
     env.app.shutdown().await;
 }
+
+fn ohlc_entry(minute: u32, open: &str, close: &str) -> serde_json::Value {
+    serde_json::json!({"symbol": "BTC/USDT", "open": open.parse::<f64>().unwrap(), "high": 50100.0, "low": 49900.0,
+        "close": close.parse::<f64>().unwrap(), "trades": 3, "volume": 0.5, "vwap": 50000.0,
+        "interval_begin": format!("2026-12-07T10:{minute:02}:00.000000000Z"), "interval": 1,
+        "timestamp": format!("2026-12-07T10:{minute:02}:30.000000Z")})
+}
+
+#[actix_web::test]
+async fn public_ohlc_and_ticker_arrive_over_the_socket_and_rest_polls_while_it_is_down() {
+    use triplegain::market::{KrakenPublicFeed, KrakenWsFeed};
+    use triplegain_actors::ports::{FeedItem, MarketFeed};
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, ResponseTemplate};
+    let fake = FakeKraken::start().await;
+    let ws = FakeKrakenWs::start(fake.book.clone()).await;
+    let t = |m: i64| 1_796_637_600 + m * 60; // 2026-12-07 10:00 UTC + m minutes
+    Mock::given(method("GET"))
+        .and(path("/0/public/OHLC"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(kraken_wire::ok(serde_json::json!({
+            "XBTUSDT": [[t(4), "50000", "50100", "49900", "50010", "50000", "0.4", 4],
+                        [t(5), "50010", "50100", "49900", "50020", "50000", "0.3", 3],
+                        [t(6), "50020", "50100", "49900", "50030", "50000", "0.1", 1]],
+            "last": t(5)}))))
+        .mount(&fake.server)
+        .await;
+    let btc = Symbol::parse("BTC/USDT").unwrap();
+    let rest = KrakenPublicFeed::new(&fake.uri(), vec![btc.clone()])
+        .unwrap()
+        .with_poll_interval(Duration::ZERO);
+    let mut feed = KrakenWsFeed::new(&ws.url, vec![btc.clone()], rest).with_idle_after(Duration::from_millis(300));
+    feed.start();
+    let started = Instant::now();
+    while !feed.is_up() {
+        assert!(started.elapsed() < Duration::from_secs(5), "public socket subscribed");
+        actix::clock::sleep(Duration::from_millis(20)).await;
+    }
+    let subs = ws.frames_of("subscribe");
+    assert!(subs.iter().any(|f| f["params"]["channel"] == "ohlc" && f["params"]["interval"] == 1));
+    assert!(subs.iter().any(|f| f["params"]["channel"] == "ticker" && f["params"]["symbol"][0] == "BTC/USDT"));
+
+    // Updates of the 10:03 candle, then the first trade of 10:04: 10:03 is final.
+    ws.push_public("ohlc", serde_json::json!([ohlc_entry(3, "50000", "50005")]));
+    ws.push_public("ohlc", serde_json::json!([ohlc_entry(3, "50000", "50007.5")]));
+    ws.push_public("ticker", serde_json::json!([{"symbol": "BTC/USDT", "bid": 50007.0, "bid_qty": 1.0,
+        "ask": 50008.0, "ask_qty": 1.0, "last": 50007.5, "volume": 10.0, "vwap": 50000.0, "low": 49000.0,
+        "high": 51000.0, "change": 7.5, "change_pct": 0.01}]));
+    actix::clock::sleep(Duration::from_millis(100)).await;
+    assert_eq!(feed.next().await.unwrap(), FeedItem::Idle, "10:03 is still forming");
+    ws.push_public("ohlc", serde_json::json!([ohlc_entry(4, "50007.5", "50010")]));
+    let FeedItem::Candles(c) = feed.next().await.unwrap() else { panic!("a closed candle") };
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].open_time.to_rfc3339(), "2026-12-07T10:03:00+00:00");
+    assert_eq!((c[0].open, c[0].close, c[0].volume), (dec("50000"), dec("50007.5"), dec("0.5")));
+    let tick = feed.tickers()[&btc];
+    assert_eq!((tick.last, tick.bid, tick.ask), (dec("50007.5"), dec("50007"), dec("50008")));
+
+    // The socket drops and stays away: REST polls OHLC, closed candles only, each once.
+    ws.refuse_connections(true);
+    ws.drop_sockets();
+    let started = Instant::now();
+    while feed.is_up() {
+        assert!(started.elapsed() < Duration::from_secs(5));
+        actix::clock::sleep(Duration::from_millis(20)).await;
+    }
+    let FeedItem::Candles(c) = feed.next().await.unwrap() else { panic!("REST candles") };
+    let times: Vec<i64> = c.iter().map(|c| c.open_time.timestamp()).collect();
+    assert_eq!(times, vec![t(4), t(5)], "10:06 is forming and dropped");
+    assert_eq!(feed.next().await.unwrap(), FeedItem::Idle, "nothing twice");
+
+    // Back on the socket: candles REST already gave are not repeated.
+    ws.refuse_connections(false);
+    let started = Instant::now();
+    while !feed.is_up() {
+        assert!(started.elapsed() < Duration::from_secs(10), "public socket back");
+        actix::clock::sleep(Duration::from_millis(20)).await;
+    }
+    ws.push_public("ohlc", serde_json::json!([ohlc_entry(5, "50010", "50020")]));
+    ws.push_public("ohlc", serde_json::json!([ohlc_entry(6, "50020", "50030")]));
+    ws.push_public("ohlc", serde_json::json!([ohlc_entry(7, "50030", "50040")]));
+    actix::clock::sleep(Duration::from_millis(100)).await;
+    let FeedItem::Candles(c) = feed.next().await.unwrap() else { panic!("socket candles") };
+    let times: Vec<i64> = c.iter().map(|c| c.open_time.timestamp()).collect();
+    assert_eq!(times, vec![t(6)]);
+}

@@ -358,7 +358,9 @@ struct Shared {
     /// Frames to the current connection; `None` while down.
     out: Mutex<Option<mpsc::UnboundedSender<String>>>,
     pending: Mutex<HashMap<u64, oneshot::Sender<Value>>>,
-    token: Mutex<Option<String>>,
+    /// The socket token and when REST handed it out (reused for reconnects within 10 minutes:
+    /// Kraken accepts it for 15 minutes to connect).
+    token: Mutex<Option<(String, Instant)>>,
     req_id: AtomicU64,
     up: AtomicBool,
     stopping: AtomicBool,
@@ -471,7 +473,7 @@ impl KrakenWs {
     }
 
     fn token(&self) -> Option<String> {
-        self.shared.token.lock().clone()
+        self.shared.token.lock().as_ref().map(|(t, _)| t.clone())
     }
 }
 
@@ -566,13 +568,25 @@ fn went_down(shared: &Shared) {
 }
 
 async fn session(shared: &Arc<Shared>) -> Result<(), String> {
-    let token = shared
-        .rest
-        .client()
-        .websockets_token()
-        .await
-        .map_err(|e| format!("GetWebSocketsToken: {e}"))?;
-    *shared.token.lock() = Some(token.clone());
+    let cached = shared
+        .token
+        .lock()
+        .as_ref()
+        .filter(|(_, at)| at.elapsed() < Duration::from_secs(600))
+        .map(|(t, _)| t.clone());
+    let token = match cached {
+        Some(t) => t,
+        None => {
+            let t = shared
+                .rest
+                .client()
+                .websockets_token()
+                .await
+                .map_err(|e| format!("GetWebSocketsToken: {e}"))?;
+            *shared.token.lock() = Some((t.clone(), Instant::now()));
+            t
+        }
+    };
     let (stream, _) = tokio::time::timeout(
         shared.config.connect_timeout,
         tokio_tungstenite::connect_async(shared.config.private_url.as_str()),
@@ -631,7 +645,10 @@ fn on_frame(shared: &Arc<Shared>, text: &str) {
     if let Some(method) = v.get("method").and_then(Value::as_str) {
         if method == "subscribe" {
             if let Some(e) = reply_error(&v) {
-                tracing::error!(error = %e, "Kraken refused the executions subscription");
+                tracing::error!(error = %e, "Kraken refused the executions subscription; new token, reconnecting");
+                // A fresh token on the next connection; this one ends now.
+                *shared.token.lock() = None;
+                *shared.out.lock() = None;
             }
             return;
         }
