@@ -244,11 +244,23 @@ async fn a_dropped_socket_reconnects_resubscribes_and_the_gap_reconciliation_fin
     assert_eq!(env.ws.subscriptions(), 1);
 
     // The network drops the socket and Kraken is unreachable over it for a while.
+    let queries = env.fake.calls_of("QueryOrders").len();
     env.ws.refuse_connections(true);
     env.ws.drop_sockets();
     env.wait("socket down", || !socket.is_up()).await;
-    // The manager was told (it checks over REST now); let that check finish first.
-    actix::clock::sleep(Duration::from_millis(500)).await;
+    // The manager was told and checks over REST now (the rate gate may delay it): let those
+    // checks finish before the fill, so only the gap reconciliation can find it.
+    env.wait("the manager checked over REST", || {
+        env.fake.calls_of("QueryOrders").len() > queries
+    })
+    .await;
+    loop {
+        let n = env.fake.calls_of("QueryOrders").len();
+        actix::clock::sleep(Duration::from_millis(1500)).await;
+        if env.fake.calls_of("QueryOrders").len() == n {
+            break;
+        }
+    }
     // The entry fills while nobody listens: no executions message will ever tell of it.
     env.fill_entry();
     actix::clock::sleep(Duration::from_millis(800)).await;
@@ -282,8 +294,9 @@ async fn a_dropped_socket_reconnects_resubscribes_and_the_gap_reconciliation_fin
 #[actix_web::test]
 async fn graceful_shutdown_confirms_the_stop_then_disarms_the_switch_and_the_stop_survives() {
     let env = live_app(|s| {
-        s.kraken.dead_mans_switch_secs = 2;
-        s.kraken.dead_mans_switch_refresh_secs = 1;
+        // Short enough to watch it run out; the refresh leaves half the Pro decay to the rest.
+        s.kraken.dead_mans_switch_secs = 3;
+        s.kraken.dead_mans_switch_refresh_secs = 2;
     })
     .await;
     env.enter_long().await;
@@ -315,7 +328,7 @@ async fn graceful_shutdown_confirms_the_stop_then_disarms_the_switch_and_the_sto
         "never re-armed after the disarm"
     );
     // Long after the timeout, the stop is still on Kraken.
-    actix::clock::sleep(Duration::from_millis(2500)).await;
+    actix::clock::sleep(Duration::from_millis(3500)).await;
     assert!(!apply_dead_mans_switch(&fake), "disarmed: nothing fires");
     assert!(fake.orders().iter().any(|o| o.txid == stop_txid && o.status == "open"));
     fake.assert_clean();
@@ -421,11 +434,13 @@ async fn public_ohlc_and_ticker_arrive_over_the_socket_and_rest_polls_while_it_i
     let t = |m: i64| 1_796_637_600 + m * 60; // 2026-12-07 10:00 UTC + m minutes
     Mock::given(method("GET"))
         .and(path("/0/public/OHLC"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(kraken_wire::ok(serde_json::json!({
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(kraken_wire::ok(serde_json::json!({
             "XBTUSDT": [[t(4), "50000", "50100", "49900", "50010", "50000", "0.4", 4],
                         [t(5), "50010", "50100", "49900", "50020", "50000", "0.3", 3],
                         [t(6), "50020", "50100", "49900", "50030", "50000", "0.1", 1]],
-            "last": t(5)}))))
+            "last": t(5)}))),
+        )
         .mount(&fake.server)
         .await;
     let btc = Symbol::parse("BTC/USDT").unwrap();
@@ -440,24 +455,39 @@ async fn public_ohlc_and_ticker_arrive_over_the_socket_and_rest_polls_while_it_i
         actix::clock::sleep(Duration::from_millis(20)).await;
     }
     let subs = ws.frames_of("subscribe");
-    assert!(subs.iter().any(|f| f["params"]["channel"] == "ohlc" && f["params"]["interval"] == 1));
-    assert!(subs.iter().any(|f| f["params"]["channel"] == "ticker" && f["params"]["symbol"][0] == "BTC/USDT"));
+    assert!(subs
+        .iter()
+        .any(|f| f["params"]["channel"] == "ohlc" && f["params"]["interval"] == 1));
+    assert!(subs
+        .iter()
+        .any(|f| f["params"]["channel"] == "ticker" && f["params"]["symbol"][0] == "BTC/USDT"));
 
     // Updates of the 10:03 candle, then the first trade of 10:04: 10:03 is final.
     ws.push_public("ohlc", serde_json::json!([ohlc_entry(3, "50000", "50005")]));
     ws.push_public("ohlc", serde_json::json!([ohlc_entry(3, "50000", "50007.5")]));
-    ws.push_public("ticker", serde_json::json!([{"symbol": "BTC/USDT", "bid": 50007.0, "bid_qty": 1.0,
+    ws.push_public(
+        "ticker",
+        serde_json::json!([{"symbol": "BTC/USDT", "bid": 50007.0, "bid_qty": 1.0,
         "ask": 50008.0, "ask_qty": 1.0, "last": 50007.5, "volume": 10.0, "vwap": 50000.0, "low": 49000.0,
-        "high": 51000.0, "change": 7.5, "change_pct": 0.01}]));
+        "high": 51000.0, "change": 7.5, "change_pct": 0.01}]),
+    );
     actix::clock::sleep(Duration::from_millis(100)).await;
     assert_eq!(feed.next().await.unwrap(), FeedItem::Idle, "10:03 is still forming");
     ws.push_public("ohlc", serde_json::json!([ohlc_entry(4, "50007.5", "50010")]));
-    let FeedItem::Candles(c) = feed.next().await.unwrap() else { panic!("a closed candle") };
+    let FeedItem::Candles(c) = feed.next().await.unwrap() else {
+        panic!("a closed candle")
+    };
     assert_eq!(c.len(), 1);
     assert_eq!(c[0].open_time.to_rfc3339(), "2026-12-07T10:03:00+00:00");
-    assert_eq!((c[0].open, c[0].close, c[0].volume), (dec("50000"), dec("50007.5"), dec("0.5")));
+    assert_eq!(
+        (c[0].open, c[0].close, c[0].volume),
+        (dec("50000"), dec("50007.5"), dec("0.5"))
+    );
     let tick = feed.tickers()[&btc];
-    assert_eq!((tick.last, tick.bid, tick.ask), (dec("50007.5"), dec("50007"), dec("50008")));
+    assert_eq!(
+        (tick.last, tick.bid, tick.ask),
+        (dec("50007.5"), dec("50007"), dec("50008"))
+    );
 
     // The socket drops and stays away: REST polls OHLC, closed candles only, each once.
     ws.refuse_connections(true);
@@ -467,7 +497,9 @@ async fn public_ohlc_and_ticker_arrive_over_the_socket_and_rest_polls_while_it_i
         assert!(started.elapsed() < Duration::from_secs(5));
         actix::clock::sleep(Duration::from_millis(20)).await;
     }
-    let FeedItem::Candles(c) = feed.next().await.unwrap() else { panic!("REST candles") };
+    let FeedItem::Candles(c) = feed.next().await.unwrap() else {
+        panic!("REST candles")
+    };
     let times: Vec<i64> = c.iter().map(|c| c.open_time.timestamp()).collect();
     assert_eq!(times, vec![t(4), t(5)], "10:06 is forming and dropped");
     assert_eq!(feed.next().await.unwrap(), FeedItem::Idle, "nothing twice");
@@ -483,7 +515,9 @@ async fn public_ohlc_and_ticker_arrive_over_the_socket_and_rest_polls_while_it_i
     ws.push_public("ohlc", serde_json::json!([ohlc_entry(6, "50020", "50030")]));
     ws.push_public("ohlc", serde_json::json!([ohlc_entry(7, "50030", "50040")]));
     actix::clock::sleep(Duration::from_millis(100)).await;
-    let FeedItem::Candles(c) = feed.next().await.unwrap() else { panic!("socket candles") };
+    let FeedItem::Candles(c) = feed.next().await.unwrap() else {
+        panic!("socket candles")
+    };
     let times: Vec<i64> = c.iter().map(|c| c.open_time.timestamp()).collect();
     assert_eq!(times, vec![t(6)]);
 }

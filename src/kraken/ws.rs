@@ -563,8 +563,11 @@ fn went_down(shared: &Shared) {
         c.down_since = Some(Utc::now());
     }
     drop(c);
-    // Trackers should look again (over REST now).
-    shared.updates.notify_one();
+    // Trackers should look again (over REST now) — once per outage, not per failed reconnect:
+    // while down they poll REST at their own pace.
+    if was_up {
+        shared.updates.notify_one();
+    }
 }
 
 async fn session(shared: &Arc<Shared>) -> Result<(), String> {
