@@ -211,6 +211,13 @@ pub fn build_feed(
                 .with_poll_interval(Duration::from_secs(settings.market.poll_interval_secs.max(1)));
             Ok((Box::new(feed), FeedClock::Wall, Timeframe::M1))
         }
+        MarketSource::KrakenWs => {
+            let rest = KrakenPublicFeed::new(&settings.kraken.base_url, symbols.clone())
+                .map_err(|e| anyhow::anyhow!("market.source kraken_ws: {e}"))?
+                .with_poll_interval(Duration::from_secs(settings.market.poll_interval_secs.max(1)));
+            let feed = crate::market::KrakenWsFeed::new(&settings.kraken.ws_public_url, symbols, rest);
+            Ok((Box::new(feed), FeedClock::Wall, Timeframe::M1))
+        }
         MarketSource::Replay => {
             let files = settings
                 .market
@@ -276,7 +283,9 @@ pub fn start(
     // A replay delivers the symbols of its files; the other feeds the configured ones.
     let symbols = match settings.market.source {
         MarketSource::Replay => feed.symbols(),
-        MarketSource::Simulated | MarketSource::Kraken | MarketSource::External => configured_symbols(settings),
+        MarketSource::Simulated | MarketSource::Kraken | MarketSource::KrakenWs | MarketSource::External => {
+            configured_symbols(settings)
+        }
     };
     let idle = Duration::from_secs(settings.market.poll_interval_secs.clamp(1, 60));
     actix_web::rt::spawn(drive_feed(

@@ -9,6 +9,7 @@ pub mod db;
 pub mod first_run;
 pub mod export;
 pub mod kraken;
+pub mod live;
 pub mod llm;
 pub mod market;
 pub mod notifier;

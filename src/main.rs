@@ -294,6 +294,10 @@ async fn main() -> ExitCode {
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "startup failed");
                     eprintln!("error: {e:#}");
+                    // A second process on the same Kraken key is a configuration error.
+                    if e.downcast_ref::<triplegain::live::KeyLockHeld>().is_some() {
+                        return ExitCode::from(EXIT_CONFIG);
+                    }
                     return ExitCode::FAILURE;
                 }
             };

@@ -280,6 +280,9 @@ impl Default for SupervisionSettings {
 pub enum MarketSource {
     Simulated,
     Kraken,
+    /// Kraken public WebSocket v2 (`ohlc`, `ticker`; `kraken.ws_public_url`), with the public REST
+    /// poller as the fallback while the socket is down.
+    KrakenWs,
     Replay,
     /// No built-in feed: candles arrive from outside (an external collector, or tests).
     External,
@@ -334,6 +337,25 @@ pub struct KrakenSettings {
     /// Our own budgets on top of Kraken's counters: private calls and order calls per minute.
     pub calls_per_minute: u32,
     pub order_calls_per_minute: u32,
+    /// Live mode: Kraken WebSocket API v2 (`executions` for order and fill updates, `add_order` /
+    /// `cancel_order` over the socket) in front of REST; REST becomes the safety net.
+    pub websocket: bool,
+    /// Private WebSocket v2 endpoint.
+    pub ws_private_url: String,
+    /// Public WebSocket v2 endpoint (market data: `ohlc`, `ticker`).
+    pub ws_public_url: String,
+    /// With the socket up, orders are verified over REST at most this often.
+    pub rest_safety_net_secs: u64,
+    /// How long an `add_order` / `cancel_order` over the socket waits for its reply before its
+    /// outcome is unknown (looked up by client id, as after an ambiguous REST reply).
+    pub ws_reply_timeout_ms: u64,
+    /// REST counter points and private calls per minute only the dead man's switch may use.
+    pub reserved_rest_points: f64,
+    pub reserved_calls_per_minute: u32,
+    /// Start the local REST counter charged (as Kraken's may still be after a restart).
+    pub start_charged: bool,
+    /// At shutdown, how long to wait for every stop to be confirmed on Kraken before disarming.
+    pub shutdown_confirm_secs: u64,
     #[serde(skip_deserializing)]
     pub api_key: Option<Secret>,
     #[serde(skip_deserializing)]
@@ -347,9 +369,18 @@ impl Default for KrakenSettings {
             tier: "starter".into(),
             timeout_secs: 10,
             dead_mans_switch_secs: 60,
-            dead_mans_switch_refresh_secs: 20,
+            dead_mans_switch_refresh_secs: 30,
             calls_per_minute: 60,
             order_calls_per_minute: 30,
+            websocket: true,
+            ws_private_url: "wss://ws-auth.kraken.com/v2".into(),
+            ws_public_url: "wss://ws.kraken.com/v2".into(),
+            rest_safety_net_secs: 60,
+            ws_reply_timeout_ms: 5000,
+            reserved_rest_points: 2.0,
+            reserved_calls_per_minute: 3,
+            start_charged: true,
+            shutdown_confirm_secs: 5,
             api_key: None,
             api_secret: None,
         }
@@ -969,6 +1000,29 @@ impl Settings {
             return Err(SettingsError::new(
                 "execution.tracking.visibility_window_secs (config/execution.yaml)",
                 "must be at least 1 second (Kraken shows a new order within about a minute)",
+            ));
+        }
+        for (key, url) in [
+            ("kraken.ws_private_url", &self.kraken.ws_private_url),
+            ("kraken.ws_public_url", &self.kraken.ws_public_url),
+        ] {
+            if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+                return Err(SettingsError::new(
+                    key,
+                    format!("{url:?} must start with ws:// or wss://"),
+                ));
+            }
+        }
+        if !(0.0..=5.0).contains(&self.kraken.reserved_rest_points) {
+            return Err(SettingsError::new(
+                "kraken.reserved_rest_points",
+                "must be between 0 and 5 points of the REST counter",
+            ));
+        }
+        if self.kraken.rest_safety_net_secs == 0 || self.kraken.ws_reply_timeout_ms == 0 {
+            return Err(SettingsError::new(
+                "kraken.rest_safety_net_secs / kraken.ws_reply_timeout_ms",
+                "must be at least 1",
             ));
         }
         if self.app.mode == TradingMode::Live {

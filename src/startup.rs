@@ -47,8 +47,9 @@ pub struct AppState {
     pub paper: Option<PaperExchange>,
     // -- execution area (fields) --
     pub execution: Addr<triplegain_actors::execution::manager::OrderExecutionManager>,
-    /// Kept alive while the process runs (live mode).
-    pub dead_mans_switch: Option<crate::kraken::DeadMansSwitchHandle>,
+    /// Live mode: the REST exchange, the WebSocket session, the dead man's switch and the API key
+    /// lock (released by the safe shutdown in [`Application::run_until_stopped`]).
+    pub live: Option<crate::live::LiveKraken>,
     // -- analysis area (fields) --
     /// The market data actor (latest views per symbol).
     pub market: Addr<triplegain_actors::market::MarketData>,
@@ -120,6 +121,9 @@ async fn connect_kraken(settings: &Settings) -> anyhow::Result<crate::kraken::Kr
         tier: Tier::parse(&settings.kraken.tier).map_err(|e| anyhow::anyhow!("kraken.tier: {e}"))?,
         calls_per_minute: settings.kraken.calls_per_minute,
         order_calls_per_minute: settings.kraken.order_calls_per_minute,
+        reserved_rest_points: settings.kraken.reserved_rest_points,
+        reserved_calls: settings.kraken.reserved_calls_per_minute,
+        start_charged: settings.kraken.start_charged,
         ..KrakenConfig::default()
     };
     let client = KrakenClient::new(config, Some(KrakenCredentials::new(key.expose(), secret.expose())))
@@ -248,7 +252,7 @@ pub async fn build_system_with(
         None
     };
     let (clock, feed_clock): (SharedClock, Option<ManualClock>) = match settings.market.source {
-        MarketSource::Kraken => (Arc::new(SystemClock), None),
+        MarketSource::Kraken | MarketSource::KrakenWs => (Arc::new(SystemClock), None),
         MarketSource::Simulated | MarketSource::Replay | MarketSource::External => {
             let manual = ManualClock::new(
                 start.unwrap_or_else(|| crate::business_clock::resume_from(resumed, chrono::Utc::now())),
@@ -294,9 +298,40 @@ pub async fn build_system_with(
         }
         TradingMode::Live => None,
     };
+    // Live: one process per API key (advisory lock), then Kraken over the WebSocket in front of REST.
+    let mut live: Option<crate::live::LiveKraken> = None;
     let exchange: Arc<dyn Exchange> = match &paper {
         Some(p) => Arc::new(p.clone()),
-        None => Arc::new(connect_kraken(settings).await?),
+        None => {
+            let key_lock = match (&pool, &settings.kraken.api_key) {
+                (Some(pool), Some(key)) => Some(crate::live::take_key_lock(pool, key.expose()).await?),
+                _ => None,
+            };
+            let rest = connect_kraken(settings).await?;
+            let ws = settings.kraken.websocket.then(|| {
+                crate::kraken::KrakenWs::spawn(
+                    rest.clone(),
+                    crate::kraken::WsConfig {
+                        private_url: settings.kraken.ws_private_url.clone(),
+                        reply_timeout: Duration::from_millis(settings.kraken.ws_reply_timeout_ms),
+                        rest_every: Duration::from_secs(settings.kraken.rest_safety_net_secs),
+                        ..crate::kraken::WsConfig::default()
+                    },
+                )
+            });
+            let exchange: Arc<dyn Exchange> = match &ws {
+                Some(ws) => Arc::new(crate::kraken::KrakenLive::new(rest.clone(), ws.clone())),
+                None => Arc::new(rest.clone()),
+            };
+            live = Some(crate::live::LiveKraken {
+                rest,
+                ws,
+                dead_mans_switch: parking_lot::Mutex::new(None),
+                key_lock: parking_lot::Mutex::new(key_lock),
+                confirm_deadline: Duration::from_secs(settings.kraken.shutdown_confirm_secs),
+            });
+            exchange
+        }
     };
 
     // ---- risk engine -------------------------------------------------------------------
@@ -349,20 +384,22 @@ pub async fn build_system_with(
     core_actors.push("execution_manager".into());
     bus.candles
         .subscribe("execution_manager", execution.clone().recipient());
-    // Live: Kraken cancels every order unless the switch is refreshed in time.
-    let dead_mans_switch = match settings.app.mode {
-        TradingMode::Live => Some(
-            crate::kraken::spawn_dead_mans_switch(
-                exchange.clone(),
-                crate::kraken::DeadMansSwitchConfig {
-                    timeout_secs: settings.kraken.dead_mans_switch_secs,
-                    refresh_every: Duration::from_secs(settings.kraken.dead_mans_switch_refresh_secs),
-                },
-            )
-            .map_err(|e| anyhow::anyhow!("kraken.dead_mans_switch_secs: {e}"))?,
-        ),
-        TradingMode::Paper => None,
-    };
+    // Live: Kraken cancels every order unless the switch is refreshed in time; execution updates
+    // on the socket wake the manager at once instead of at its next poll.
+    if let Some(live) = &live {
+        let handle = crate::kraken::spawn_dead_mans_switch(
+            exchange.clone(),
+            crate::kraken::DeadMansSwitchConfig {
+                timeout_secs: settings.kraken.dead_mans_switch_secs,
+                refresh_every: Duration::from_secs(settings.kraken.dead_mans_switch_refresh_secs),
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("kraken.dead_mans_switch_secs: {e}"))?;
+        *live.dead_mans_switch.lock() = Some(handle);
+        if let Some(ws) = &live.ws {
+            crate::live::wake_on_updates(ws, execution.clone());
+        }
+    }
 
     // ---- market data and analysis agents ------------------------------------------------
     let analysis = crate::analysis::start(
@@ -502,7 +539,7 @@ pub async fn build_system_with(
 
         // -- execution area (values) --
         execution,
-        dead_mans_switch,
+        live,
 
         // -- analysis area (values) --
         market: analysis.market,
@@ -634,6 +671,11 @@ impl Application {
         }
         tracing::info!(deadline_secs = self.drain_deadline.as_secs(), "draining actors");
         let drained = self.state.registry.drain_all(self.drain_deadline).await;
+        // Live: the stops stay on Kraken — confirmed there, then the dead man's switch disarmed.
+        if let Some(live) = &self.state.live {
+            live.shutdown(self.state.stores.orders.clone(), self.state.exchange.clone())
+                .await;
+        }
         if let Some(export) = self.export {
             export.shutdown(self.drain_deadline).await;
         }

@@ -6,7 +6,7 @@ use super::errors::{
     classify, classify_http_status, classify_malformed, classify_transport, has_error, CallKind, INVALID_NONCE_PREFIX,
     LOCKOUT_PREFIX,
 };
-use super::limits::{rest_cost, CallBudget, RateGate, Tier, TradingLimiter, ADD_ORDER_COST};
+use super::limits::{rest_cost, CallBudget, Lane, RateGate, Tier, TradingLimiter, ADD_ORDER_COST};
 use super::sign::{sign_with_key, FormBody, NonceSource};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -79,6 +79,15 @@ pub struct KrakenConfig {
     pub order_calls_per_minute: u32,
     /// The window of both budgets (a minute; shorter only in tests).
     pub budget_window: Duration,
+    /// REST counter points only the dead man's switch refresh may use (0 = no reserve).
+    pub reserved_rest_points: f64,
+    /// Private calls per `budget_window` only the dead man's switch refresh may use.
+    pub reserved_calls: u32,
+    /// Longest the switch refresh waits for its lane (a refusal must never outlast the switch).
+    pub reserved_max_wait: Duration,
+    /// Start the REST counter charged (maximum less the reserve) instead of empty, as Kraken's
+    /// counter may still be after a restart.
+    pub start_charged: bool,
 }
 
 impl Default for KrakenConfig {
@@ -95,6 +104,12 @@ impl Default for KrakenConfig {
             calls_per_minute: 60,
             order_calls_per_minute: 30,
             budget_window: Duration::from_secs(60),
+            // The library default keeps the whole budget in one lane; `serve` (settings
+            // `kraken.reserved_*`, `kraken.start_charged`) reserves a share for the switch.
+            reserved_rest_points: 0.0,
+            reserved_calls: 0,
+            reserved_max_wait: Duration::from_secs(30),
+            start_charged: false,
         }
     }
 }
@@ -398,14 +413,21 @@ impl KrakenClient {
             .user_agent(config.user_agent.clone())
             .build()
             .map_err(|e| KrakenSetupError::Http(e.to_string()))?;
-        let rest = RateGate::new("Kraken REST", config.tier.rest_limits(), config.max_rate_wait);
+        let rest = RateGate::new("Kraken REST", config.tier.rest_limits(), config.max_rate_wait)
+            .with_reserve(config.reserved_rest_points, config.reserved_max_wait);
+        let rest = if config.start_charged {
+            rest.starting_charged()
+        } else {
+            rest
+        };
         let trading = TradingLimiter::new(config.tier.trading_limits(), config.max_rate_wait);
         let calls = CallBudget::new(
             "private call",
             config.calls_per_minute,
             config.budget_window,
             config.max_rate_wait,
-        );
+        )
+        .with_reserve(config.reserved_calls, config.reserved_max_wait);
         let order_calls = CallBudget::new(
             "order call",
             config.order_calls_per_minute,
@@ -495,6 +517,25 @@ impl KrakenClient {
     /// # Errors
     /// Classified [`ExchangeError`]; `Rejected` without credentials.
     pub async fn private(&self, method: &str, params: &FormBody, kind: CallKind) -> Result<Value, ExchangeError> {
+        self.private_in(method, params, kind, Lane::Normal).await
+    }
+
+    /// As [`Self::private`], charging the budgets in `lane` (the reserved lane is the dead man's
+    /// switch's: normal calls never take its share, and it waits up to `reserved_max_wait`).
+    ///
+    /// # Errors
+    /// As [`Self::private`].
+    pub async fn private_in(
+        &self,
+        method: &str,
+        params: &FormBody,
+        kind: CallKind,
+        lane: Lane,
+    ) -> Result<Value, ExchangeError> {
+        let max_wait = match lane {
+            Lane::Normal => self.inner.config.max_rate_wait,
+            Lane::Reserved => self.inner.config.reserved_max_wait.max(self.inner.config.max_rate_wait),
+        };
         let Some(keys) = self.inner.keys.as_ref() else {
             return Err(ExchangeError::Rejected(format!(
                 "Kraken {method} needs API credentials"
@@ -515,14 +556,14 @@ impl KrakenClient {
                     self.inner.order_calls.refund(slot);
                 }
             };
-            let call_slot = match self.inner.calls.acquire().await {
+            let call_slot = match self.inner.calls.acquire_in(lane).await {
                 Ok(slot) => slot,
                 Err(e) => {
                     refund_order();
                     return Err(e);
                 }
             };
-            if let Err(e) = self.inner.rest.acquire(rest_cost(method)).await {
+            if let Err(e) = self.inner.rest.acquire_in(rest_cost(method), lane).await {
                 self.inner.calls.refund(call_slot);
                 refund_order();
                 return Err(e);
@@ -565,7 +606,7 @@ impl KrakenClient {
                 && classified.is_retryable()
                 && !matches!(&err, SendError::Kraken(e) if has_error(e, LOCKOUT_PREFIX))
                 && attempt < self.inner.config.read_attempts.max(1)
-                && (!matches!(classified, ExchangeError::RateLimited(_)) || wait <= self.inner.config.max_rate_wait);
+                && (!matches!(classified, ExchangeError::RateLimited(_)) || wait <= max_wait);
             if !may_retry {
                 return Err(classified);
             }
@@ -826,12 +867,32 @@ impl KrakenClient {
         }
         let mut f = FormBody::new();
         f.push("timeout", timeout_secs.to_string());
-        let v = self.private("CancelAllOrdersAfter", &f, CallKind::Read).await?;
+        // The switch has its own share of the budgets: polling can never starve it.
+        let v = self
+            .private_in("CancelAllOrdersAfter", &f, CallKind::Read, Lane::Reserved)
+            .await?;
         let text = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
         Ok(DeadMansSwitchStatus {
             current_time: text("currentTime"),
             trigger_time: text("triggerTime"),
         })
+    }
+}
+
+impl KrakenClient {
+    /// A token for the private WebSocket (`GetWebSocketsToken`, signed like every private call);
+    /// valid for 15 minutes to connect, then for as long as the subscription stays up.
+    ///
+    /// # Errors
+    /// Classified [`ExchangeError`]; `Retryable` when the result has no token.
+    pub async fn websockets_token(&self) -> Result<String, ExchangeError> {
+        let v = self
+            .private("GetWebSocketsToken", &FormBody::new(), CallKind::Read)
+            .await?;
+        v.get("token")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| malformed("GetWebSocketsToken result has no token"))
     }
 }
 

@@ -653,20 +653,31 @@ pub fn spawn_dead_mans_switch(
     let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
     let ex = exchange.clone();
     let task = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(config.refresh_every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next = tokio::time::Instant::now();
         let mut last_ok: Option<DateTime<Utc>> = None;
+        let mut failures: u32 = 0;
         loop {
             tokio::select! {
                 _ = &mut rx => break,
-                _ = tick.tick() => {
+                () = tokio::time::sleep_until(next) => {
                     match ex.cancel_all_after(config.timeout_secs).await {
                         Ok(()) => {
                             last_ok = Some(Utc::now());
+                            failures = 0;
+                            next = tokio::time::Instant::now() + config.refresh_every;
                             tracing::debug!(timeout_secs = config.timeout_secs, "dead man's switch armed");
                         }
-                        Err(e) => tracing::error!(error = %e, last_ok = ?last_ok,
-                            "dead man's switch refresh failed; Kraken cancels all orders if this persists"),
+                        Err(e) => {
+                            // A failed refresh is retried soon (0.5 s, doubling, at most the refresh
+                            // period), not a whole period later: two lost periods fire the switch.
+                            failures = failures.saturating_add(1);
+                            let retry = Duration::from_millis(500)
+                                .saturating_mul(1u32 << failures.saturating_sub(1).min(8))
+                                .min(config.refresh_every);
+                            next = tokio::time::Instant::now() + retry;
+                            tracing::error!(error = %e, last_ok = ?last_ok, failures, retry_ms = retry.as_millis() as u64,
+                                "dead man's switch refresh failed; Kraken cancels all orders if this persists");
+                        }
                     }
                 }
             }

@@ -24,6 +24,16 @@ pub enum Tier {
     Pro,
 }
 
+/// Which share of a budget a call may use. The dead man's switch refresh runs in the reserved
+/// lane: normal calls (polling, balances, searches) stop short of the maximum by the configured
+/// reserve, so they can never take the room the switch needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lane {
+    #[default]
+    Normal,
+    Reserved,
+}
+
 /// Maximum of a counter and how fast it decays.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct CounterLimits {
@@ -137,6 +147,16 @@ impl DecayingCounter {
         }
     }
 
+    /// A counter that starts at `value` (clamped to the maximum) instead of empty: after a restart
+    /// Kraken's counter for the key may still be charged by the previous process.
+    pub fn charged(limits: CounterLimits, value: f64, now: Instant) -> Self {
+        Self {
+            limits,
+            value: value.clamp(0.0, limits.max),
+            updated: now,
+        }
+    }
+
     fn decay(&mut self, now: Instant) {
         let dt = now.saturating_duration_since(self.updated).as_secs_f64();
         self.value = (self.value - dt * self.limits.decay_per_sec).max(0.0);
@@ -164,15 +184,26 @@ impl DecayingCounter {
     /// # Errors
     /// The wait needed, when the points do not fit now.
     pub fn try_charge(&mut self, points: f64, now: Instant) -> Result<(), Duration> {
+        let max = self.limits.max;
+        self.try_charge_below(points, max, now)
+    }
+
+    /// As [`Self::try_charge`], with the points allowed only up to `ceiling` (at most the maximum):
+    /// normal calls stop at the maximum less the reserve.
+    ///
+    /// # Errors
+    /// The wait needed, when the points do not fit under the ceiling now.
+    pub fn try_charge_below(&mut self, points: f64, ceiling: f64, now: Instant) -> Result<(), Duration> {
+        let ceiling = ceiling.min(self.limits.max);
         self.decay(now);
-        if self.value + points <= self.limits.max + 1e-9 {
+        if self.value + points <= ceiling + 1e-9 {
             self.value += points;
             return Ok(());
         }
-        if points > self.limits.max || self.limits.decay_per_sec <= 0.0 {
+        if points > ceiling || self.limits.decay_per_sec <= 0.0 {
             return Err(Duration::MAX);
         }
-        let secs = (self.value + points - self.limits.max) / self.limits.decay_per_sec;
+        let secs = (self.value + points - ceiling) / self.limits.decay_per_sec;
         // Round up to whole milliseconds so the retry after the wait always fits.
         Err(Duration::from_millis(((secs * 1000.0).ceil() as u64).saturating_add(1)))
     }
@@ -184,6 +215,10 @@ pub struct RateGate {
     name: String,
     counter: Mutex<DecayingCounter>,
     max_wait: Duration,
+    /// Points at the top of the counter only the reserved lane may use.
+    reserve: f64,
+    /// Longest a reserved-lane call waits for decay.
+    reserved_max_wait: Duration,
 }
 
 impl RateGate {
@@ -192,31 +227,79 @@ impl RateGate {
             name: name.into(),
             counter: Mutex::new(DecayingCounter::new(limits, Instant::now())),
             max_wait,
+            reserve: 0.0,
+            reserved_max_wait: max_wait,
         }
     }
 
-    /// Charges `points` (counter units, not money), sleeping until the counter has decayed enough.
+    /// Keeps the top `points` of the counter for the reserved lane, whose calls may wait up to
+    /// `max_wait` for decay (normal calls keep the gate's own maximum wait).
+    #[must_use]
+    pub fn with_reserve(mut self, points: f64, max_wait: Duration) -> Self {
+        let max = self.counter.lock().limits.max;
+        self.reserve = points.clamp(0.0, (max - 1.0).max(0.0));
+        self.reserved_max_wait = max_wait;
+        self
+    }
+
+    /// Starts the counter charged to the normal lane's ceiling (maximum less the reserve) instead
+    /// of empty: after a restart Kraken's counter is assumed to still hold what the previous
+    /// process spent, so normal calls first wait for decay while the reserved lane has its room.
+    #[must_use]
+    pub fn starting_charged(self) -> Self {
+        {
+            let mut c = self.counter.lock();
+            let ceiling = c.limits.max - self.reserve;
+            *c = DecayingCounter::charged(c.limits, ceiling, Instant::now());
+        }
+        self
+    }
+
+    /// Points kept for the reserved lane.
+    pub fn reserve(&self) -> f64 {
+        self.reserve
+    }
+
+    /// Charges `points` (counter units, not money) in the normal lane, sleeping until the counter
+    /// has decayed enough.
     ///
     /// # Errors
     /// [`ExchangeError::RateLimited`] when the wait would exceed the configured maximum.
     pub async fn acquire(&self, points: f64) -> Result<(), ExchangeError> {
+        self.acquire_in(points, Lane::Normal).await
+    }
+
+    /// Charges `points` in `lane`: the normal lane stops at the maximum less the reserve, the
+    /// reserved lane may use the whole counter and waits up to its own maximum.
+    ///
+    /// # Errors
+    /// [`ExchangeError::RateLimited`] when the wait would exceed the lane's maximum.
+    pub async fn acquire_in(&self, points: f64, lane: Lane) -> Result<(), ExchangeError> {
         if points <= 0.0 {
             return Ok(());
         }
+        let (ceiling_less, max_wait) = match lane {
+            Lane::Normal => (self.reserve, self.max_wait),
+            Lane::Reserved => (0.0, self.reserved_max_wait),
+        };
         let started = Instant::now();
         loop {
-            let attempt = self.counter.lock().try_charge(points, Instant::now());
+            let attempt = {
+                let mut c = self.counter.lock();
+                let ceiling = c.limits.max - ceiling_less;
+                c.try_charge_below(points, ceiling, Instant::now())
+            };
             let wait = match attempt {
                 Ok(()) => return Ok(()),
                 Err(wait) => wait,
             };
             let waited = started.elapsed();
-            if waited.saturating_add(wait) > self.max_wait {
+            if waited.saturating_add(wait) > max_wait {
                 return Err(ExchangeError::RateLimited(format!(
                     "{} counter full: {points} points need {:.1} s of decay, more than the {:.1} s allowed",
                     self.name,
                     wait.as_secs_f64(),
-                    self.max_wait.as_secs_f64()
+                    max_wait.as_secs_f64()
                 )));
             }
             tracing::debug!(counter = %self.name, wait_ms = wait.as_millis() as u64, "rate counter full, waiting");
@@ -254,6 +337,9 @@ pub struct CallBudget {
     window: Duration,
     max_wait: Duration,
     calls: Mutex<std::collections::VecDeque<Instant>>,
+    /// Calls per window only the reserved lane may take.
+    reserve: usize,
+    reserved_max_wait: Duration,
 }
 
 impl CallBudget {
@@ -264,7 +350,17 @@ impl CallBudget {
             window,
             max_wait,
             calls: Mutex::new(std::collections::VecDeque::new()),
+            reserve: 0,
+            reserved_max_wait: max_wait,
         }
+    }
+
+    /// Keeps `calls` of every window for the reserved lane, whose calls may wait up to `max_wait`.
+    #[must_use]
+    pub fn with_reserve(mut self, calls: u32, max_wait: Duration) -> Self {
+        self.reserve = (calls as usize).min(self.max.saturating_sub(1));
+        self.reserved_max_wait = max_wait;
+        self
     }
 
     /// Takes one call at `now` if the window has room; otherwise returns how long until it has.
@@ -272,7 +368,19 @@ impl CallBudget {
     /// # Errors
     /// The wait needed (`Duration::MAX` for a budget of zero).
     pub fn try_take_at(&self, now: Instant) -> Result<(), Duration> {
-        if self.max == 0 {
+        self.try_take_in(now, Lane::Normal)
+    }
+
+    /// As [`Self::try_take_at`] in `lane`: the normal lane leaves the reserve free.
+    ///
+    /// # Errors
+    /// The wait needed (`Duration::MAX` for a budget of zero).
+    pub fn try_take_in(&self, now: Instant, lane: Lane) -> Result<(), Duration> {
+        let max = match lane {
+            Lane::Normal => self.max.saturating_sub(self.reserve),
+            Lane::Reserved => self.max,
+        };
+        if max == 0 {
             return Err(Duration::MAX);
         }
         let mut calls = self.calls.lock();
@@ -282,11 +390,13 @@ impl CallBudget {
         {
             calls.pop_front();
         }
-        if calls.len() < self.max {
+        if calls.len() < max {
             calls.push_back(now);
             return Ok(());
         }
-        let oldest = calls.front().copied().unwrap_or(now);
+        // Room comes back when the call that leaves the normal lane's count under its maximum
+        // leaves the window.
+        let oldest = calls.get(calls.len() - max).copied().unwrap_or(now);
         Err(self
             .window
             .saturating_sub(now.saturating_duration_since(oldest))
@@ -298,21 +408,33 @@ impl CallBudget {
     /// # Errors
     /// [`ExchangeError::RateLimited`] when the wait would exceed the configured maximum.
     pub async fn acquire(&self) -> Result<Instant, ExchangeError> {
+        self.acquire_in(Lane::Normal).await
+    }
+
+    /// As [`Self::acquire`] in `lane`.
+    ///
+    /// # Errors
+    /// [`ExchangeError::RateLimited`] when the wait would exceed the lane's maximum.
+    pub async fn acquire_in(&self, lane: Lane) -> Result<Instant, ExchangeError> {
+        let max_wait = match lane {
+            Lane::Normal => self.max_wait,
+            Lane::Reserved => self.reserved_max_wait,
+        };
         let started = Instant::now();
         loop {
             let now = Instant::now();
-            let wait = match self.try_take_at(now) {
+            let wait = match self.try_take_in(now, lane) {
                 Ok(()) => return Ok(now),
                 Err(w) => w,
             };
-            if started.elapsed().saturating_add(wait) > self.max_wait {
+            if started.elapsed().saturating_add(wait) > max_wait {
                 return Err(ExchangeError::RateLimited(format!(
                     "{} budget of {} calls per {} s used up; room again in {:.1} s, more than the {:.1} s allowed",
                     self.name,
                     self.max,
                     self.window.as_secs(),
                     wait.as_secs_f64(),
-                    self.max_wait.as_secs_f64()
+                    max_wait.as_secs_f64()
                 )));
             }
             tracing::debug!(budget = %self.name, wait_ms = wait.as_millis() as u64, "call budget used up, waiting");
@@ -730,6 +852,86 @@ mod tests {
         assert!(
             started.elapsed() < Duration::from_millis(50),
             "must refuse without sleeping"
+        );
+    }
+
+    #[tokio::test]
+    async fn polling_never_takes_the_reserved_points_of_the_switch_refresh() {
+        // Starter: 15 points, 0.33/s, 2 kept for the reserved lane.
+        let gate = RateGate::new("rest", Tier::Starter.rest_limits(), Duration::from_millis(50))
+            .with_reserve(2.0, Duration::from_secs(5));
+        for _ in 0..13 {
+            gate.acquire(1.0).await.unwrap();
+        }
+        // Polling is refused at 13 of 15 ...
+        assert!(matches!(gate.acquire(1.0).await, Err(ExchangeError::RateLimited(_))));
+        // ... while the switch refresh still finds its two points at once.
+        let t = Instant::now();
+        gate.acquire_in(1.0, Lane::Reserved).await.unwrap();
+        gate.acquire_in(1.0, Lane::Reserved).await.unwrap();
+        assert!(t.elapsed() < Duration::from_millis(20), "{:?}", t.elapsed());
+        // After Kraken's rate-limit reply the counter is full: the refresh waits for one point of
+        // decay (~3 s) instead of being refused, as its own maximum wait allows.
+        gate.saturate();
+        let gate_short = RateGate::new(
+            "rest",
+            CounterLimits {
+                max: 15.0,
+                decay_per_sec: 10.0,
+            },
+            Duration::from_millis(10),
+        )
+        .with_reserve(2.0, Duration::from_secs(2));
+        gate_short.saturate();
+        assert!(
+            gate_short.acquire(1.0).await.is_err(),
+            "normal lane waits ~300 ms: refused"
+        );
+        let t = Instant::now();
+        gate_short.acquire_in(1.0, Lane::Reserved).await.unwrap();
+        assert!(
+            t.elapsed() >= Duration::from_millis(90),
+            "waited for decay: {:?}",
+            t.elapsed()
+        );
+    }
+
+    #[test]
+    fn the_call_budget_keeps_its_reserve_for_the_reserved_lane() {
+        let b = CallBudget::new("calls", 5, Duration::from_secs(60), Duration::ZERO).with_reserve(2, Duration::ZERO);
+        let t0 = Instant::now();
+        for i in 0..3 {
+            assert_eq!(b.try_take_in(t0 + Duration::from_secs(i), Lane::Normal), Ok(()));
+        }
+        // The normal lane waits until its first call leaves the window.
+        assert_eq!(
+            b.try_take_in(t0 + Duration::from_secs(10), Lane::Normal),
+            Err(Duration::from_millis(50_001))
+        );
+        assert_eq!(b.try_take_in(t0 + Duration::from_secs(10), Lane::Reserved), Ok(()));
+        assert_eq!(b.try_take_in(t0 + Duration::from_secs(11), Lane::Reserved), Ok(()));
+        assert!(b.try_take_in(t0 + Duration::from_secs(12), Lane::Reserved).is_err());
+        // With 5 calls in the window the normal lane needs three of them gone: the third left at 62 s.
+        assert_eq!(
+            b.try_take_in(t0 + Duration::from_secs(20), Lane::Normal),
+            Err(Duration::from_millis(42_001))
+        );
+    }
+
+    #[test]
+    fn a_restarted_limiter_starts_charged_to_the_normal_ceiling() {
+        let gate = RateGate::new("rest", Tier::Starter.rest_limits(), Duration::ZERO)
+            .with_reserve(2.0, Duration::ZERO)
+            .starting_charged();
+        let v = gate.value();
+        assert!((v - 13.0).abs() < 0.01, "{v}");
+        // Normal calls first wait for decay; the reserved lane has its two points.
+        let mut c = DecayingCounter::charged(Tier::Starter.rest_limits(), 13.0, Instant::now());
+        assert!(c.try_charge_below(1.0, 13.0, Instant::now()).is_err());
+        assert!(c.try_charge_below(1.0, 15.0, Instant::now()).is_ok());
+        assert_eq!(
+            DecayingCounter::charged(Tier::Pro.rest_limits(), 99.0, Instant::now()).value,
+            20.0
         );
     }
 }

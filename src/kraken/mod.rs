@@ -7,6 +7,7 @@ pub mod errors;
 pub mod exchange;
 pub mod limits;
 pub mod sign;
+pub mod ws;
 
 pub use client::{
     AddOrderParams, AddOrderResult, AssetPair, CancelResult, CancelTarget, DeadMansSwitchStatus, KrakenClient,
@@ -17,5 +18,6 @@ pub use exchange::{
     client_order_id_from_kraken, kraken_cl_ord_id, prepare_order, spawn_dead_mans_switch, DeadMansSwitchConfig,
     DeadMansSwitchHandle, KrakenExchange, PairRegistry,
 };
-pub use limits::{CallBudget, RateGate, Tier, TradingLimiter};
+pub use limits::{CallBudget, Lane, RateGate, Tier, TradingLimiter};
 pub use sign::{sign, FormBody, NonceSource};
+pub use ws::{KrakenLive, KrakenWs, WsConfig, WsStats};

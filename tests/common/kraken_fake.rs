@@ -282,6 +282,8 @@ fn private(book: &Arc<Mutex<Book>>, req: &Request) -> ResponseTemplate {
         }
         "CancelAllOrdersAfter" => ok(json!({"currentTime": "2026-01-01T00:00:00Z", "triggerTime": "0"})),
         "Balance" => ok(json!({"USDT": "10000.0000", "XXBT": "0.0200000000"})),
+        // The token the WebSocket fake (`kraken_ws_fake.rs`) accepts.
+        "GetWebSocketsToken" => ok(json!({"token": "fake-ws-token-5f0c1d2e", "expires": 900})),
         _ => err("EGeneral:Unknown method"),
     };
     ResponseTemplate::new(200).set_body_json(body)
