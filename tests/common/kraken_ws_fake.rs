@@ -366,6 +366,8 @@ fn handle(
                 _ => ("0".to_owned(), "0".to_owned()),
             };
             let txid = format!("OTX-{}", b.orders.len() + 1);
+            let delay = b.next_visibility.pop_front().unwrap_or(b.visibility_delay);
+            let visible_at = std::time::Instant::now() + delay;
             b.orders.push(BookOrder {
                 txid: txid.clone(),
                 cl: cl.clone(),
@@ -378,6 +380,7 @@ fn handle(
                 vol_exec: "0".into(),
                 avg: "0".into(),
                 fee: "0".into(),
+                visible_at,
             });
             let ok = reply(method, &req_id, Ok(json!({"order_id": txid, "cl_ord_id": cl})));
             match fault {
