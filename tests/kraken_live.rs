@@ -626,3 +626,49 @@ async fn the_switch_refresh_keeps_its_share_while_polling_saturates_the_counter_
     assert!(!fake.calls_of("Balance").is_empty(), "polling still ran");
     fake.assert_clean();
 }
+
+#[actix_web::test]
+async fn a_take_profit_fill_by_executions_cancels_the_stop_over_the_socket_and_closes_the_position() {
+    let env = live_app(|_| {}).await;
+    env.enter_long().await;
+    env.fill_entry();
+    env.wait("protected", || env.protected()).await;
+    env.open_position().await;
+    actix::clock::sleep(Duration::from_millis(300)).await;
+    // Kraken fills the take-profit; only the executions update tells the manager.
+    env.fake.update(is_tp, |o| {
+        o.status = "closed".into();
+        o.vol_exec = "0.02".into();
+        o.avg = "52000".into();
+        o.fee = "2.7".into();
+    });
+    env.wait("the stop cancelled (one-cancels-other)", || {
+        env.fake
+            .orders()
+            .iter()
+            .any(|o| o.ordertype == "stop-loss" && o.status == "canceled")
+    })
+    .await;
+    assert_eq!(env.ws.frames_of("cancel_order").len(), 1, "cancelled over the socket");
+    assert!(env.fake.calls_of("CancelOrder").is_empty(), "not over REST");
+    let t = Instant::now();
+    loop {
+        let ps = env
+            .app
+            .state
+            .stores
+            .orders
+            .list_positions(None, None, 10)
+            .await
+            .unwrap();
+        if let Some(p) = ps.iter().find(|p| p.status == PositionStatus::Closed) {
+            // (52000 − 49990) × 0.02 − 2.59948 − 2.7
+            assert_eq!(p.realized_pnl, dec("34.90052"));
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "position never closed: {ps:?}");
+        actix::clock::sleep(Duration::from_millis(50)).await;
+    }
+    env.fake.assert_clean();
+    env.app.shutdown().await;
+}
