@@ -40,6 +40,19 @@ pub struct KeyLock {
     _client: deadpool_postgres::ClientWrapper,
 }
 
+impl KeyLock {
+    /// Unlocks explicitly (the next process may take the key at once) and closes the connection.
+    pub async fn release(self) {
+        if let Err(e) = self
+            ._client
+            .execute("SELECT pg_advisory_unlock($1)", &[&self.key])
+            .await
+        {
+            tracing::warn!(error = %e, "API key lock not released explicitly; it goes with the connection");
+        }
+    }
+}
+
 impl std::fmt::Debug for KeyLock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyLock").field("key", &self.key).finish()
@@ -120,7 +133,10 @@ impl LiveKraken {
         if let Some(ws) = &self.ws {
             ws.stop();
         }
-        drop(self.key_lock.lock().take());
+        let lock = self.key_lock.lock().take();
+        if let Some(lock) = lock {
+            lock.release().await;
+        }
     }
 
     /// Whether every protective order the store holds as working is open on Kraken (REST).

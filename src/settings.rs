@@ -1418,6 +1418,41 @@ mod tests {
     }
 
     #[test]
+    fn kraken_websocket_and_reserve_settings_default_on_and_are_checked_naming_the_key() {
+        let d = dir_with(&[("base.yaml", "app:\n  mode: paper\n")]);
+        let s = Settings::load_with_env(d.path(), no_env).unwrap();
+        assert!(s.kraken.websocket && s.kraken.start_charged);
+        assert_eq!(s.kraken.ws_private_url, "wss://ws-auth.kraken.com/v2");
+        assert_eq!(
+            (s.kraken.reserved_rest_points, s.kraken.reserved_calls_per_minute),
+            (2.0, 3)
+        );
+        assert_eq!(s.kraken.dead_mans_switch_refresh_secs, 30);
+        let cases = [
+            (
+                "kraken:\n  ws_private_url: https://ws-auth.kraken.com/v2\n",
+                "kraken.ws_private_url",
+            ),
+            ("kraken:\n  ws_public_url: ws.kraken.com\n", "kraken.ws_public_url"),
+            ("kraken:\n  reserved_rest_points: 9\n", "kraken.reserved_rest_points"),
+            (
+                "kraken:\n  rest_safety_net_secs: 0\n",
+                "kraken.rest_safety_net_secs / kraken.ws_reply_timeout_ms",
+            ),
+        ];
+        for (yaml, key) in cases {
+            let d = dir_with(&[("base.yaml", yaml)]);
+            let err = Settings::load_with_env(d.path(), no_env).unwrap_err();
+            assert_eq!(err.source_name, key, "{err}");
+        }
+        let d = dir_with(&[("base.yaml", "market:\n  source: kraken_ws\n")]);
+        assert_eq!(
+            Settings::load_with_env(d.path(), no_env).unwrap().market.source,
+            MarketSource::KrakenWs
+        );
+    }
+
+    #[test]
     fn memory_record_limit_must_be_positive() {
         let d = dir_with(&[("base.yaml", "database:\n  memory_max_records: 0\n")]);
         let err = Settings::load_with_env(d.path(), no_env).unwrap_err();

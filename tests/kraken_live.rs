@@ -122,6 +122,17 @@ impl Live {
     /// A 1000 USD limit long at 50000 with its stop at 49000 and take-profit at 52000, placed
     /// through the app's execution manager (over the socket).
     async fn enter_long(&self) {
+        let res = self.try_enter_long().await.unwrap();
+        assert_eq!(res.orders[0].status, OrderStatus::Open);
+        assert_eq!(res.orders[0].exchange_order_id.as_deref(), Some("OTX-1"));
+        // The socket has reported the new order before the test moves the book.
+        actix::clock::sleep(Duration::from_millis(300)).await;
+    }
+
+    async fn try_enter_long(
+        &self,
+    ) -> Result<triplegain_actors::execution::api::ExecutionResult, triplegain_actors::execution::api::ExecutionError>
+    {
         let p = TradeProposal {
             symbol: Symbol::parse("BTC/USDT").unwrap(),
             side: Side::Buy,
@@ -136,8 +147,7 @@ impl Live {
             correlation_id: CorrelationId::new(),
             reduce_only: false,
         };
-        let res = self
-            .app
+        self.app
             .state
             .execution
             .send(ExecuteTrade {
@@ -150,11 +160,6 @@ impl Live {
             })
             .await
             .unwrap()
-            .unwrap();
-        assert_eq!(res.orders[0].status, OrderStatus::Open);
-        assert_eq!(res.orders[0].exchange_order_id.as_deref(), Some("OTX-1"));
-        // The socket has reported the new order before the test moves the book.
-        actix::clock::sleep(Duration::from_millis(300)).await;
     }
 
     fn fill_entry(&self) {
@@ -520,4 +525,150 @@ async fn public_ohlc_and_ticker_arrive_over_the_socket_and_rest_polls_while_it_i
     };
     let times: Vec<i64> = c.iter().map(|c| c.open_time.timestamp()).collect();
     assert_eq!(times, vec![t(6)]);
+}
+
+#[actix_web::test]
+async fn an_add_order_without_a_socket_reply_is_unknown_and_resolved_by_client_id() {
+    let env = live_app(|s| s.kraken.ws_reply_timeout_ms = 400).await;
+    // The order reaches the book but its reply comes only after the client gave up waiting.
+    env.fake.script(
+        "ws:add_order",
+        [kraken_fake::Fault::PlaceThenDelay(Duration::from_secs(3))],
+    );
+    let err = env.try_enter_long().await.unwrap_err();
+    assert!(
+        matches!(err, triplegain_actors::execution::api::ExecutionError::Unknown(_)),
+        "{err:?}"
+    );
+    // Exactly like an ambiguous REST reply: looked up by client id, adopted with Kraken's id,
+    // never sent again.
+    let t = Instant::now();
+    loop {
+        let orders = env.app.state.stores.orders.list_orders(None, false, 10).await.unwrap();
+        if orders
+            .first()
+            .is_some_and(|o| o.view.status == OrderStatus::Open && o.view.exchange_order_id.as_deref() == Some("OTX-1"))
+        {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "never resolved: {orders:?}");
+        actix::clock::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(env.fake.orders().len(), 1, "nothing re-sent");
+    assert_eq!(env.ws.frames_of("add_order").len(), 1);
+    assert!(env.fake.calls_of("AddOrder").is_empty());
+    env.fake.assert_clean();
+    env.app.shutdown().await;
+}
+
+#[actix_web::test]
+async fn the_switch_refresh_keeps_its_share_while_polling_saturates_the_counter_and_after_a_rate_limit_reply() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use triplegain::kraken::{
+        spawn_dead_mans_switch, DeadMansSwitchConfig, KrakenClient, KrakenConfig, KrakenCredentials, KrakenExchange,
+        Tier,
+    };
+    // Starter: 15 points, −0.33/s; 2 points and 3 calls a minute kept for the switch.
+    let fake = FakeKraken::start_with_counter(15.0, 0.33).await;
+    let cfg = KrakenConfig {
+        base_url: fake.uri(),
+        tier: Tier::Starter,
+        max_rate_wait: Duration::from_secs(2),
+        retry_backoff: Duration::from_millis(10),
+        reserved_rest_points: 2.0,
+        reserved_calls: 3,
+        ..KrakenConfig::default()
+    };
+    let client = KrakenClient::new(cfg, Some(KrakenCredentials::new(KEY, SECRET))).unwrap();
+    let ex = KrakenExchange::connect(client.clone(), &[Symbol::parse("BTC/USDT").unwrap()])
+        .await
+        .unwrap();
+    // Polling takes every point it can get.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (poller, stop2) = (client.clone(), stop.clone());
+    actix_web::rt::spawn(async move {
+        while !stop2.load(Ordering::SeqCst) {
+            let _ = poller.balance().await;
+            actix::clock::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    actix::clock::sleep(Duration::from_secs(3)).await;
+    assert!(
+        client.rest_gate().value() >= 12.0,
+        "polling filled its lane: {}",
+        client.rest_gate().value()
+    );
+
+    // Kraken answers the first refresh with a rate-limit error (its counter is fuller than ours).
+    fake.script(
+        "CancelAllOrdersAfter",
+        [kraken_fake::Fault::Error("EAPI:Rate limit exceeded".into())],
+    );
+    let handle = spawn_dead_mans_switch(
+        Arc::new(ex),
+        DeadMansSwitchConfig {
+            timeout_secs: 60,
+            refresh_every: Duration::from_secs(2),
+        },
+    )
+    .unwrap();
+    actix::clock::sleep(Duration::from_secs(12)).await;
+    stop.store(true, Ordering::SeqCst);
+    handle.stop(false).await.unwrap();
+
+    let arms = fake.calls_of("CancelAllOrdersAfter");
+    // Refused once by Kraken, retried after one point of decay (~3 s), then every 2 s: never a
+    // gap anywhere near the 60 s timeout, although polling kept the counter full.
+    assert!(arms.len() >= 4, "{} refreshes in 12 s", arms.len());
+    let gaps: Vec<Duration> = arms.windows(2).map(|w| w[1].at.duration_since(w[0].at)).collect();
+    assert!(gaps.iter().all(|g| *g < Duration::from_secs(6)), "{gaps:?}");
+    assert!(!fake.calls_of("Balance").is_empty(), "polling still ran");
+    fake.assert_clean();
+}
+
+#[actix_web::test]
+async fn a_take_profit_fill_by_executions_cancels_the_stop_over_the_socket_and_closes_the_position() {
+    let env = live_app(|_| {}).await;
+    env.enter_long().await;
+    env.fill_entry();
+    env.wait("protected", || env.protected()).await;
+    env.open_position().await;
+    actix::clock::sleep(Duration::from_millis(300)).await;
+    // Kraken fills the take-profit; only the executions update tells the manager.
+    env.fake.update(is_tp, |o| {
+        o.status = "closed".into();
+        o.vol_exec = "0.02".into();
+        o.avg = "52000".into();
+        o.fee = "2.7".into();
+    });
+    env.wait("the stop cancelled (one-cancels-other)", || {
+        env.fake
+            .orders()
+            .iter()
+            .any(|o| o.ordertype == "stop-loss" && o.status == "canceled")
+    })
+    .await;
+    assert_eq!(env.ws.frames_of("cancel_order").len(), 1, "cancelled over the socket");
+    assert!(env.fake.calls_of("CancelOrder").is_empty(), "not over REST");
+    let t = Instant::now();
+    loop {
+        let ps = env
+            .app
+            .state
+            .stores
+            .orders
+            .list_positions(None, None, 10)
+            .await
+            .unwrap();
+        if let Some(p) = ps.iter().find(|p| p.status == PositionStatus::Closed) {
+            // (52000 − 49990) × 0.02 − 2.59948 − 2.7
+            assert_eq!(p.realized_pnl, dec("34.90052"));
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "position never closed: {ps:?}");
+        actix::clock::sleep(Duration::from_millis(50)).await;
+    }
+    env.fake.assert_clean();
+    env.app.shutdown().await;
 }

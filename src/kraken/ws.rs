@@ -656,8 +656,18 @@ fn on_frame(shared: &Arc<Shared>, text: &str) {
             return;
         }
         if let Some(id) = v.get("req_id").and_then(Value::as_u64) {
-            if let Some(tx) = shared.pending.lock().remove(&id) {
-                let _ = tx.send(v);
+            let waiting = shared.pending.lock().remove(&id);
+            match waiting {
+                Some(tx) => {
+                    let _ = tx.send(v);
+                }
+                // A reply after its caller gave up (the outcome was reported unknown): trackers
+                // look again now rather than at their next poll.
+                None if matches!(method, "add_order" | "cancel_order") => {
+                    tracing::warn!(method, req_id = id, reply = %v, "late Kraken WebSocket reply; waking the trackers");
+                    shared.updates.notify_one();
+                }
+                None => {}
             }
         }
         return;

@@ -110,14 +110,11 @@ impl KrakenWsFeed {
         if self.is_up() {
             let mut got = Vec::new();
             if let Some(rx) = self.rx.as_mut() {
-                match tokio::time::timeout(self.idle_after, rx.recv()).await {
-                    Ok(Some(c)) => {
+                if let Ok(Some(c)) = tokio::time::timeout(self.idle_after, rx.recv()).await {
+                    got.push(c);
+                    while let Ok(c) = rx.try_recv() {
                         got.push(c);
-                        while let Ok(c) = rx.try_recv() {
-                            got.push(c);
-                        }
                     }
-                    Ok(None) | Err(_) => {}
                 }
             }
             got.sort_by_key(|c| c.open_time);
