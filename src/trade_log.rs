@@ -97,14 +97,19 @@ pub fn describe(e: &ExecutionEvent, order: Option<&OrderRecord>) -> TradeLine {
                 ""
             };
             let fee = format!(", fee {}", readable(e.fee));
-            let (kind, label) = match purpose(order) {
-                "stop_loss" => ("stop_loss_triggered", "stop-loss triggered: "),
-                "take_profit" => ("take_profit_triggered", "take-profit triggered: "),
-                _ => ("order_filled", ""),
-            };
-            TradeLine {
-                kind,
-                text: format!("{label}order {partly}filled: {side} {size} {sym}{at}{fee}{what}"),
+            match purpose(order) {
+                "stop_loss" => TradeLine {
+                    kind: "stop_loss_triggered",
+                    text: format!("stop-loss triggered: {side} {size} {sym} {partly}filled{at}{fee}"),
+                },
+                "take_profit" => TradeLine {
+                    kind: "take_profit_triggered",
+                    text: format!("take-profit triggered: {side} {size} {sym} {partly}filled{at}{fee}"),
+                },
+                _ => TradeLine {
+                    kind: "order_filled",
+                    text: format!("order {partly}filled: {side} {size} {sym}{at}{fee}{what}"),
+                },
             }
         }
         ExecutionEventType::OrderCancelled => TradeLine {
