@@ -245,6 +245,7 @@ pub async fn build_system_with(
     // -- operators area: paper and simulated runs on a database resume their business clock --
     let keeps_clock = start.is_none()
         && pool.is_some()
+        && settings.app.mode == TradingMode::Paper
         && matches!(settings.market.source, MarketSource::Simulated | MarketSource::External);
     let resumed = if keeps_clock {
         crate::business_clock::saved(&stores.state).await

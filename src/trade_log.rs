@@ -17,12 +17,14 @@ fn round(d: Decimal, dp: u32) -> Decimal {
     d.round_dp_with_strategy(dp, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
 }
 
-/// A decimal rounded for reading: prices of at least 1 to 2 places (more below 1, to 6
-/// significant digits), trailing zeros dropped.
+/// A decimal rounded for reading: 6 significant digits (at least 2 places from 1 up), trailing
+/// zeros dropped.
 pub fn readable(d: Decimal) -> String {
     let abs = d.abs();
     let dp = if abs >= Decimal::ONE {
-        2
+        // 6 significant digits, at least 2 places: 95123.46, 2.23316.
+        let digits = abs.trunc().to_string().len() as u32;
+        6u32.saturating_sub(digits).max(2)
     } else if abs.is_zero() {
         0
     } else {
@@ -97,14 +99,19 @@ pub fn describe(e: &ExecutionEvent, order: Option<&OrderRecord>) -> TradeLine {
                 ""
             };
             let fee = format!(", fee {}", readable(e.fee));
-            let (kind, label) = match purpose(order) {
-                "stop_loss" => ("stop_loss_triggered", "stop-loss triggered: "),
-                "take_profit" => ("take_profit_triggered", "take-profit triggered: "),
-                _ => ("order_filled", ""),
-            };
-            TradeLine {
-                kind,
-                text: format!("{label}order {partly}filled: {side} {size} {sym}{at}{fee}{what}"),
+            match purpose(order) {
+                "stop_loss" => TradeLine {
+                    kind: "stop_loss_triggered",
+                    text: format!("stop-loss triggered: {side} {size} {sym} {partly}filled{at}{fee}"),
+                },
+                "take_profit" => TradeLine {
+                    kind: "take_profit_triggered",
+                    text: format!("take-profit triggered: {side} {size} {sym} {partly}filled{at}{fee}"),
+                },
+                _ => TradeLine {
+                    kind: "order_filled",
+                    text: format!("order {partly}filled: {side} {size} {sym}{at}{fee}{what}"),
+                },
             }
         }
         ExecutionEventType::OrderCancelled => TradeLine {
@@ -248,6 +255,8 @@ mod tests {
         assert_eq!(readable(dec!(0.000012345678)), "0.0000123457");
         assert_eq!(readable(dec!(0.52341)), "0.52341");
         assert_eq!(readable(dec!(100.00)), "100");
+        assert_eq!(readable(dec!(2.2331612)), "2.23316");
+        assert_eq!(readable(dec!(1234567.891)), "1234567.89");
         assert_eq!(readable_size(dec!(0.010500000000)), "0.0105");
         assert_eq!(signed_usd(dec!(12.345)), "+12.35");
         assert_eq!(signed_usd(dec!(-3.1)), "-3.10");

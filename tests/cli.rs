@@ -358,3 +358,38 @@ fn first_run_prints_an_admin_token_once_and_the_next_start_uses_it_again() {
     stop(child);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn logs_written_to_a_pipe_carry_no_colour_codes_and_no_per_tick_analysis_lines() {
+    let mut child = bin()
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("TRIPLEGAIN_API_TOKEN", "admin-token-for-cli-test")
+        .env("TRIPLEGAIN__LOGGING__FORMAT", "pretty")
+        .env("TRIPLEGAIN__LLM__RECORD_PATH", "")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // The warm-up replays 72 simulated hours of candles: every agent runs many times over.
+    let mut lines = Vec::new();
+    let end = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < end {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
+            lines.push(l);
+        }
+    }
+    stop(child);
+    assert!(lines.iter().any(|l| l.contains("TripleGain listening")), "{lines:?}");
+    assert!(!lines.iter().any(|l| l.contains('\u{1b}')), "ANSI codes in a piped log");
+    for routine in ["analysis published", "regime published", "sentiment published"] {
+        assert!(!lines.iter().any(|l| l.contains(routine)), "{routine} at info");
+    }
+}

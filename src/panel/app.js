@@ -429,6 +429,14 @@ function renderHodl(h) {
     list.map((b) => [b.asset, num(b.balance, 8), num(b.pending_usd), num(b.threshold_usd), num(b.current_value_usd), num(b.unrealized_pnl_usd)]));
 }
 
+function renderTrades(list) {
+  table("#trades", ["time", "symbol", "side", "volume", "price", "fee", "realised P&L", ""],
+    list.slice(0, 20).map((t) => [
+      time(t.executed_at), t.symbol, t.side, num(t.volume, 8), num(t.price), num(t.fee), num(t.realized_pnl),
+      el("button", { type: "button", class: "link", onclick: () => showChain(t.correlation_id) }, "chain"),
+    ]));
+}
+
 function renderActors(a) {
   const list = a.actors || [];
   table("#actors", ["actor", "state", "starts", "restarts", "last crash"],
@@ -471,6 +479,7 @@ async function refreshSlow() {
     ["/hodl", renderHodl],
     ["/actors", renderActors],
     ["/session", (s) => ($("#clock").textContent = time(s.business_time))],
+    ["/trades?limit=20", (r) => renderTrades(r.trades || [])],
   ]);
 }
 
@@ -565,6 +574,11 @@ document.addEventListener("DOMContentLoaded", () => {
     signIn($("#token").value.trim());
   });
   $("#signout").addEventListener("click", () => signOut());
+  $("#chain-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const cid = $("#chain-input").value.trim();
+    if (cid) showChain(cid);
+  });
   if (location.hash.length > 1) $("#signin-error").textContent = decodeURIComponent(location.hash.slice(1));
   fillSymbols();
   const saved = token();

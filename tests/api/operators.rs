@@ -373,3 +373,75 @@ async fn without_tokens_a_first_run_admin_token_is_generated_kept_and_used_again
     again.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[actix_web::test]
+async fn a_stop_hit_and_the_closed_trade_with_its_pnl_are_notified_and_a_new_day_sends_the_summary() {
+    // Arrange: notify stop hits, closed trades and the daily summary.
+    let telegram = MockServer::start().await;
+    let bot = Scripted::new(vec![telegram_ok()]);
+    Mock::given(method("POST"))
+        .and(path(format!("/bot{BOT_TOKEN}/sendMessage")))
+        .respond_with(bot.clone())
+        .mount(&telegram)
+        .await;
+    let app = spawn_app_with(|s| {
+        notify_to(
+            s,
+            vec![
+                NotificationKind::StopHit,
+                NotificationKind::TradeClosed,
+                NotificationKind::DailySummary,
+            ],
+            &telegram,
+            None,
+        );
+    })
+    .await;
+    ready(&app).await;
+    filled_buy(&app).await;
+    crate::execution::open_position(&app).await;
+
+    // Act: the price falls through the stop at 49 000.
+    price(&app, "48500");
+    let texts = wait_for("the stop and the close", 20, || {
+        let t: Vec<String> = bot
+            .seen()
+            .iter()
+            .map(|(_, b)| b["text"].as_str().unwrap_or("").to_owned())
+            .collect();
+        (t.len() >= 2).then_some(t)
+    })
+    .await;
+
+    // Assert: one stop-hit message and one close with its (negative) P&L.
+    let stop = texts
+        .iter()
+        .find(|t| t.starts_with("Stop-loss triggered: sell 0.02 BTC/USDT filled @ "));
+    assert!(stop.is_some(), "{texts:?}");
+    let closed = texts
+        .iter()
+        .find(|t| t.starts_with("Position closed by stop-loss: BTC/USDT @ "))
+        .unwrap_or_else(|| panic!("{texts:?}"));
+    assert!(closed.contains(", P&L -"), "{closed}");
+    assert!(closed.ends_with(" USD"), "{closed}");
+
+    // Act: the business day ends.
+    let next_day = app.state.clock.now() + chrono::Duration::days(1);
+    app.state
+        .bus
+        .business_ticks
+        .publish(triplegain_actors::messages::BusinessTick {
+            meta: triplegain_actors::messages::EventMeta::new("test", next_day),
+            now: next_day,
+        });
+    let summary = wait_for("the daily summary", 10, || {
+        bot.seen()
+            .iter()
+            .map(|(_, b)| b["text"].as_str().unwrap_or("").to_owned())
+            .find(|t| t.starts_with("Daily summary"))
+    })
+    .await;
+    assert!(summary.contains("1 trades closed (0 won)"), "{summary}");
+    assert!(summary.contains("realised P&L -"), "{summary}");
+    app.shutdown().await;
+}

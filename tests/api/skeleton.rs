@@ -142,7 +142,13 @@ async fn restart_intensity_exceeded_escalates_and_readyz_fails() {
     let body: Value = r.json().await.unwrap();
     assert!(body["reasons"][0].as_str().unwrap().contains("coordinator"), "{body}");
     let actors: Value = app.get("/api/v1/actors", Some(VIEWER)).await.json().await.unwrap();
-    assert_eq!(actors["actors"][0]["state"], "escalated");
+    let coordinator = actors["actors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "coordinator")
+        .unwrap();
+    assert_eq!(coordinator["state"], "escalated", "{actors}");
     app.shutdown().await;
 }
 

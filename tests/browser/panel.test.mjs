@@ -116,11 +116,21 @@ try {
   await page.selectOption("#trade-type", "market");
   await page.click("#trade-suggest");
   if (!(await page.inputValue("#trade-stop"))) throw new Error("suggest did not fill the stop-loss");
-  await page.click("#trade-submit");
-  const result = await until("trade result", async () => {
-    const t = await text(page, "#trade-result");
-    return t.includes("correlation id") || t.startsWith("refused") ? t : null;
-  });
+  // The rebalancer trades at start, and the risk engine's post-trade cooldown (5 business
+  // minutes, seconds at the simulated market's speed) refuses entries until it ends: try again then.
+  let result = "";
+  for (let attempt = 0; attempt < 30; attempt++) {
+    await page.evaluate(() => (document.querySelector("#trade-result").textContent = ""));
+    await page.click("#trade-suggest");
+    await page.click("#trade-submit");
+    result = await until("trade result", async () => {
+      const t = await text(page, "#trade-result");
+      return t.includes("correlation id") || t.startsWith("refused") ? t : null;
+    });
+    if (!result.includes("cooldown_active")) break;
+    step("risk engine cooldown active; trying again");
+    await page.waitForTimeout(2000);
+  }
   if (!result.includes("verdict: approved")) throw new Error(`trade not approved: ${result}`);
   const cid = /correlation id: ([0-9a-f-]{36})/.exec(result)[1];
   step(`trade placed, correlation id ${cid}`);
