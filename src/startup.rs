@@ -273,8 +273,15 @@ pub async fn build_system_with(
             alerts: bus.risk_alerts.clone(),
             clock: clock.clone(),
         };
+        // Proposals are valued at the engine's own prices: the feed's snapshots and, in paper
+        // mode, the paper exchange's last trades.
+        let paper_prices = paper.clone();
         start_supervised(&registry, "risk_engine", true, FEED_SUBSCRIBER_MAILBOX, move |sup| {
-            RiskEngine::new(sup, cfg)
+            let engine = RiskEngine::new(sup, cfg);
+            match paper_prices {
+                Some(p) => engine.with_price_source(Arc::new(p)),
+                None => engine,
+            }
         })
     };
     core_actors.push("risk_engine".into());
@@ -287,6 +294,12 @@ pub async fn build_system_with(
     bus.execution_events.subscribe("risk_engine", risk.clone().recipient());
     bus.regime_updates.subscribe("risk_engine", risk.clone().recipient());
     bus.market_data.subscribe("risk_engine", risk.clone().recipient());
+    // Halted means halted everywhere: the engine learns coordinator halts and escalations.
+    bus.system_events.subscribe("risk_engine", risk.clone().recipient());
+    bus.risk_alerts
+        .subscribe_filtered("risk_engine", risk.clone().recipient(), |a| {
+            a.alert_type == triplegain_actors::messages::AlertType::ActorEscalated
+        });
 
     // ---- execution: order execution manager, position tracker ------------------------
     let execution = {
