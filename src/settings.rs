@@ -202,6 +202,29 @@ pub struct ApiToken {
 pub struct ApiSettings {
     pub tokens: Vec<ApiToken>,
     pub rate_limit: RateLimitSettings,
+    /// Failed-authentication throttle and event-stream cap.
+    pub guards: ApiGuardSettings,
+}
+
+/// `api.guards`: failed authentication is throttled per client address; concurrent event
+/// streams are capped per token. 0 = unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiGuardSettings {
+    /// Failed authentications (401) per client address per minute before every further
+    /// request from it is answered 429 until the minute has passed.
+    pub auth_failures_per_minute: u32,
+    /// Concurrent `GET /api/v1/events` streams per token.
+    pub max_event_streams_per_token: u32,
+}
+
+impl Default for ApiGuardSettings {
+    fn default() -> Self {
+        Self {
+            auth_failures_per_minute: 20,
+            max_event_streams_per_token: 5,
+        }
+    }
 }
 
 /// The largest per-minute limit accepted (one request per 60 µs per token).

@@ -82,6 +82,8 @@ impl AppState {
         let digest = body.map(|b| hex(&Sha256::digest(b)));
         let role = routes::auth::role_str(caller.role);
         tracing::info!(event = "audit", token = %caller.name, role, method, route, status, result, "control action");
+        // The request id of the middleware that wraps every request (api-money).
+        let request_id = routes::limits::mark_audited();
         let Some(pool) = &self.pool else { return };
         let client = match pool.get().await {
             Ok(c) => c,
@@ -93,8 +95,8 @@ impl AppState {
         let status = i32::from(status);
         if let Err(e) = client
             .execute(
-                "INSERT INTO api_audit_log (token_name, role, method, route, body_sha256, status, result) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &[&caller.name, &role, &method, &route, &digest, &status, &result],
+                "INSERT INTO api_audit_log (token_name, role, method, route, body_sha256, status, result, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[&caller.name, &role, &method, &route, &digest, &status, &result, &request_id],
             )
             .await
         {
@@ -514,7 +516,9 @@ impl Application {
         let token_table = Arc::new(TokenTable::new(&settings.api.tokens));
         let tokens = web::Data::new(token_table.clone());
         // One limiter per server (shared by its workers).
-        let rate_limits = web::Data::new(routes::limits::RateLimits::new(settings.api.rate_limit, token_table));
+        let rate_limits = web::Data::new(
+            routes::limits::RateLimits::new(settings.api.rate_limit, token_table).with_guards(settings.api.guards),
+        );
         let max_body = settings.server.max_body_bytes;
         let app_state = state.clone();
         let server = HttpServer::new(move || {

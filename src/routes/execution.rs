@@ -3,6 +3,7 @@
 
 use super::auth::{Caller, Operator, Viewer};
 use super::error::{strict_decimal, ApiError, JsonBody, OptionalJsonBody};
+use super::idempotency;
 use crate::startup::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -113,9 +114,12 @@ pub async fn get_position(
 #[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CloseBody {
-    /// Fraction of the position to close, 0 < f ≤ 1 (default 1).
-    #[schema(value_type = Option<String>)]
+    /// Fraction of the position to close, a decimal string with 0 < f ≤ 1 (default `"1"`: all).
+    #[serde(default, deserialize_with = "strict_decimal::option")]
+    #[schema(value_type = Option<String>, format = "decimal", example = "0.5")]
     pub fraction: Option<Decimal>,
+    /// Free text kept in the decision trail (default `manual (<token name>)`).
+    #[schema(max_length = 500, example = "taking profit")]
     pub reason: Option<String>,
 }
 
@@ -169,10 +173,107 @@ pub async fn close_position(
 #[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModifyBody {
-    #[schema(value_type = Option<String>)]
+    /// New stop-loss: on the losing side of the market price, `risk.min_stop_distance_pct`..=
+    /// `risk.max_stop_distance_pct` away from it, a multiple of the pair's tick.
+    #[serde(default, deserialize_with = "strict_decimal::option")]
+    #[schema(value_type = Option<String>, format = "decimal", example = "49000")]
     pub stop_loss: Option<Decimal>,
-    #[schema(value_type = Option<String>)]
+    /// New take-profit: on the winning side of the market price, at least `risk.min_reward_risk`
+    /// times the stop's distance away, a multiple of the pair's tick.
+    #[serde(default, deserialize_with = "strict_decimal::option")]
+    #[schema(value_type = Option<String>, format = "decimal", example = "52000")]
     pub take_profit: Option<Decimal>,
+}
+
+/// A stop / take-profit change judged like a new proposal against the current market: tick and
+/// decimals, side, stop distance, reward:risk. Returns 422 naming the field.
+async fn check_protection_change(
+    state: &AppState,
+    pos: &triplegain_actors::execution::api::PositionView,
+    body: &ModifyBody,
+) -> Result<(), ApiError> {
+    use triplegain_actors::domain::PositionSide;
+    let pair = traded_pair(state, &pos.symbol).await?;
+    check_price_field("stop_loss", body.stop_loss, &pair)?;
+    check_price_field("take_profit", body.take_profit, &pair)?;
+    let first_field = if body.stop_loss.is_some() {
+        "stop_loss"
+    } else {
+        "take_profit"
+    };
+    let market = market_quote(state, &pos.symbol)
+        .await?
+        .map(|q| q.price)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "market_price_unavailable",
+                format!(
+                    "no fresh market price for {}; the change is refused, not guessed",
+                    pos.symbol
+                ),
+            )
+            .with_field(first_field)
+        })?;
+    let limits = state
+        .risk
+        .send(triplegain_actors::risk::GetRiskState)
+        .await
+        .map_err(|e| ApiError::from_mailbox("risk engine", &e))?
+        .map_err(|e| ApiError::from_actor("risk engine", &e))?
+        .limits;
+    let long = pos.side == PositionSide::Long;
+    if let Some(sl) = body.stop_loss {
+        if (long && sl >= market) || (!long && sl <= market) {
+            return Err(ApiError::validation(
+                "stop_loss",
+                format!(
+                    "stop_loss {sl} must be {} the market price {market} for a {} position",
+                    if long { "below" } else { "above" },
+                    pos.side
+                ),
+            ));
+        }
+        let distance = (market - sl).abs() / market * Decimal::ONE_HUNDRED;
+        if distance < limits.min_stop_distance_pct || distance > limits.max_stop_distance_pct {
+            return Err(ApiError::validation(
+                "stop_loss",
+                format!(
+                    "stop_loss {sl} is {}% from the market price {market}; it must be {}%..={}% away",
+                    distance.round_dp(2).normalize(),
+                    limits.min_stop_distance_pct.normalize(),
+                    limits.max_stop_distance_pct.normalize()
+                ),
+            ));
+        }
+    }
+    if let Some(tp) = body.take_profit {
+        if (long && tp <= market) || (!long && tp >= market) {
+            return Err(ApiError::validation(
+                "take_profit",
+                format!(
+                    "take_profit {tp} must be {} the market price {market} for a {} position",
+                    if long { "above" } else { "below" },
+                    pos.side
+                ),
+            ));
+        }
+        if let Some(sl) = body.stop_loss.or(pos.stop_loss) {
+            let risk = (market - sl).abs();
+            let reward = (tp - market).abs();
+            if risk > Decimal::ZERO && reward / risk < limits.min_reward_risk {
+                return Err(ApiError::validation(
+                    "take_profit",
+                    format!(
+                        "take_profit {tp} gives reward:risk {} against the stop {sl} at the market price {market}; at least {} is required",
+                        (reward / risk).round_dp(2).normalize(),
+                        limits.min_reward_risk.normalize()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Move a position's stop-loss and/or take-profit; the exchange orders are replaced (new before old).
@@ -202,6 +303,7 @@ pub async fn modify_position(
         if pos.status != PositionStatus::Open {
             return Err(ApiError::conflict(format!("position {id} is {}", pos.status)));
         }
+        check_protection_change(&state, &pos, &body).await?;
         let view = state
             .execution
             .send(ModifyPosition {
@@ -688,71 +790,6 @@ pub async fn validate_trade(
     })))
 }
 
-async fn idempotent_replay(state: &AppState, key: &str) -> Result<Option<HttpResponse>, ApiError> {
-    let Some(pool) = &state.pool else { return Ok(None) };
-    let client = pool.get().await.map_err(store_error)?;
-    let row = client
-        .query_opt(
-            "SELECT response, status FROM idempotency_keys WHERE key = $1 \
-             AND created_at > now() - interval '24 hours'",
-            &[&key],
-        )
-        .await
-        .map_err(store_error)?;
-    let Some(r) = row else { return Ok(None) };
-    let status: i32 = r.get(1);
-    if status == 0 {
-        return Err(ApiError::conflict("a request with this Idempotency-Key is in progress"));
-    }
-    Ok(Some({
-        let body: serde_json::Value = r.get(0);
-        let code = u16::try_from(status)
-            .ok()
-            .and_then(|s| StatusCode::from_u16(s).ok())
-            .unwrap_or(StatusCode::OK);
-        HttpResponse::build(code)
-            .insert_header(("Idempotent-Replay", "true"))
-            .json(body)
-    }))
-}
-
-/// Claims the key before anything is placed; `false` when another request holds it.
-async fn claim_key(state: &AppState, key: &str, token: &str) -> Result<bool, ApiError> {
-    let Some(pool) = &state.pool else { return Ok(true) };
-    let client = pool.get().await.map_err(store_error)?;
-    client
-        .execute(
-            "DELETE FROM idempotency_keys WHERE key = $1 AND created_at <= now() - interval '24 hours'",
-            &[&key],
-        )
-        .await
-        .map_err(store_error)?;
-    let n = client
-        .execute(
-            "INSERT INTO idempotency_keys (key, token_name, response, status) VALUES ($1, $2, '{\"pending\": true}'::jsonb, 0) \
-             ON CONFLICT (key) DO NOTHING",
-            &[&key, &token],
-        )
-        .await
-        .map_err(store_error)?;
-    Ok(n == 1)
-}
-
-async fn store_key(state: &AppState, key: &str, status: u16, body: &serde_json::Value) {
-    let Some(pool) = &state.pool else { return };
-    let Ok(client) = pool.get().await else { return };
-    let status = i32::from(status);
-    if let Err(e) = client
-        .execute(
-            "UPDATE idempotency_keys SET response = $2, status = $3 WHERE key = $1",
-            &[&key, body, &status],
-        )
-        .await
-    {
-        tracing::error!(error = %e, "idempotency result not stored");
-    }
-}
-
 /// Place a trade by hand: risk engine first, then the execution manager.
 #[utoipa::path(post, path = "/api/v1/trades", security(("bearer" = [])), request_body = ManualTradeBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "a repeat within 24 h returns the first result")),
@@ -764,6 +801,7 @@ pub async fn place_trade(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: JsonBody<ManualTradeBody>,
+    guards: Option<web::Data<super::limits::RateLimits>>,
 ) -> Result<HttpResponse, ApiError> {
     let raw = serde_json::to_vec(&body.0).unwrap_or_default();
     let key = req
@@ -773,20 +811,27 @@ pub async fn place_trade(
         .map(str::trim)
         .filter(|k| !k.is_empty())
         .map(|k| format!("trades:{k}"));
+    let guards = guards.as_ref().map(|g| g.get_ref());
+    let correlation_id = CorrelationId::new();
     if let Some(k) = &key {
         if k.len() > 255 {
             return Err(
                 ApiError::bad_request("Idempotency-Key is longer than 255 characters").with_field("Idempotency-Key")
             );
         }
-        if let Some(replay) = idempotent_replay(&state, k).await? {
-            return Ok(replay);
-        }
-        if !claim_key(&state, k, &auth.caller.name).await? {
-            return Err(ApiError::conflict("a request with this Idempotency-Key is in progress"));
+        match idempotency::begin(&state, guards, k, &auth.caller.name, &raw, correlation_id).await? {
+            idempotency::Begin::Replay(mut replay) => {
+                if let Ok(v) = actix_web::http::header::HeaderValue::from_str(idempotency::store_kind(&state)) {
+                    replay
+                        .headers_mut()
+                        .insert(actix_web::http::header::HeaderName::from_static("idempotency-store"), v);
+                }
+                return Ok(replay);
+            }
+            idempotency::Begin::Claimed => {}
         }
     }
-    let (status, json) = match place_trade_inner(&state, &body.0).await {
+    let (status, json) = match place_trade_inner(&state, &body.0, correlation_id).await {
         Ok(v) => (StatusCode::OK, v),
         Err(e) => (
             e.status,
@@ -794,7 +839,7 @@ pub async fn place_trade(
         ),
     };
     if let Some(k) = &key {
-        store_key(&state, k, status.as_u16(), &json).await;
+        idempotency::finish(&state, guards, k, status.as_u16(), &json).await;
     }
     let result = if status.is_success() {
         "ok".to_owned()
@@ -814,11 +859,20 @@ pub async fn place_trade(
             &result,
         )
         .await;
-    Ok(HttpResponse::build(status).json(json))
+    let mut res = HttpResponse::build(status);
+    if key.is_some() {
+        res.insert_header(("Idempotency-Store", idempotency::store_kind(&state)));
+    }
+    Ok(res.json(json))
 }
 
-async fn place_trade_inner(state: &AppState, body: &ManualTradeBody) -> Result<serde_json::Value, ApiError> {
-    let parsed = parse_trade(state, body).await?;
+async fn place_trade_inner(
+    state: &AppState,
+    body: &ManualTradeBody,
+    correlation_id: CorrelationId,
+) -> Result<serde_json::Value, ApiError> {
+    let mut parsed = parse_trade(state, body).await?;
+    parsed.proposal.correlation_id = correlation_id;
     if !parsed.proposal.reduce_only {
         let status = state
             .coordinator
@@ -833,7 +887,6 @@ async fn place_trade_inner(state: &AppState, body: &ManualTradeBody) -> Result<s
             )));
         }
     }
-    let correlation_id = parsed.proposal.correlation_id;
     let verdict = risk_verdict(state, parsed.proposal.clone()).await?;
     if !verdict.is_approved() {
         return Err(verdict_error(&verdict, parsed.volume.is_some()));

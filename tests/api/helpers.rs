@@ -192,6 +192,8 @@ pub fn test_settings() -> Settings {
         reads_per_minute: 0,
         control_per_minute: 0,
     };
+    // Tests make many unauthenticated requests; the throttle test sets its own limit.
+    s.api.guards.auth_failures_per_minute = 0;
     // Model answers are not recorded into the working tree; tests of recording set a path.
     s.llm.record_path = String::new();
     s.api.tokens = vec![

@@ -12,5 +12,6 @@ mod analysis;
 mod contract;
 mod events;
 mod execution;
+mod money;
 mod orchestration;
 mod portfolio;

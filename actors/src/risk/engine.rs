@@ -1284,15 +1284,15 @@ mod tests {
         p.entry_price = dec!(450000);
         let v = h.addr.send(ValidateTrade(p)).await.unwrap().unwrap();
         assert_eq!(v.rejections, vec![RejectionCode::LimitPriceDeviation]);
-        // Within the deviation the volume is kept and valued at the market: 1 000 at 44 550
-        // is 1 010.10… at 45 000, and the stop is judged against 45 000.
+        // Within the deviation the volume is kept and valued where it fills, the market:
+        // 1 000 at 45 450 is 990.09… at 45 000, and the stop is judged against 45 000.
         let mut p = proposal();
-        p.entry_price = dec!(44550);
+        p.entry_price = dec!(45450);
         let v = h.addr.send(ValidateTrade(p)).await.unwrap().unwrap();
         assert!(v.is_approved(), "{v:?}");
         assert_eq!(v.proposal.entry_price, dec!(45000));
         assert!(
-            v.proposal.size_usd > dec!(1010) && v.proposal.size_usd < dec!(1011),
+            v.proposal.size_usd > dec!(990) && v.proposal.size_usd < dec!(991),
             "{v:?}"
         );
     }

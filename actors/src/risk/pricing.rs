@@ -7,8 +7,10 @@
 //! 2. refuses a limit price more than `max_limit_deviation_pct` *through* the market (a buy above,
 //!    a sell below) with `limit_price_deviation`; a passive limit (a buy below the market) passes;
 //! 3. keeps the volume the proposer asked for (`size_usd × leverage / entry_price`) and values it
-//!    at the market: `entry_price` becomes the market price and `size_usd` that volume's value, so
-//!    size, exposure, leverage, margin, stop distance and stop side are all judged on the market.
+//!    at the price it fills at: a marketable limit (a buy at or above the market) at the market
+//!    price, a passive one at its own limit. `entry_price` becomes that price and `size_usd` the
+//!    volume's value there, so size, exposure, leverage, margin, stop distance and stop side are
+//!    judged on the market, never on a price the proposer made up.
 //!
 //! Reduce-only proposals only shrink exposure: they are repriced when a price is known but never
 //! refused for a missing price or a deviation.
@@ -151,7 +153,13 @@ pub fn value_at_market(
             ),
         });
     }
-    if p.entry_price == q.price {
+    // The price the order fills at: the market for a marketable limit, its own limit for a
+    // passive one (a buy below / a sell above the market).
+    let fill = match p.side {
+        Side::Buy => p.entry_price.min(q.price),
+        Side::Sell => p.entry_price.max(q.price),
+    };
+    if fill == p.entry_price {
         return Ok(Valued {
             proposal: out,
             quote: Some(q),
@@ -159,11 +167,11 @@ pub fn value_at_market(
         });
     }
     // Same volume, valued at the market.
-    out.size_usd = p.size_usd * q.price / p.entry_price;
-    out.entry_price = q.price;
+    out.size_usd = p.size_usd * fill / p.entry_price;
+    out.entry_price = fill;
     let note = format!(
         "valued at the market price {} (proposed {}): size_usd {} -> {}",
-        q.price,
+        fill,
         p.entry_price,
         p.size_usd.round_dp(2).normalize(),
         out.size_usd.round_dp(2).normalize()
@@ -252,12 +260,21 @@ mod tests {
 
     #[test]
     fn the_volume_is_kept_and_valued_at_the_market() {
-        // 0.1 BTC at 2× asked at 49 500: size 2 475; at the market 50 000 it is worth 2 500.
-        let p = proposal(Side::Buy, dec!(2475), dec!(49500));
+        // 0.1 BTC at 2× asked at 50 500: size 2 525; it fills at the market 50 000: worth 2 500.
+        let p = proposal(Side::Buy, dec!(2525), dec!(50500));
         let v = value_at_market(&p, quote(dec!(50000), 1), &RiskLimits::default(), t0()).unwrap();
         assert_eq!(v.proposal.entry_price, dec!(50000));
         assert_eq!(v.proposal.size_usd, dec!(2500));
         assert!(v.note.is_some());
+        // A passive buy below the market fills at its own limit: unchanged.
+        let p = proposal(Side::Buy, dec!(2475), dec!(49500));
+        let v = value_at_market(&p, quote(dec!(50000), 1), &RiskLimits::default(), t0()).unwrap();
+        assert_eq!(v.proposal, p);
+        // A sell below the market (within the deviation) fills at the market.
+        let p = proposal(Side::Sell, dec!(2475), dec!(49500));
+        let v = value_at_market(&p, quote(dec!(50000), 1), &RiskLimits::default(), t0()).unwrap();
+        assert_eq!(v.proposal.entry_price, dec!(50000));
+        assert_eq!(v.proposal.size_usd, dec!(2500));
     }
 
     #[test]
