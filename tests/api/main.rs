@@ -12,6 +12,7 @@ mod analysis;
 mod contract;
 mod events;
 mod execution;
+mod generated;
 mod money;
 mod orchestration;
 mod portfolio;
