@@ -75,7 +75,10 @@ fn generate(rng: &mut impl Rng, schema: &Value) -> Value {
 
 /// The component a `$ref` names.
 fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
-    match schema["$ref"].as_str().and_then(|r| r.strip_prefix("#/components/schemas/")) {
+    match schema["$ref"]
+        .as_str()
+        .and_then(|r| r.strip_prefix("#/components/schemas/"))
+    {
         Some(name) => &doc["components"]["schemas"][name],
         None => schema,
     }
@@ -156,6 +159,11 @@ async fn generated_bodies_from_the_openapi_document_get_documented_responses() {
         }
     }
     assert!(sent >= 300, "{sent} requests");
-    assert!(problems.is_empty(), "{} of {sent}:\n{}", problems.len(), problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "{} of {sent}:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
     app.shutdown().await;
 }
