@@ -223,6 +223,8 @@ pub struct ApiSettings {
     pub rate_limit: RateLimitSettings,
     /// With no token configured, `serve` generates an admin token at first run and keeps it here.
     pub admin_token_file: String,
+    /// Failed-authentication throttle and event-stream cap.
+    pub guards: ApiGuardSettings,
 }
 
 impl Default for ApiSettings {
@@ -231,6 +233,28 @@ impl Default for ApiSettings {
             tokens: Vec::new(),
             rate_limit: RateLimitSettings::default(),
             admin_token_file: "data/admin-token".into(),
+            guards: ApiGuardSettings::default(),
+        }
+    }
+}
+
+/// `api.guards`: failed authentication is throttled per client address; concurrent event
+/// streams are capped per token. 0 = unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiGuardSettings {
+    /// Failed authentications (401) per client address per minute before every further
+    /// request from it is answered 429 until the minute has passed.
+    pub auth_failures_per_minute: u32,
+    /// Concurrent `GET /api/v1/events` streams per token.
+    pub max_event_streams_per_token: u32,
+}
+
+impl Default for ApiGuardSettings {
+    fn default() -> Self {
+        Self {
+            auth_failures_per_minute: 20,
+            max_event_streams_per_token: 5,
         }
     }
 }
@@ -1045,13 +1069,53 @@ impl Settings {
                 ));
             }
         }
-        Ok(())
+        self.validate_money_safety()
     }
 
     pub fn fault_injection(&self) -> bool {
         self.server
             .fault_injection
-            .unwrap_or(self.app.mode == TradingMode::Paper)
+            .unwrap_or(self.app.mode == TradingMode::Paper && self.app.environment != "production")
+    }
+
+    // ---- money safety: what live mode trades on, and where faults may be injected ----------
+
+    /// Live mode trades real money, so it prices on the real Kraken feed only (paper mode may
+    /// use any source), and fault injection is for paper runs outside production.
+    ///
+    /// # Errors
+    /// [`SettingsError`] naming `market.source` or `server.fault_injection`.
+    pub fn validate_money_safety(&self) -> Result<(), SettingsError> {
+        if self.app.mode == TradingMode::Live && self.market.source != MarketSource::Kraken {
+            return Err(SettingsError::new(
+                "market.source",
+                format!(
+                    "live mode trades real money on Kraken and must price on the real Kraken feed: \
+                     set market.source: kraken (got {})",
+                    serde_json::to_value(self.market.source)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+        if self.server.fault_injection == Some(true)
+            && (self.app.mode != TradingMode::Paper || self.app.environment == "production")
+        {
+            return Err(SettingsError::new(
+                "server.fault_injection",
+                format!(
+                    "fault injection is only allowed in paper mode outside production (mode {}, TRIPLEGAIN_ENV {})",
+                    if self.app.mode == TradingMode::Paper {
+                        "paper"
+                    } else {
+                        "live"
+                    },
+                    self.app.environment
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The resolved settings as YAML with every secret redacted.
@@ -1492,7 +1556,7 @@ mod tests {
 
     #[test]
     fn live_mode_needs_the_confirmation_variable() {
-        let d = dir_with(&[("base.yaml", "app:\n  mode: live\n")]);
+        let d = dir_with(&[("base.yaml", "app:\n  mode: live\nmarket:\n  source: kraken\n")]);
         let with = |confirm: Option<&'static str>| {
             move |k: &str| match k {
                 "DATABASE_URL" => Some("postgres://u@h/db".to_owned()),
@@ -1508,6 +1572,50 @@ mod tests {
         assert_eq!(err.source_name, "TRIPLEGAIN_CONFIRM_LIVE_TRADING");
         let s = Settings::load_with_env(d.path(), with(Some("I_UNDERSTAND_THE_RISKS"))).unwrap();
         assert_eq!(s.app.mode, TradingMode::Live);
+    }
+
+    #[test]
+    fn live_mode_prices_on_kraken_only_and_fault_injection_is_paper_outside_production() {
+        let live_env = |k: &str| match k {
+            "DATABASE_URL" => Some("postgres://u@h/db".to_owned()),
+            "KRAKEN_API_KEY" => Some("key".to_owned()),
+            "KRAKEN_API_SECRET" => Some("c2VjcmV0".to_owned()),
+            "TRIPLEGAIN_CONFIRM_LIVE_TRADING" => Some("I_UNDERSTAND_THE_RISKS".to_owned()),
+            _ => None,
+        };
+        for source in ["simulated", "replay", "external"] {
+            let yaml = format!("app:\n  mode: live\nmarket:\n  source: {source}\n");
+            let d = dir_with(&[("base.yaml", yaml.as_str())]);
+            let err = Settings::load_with_env(d.path(), live_env).unwrap_err();
+            assert_eq!(err.source_name, "market.source", "{source}: {err}");
+            assert!(err.message.contains(source), "{err}");
+        }
+        // Paper mode may use any source.
+        let d = dir_with(&[("base.yaml", "market:\n  source: simulated\n")]);
+        let s = Settings::load_with_env(d.path(), no_env).unwrap();
+        assert!(
+            s.fault_injection(),
+            "paper outside production defaults to fault injection"
+        );
+
+        let d = dir_with(&[(
+            "base.yaml",
+            "app:\n  mode: live\nmarket:\n  source: kraken\nserver:\n  fault_injection: true\n",
+        )]);
+        let err = Settings::load_with_env(d.path(), live_env).unwrap_err();
+        assert_eq!(err.source_name, "server.fault_injection", "{err}");
+        let d = dir_with(&[("base.yaml", "app:\n  mode: live\nmarket:\n  source: kraken\n")]);
+        assert!(!Settings::load_with_env(d.path(), live_env).unwrap().fault_injection());
+
+        let d = dir_with(&[
+            ("base.yaml", "server:\n  fault_injection: true\n"),
+            ("production.yaml", "{}\n"),
+        ]);
+        let prod = |k: &str| (k == "TRIPLEGAIN_ENV").then(|| "production".to_owned());
+        let err = Settings::load_with_env(d.path(), prod).unwrap_err();
+        assert_eq!(err.source_name, "server.fault_injection", "{err}");
+        let d = dir_with(&[("base.yaml", "{}\n"), ("production.yaml", "{}\n")]);
+        assert!(!Settings::load_with_env(d.path(), prod).unwrap().fault_injection());
     }
 
     #[test]

@@ -88,6 +88,8 @@ impl AppState {
         let digest = body.map(|b| hex(&Sha256::digest(b)));
         let role = routes::auth::role_str(caller.role);
         tracing::info!(event = "audit", token = %caller.name, role, method, route, status, result, "control action");
+        // The request id of the middleware that wraps every request (api-money).
+        let request_id = routes::limits::mark_audited();
         let Some(pool) = &self.pool else { return };
         let client = match pool.get().await {
             Ok(c) => c,
@@ -99,8 +101,8 @@ impl AppState {
         let status = i32::from(status);
         if let Err(e) = client
             .execute(
-                "INSERT INTO api_audit_log (token_name, role, method, route, body_sha256, status, result) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &[&caller.name, &role, &method, &route, &digest, &status, &result],
+                "INSERT INTO api_audit_log (token_name, role, method, route, body_sha256, status, result, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[&caller.name, &role, &method, &route, &digest, &status, &result, &request_id],
             )
             .await
         {
@@ -343,8 +345,15 @@ pub async fn build_system_with(
             alerts: bus.risk_alerts.clone(),
             clock: clock.clone(),
         };
+        // Proposals are valued at the engine's own prices: the feed's snapshots and, in paper
+        // mode, the paper exchange's last trades.
+        let paper_prices = paper.clone();
         start_supervised(&registry, "risk_engine", true, FEED_SUBSCRIBER_MAILBOX, move |sup| {
-            RiskEngine::new(sup, cfg)
+            let engine = RiskEngine::new(sup, cfg);
+            match paper_prices {
+                Some(p) => engine.with_price_source(Arc::new(p)),
+                None => engine,
+            }
         })
     };
     core_actors.push("risk_engine".into());
@@ -357,6 +366,12 @@ pub async fn build_system_with(
     bus.execution_events.subscribe("risk_engine", risk.clone().recipient());
     bus.regime_updates.subscribe("risk_engine", risk.clone().recipient());
     bus.market_data.subscribe("risk_engine", risk.clone().recipient());
+    // Halted means halted everywhere: the engine learns coordinator halts and escalations.
+    bus.system_events.subscribe("risk_engine", risk.clone().recipient());
+    bus.risk_alerts
+        .subscribe_filtered("risk_engine", risk.clone().recipient(), |a| {
+            a.alert_type == triplegain_actors::messages::AlertType::ActorEscalated
+        });
 
     // ---- execution: order execution manager, position tracker ------------------------
     let execution = {
@@ -597,7 +612,9 @@ impl Application {
         let token_table_for_export = token_table.clone();
         let tokens = web::Data::new(token_table.clone());
         // One limiter per server (shared by its workers).
-        let rate_limits = web::Data::new(routes::limits::RateLimits::new(settings.api.rate_limit, token_table));
+        let rate_limits = web::Data::new(
+            routes::limits::RateLimits::new(settings.api.rate_limit, token_table).with_guards(settings.api.guards),
+        );
         let max_body = settings.server.max_body_bytes;
         let app_state = state.clone();
         let server = HttpServer::new(move || {

@@ -210,7 +210,7 @@ fn start(resolver: Arc<dyn ConflictResolver>, deadline_ms: u64) -> H {
         clock: Arc::clone(&shared),
     };
     let risk = start_supervised(&registry, "risk_engine", true, 64, move |sup| {
-        RiskEngine::new(sup, risk_cfg)
+        RiskEngine::new(sup, risk_cfg).trusting_proposal_prices()
     });
     let trades: Arc<Mutex<Vec<ExecuteTrade>>> = Arc::default();
     let exec = Exec {

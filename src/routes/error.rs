@@ -156,26 +156,95 @@ pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &actix_web::Htt
 
 /// A JSON body whose errors name the field by its path (`orders[0].price`): malformed JSON or a
 /// wrong type is 400 with `field`, a body over the limit is 413, a wrong content type 415.
+///
+/// The body is read the same way whatever its framing (`Content-Length` or chunked), must be
+/// exactly one JSON object (no trailing data, no array mapped onto a struct) and must be sent as
+/// `application/json` exactly (a `charset` parameter is allowed).
 pub struct JsonBody<T>(pub T);
 
-/// Like [`JsonBody`], but an empty body is `None` (malformed JSON is still a 400).
+/// Like [`JsonBody`], but an empty body (whatever its framing) is `None`.
 pub struct OptionalJsonBody<T>(pub Option<T>);
+
+/// `application/json`, optionally with parameters (`; charset=utf-8`), and nothing else.
+fn is_json_content_type(req: &actix_web::HttpRequest) -> bool {
+    req.headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
+fn unsupported_media_type() -> actix_web::Error {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "Content-Type must be application/json",
+    )
+    .into()
+}
+
+/// Parses exactly one JSON object into `T`, naming the field of the first error.
+fn parse_json_object<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(ApiError::bad_request("the body must be one JSON object"));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        Ok(v) => v,
+        Err(err) => {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            let msg = inner.to_string();
+            let field = if path == "." {
+                field_from_serde(&msg)
+            } else {
+                Some(path)
+            };
+            let mut e = ApiError::bad_request(msg);
+            if let Some(f) = field {
+                e = e.with_field(f);
+            }
+            return Err(e);
+        }
+    };
+    de.end()
+        .map_err(|e| ApiError::bad_request(format!("trailing data after the JSON object: {e}")))?;
+    Ok(value)
+}
+
+/// Reads the whole body (any framing); `None` when it is empty or only whitespace.
+fn read_body<T: serde::de::DeserializeOwned + 'static>(
+    req: &actix_web::HttpRequest,
+    payload: &mut actix_web::dev::Payload,
+) -> futures::future::LocalBoxFuture<'static, Result<Option<T>, actix_web::Error>> {
+    let content_type_ok = is_json_content_type(req);
+    let bytes = <actix_web::web::Bytes as actix_web::FromRequest>::from_request(req, payload);
+    Box::pin(async move {
+        let bytes = bytes.await.map_err(|e| {
+            actix_web::Error::from(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                e.to_string(),
+            ))
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        if !content_type_ok {
+            return Err(unsupported_media_type());
+        }
+        parse_json_object::<T>(&bytes).map(Some).map_err(Into::into)
+    })
+}
 
 impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for OptionalJsonBody<T> {
     type Error = actix_web::Error;
     type Future = futures::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(req: &actix_web::HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
-        let empty = req
-            .headers()
-            .get(actix_web::http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .is_none_or(|v| v.trim() == "0");
-        if empty {
-            return Box::pin(async { Ok(OptionalJsonBody(None)) });
-        }
-        let inner = JsonBody::<T>::from_request(req, payload);
-        Box::pin(async move { inner.await.map(|b| OptionalJsonBody(Some(b.0))) })
+        let body = read_body::<T>(req, payload);
+        Box::pin(async move { body.await.map(OptionalJsonBody) })
     }
 }
 
@@ -184,48 +253,82 @@ impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for JsonBo
     type Future = futures::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(req: &actix_web::HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
-        let content_type_ok = req
-            .headers()
-            .get(actix_web::http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
-        let bytes = actix_web::web::Bytes::from_request(req, payload);
+        let content_type_ok = is_json_content_type(req);
+        let body = read_body::<T>(req, payload);
         Box::pin(async move {
             if !content_type_ok {
-                return Err(ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
-                    "Content-Type must be application/json",
-                )
-                .into());
+                return Err(unsupported_media_type());
             }
-            let bytes = bytes.await.map_err(|e| {
-                actix_web::Error::from(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    e.to_string(),
-                ))
-            })?;
-            let de = &mut serde_json::Deserializer::from_slice(&bytes);
-            match serde_path_to_error::deserialize::<_, T>(de) {
-                Ok(v) => Ok(JsonBody(v)),
-                Err(err) => {
-                    let path = err.path().to_string();
-                    let inner = err.into_inner();
-                    let msg = inner.to_string();
-                    let field = if path == "." {
-                        field_from_serde(&msg)
-                    } else {
-                        Some(path)
-                    };
-                    let mut e = ApiError::bad_request(msg);
-                    if let Some(f) = field {
-                        e = e.with_field(f);
-                    }
-                    Err(e.into())
-                }
+            match body.await? {
+                Some(v) => Ok(JsonBody(v)),
+                None => Err(ApiError::bad_request("a JSON object body is required").into()),
             }
         })
+    }
+}
+
+/// Money fields of request bodies: a decimal string (or a JSON integer), parsed exactly. A
+/// value that would be rounded (more than 28 decimals) or a JSON fraction (a binary float,
+/// already rounded by the time it is read) is refused, so nothing is silently changed.
+pub mod strict_decimal {
+    use rust_decimal::Decimal;
+    use serde::de::{self, Deserializer, Visitor};
+    use std::fmt;
+
+    struct V;
+
+    impl Visitor<'_> for V {
+        type Value = Decimal;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a decimal string such as \"0.5\"")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Decimal, E> {
+            let t = v.trim();
+            if t.is_empty() || t.contains(['e', 'E']) {
+                return Err(E::custom(format!("{v:?} is not a plain decimal number")));
+            }
+            Decimal::from_str_exact(t).map_err(|e| E::custom(format!("{v:?} is not an exact decimal: {e}")))
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Decimal, E> {
+            Ok(Decimal::from(v))
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Decimal, E> {
+            Ok(Decimal::from(v))
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Decimal, E> {
+            Err(E::custom(format!(
+                "{v} is a JSON fraction; send money and prices as decimal strings (\"{v}\")"
+            )))
+        }
+    }
+
+    /// For `Option<Decimal>` fields (`#[serde(default, deserialize_with = "…::option")]`).
+    ///
+    /// # Errors
+    /// A value that is not an exact decimal.
+    pub fn option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+        struct O;
+        impl<'de> Visitor<'de> for O {
+            type Value = Option<Decimal>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a decimal string or null")
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+                d.deserialize_any(V).map(Some)
+            }
+        }
+        d.deserialize_option(O)
     }
 }
 

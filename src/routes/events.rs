@@ -172,13 +172,18 @@ fn requested_types(q: &EventsQuery) -> Result<Vec<&'static str>, ApiError> {
 /// `?types=a,b` streams only those types.
 #[utoipa::path(get, path = "/api/v1/events", params(EventsQuery), security(("bearer" = [])),
     responses((status = 200, description = "text/event-stream of bus events", content_type = "text/event-stream"),
-        (status = 422, description = "unknown event type in `types`")))]
+        (status = 422, description = "unknown event type in `types`"),
+        (status = 429, description = "the token already holds api.guards.max_event_streams_per_token streams")))]
 pub async fn events(
-    _auth: Viewer,
+    auth: Viewer,
     state: web::Data<AppState>,
     q: web::Query<EventsQuery>,
+    limits: Option<web::Data<super::limits::RateLimits>>,
 ) -> Result<HttpResponse, ApiError> {
     let types = requested_types(&q)?;
+    // Concurrent streams per token are capped (`api.guards.max_event_streams_per_token`); the
+    // slot is held by the response body and freed when the client goes.
+    let slot = limits.map(|l| l.event_stream_slot(&auth.caller.name)).transpose()?;
     let (tx, rx) = mpsc::channel::<web::Bytes>(CLIENT_BUFFER);
     let bus = state.bus.clone();
     let keep_alive = state.sse_keep_alive;
@@ -200,7 +205,10 @@ pub async fn events(
         }
     });
     let hello = futures::stream::once(async { Ok::<_, actix_web::Error>(web::Bytes::from_static(b": connected\n\n")) });
-    let body = hello.chain(tokio_stream_from(rx));
+    let body = hello.chain(tokio_stream_from(rx)).map(move |item| {
+        let _held = &slot;
+        item
+    });
     Ok(HttpResponse::Ok()
         .insert_header(("Content-Type", "text/event-stream"))
         .insert_header(("Cache-Control", "no-cache"))

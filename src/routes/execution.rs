@@ -2,7 +2,8 @@
 //! for operators. Every control action is audited.
 
 use super::auth::{Caller, Operator, Viewer};
-use super::error::{ApiError, JsonBody, OptionalJsonBody};
+use super::error::{strict_decimal, ApiError, JsonBody, OptionalJsonBody};
+use super::idempotency;
 use crate::startup::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -13,7 +14,10 @@ use triplegain_actors::domain::{CorrelationId, OrderStatus, OrderType, PositionS
 use triplegain_actors::execution::api::{
     CancelOrder, ClosePosition, ExecuteTrade, ExecutionError, GetOrders, GetPositions, ModifyPosition,
 };
-use triplegain_actors::risk::{ProposalSource, RiskVerdict, TradeProposal, ValidateTrade, VerdictStatus};
+use triplegain_actors::ports::PairInfo;
+use triplegain_actors::risk::{
+    GetMarketPrice, ProposalSource, Quote, RejectionCode, RiskVerdict, TradeProposal, ValidateTrade, VerdictStatus,
+};
 use uuid::Uuid;
 
 fn execution_error(e: ExecutionError) -> ApiError {
@@ -110,9 +114,12 @@ pub async fn get_position(
 #[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CloseBody {
-    /// Fraction of the position to close, 0 < f ≤ 1 (default 1).
-    #[schema(value_type = Option<String>)]
+    /// Fraction of the position to close, a decimal string with 0 < f ≤ 1 (default `"1"`: all).
+    #[serde(default, deserialize_with = "strict_decimal::option")]
+    #[schema(value_type = Option<String>, format = "decimal", example = "0.5")]
     pub fraction: Option<Decimal>,
+    /// Free text kept in the decision trail (default `manual (<token name>)`).
+    #[schema(max_length = 500, example = "taking profit")]
     pub reason: Option<String>,
 }
 
@@ -166,10 +173,107 @@ pub async fn close_position(
 #[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModifyBody {
-    #[schema(value_type = Option<String>)]
+    /// New stop-loss: on the losing side of the market price, `risk.min_stop_distance_pct`..=
+    /// `risk.max_stop_distance_pct` away from it, a multiple of the pair's tick.
+    #[serde(default, deserialize_with = "strict_decimal::option")]
+    #[schema(value_type = Option<String>, format = "decimal", example = "49000")]
     pub stop_loss: Option<Decimal>,
-    #[schema(value_type = Option<String>)]
+    /// New take-profit: on the winning side of the market price, at least `risk.min_reward_risk`
+    /// times the stop's distance away, a multiple of the pair's tick.
+    #[serde(default, deserialize_with = "strict_decimal::option")]
+    #[schema(value_type = Option<String>, format = "decimal", example = "52000")]
     pub take_profit: Option<Decimal>,
+}
+
+/// A stop / take-profit change judged like a new proposal against the current market: tick and
+/// decimals, side, stop distance, reward:risk. Returns 422 naming the field.
+async fn check_protection_change(
+    state: &AppState,
+    pos: &triplegain_actors::execution::api::PositionView,
+    body: &ModifyBody,
+) -> Result<(), ApiError> {
+    use triplegain_actors::domain::PositionSide;
+    let pair = traded_pair(state, &pos.symbol).await?;
+    check_price_field("stop_loss", body.stop_loss, &pair)?;
+    check_price_field("take_profit", body.take_profit, &pair)?;
+    let first_field = if body.stop_loss.is_some() {
+        "stop_loss"
+    } else {
+        "take_profit"
+    };
+    let market = market_quote(state, &pos.symbol)
+        .await?
+        .map(|q| q.price)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "market_price_unavailable",
+                format!(
+                    "no fresh market price for {}; the change is refused, not guessed",
+                    pos.symbol
+                ),
+            )
+            .with_field(first_field)
+        })?;
+    let limits = state
+        .risk
+        .send(triplegain_actors::risk::GetRiskState)
+        .await
+        .map_err(|e| ApiError::from_mailbox("risk engine", &e))?
+        .map_err(|e| ApiError::from_actor("risk engine", &e))?
+        .limits;
+    let long = pos.side == PositionSide::Long;
+    if let Some(sl) = body.stop_loss {
+        if (long && sl >= market) || (!long && sl <= market) {
+            return Err(ApiError::validation(
+                "stop_loss",
+                format!(
+                    "stop_loss {sl} must be {} the market price {market} for a {} position",
+                    if long { "below" } else { "above" },
+                    pos.side
+                ),
+            ));
+        }
+        let distance = (market - sl).abs() / market * Decimal::ONE_HUNDRED;
+        if distance < limits.min_stop_distance_pct || distance > limits.max_stop_distance_pct {
+            return Err(ApiError::validation(
+                "stop_loss",
+                format!(
+                    "stop_loss {sl} is {}% from the market price {market}; it must be {}%..={}% away",
+                    distance.round_dp(2).normalize(),
+                    limits.min_stop_distance_pct.normalize(),
+                    limits.max_stop_distance_pct.normalize()
+                ),
+            ));
+        }
+    }
+    if let Some(tp) = body.take_profit {
+        if (long && tp <= market) || (!long && tp >= market) {
+            return Err(ApiError::validation(
+                "take_profit",
+                format!(
+                    "take_profit {tp} must be {} the market price {market} for a {} position",
+                    if long { "above" } else { "below" },
+                    pos.side
+                ),
+            ));
+        }
+        if let Some(sl) = body.stop_loss.or(pos.stop_loss) {
+            let risk = (market - sl).abs();
+            let reward = (tp - market).abs();
+            if risk > Decimal::ZERO && reward / risk < limits.min_reward_risk {
+                return Err(ApiError::validation(
+                    "take_profit",
+                    format!(
+                        "take_profit {tp} gives reward:risk {} against the stop {sl} at the market price {market}; at least {} is required",
+                        (reward / risk).round_dp(2).normalize(),
+                        limits.min_reward_risk.normalize()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Move a position's stop-loss and/or take-profit; the exchange orders are replaced (new before old).
@@ -199,6 +303,7 @@ pub async fn modify_position(
         if pos.status != PositionStatus::Open {
             return Err(ApiError::conflict(format!("position {id} is {}", pos.status)));
         }
+        check_protection_change(&state, &pos, &body).await?;
         let view = state
             .execution
             .send(ModifyPosition {
@@ -353,33 +458,48 @@ pub async fn list_trades(
 
 // ------------------------------------------------------------------ manual trades
 
-/// A trade entered by hand.
+/// A trade entered by hand. Money and prices are decimal strings, checked exactly against the
+/// pair's precision (nothing is rounded silently).
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ManualTradeBody {
-    /// e.g. `BTC/USDT`.
+    /// One of the configured `market.symbols`, e.g. `BTC/USDT`.
+    #[schema(example = "BTC/USDT")]
     pub symbol: String,
     /// `buy` or `sell`.
+    #[schema(example = "buy")]
     pub side: String,
-    /// Capital in USD; exactly one of `size_usd` and `volume`.
-    #[schema(value_type = Option<String>)]
+    /// Capital in USD (margin; the notional is `size_usd × leverage`); exactly one of
+    /// `size_usd` and `volume`.
+    #[serde(default, deserialize_with = "strict_decimal::option")]
+    #[schema(value_type = Option<String>, format = "decimal", example = "1000")]
     pub size_usd: Option<Decimal>,
-    /// Base units; exactly one of `size_usd` and `volume`.
-    #[schema(value_type = Option<String>)]
+    /// Base units, at most the pair's lot decimals; exactly one of `size_usd` and `volume`.
+    #[serde(default, deserialize_with = "strict_decimal::option")]
+    #[schema(value_type = Option<String>, format = "decimal", example = "0.02")]
     pub volume: Option<Decimal>,
-    /// `limit` (default) or `market`.
+    /// `limit` (default) or `market`. A market order is placed as a limit order bounded by
+    /// `execution.orders.market_order_slippage_pct` from the risk engine's market price
+    /// (the response's `market_order` says so); it takes no `price`.
+    #[schema(example = "limit")]
     pub order_type: Option<String>,
-    /// Limit price (required for limit orders).
-    #[schema(value_type = Option<String>)]
+    /// Limit price (required for limit orders): a multiple of the pair's tick, at most
+    /// `risk.max_limit_deviation_pct` through the market.
+    #[serde(default, deserialize_with = "strict_decimal::option")]
+    #[schema(value_type = Option<String>, format = "decimal", example = "50000")]
     pub price: Option<Decimal>,
-    #[schema(value_type = Option<String>)]
+    #[serde(default, deserialize_with = "strict_decimal::option")]
+    #[schema(value_type = Option<String>, format = "decimal", example = "49000")]
     pub stop_loss: Option<Decimal>,
-    #[schema(value_type = Option<String>)]
+    #[serde(default, deserialize_with = "strict_decimal::option")]
+    #[schema(value_type = Option<String>, format = "decimal", example = "52000")]
     pub take_profit: Option<Decimal>,
     /// 1..=5, default 1.
+    #[schema(minimum = 1, maximum = 5)]
     pub leverage: Option<u32>,
     /// Only closes or shrinks an existing position.
     pub reduce_only: Option<bool>,
+    #[schema(max_length = 500)]
     pub note: Option<String>,
 }
 
@@ -387,6 +507,8 @@ struct ParsedTrade {
     proposal: TradeProposal,
     order_type: OrderType,
     volume: Option<Decimal>,
+    /// The limit price asked for (limit orders).
+    limit_price: Option<Decimal>,
     note: Option<String>,
 }
 
@@ -397,8 +519,70 @@ fn positive(field: &str, v: Option<Decimal>) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Checks the body and builds the proposal (the risk engine judges the rest).
-fn parse_trade(state: &AppState, b: &ManualTradeBody) -> Result<ParsedTrade, ApiError> {
+/// Refuses more decimals than `max` (trailing zeros do not count).
+fn at_most_decimals(field: &str, v: Option<Decimal>, max: u32, what: &str) -> Result<(), ApiError> {
+    if let Some(v) = v {
+        let scale = v.normalize().scale();
+        if scale > max {
+            return Err(ApiError::validation(
+                field,
+                format!("{field} {v} has {scale} decimals; {what} have at most {max}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The exchange's pair for a configured symbol; an unknown symbol is 422 naming `symbol`.
+pub(crate) async fn traded_pair(state: &AppState, symbol: &Symbol) -> Result<PairInfo, ApiError> {
+    if !state.analysis_symbols.contains(symbol) {
+        let known: Vec<String> = state.analysis_symbols.iter().map(ToString::to_string).collect();
+        return Err(ApiError::validation(
+            "symbol",
+            format!("{symbol} is not traded here (market.symbols: {})", known.join(", ")),
+        ));
+    }
+    let pairs = state.exchange.pairs().await.map_err(|e| {
+        tracing::warn!(error = %e, "exchange pairs unavailable");
+        ApiError::unavailable("exchange")
+    })?;
+    pairs
+        .into_iter()
+        .find(|p| &p.symbol == symbol)
+        .ok_or_else(|| ApiError::validation("symbol", format!("{symbol} is not a pair of the exchange")))
+}
+
+/// Checks a price field against the pair: positive, at most its decimals, a multiple of its tick.
+pub(crate) fn check_price_field(field: &str, v: Option<Decimal>, pair: &PairInfo) -> Result<(), ApiError> {
+    positive(field, v)?;
+    at_most_decimals(field, v, pair.price_decimals, &format!("{} prices", pair.symbol))?;
+    if let Some(v) = v {
+        if !pair.tick_size.is_zero() && !(v % pair.tick_size).is_zero() {
+            return Err(ApiError::validation(
+                field,
+                format!(
+                    "{field} {v} is not a multiple of the tick {} of {}",
+                    pair.tick_size.normalize(),
+                    pair.symbol
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The risk engine's market price (fresh, or `None`).
+pub(crate) async fn market_quote(state: &AppState, symbol: &Symbol) -> Result<Option<Quote>, ApiError> {
+    state
+        .risk
+        .send(GetMarketPrice(symbol.clone()))
+        .await
+        .map_err(|e| ApiError::from_mailbox("risk engine", &e))
+}
+
+/// Checks the body and builds the proposal (the risk engine values it at its own market price
+/// and judges the rest).
+async fn parse_trade(state: &AppState, b: &ManualTradeBody) -> Result<ParsedTrade, ApiError> {
     let symbol = parse_symbol("symbol", &b.symbol)?;
     let side = Side::parse(&b.side).map_err(|e| ApiError::bad_request(e).with_field("side"))?;
     let order_type = match b.order_type.as_deref().unwrap_or("limit") {
@@ -411,15 +595,26 @@ fn parse_trade(state: &AppState, b: &ManualTradeBody) -> Result<ParsedTrade, Api
             )
         }
     };
+    if b.note.as_ref().is_some_and(|n| n.chars().count() > 500) {
+        return Err(ApiError::validation("note", "note is longer than 500 characters"));
+    }
+    let pair = traded_pair(state, &symbol).await?;
     for (f, v) in [
-        ("size_usd", b.size_usd),
-        ("volume", b.volume),
         ("price", b.price),
         ("stop_loss", b.stop_loss),
         ("take_profit", b.take_profit),
     ] {
-        positive(f, v)?;
+        check_price_field(f, v, &pair)?;
     }
+    positive("size_usd", b.size_usd)?;
+    positive("volume", b.volume)?;
+    at_most_decimals("size_usd", b.size_usd, 8, "USD amounts")?;
+    at_most_decimals(
+        "volume",
+        b.volume,
+        pair.lot_decimals,
+        &format!("{} volumes", pair.symbol),
+    )?;
     match (b.size_usd, b.volume) {
         (Some(_), Some(_)) => {
             return Err(ApiError::validation(
@@ -439,15 +634,27 @@ fn parse_trade(state: &AppState, b: &ManualTradeBody) -> Result<ParsedTrade, Api
     if !(1..=5).contains(&leverage) {
         return Err(ApiError::validation("leverage", "leverage must be between 1 and 5"));
     }
-    if order_type == OrderType::Limit && b.price.is_none() {
-        return Err(ApiError::validation("price", "price is required for a limit order"));
-    }
+    let entry = match order_type {
+        OrderType::Limit => b
+            .price
+            .ok_or_else(|| ApiError::validation("price", "price is required for a limit order"))?,
+        _ => {
+            if b.price.is_some() {
+                return Err(ApiError::validation(
+                    "price",
+                    "a market order takes no price: it is placed as a limit bounded by \
+                     execution.orders.market_order_slippage_pct from the market price",
+                ));
+            }
+            market_quote(state, &symbol).await?.map(|q| q.price).ok_or_else(|| {
+                ApiError::validation(
+                    "symbol",
+                    format!("no fresh market price for {symbol}; the trade is refused, not guessed"),
+                )
+            })?
+        }
+    };
     let reduce_only = b.reduce_only.unwrap_or(false);
-    let market_price = state.paper.as_ref().and_then(|p| p.last_price(&symbol));
-    let entry = b
-        .price
-        .or(market_price)
-        .ok_or_else(|| ApiError::validation("price", format!("no market price known for {symbol}; give price")))?;
     if let Some(sl) = b.stop_loss {
         let wrong = match side {
             Side::Buy => sl >= entry,
@@ -494,6 +701,7 @@ fn parse_trade(state: &AppState, b: &ManualTradeBody) -> Result<ParsedTrade, Api
         },
         order_type,
         volume: b.volume,
+        limit_price: (order_type == OrderType::Limit).then_some(entry),
         note: b.note.clone(),
     })
 }
@@ -507,7 +715,32 @@ async fn risk_verdict(state: &AppState, proposal: TradeProposal) -> Result<RiskV
         .map_err(|e| ApiError::from_actor("risk engine", &e))
 }
 
-fn verdict_error(v: &RiskVerdict) -> ApiError {
+/// The body field a refusal is about, when there is one.
+fn verdict_field(v: &RiskVerdict, volume_given: bool) -> Option<&'static str> {
+    let code = v.rejections.first()?;
+    let reason = v.reason.as_deref().unwrap_or_default();
+    let size_field = if volume_given { "volume" } else { "size_usd" };
+    Some(match code {
+        RejectionCode::LimitPriceDeviation => "price",
+        RejectionCode::MarketPriceUnavailable => "symbol",
+        RejectionCode::StopLossRequired | RejectionCode::StopLossTooTight | RejectionCode::StopLossTooWide => {
+            "stop_loss"
+        }
+        RejectionCode::RewardRiskTooLow => "take_profit",
+        RejectionCode::LeverageExceeded => "leverage",
+        RejectionCode::PositionTooLarge
+        | RejectionCode::PositionTooSmall
+        | RejectionCode::RiskPerTradeExceeded
+        | RejectionCode::ExposureExceeded
+        | RejectionCode::CorrelationExceeded
+        | RejectionCode::InsufficientMargin => size_field,
+        RejectionCode::InvalidProposal if reason.starts_with("stop_loss") => "stop_loss",
+        RejectionCode::InvalidProposal if reason.starts_with("take_profit") => "take_profit",
+        _ => return None,
+    })
+}
+
+fn verdict_error(v: &RiskVerdict, volume_given: bool) -> ApiError {
     let codes: Vec<String> = v.rejections.iter().map(|c| c.to_string()).collect();
     let status = if v.status == VerdictStatus::Halted {
         StatusCode::CONFLICT
@@ -519,7 +752,7 @@ fn verdict_error(v: &RiskVerdict) -> ApiError {
     } else {
         "risk_rejected"
     };
-    ApiError::new(
+    let err = ApiError::new(
         status,
         code,
         format!(
@@ -532,7 +765,11 @@ fn verdict_error(v: &RiskVerdict) -> ApiError {
             codes.join(", "),
             v.reason.clone().unwrap_or_default()
         ),
-    )
+    );
+    match verdict_field(v, volume_given) {
+        Some(f) => err.with_field(f),
+        None => err,
+    }
 }
 
 /// Validate a manual trade with the risk engine only; nothing is placed.
@@ -544,78 +781,13 @@ pub async fn validate_trade(
     state: web::Data<AppState>,
     body: JsonBody<ManualTradeBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let parsed = parse_trade(&state, &body.0)?;
+    let parsed = parse_trade(&state, &body.0).await?;
     let correlation_id = parsed.proposal.correlation_id;
     let verdict = risk_verdict(&state, parsed.proposal).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "correlation_id": correlation_id,
         "verdict": verdict,
     })))
-}
-
-async fn idempotent_replay(state: &AppState, key: &str) -> Result<Option<HttpResponse>, ApiError> {
-    let Some(pool) = &state.pool else { return Ok(None) };
-    let client = pool.get().await.map_err(store_error)?;
-    let row = client
-        .query_opt(
-            "SELECT response, status FROM idempotency_keys WHERE key = $1 \
-             AND created_at > now() - interval '24 hours'",
-            &[&key],
-        )
-        .await
-        .map_err(store_error)?;
-    let Some(r) = row else { return Ok(None) };
-    let status: i32 = r.get(1);
-    if status == 0 {
-        return Err(ApiError::conflict("a request with this Idempotency-Key is in progress"));
-    }
-    Ok(Some({
-        let body: serde_json::Value = r.get(0);
-        let code = u16::try_from(status)
-            .ok()
-            .and_then(|s| StatusCode::from_u16(s).ok())
-            .unwrap_or(StatusCode::OK);
-        HttpResponse::build(code)
-            .insert_header(("Idempotent-Replay", "true"))
-            .json(body)
-    }))
-}
-
-/// Claims the key before anything is placed; `false` when another request holds it.
-async fn claim_key(state: &AppState, key: &str, token: &str) -> Result<bool, ApiError> {
-    let Some(pool) = &state.pool else { return Ok(true) };
-    let client = pool.get().await.map_err(store_error)?;
-    client
-        .execute(
-            "DELETE FROM idempotency_keys WHERE key = $1 AND created_at <= now() - interval '24 hours'",
-            &[&key],
-        )
-        .await
-        .map_err(store_error)?;
-    let n = client
-        .execute(
-            "INSERT INTO idempotency_keys (key, token_name, response, status) VALUES ($1, $2, '{\"pending\": true}'::jsonb, 0) \
-             ON CONFLICT (key) DO NOTHING",
-            &[&key, &token],
-        )
-        .await
-        .map_err(store_error)?;
-    Ok(n == 1)
-}
-
-async fn store_key(state: &AppState, key: &str, status: u16, body: &serde_json::Value) {
-    let Some(pool) = &state.pool else { return };
-    let Ok(client) = pool.get().await else { return };
-    let status = i32::from(status);
-    if let Err(e) = client
-        .execute(
-            "UPDATE idempotency_keys SET response = $2, status = $3 WHERE key = $1",
-            &[&key, body, &status],
-        )
-        .await
-    {
-        tracing::error!(error = %e, "idempotency result not stored");
-    }
 }
 
 /// Place a trade by hand: risk engine first, then the execution manager.
@@ -629,6 +801,7 @@ pub async fn place_trade(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: JsonBody<ManualTradeBody>,
+    guards: Option<web::Data<super::limits::RateLimits>>,
 ) -> Result<HttpResponse, ApiError> {
     let raw = serde_json::to_vec(&body.0).unwrap_or_default();
     let key = req
@@ -638,20 +811,27 @@ pub async fn place_trade(
         .map(str::trim)
         .filter(|k| !k.is_empty())
         .map(|k| format!("trades:{k}"));
+    let guards = guards.as_ref().map(|g| g.get_ref());
+    let correlation_id = CorrelationId::new();
     if let Some(k) = &key {
         if k.len() > 255 {
             return Err(
                 ApiError::bad_request("Idempotency-Key is longer than 255 characters").with_field("Idempotency-Key")
             );
         }
-        if let Some(replay) = idempotent_replay(&state, k).await? {
-            return Ok(replay);
-        }
-        if !claim_key(&state, k, &auth.caller.name).await? {
-            return Err(ApiError::conflict("a request with this Idempotency-Key is in progress"));
+        match idempotency::begin(&state, guards, k, &auth.caller.name, &raw, correlation_id).await? {
+            idempotency::Begin::Replay(mut replay) => {
+                if let Ok(v) = actix_web::http::header::HeaderValue::from_str(idempotency::store_kind(&state)) {
+                    replay
+                        .headers_mut()
+                        .insert(actix_web::http::header::HeaderName::from_static("idempotency-store"), v);
+                }
+                return Ok(replay);
+            }
+            idempotency::Begin::Claimed => {}
         }
     }
-    let (status, json) = match place_trade_inner(&state, &body.0).await {
+    let (status, json) = match place_trade_inner(&state, &body.0, correlation_id).await {
         Ok(v) => (StatusCode::OK, v),
         Err(e) => (
             e.status,
@@ -659,7 +839,7 @@ pub async fn place_trade(
         ),
     };
     if let Some(k) = &key {
-        store_key(&state, k, status.as_u16(), &json).await;
+        idempotency::finish(&state, guards, k, status.as_u16(), &json).await;
     }
     let result = if status.is_success() {
         "ok".to_owned()
@@ -679,11 +859,20 @@ pub async fn place_trade(
             &result,
         )
         .await;
-    Ok(HttpResponse::build(status).json(json))
+    let mut res = HttpResponse::build(status);
+    if key.is_some() {
+        res.insert_header(("Idempotency-Store", idempotency::store_kind(&state)));
+    }
+    Ok(res.json(json))
 }
 
-async fn place_trade_inner(state: &AppState, body: &ManualTradeBody) -> Result<serde_json::Value, ApiError> {
-    let parsed = parse_trade(state, body)?;
+async fn place_trade_inner(
+    state: &AppState,
+    body: &ManualTradeBody,
+    correlation_id: CorrelationId,
+) -> Result<serde_json::Value, ApiError> {
+    let mut parsed = parse_trade(state, body).await?;
+    parsed.proposal.correlation_id = correlation_id;
     if !parsed.proposal.reduce_only {
         let status = state
             .coordinator
@@ -698,35 +887,48 @@ async fn place_trade_inner(state: &AppState, body: &ManualTradeBody) -> Result<s
             )));
         }
     }
-    let correlation_id = parsed.proposal.correlation_id;
     let verdict = risk_verdict(state, parsed.proposal.clone()).await?;
     if !verdict.is_approved() {
-        return Err(verdict_error(&verdict));
+        return Err(verdict_error(&verdict, parsed.volume.is_some()));
     }
-    // A modified proposal is executed as modified; a volume given by hand shrinks with the size.
+    // The engine valued the proposal at its market price (`entry_price`) keeping the volume
+    // asked for; a modified proposal shrinks that volume with its size.
+    let approved = &verdict.proposal;
     let volume = match (parsed.volume, verdict.status) {
-        (Some(v), VerdictStatus::Modified) if parsed.proposal.size_usd > Decimal::ZERO => {
-            Some(v * verdict.proposal.size_usd / parsed.proposal.size_usd)
+        (Some(v), VerdictStatus::Approved) => Some(v),
+        _ if approved.entry_price > Decimal::ZERO => {
+            Some(approved.size_usd * Decimal::from(approved.leverage) / approved.entry_price)
         }
         (v, _) => v,
     };
+    // A limit order keeps its limit; a market order is bounded from the engine's market price.
+    let limit_price = parsed.limit_price.or(Some(approved.entry_price));
     let result = state
         .execution
         .send(ExecuteTrade {
             proposal: verdict.proposal.clone(),
             verdict: Some(verdict.clone()),
             order_type: parsed.order_type,
-            limit_price: Some(verdict.proposal.entry_price),
+            limit_price,
             volume,
             note: parsed.note,
         })
         .await
         .map_err(|e| ApiError::from_mailbox("execution manager", &e))?
         .map_err(execution_error)?;
-    Ok(serde_json::json!({
+    let mut out = serde_json::json!({
         "correlation_id": correlation_id,
         "verdict": verdict,
         "orders": result.orders,
         "position_id": result.position_id,
-    }))
+    });
+    if parsed.order_type == OrderType::Market {
+        out["market_order"] = serde_json::json!({
+            "placed_as": "limit",
+            "market_price": approved.entry_price,
+            "limit_price": result.orders.first().and_then(|o| o.price),
+            "note": "a market order is placed as a limit order bounded by execution.orders.market_order_slippage_pct from the risk engine's market price; it fills at that bound or better, or stays open",
+        });
+    }
+    Ok(out)
 }

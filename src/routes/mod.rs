@@ -5,6 +5,7 @@ pub mod auth;
 pub mod error;
 pub mod events;
 pub mod execution;
+pub mod idempotency;
 pub mod limits;
 pub mod orchestration;
 pub mod panel;
@@ -76,9 +77,92 @@ pub use error::{ApiError, JsonBody, OptionalJsonBody};
         // portfolio
         portfolio::RebalanceBody,
     )),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &ErrorResponses)
 )]
 pub struct ApiDoc;
+
+/// Documents the error responses every route can give, each with the `ErrorEnvelope` schema:
+/// 401 (no or unknown token), 429 (rate limit, failed-authentication throttle), 503 (a component
+/// not available) everywhere under `/api/v1`; 400, 413, 415 and 422 where a body is read; 403
+/// and 409 on control routes. Success responses without a declared body get a JSON object
+/// schema, so every response of the document has one.
+struct ErrorResponses;
+
+impl utoipa::Modify for ErrorResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::content::ContentBuilder;
+        use utoipa::openapi::path::Operation;
+        use utoipa::openapi::schema::{ObjectBuilder, Ref};
+        use utoipa::openapi::{RefOr, ResponseBuilder};
+
+        fn error(desc: &str) -> RefOr<utoipa::openapi::Response> {
+            let content = ContentBuilder::new()
+                .schema(Some(RefOr::Ref(Ref::from_schema_name("ErrorEnvelope"))))
+                .build();
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(desc)
+                    .content("application/json", content)
+                    .build(),
+            )
+        }
+        fn add(op: &mut Operation, path: &str, control: bool) {
+            let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+            let mut codes: Vec<(&str, &str)> = Vec::new();
+            if secured {
+                codes.push(("401", "no or unknown API token"));
+                codes.push(("429", "rate limit or failed-authentication throttle; see Retry-After"));
+            }
+            if path.starts_with(API_PREFIX) && path != "/api/v1/openapi.json" {
+                codes.push(("503", "a component is not available"));
+            }
+            if control {
+                codes.push(("400", "malformed body or parameter; `field` names it"));
+                codes.push(("403", "the token's role is too low"));
+                codes.push(("409", "not allowed in the current state"));
+                codes.push(("413", "body larger than server.max_body_bytes"));
+                codes.push(("415", "Content-Type is not application/json"));
+                codes.push(("422", "a field out of range; `field` names it"));
+            }
+            for (code, desc) in codes {
+                op.responses
+                    .responses
+                    .entry(code.to_owned())
+                    .or_insert_with(|| error(desc));
+            }
+            for (code, resp) in op.responses.responses.iter_mut() {
+                if !code.starts_with('2') {
+                    continue;
+                }
+                if let RefOr::T(r) = resp {
+                    if r.content.is_empty() {
+                        let schema = ObjectBuilder::new().build();
+                        r.content.insert(
+                            "application/json".to_owned(),
+                            ContentBuilder::new().schema(Some(schema)).build(),
+                        );
+                    }
+                }
+            }
+        }
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if let Some(op) = item.get.as_mut() {
+                add(op, path, false);
+            }
+            for op in [
+                item.post.as_mut(),
+                item.patch.as_mut(),
+                item.put.as_mut(),
+                item.delete.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                add(op, path, true);
+            }
+        }
+    }
+}
 
 struct BearerAuth;
 

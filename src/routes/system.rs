@@ -204,7 +204,8 @@ pub async fn coordinator_admin_resume(
         .timeout(ACTOR_TIMEOUT)
         .await
     {
-        Ok(Ok(view)) => view.halted,
+        // The halt the engine learned from the coordinator itself is lifted by this resume.
+        Ok(Ok(view)) => view.state.halted,
         _ => true,
     };
     let cause_cleared = state.registry.unready_reasons().is_empty() && !risk_halted;

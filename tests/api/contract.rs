@@ -139,7 +139,16 @@ async fn every_route_refuses_missing_and_bad_tokens_401_and_lower_roles_403_and_
     }
     // Nothing was done: no control action recorded, nothing placed, the coordinator still runs
     // and every actor is up.
-    assert_eq!(count(&app, "SELECT count(*) FROM api_audit_log").await, 0);
+    // Refusals are audited (401/403 with their request id), but no action was done.
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM api_audit_log WHERE status NOT IN (401, 403)"
+        )
+        .await,
+        0
+    );
+    assert!(count(&app, "SELECT count(*) FROM api_audit_log WHERE request_id IS NOT NULL").await > 0);
     assert_eq!(count(&app, "SELECT count(*) FROM orders").await, 0);
     assert_eq!(count(&app, "SELECT count(*) FROM rebalance_history").await, 0);
     assert_eq!(coordinator_state(&app).await, "running");

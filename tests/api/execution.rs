@@ -19,6 +19,25 @@ pub(crate) fn price(app: &TestApp, p: &str) {
     paper.on_price(&btc(), Decimal::from_str(p).unwrap(), ts);
 }
 
+/// A price as the live market feed delivers it: a snapshot on the bus, which the risk engine
+/// values proposals at (live mode has no paper exchange).
+pub(crate) fn feed_price(app: &TestApp, p: &str) {
+    use triplegain_actors::messages::{EventMeta, MarketSnapshot};
+    let _ = app.state.bus.market_data.publish(MarketSnapshot {
+        meta: EventMeta::new("test_feed", app.state.clock.now()),
+        symbol: btc(),
+        current_price: Decimal::from_str(p).unwrap(),
+        price_24h_ago: None,
+        price_change_24h_pct: None,
+        volume_24h: None,
+        volume_vs_avg: None,
+        indicators: Default::default(),
+        indicators_at: None,
+        data_age_seconds: 0,
+        missing_data_flags: Vec::new(),
+    });
+}
+
 pub(crate) fn rand_ms() -> i64 {
     use std::sync::atomic::{AtomicI64, Ordering};
     static N: AtomicI64 = AtomicI64::new(0);
@@ -478,6 +497,7 @@ async fn live_after_a_restart_the_kraken_fill_made_while_down_becomes_one_protec
     // The risk engine approves once the manager has valued the Kraken balances.
     let mut placed = None;
     for _ in 0..100 {
+        feed_price(&app, "50000");
         let (s, b) = body(
             app.post("/api/v1/trades", Some(OPERATOR), Some(limit_buy("1000")))
                 .await,

@@ -195,6 +195,8 @@ pub fn test_settings() -> Settings {
     // Live-mode tests never reach Kraken's real WebSocket: nothing listens here, so REST answers
     // (tests of the socket point this at the WebSocket fake).
     s.kraken.ws_private_url = "ws://127.0.0.1:9/v2".into();
+    // Tests make many unauthenticated requests; the throttle test sets its own limit.
+    s.api.guards.auth_failures_per_minute = 0;
     // Model answers are not recorded into the working tree; tests of recording set a path.
     s.llm.record_path = String::new();
     s.api.tokens = vec![

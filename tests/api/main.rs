@@ -14,5 +14,7 @@ mod events;
 mod execution;
 mod operators;
 mod export;
+mod generated;
+mod money;
 mod orchestration;
 mod portfolio;

@@ -414,7 +414,7 @@ fn start(opts: Opts, store: MemStore) -> H {
         clock: Arc::clone(&shared),
     };
     let risk = start_supervised(&registry, "risk_engine", true, 64, move |sup| {
-        RiskEngine::new(sup, risk_cfg)
+        RiskEngine::new(sup, risk_cfg).trusting_proposal_prices()
     });
     let calls = Arc::new(Mutex::new(Vec::new()));
     let mut agents = BTreeMap::new();

@@ -8,6 +8,7 @@
 //! those observations, which the next messages restate. State is loaded in `started()` before
 //! any message is served, also after a supervised restart.
 
+use super::pricing::{value_at_market, MarketPrices, PriceSource, Quote};
 use super::rules::validate;
 use super::state::{Change, ResetError, ResetScope, RiskEvent};
 use super::types::{Breaker, RiskLimits, RiskState, RiskVerdict, TradeProposal, VerdictStatus};
@@ -16,6 +17,7 @@ use crate::clock::SharedClock;
 use crate::domain::{CorrelationId, Priority, Severity};
 use crate::messages::{
     AlertType, EventMeta, ExecutionEvent, ExecutionEventType, MarketSnapshot, PortfolioUpdate, RegimeUpdate, RiskAlert,
+    SystemEvent,
 };
 use crate::ports::{StateStore, StoreError};
 use crate::supervision::{guarded, ActorError, Drain, SupervisedActor, SupervisionHandle};
@@ -44,6 +46,11 @@ pub struct ValidateTrade(pub TradeProposal);
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "Result<RiskStateView, ActorError>")]
 pub struct GetRiskState;
+
+/// The engine's market price of a symbol, when one no older than `max_price_age_secs` is known.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Option<Quote>")]
+pub struct GetMarketPrice(pub crate::domain::Symbol);
 
 /// A manual reset; the drawdown breaker and a full reset need `admin`.
 #[derive(Debug, Clone, Copy, Message, Serialize, Deserialize)]
@@ -106,6 +113,10 @@ pub struct RiskEngine {
     version: u64,
     gate: SaveGate,
     persistence_error: Arc<parking_lot::Mutex<Option<String>>>,
+    /// The engine's own market prices; proposals are valued at them, never at their own price.
+    prices: MarketPrices,
+    /// Off only for harnesses that model no market ([`RiskEngine::trusting_proposal_prices`]).
+    market_pricing: bool,
 }
 
 impl RiskEngine {
@@ -118,6 +129,60 @@ impl RiskEngine {
             version: 0,
             gate: SaveGate::default(),
             persistence_error: Arc::default(),
+            prices: MarketPrices::default(),
+            market_pricing: true,
+        }
+    }
+
+    /// Adds a market price source (the paper exchange's last trades) beside the feed's snapshots.
+    #[must_use]
+    pub fn with_price_source(mut self, source: Arc<dyn PriceSource>) -> Self {
+        self.prices.add_source(source);
+        self
+    }
+
+    /// Judges proposals at their own `entry_price` without a market price: only for harnesses
+    /// that model no market (coordinator and pipeline tests). Never used by the server.
+    #[must_use]
+    pub fn trusting_proposal_prices(mut self) -> Self {
+        self.market_pricing = false;
+        self
+    }
+
+    /// Values the proposal at the engine's market price, then runs the rules.
+    fn judge(&self, proposal: &TradeProposal, now: DateTime<Utc>) -> RiskVerdict {
+        if !self.market_pricing {
+            return validate(proposal, &self.state, &self.cfg.limits, now);
+        }
+        let quote = self.prices.quote(&proposal.symbol);
+        match value_at_market(proposal, quote, &self.cfg.limits, now) {
+            Ok(valued) => {
+                let mut verdict = validate(&valued.proposal, &self.state, &self.cfg.limits, now);
+                if let Some(note) = valued.note {
+                    verdict.warnings.push(note);
+                }
+                if let Some(q) = valued.quote {
+                    verdict.metrics.market_price = Some(q.price);
+                    verdict.metrics.market_price_at = Some(q.at);
+                }
+                verdict
+            }
+            Err(refusal) => {
+                // A halt is reported first, as the pipeline does.
+                let mut verdict = validate(proposal, &self.state, &self.cfg.limits, now);
+                if verdict.status != VerdictStatus::Halted {
+                    verdict.status = VerdictStatus::Rejected;
+                    verdict.rejections = vec![refusal.code];
+                    verdict.reason = Some(refusal.reason);
+                    verdict.modifications.clear();
+                    verdict.proposal = proposal.clone();
+                }
+                if let Some(q) = quote {
+                    verdict.metrics.market_price = Some(q.price);
+                    verdict.metrics.market_price_at = Some(q.at);
+                }
+                verdict
+            }
         }
     }
 
@@ -129,8 +194,12 @@ impl RiskEngine {
         let now = self.now();
         RiskStateView {
             as_of: now,
-            halted: self.state.halted,
-            halt_reason: self.state.halt_reason.clone(),
+            halted: self.state.halted || self.state.external_halt.is_some(),
+            halt_reason: self
+                .state
+                .halt_reason
+                .clone()
+                .or_else(|| self.state.external_halt.clone()),
             in_cooldown: self.state.in_cooldown(now),
             daily_loss_pct: self.state.daily_loss_pct(),
             weekly_loss_pct: self.state.weekly_loss_pct(),
@@ -376,7 +445,7 @@ impl Handler<ValidateTrade> for RiskEngine {
             if act.state.roll_periods(now) {
                 act.changed(ctx, msg.0.correlation_id);
             }
-            let verdict = validate(&msg.0, &act.state, &act.cfg.limits, now);
+            let verdict = act.judge(&msg.0, now);
             tracing::info!(
                 cid = %msg.0.correlation_id,
                 symbol = %msg.0.symbol,
@@ -387,6 +456,16 @@ impl Handler<ValidateTrade> for RiskEngine {
             record_verdict(&verdict);
             verdict
         })
+    }
+}
+
+impl Handler<GetMarketPrice> for RiskEngine {
+    type Result = Option<Quote>;
+    fn handle(&mut self, msg: GetMarketPrice, _: &mut Context<Self>) -> Self::Result {
+        let now = self.now();
+        self.prices
+            .quote(&msg.0)
+            .filter(|q| (now - q.at).num_seconds() <= self.cfg.limits.max_price_age_secs)
     }
 }
 
@@ -497,6 +576,14 @@ impl Handler<RegimeUpdate> for RiskEngine {
 impl Handler<MarketSnapshot> for RiskEngine {
     type Result = ();
     fn handle(&mut self, msg: MarketSnapshot, ctx: &mut Context<Self>) {
+        let data_age = chrono::Duration::seconds(msg.data_age_seconds.max(0));
+        self.prices.observe(
+            &msg.symbol,
+            Quote {
+                price: msg.current_price,
+                at: msg.meta.timestamp - data_age,
+            },
+        );
         let Some(atr) = msg.indicators.atr_14 else {
             return;
         };
@@ -510,6 +597,62 @@ impl Handler<MarketSnapshot> for RiskEngine {
         });
         if let Err(e) = res {
             tracing::error!(error = %e, "market snapshot not applied");
+        }
+    }
+}
+
+impl RiskEngine {
+    /// Sets or lifts the halt learned from outside, persisting a change.
+    fn set_external_halt(&mut self, halt: Option<String>, ctx: &mut Context<Self>, cid: CorrelationId) {
+        if self.state.external_halt == halt {
+            return;
+        }
+        match &halt {
+            Some(reason) => tracing::warn!(%reason, "risk engine halts: entries refused"),
+            None => tracing::info!("risk engine: the outside halt is lifted"),
+        }
+        self.state.external_halt = halt;
+        self.changed(ctx, cid);
+    }
+}
+
+/// Halts and resumes of the coordinator: halted means halted for every entry path.
+impl Handler<SystemEvent> for RiskEngine {
+    type Result = ();
+    fn handle(&mut self, msg: SystemEvent, ctx: &mut Context<Self>) {
+        let res = guarded(self, ctx, |act, ctx| {
+            let cid = msg.meta.correlation_id;
+            match msg.event.as_str() {
+                "coordinator_halted" => {
+                    let reason = msg.details.get("reason").and_then(|r| r.as_str()).map_or_else(
+                        || "coordinator halted".to_owned(),
+                        |r| format!("coordinator halted: {r}"),
+                    );
+                    act.set_external_halt(Some(reason), ctx, cid);
+                }
+                // Only an admin resume leaves HALTED; a resume from PAUSED finds nothing set.
+                "coordinator_resumed" => act.set_external_halt(None, ctx, cid),
+                _ => {}
+            }
+        });
+        if let Err(e) = res {
+            tracing::error!(error = %e, "system event not applied");
+        }
+    }
+}
+
+/// An actor that exceeded its restart intensity halts trading here too, at once.
+impl Handler<RiskAlert> for RiskEngine {
+    type Result = ();
+    fn handle(&mut self, msg: RiskAlert, ctx: &mut Context<Self>) {
+        if msg.alert_type != AlertType::ActorEscalated {
+            return;
+        }
+        let res = guarded(self, ctx, |act, ctx| {
+            act.set_external_halt(Some(msg.message.clone()), ctx, msg.meta.correlation_id);
+        });
+        if let Err(e) = res {
+            tracing::error!(error = %e, "escalation not applied");
         }
     }
 }
@@ -595,6 +738,20 @@ mod tests {
         alerts: Arc<Mutex<Vec<RiskAlert>>>,
         clock: ManualClock,
         registry: Registry,
+        /// The market price the engine sees (observed now), `None` for no price.
+        market: Arc<Mutex<Option<Decimal>>>,
+    }
+
+    /// A market that quotes its price as of the test clock's now.
+    struct TestMarket(ManualClock, Arc<Mutex<Option<Decimal>>>);
+
+    impl PriceSource for TestMarket {
+        fn quote(&self, _: &Symbol) -> Option<Quote> {
+            (*self.1.lock()).map(|price| Quote {
+                price,
+                at: self.0.now(),
+            })
+        }
     }
 
     fn wednesday() -> DateTime<Utc> {
@@ -614,13 +771,18 @@ mod tests {
             alerts: topic,
             clock: shared,
         };
-        let addr = start_supervised(&registry, "risk_engine", true, 64, move |sup| RiskEngine::new(sup, cfg));
+        let market = Arc::new(Mutex::new(Some(dec!(45000))));
+        let source = Arc::new(TestMarket(clock.clone(), Arc::clone(&market)));
+        let addr = start_supervised(&registry, "risk_engine", true, 64, move |sup| {
+            RiskEngine::new(sup, cfg).with_price_source(source)
+        });
         Harness {
             addr,
             store,
             alerts,
             clock,
             registry,
+            market,
         }
     }
 
@@ -1100,5 +1262,116 @@ mod tests {
             doc["regimes"]["BTC/USDT"]["at"],
             serde_json::to_value(h.clock.now()).unwrap()
         );
+    }
+
+    #[actix::test]
+    async fn proposals_are_valued_at_the_engines_market_price_never_their_own() {
+        let h = start(MemStore::default(), ManualClock::new(wednesday()));
+        h.addr.send(portfolio(&h, dec!(10000), dec!(10000))).await.unwrap();
+        // A sell at 400 against a 45 000 market: refused naming the deviation, not sized at 400.
+        let mut p = proposal();
+        p.side = Side::Sell;
+        p.entry_price = dec!(400);
+        p.stop_loss = Some(dec!(404));
+        p.take_profit = Some(dec!(390));
+        p.size_usd = dec!(20);
+        let v = h.addr.send(ValidateTrade(p)).await.unwrap().unwrap();
+        assert_eq!(v.status, VerdictStatus::Rejected);
+        assert_eq!(v.rejections, vec![RejectionCode::LimitPriceDeviation], "{v:?}");
+        assert_eq!(v.metrics.market_price, Some(dec!(45000)));
+        // A buy 10x the market is refused the same way.
+        let mut p = proposal();
+        p.entry_price = dec!(450000);
+        let v = h.addr.send(ValidateTrade(p)).await.unwrap().unwrap();
+        assert_eq!(v.rejections, vec![RejectionCode::LimitPriceDeviation]);
+        // Within the deviation the volume is kept and valued where it fills, the market:
+        // 1 000 at 45 450 is 990.09… at 45 000, and the stop is judged against 45 000.
+        let mut p = proposal();
+        p.entry_price = dec!(45450);
+        let v = h.addr.send(ValidateTrade(p)).await.unwrap().unwrap();
+        assert!(v.is_approved(), "{v:?}");
+        assert_eq!(v.proposal.entry_price, dec!(45000));
+        assert!(
+            v.proposal.size_usd > dec!(990) && v.proposal.size_usd < dec!(991),
+            "{v:?}"
+        );
+    }
+
+    #[actix::test]
+    async fn no_price_or_a_stale_price_refuses_entries_but_not_reductions() {
+        let h = start(MemStore::default(), ManualClock::new(wednesday()));
+        h.addr.send(portfolio(&h, dec!(10000), dec!(10000))).await.unwrap();
+        *h.market.lock() = None;
+        let v = validate(&h).await;
+        assert_eq!(v.rejections, vec![RejectionCode::MarketPriceUnavailable], "{v:?}");
+        let mut r = proposal();
+        r.reduce_only = true;
+        r.side = Side::Sell;
+        r.stop_loss = None;
+        r.take_profit = None;
+        assert!(h.addr.send(ValidateTrade(r)).await.unwrap().unwrap().is_approved());
+        // A snapshot from the feed gives a price; once older than the limit it is no price.
+        let mut snap = snapshot(&h, 100.0, 0);
+        snap.indicators.atr_14 = None;
+        h.addr.send(snap).await.unwrap();
+        assert!(validate(&h).await.is_approved());
+        h.clock
+            .advance(chrono::Duration::seconds(RiskLimits::default().max_price_age_secs + 1));
+        let v = validate(&h).await;
+        assert_eq!(v.rejections, vec![RejectionCode::MarketPriceUnavailable], "{v:?}");
+        assert!(v.reason.unwrap().contains("old"));
+    }
+
+    fn system_event(h: &Harness, event: &str) -> SystemEvent {
+        SystemEvent {
+            meta: EventMeta::new("coordinator", h.clock.now()),
+            event: event.into(),
+            details: serde_json::json!({"reason": "by hand"}),
+        }
+    }
+
+    #[actix::test]
+    async fn a_coordinator_halt_or_an_escalation_halts_entries_until_the_coordinator_resumes() {
+        let h = start(MemStore::default(), ManualClock::new(wednesday()));
+        h.addr.send(portfolio(&h, dec!(10000), dec!(10000))).await.unwrap();
+        assert!(validate(&h).await.is_approved());
+        h.addr.send(system_event(&h, "coordinator_halted")).await.unwrap();
+        let view = state(&h).await;
+        assert!(view.halted, "the engine reports the halt");
+        assert_eq!(view.halt_reason.as_deref(), Some("coordinator halted: by hand"));
+        assert!(!view.state.halted, "no breaker of its own");
+        let v = validate(&h).await;
+        assert_eq!(v.status, VerdictStatus::Halted);
+        let mut r = proposal();
+        r.reduce_only = true;
+        r.side = Side::Sell;
+        r.stop_loss = None;
+        r.take_profit = None;
+        assert!(
+            h.addr.send(ValidateTrade(r)).await.unwrap().unwrap().is_approved(),
+            "reductions pass"
+        );
+        // The halt survives a restart.
+        eventually("halt saved", || {
+            stored(&h, "external_halt") == Some(serde_json::json!("coordinator halted: by hand"))
+        })
+        .await;
+        h.addr.send(system_event(&h, "coordinator_resumed")).await.unwrap();
+        assert!(!state(&h).await.halted);
+        assert!(validate(&h).await.is_approved());
+
+        h.addr
+            .send(RiskAlert {
+                meta: EventMeta::new("supervisor", h.clock.now()),
+                alert_type: AlertType::ActorEscalated,
+                severity: Severity::Critical,
+                message: "actor x exceeded its restart intensity".into(),
+                action_required: Some("halt_trading".into()),
+                breach: Some("actor_escalated:x".into()),
+                symbol: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(validate(&h).await.status, VerdictStatus::Halted);
     }
 }

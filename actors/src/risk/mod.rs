@@ -2,13 +2,16 @@
 //! and the RiskEngine actor (`engine`), the sole owner of the risk state.
 
 pub mod engine;
+pub mod pricing;
 pub mod rules;
 pub mod state;
 pub mod types;
 
 pub use engine::{
-    GetRiskState, ResetRisk, RiskEngine, RiskEngineConfig, RiskResetError, RiskStateView, ValidateTrade, RISK_STATE_KEY,
+    GetMarketPrice, GetRiskState, ResetRisk, RiskEngine, RiskEngineConfig, RiskResetError, RiskStateView,
+    ValidateTrade, RISK_STATE_KEY,
 };
+pub use pricing::{MarketPrices, PriceSource, Quote};
 pub use rules::{leverage_cap, required_confidence, validate};
 pub use state::{ResetError, ResetScope, RiskEvent};
 pub use types::*;

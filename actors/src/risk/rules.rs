@@ -138,7 +138,7 @@ impl Run<'_> {
     /// 1. Halt: the flag, or any breaker condition holding right now (defence in depth).
     fn check_halt(&mut self) -> Result<(), Stop> {
         let breaches = self.state.breaches(self.limits);
-        if !self.state.halted && breaches.is_empty() {
+        if !self.state.halted && self.state.external_halt.is_none() && breaches.is_empty() {
             return Ok(());
         }
         if self.p.reduce_only {
@@ -146,7 +146,8 @@ impl Run<'_> {
                 .push("trading_halted: risk-reducing order allowed while halted".to_owned());
             return Ok(());
         }
-        let reason = match (&self.state.halt_reason, breaches.first()) {
+        let halt_reason = self.state.halt_reason.as_ref().or(self.state.external_halt.as_ref());
+        let reason = match (halt_reason, breaches.first()) {
             (Some(r), _) => r.clone(),
             (None, Some((_, detail))) => format!("circuit breaker: {detail}"),
             (None, None) => "trading halted".to_owned(),

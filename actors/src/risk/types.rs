@@ -90,6 +90,10 @@ pub enum RejectionCode {
     ExposureExceeded,
     CorrelationExceeded,
     InsufficientMargin,
+    /// No market price, or one older than `max_price_age_secs`: nothing is guessed.
+    MarketPriceUnavailable,
+    /// The limit price is more than `max_limit_deviation_pct` through the market.
+    LimitPriceDeviation,
 }
 
 impl RejectionCode {
@@ -111,6 +115,8 @@ impl RejectionCode {
             Self::ExposureExceeded => "exposure_exceeded",
             Self::CorrelationExceeded => "correlation_exceeded",
             Self::InsufficientMargin => "insufficient_margin",
+            Self::MarketPriceUnavailable => "market_price_unavailable",
+            Self::LimitPriceDeviation => "limit_price_deviation",
         }
     }
 }
@@ -133,6 +139,12 @@ pub struct VerdictMetrics {
     pub margin_required_usd: Option<Decimal>,
     pub required_confidence: Option<f64>,
     pub leverage_cap: Option<u32>,
+    /// The engine's own market price the proposal was valued at (never the proposer's).
+    #[serde(default)]
+    pub market_price: Option<Decimal>,
+    /// When that price was observed.
+    #[serde(default)]
+    pub market_price_at: Option<DateTime<Utc>>,
 }
 
 /// The answer to a proposal.
@@ -245,6 +257,9 @@ pub struct RiskState {
     pub breakers: BTreeSet<Breaker>,
     /// A halt that is not a breaker (e.g. the state could not be loaded); only a full admin reset lifts it.
     pub hold_reason: Option<String>,
+    /// A halt the engine learned from outside (the coordinator halted, an actor escalated):
+    /// entries are refused while it is set; the coordinator's resume lifts it.
+    pub external_halt: Option<String>,
 
     pub regimes: BTreeMap<String, RegimeInfo>,
     pub volatility: BTreeMap<String, VolatilityInfo>,
@@ -282,6 +297,7 @@ impl Default for RiskState {
             halt_reason: None,
             breakers: BTreeSet::new(),
             hold_reason: None,
+            external_halt: None,
             regimes: BTreeMap::new(),
             volatility: BTreeMap::new(),
             last_results: VecDeque::new(),
@@ -433,6 +449,12 @@ pub struct RiskLimits {
     pub volatility_size_reduction_pct: Decimal,
     /// ATR samples averaged for the spike test.
     pub volatility_window: usize,
+
+    /// A limit price more than this through the engine's market price is refused (buy above,
+    /// sell below).
+    pub max_limit_deviation_pct: Decimal,
+    /// A market price older than this is no price: the proposal is refused, not guessed.
+    pub max_price_age_secs: i64,
 }
 
 impl Default for RiskLimits {
@@ -495,6 +517,8 @@ impl Default for RiskLimits {
             volatility_spike_multiplier: 3.0,
             volatility_size_reduction_pct: Decimal::new(50, 0),
             volatility_window: 20,
+            max_limit_deviation_pct: Decimal::new(2, 0),
+            max_price_age_secs: 120,
         }
     }
 }

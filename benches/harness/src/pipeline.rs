@@ -160,7 +160,7 @@ async fn pipeline_async(samples: usize, warmup: usize) -> anyhow::Result<Latency
         clock: shared.clone(),
     };
     let risk = start_supervised(&registry, "risk_engine", true, 256, move |sup| {
-        RiskEngine::new(sup, risk_cfg)
+        RiskEngine::new(sup, risk_cfg).trusting_proposal_prices()
     });
 
     // Execution manager on the timed paper exchange.

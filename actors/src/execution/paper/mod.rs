@@ -308,6 +308,18 @@ impl PaperExchange {
         self.inner.lock().last_prices.get(symbol.as_str()).map(|p| p.price)
     }
 
+    /// The last price with the time it was seen.
+    pub fn last_quote(&self, symbol: &Symbol) -> Option<crate::risk::Quote> {
+        self.inner
+            .lock()
+            .last_prices
+            .get(symbol.as_str())
+            .map(|p| crate::risk::Quote {
+                price: p.price,
+                at: p.at,
+            })
+    }
+
     /// Totals minus what open orders hold.
     pub fn available_balances(&self) -> BTreeMap<String, Decimal> {
         let eng = self.inner.lock();
@@ -548,4 +560,11 @@ fn candle_bar(candle: &Candle) -> Option<Bar> {
         low: candle.low,
         close: candle.close,
     })
+}
+
+/// The paper exchange's last trades are a market price source of the risk engine.
+impl crate::risk::PriceSource for PaperExchange {
+    fn quote(&self, symbol: &Symbol) -> Option<crate::risk::Quote> {
+        self.last_quote(symbol)
+    }
 }
