@@ -569,7 +569,8 @@ pub struct ProtectionSettings {
 impl Default for ProtectionSettings {
     fn default() -> Self {
         Self {
-            max_unprotected_secs: triplegain_actors::execution::manager::ExecutionConfig::default().max_unprotected_secs,
+            max_unprotected_secs: triplegain_actors::execution::manager::ExecutionConfig::default()
+                .max_unprotected_secs,
         }
     }
 }

@@ -40,8 +40,8 @@ use crate::messages::{
     AlertType, CandleClosed, EventMeta, ExecutionEvent, ExecutionEventType, PortfolioUpdate, RiskAlert,
 };
 use crate::ports::{
-    AuditStore, DecisionRecord, Exchange, ExchangeError, ExchangeOrder, FillWrite, OrderAck, OrderRecord, OrderRef, OrderRequest,
-    OrderStore, PairInfo, PositionSnapshotRecord, StateStore, StatusTransition, StoreError, TradeRecord,
+    AuditStore, DecisionRecord, Exchange, ExchangeError, ExchangeOrder, FillWrite, OrderAck, OrderRecord, OrderRef,
+    OrderRequest, OrderStore, PairInfo, PositionSnapshotRecord, StateStore, StatusTransition, StoreError, TradeRecord,
 };
 use crate::supervision::{guarded, Drain, SupervisedActor, SupervisionHandle};
 use actix::prelude::*;
@@ -990,7 +990,10 @@ impl OrderExecutionManager {
         }
         if rec.view.status.is_terminal() {
             let ours = self.cancel_requested.contains(&id);
-            let position_open = rec.view.position_id.is_some_and(|pid| self.positions.contains_key(&pid));
+            let position_open = rec
+                .view
+                .position_id
+                .is_some_and(|pid| self.positions.contains_key(&pid));
             if is_protective(&rec)
                 && !ours
                 && position_open
@@ -1216,10 +1219,10 @@ impl OrderExecutionManager {
         if let Ok(found) = &seen {
             let cid = self.orders.get(&id).map(|o| o.view.client_order_id.clone());
             let xid = self.orders.get(&id).and_then(|o| o.view.exchange_order_id.clone());
-            if let Some(ex) = found
-                .iter()
-                .find(|ex| (ex.client_order_id.is_some() && ex.client_order_id == cid) || Some(&ex.exchange_order_id) == xid.as_ref())
-            {
+            if let Some(ex) = found.iter().find(|ex| {
+                (ex.client_order_id.is_some() && ex.client_order_id == cid)
+                    || Some(&ex.exchange_order_id) == xid.as_ref()
+            }) {
                 self.missing.remove(&id);
                 self.apply_update(id, ex, ctx);
             }
@@ -2203,7 +2206,12 @@ impl OrderExecutionManager {
             }
             let since = self.unprotected_since.get(&p.id).copied().unwrap_or(now);
             if now.saturating_duration_since(since) >= max && !self.unprotected_alerted.contains(&p.id) {
-                late.push((p.id, p.symbol.clone(), p.stop_loss, now.saturating_duration_since(since)));
+                late.push((
+                    p.id,
+                    p.symbol.clone(),
+                    p.stop_loss,
+                    now.saturating_duration_since(since),
+                ));
             }
             self.unprotected_since.entry(p.id).or_insert(since);
         }
@@ -2316,7 +2324,9 @@ impl OrderExecutionManager {
                             .filter(|o| !act.synced_closed.contains(&o.exchange_order_id))
                             .map(|o| (o, false)),
                     ),
-                    Some(Err(e)) => tracing::warn!(error = %e, "closed orders unavailable; sync of closed orders skipped"),
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "closed orders unavailable; sync of closed orders skipped")
+                    }
                     None => {}
                 }
                 for (o, open) in candidates {
@@ -2894,13 +2904,11 @@ impl Handler<CancelOrder> for OrderExecutionManager {
             match (cancelled, view) {
                 (Ok(()), Some(v)) => Ok(v),
                 (Ok(()), None) => Ok(rec.view),
-                (Err(e), _) => {
-                    Err(match e {
-                        ExchangeError::Rejected(m) | ExchangeError::Invalid(m) => ExecutionError::Rejected(m),
-                        ExchangeError::Unknown(m) => ExecutionError::Unknown(m),
-                        other => ExecutionError::Unavailable(other.to_string()),
-                    })
-                }
+                (Err(e), _) => Err(match e {
+                    ExchangeError::Rejected(m) | ExchangeError::Invalid(m) => ExecutionError::Rejected(m),
+                    ExchangeError::Unknown(m) => ExecutionError::Unknown(m),
+                    other => ExecutionError::Unavailable(other.to_string()),
+                }),
             }
         }))
     }
