@@ -26,7 +26,9 @@ use triplegain_actors::domain::{
     CorrelationId, OrderStatus, OrderType, PositionStatus, Priority, Regime, Side, Symbol,
 };
 use triplegain_actors::execution::api::{ExecuteTrade, ExecutionError, ExecutionResult, PositionView};
-use triplegain_actors::execution::manager::{ExecutionConfig, IsReady, ManagerDeps, OrderExecutionManager, PollNow};
+use triplegain_actors::execution::manager::{
+    ExecutionConfig, IsReady, ManagerDeps, OrderExecutionManager, PollNow, SyncNow,
+};
 use triplegain_actors::messages::{AlertType, RiskAlert};
 use triplegain_actors::ports::{Exchange, OrderRecord, OrderStore};
 use triplegain_actors::risk::{ProposalSource, TradeProposal};
@@ -1466,4 +1468,57 @@ async fn a_stop_cancelled_by_hand_on_kraken_is_replaced_and_alerted() {
         .unwrap();
     assert_eq!((sl.vol.as_str(), sl.price.as_str()), ("0.02", "49000"));
     env.fake.assert_clean();
+}
+
+#[actix::test]
+async fn an_order_given_up_that_filled_while_invisible_is_found_by_the_sync_and_protected() {
+    // Arrange: invisible for 4 s, given up after a 1 s window (one search), filled meanwhile.
+    let fake = FakeKraken::start().await;
+    let exchange = kraken_exchange(&fake, |_| {}).await;
+    let store = triplegain_actors::execution::store::MemoryOrderStore::default();
+    let cfg = ExecutionConfig {
+        visibility_window_secs: 1,
+        reconcile_attempts: 1,
+        ..fast_config()
+    };
+    let m = start_manager(&exchange, Arc::new(store.clone()), cfg).await;
+    fake.delay_visibility([Duration::from_secs(4)]);
+    fake.script("AddOrder", [Fault::PlaceThenError("EService:Unavailable".into())]);
+    let _ = m
+        .addr
+        .send(trade(
+            proposal(Side::Buy, "1000", "50000", Some("49000"), Some("52000")),
+            OrderType::Limit,
+        ))
+        .await
+        .unwrap();
+    let id = store.list_orders(None, false, 1).await.unwrap()[0].view.id;
+    wait_for("given up", Duration::from_secs(5), || async {
+        m.addr.do_send(PollNow);
+        store.get_order(id).await.unwrap().unwrap().view.status == OrderStatus::Error
+    })
+    .await;
+    fill_entry(&fake);
+
+    // Act: once Kraken shows it (closed), the sync looks at closed orders.
+    actix::clock::sleep(Duration::from_secs(3)).await;
+    m.addr.do_send(SyncNow);
+
+    // Assert: tracked again, the fill opens the position and it is protected.
+    wait_for("protected", Duration::from_secs(5), || async {
+        m.addr.do_send(PollNow);
+        !open_of(&fake, is_sl).is_empty() && !open_of(&fake, is_tp).is_empty()
+    })
+    .await;
+    assert_eq!(
+        store.get_order(id).await.unwrap().unwrap().view.status,
+        OrderStatus::Filled
+    );
+    let pos = store.list_positions(None, None, 10).await.unwrap();
+    assert_eq!((pos.len(), pos[0].size), (1, dec("0.02")));
+    assert!(m
+        .alerts_of(AlertType::Reconcile)
+        .iter()
+        .any(|a| a.message.contains("tracking it again")));
+    fake.assert_clean();
 }

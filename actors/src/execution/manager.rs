@@ -2385,15 +2385,18 @@ impl OrderExecutionManager {
             self.synced_closed.insert(ex.exchange_order_id.clone());
             return;
         }
-        self.alert(
-            AlertType::Reconcile,
-            Severity::High,
-            Some(ex.symbol.clone()),
-            format!(
-                "order {cid} ({}), recorded as {}, is {} on the exchange (filled {}); tracking it again",
-                rec.view.purpose, rec.view.status, ex.status, ex.filled_volume
-            ),
-        );
+        if ex.filled_volume > Decimal::ZERO || !ex.status.is_terminal() {
+            // Money moved, or the order still works: an operator should know.
+            self.alert(
+                AlertType::Reconcile,
+                Severity::High,
+                Some(ex.symbol.clone()),
+                format!(
+                    "order {cid} ({}), recorded as {}, is {} on the exchange (filled {}); tracking it again",
+                    rec.view.purpose, rec.view.status, ex.status, ex.filled_volume
+                ),
+            );
+        }
         if given_up {
             // Back to "outcome unknown", from where the exchange's view applies.
             rec.view.status = OrderStatus::Unknown;
@@ -2694,6 +2697,19 @@ impl Handler<PollNow> for OrderExecutionManager {
     type Result = ();
     fn handle(&mut self, _: PollNow, ctx: &mut Context<Self>) {
         let _ = guarded(self, ctx, |act, ctx| act.poll(ctx));
+    }
+}
+
+/// Runs the exchange sync (untracked open and recently closed orders with our client ids) now
+/// (tests, operators).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct SyncNow;
+
+impl Handler<SyncNow> for OrderExecutionManager {
+    type Result = ();
+    fn handle(&mut self, _: SyncNow, ctx: &mut Context<Self>) {
+        let _ = guarded(self, ctx, |act, ctx| act.sync_with_exchange(ctx));
     }
 }
 
