@@ -27,7 +27,7 @@ use triplegain_actors::domain::{
 };
 use triplegain_actors::execution::api::{ExecuteTrade, ExecutionError, ExecutionResult, PositionView};
 use triplegain_actors::execution::manager::{
-    ExecutionConfig, IsReady, ManagerDeps, OrderExecutionManager, PollNow, SyncNow,
+    ExecutionConfig, IsReady, ManagerDeps, OrderExecutionManager, PollNow, PriceUpdate, SyncNow,
 };
 use triplegain_actors::messages::{AlertType, RiskAlert};
 use triplegain_actors::ports::{Exchange, OrderRecord, OrderStore};
@@ -1520,5 +1520,76 @@ async fn an_order_given_up_that_filled_while_invisible_is_found_by_the_sync_and_
         .alerts_of(AlertType::Reconcile)
         .iter()
         .any(|a| a.message.contains("tracking it again")));
+    fake.assert_clean();
+}
+
+#[actix::test]
+async fn a_position_unprotected_too_long_arms_the_software_stop_which_closes_it_when_the_price_crosses() {
+    // Arrange: every stop placement ends with an unknown outcome (the engine was unavailable and
+    // placed nothing), and searches are rare: the position's stop stays "on its way".
+    let fake = FakeKraken::start().await;
+    let exchange = kraken_exchange(&fake, |_| {}).await;
+    let store = triplegain_actors::execution::store::MemoryOrderStore::default();
+    let cfg = ExecutionConfig {
+        search_interval_ms: 60_000,
+        ..fast_config()
+    };
+    let m = start_manager(&exchange, Arc::new(store.clone()), cfg).await;
+    fake.script(
+        "AddOrder:stop-loss",
+        (0..5).map(|_| Fault::Error("EService:Unavailable".into())),
+    );
+    m.addr
+        .send(trade(
+            proposal(Side::Buy, "1000", "50000", Some("49000"), None),
+            OrderType::Limit,
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    fill_entry(&fake);
+    wait_for("position open", Duration::from_secs(3), || async {
+        m.addr.do_send(PollNow);
+        store.list_positions(None, None, 10).await.unwrap().len() == 1
+    })
+    .await;
+    let sells = || {
+        fake.calls_of("AddOrder")
+            .into_iter()
+            .filter(|c| c.form["type"] == "sell" && c.form["ordertype"] == "limit")
+            .collect::<Vec<_>>()
+    };
+    // While a stop is merely on its way, a price through the stop does nothing yet.
+    m.addr.do_send(PriceUpdate {
+        symbol: btc(),
+        price: dec("48900"),
+    });
+    actix::clock::sleep(Duration::from_millis(200)).await;
+    assert!(sells().is_empty(), "no backup close while the stop is on its way");
+    assert!(open_of(&fake, is_sl).is_empty());
+
+    // Act: past max_unprotected_secs (1 s) the critical alert arms the backup stop.
+    wait_for("critical alert", Duration::from_secs(4), || async {
+        m.alerts_of(AlertType::StopLossMissing).iter().any(|a| {
+            a.severity == triplegain_actors::domain::Severity::Critical && a.message.contains("backup stop armed")
+        })
+    })
+    .await;
+    m.addr.do_send(PriceUpdate {
+        symbol: btc(),
+        price: dec("48900"),
+    });
+
+    // Assert: the position is closed at market (a limit sell bounded by the slippage), once.
+    wait_for("backup close sent", Duration::from_secs(3), || async {
+        !sells().is_empty()
+    })
+    .await;
+    actix::clock::sleep(Duration::from_millis(300)).await;
+    let closes = sells();
+    assert_eq!(closes.len(), 1, "one close");
+    assert_eq!(closes[0].form["volume"], "0.02");
+    let orders = store.list_orders(None, false, 10).await.unwrap();
+    assert!(orders.iter().any(|o| o.view.purpose == "close"), "{orders:?}");
     fake.assert_clean();
 }
