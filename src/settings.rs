@@ -659,7 +659,8 @@ pub struct ProtectionSettings {
 impl Default for ProtectionSettings {
     fn default() -> Self {
         Self {
-            max_unprotected_secs: triplegain_actors::execution::manager::ExecutionConfig::default().max_unprotected_secs,
+            max_unprotected_secs: triplegain_actors::execution::manager::ExecutionConfig::default()
+                .max_unprotected_secs,
         }
     }
 }
@@ -1016,13 +1017,13 @@ impl Settings {
         }
         if self.execution.protection.max_unprotected_secs == 0 {
             return Err(SettingsError::new(
-                "execution.protection.max_unprotected_secs (config/execution.yaml)",
+                "execution.protection.max_unprotected_secs",
                 "must be at least 1 second",
             ));
         }
         if self.execution.tracking.visibility_window_secs == 0 {
             return Err(SettingsError::new(
-                "execution.tracking.visibility_window_secs (config/execution.yaml)",
+                "execution.tracking.visibility_window_secs",
                 "must be at least 1 second (Kraken shows a new order within about a minute)",
             ));
         }
@@ -1514,6 +1515,36 @@ mod tests {
             Settings::load_with_env(d.path(), no_env).unwrap().market.source,
             MarketSource::KrakenWs
         );
+    }
+
+    #[test]
+    fn protection_and_visibility_keys_load_and_zero_is_refused() {
+        let d = dir_with(&[
+            ("base.yaml", ""),
+            (
+                "execution.yaml",
+                "execution:\n  protection:\n    max_unprotected_secs: 5\n  tracking:\n    visibility_window_secs: 60\n    search_interval_ms: 2000\n",
+            ),
+        ]);
+        let s = Settings::load_with_env(d.path(), no_env).unwrap();
+        let m = s.execution.manager_config(false);
+        assert_eq!(
+            (m.max_unprotected_secs, m.visibility_window_secs, m.search_interval_ms),
+            (5, 60, 2000)
+        );
+        let d = dir_with(&[("base.yaml", "execution:\n  protection:\n    max_unprotected_secs: 0\n")]);
+        let err = Settings::load_with_env(d.path(), no_env).unwrap_err();
+        assert_eq!(err.source_name, "execution.protection.max_unprotected_secs", "{err}");
+        let d = dir_with(&[("base.yaml", "execution:\n  tracking:\n    visibility_window_secs: 0\n")]);
+        let err = Settings::load_with_env(d.path(), no_env).unwrap_err();
+        assert_eq!(err.source_name, "execution.tracking.visibility_window_secs", "{err}");
+        let d = dir_with(&[
+            ("base.yaml", ""),
+            ("execution.yaml", "execution:\n  protection:\n    max_unprotected: 5\n"),
+        ]);
+        let err = Settings::load_with_env(d.path(), no_env).unwrap_err();
+        assert!(err.source_name.contains("execution.yaml"), "{err}");
+        assert!(err.message.contains("max_unprotected"), "{err}");
     }
 
     #[test]

@@ -510,7 +510,11 @@ async fn unknown_outcome_is_tracked_as_unknown_and_reconciled_by_client_id_witho
         .find(|o| o.view.purpose == "entry")
         .unwrap();
     let id = entry.view.id;
-    assert_eq!(entry.view.status, OrderStatus::Unknown, "never taken for 'never placed'");
+    assert_eq!(
+        entry.view.status,
+        OrderStatus::Unknown,
+        "never taken for 'never placed'"
+    );
     eventually("reconciled from unknown to open", || async {
         env.store.get_order(id).await.unwrap().unwrap().view.status == OrderStatus::Open
     })

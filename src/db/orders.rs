@@ -2,6 +2,7 @@
 //! NUMERIC columns map to `Decimal`, normalised on read (`50000.000000000000` reads as `50000`).
 
 use super::pg::PgStore;
+use deadpool_postgres::GenericClient;
 use futures::FutureExt;
 use rust_decimal::Decimal;
 use tokio_postgres::Row;
@@ -10,7 +11,6 @@ use triplegain_actors::domain::{
 };
 use triplegain_actors::execution::api::{OrderView, PositionView};
 use triplegain_actors::execution::store::UNRESOLVED;
-use deadpool_postgres::GenericClient;
 use triplegain_actors::ports::{
     FillWrite, OrderRecord, OrderStore, PositionSnapshotRecord, StatusTransition, StoreError, StoreFuture, TradeRecord,
 };

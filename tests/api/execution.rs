@@ -570,3 +570,142 @@ async fn live_after_a_restart_the_kraken_fill_made_while_down_becomes_one_protec
     app2.db = Some(db);
     app2.shutdown().await;
 }
+
+/// Collects risk alerts from the app's bus.
+struct AlertSink(std::sync::Arc<std::sync::Mutex<Vec<triplegain_actors::messages::RiskAlert>>>);
+impl actix::Actor for AlertSink {
+    type Context = actix::Context<Self>;
+}
+impl actix::Handler<triplegain_actors::messages::RiskAlert> for AlertSink {
+    type Result = ();
+    fn handle(&mut self, msg: triplegain_actors::messages::RiskAlert, _: &mut actix::Context<Self>) {
+        self.0.lock().unwrap().push(msg);
+    }
+}
+
+/// Issue 13: the app stops while the stop-loss placement after an entry fill is still on its way
+/// (Kraken never got it), leaving its record `pending`. While unprotected the app raised a critical
+/// alert; the restarted app does not take the pending stop for a working one: it searches it by
+/// client id, finds nothing and places the stop within 15 s.
+#[actix_web::test]
+async fn live_a_stop_left_pending_by_a_stop_between_fill_and_stop_is_placed_within_15_s_of_restart() {
+    use crate::kraken_fake::{FakeKraken, Fault};
+    use crate::kraken_wire::{KEY, SECRET};
+    use actix::Actor;
+    use triplegain::settings::{Secret, Settings};
+    use triplegain_actors::domain::{Severity, TradingMode};
+    use triplegain_actors::messages::AlertType;
+
+    let fake = FakeKraken::start().await;
+    let uri = fake.uri();
+    let live = move |s: &mut Settings| {
+        s.app.mode = TradingMode::Live;
+        s.kraken.base_url = uri.clone();
+        s.kraken.tier = "pro".into();
+        s.kraken.api_key = Some(Secret::new(KEY));
+        s.kraken.api_secret = Some(Secret::new(SECRET));
+        s.execution.tracking.poll_interval_ms = 500;
+        s.execution.tracking.search_interval_ms = 500;
+        s.execution.tracking.visibility_window_secs = 3;
+        s.execution.protection.max_unprotected_secs = 1;
+    };
+    let mut app = crate::helpers::spawn_app_with(live.clone()).await;
+    let alerts = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    app.state
+        .bus
+        .risk_alerts
+        .subscribe("test", AlertSink(alerts.clone()).start().recipient());
+    // Kraken never receives the stop: the request hangs past the app's life.
+    fake.script("AddOrder:stop-loss", [Fault::Hang(Duration::from_secs(60))]);
+    let mut placed = None;
+    for _ in 0..100 {
+        let (s, b) = body(
+            app.post("/api/v1/trades", Some(OPERATOR), Some(limit_buy("1000")))
+                .await,
+        )
+        .await;
+        if s == 200 {
+            placed = Some(b);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(placed.expect("entry placed")["orders"][0]["status"], "open");
+    fake.update(
+        |o| o.side == "buy",
+        |o| {
+            o.status = "closed".into();
+            o.vol_exec = o.vol.clone();
+            o.avg = "49990.0".into();
+            o.fee = "2.59948".into();
+        },
+    );
+    // Unprotected for more than max_unprotected_secs: a critical, urgent alert.
+    let mut critical = false;
+    for _ in 0..120 {
+        critical = alerts.lock().unwrap().iter().any(|a| {
+            a.alert_type == AlertType::StopLossMissing
+                && a.severity == Severity::Critical
+                && a.message.contains("no working stop")
+        });
+        if critical {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        critical,
+        "critical alert while unprotected: {:?}",
+        alerts.lock().unwrap()
+    );
+    let db = app.db.take().unwrap();
+    app.shutdown().await;
+    {
+        let client = crate::helpers::pool_for(&db.name).get().await.unwrap();
+        let st: String = client
+            .query_one("SELECT status FROM orders WHERE purpose = 'stop_loss'", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(st, "pending", "the stop's record was left pending");
+    }
+    assert!(
+        !fake.orders().iter().any(|o| o.ordertype == "stop-loss"),
+        "no stop on Kraken"
+    );
+
+    // Restart on the same database.
+    let restarted = std::time::Instant::now();
+    let mut s2 = crate::helpers::test_settings();
+    s2.database.url = Some(Secret::new(db.url.clone()));
+    live(&mut s2);
+    let mut app2 = crate::helpers::spawn_with_settings(s2).await;
+    app2.pool = Some(crate::helpers::pool_for(&db.name));
+    let mut stop = None;
+    while restarted.elapsed() < Duration::from_secs(15) {
+        stop = fake
+            .orders()
+            .into_iter()
+            .find(|o| o.ordertype == "stop-loss" && o.status == "open");
+        if stop.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = restarted.elapsed();
+    let stop = stop.unwrap_or_else(|| panic!("no stop within 15 s of the restart: {:?}", fake.orders()));
+    assert_eq!((stop.vol.as_str(), stop.price.as_str()), ("0.02", "49000"));
+    eprintln!("stop on Kraken {took:?} after the restart");
+    let pos = open_position(&app2).await;
+    assert_eq!(dec(&pos["size"]), Decimal::from_str("0.02").unwrap());
+    assert_eq!(
+        fake.orders()
+            .iter()
+            .filter(|o| o.ordertype == "stop-loss" && o.status == "open")
+            .count(),
+        1,
+        "one working stop"
+    );
+    app2.db = Some(db);
+    app2.shutdown().await;
+}

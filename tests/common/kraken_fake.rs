@@ -48,6 +48,9 @@ pub enum Fault {
     PlaceThenError(String),
     /// The order reaches the book, but the answer comes only after this delay.
     PlaceThenDelay(Duration),
+    /// Nothing happens; an `EService:Unavailable` answer comes only after this delay (a request
+    /// still on its way when the client dies).
+    Hang(Duration),
 }
 
 #[derive(Debug, Clone)]
@@ -190,6 +193,11 @@ fn private(book: &Arc<Mutex<Book>>, req: &Request) -> ResponseTemplate {
         .find_map(|k| b.script.get_mut(k).and_then(VecDeque::pop_front));
     if let Some(Fault::Error(e)) = &fault {
         return ResponseTemplate::new(200).set_body_json(err(e));
+    }
+    if let Some(Fault::Hang(d)) = &fault {
+        return ResponseTemplate::new(200)
+            .set_body_json(err("EService:Unavailable"))
+            .set_delay(*d);
     }
     let body = match name.as_str() {
         "AddOrder" => {

@@ -40,8 +40,8 @@ use crate::messages::{
     AlertType, CandleClosed, EventMeta, ExecutionEvent, ExecutionEventType, PortfolioUpdate, RiskAlert,
 };
 use crate::ports::{
-    AuditStore, DecisionRecord, Exchange, ExchangeError, ExchangeOrder, FillWrite, OrderAck, OrderRecord, OrderRef, OrderRequest,
-    OrderStore, PairInfo, PositionSnapshotRecord, StateStore, StatusTransition, StoreError, TradeRecord,
+    AuditStore, DecisionRecord, Exchange, ExchangeError, ExchangeOrder, FillWrite, OrderAck, OrderRecord, OrderRef,
+    OrderRequest, OrderStore, PairInfo, PositionSnapshotRecord, StateStore, StatusTransition, StoreError, TradeRecord,
 };
 use crate::supervision::{guarded, Drain, SupervisedActor, SupervisionHandle};
 use actix::prelude::*;
@@ -990,7 +990,10 @@ impl OrderExecutionManager {
         }
         if rec.view.status.is_terminal() {
             let ours = self.cancel_requested.contains(&id);
-            let position_open = rec.view.position_id.is_some_and(|pid| self.positions.contains_key(&pid));
+            let position_open = rec
+                .view
+                .position_id
+                .is_some_and(|pid| self.positions.contains_key(&pid));
             if is_protective(&rec)
                 && !ours
                 && position_open
@@ -1216,10 +1219,10 @@ impl OrderExecutionManager {
         if let Ok(found) = &seen {
             let cid = self.orders.get(&id).map(|o| o.view.client_order_id.clone());
             let xid = self.orders.get(&id).and_then(|o| o.view.exchange_order_id.clone());
-            if let Some(ex) = found
-                .iter()
-                .find(|ex| (ex.client_order_id.is_some() && ex.client_order_id == cid) || Some(&ex.exchange_order_id) == xid.as_ref())
-            {
+            if let Some(ex) = found.iter().find(|ex| {
+                (ex.client_order_id.is_some() && ex.client_order_id == cid)
+                    || Some(&ex.exchange_order_id) == xid.as_ref()
+            }) {
                 self.missing.remove(&id);
                 self.apply_update(id, ex, ctx);
             }
@@ -2203,7 +2206,12 @@ impl OrderExecutionManager {
             }
             let since = self.unprotected_since.get(&p.id).copied().unwrap_or(now);
             if now.saturating_duration_since(since) >= max && !self.unprotected_alerted.contains(&p.id) {
-                late.push((p.id, p.symbol.clone(), p.stop_loss, now.saturating_duration_since(since)));
+                late.push((
+                    p.id,
+                    p.symbol.clone(),
+                    p.stop_loss,
+                    now.saturating_duration_since(since),
+                ));
             }
             self.unprotected_since.entry(p.id).or_insert(since);
         }
@@ -2316,7 +2324,9 @@ impl OrderExecutionManager {
                             .filter(|o| !act.synced_closed.contains(&o.exchange_order_id))
                             .map(|o| (o, false)),
                     ),
-                    Some(Err(e)) => tracing::warn!(error = %e, "closed orders unavailable; sync of closed orders skipped"),
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "closed orders unavailable; sync of closed orders skipped")
+                    }
                     None => {}
                 }
                 for (o, open) in candidates {
@@ -2375,15 +2385,18 @@ impl OrderExecutionManager {
             self.synced_closed.insert(ex.exchange_order_id.clone());
             return;
         }
-        self.alert(
-            AlertType::Reconcile,
-            Severity::High,
-            Some(ex.symbol.clone()),
-            format!(
-                "order {cid} ({}), recorded as {}, is {} on the exchange (filled {}); tracking it again",
-                rec.view.purpose, rec.view.status, ex.status, ex.filled_volume
-            ),
-        );
+        if ex.filled_volume > Decimal::ZERO || !ex.status.is_terminal() {
+            // Money moved, or the order still works: an operator should know.
+            self.alert(
+                AlertType::Reconcile,
+                Severity::High,
+                Some(ex.symbol.clone()),
+                format!(
+                    "order {cid} ({}), recorded as {}, is {} on the exchange (filled {}); tracking it again",
+                    rec.view.purpose, rec.view.status, ex.status, ex.filled_volume
+                ),
+            );
+        }
         if given_up {
             // Back to "outcome unknown", from where the exchange's view applies.
             rec.view.status = OrderStatus::Unknown;
@@ -2687,6 +2700,19 @@ impl Handler<PollNow> for OrderExecutionManager {
     }
 }
 
+/// Runs the exchange sync (untracked open and recently closed orders with our client ids) now
+/// (tests, operators).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct SyncNow;
+
+impl Handler<SyncNow> for OrderExecutionManager {
+    type Result = ();
+    fn handle(&mut self, _: SyncNow, ctx: &mut Context<Self>) {
+        let _ = guarded(self, ctx, |act, ctx| act.sync_with_exchange(ctx));
+    }
+}
+
 /// A last-price update (paper mode, tests): recorded for sizing, valuation and trailing stops.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
@@ -2894,13 +2920,11 @@ impl Handler<CancelOrder> for OrderExecutionManager {
             match (cancelled, view) {
                 (Ok(()), Some(v)) => Ok(v),
                 (Ok(()), None) => Ok(rec.view),
-                (Err(e), _) => {
-                    Err(match e {
-                        ExchangeError::Rejected(m) | ExchangeError::Invalid(m) => ExecutionError::Rejected(m),
-                        ExchangeError::Unknown(m) => ExecutionError::Unknown(m),
-                        other => ExecutionError::Unavailable(other.to_string()),
-                    })
-                }
+                (Err(e), _) => Err(match e {
+                    ExchangeError::Rejected(m) | ExchangeError::Invalid(m) => ExecutionError::Rejected(m),
+                    ExchangeError::Unknown(m) => ExecutionError::Unknown(m),
+                    other => ExecutionError::Unavailable(other.to_string()),
+                }),
             }
         }))
     }

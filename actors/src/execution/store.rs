@@ -1,8 +1,8 @@
 //! The in-memory [`OrderStore`] (paper runs without a database, tests).
 
 use super::api::PositionView;
-use crate::domain::{OrderStatus, PositionStatus, Symbol};
 use crate::domain::ClientOrderId;
+use crate::domain::{OrderStatus, PositionStatus, Symbol};
 use crate::ports::{
     FillWrite, OrderRecord, OrderStore, PositionSnapshotRecord, StatusTransition, StoreFuture, TradeRecord,
 };
