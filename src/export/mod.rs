@@ -19,6 +19,7 @@
 //! [`control`] answers `pause` / `resume` / `halt` requests on `<prefix>.<account>.control.<cmd>`
 //! and `<prefix>.fleet.control.<cmd>`; [`tail`] is the `triplegain tail` consumer.
 
+pub mod bench;
 pub mod bridge;
 pub mod control;
 pub mod relay;
@@ -300,7 +301,7 @@ pub fn symbol_token(symbol: &str) -> String {
 /// The headers of one exported event.
 pub fn headers(event_id: &str, topic: &str, account: &str, outbox_seq: Option<i64>) -> async_nats::HeaderMap {
     let mut h = async_nats::HeaderMap::new();
-    h.insert("Nats-Msg-Id", event_id);
+    h.insert(async_nats::header::NATS_MESSAGE_ID, event_id);
     h.insert(HEADER_SCHEMA, SCHEMA_VERSION);
     h.insert(HEADER_TOPIC, topic);
     h.insert(HEADER_ACCOUNT, account);
@@ -459,12 +460,19 @@ pub async fn start(
         anyhow::bail!("export.enabled (config/export.yaml): the event export needs PostgreSQL (DATABASE_URL)");
     };
     let account = settings.app.account.clone();
-    let client = connect(export, &format!("triplegain:{account}"), false).await?;
+    let name = format!("triplegain:{account}");
+    // Connected at start: the stream is created or checked now (a refused stream is a startup
+    // error). Unreachable: trade anyway; the client keeps trying and the relay creates the stream.
+    let (client, connected) = match connect(export, &name, true).await {
+        Ok(c) => (c, true),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "NATS not reachable at start; events wait in the outbox");
+            (connect(export, &name, false).await?, false)
+        }
+    };
     let js = jetstream(client.clone(), export);
-    if client.connection_state() == async_nats::connection::State::Connected {
+    if connected {
         ensure_stream(&js, export).await?;
-    } else {
-        tracing::warn!(url = %export.url, "NATS not reachable at start; events wait in the outbox");
     }
     let stats = Arc::new(ExportStats::default());
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
