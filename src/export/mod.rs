@@ -517,3 +517,65 @@ pub async fn start(
         tasks,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_names_are_subject_tokens_and_schema_names() {
+        for ok in ["default", "main", "acct_2", "a"] {
+            assert!(validate_account(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Main", "2nd", "a.b", "a-b", "a b", "fleet", &"x".repeat(41)] {
+            assert!(validate_account(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn export_settings_are_checked_only_when_on_and_name_the_key() {
+        let mut s = ExportSettings::default();
+        assert!(s.validate(false).is_ok(), "off needs nothing");
+        s.enabled = true;
+        assert_eq!(s.validate(false).unwrap_err().0, "export.enabled", "needs the outbox database");
+        assert!(s.validate(true).is_ok());
+        let cases: Vec<(&str, Box<dyn Fn(&mut ExportSettings)>)> = vec![
+            ("export.url", Box::new(|s| s.url = "http://x".into())),
+            ("export.subject_prefix", Box::new(|s| s.subject_prefix = "a.b".into())),
+            ("export.stream", Box::new(|s| s.stream = "a b".into())),
+            ("export.duplicate_window_secs", Box::new(|s| s.duplicate_window_secs = 0)),
+            ("export.max_bytes", Box::new(|s| s.max_bytes = 0)),
+            ("export.max_age_secs", Box::new(|s| s.max_age_secs = 5)),
+            ("export.topics", Box::new(|s| s.topics = vec!["candles".into()])),
+            ("export.relay_batch", Box::new(|s| s.relay_batch = 0)),
+        ];
+        for (key, tweak) in cases {
+            let mut s = ExportSettings {
+                enabled: true,
+                ..ExportSettings::default()
+            };
+            tweak(&mut s);
+            assert_eq!(s.validate(true).unwrap_err().0, key);
+        }
+    }
+
+    #[test]
+    fn subjects_put_account_topic_and_symbol_in_their_own_tokens() {
+        assert_eq!(
+            subject("triplegain", "main", "execution_events", Some("BTC/USDT")),
+            "triplegain.main.execution_events.BTC_USDT"
+        );
+        assert_eq!(
+            subject("triplegain", "main", "portfolio_updates", None),
+            "triplegain.main.portfolio_updates"
+        );
+        let s = ExportSettings::default();
+        let subjects = s.stream_subjects();
+        assert!(subjects.contains(&"triplegain.*.decisions".to_owned()));
+        assert!(subjects.contains(&"triplegain.*.decisions.>".to_owned()));
+        assert!(
+            !subjects.iter().any(|x| x.contains("control")),
+            "control requests are not captured by the stream"
+        );
+    }
+}
