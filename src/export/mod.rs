@@ -537,13 +537,20 @@ mod tests {
         let mut s = ExportSettings::default();
         assert!(s.validate(false).is_ok(), "off needs nothing");
         s.enabled = true;
-        assert_eq!(s.validate(false).unwrap_err().0, "export.enabled", "needs the outbox database");
+        assert_eq!(
+            s.validate(false).unwrap_err().0,
+            "export.enabled",
+            "needs the outbox database"
+        );
         assert!(s.validate(true).is_ok());
         let cases: Vec<(&str, Box<dyn Fn(&mut ExportSettings)>)> = vec![
             ("export.url", Box::new(|s| s.url = "http://x".into())),
             ("export.subject_prefix", Box::new(|s| s.subject_prefix = "a.b".into())),
             ("export.stream", Box::new(|s| s.stream = "a b".into())),
-            ("export.duplicate_window_secs", Box::new(|s| s.duplicate_window_secs = 0)),
+            (
+                "export.duplicate_window_secs",
+                Box::new(|s| s.duplicate_window_secs = 0),
+            ),
             ("export.max_bytes", Box::new(|s| s.max_bytes = 0)),
             ("export.max_age_secs", Box::new(|s| s.max_age_secs = 5)),
             ("export.topics", Box::new(|s| s.topics = vec!["candles".into()])),
