@@ -522,6 +522,8 @@ pub async fn start(
 mod tests {
     use super::*;
 
+    type Tweak = Box<dyn Fn(&mut ExportSettings)>;
+
     #[test]
     fn account_names_are_subject_tokens_and_schema_names() {
         for ok in ["default", "main", "acct_2", "a"] {
@@ -543,7 +545,7 @@ mod tests {
             "needs the outbox database"
         );
         assert!(s.validate(true).is_ok());
-        let cases: Vec<(&str, Box<dyn Fn(&mut ExportSettings)>)> = vec![
+        let cases: Vec<(&str, Tweak)> = vec![
             ("export.url", Box::new(|s| s.url = "http://x".into())),
             ("export.subject_prefix", Box::new(|s| s.subject_prefix = "a.b".into())),
             ("export.stream", Box::new(|s| s.stream = "a b".into())),
