@@ -47,6 +47,13 @@ pub enum Command {
     Backtest(BacktestArgs),
     /// Print the live event stream from NATS JetStream (config/export.yaml), one JSON object a line.
     Tail(TailArgs),
+    /// Measure the event export (JetStream with acknowledgements, outbox write and relay) beside a
+    /// raw async-nats publish loop; needs NATS (config/export.yaml export.url) and DATABASE_URL.
+    BenchExport {
+        /// Events per measurement.
+        #[arg(long, default_value_t = 20_000)]
+        events: u64,
+    },
 }
 
 /// Options of `triplegain tail`.

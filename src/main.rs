@@ -209,6 +209,32 @@ async fn main() -> ExitCode {
             }
         }
         Command::Bench(args) => run_bench(args),
+        Command::BenchExport { events } => {
+            let settings = match load(&cli) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let Some(url) = &settings.database.url else {
+                eprintln!("error: DATABASE_URL is not set; the outbox measurements need PostgreSQL");
+                return ExitCode::from(EXIT_CONFIG);
+            };
+            match triplegain::export::bench::run(&settings.export, url.expose(), *events).await {
+                Ok(lines) => {
+                    println!(
+                        "{:<44} {:>8} {:>9} {:>12}",
+                        "measurement", "events", "seconds", "events/s"
+                    );
+                    for m in lines {
+                        println!("{:<44} {:>8} {:>9.3} {:>12.0}", m.name, m.events, m.secs, m.per_sec);
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Tail(args) => {
             let settings = match load(&cli) {
                 Ok(s) => s,

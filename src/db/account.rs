@@ -29,10 +29,10 @@ pub fn schema_for(account: &str) -> Option<String> {
 fn pg_config(url: &str, settings: &DatabaseSettings, account: &str) -> anyhow::Result<tokio_postgres::Config> {
     let mut pg: tokio_postgres::Config = url.parse().context("DATABASE_URL is not a valid PostgreSQL URL")?;
     pg.connect_timeout(Duration::from_secs(settings.connect_timeout_secs));
-    pg.application_name(&format!("triplegain:{account}"));
+    pg.application_name(format!("triplegain:{account}"));
     if let Some(schema) = schema_for(account) {
         // Account names are validated ([a-z][a-z0-9_]*), so the identifier needs no quoting.
-        pg.options(&format!("-c search_path={schema},public"));
+        pg.options(format!("-c search_path={schema},public"));
     }
     Ok(pg)
 }

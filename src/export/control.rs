@@ -63,9 +63,15 @@ pub async fn start(
         .subscribe(fleet.clone())
         .await
         .map_err(|e| anyhow::anyhow!("subscribing to {fleet}: {e}"))?;
+    // The server knows the subscriptions before the server reports ready.
+    if let Err(e) = client.flush().await {
+        tracing::warn!(error = %e, "control subscriptions not flushed yet");
+    }
     let mut requests = futures::stream::select(a, b);
     let account = account.to_owned();
-    Ok(actix_web::rt::spawn(async move {
+    // A tokio task rather than one on the actix LocalSet: the NATS subscribers must be dropped
+    // inside the runtime, even when the system is torn down without a shutdown.
+    Ok(tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = stop.changed() => return,

@@ -19,6 +19,7 @@
 //! [`control`] answers `pause` / `resume` / `halt` requests on `<prefix>.<account>.control.<cmd>`
 //! and `<prefix>.fleet.control.<cmd>`; [`tail`] is the `triplegain tail` consumer.
 
+pub mod bench;
 pub mod bridge;
 pub mod control;
 pub mod relay;
@@ -300,7 +301,7 @@ pub fn symbol_token(symbol: &str) -> String {
 /// The headers of one exported event.
 pub fn headers(event_id: &str, topic: &str, account: &str, outbox_seq: Option<i64>) -> async_nats::HeaderMap {
     let mut h = async_nats::HeaderMap::new();
-    h.insert("Nats-Msg-Id", event_id);
+    h.insert(async_nats::header::NATS_MESSAGE_ID, event_id);
     h.insert(HEADER_SCHEMA, SCHEMA_VERSION);
     h.insert(HEADER_TOPIC, topic);
     h.insert(HEADER_ACCOUNT, account);
@@ -459,12 +460,19 @@ pub async fn start(
         anyhow::bail!("export.enabled (config/export.yaml): the event export needs PostgreSQL (DATABASE_URL)");
     };
     let account = settings.app.account.clone();
-    let client = connect(export, &format!("triplegain:{account}"), false).await?;
+    let name = format!("triplegain:{account}");
+    // Connected at start: the stream is created or checked now (a refused stream is a startup
+    // error). Unreachable: trade anyway; the client keeps trying and the relay creates the stream.
+    let (client, connected) = match connect(export, &name, true).await {
+        Ok(c) => (c, true),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "NATS not reachable at start; events wait in the outbox");
+            (connect(export, &name, false).await?, false)
+        }
+    };
     let js = jetstream(client.clone(), export);
-    if client.connection_state() == async_nats::connection::State::Connected {
+    if connected {
         ensure_stream(&js, export).await?;
-    } else {
-        tracing::warn!(url = %export.url, "NATS not reachable at start; events wait in the outbox");
     }
     let stats = Arc::new(ExportStats::default());
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
@@ -508,4 +516,75 @@ pub async fn start(
         stop,
         tasks,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Tweak = Box<dyn Fn(&mut ExportSettings)>;
+
+    #[test]
+    fn account_names_are_subject_tokens_and_schema_names() {
+        for ok in ["default", "main", "acct_2", "a"] {
+            assert!(validate_account(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Main", "2nd", "a.b", "a-b", "a b", "fleet", &"x".repeat(41)] {
+            assert!(validate_account(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn export_settings_are_checked_only_when_on_and_name_the_key() {
+        let mut s = ExportSettings::default();
+        assert!(s.validate(false).is_ok(), "off needs nothing");
+        s.enabled = true;
+        assert_eq!(
+            s.validate(false).unwrap_err().0,
+            "export.enabled",
+            "needs the outbox database"
+        );
+        assert!(s.validate(true).is_ok());
+        let cases: Vec<(&str, Tweak)> = vec![
+            ("export.url", Box::new(|s| s.url = "http://x".into())),
+            ("export.subject_prefix", Box::new(|s| s.subject_prefix = "a.b".into())),
+            ("export.stream", Box::new(|s| s.stream = "a b".into())),
+            (
+                "export.duplicate_window_secs",
+                Box::new(|s| s.duplicate_window_secs = 0),
+            ),
+            ("export.max_bytes", Box::new(|s| s.max_bytes = 0)),
+            ("export.max_age_secs", Box::new(|s| s.max_age_secs = 5)),
+            ("export.topics", Box::new(|s| s.topics = vec!["candles".into()])),
+            ("export.relay_batch", Box::new(|s| s.relay_batch = 0)),
+        ];
+        for (key, tweak) in cases {
+            let mut s = ExportSettings {
+                enabled: true,
+                ..ExportSettings::default()
+            };
+            tweak(&mut s);
+            assert_eq!(s.validate(true).unwrap_err().0, key);
+        }
+    }
+
+    #[test]
+    fn subjects_put_account_topic_and_symbol_in_their_own_tokens() {
+        assert_eq!(
+            subject("triplegain", "main", "execution_events", Some("BTC/USDT")),
+            "triplegain.main.execution_events.BTC_USDT"
+        );
+        assert_eq!(
+            subject("triplegain", "main", "portfolio_updates", None),
+            "triplegain.main.portfolio_updates"
+        );
+        let s = ExportSettings::default();
+        let subjects = s.stream_subjects();
+        assert!(subjects.contains(&"triplegain.*.decisions".to_owned()));
+        assert!(subjects.contains(&"triplegain.*.decisions.>".to_owned()));
+        assert!(
+            !subjects.iter().any(|x| x.contains("control")),
+            "control requests are not captured by the stream"
+        );
+    }
 }

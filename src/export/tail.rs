@@ -1,7 +1,8 @@
 //! `triplegain tail [--account A] [--topic T]`: prints the live stream from JetStream, one JSON
 //! object a line. It is also the reference consumer for people who build on the stream: an
 //! ordered, ephemeral consumer (no state on the server, resumes by itself after a reconnect)
-//! filtered by subject, with the event id from `Nats-Msg-Id`.
+//! filtered by subject where one subject covers the request, else by the `TripleGain-Account`
+//! and `TripleGain-Topic` headers, with the event id from `Nats-Msg-Id`.
 
 use super::{ExportSettings, HEADER_TOPIC};
 use futures::StreamExt;
@@ -20,10 +21,16 @@ pub struct TailOptions {
     pub count: Option<u64>,
 }
 
-/// The consumer's subject filter for `opts`.
+/// The consumer's subject filter for `opts`: one topic of one account or of every account
+/// (events with a symbol; the symbol-less topics are matched on their headers), else the whole
+/// stream.
 pub fn filter_subject(settings: &ExportSettings, opts: &TailOptions) -> String {
-    let account = opts.account.as_deref().unwrap_or("*");
-    format!("{}.{account}.>", settings.subject_prefix)
+    match (&opts.topic, &opts.account) {
+        (Some(t), a) if t == "execution_events" || super::ANALYSIS_TOPICS.contains(&t.as_str()) => {
+            format!("{}.{}.{t}.>", settings.subject_prefix, a.as_deref().unwrap_or("*"))
+        }
+        _ => String::new(),
+    }
 }
 
 /// Streams events to `out` until `count` events were printed (or forever).
@@ -67,6 +74,11 @@ pub async fn run(settings: &ExportSettings, opts: &TailOptions, out: &mut impl W
                 .map(|v| v.as_str().to_owned())
         };
         let topic = header(HEADER_TOPIC);
+        if let Some(want) = &opts.account {
+            if header(super::HEADER_ACCOUNT).as_deref() != Some(want.as_str()) {
+                continue;
+            }
+        }
         if let Some(want) = &opts.topic {
             if topic.as_deref() != Some(want.as_str()) {
                 continue;
@@ -77,7 +89,11 @@ pub async fn run(settings: &ExportSettings, opts: &TailOptions, out: &mut impl W
         let seq = msg.info().map(|i| i.stream_sequence).ok();
         let line = serde_json::json!({
             "subject": msg.subject.to_string(),
-            "id": header("Nats-Msg-Id"),
+            "id": msg
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+                .map(|v| v.as_str().to_owned()),
             "topic": topic,
             "stream_seq": seq,
             "event": event,
