@@ -540,6 +540,37 @@ async fn a_steady_downtrend_never_makes_a_long_entry() {
     );
 }
 
+#[actix_web::test]
+async fn a_choppy_series_holds() {
+    // Arrange: 120 hours zigzagging ±1.5 % around 100 with no drift
+    let rig = rig(Timeframe::H1);
+    let d = |x: f64| Decimal::from_f64(x).unwrap().round_dp(6);
+    let candles: Vec<Candle> = (0..120)
+        .map(|i| {
+            let (o, c) = if i % 2 == 0 { (98.5, 101.5) } else { (101.5, 98.5) };
+            Candle {
+                symbol: sym("XRP/USDT"),
+                timeframe: Timeframe::H1,
+                open_time: t0() + ChronoDuration::hours(i),
+                open: d(o),
+                high: d(101.8),
+                low: d(98.2),
+                close: d(c),
+                volume: d(10.0 + (i % 5) as f64),
+            }
+        })
+        .collect();
+    deliver(&rig, &candles).await;
+
+    // Act
+    let (out, rows) = decide(&rig, "XRP/USDT").await;
+
+    // Assert: no strategy sees an entry, the panel holds
+    assert_eq!(out.output["action"], "HOLD", "{}", out.output);
+    assert!(!rows.is_empty());
+    assert!(rows.iter().all(|r| r.action.as_deref() == Some("HOLD")), "{rows:?}");
+}
+
 // ---------------------------------------------------------------- models
 
 fn chat_completion(content: &str) -> serde_json::Value {
