@@ -441,6 +441,136 @@ async fn regime_state_is_restored_from_the_stored_output_after_a_restart() {
     );
 }
 
+/// Hourly candles of a steady trend (`drift` per hour, log) with a small wobble and rising volume
+/// over the last hours (the breakout's confirmation).
+fn steady(symbol: &str, n: usize, start: f64, drift: f64) -> Vec<Candle> {
+    let mut c = hourly(symbol, n, start, drift);
+    let k = c.len();
+    for (i, candle) in c.iter_mut().enumerate() {
+        candle.volume = Decimal::from(if i + 3 >= k { 40 } else { 10 + (i % 3) as i64 });
+    }
+    c
+}
+
+/// Runs TA, regime and the decision for `symbol`; returns the decision and its panel rows.
+async fn decide(
+    rig: &Rig,
+    symbol: &str,
+) -> (
+    triplegain_actors::agents::api::AgentRun,
+    Vec<triplegain_actors::ports::ModelComparisonRecord>,
+) {
+    let (ta, regime, decision) = rule_agents(rig);
+    ta.send(run(symbol)).await.unwrap().unwrap();
+    regime.send(run(symbol)).await.unwrap().unwrap();
+    let out = decision.send(run(symbol)).await.unwrap().unwrap();
+    actix::clock::sleep(Duration::from_millis(20)).await;
+    let rows = rig
+        .store
+        .model_comparisons("trading_decision")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.correlation_id == out.correlation_id)
+        .collect();
+    (out, rows)
+}
+
+#[actix_web::test]
+async fn a_steady_uptrend_makes_the_strategy_panel_buy_and_every_vote_is_recorded() {
+    // Arrange: 120 hours of +0.4 %/h
+    let rig = rig(Timeframe::H1);
+    deliver(&rig, &steady("BTC/USDT", 120, 90_000.0, 0.004)).await;
+    let signals = collect::<TradingSignal>(&rig.bus.trading_signals);
+
+    // Act
+    let (out, rows) = decide(&rig, "BTC/USDT").await;
+
+    // Assert: the TA confidence is high, the regime a bull trend, the panel buys with levels
+    // inside the risk rules, and each strategy asked has its row like a model's answer.
+    let ta = rig.ctx.caches.ta.get("BTC/USDT").unwrap();
+    assert!(ta.confidence >= 0.6, "aligned uptrend: TA confidence {}", ta.confidence);
+    let regime = rig.ctx.caches.regime.get("BTC/USDT").unwrap();
+    assert_eq!(out.output["action"], "BUY", "{} in {}", out.output, regime.regime);
+    assert_eq!(out.output["model_used"], "consensus");
+    let stop = out.output["stop_loss_pct"].as_str().unwrap().parse::<f64>().unwrap();
+    let tp = out.output["take_profit_pct"].as_str().unwrap().parse::<f64>().unwrap();
+    assert!(
+        (0.5..=5.0).contains(&stop) && tp / stop >= 1.5 - 1e-9,
+        "stop {stop} tp {tp}"
+    );
+    assert!(!rows.is_empty());
+    assert_eq!(rows.len(), out.output["total_models"].as_u64().unwrap() as usize);
+    for r in &rows {
+        assert!(r.model.starts_with("rule:"), "{}", r.model);
+        assert_eq!(r.provider, "rule");
+        assert!(r.action.is_some() && r.response.is_some() && r.error.is_none());
+        assert_eq!(r.prompt_hash.len(), 64);
+    }
+    assert!(rows
+        .iter()
+        .any(|r| r.model == "rule:trend" && r.action.as_deref() == Some("BUY")));
+    assert!(
+        rows.iter().all(|r| r.model != "rule:mean_reversion"),
+        "mean reversion abstains in a trend"
+    );
+    let sig = signals.lock()[0].clone();
+    assert_eq!(sig.action, TradeAction::Buy);
+    assert!(sig.stop_loss_pct.is_some() && sig.take_profit_pct.is_some());
+}
+
+#[actix_web::test]
+async fn a_steady_downtrend_never_makes_a_long_entry() {
+    // Arrange: 120 hours of −0.4 %/h
+    let rig = rig(Timeframe::H1);
+    deliver(&rig, &steady("XRP/USDT", 120, 2.5, -0.004)).await;
+
+    // Act
+    let (out, rows) = decide(&rig, "XRP/USDT").await;
+
+    // Assert
+    assert_ne!(out.output["action"], "BUY", "{}", out.output);
+    assert!(rows.iter().all(|r| r.action.as_deref() != Some("BUY")), "{rows:?}");
+    let ta = rig.ctx.caches.ta.get("XRP/USDT").unwrap();
+    assert_ne!(ta.bias, triplegain_actors::domain::Bias::Long);
+    assert!(
+        !out.output["votes"].to_string().contains("BUY"),
+        "{}",
+        out.output["votes"]
+    );
+}
+
+#[actix_web::test]
+async fn a_choppy_series_holds() {
+    // Arrange: 120 hours zigzagging ±1.5 % around 100 with no drift
+    let rig = rig(Timeframe::H1);
+    let d = |x: f64| Decimal::from_f64(x).unwrap().round_dp(6);
+    let candles: Vec<Candle> = (0..120)
+        .map(|i| {
+            let (o, c) = if i % 2 == 0 { (98.5, 101.5) } else { (101.5, 98.5) };
+            Candle {
+                symbol: sym("XRP/USDT"),
+                timeframe: Timeframe::H1,
+                open_time: t0() + ChronoDuration::hours(i),
+                open: d(o),
+                high: d(101.8),
+                low: d(98.2),
+                close: d(c),
+                volume: d(10.0 + (i % 5) as f64),
+            }
+        })
+        .collect();
+    deliver(&rig, &candles).await;
+
+    // Act
+    let (out, rows) = decide(&rig, "XRP/USDT").await;
+
+    // Assert: no strategy sees an entry, the panel holds
+    assert_eq!(out.output["action"], "HOLD", "{}", out.output);
+    assert!(!rows.is_empty());
+    assert!(rows.iter().all(|r| r.action.as_deref() == Some("HOLD")), "{rows:?}");
+}
+
 // ---------------------------------------------------------------- models
 
 fn chat_completion(content: &str) -> serde_json::Value {

@@ -192,18 +192,21 @@ async fn model_answers_are_stored_in_model_comparisons() {
     // Act
     let run = run_agent(&app, AgentName::TradingDecision).await;
 
-    // Assert
+    // Assert: the model votes in the panel beside the four strategies; without TA and regime
+    // every strategy holds, so the panel holds (4 of 5), and all five answers are stored.
     assert!(!run.llm_failed);
-    assert_eq!(run.output["action"], "SELL");
+    assert_eq!(run.output["action"], "HOLD", "{}", run.output);
+    assert_eq!(run.output["total_models"], 5);
     let client = app.pool.as_ref().unwrap().get().await.unwrap();
     let rows = client
         .query(
-            "SELECT agent, model, provider, action, prompt_hash, correlation_id, input_tokens FROM model_comparisons",
+            "SELECT agent, model, provider, action, prompt_hash, correlation_id, input_tokens FROM model_comparisons \
+             ORDER BY model",
             &[],
         )
         .await
         .unwrap();
-    assert_eq!(rows.len(), 1);
+    assert_eq!(rows.len(), 5);
     let r = &rows[0];
     assert_eq!(
         (r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, String>(2)),
@@ -213,12 +216,23 @@ async fn model_answers_are_stored_in_model_comparisons() {
     assert_eq!(r.get::<_, String>(4).len(), 64);
     assert_eq!(r.get::<_, Option<uuid::Uuid>>(5), Some(run.correlation_id.0));
     assert_eq!(r.get::<_, Option<i32>>(6), Some(1000));
+    for r in &rows[1..] {
+        assert!(r.get::<_, String>(1).starts_with("rule:"));
+        assert_eq!(r.get::<_, String>(2), "rule");
+        assert_eq!(r.get::<_, Option<String>>(3).as_deref(), Some("HOLD"));
+        assert_eq!(r.get::<_, Option<uuid::Uuid>>(5), Some(run.correlation_id.0));
+        assert_eq!(
+            r.get::<_, String>(4),
+            rows[0].get::<_, String>(4),
+            "one prompt hash per decision"
+        );
+    }
     let latest: Value = app
         .get("/api/v1/agents/trading_decision/latest?symbol=BTC/USDT", Some(VIEWER))
         .await
         .json()
         .await
         .unwrap();
-    assert_eq!(latest["output"]["action"], "SELL");
+    assert_eq!(latest["output"]["action"], "HOLD");
     app.shutdown().await;
 }
