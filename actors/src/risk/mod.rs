@@ -7,7 +7,8 @@ pub mod state;
 pub mod types;
 
 pub use engine::{
-    GetRiskState, ResetRisk, RiskEngine, RiskEngineConfig, RiskResetError, RiskStateView, ValidateTrade, RISK_STATE_KEY,
+    GetRiskState, GetVerdictCounts, ResetRisk, RiskEngine, RiskEngineConfig, RiskResetError, RiskStateView,
+    ValidateTrade, VerdictCounts, RISK_STATE_KEY,
 };
 pub use rules::{leverage_cap, required_confidence, validate};
 pub use state::{ResetError, ResetScope, RiskEvent};
