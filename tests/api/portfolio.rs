@@ -376,7 +376,7 @@ async fn a_full_dca_plan_runs_every_batch_as_holdings_not_positions() {
     let pool = crate::helpers::pool_for(&db.name);
     let clock = system.feed_clock.clone().unwrap();
     let (btc, xrp) = (dec!(50000), dec!(0.5));
-    let mut now = clock.now();
+    let mut now = triplegain_actors::clock::Clock::now(&clock);
     flat_candle(&system, "BTC/USDT", btc, now);
     flat_candle(&system, "XRP/USDT", xrp, now);
 
