@@ -162,10 +162,10 @@ async fn run_backtest(cli: &Cli, args: &triplegain::cli::BacktestArgs) -> ExitCo
             report::write_equity_csv(path, &outcome.input.equity)?;
         }
         if let Some(path) = &args.plot {
-            report::plot_equity(path, &outcome.input.equity)?;
+            report::plot_equity(path, &outcome.input)?;
         }
         if let Some(path) = &args.trades_csv {
-            backtest::run::write_trades_csv(path, &outcome.input.trades)?;
+            backtest::run::write_trades_csv(path, &outcome.input)?;
         }
         eprintln!("{}", outcome.report.summary());
         anyhow::Ok(())

@@ -524,6 +524,12 @@ pub async fn build_system_with(
         .subscribe("portfolio_rebalancer", portfolio.clone().recipient());
     bus.execution_events
         .subscribe("portfolio_rebalancer", portfolio.clone().recipient());
+    // The rebalancer runs no batch before the execution manager's first valuation reached the
+    // risk engine (which sizes the batch against that equity).
+    bus.portfolio_updates
+        .subscribe_filtered("portfolio_rebalancer", portfolio.clone().recipient(), |u| {
+            u.meta.source != "portfolio_rebalancer"
+        });
 
     // ---- links between areas -------------------------------------------------------------
     coordinator.do_send(triplegain_actors::coordinator::Connect(

@@ -93,8 +93,21 @@ fn backtest_reports_every_candle_and_is_reproducible() {
         "by_regime",
         "by_symbol",
         "risk_verdicts",
+        "risk_alerts",
+        "decisions",
         "rebalances",
+        "rebalance",
+        "hodl",
         "hodl_allocations",
+        "baseline",
+        "cagr_pct",
+        "profit_factor",
+        "expectancy",
+        "avg_holding_hours",
+        "exit_reasons",
+        "monthly_returns",
+        "by_source",
+        "warnings",
         "timing",
     ] {
         assert!(report.get(key).is_some(), "report key {key} missing: {text_a}");
@@ -102,29 +115,61 @@ fn backtest_reports_every_candle_and_is_reproducible() {
     assert_eq!(report["candles_processed"].as_u64().unwrap() as usize, rows);
     assert!(report["timing"]["candles_per_sec"].as_f64().unwrap() > 0.0);
 
-    // Net P&L = the recorded trades net of fees, and (every position closed at the end) the
-    // change of equity.
+    // Net P&L = the strategy round trips net of fees; rebalance trades are rows of their own
+    // (source `rebalance`) and no round trips; every position is closed at the end, the
+    // rebalancer's holdings are not: the change of equity is the round trips' net P&L plus what
+    // the holdings' trades earned at the last prices.
     let csv = std::fs::read_to_string(&trades_path).unwrap();
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
-    let (fees_col, net_col) = (col("fees"), col("net_pnl"));
-    let (mut fees, mut net, mut n) = (Decimal::ZERO, Decimal::ZERO, 0u64);
+    let (source_col, fees_col, net_col) = (col("source"), col("fees"), col("net_pnl"));
+    let (mut fees, mut net, mut n, mut rebalance_rows, mut rebalance_fees) =
+        (Decimal::ZERO, Decimal::ZERO, 0u64, 0u64, Decimal::ZERO);
     for line in lines {
         let cells: Vec<&str> = line.split(',').collect();
-        fees += Decimal::from_str(cells[fees_col]).unwrap();
-        net += Decimal::from_str(cells[net_col]).unwrap();
-        n += 1;
+        assert_eq!(cells.len(), header.len(), "{line}");
+        match cells[source_col] {
+            "strategy" | "manual" => {
+                fees += Decimal::from_str(cells[fees_col]).unwrap();
+                net += Decimal::from_str(cells[net_col]).unwrap();
+                n += 1;
+            }
+            "rebalance" => {
+                rebalance_rows += 1;
+                rebalance_fees += Decimal::from_str(cells[fees_col]).unwrap();
+                assert_eq!(cells[net_col], "", "a rebalance trade is no round trip: {line}");
+            }
+            "hodl" => {}
+            other => panic!("unknown source {other}: {line}"),
+        }
     }
-    assert!(n > 0, "the generated day trades at least once: {text_a}");
+    assert!(rebalance_rows > 0, "the generated day rebalances: {text_a}");
+    assert_eq!(report["rebalance"]["orders"].as_u64().unwrap(), rebalance_rows);
+    assert_eq!(report["rebalances"].as_u64().unwrap(), rebalance_rows);
+    assert_eq!(dec(&report["rebalance"]["fees"]), rebalance_fees);
+    assert!(rebalance_fees > Decimal::ZERO, "paper fills pay fees");
     assert_eq!(report["trades"].as_u64().unwrap(), n);
     assert_eq!(dec(&report["net_pnl"]), net);
     assert_eq!(dec(&report["fees"]), fees);
-    assert!(fees > Decimal::ZERO, "paper fills pay fees");
-    assert_eq!(
-        dec(&report["final_equity"]) - dec(&report["initial_equity"]),
-        net,
-        "nothing is left open: the equity change is the trades' net P&L"
+    assert!(
+        report["rebalance"]["batches"]["executed"].as_u64().unwrap() > 0,
+        "{text_a}"
+    );
+    let equity_change = dec(&report["final_equity"]) - dec(&report["initial_equity"]);
+    let holdings = dec(&report["rebalance"]["mark_to_market_pnl"]) + dec(&report["hodl"]["mark_to_market_pnl"]);
+    assert!(
+        (equity_change - (net + holdings)).abs() < Decimal::new(1, 4),
+        "equity change {equity_change} = round trips {net} + holdings' trades {holdings}"
+    );
+    assert!(report["baseline"]["final_equity"].is_string(), "{text_a}");
+    assert!(
+        report["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("fewer than 30")),
+        "one day of returns: {text_a}"
     );
 
     // The same inputs and seed: the same report, byte for byte, apart from `timing`.
@@ -157,8 +202,8 @@ fn batching_quiet_minutes_changes_nothing() {
     };
     let (a, b) = (strip(&batched), strip(&single));
     assert!(
-        a["trades"].as_u64().unwrap() > 0,
-        "the day trades, so positions were live: {a}"
+        a["rebalance"]["orders"].as_u64().unwrap() > 0,
+        "the day rebalances, so orders were live: {a}"
     );
     assert_eq!(a, b);
     assert_eq!(

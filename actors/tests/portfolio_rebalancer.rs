@@ -126,6 +126,7 @@ async fn harness(balances: &[(&str, Decimal)], prices: (Decimal, Decimal), store
         PortfolioRebalancer::new(sup, cfg)
     });
     addr.send(ConnectExecution(exec.recipient())).await.unwrap();
+    addr.send(valuation(dec!(10000))).await.unwrap();
     Harness {
         addr,
         clock,
@@ -134,6 +135,20 @@ async fn harness(balances: &[(&str, Decimal)], prices: (Decimal, Decimal), store
         proposals,
         executed,
         updates,
+    }
+}
+
+/// The execution manager's valuation of the account (what the risk engine sizes trades against).
+fn valuation(equity: Decimal) -> PortfolioUpdate {
+    PortfolioUpdate {
+        meta: EventMeta::new("execution_manager", t0()),
+        equity_usd: equity,
+        peak_equity_usd: equity,
+        drawdown_pct: Decimal::ZERO,
+        open_exposure_usd: Decimal::ZERO,
+        exposure_by_symbol: Default::default(),
+        balances: Default::default(),
+        allocation_pct: Default::default(),
     }
 }
 
@@ -409,6 +424,7 @@ async fn with_model(
     let addr = start_supervised(&registry, "portfolio_rebalancer", false, 64, move |sup| {
         PortfolioRebalancer::new(sup, cfg)
     });
+    addr.send(valuation(dec!(10000))).await.unwrap();
     let plan = addr.send(CheckPortfolio { force: true }).await.unwrap().unwrap();
     (plan, store)
 }
@@ -510,4 +526,101 @@ async fn candles_move_business_time_and_run_due_batches_and_set_prices() {
         dec!(60000),
         "candle price preferred over the fallback source"
     );
+}
+
+/// An in-memory state store for the real risk engine.
+#[derive(Clone, Default)]
+struct StateDocs(Arc<Mutex<std::collections::HashMap<String, serde_json::Value>>>);
+impl triplegain_actors::ports::StateStore for StateDocs {
+    fn load_state(&self, key: &str) -> triplegain_actors::ports::StoreFuture<Option<serde_json::Value>> {
+        let v = self.0.lock().get(key).cloned();
+        Box::pin(async move { Ok(v) })
+    }
+    fn save_state(&self, key: &str, state: serde_json::Value) -> triplegain_actors::ports::StoreFuture<()> {
+        self.0.lock().insert(key.to_owned(), state);
+        Box::pin(async move { Ok(()) })
+    }
+}
+
+#[actix::test]
+async fn a_fresh_start_waits_for_the_first_valuation_instead_of_failing_on_equity() {
+    use triplegain_actors::risk::{RiskEngine, RiskEngineConfig, RiskLimits};
+    // Arrange: the real risk engine, which knows no equity yet, and a rebalancer on the same
+    // portfolio topic (as wired at start).
+    let clock = ManualClock::new(t0());
+    let shared: SharedClock = Arc::new(clock.clone());
+    let registry = Registry::new(RestartPolicy::default(), Topic::new(), shared.clone());
+    let risk_cfg = RiskEngineConfig {
+        limits: RiskLimits::default(),
+        store: Arc::new(StateDocs::default()),
+        alerts: Topic::new(),
+        clock: shared.clone(),
+    };
+    let risk = start_supervised(&registry, "risk_engine", true, 64, move |sup| {
+        RiskEngine::new(sup, risk_cfg)
+    });
+    let paper = PaperExchange::new(
+        PaperConfig {
+            initial_balances: [("USDT".to_owned(), dec!(10000))].into_iter().collect(),
+            ..PaperConfig::default()
+        },
+        shared.clone(),
+    )
+    .unwrap();
+    let executed = Arc::new(Mutex::new(Vec::new()));
+    let exec = FakeExec(executed.clone()).start();
+    let store = MemoryPortfolioStore::default();
+    let updates: Topic<PortfolioUpdate> = Topic::new();
+    let cfg = PortfolioRebalancerConfig {
+        portfolio: PortfolioConfig::reference(),
+        hodl: HodlConfig::default(),
+        exchange: Arc::new(paper),
+        store: Arc::new(store.clone()),
+        risk: risk.clone().recipient(),
+        execution: Some(exec.recipient()),
+        updates: updates.clone(),
+        clock: shared,
+        prices: Some(Arc::new(|s: &Symbol| match s.as_str() {
+            "BTC/USDT" => Some(dec!(50000)),
+            _ => Some(dec!(0.5)),
+        })),
+        advisor: None,
+        tick_interval: Duration::from_secs(3600),
+    };
+    let addr = start_supervised(&registry, "portfolio_rebalancer", false, 64, move |sup| {
+        PortfolioRebalancer::new(sup, cfg)
+    });
+    updates.subscribe_filtered("risk_engine", risk.clone().recipient(), |u| {
+        u.meta.source != "portfolio_rebalancer"
+    });
+    updates.subscribe_filtered("portfolio_rebalancer", addr.clone().recipient(), |u| {
+        u.meta.source != "portfolio_rebalancer"
+    });
+
+    // Act: the first check comes before any valuation.
+    let plan = addr.send(CheckPortfolio { force: false }).await.unwrap().unwrap();
+    actix::clock::sleep(Duration::from_millis(100)).await;
+
+    // Assert: a plan, but its first batch waits: nothing was validated or executed, nothing failed.
+    assert_eq!(plan.action, RebalanceAction::Rebalance);
+    assert!(executed.lock().is_empty(), "no batch before the first valuation");
+    assert!(
+        store.rebalances().iter().all(|r| r.status == "pending"),
+        "{:?}",
+        statuses(&store)
+    );
+    // The rebalancer's own allocation update (it published one with the plan) does not count.
+    assert!(executed.lock().is_empty());
+
+    // Act: the execution manager's first valuation reaches the risk engine and the rebalancer.
+    updates.publish(valuation(dec!(10000)));
+
+    // Assert: batch 0 runs and the real risk engine approves it (no `equity_unavailable`).
+    eventually("batch 0 executed after the valuation", || executed.lock().len() == 2).await;
+    eventually("batch 0 stored as executed", || statuses(&store)[0].1 == "executed").await;
+    let row = store.rebalances()[0].clone();
+    assert!(!row.plan.to_string().contains("equity_unavailable"), "{}", row.plan);
+    let sizes: Vec<Decimal> = executed.lock().iter().map(|e| e.proposal.size_usd).collect();
+    assert_eq!(sizes, vec![dec!(555.50), dec!(555.50)]);
+    assert!(statuses(&store)[1..].iter().all(|(_, s)| s == "pending"));
 }

@@ -13,6 +13,23 @@
 //!   Undefined (fewer than two days, or no dispersion) is `null`.
 //! - Exposure: share of equity samples with an open position, and the mean and largest open
 //!   exposure in percent of equity.
+//! - Sources: round trips (`trades`, the P&L figures, `by_regime`, `by_symbol`) are positions,
+//!   i.e. `strategy` (and `manual`) trades. Rebalance and hodl trades change holdings and are no
+//!   round trips: they are counted and valued under `rebalance` and `hodl`, each with its fees and
+//!   its mark-to-market P&L at the last prices, so that
+//!   `final_equity − initial_equity = net_pnl + rebalance.mark_to_market_pnl + hodl.mark_to_market_pnl`
+//!   (every position is closed at the end).
+//! - Per round trip: profit factor = gross profit / gross loss (net of fees, winners against
+//!   losers; `null` without a loss), expectancy = mean net P&L per trade, holding time = close −
+//!   open, exit reason = what closed it (`stop`, `take_profit`, `trailing`, `signal`,
+//!   `end_of_data`).
+//! - CAGR: `(final / initial)^(365 / days) − 1` over the period, in percent.
+//! - Monthly returns: last equity of each UTC month against the previous month's (the initial
+//!   equity for the first), in percent.
+//! - Baseline: buy-and-hold of the same start capital at the configured target allocation,
+//!   bought at the first prices of the run (taker fee paid) and never traded again; valued on
+//!   every equity sample, with its return, CAGR and drawdown.
+//! - Warnings: Sharpe and Sortino resting on fewer than [`MIN_RATIO_DAYS`] daily returns.
 //!
 //! Determinism: every map is a `BTreeMap`, money stays `Decimal`, and each float is rounded to six
 //! decimals (negative zero folded to zero, non-finite values to `null`), so the same input gives a
@@ -40,6 +57,20 @@ pub const RATIO_BASIS: &str = "daily returns (last equity of each UTC day), risk
 /// Most points drawn in a chart; longer curves are thinned evenly (the last point is kept).
 const MAX_PLOT_POINTS: usize = 4_000;
 
+/// Fewer daily returns than this and the report warns that Sharpe and Sortino mean little.
+pub const MIN_RATIO_DAYS: usize = 30;
+
+/// What the baseline is, stated in the report.
+pub const BASELINE_BASIS: &str = "buy-and-hold: the start capital bought at the target allocation at the first prices of the run (taker fee paid), never traded again";
+
+/// Who made a trade.
+pub mod source {
+    pub const STRATEGY: &str = "strategy";
+    pub const MANUAL: &str = "manual";
+    pub const REBALANCE: &str = "rebalance";
+    pub const HODL: &str = "hodl";
+}
+
 /// One closed trade.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TradeRecord {
@@ -55,6 +86,51 @@ pub struct TradeRecord {
     pub exit_price: Decimal,
     /// Every fee paid on the trade (entry and exit), in USD.
     pub fees: Decimal,
+    /// `strategy` or `manual` (see [`source`]).
+    #[serde(default = "strategy_source")]
+    pub source: String,
+    /// `stop`, `take_profit`, `trailing`, `signal` or `end_of_data`.
+    #[serde(default)]
+    pub exit_reason: String,
+}
+
+fn strategy_source() -> String {
+    source::STRATEGY.to_owned()
+}
+
+/// One rebalance or hodl order's fills: a change of holdings, not a round trip.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HoldingTrade {
+    /// `rebalance` or `hodl`.
+    pub source: String,
+    pub symbol: String,
+    pub side: Side,
+    /// The order's last fill.
+    pub at: DateTime<Utc>,
+    /// Regime in force at `at` (wire spelling).
+    pub regime: String,
+    pub quantity: Decimal,
+    /// Volume-weighted fill price.
+    pub price: Decimal,
+    pub fees: Decimal,
+}
+
+impl HoldingTrade {
+    /// Quote value of the fills.
+    pub fn value(&self) -> Decimal {
+        self.quantity * self.price
+    }
+
+    /// What the trade added to equity against not trading, valued at `last` (the final price):
+    /// a buy gains what the bought units gained since, a sell what selling saved; fees paid.
+    pub fn mark_to_market(&self, last: Decimal) -> Decimal {
+        let per_unit = last - self.price;
+        let signed = match self.side {
+            Side::Buy => per_unit * self.quantity,
+            Side::Sell => -per_unit * self.quantity,
+        };
+        signed - self.fees
+    }
 }
 
 impl TradeRecord {
@@ -80,7 +156,25 @@ pub struct EquityPoint {
     pub equity: Decimal,
     /// Open position notional in USD (0 when flat).
     pub exposure_usd: Decimal,
+    /// The buy-and-hold baseline's value at the same time (see [`BASELINE_BASIS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Decimal>,
 }
+
+/// The allocation of the (non-hodl) holdings at the end of a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FinalAllocation {
+    pub btc_pct: Decimal,
+    pub xrp_pct: Decimal,
+    pub usdt_pct: Decimal,
+    pub max_deviation_pct: Decimal,
+    /// The rebalance threshold (percentage points).
+    pub threshold_pct: Decimal,
+    pub within_threshold: bool,
+}
+
+/// Risk verdicts of a run by status, rejection code and proposal source.
+pub type VerdictCounts = triplegain_actors::risk::VerdictCounts;
 
 /// Everything a run recorded.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -90,9 +184,29 @@ pub struct ReportInput {
     pub trades: Vec<TradeRecord>,
     /// In time order.
     pub equity: Vec<EquityPoint>,
-    /// Risk verdicts by code (`approved`, `modified`, or the rejection code).
-    pub risk_verdicts: BTreeMap<String, u64>,
-    pub rebalances: u64,
+    /// Risk verdicts by status, rejection code and source.
+    #[serde(default)]
+    pub risk_verdicts: VerdictCounts,
+    /// Risk alerts by type.
+    #[serde(default)]
+    pub risk_alerts: BTreeMap<String, u64>,
+    /// Trading decisions by action (`buy`, `sell`, `hold`, …).
+    #[serde(default)]
+    pub decisions: BTreeMap<String, u64>,
+    /// Rebalance and hodl orders (their fills), in time order.
+    #[serde(default)]
+    pub holdings: Vec<HoldingTrade>,
+    /// Rebalance batches by their final status (`executed`, `failed`, `pending`, …).
+    #[serde(default)]
+    pub rebalance_batches: BTreeMap<String, u64>,
+    /// Rebalance plans made (checks that decided to rebalance).
+    #[serde(default)]
+    pub rebalance_plans: u64,
+    #[serde(default)]
+    pub final_allocation: Option<FinalAllocation>,
+    /// Last price per symbol (the mark-to-market of holdings).
+    #[serde(default)]
+    pub last_prices: BTreeMap<String, Decimal>,
     /// USD allocated to each hodl bag over the run.
     pub hodl_allocations: BTreeMap<String, Decimal>,
 }
@@ -166,6 +280,75 @@ impl Breakdown {
     }
 }
 
+/// Rebalance or hodl trades: holdings bought and sold, with what they cost and earned.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct HoldingSummary {
+    /// Orders that filled.
+    pub orders: u64,
+    pub buys: u64,
+    pub sells: u64,
+    pub bought_usd: Decimal,
+    pub sold_usd: Decimal,
+    pub fees: Decimal,
+    /// What the trades added to equity against not making them, at the last prices, fees paid.
+    pub mark_to_market_pnl: Decimal,
+    /// Orders per symbol.
+    pub by_symbol: BTreeMap<String, u64>,
+}
+
+impl HoldingSummary {
+    fn of<'a>(trades: impl Iterator<Item = &'a HoldingTrade>, last: &BTreeMap<String, Decimal>) -> Self {
+        let mut s = Self::default();
+        for t in trades {
+            s.orders += 1;
+            match t.side {
+                Side::Buy => {
+                    s.buys += 1;
+                    s.bought_usd += t.value();
+                }
+                Side::Sell => {
+                    s.sells += 1;
+                    s.sold_usd += t.value();
+                }
+            }
+            s.fees += t.fees;
+            let px = last.get(&t.symbol).copied().unwrap_or(t.price);
+            s.mark_to_market_pnl += t.mark_to_market(px);
+            *s.by_symbol.entry(t.symbol.clone()).or_default() += 1;
+        }
+        s.bought_usd = money(s.bought_usd.round_dp(8));
+        s.sold_usd = money(s.sold_usd.round_dp(8));
+        s.fees = money(s.fees);
+        s.mark_to_market_pnl = money(s.mark_to_market_pnl.round_dp(8));
+        s
+    }
+}
+
+/// The rebalancer's part of the run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RebalanceReport {
+    #[serde(flatten)]
+    pub trades: HoldingSummary,
+    /// Checks that decided to rebalance.
+    pub plans: u64,
+    /// Batches by final status.
+    pub batches: BTreeMap<String, u64>,
+    /// The allocation at the end against the targets.
+    pub final_allocation: Option<FinalAllocation>,
+}
+
+/// The buy-and-hold baseline (see [`BASELINE_BASIS`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Baseline {
+    pub basis: String,
+    pub final_equity: Decimal,
+    pub return_pct: Option<f64>,
+    pub cagr_pct: Option<f64>,
+    pub max_drawdown_pct: Decimal,
+    /// The run's return minus the baseline's, in percentage points.
+    pub excess_return_pct: Option<f64>,
+}
+
 /// The backtest report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
@@ -189,9 +372,29 @@ pub struct Report {
     pub exposure: Exposure,
     pub by_regime: BTreeMap<String, Breakdown>,
     pub by_symbol: BTreeMap<String, Breakdown>,
-    pub risk_verdicts: BTreeMap<String, u64>,
+    /// Round trips by source (`strategy`, `manual`).
+    pub by_source: BTreeMap<String, Breakdown>,
+    pub profit_factor: Option<f64>,
+    /// Mean net P&L per round trip (USD).
+    pub expectancy: Option<Decimal>,
+    pub avg_holding_hours: Option<f64>,
+    /// Round trips by what closed them.
+    pub exit_reasons: BTreeMap<String, u64>,
+    pub cagr_pct: Option<f64>,
+    /// `YYYY-MM` → return of the month in percent.
+    pub monthly_returns: BTreeMap<String, f64>,
+    pub baseline: Option<Baseline>,
+    /// Trading decisions by action.
+    pub decisions: BTreeMap<String, u64>,
+    pub risk_verdicts: VerdictCounts,
+    /// Risk alerts by type.
+    pub risk_alerts: BTreeMap<String, u64>,
+    /// Rebalance orders that filled (= `rebalance.orders`).
     pub rebalances: u64,
+    pub rebalance: RebalanceReport,
+    pub hodl: HoldingSummary,
     pub hodl_allocations: BTreeMap<String, Decimal>,
+    pub warnings: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timing: Option<Timing>,
 }
@@ -305,18 +508,110 @@ fn exposure(equity: &[EquityPoint]) -> Exposure {
     }
 }
 
+/// Compound annual growth in percent over `days`.
+pub fn cagr_pct(initial: Decimal, last: Decimal, days: Option<f64>) -> Option<f64> {
+    let days = days.filter(|d| *d > 0.0)?;
+    if initial <= Decimal::ZERO || last <= Decimal::ZERO {
+        return None;
+    }
+    let growth = (last / initial).to_f64()?;
+    stable((growth.powf(DAYS_PER_YEAR / days) - 1.0) * 100.0)
+}
+
+/// Return of each UTC month in percent: its last equity against the previous month's (the
+/// initial equity for the first).
+pub fn monthly_returns(initial_equity: Decimal, equity: &[EquityPoint]) -> BTreeMap<String, f64> {
+    let mut closes: BTreeMap<String, Decimal> = BTreeMap::new();
+    let mut sorted: Vec<&EquityPoint> = equity.iter().collect();
+    sorted.sort_by_key(|p| p.at);
+    for p in sorted {
+        closes.insert(p.at.format("%Y-%m").to_string(), p.equity);
+    }
+    let mut prev = initial_equity;
+    let mut out = BTreeMap::new();
+    for (month, close) in closes {
+        if prev > Decimal::ZERO {
+            if let Some(r) = ((close / prev - Decimal::ONE) * Decimal::ONE_HUNDRED)
+                .to_f64()
+                .and_then(stable)
+            {
+                out.insert(month, r);
+            }
+        }
+        prev = close;
+    }
+    out
+}
+
+/// Gross profit over gross loss of the round trips (net of fees); `None` without a loss.
+pub fn profit_factor(trades: &[TradeRecord]) -> Option<f64> {
+    let won: Decimal = trades
+        .iter()
+        .map(TradeRecord::net_pnl)
+        .filter(|p| *p > Decimal::ZERO)
+        .sum();
+    let lost: Decimal = trades
+        .iter()
+        .map(TradeRecord::net_pnl)
+        .filter(|p| *p < Decimal::ZERO)
+        .sum();
+    if lost.is_zero() {
+        return None;
+    }
+    (won / -lost).to_f64().and_then(stable)
+}
+
+fn baseline(input: &ReportInput, days: Option<f64>, run_return: Option<f64>) -> Option<Baseline> {
+    let curve: Vec<EquityPoint> = input
+        .equity
+        .iter()
+        .filter_map(|p| {
+            p.baseline.map(|b| EquityPoint {
+                at: p.at,
+                equity: b,
+                exposure_usd: Decimal::ZERO,
+                baseline: None,
+            })
+        })
+        .collect();
+    let last = curve.last()?.equity;
+    let initial = input.initial_equity;
+    let return_pct = (initial > Decimal::ZERO)
+        .then(|| ((last - initial) / initial * Decimal::ONE_HUNDRED).to_f64())
+        .flatten()
+        .and_then(stable);
+    Some(Baseline {
+        basis: BASELINE_BASIS.to_owned(),
+        final_equity: money(last.round_dp(8)),
+        return_pct,
+        cagr_pct: cagr_pct(initial, last, days),
+        max_drawdown_pct: max_drawdown(initial, &curve).pct,
+        excess_return_pct: run_return.zip(return_pct).and_then(|(a, b)| stable(a - b)),
+    })
+}
+
 impl Report {
     /// Computes the report; `timing` goes under the `timing` key as is.
     pub fn compute(input: &ReportInput, timing: Option<Timing>) -> Self {
         let mut by_regime: BTreeMap<String, Breakdown> = BTreeMap::new();
         let mut by_symbol: BTreeMap<String, Breakdown> = BTreeMap::new();
+        let mut by_source: BTreeMap<String, Breakdown> = BTreeMap::new();
+        let mut exit_reasons: BTreeMap<String, u64> = BTreeMap::new();
         let mut all = Breakdown::default();
+        let mut held_secs: i64 = 0;
         for t in &input.trades {
             all.add(t);
             by_regime.entry(t.regime.clone()).or_default().add(t);
             by_symbol.entry(t.symbol.clone()).or_default().add(t);
+            by_source.entry(t.source.clone()).or_default().add(t);
+            *exit_reasons.entry(t.exit_reason.clone()).or_default() += 1;
+            held_secs += (t.closed_at - t.opened_at).num_seconds();
         }
-        for b in by_regime.values_mut().chain(by_symbol.values_mut()) {
+        for b in by_regime
+            .values_mut()
+            .chain(by_symbol.values_mut())
+            .chain(by_source.values_mut())
+        {
             b.gross_pnl = money(b.gross_pnl);
             b.fees = money(b.fees);
             b.net_pnl = money(b.net_pnl);
@@ -342,6 +637,29 @@ impl Report {
             .flatten()
             .and_then(stable);
         let returns = daily_returns(input.initial_equity, &input.equity);
+        let n_trades = input.trades.len() as u64;
+        let mut warnings = Vec::new();
+        if returns.len() < MIN_RATIO_DAYS {
+            warnings.push(format!(
+                "sharpe and sortino rest on {} daily returns (fewer than {MIN_RATIO_DAYS}): not meaningful",
+                returns.len()
+            ));
+        }
+        let rebalance = HoldingSummary::of(
+            input.holdings.iter().filter(|h| h.source == source::REBALANCE),
+            &input.last_prices,
+        );
+        let hodl = HoldingSummary::of(
+            input.holdings.iter().filter(|h| h.source == source::HODL),
+            &input.last_prices,
+        );
+        if let Some(a) = input.final_allocation.as_ref().filter(|a| !a.within_threshold) {
+            warnings.push(format!(
+                "final allocation deviates {} percentage points from the targets (threshold {})",
+                a.max_deviation_pct.round_dp(2),
+                a.threshold_pct
+            ));
+        }
         Self {
             period: Period { from, to, days },
             candles_processed: input.candles_processed,
@@ -363,8 +681,28 @@ impl Report {
             exposure: exposure(&input.equity),
             by_regime,
             by_symbol,
+            by_source,
+            profit_factor: profit_factor(&input.trades),
+            expectancy: (n_trades > 0).then(|| money((all.net_pnl / Decimal::from(n_trades)).round_dp(8))),
+            avg_holding_hours: (n_trades > 0)
+                .then(|| held_secs as f64 / 3600.0 / n_trades as f64)
+                .and_then(stable),
+            exit_reasons,
+            cagr_pct: cagr_pct(input.initial_equity, final_equity, days),
+            monthly_returns: monthly_returns(input.initial_equity, &input.equity),
+            baseline: baseline(input, days, return_pct),
+            decisions: input.decisions.clone(),
             risk_verdicts: input.risk_verdicts.clone(),
-            rebalances: input.rebalances,
+            risk_alerts: input.risk_alerts.clone(),
+            rebalances: rebalance.orders,
+            rebalance: RebalanceReport {
+                trades: rebalance,
+                plans: input.rebalance_plans,
+                batches: input.rebalance_batches.clone(),
+                final_allocation: input.final_allocation.clone(),
+            },
+            hodl,
+            warnings,
             hodl_allocations: input
                 .hodl_allocations
                 .iter()
@@ -416,6 +754,59 @@ impl Report {
             f(self.sharpe, 2),
             f(self.sortino, 2),
         );
+        s.push_str(&format!(
+            "strategy: profit factor {}, expectancy {} USD, avg holding {} h, exits {}, CAGR {} %\n",
+            f(self.profit_factor, 2),
+            self.expectancy
+                .map_or_else(|| "n/a".to_owned(), |e| e.round_dp(2).to_string()),
+            f(self.avg_holding_hours, 1),
+            counts(&self.exit_reasons),
+            f(self.cagr_pct, 2),
+        ));
+        if let Some(b) = &self.baseline {
+            s.push_str(&format!(
+                "baseline (buy-and-hold at the targets): {} USD ({} %), max drawdown {} %; run minus baseline {} pp\n",
+                b.final_equity.round_dp(2),
+                f(b.return_pct, 2),
+                b.max_drawdown_pct.round_dp(2),
+                f(b.excess_return_pct, 2),
+            ));
+        }
+        let r = &self.rebalance;
+        s.push_str(&format!(
+            "rebalance: {} plans, batches {}, {} orders ({} buys {} USD, {} sells {} USD), fees {} USD, mark-to-market {} USD; hodl purchases {}\n",
+            r.plans,
+            counts(&r.batches),
+            r.trades.orders,
+            r.trades.buys,
+            r.trades.bought_usd.round_dp(2),
+            r.trades.sells,
+            r.trades.sold_usd.round_dp(2),
+            r.trades.fees.round_dp(2),
+            r.trades.mark_to_market_pnl.round_dp(2),
+            self.hodl.orders,
+        ));
+        if let Some(a) = &r.final_allocation {
+            s.push_str(&format!(
+                "final allocation BTC {} % / XRP {} % / USDT {} % (max deviation {} pp, threshold {}: {})\n",
+                a.btc_pct.round_dp(2),
+                a.xrp_pct.round_dp(2),
+                a.usdt_pct.round_dp(2),
+                a.max_deviation_pct.round_dp(2),
+                a.threshold_pct,
+                if a.within_threshold { "within" } else { "outside" }
+            ));
+        }
+        s.push_str(&format!(
+            "decisions {}; risk verdicts {} (codes {}); alerts {}\n",
+            counts(&self.decisions),
+            counts(&self.risk_verdicts.by_status),
+            counts(&self.risk_verdicts.by_code),
+            counts(&self.risk_alerts),
+        ));
+        for w in &self.warnings {
+            s.push_str(&format!("warning: {w}\n"));
+        }
         if let Some(t) = self.timing {
             s.push_str(&format!(
                 "wall {:.3} s, {:.0} candles/s\n",
@@ -426,45 +817,72 @@ impl Report {
     }
 }
 
-/// Writes the equity curve as CSV: `timestamp,equity,exposure_usd` (RFC 3339 timestamps).
+/// `a 1, b 2` (or `none`).
+fn counts(m: &BTreeMap<String, u64>) -> String {
+    if m.is_empty() {
+        return "none".to_owned();
+    }
+    m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Writes the equity curve as CSV: `timestamp,equity,exposure_usd,baseline` (RFC 3339
+/// timestamps; `baseline` empty until the baseline has its first prices).
 ///
 /// # Errors
 /// When the file cannot be written.
 pub fn write_equity_csv(path: &Path, equity: &[EquityPoint]) -> anyhow::Result<()> {
     let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut w = std::io::BufWriter::new(file);
-    writeln!(w, "timestamp,equity,exposure_usd")?;
+    writeln!(w, "timestamp,equity,exposure_usd,baseline")?;
     for p in equity {
         writeln!(
             w,
-            "{},{},{}",
+            "{},{},{},{}",
             p.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             p.equity,
-            p.exposure_usd
+            p.exposure_usd,
+            p.baseline.map(|b| b.to_string()).unwrap_or_default()
         )?;
     }
     w.flush()?;
     Ok(())
 }
 
-/// Draws the equity curve to `path`: SVG for `.svg`, PNG for `.png`. Axis text is drawn in the SVG
-/// only (the PNG backend is built without a font engine).
+/// The font every chart label is drawn with (DejaVu Sans, subset to ASCII; Bitstream Vera licence, see
+/// `assets/fonts/LICENSE`), embedded so charts get text on machines without system fonts.
+const CHART_FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans-subset.ttf");
+
+/// Registers [`CHART_FONT`] as `sans-serif` once per process.
+fn register_chart_font() -> anyhow::Result<()> {
+    static DONE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let ok = *DONE.get_or_init(|| plotters::style::register_font("sans-serif", FontStyle::Normal, CHART_FONT).is_ok());
+    if ok {
+        Ok(())
+    } else {
+        bail!("the embedded chart font could not be read")
+    }
+}
+
+/// Draws the run to `path` (SVG for `.svg`, PNG for `.png`): the equity curve and the
+/// buy-and-hold baseline over dated axes, with a title, a legend and markers for the trades
+/// (strategy entries and exits, rebalance and hodl trades). Text uses the embedded font.
 ///
 /// # Errors
 /// An unknown extension, an empty curve, or a drawing or file error.
-pub fn plot_equity(path: &Path, equity: &[EquityPoint]) -> anyhow::Result<()> {
-    if equity.is_empty() {
+pub fn plot_equity(path: &Path, input: &ReportInput) -> anyhow::Result<()> {
+    if input.equity.is_empty() {
         bail!("no equity samples to plot");
     }
+    register_chart_font()?;
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase)
         .unwrap_or_default();
-    let size = (1200, 600);
+    let size = (1400, 700);
     match ext.as_str() {
-        "svg" => draw(SVGBackend::new(path, size).into_drawing_area(), equity, true),
-        "png" => draw(BitMapBackend::new(path, size).into_drawing_area(), equity, false),
+        "svg" => draw(SVGBackend::new(path, size).into_drawing_area(), input),
+        "png" => draw(BitMapBackend::new(path, size).into_drawing_area(), input),
         _ => bail!("{}: the chart must end in .svg or .png", path.display()),
     }
 }
@@ -473,45 +891,141 @@ fn plot_err(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("drawing the equity chart: {e}")
 }
 
-/// `labels`: draw the caption and axis text (the SVG backend writes text elements itself; the
-/// bitmap backend would need a font engine, which is not built).
-fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, equity: &[EquityPoint], labels: bool) -> anyhow::Result<()> {
-    let start = equity.first().map(|p| p.at).context("empty curve")?;
-    let step = equity.len().div_ceil(MAX_PLOT_POINTS).max(1);
-    let mut pts: Vec<(f64, f64)> = equity
-        .iter()
+/// Days since `start` as the chart's x value.
+fn x_of(start: DateTime<Utc>, at: DateTime<Utc>) -> f64 {
+    (at - start).num_seconds() as f64 / 86_400.0
+}
+
+/// The equity at `at`: the last sample at or before it (the first sample before the curve).
+fn equity_at(equity: &[EquityPoint], at: DateTime<Utc>) -> f64 {
+    let i = equity.partition_point(|p| p.at <= at).saturating_sub(1);
+    equity.get(i).and_then(|p| p.equity.to_f64()).unwrap_or(0.0)
+}
+
+fn thin(pts: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
+    let step = pts.len().div_ceil(MAX_PLOT_POINTS).max(1);
+    let n = pts.len();
+    let mut out: Vec<(f64, f64)> = pts
+        .into_iter()
         .enumerate()
-        .filter(|(i, _)| i % step == 0 || *i + 1 == equity.len())
-        .map(|(_, p)| {
-            let days = (p.at - start).num_seconds() as f64 / 86_400.0;
-            (days, p.equity.to_f64().unwrap_or(0.0))
-        })
+        .filter(|(i, _)| i % step == 0 || *i + 1 == n)
+        .map(|(_, p)| p)
         .collect();
-    pts.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
-    let x_max = pts.iter().map(|p| p.0).fold(0.0, f64::max).max(1e-6);
-    let y_min = pts.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
-    let y_max = pts.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+    out.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+    out
+}
+
+fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, input: &ReportInput) -> anyhow::Result<()> {
+    let equity = &input.equity;
+    let start = equity.first().map(|p| p.at).context("empty curve")?;
+    let end = equity.last().map_or(start, |p| p.at);
+    let curve = thin(
+        equity
+            .iter()
+            .map(|p| (x_of(start, p.at), p.equity.to_f64().unwrap_or(0.0)))
+            .collect(),
+    );
+    let base = thin(
+        equity
+            .iter()
+            .filter_map(|p| Some((x_of(start, p.at), p.baseline?.to_f64()?)))
+            .collect(),
+    );
+    let x_max = x_of(start, end).max(1e-6);
+    let ys = curve.iter().chain(base.iter()).map(|p| p.1);
+    let y_min = ys.clone().fold(f64::INFINITY, f64::min);
+    let y_max = ys.fold(f64::NEG_INFINITY, f64::max);
     let pad = ((y_max - y_min) * 0.05).max(1.0);
     root.fill(&WHITE).map_err(plot_err)?;
-    let mut builder = ChartBuilder::on(&root);
-    builder.margin(15);
-    if labels {
-        builder
-            .caption("Equity (USD)", ("sans-serif", 22))
-            .x_label_area_size(40)
-            .y_label_area_size(80);
-    }
-    let mut chart = builder
+    let title = format!(
+        "Backtest equity {} .. {} (start {} USD)",
+        start.format("%Y-%m-%d"),
+        end.format("%Y-%m-%d"),
+        input.initial_equity.round_dp(2)
+    );
+    let mut chart = ChartBuilder::on(&root)
+        .margin(15)
+        .caption(title, ("sans-serif", 24))
+        .x_label_area_size(45)
+        .y_label_area_size(90)
         .build_cartesian_2d(0.0..x_max, (y_min - pad)..(y_max + pad))
         .map_err(plot_err)?;
-    let mut mesh = chart.configure_mesh();
-    if labels {
-        mesh.x_desc("days").y_desc("equity (USD)");
-    } else {
-        mesh.x_labels(0).y_labels(0);
+    let date_of = |x: &f64| {
+        let at = start + chrono::Duration::seconds((x * 86_400.0).round() as i64);
+        if x_max <= 2.0 {
+            at.format("%m-%d %H:%M").to_string()
+        } else {
+            at.format("%Y-%m-%d").to_string()
+        }
+    };
+    chart
+        .configure_mesh()
+        .x_desc("date (UTC)")
+        .y_desc("equity (USD)")
+        .x_labels(10)
+        .y_labels(10)
+        .x_label_formatter(&date_of)
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(plot_err)?;
+    chart
+        .draw_series(LineSeries::new(curve, &BLUE))
+        .map_err(plot_err)?
+        .label("equity")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+    if !base.is_empty() {
+        let grey = RGBColor(120, 120, 120);
+        chart
+            .draw_series(LineSeries::new(base, &grey))
+            .map_err(plot_err)?
+            .label("buy-and-hold baseline")
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey));
     }
-    mesh.draw().map_err(plot_err)?;
-    chart.draw_series(LineSeries::new(pts, &BLUE)).map_err(plot_err)?;
+    let in_range = |at: DateTime<Utc>| at >= start && at <= end;
+    let green = RGBColor(0, 150, 0);
+    chart
+        .draw_series(input.trades.iter().filter(|t| in_range(t.opened_at)).map(|t| {
+            TriangleMarker::new(
+                (x_of(start, t.opened_at), equity_at(equity, t.opened_at)),
+                7,
+                green.filled(),
+            )
+        }))
+        .map_err(plot_err)?
+        .label("strategy entry")
+        .legend(move |(x, y)| TriangleMarker::new((x + 10, y), 6, green.filled()));
+    chart
+        .draw_series(input.trades.iter().filter(|t| in_range(t.closed_at)).map(|t| {
+            Cross::new(
+                (x_of(start, t.closed_at), equity_at(equity, t.closed_at)),
+                5,
+                RED.stroke_width(2),
+            )
+        }))
+        .map_err(plot_err)?
+        .label("strategy exit")
+        .legend(|(x, y)| Cross::new((x + 10, y), 5, RED.stroke_width(2)));
+    let orange = RGBColor(230, 130, 0);
+    chart
+        .draw_series(
+            input
+                .holdings
+                .iter()
+                .filter(|h| in_range(h.at))
+                .map(|h| Circle::new((x_of(start, h.at), equity_at(equity, h.at)), 4, orange.filled())),
+        )
+        .map_err(plot_err)?
+        .label("rebalance / hodl trade")
+        .legend(move |(x, y)| Circle::new((x + 10, y), 4, orange.filled()));
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(plot_err)?;
     root.present().map_err(plot_err)?;
     Ok(())
 }
@@ -545,6 +1059,8 @@ mod tests {
             entry_price: entry,
             exit_price: exit,
             fees,
+            source: source::STRATEGY.to_owned(),
+            exit_reason: "take_profit".to_owned(),
         }
     }
 
@@ -553,6 +1069,7 @@ mod tests {
             at: t0() + Duration::minutes(minutes),
             equity,
             exposure_usd: exposure,
+            baseline: None,
         }
     }
 
@@ -598,8 +1115,28 @@ mod tests {
                 point(1440, dec!(10100), dec!(0)),
                 point(2879, dec!(10093.2), dec!(0)),
             ],
-            risk_verdicts: BTreeMap::from([("approved".to_owned(), 3), ("position_too_large".to_owned(), 2)]),
-            rebalances: 1,
+            risk_verdicts: VerdictCounts {
+                total: 5,
+                by_status: BTreeMap::from([("approved".to_owned(), 3), ("rejected".to_owned(), 2)]),
+                by_code: BTreeMap::from([("position_too_large".to_owned(), 2)]),
+                by_source: BTreeMap::new(),
+            },
+            risk_alerts: BTreeMap::new(),
+            decisions: BTreeMap::from([("buy".to_owned(), 2), ("hold".to_owned(), 7)]),
+            holdings: vec![HoldingTrade {
+                source: source::REBALANCE.to_owned(),
+                symbol: "BTC/USDT".to_owned(),
+                side: Side::Buy,
+                at: t0() + Duration::minutes(2),
+                regime: "ranging".to_owned(),
+                quantity: dec!(0.01),
+                price: dec!(95000),
+                fees: dec!(1.52),
+            }],
+            rebalance_batches: BTreeMap::from([("executed".to_owned(), 1)]),
+            rebalance_plans: 1,
+            final_allocation: None,
+            last_prices: BTreeMap::from([("BTC/USDT".to_owned(), dec!(96000))]),
             hodl_allocations: BTreeMap::from([("BTC".to_owned(), dec!(12.5))]),
         }
     }
@@ -623,8 +1160,30 @@ mod tests {
         assert_eq!(sum, r.net_pnl);
         assert_eq!(r.final_equity, dec!(10093.2));
         assert_eq!(r.return_pct, Some(0.932));
-        assert_eq!(r.risk_verdicts["position_too_large"], 2);
+        assert_eq!(r.risk_verdicts.by_code["position_too_large"], 2);
+        assert_eq!(r.risk_verdicts.by_status["approved"], 3);
+        assert_eq!(r.decisions["hold"], 7);
         assert_eq!((r.rebalances, r.hodl_allocations["BTC"]), (1, dec!(12.5)));
+        // The rebalance buy is no round trip: counted apart, marked to the last price:
+        // 0.01 × (96 000 − 95 000) − 1.52 fees = 8.48.
+        assert_eq!(r.rebalance.trades.orders, 1);
+        assert_eq!(r.rebalance.trades.bought_usd, dec!(950));
+        assert_eq!(r.rebalance.trades.mark_to_market_pnl, dec!(8.48));
+        assert_eq!(r.hodl.orders, 0);
+        assert_eq!(r.by_source["strategy"].trades, 3);
+        // Winners 96.8 + 98.5 against the loser 102.1; mean net 93.2 / 3.
+        assert_eq!(r.profit_factor, Some(((96.8 + 98.5) / 102.1 * 1e6_f64).round() / 1e6));
+        assert_eq!(r.expectancy, Some(dec!(31.06666667)));
+        assert_eq!(r.avg_holding_hours, Some(4.0));
+        assert_eq!(r.exit_reasons["take_profit"], 3);
+        // Two days of returns: the ratios rest on too few days, and the report says so.
+        assert!(
+            r.warnings.iter().any(|w| w.contains("fewer than 30")),
+            "{:?}",
+            r.warnings
+        );
+        assert_eq!(r.monthly_returns["2025-03"], 0.932);
+        assert!(r.baseline.is_none(), "no baseline samples");
         assert_eq!(r.candles_processed, 2880);
         assert_eq!(r.period.days, Some((2879.0_f64 / 1440.0 * 1e6).round() / 1e6));
         // 1 of 4 samples had a position, of 5000 / 10200 = 49.0196 %.
@@ -707,32 +1266,61 @@ mod tests {
     fn equity_csv_and_charts_are_written() {
         let dir = std::env::temp_dir().join(format!("tg-report-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
-        let curve = input().equity;
+        let mut run = input();
+        for (i, p) in run.equity.iter_mut().enumerate() {
+            p.baseline = Some(dec!(10000) + Decimal::from(i as i64 * 10));
+        }
         let csv = dir.join("equity.csv");
-        write_equity_csv(&csv, &curve).unwrap();
+        write_equity_csv(&csv, &run.equity).unwrap();
         let text = std::fs::read_to_string(&csv).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "timestamp,equity,exposure_usd");
-        assert_eq!(lines[2], "2025-03-01T01:00:00Z,10200,5000");
+        assert_eq!(lines[0], "timestamp,equity,exposure_usd,baseline");
+        assert_eq!(lines[2], "2025-03-01T01:00:00Z,10200,5000,10010");
         assert_eq!(lines.len(), 5);
 
         let svg = dir.join("equity.svg");
-        plot_equity(&svg, &curve).unwrap();
+        plot_equity(&svg, &run).unwrap();
         let body = std::fs::read_to_string(&svg).unwrap();
         assert!(
             body.starts_with("<svg") && body.contains("polyline"),
             "{}",
             &body[..200.min(body.len())]
         );
-        assert!(body.contains("Equity (USD)"));
+        for text in [
+            "Backtest equity 2025-03-01 .. 2025-03-02",
+            "equity (USD)",
+            "date (UTC)",
+            "buy-and-hold baseline",
+            "strategy entry",
+            "rebalance / hodl trade",
+        ] {
+            assert!(body.contains(text), "{text} missing from the SVG");
+        }
+        // Dated x labels (`MM-DD HH:MM` on a run of two days), beside the two dates of the title.
+        assert!(body.matches("03-0").count() >= 6, "dated x labels");
 
         let png = dir.join("equity.png");
-        plot_equity(&png, &curve).unwrap();
+        plot_equity(&png, &run).unwrap();
         let bytes = std::fs::read(&png).unwrap();
         assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
 
-        assert!(plot_equity(&dir.join("equity.gif"), &curve).is_err());
-        assert!(plot_equity(&svg, &[]).is_err());
+        // The bitmap gets text without any system font: the title band and the x-axis label
+        // band hold dark pixels (the plot area never reaches them).
+        let (w, h) = (1400u32, 700u32);
+        let mut buf = vec![0u8; (w * h * 3) as usize];
+        register_chart_font().unwrap();
+        draw(BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area(), &run).unwrap();
+        let dark_in_rows = |rows: std::ops::Range<u32>| {
+            rows.flat_map(|y| (0..w).map(move |x| ((y * w + x) * 3) as usize))
+                .filter(|i| buf[*i] < 100 && buf[*i + 1] < 100 && buf[*i + 2] < 100)
+                .count()
+        };
+        assert!(dark_in_rows(0..40) > 200, "title text drawn");
+        assert!(dark_in_rows(h - 45..h) > 50, "x-axis labels drawn");
+
+        assert!(plot_equity(&dir.join("equity.gif"), &run).is_err());
+        let empty = ReportInput::default();
+        assert!(plot_equity(&svg, &empty).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -20,7 +20,7 @@
 //! ticks drive that work instead. Models are never called: rule-based decisions by default, or
 //! the answers of a recorded run (`--llm-replay`).
 
-use super::report::{EquityPoint, Report, ReportInput, Timing, TradeRecord};
+use super::report::{EquityPoint, FinalAllocation, HoldingTrade, Report, ReportInput, Timing, TradeRecord};
 use crate::analysis::ModelSource;
 use crate::llm::chain::ReplayBook;
 use crate::market::driver::batch_close_time;
@@ -41,8 +41,9 @@ use triplegain_actors::execution::api::{ClosePosition, GetOrders, GetPositions, 
 use triplegain_actors::execution::manager::{GetActivity, PollNow, QuietPrefix};
 use triplegain_actors::execution::paper::PaperExchange;
 use triplegain_actors::market::CandleBatch;
-use triplegain_actors::messages::{Ping, RegimeUpdate, RiskAlert};
-use triplegain_actors::portfolio::{GetHodl, NextBatchDue};
+use triplegain_actors::messages::{Ping, RegimeUpdate, RiskAlert, TradingSignal};
+use triplegain_actors::portfolio::{GetAllocation, GetHodl, NextBatchDue};
+use triplegain_actors::risk::GetVerdictCounts;
 
 /// How long a ping round trip may take before the run gives up waiting for that actor.
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
@@ -126,10 +127,12 @@ fn backtest_settings(mut settings: Settings, symbols: &[Symbol], seed: u64) -> S
     settings
 }
 
-/// Collects the risk alert counts and the regime timeline from the bus.
+/// Collects the risk alert and decision counts and the regime timeline from the bus.
 #[derive(Default)]
 struct Collected {
-    verdicts: BTreeMap<String, u64>,
+    alerts: BTreeMap<String, u64>,
+    /// Trading decisions by action.
+    decisions: BTreeMap<String, u64>,
     /// Per symbol: business time of each regime change and the new regime.
     regimes: BTreeMap<String, BTreeMap<DateTime<Utc>, String>>,
 }
@@ -182,7 +185,21 @@ impl Handler<RiskAlert> for Collector {
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_else(|| format!("{:?}", a.alert_type));
         if let Ok(mut c) = self.0.lock() {
-            *c.verdicts.entry(code).or_insert(0) += 1;
+            *c.alerts.entry(code).or_insert(0) += 1;
+        }
+    }
+}
+
+impl Handler<TradingSignal> for Collector {
+    type Result = ();
+
+    fn handle(&mut self, s: TradingSignal, _: &mut Self::Context) {
+        let action = serde_json::to_value(s.action)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_ascii_lowercase))
+            .unwrap_or_else(|| s.action.to_string().to_ascii_lowercase());
+        if let Ok(mut c) = self.0.lock() {
+            *c.decisions.entry(action).or_insert(0) += 1;
         }
     }
 }
@@ -333,8 +350,17 @@ async fn settle_book(system: &System, pipeline: &Pipeline) {
 
 /// Round trips from the stored fills: per position, the opening fills against the closing ones.
 /// Positions with nothing closed yet are not trades; fills without a position are ignored. The
-/// regime is `unknown` until the caller fills it in.
+/// regime is `unknown` until the caller fills it in; the source is `strategy`, the exit reason
+/// empty (see [`round_trips_with`]).
 pub fn round_trips(fills: &[triplegain_actors::ports::TradeRecord]) -> Vec<TradeRecord> {
+    round_trips_with(fills, &|_, _| String::new())
+}
+
+/// As [`round_trips`], with `exit_reason(position, last closing fill)` naming what closed each.
+pub fn round_trips_with(
+    fills: &[triplegain_actors::ports::TradeRecord],
+    exit_reason: &dyn Fn(uuid::Uuid, &triplegain_actors::ports::TradeRecord) -> String,
+) -> Vec<TradeRecord> {
     let mut by_position: BTreeMap<uuid::Uuid, Vec<&triplegain_actors::ports::TradeRecord>> = BTreeMap::new();
     for f in fills {
         if let Some(p) = f.position_id {
@@ -342,10 +368,11 @@ pub fn round_trips(fills: &[triplegain_actors::ports::TradeRecord]) -> Vec<Trade
         }
     }
     let mut out = Vec::new();
-    for mut fs in by_position.into_values() {
+    for (pid, mut fs) in by_position {
         fs.sort_by_key(|f| (f.executed_at, f.id));
         let Some(first) = fs.first() else { continue };
         let side = first.side;
+        let mut last_close = None;
         let (mut open_qty, mut open_cost, mut close_qty, mut close_value, mut fees) = (
             Decimal::ZERO,
             Decimal::ZERO,
@@ -363,11 +390,13 @@ pub fn round_trips(fills: &[triplegain_actors::ports::TradeRecord]) -> Vec<Trade
                 close_qty += f.volume;
                 close_value += f.volume * f.price;
                 closed_at = f.executed_at;
+                last_close = Some(*f);
             }
         }
         if close_qty.is_zero() || open_qty.is_zero() {
             continue;
         }
+        let reason = last_close.map(|f| exit_reason(pid, f)).unwrap_or_default();
         out.push(TradeRecord {
             symbol: first.symbol.as_str().to_owned(),
             side,
@@ -378,6 +407,8 @@ pub fn round_trips(fills: &[triplegain_actors::ports::TradeRecord]) -> Vec<Trade
             entry_price: (open_cost / open_qty).round_dp(12).normalize(),
             exit_price: (close_value / close_qty).round_dp(12).normalize(),
             fees: fees.normalize(),
+            source: super::report::source::STRATEGY.to_owned(),
+            exit_reason: reason,
         });
     }
     // Position ids are random: order by what the trades are.
@@ -393,9 +424,139 @@ pub fn round_trips(fills: &[triplegain_actors::ports::TradeRecord]) -> Vec<Trade
     out
 }
 
+/// The rebalance and hodl orders' fills (fills without a position whose order has the purpose
+/// `rebalance` or `hodl`), one [`HoldingTrade`] per order, in time order.
+pub fn holding_trades(
+    fills: &[triplegain_actors::ports::TradeRecord],
+    purpose_of: &dyn Fn(uuid::Uuid) -> Option<String>,
+) -> Vec<HoldingTrade> {
+    let mut by_order: BTreeMap<uuid::Uuid, HoldingTrade> = BTreeMap::new();
+    let mut value: BTreeMap<uuid::Uuid, Decimal> = BTreeMap::new();
+    for f in fills.iter().filter(|f| f.position_id.is_none()) {
+        let Some(purpose) = purpose_of(f.order_id).filter(|p| p == "rebalance" || p == "hodl") else {
+            continue;
+        };
+        let t = by_order.entry(f.order_id).or_insert_with(|| HoldingTrade {
+            source: purpose,
+            symbol: f.symbol.as_str().to_owned(),
+            side: f.side,
+            at: f.executed_at,
+            regime: "unknown".to_owned(),
+            quantity: Decimal::ZERO,
+            price: Decimal::ZERO,
+            fees: Decimal::ZERO,
+        });
+        t.at = t.at.max(f.executed_at);
+        t.quantity += f.volume;
+        t.fees += f.fee;
+        *value.entry(f.order_id).or_default() += f.volume * f.price;
+    }
+    let mut out: Vec<HoldingTrade> = by_order
+        .into_iter()
+        .filter(|(_, t)| !t.quantity.is_zero())
+        .map(|(id, mut t)| {
+            t.price = (value.get(&id).copied().unwrap_or_default() / t.quantity)
+                .round_dp(12)
+                .normalize();
+            t.quantity = t.quantity.normalize();
+            t.fees = t.fees.normalize();
+            t
+        })
+        .collect();
+    // Order ids are random: order by what the trades are.
+    out.sort_by(|a, b| {
+        (a.at, &a.symbol, &a.source, a.quantity, a.price).cmp(&(b.at, &b.symbol, &b.source, b.quantity, b.price))
+    });
+    out
+}
+
+/// Names what closed a position from the order of its last closing fill: a stop-loss order
+/// (`trailing` when that stop had moved in the position's favour from the first one), a
+/// take-profit, the run's closes at the end (`end_of_data`), and any other close: `stop` when
+/// it filled at or through the position's stop (the backup trigger), `signal` otherwise.
+struct ExitClassifier {
+    purpose: std::collections::HashMap<uuid::Uuid, (String, Option<Decimal>)>,
+    /// Per position: the price of its first stop-loss order.
+    first_stop: std::collections::HashMap<uuid::Uuid, Decimal>,
+    positions: std::collections::HashMap<uuid::Uuid, PositionView>,
+    end_orders: std::collections::HashSet<uuid::Uuid>,
+}
+
+impl ExitClassifier {
+    fn new(
+        orders: &[triplegain_actors::ports::OrderRecord],
+        positions: Vec<PositionView>,
+        end_orders: std::collections::HashSet<uuid::Uuid>,
+    ) -> Self {
+        let mut first: std::collections::HashMap<uuid::Uuid, (DateTime<Utc>, Decimal)> = Default::default();
+        for o in orders.iter().filter(|o| o.view.purpose == "stop_loss") {
+            let (Some(pid), Some(price)) = (o.view.position_id, o.view.price) else {
+                continue;
+            };
+            let e = first.entry(pid).or_insert((o.view.created_at, price));
+            if o.view.created_at < e.0 {
+                *e = (o.view.created_at, price);
+            }
+        }
+        Self {
+            purpose: orders
+                .iter()
+                .map(|o| (o.view.id, (o.view.purpose.clone(), o.view.price)))
+                .collect(),
+            first_stop: first.into_iter().map(|(k, (_, p))| (k, p)).collect(),
+            positions: positions.into_iter().map(|p| (p.id, p)).collect(),
+            end_orders,
+        }
+    }
+
+    fn purpose_of(&self, order: uuid::Uuid) -> Option<String> {
+        self.purpose.get(&order).map(|(p, _)| p.clone())
+    }
+
+    fn classify(&self, pid: uuid::Uuid, last: &triplegain_actors::ports::TradeRecord) -> String {
+        let long = last.side == Side::Sell;
+        let reason = match self.purpose.get(&last.order_id) {
+            Some((p, price)) if p == "stop_loss" => {
+                let moved = match (price, self.first_stop.get(&pid)) {
+                    (Some(now), Some(first)) => {
+                        if long {
+                            now > first
+                        } else {
+                            now < first
+                        }
+                    }
+                    _ => false,
+                };
+                if moved {
+                    "trailing"
+                } else {
+                    "stop"
+                }
+            }
+            Some((p, _)) if p == "take_profit" => "take_profit",
+            _ if self.end_orders.contains(&last.order_id) => "end_of_data",
+            _ => {
+                let through_stop = self.positions.get(&pid).and_then(|p| p.stop_loss).is_some_and(|sl| {
+                    if long {
+                        last.price <= sl
+                    } else {
+                        last.price >= sl
+                    }
+                });
+                if through_stop {
+                    "stop"
+                } else {
+                    "signal"
+                }
+            }
+        };
+        reason.to_owned()
+    }
+}
+
 /// Account value in `quote` on the paper exchange at business time `at`; exposure is what is
-/// not held as `quote` cash.
-fn sample(paper: &PaperExchange, quote: &str, at: DateTime<Utc>) -> EquityPoint {
+/// not held as `quote` cash; the baseline's value at the same prices when it is fixed.
+fn sample(paper: &PaperExchange, quote: &str, at: DateTime<Utc>, baseline: Option<&BaselineBook>) -> EquityPoint {
     let equity = paper.equity_in(quote).total;
     let cash: Decimal = paper.available_balances().get(quote).copied().unwrap_or_default()
         + paper.reserved_balances().get(quote).copied().unwrap_or_default();
@@ -403,6 +564,47 @@ fn sample(paper: &PaperExchange, quote: &str, at: DateTime<Utc>) -> EquityPoint 
         at,
         equity: equity.normalize(),
         exposure_usd: (equity - cash).max(Decimal::ZERO).normalize(),
+        baseline: baseline.map(|b| b.value(paper)),
+    }
+}
+
+/// The buy-and-hold baseline: the start capital bought at the target allocation at the first
+/// prices (taker fee paid), then held.
+struct BaselineBook {
+    cash: Decimal,
+    units: Vec<(Symbol, Decimal)>,
+}
+
+impl BaselineBook {
+    /// `None` until every symbol has a price (its first close).
+    fn fix(
+        first_prices: &BTreeMap<Symbol, Decimal>,
+        symbols: &[Symbol],
+        capital: Decimal,
+        targets: &triplegain_actors::portfolio::rebalance::TargetAllocation,
+        taker_fee_pct: Decimal,
+    ) -> Option<Self> {
+        let mut cash = capital;
+        let mut units = Vec::new();
+        for s in symbols {
+            let price = first_prices.get(s).copied().filter(|p| *p > Decimal::ZERO)?;
+            let usd = capital * targets.of(s.base()) / Decimal::ONE_HUNDRED;
+            cash -= usd;
+            units.push((
+                s.clone(),
+                usd * (Decimal::ONE - taker_fee_pct / Decimal::ONE_HUNDRED) / price,
+            ));
+        }
+        Some(Self { cash, units })
+    }
+
+    fn value(&self, paper: &PaperExchange) -> Decimal {
+        let held: Decimal = self
+            .units
+            .iter()
+            .map(|(s, u)| *u * paper.last_price(s).unwrap_or_default())
+            .sum();
+        (self.cash + held).round_dp(8).normalize()
     }
 }
 
@@ -611,6 +813,11 @@ pub async fn run(
         .bus
         .regime_updates
         .subscribe("backtest", collector.clone().recipient());
+    system
+        .state
+        .bus
+        .trading_signals
+        .subscribe("backtest", collector.clone().recipient());
     let agent_names: Vec<&'static str> = system.state.agents.keys().map(|a| a.as_str()).collect();
     let pipeline = Pipeline::new(&system, &agent_names)?;
     let paper = system
@@ -620,6 +827,10 @@ pub async fn run(
         .context("the backtest runs on the paper exchange")?;
     let quote = symbols.first().map_or("USDT", |s| s.quote()).to_owned();
     let initial = paper.equity_in(&quote).total.normalize();
+    let targets = settings.portfolio.target_allocation.clone();
+    let taker_fee_pct = settings.execution.paper.taker_fee_pct;
+    let mut baseline: Option<BaselineBook> = None;
+    let mut first_prices: BTreeMap<Symbol, Decimal> = BTreeMap::new();
     // One equity sample per business hour (the last state of each hour) and one at the end.
     let mut equity: Vec<EquityPoint> = Vec::new();
     let hour_of = |t: DateTime<Utc>| t.timestamp().div_euclid(3600);
@@ -635,7 +846,7 @@ pub async fn run(
     while let Some((close, group)) = groups.take()? {
         if let Some(prev) = now {
             if hour_of(prev) != hour_of(close) {
-                equity.push(sample(&paper, &quote, prev));
+                equity.push(sample(&paper, &quote, prev, baseline.as_ref()));
             }
         }
         batch.clear();
@@ -686,6 +897,12 @@ pub async fn run(
         now = Some(last);
         clock.set(last);
         let n = batch.len() as u64;
+        if baseline.is_none() {
+            for c in &batch {
+                first_prices.entry(c.symbol.clone()).or_insert(c.close);
+            }
+            baseline = BaselineBook::fix(&first_prices, &symbols, initial, &targets, taker_fee_pct);
+        }
         match system.state.market.send(CandleBatch(std::mem::take(&mut batch))).await {
             Ok(Ok(_)) => delivered += n,
             Ok(Err(e)) => anyhow::bail!("market data refused a batch: {e}"),
@@ -740,6 +957,7 @@ pub async fn run(
             b.size,
         ))
     });
+    let mut end_orders = std::collections::HashSet::new();
     for p in open {
         let close = ClosePosition {
             position_id: p.id,
@@ -748,7 +966,7 @@ pub async fn run(
             correlation_id: p.correlation_id,
         };
         match system.state.execution.send(close).await {
-            Ok(Ok(_)) => {}
+            Ok(Ok(r)) => end_orders.extend(r.orders.iter().map(|o| o.id)),
             Ok(Err(e)) => tracing::warn!(error = %e, position = %p.id, "closing a position at the end failed"),
             Err(e) => anyhow::bail!("execution manager not reachable: {e}"),
         }
@@ -773,16 +991,69 @@ pub async fn run(
         .list_trades(None, usize::MAX)
         .await
         .map_err(|e| anyhow::anyhow!("reading trades: {e}"))?;
-    let mut trades = round_trips(&fills);
-    let rebalances = fills
-        .iter()
-        .filter(|f| f.position_id.is_none())
-        .map(|f| f.order_id)
-        .collect::<std::collections::BTreeSet<_>>()
-        .len() as u64;
+    let orders = system
+        .state
+        .stores
+        .orders
+        .list_orders(None, false, usize::MAX)
+        .await
+        .map_err(|e| anyhow::anyhow!("reading orders: {e}"))?;
+    let positions = system
+        .state
+        .stores
+        .orders
+        .list_positions(None, None, usize::MAX)
+        .await
+        .map_err(|e| anyhow::anyhow!("reading positions: {e}"))?;
+    let exits = ExitClassifier::new(&orders, positions, end_orders);
+    let mut trades = round_trips_with(&fills, &|pid, last| exits.classify(pid, last));
+    let mut holdings = holding_trades(&fills, &|id| exits.purpose_of(id));
     if let Some(t) = now {
-        equity.push(sample(&paper, &quote, t));
+        equity.push(sample(&paper, &quote, t, baseline.as_ref()));
     }
+    let last_prices: BTreeMap<String, Decimal> = symbols
+        .iter()
+        .filter_map(|s| Some((s.as_str().to_owned(), paper.last_price(s)?.normalize())))
+        .collect();
+    // The rebalancer's plans and batches, and the allocation it ends with.
+    let records = system
+        .state
+        .stores
+        .portfolio
+        .recent_rebalances(u32::MAX)
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the rebalance history: {e}"))?;
+    let mut rebalance_batches: BTreeMap<String, u64> = BTreeMap::new();
+    let mut rebalance_plans = 0;
+    for r in records.iter().filter(|r| r.status != "no_action") {
+        *rebalance_batches.entry(r.status.clone()).or_default() += 1;
+        if r.batch_index == 0 {
+            rebalance_plans += 1;
+        }
+    }
+    let threshold = settings.portfolio.rebalancing.threshold_pct;
+    let final_allocation = match system.state.portfolio.send(GetAllocation).await {
+        Ok(Ok(a)) => Some(FinalAllocation {
+            btc_pct: a.btc_pct,
+            xrp_pct: a.xrp_pct,
+            usdt_pct: a.usdt_pct,
+            max_deviation_pct: a.max_deviation_pct.round_dp(4).normalize(),
+            threshold_pct: threshold.normalize(),
+            within_threshold: a.max_deviation_pct < threshold,
+        }),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "no final allocation");
+            None
+        }
+        Err(e) => anyhow::bail!("portfolio rebalancer not reachable: {e}"),
+    };
+    let risk_verdicts = system
+        .state
+        .risk
+        .send(GetVerdictCounts)
+        .await
+        .map_err(|e| anyhow::anyhow!("risk engine not reachable: {e}"))?
+        .map_err(|e| anyhow::anyhow!("reading the risk verdicts: {e}"))?;
     // USD put into each hodl bag over the run (bought, or earmarked and still pending).
     let hodl = system
         .state
@@ -798,14 +1069,19 @@ pub async fn run(
         .collect();
     // Drain the collector's mailbox before reading it.
     let _ = collector.send(Flush).await;
-    let verdicts = match collected.lock() {
+    let (risk_alerts, decisions) = match collected.lock() {
         Ok(c) => {
             for t in &mut trades {
                 if let Some(r) = c.regime_at(&t.symbol, t.opened_at) {
                     t.regime = r;
                 }
             }
-            c.verdicts.clone()
+            for h in &mut holdings {
+                if let Some(r) = c.regime_at(&h.symbol, h.at) {
+                    h.regime = r;
+                }
+            }
+            (c.alerts.clone(), c.decisions.clone())
         }
         Err(_) => anyhow::bail!("bus collector failed"),
     };
@@ -814,8 +1090,14 @@ pub async fn run(
         candles_processed: delivered,
         trades,
         equity,
-        risk_verdicts: verdicts,
-        rebalances,
+        risk_verdicts,
+        risk_alerts,
+        decisions,
+        holdings,
+        rebalance_batches,
+        rebalance_plans,
+        final_allocation,
+        last_prices,
         hodl_allocations,
     };
     let timing = Timing::new(started.elapsed(), delivered);
@@ -835,33 +1117,64 @@ impl Handler<Flush> for Collector {
     fn handle(&mut self, _: Flush, _: &mut Self::Context) {}
 }
 
-/// Writes the round trips as CSV (one row per trade, with its net P&L).
+/// Writes every trade as CSV, one row each, with its `source`: the round trips (`strategy`,
+/// `manual`) with their exit, fees and P&L, and the rebalance and hodl orders (`rebalance`,
+/// `hodl`) with their fill time, price and fees (no exit and no P&L: they change holdings), in
+/// time order (a round trip at its opening).
 ///
 /// # Errors
 /// When the file cannot be written.
-pub fn write_trades_csv(path: &std::path::Path, trades: &[TradeRecord]) -> anyhow::Result<()> {
+pub fn write_trades_csv(path: &std::path::Path, input: &ReportInput) -> anyhow::Result<()> {
     use std::fmt::Write as _;
-    let mut out =
-        String::from("symbol,side,regime,opened_at,closed_at,quantity,entry_price,exit_price,fees,gross_pnl,net_pnl\n");
-    for t in trades {
-        let side = match t.side {
-            Side::Buy => "buy",
-            Side::Sell => "sell",
-        };
-        let _ = writeln!(
-            out,
-            "{},{side},{},{},{},{},{},{},{},{},{}",
-            t.symbol,
-            t.regime,
-            t.opened_at.to_rfc3339(),
-            t.closed_at.to_rfc3339(),
-            t.quantity,
-            t.entry_price,
-            t.exit_price,
-            t.fees,
-            t.gross_pnl().normalize(),
-            t.net_pnl().normalize()
-        );
+    let side = |s: Side| match s {
+        Side::Buy => "buy",
+        Side::Sell => "sell",
+    };
+    let mut rows: Vec<(DateTime<Utc>, String)> = Vec::new();
+    for t in &input.trades {
+        rows.push((
+            t.opened_at,
+            format!(
+                "{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                t.source,
+                t.symbol,
+                side(t.side),
+                t.regime,
+                t.opened_at.to_rfc3339(),
+                t.closed_at.to_rfc3339(),
+                t.quantity,
+                t.entry_price,
+                t.exit_price,
+                t.fees,
+                t.gross_pnl().normalize(),
+                t.net_pnl().normalize(),
+                t.exit_reason
+            ),
+        ));
+    }
+    for h in &input.holdings {
+        rows.push((
+            h.at,
+            format!(
+                "{},{},{},{},{},,{},{},,{},,,",
+                h.source,
+                h.symbol,
+                side(h.side),
+                h.regime,
+                h.at.to_rfc3339(),
+                h.quantity,
+                h.price,
+                h.fees
+            ),
+        ));
+    }
+    // Stable: equal times keep round trips before holdings, each in its own order.
+    rows.sort_by_key(|(at, _)| *at);
+    let mut out = String::from(
+        "source,symbol,side,regime,opened_at,closed_at,quantity,entry_price,exit_price,fees,gross_pnl,net_pnl,exit_reason\n",
+    );
+    for (_, row) in rows {
+        let _ = writeln!(out, "{row}");
     }
     std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
 }

@@ -324,3 +324,155 @@ async fn hodl_allocations_persist_and_bags_reload_and_are_excluded_after_a_resta
     assert_eq!(v["count"], 2);
     app.shutdown().await;
 }
+
+/// One closed 1-minute candle at a flat price, ending at `end`, through the candle topic (what
+/// the market data actor publishes): it moves the paper exchange and reaches the rebalancer.
+fn flat_candle(system: &triplegain::startup::System, symbol: &str, price: Decimal, end: chrono::DateTime<chrono::Utc>) {
+    use triplegain_actors::domain::{Candle, Timeframe};
+    use triplegain_actors::messages::{CandleClosed, EventMeta};
+    system.state.bus.candles.publish(CandleClosed {
+        meta: EventMeta::new("market_data", end),
+        candle: Candle {
+            symbol: Symbol::parse(symbol).unwrap(),
+            timeframe: Timeframe::M1,
+            open_time: end - chrono::Duration::minutes(1),
+            open: price,
+            high: price,
+            low: price,
+            close: price,
+            volume: dec!(10),
+        },
+    });
+}
+
+async fn query_i64(pool: &deadpool_postgres::Pool, sql: &str) -> i64 {
+    pool.get().await.unwrap().query_one(sql, &[]).await.unwrap().get(0)
+}
+
+async fn wait_for(pool: &deadpool_postgres::Pool, what: &str, sql: &str, want: i64) {
+    let mut got = -1;
+    for _ in 0..300 {
+        got = query_i64(pool, sql).await;
+        if got == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{what}: {sql} gave {got}, wanted {want}");
+}
+
+#[actix_web::test]
+async fn a_full_dca_plan_runs_every_batch_as_holdings_not_positions() {
+    use triplegain_actors::portfolio::{CheckPortfolio, GetAllocation};
+    // Arrange: the whole actor system on a fresh database, 10 000 USDT, at most 2 positions per
+    // symbol (the limit that stopped the plan after two batches when batches opened positions),
+    // schedules off so only this test asks for checks.
+    let db = crate::helpers::TestDb::new().await;
+    let mut settings = crate::helpers::test_settings();
+    settings.database.url = Some(triplegain::settings::Secret::new(db.url.clone()));
+    settings.execution.position_limits.max_per_symbol = 2;
+    crate::helpers::no_schedules(&mut settings);
+    let system = triplegain::startup::build_system(&settings).await.unwrap();
+    let pool = crate::helpers::pool_for(&db.name);
+    let clock = system.feed_clock.clone().unwrap();
+    let (btc, xrp) = (dec!(50000), dec!(0.5));
+    let mut now = triplegain_actors::clock::Clock::now(&clock);
+    flat_candle(&system, "BTC/USDT", btc, now);
+    flat_candle(&system, "XRP/USDT", xrp, now);
+
+    // Act: the hourly check right after start (a fresh database: possibly before the first
+    // valuation, which the first batch then waits for).
+    let plan = system
+        .state
+        .portfolio
+        .send(CheckPortfolio { force: false })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(plan.batches.len(), 6, "$6 666 of buys in six DCA batches");
+    for batch in 0..6i64 {
+        if batch > 0 {
+            // The batch's due time: a candle at or after it runs the batch.
+            now = plan.batches[batch as usize].due_at;
+            clock.set(now);
+            flat_candle(&system, "BTC/USDT", btc, now);
+            flat_candle(&system, "XRP/USDT", xrp, now);
+        }
+        wait_for(
+            &pool,
+            &format!("batch {batch} orders placed"),
+            "SELECT count(*) FROM orders WHERE purpose = 'rebalance'",
+            2 * (batch + 1),
+        )
+        .await;
+        // The next minute's candle fills both limit orders.
+        now += chrono::Duration::minutes(1);
+        clock.set(now);
+        flat_candle(&system, "BTC/USDT", btc, now);
+        flat_candle(&system, "XRP/USDT", xrp, now);
+        wait_for(
+            &pool,
+            &format!("batch {batch} filled"),
+            "SELECT count(*) FROM trades WHERE position_id IS NULL",
+            2 * (batch + 1),
+        )
+        .await;
+    }
+
+    // Assert: every batch executed, none refused by a position limit or for lack of equity.
+    wait_for(
+        &pool,
+        "every batch executed",
+        "SELECT count(*) FROM rebalance_history WHERE status = 'executed'",
+        6,
+    )
+    .await;
+    let results: Vec<String> = pool
+        .get()
+        .await
+        .unwrap()
+        .query("SELECT plan::text FROM rebalance_history", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for r in &results {
+        assert!(!r.contains("max_positions_per_symbol"), "{r}");
+        assert!(!r.contains("equity_unavailable"), "{r}");
+    }
+    // Holdings, not positions: no position, no stop or take-profit, twelve spot fills.
+    assert_eq!(query_i64(&pool, "SELECT count(*) FROM positions").await, 0);
+    assert_eq!(
+        query_i64(&pool, "SELECT count(*) FROM orders WHERE purpose <> 'rebalance'").await,
+        0
+    );
+    assert_eq!(query_i64(&pool, "SELECT count(*) FROM trades").await, 12);
+    // The allocation converged to the targets within the threshold, fees counted.
+    let alloc = system.state.portfolio.send(GetAllocation).await.unwrap().unwrap();
+    assert!(
+        alloc.max_deviation_pct < dec!(5),
+        "allocation {} / {} / {}",
+        alloc.btc_pct,
+        alloc.xrp_pct,
+        alloc.usdt_pct
+    );
+    let balances = system.state.paper.as_ref().unwrap().available_balances();
+    let bought_btc = balances["BTC"];
+    assert_eq!(bought_btc, dec!(0.06666), "3 333 USD at 50 000 in six quantised lots");
+    let fees: Decimal = pool
+        .get()
+        .await
+        .unwrap()
+        .query_one("SELECT sum(fee) FROM trades", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(fees > Decimal::ZERO, "fees are paid on every fill");
+    assert_eq!(
+        balances["USDT"],
+        dec!(10000) - dec!(0.06666) * btc - balances["XRP"] * xrp - fees,
+        "cash is what the fills cost plus their fees"
+    );
+    let _ = system.state.registry.drain_all(Duration::from_secs(5)).await;
+}

@@ -692,6 +692,12 @@ impl Coordinator {
     /// and reduce every position by 50 %, drawdown → halt and close all; escalations halt.
     fn on_alert(&mut self, alert: RiskAlert, ctx: &mut Context<Self>) {
         let breach = alert.breach.clone().unwrap_or_default();
+        // A cooldown (consecutive losses) is enforced by the risk engine itself for its own
+        // duration; pausing here would outlive it and stop trading until someone resumes by hand.
+        if alert.action_required.as_deref() == Some("cooldown") {
+            tracing::info!(breach = %breach, message = %alert.message, "risk cooldown: the risk engine refuses entries until it ends");
+            return;
+        }
         let action = match alert.alert_type {
             AlertType::CircuitBreaker => match breach.as_str() {
                 "daily_loss" => "pause_trading",

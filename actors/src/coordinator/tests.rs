@@ -1001,6 +1001,28 @@ async fn choppy_regime_aborts_by_rule() {
 // ------------------------------------------------------------------ breakers
 
 #[actix::test]
+async fn a_loss_streak_cooldown_leaves_the_coordinator_running() {
+    // The risk engine enforces the cooldown for its duration; a pause here would never end by itself.
+    let h = start(Opts::default(), MemStore::default());
+    settle().await;
+    h.coord
+        .send(RiskAlert {
+            meta: EventMeta::new("risk_engine", h.now.now()),
+            alert_type: AlertType::CircuitBreaker,
+            severity: Severity::Medium,
+            message: "5 consecutive losses; cooldown 60 min, size halved".into(),
+            action_required: Some("cooldown".into()),
+            breach: Some("consecutive_losses".into()),
+            symbol: None,
+        })
+        .await
+        .unwrap();
+    settle().await;
+    assert_eq!(h.state().await, CoordinatorState::Running);
+    assert!(h.exec_log.lock().is_empty());
+}
+
+#[actix::test]
 async fn breakers_pause_reduce_and_halt() {
     let a = position(PositionSide::Long);
     let b = position(PositionSide::Short);

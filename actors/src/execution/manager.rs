@@ -1044,7 +1044,25 @@ impl OrderExecutionManager {
 
     fn on_fill(&mut self, rec: &OrderRecord, delta: Decimal, price: Decimal, fee: Decimal, ctx: &mut Context<Self>) {
         let now = self.now();
-        let Some(pid) = rec.view.position_id else { return };
+        let Some(pid) = rec.view.position_id else {
+            if matches!(rec.view.purpose.as_str(), "rebalance" | "hodl") {
+                // A spot trade of holdings: a fill without a position.
+                self.writer.send(Op::Trade(TradeRecord {
+                    id: Uuid::new_v4(),
+                    order_id: rec.view.id,
+                    position_id: None,
+                    correlation_id: rec.view.correlation_id,
+                    symbol: rec.view.symbol.clone(),
+                    side: rec.view.side,
+                    volume: delta,
+                    price,
+                    fee,
+                    realized_pnl: None,
+                    executed_at: now,
+                }));
+            }
+            return;
+        };
         let trade = |realized: Option<Decimal>| TradeRecord {
             id: Uuid::new_v4(),
             order_id: rec.view.id,
@@ -1764,6 +1782,9 @@ impl OrderExecutionManager {
             return fail(ExecutionError::Unavailable("execution manager is still loading".into()));
         }
         let p = msg.proposal.clone();
+        if p.source.is_holding() {
+            return self.execute_holding(&msg, ctx);
+        }
         if p.reduce_only {
             return self.execute_reduce_only(&msg, ctx);
         }
@@ -1859,6 +1880,90 @@ impl OrderExecutionManager {
                 correlation_id,
                 orders: vec![view],
                 position_id,
+            })
+        }))
+    }
+
+    /// A rebalance or hodl trade: a spot order that changes balances only. It opens no position,
+    /// gets no stop or take-profit, and neither counts toward nor is refused by the position
+    /// limits (`max_positions_per_symbol`, `max_positions_total`). Its fills are recorded as trades
+    /// without a position, under the order purpose `rebalance` or `hodl`.
+    fn execute_holding(&mut self, msg: &ExecuteTrade, ctx: &mut Context<Self>) -> ResponseActFuture<Self, ExecResult> {
+        let p = &msg.proposal;
+        let Some(pair) = self.pairs.get(&p.symbol).cloned() else {
+            return fail(ExecutionError::Invalid(format!("symbol {} is not traded", p.symbol)));
+        };
+        if p.leverage != 1 {
+            return fail(ExecutionError::Invalid(format!(
+                "a {:?} trade is spot: leverage must be 1, got {}",
+                p.source, p.leverage
+            )));
+        }
+        let Some(reference) = self.reference_price(&p.symbol, msg.limit_price.or(Some(p.entry_price))) else {
+            return fail(ExecutionError::Invalid(format!("no price known for {}", p.symbol)));
+        };
+        let price = match msg.order_type {
+            OrderType::Limit => pair.quantise_price(reference),
+            OrderType::Market => self.bounded_price(p.side, reference, &pair),
+            other => {
+                return fail(ExecutionError::Invalid(format!(
+                    "order_type {other} is not a spot trade type (limit or market)"
+                )))
+            }
+        };
+        let volume = match msg.volume {
+            Some(v) => pair.quantise_volume(v),
+            None => pair.quantise_volume(p.size_usd / reference),
+        };
+        if volume <= Decimal::ZERO || volume < pair.ordermin {
+            return fail(ExecutionError::Invalid(format!(
+                "volume {volume} below the minimum order {} for {}",
+                pair.ordermin, p.symbol
+            )));
+        }
+        if volume * price < pair.costmin {
+            return fail(ExecutionError::Invalid(format!(
+                "order cost {} below the minimum cost {} for {}",
+                volume * price,
+                pair.costmin,
+                p.symbol
+            )));
+        }
+        let purpose = if p.source == crate::risk::ProposalSource::Hodl {
+            "hodl"
+        } else {
+            "rebalance"
+        };
+        let rec = self.new_record(
+            p.correlation_id,
+            None,
+            &p.symbol,
+            p.side,
+            OrderType::Limit,
+            purpose,
+            volume,
+            Some(price),
+            None,
+            1,
+            false,
+            None,
+        );
+        self.decision(
+            p.correlation_id,
+            "order_submitted",
+            &p.symbol,
+            serde_json::json!({
+                "order_id": rec.view.id, "client_order_id": rec.view.client_order_id, "purpose": purpose,
+                "requested_type": msg.order_type, "price": price, "volume": volume,
+                "verdict": msg.verdict.as_ref().map(|v| v.status), "note": msg.note,
+            }),
+        );
+        let correlation_id = p.correlation_id;
+        Box::pin(self.submit(rec, ctx).map(move |res, _, _| {
+            res.map(|view| ExecutionResult {
+                correlation_id,
+                orders: vec![view],
+                position_id: None,
             })
         }))
     }

@@ -3,10 +3,19 @@
 //! persisted and executed when due on the business clock (also after a restart), and the hodl
 //! bags fed from realised profits.
 //!
-//! Hodl purchases are real market buys: they go through the risk engine and `ExecuteTrade` with
-//! `ProposalSource::Rebalance` (leverage 1), and a bag is credited only when the execution
-//! manager accepted the order. Until then the money stays pending. USDT is earmarked at once:
-//! the profit already sits in the account as USDT.
+//! Rebalance trades and hodl purchases change holdings, not positions: they go through the risk
+//! engine and `ExecuteTrade` with `ProposalSource::Rebalance` or `ProposalSource::Hodl`
+//! (leverage 1), and the execution manager places them as plain spot orders: no position, no
+//! stop, not counted toward the position limits, never force-closed.
+//!
+//! Hodl purchases are real market buys; a bag is credited only when the execution manager
+//! accepted the order. Until then the money stays pending. USDT is earmarked at once: the profit
+//! already sits in the account as USDT.
+//!
+//! The risk engine sizes every trade against the equity it learns from the execution manager's
+//! portfolio valuations. Until the first valuation (with positive equity) has arrived, no batch
+//! is executed: a plan made before it keeps its first batch pending and runs it when the
+//! valuation comes, instead of failing with `equity_unavailable`.
 
 use super::hodl::{self, HodlConfig, HodlLedger, HodlView};
 use super::rebalance::{
@@ -141,6 +150,8 @@ pub struct PortfolioRebalancer {
     purchasing: BTreeSet<String>,
     busy: bool,
     loaded: bool,
+    /// A portfolio valuation with positive equity has been seen (the risk engine can size trades).
+    valued: bool,
     peak_equity: Decimal,
 }
 
@@ -158,6 +169,7 @@ impl PortfolioRebalancer {
             purchasing: BTreeSet::new(),
             busy: false,
             loaded: false,
+            valued: false,
             peak_equity: Decimal::ZERO,
         }
     }
@@ -287,7 +299,12 @@ impl PortfolioRebalancer {
                 Ok(prices) => run_batch(&risk, exec.as_ref(), &batch, prices, plan_id).await,
                 Err(e) => ("failed".to_owned(), serde_json::json!({"error": e.to_string()})),
             };
-            tracing::info!(%plan_id, batch = batch.index, status = %status, "rebalance batch finished");
+            if status == "executed" {
+                tracing::info!(%plan_id, batch = batch.index, status = %status, "rebalance batch finished");
+            } else {
+                let reason = failure_reasons(&results);
+                tracing::warn!(%plan_id, batch = batch.index, status = %status, reason = %reason, "rebalance batch not fully executed");
+            }
             if let Err(e) = store.finish_rebalance(record_id, status, clock.now(), results).await {
                 tracing::error!(error = %e, "rebalance batch outcome not stored");
             }
@@ -300,6 +317,10 @@ impl PortfolioRebalancer {
     }
 
     fn due_batches(&mut self, ctx: &mut Context<Self>) {
+        if !self.valued {
+            // The risk engine has no equity yet: due batches wait for the first valuation.
+            return;
+        }
         let now = self.now();
         let (due, keep): (Vec<PendingBatch>, Vec<PendingBatch>) = std::mem::take(&mut self.pending)
             .into_iter()
@@ -375,7 +396,8 @@ impl PortfolioRebalancer {
             };
             self.purchasing.insert(asset.clone());
             let risk = self.cfg.risk.clone();
-            let proposal = proposal(symbol, Side::Buy, pending_usd, price, false, CorrelationId::new());
+            let mut proposal = proposal(symbol, Side::Buy, pending_usd, price, false, CorrelationId::new());
+            proposal.source = ProposalSource::Hodl;
             let fut = async move {
                 let verdict = risk
                     .send(ValidateTrade(proposal))
@@ -472,6 +494,28 @@ fn proposal(
         correlation_id: cid,
         reduce_only,
     }
+}
+
+/// The reasons of the trades of a batch that were not executed (rule codes or errors), for the log.
+fn failure_reasons(results: &serde_json::Value) -> String {
+    let trades = results.get("trades").and_then(|t| t.as_array());
+    let mut out: Vec<String> = trades
+        .into_iter()
+        .flatten()
+        .filter(|t| t.get("status").and_then(|s| s.as_str()) != Some("executed"))
+        .map(|t| {
+            format!(
+                "{} {}: {}",
+                t.get("symbol").and_then(|v| v.as_str()).unwrap_or("?"),
+                t.get("status").and_then(|v| v.as_str()).unwrap_or("?"),
+                t.get("reason").and_then(|v| v.as_str()).unwrap_or("no reason given")
+            )
+        })
+        .collect();
+    if let Some(e) = results.get("error").and_then(|e| e.as_str()) {
+        out.push(e.to_owned());
+    }
+    out.join("; ")
 }
 
 fn pending_from_record(r: RebalanceRecord) -> Option<PendingBatch> {
@@ -723,6 +767,24 @@ impl Handler<ExecutionEvent> for PortfolioRebalancer {
     }
 }
 
+/// The execution manager's valuations: the first with positive equity lets batches run (the
+/// risk engine sizes them against that equity). The rebalancer's own updates are ignored.
+impl Handler<PortfolioUpdate> for PortfolioRebalancer {
+    type Result = ();
+    fn handle(&mut self, msg: PortfolioUpdate, ctx: &mut Context<Self>) {
+        let _ = guarded(self, ctx, |act, ctx| {
+            if msg.meta.source == SOURCE || msg.equity_usd <= Decimal::ZERO || act.valued {
+                return;
+            }
+            act.valued = true;
+            tracing::info!(equity = %msg.equity_usd, "first portfolio valuation: rebalance batches may run");
+            if act.loaded {
+                act.due_batches(ctx);
+            }
+        });
+    }
+}
+
 impl Handler<RebalanceTick> for PortfolioRebalancer {
     type Result = ();
     fn handle(&mut self, _: RebalanceTick, ctx: &mut Context<Self>) {
@@ -901,9 +963,13 @@ impl Handler<CheckPortfolio> for PortfolioRebalancer {
             if plan.action == RebalanceAction::Rebalance && !plan.batches.is_empty() {
                 for (i, b) in plan.batches.iter().enumerate() {
                     let Some(id) = records.get(i).copied() else { continue };
-                    if i == 0 {
+                    if i == 0 && act.valued {
                         act.spawn_batch(ctx, id, plan.id, b.clone(), true);
                     } else {
+                        if i == 0 {
+                            tracing::info!(plan_id = %plan.id, "no portfolio valuation yet: the first batch waits for it");
+                            act.busy = false;
+                        }
                         act.pending.push(PendingBatch {
                             record_id: id,
                             plan_id: plan.id,

@@ -11,7 +11,7 @@
 use super::pricing::{value_at_market, MarketPrices, PriceSource, Quote};
 use super::rules::validate;
 use super::state::{Change, ResetError, ResetScope, RiskEvent};
-use super::types::{Breaker, RiskLimits, RiskState, RiskVerdict, TradeProposal, VerdictStatus};
+use super::types::{Breaker, ProposalSource, RiskLimits, RiskState, RiskVerdict, TradeProposal, VerdictStatus};
 use crate::bus::Topic;
 use crate::clock::SharedClock;
 use crate::domain::{CorrelationId, Priority, Severity};
@@ -51,6 +51,54 @@ pub struct GetRiskState;
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Option<Quote>")]
 pub struct GetMarketPrice(pub crate::domain::Symbol);
+/// The verdicts given since the engine started, counted by source, status and rejection code
+/// (a backtest's report reads them).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<VerdictCounts, ActorError>")]
+pub struct GetVerdictCounts;
+
+/// Verdicts since start: keys are the wire spellings (`agent`, `approved`, `position_too_large`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerdictCounts {
+    pub total: u64,
+    pub by_status: std::collections::BTreeMap<String, u64>,
+    /// One count per rejection code a verdict carries.
+    pub by_code: std::collections::BTreeMap<String, u64>,
+    /// Per proposal source (`agent`, `manual`, `rebalance`, `hodl`): verdicts by status.
+    pub by_source: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
+}
+
+impl VerdictCounts {
+    fn add(&mut self, source: ProposalSource, verdict: &RiskVerdict) {
+        let status = verdict_status(verdict.status);
+        self.total += 1;
+        *self.by_status.entry(status.to_owned()).or_default() += 1;
+        for code in &verdict.rejections {
+            *self.by_code.entry(code.as_str().to_owned()).or_default() += 1;
+        }
+        let source = match source {
+            ProposalSource::Agent => "agent",
+            ProposalSource::Manual => "manual",
+            ProposalSource::Rebalance => "rebalance",
+            ProposalSource::Hodl => "hodl",
+        };
+        *self
+            .by_source
+            .entry(source.to_owned())
+            .or_default()
+            .entry(status.to_owned())
+            .or_default() += 1;
+    }
+}
+
+fn verdict_status(s: VerdictStatus) -> &'static str {
+    match s {
+        VerdictStatus::Approved => "approved",
+        VerdictStatus::Modified => "modified",
+        VerdictStatus::Rejected => "rejected",
+        VerdictStatus::Halted => "halted",
+    }
+}
 
 /// A manual reset; the drawdown breaker and a full reset need `admin`.
 #[derive(Debug, Clone, Copy, Message, Serialize, Deserialize)]
@@ -117,6 +165,8 @@ pub struct RiskEngine {
     prices: MarketPrices,
     /// Off only for harnesses that model no market ([`RiskEngine::trusting_proposal_prices`]).
     market_pricing: bool,
+    /// Verdicts since start (not persisted).
+    verdicts: VerdictCounts,
 }
 
 impl RiskEngine {
@@ -131,6 +181,7 @@ impl RiskEngine {
             persistence_error: Arc::default(),
             prices: MarketPrices::default(),
             market_pricing: true,
+            verdicts: VerdictCounts::default(),
         }
     }
 
@@ -423,12 +474,7 @@ impl Handler<Drain> for RiskEngine {
 /// Counts the verdict in `triplegain_risk_verdicts_total{status, code}`: one sample per refusing
 /// code, `code="none"` for a verdict without one.
 fn record_verdict(verdict: &RiskVerdict) {
-    let status = match verdict.status {
-        VerdictStatus::Approved => "approved",
-        VerdictStatus::Modified => "modified",
-        VerdictStatus::Rejected => "rejected",
-        VerdictStatus::Halted => "halted",
-    };
+    let status = verdict_status(verdict.status);
     if verdict.rejections.is_empty() {
         metrics::counter!("triplegain_risk_verdicts_total", "status" => status, "code" => "none").increment(1);
     }
@@ -454,6 +500,7 @@ impl Handler<ValidateTrade> for RiskEngine {
                 "trade validated"
             );
             record_verdict(&verdict);
+            act.verdicts.add(msg.0.source, &verdict);
             verdict
         })
     }
@@ -466,6 +513,13 @@ impl Handler<GetMarketPrice> for RiskEngine {
         self.prices
             .quote(&msg.0)
             .filter(|q| (now - q.at).num_seconds() <= self.cfg.limits.max_price_age_secs)
+    }
+}
+
+impl Handler<GetVerdictCounts> for RiskEngine {
+    type Result = Result<VerdictCounts, ActorError>;
+    fn handle(&mut self, _: GetVerdictCounts, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(self, ctx, |act, _| act.verdicts.clone())
     }
 }
 

@@ -8,8 +8,8 @@ pub mod state;
 pub mod types;
 
 pub use engine::{
-    GetMarketPrice, GetRiskState, ResetRisk, RiskEngine, RiskEngineConfig, RiskResetError, RiskStateView,
-    ValidateTrade, RISK_STATE_KEY,
+    GetMarketPrice, GetRiskState, GetVerdictCounts, ResetRisk, RiskEngine, RiskEngineConfig, RiskResetError,
+    RiskStateView, ValidateTrade, VerdictCounts, RISK_STATE_KEY,
 };
 pub use pricing::{MarketPrices, PriceSource, Quote};
 pub use rules::{leverage_cap, required_confidence, validate};

@@ -228,7 +228,7 @@ impl Run<'_> {
 
     fn stop_required(&self) -> bool {
         match self.p.source {
-            ProposalSource::Rebalance if self.p.leverage == 1 => false,
+            ProposalSource::Rebalance | ProposalSource::Hodl if self.p.leverage == 1 => false,
             ProposalSource::Manual => self.limits.manual_trades_require_stop,
             _ => self.limits.stop_loss_required,
         }
@@ -288,7 +288,7 @@ impl Run<'_> {
     /// Step 5: the confidence floor by regime, loss streak and entry strictness. Rebalances
     /// are not signals and carry no confidence floor.
     fn check_confidence(&mut self) -> Result<(), Stop> {
-        if self.p.source == ProposalSource::Rebalance {
+        if self.p.source.is_holding() {
             return Ok(());
         }
         let strictness = self

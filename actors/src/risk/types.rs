@@ -13,7 +13,18 @@ use uuid::Uuid;
 pub enum ProposalSource {
     Agent,
     Manual,
+    /// A spot trade of the rebalancer: it changes holdings (balances), never opens a position.
     Rebalance,
+    /// A hodl bag purchase: a spot buy into the bag, never a position.
+    Hodl,
+}
+
+impl ProposalSource {
+    /// Rebalance and hodl trades move holdings between assets: the execution manager places
+    /// them as plain spot orders, with no position, no stop and no position-limit count.
+    pub fn is_holding(self) -> bool {
+        matches!(self, Self::Rebalance | Self::Hodl)
+    }
 }
 
 /// A trade someone wants to make. `size_usd` is the capital committed; the notional
