@@ -444,8 +444,10 @@ fn disabled_strategies_are_not_asked_and_settings_validate() {
     let mut bad = StrategySettings::default();
     bad.trend.reward_risk = dec!(1.2);
     assert_eq!(bad.validate().unwrap_err().0, "trend.reward_risk");
-    let mut bad = StrategySettings::default();
-    bad.min_stop_pct = dec!(6);
+    let bad = StrategySettings {
+        min_stop_pct: dec!(6),
+        ..StrategySettings::default()
+    };
     assert_eq!(bad.validate().unwrap_err().0, "min_stop_pct");
     let mut bad = StrategySettings::default();
     bad.breakout.channel_candles = 1;
