@@ -1231,6 +1231,9 @@ fn range_for(path: &str, key: &str) -> Option<Range> {
         Some(Range::Between(0.0, 100.0))
     } else if path.contains("leverage") {
         Some(Range::Between(1.0, 5.0))
+    } else if key.ends_with("volume_ratio") {
+        // A volume against its average (1.2 = 20 % above it), not a share.
+        Some(Range::Positive)
     } else if path.contains("confidence")
         || key.ends_with("_ratio")
         || (key.ends_with("_threshold") && path.contains("correlation"))
