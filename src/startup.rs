@@ -359,17 +359,21 @@ pub async fn build_system_with(
     core_actors.push("risk_engine".into());
     // Equity, drawdown and exposure come from the execution manager's position book; the
     // rebalancer's allocation updates are informational and must not overwrite them.
+    // Money events reach the risk engine reliably: its loss streak, daily P&L and breakers
+    // depend on every position close (a full mailbox queues, never drops).
     bus.portfolio_updates
-        .subscribe_filtered("risk_engine", risk.clone().recipient(), |u| {
+        .subscribe_filtered_reliable("risk_engine", risk.clone().recipient(), |u| {
             u.meta.source != "portfolio_rebalancer"
         });
-    bus.execution_events.subscribe("risk_engine", risk.clone().recipient());
+    bus.execution_events
+        .subscribe_reliable("risk_engine", risk.clone().recipient());
     bus.regime_updates.subscribe("risk_engine", risk.clone().recipient());
     bus.market_data.subscribe("risk_engine", risk.clone().recipient());
     // Halted means halted everywhere: the engine learns coordinator halts and escalations.
-    bus.system_events.subscribe("risk_engine", risk.clone().recipient());
+    bus.system_events
+        .subscribe_reliable("risk_engine", risk.clone().recipient());
     bus.risk_alerts
-        .subscribe_filtered("risk_engine", risk.clone().recipient(), |a| {
+        .subscribe_filtered_reliable("risk_engine", risk.clone().recipient(), |a| {
             a.alert_type == triplegain_actors::messages::AlertType::ActorEscalated
         });
 
@@ -465,8 +469,9 @@ pub async fn build_system_with(
         })
     };
     core_actors.push("coordinator".into());
+    // Alerts (halts, breakers) and valuations reach the coordinator reliably.
     bus.risk_alerts
-        .subscribe("coordinator", coordinator.clone().recipient());
+        .subscribe_reliable("coordinator", coordinator.clone().recipient());
     bus.trading_signals
         .subscribe("coordinator", coordinator.clone().recipient());
     bus.ta_signals.subscribe("coordinator", coordinator.clone().recipient());
@@ -477,7 +482,7 @@ pub async fn build_system_with(
     bus.market_data
         .subscribe("coordinator", coordinator.clone().recipient());
     bus.portfolio_updates
-        .subscribe_filtered("coordinator", coordinator.clone().recipient(), |u| {
+        .subscribe_filtered_reliable("coordinator", coordinator.clone().recipient(), |u| {
             u.meta.source != "portfolio_rebalancer"
         });
     bus.business_ticks
@@ -522,12 +527,13 @@ pub async fn build_system_with(
     };
     bus.candles
         .subscribe("portfolio_rebalancer", portfolio.clone().recipient());
+    // Batch fills reach the rebalancer reliably (a lost fill would leave a batch executing).
     bus.execution_events
-        .subscribe("portfolio_rebalancer", portfolio.clone().recipient());
+        .subscribe_reliable("portfolio_rebalancer", portfolio.clone().recipient());
     // The rebalancer runs no batch before the execution manager's first valuation reached the
     // risk engine (which sizes the batch against that equity).
     bus.portfolio_updates
-        .subscribe_filtered("portfolio_rebalancer", portfolio.clone().recipient(), |u| {
+        .subscribe_filtered_reliable("portfolio_rebalancer", portfolio.clone().recipient(), |u| {
             u.meta.source != "portfolio_rebalancer"
         });
 

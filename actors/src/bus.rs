@@ -1,6 +1,9 @@
 //! Typed pub/sub. A [`Topic<E>`] fans an event out to actor [`Recipient`]s with
-//! `try_send`, so a publisher never blocks; a full or closed mailbox counts as a
-//! drop for that subscriber. [`Latest<E>`] keeps the newest event per key with a TTL.
+//! `try_send`, so a publisher never blocks; for an ordinary subscriber a full or closed mailbox
+//! counts as a drop. A *reliable* subscriber ([`Topic::subscribe_reliable`], for money events:
+//! fills, position closes, valuations, risk alerts) is never dropped on a full mailbox: the event
+//! is queued past the mailbox's capacity and counted as `overflowed`. Only a closed mailbox (the
+//! actor is gone) loses it. [`Latest<E>`] keeps the newest event per key with a TTL.
 
 use crate::clock::SharedClock;
 use crate::messages::BusEvent;
@@ -24,6 +27,8 @@ struct Subscription<E: Message<Result = ()> + Send> {
     name: String,
     recipient: Recipient<E>,
     filter: Option<Filter<E>>,
+    /// Never dropped on a full mailbox.
+    reliable: bool,
     stats: Arc<SubscriberCounters>,
 }
 
@@ -31,6 +36,7 @@ struct Subscription<E: Message<Result = ()> + Send> {
 struct SubscriberCounters {
     delivered: AtomicU64,
     dropped: AtomicU64,
+    overflowed: AtomicU64,
 }
 
 /// Counters of one subscription.
@@ -40,6 +46,9 @@ pub struct SubscriberStats {
     pub name: String,
     pub delivered: u64,
     pub dropped: u64,
+    /// Deliveries to a reliable subscriber queued past its full mailbox (included in `delivered`).
+    pub overflowed: u64,
+    pub reliable: bool,
 }
 
 /// Outcome of one publish.
@@ -83,6 +92,7 @@ impl<E: Message<Result = ()> + Send> Subscription<E> {
             name: self.name.clone(),
             recipient: self.recipient.clone(),
             filter: self.filter.clone(),
+            reliable: self.reliable,
             stats: Arc::clone(&self.stats),
         }
     }
@@ -112,7 +122,7 @@ impl<E: Message<Result = ()> + Send> Topic<E> {
         }
     }
 
-    fn add(&self, name: &str, recipient: Recipient<E>, filter: Option<Filter<E>>) -> SubscriberId {
+    fn add(&self, name: &str, recipient: Recipient<E>, filter: Option<Filter<E>>, reliable: bool) -> SubscriberId {
         let id = SubscriberId(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
         let mut guard = self.inner.subs.write();
         let mut next: Vec<Subscription<E>> = guard.iter().map(Subscription::clone_entry).collect();
@@ -121,6 +131,7 @@ impl<E: Message<Result = ()> + Send> Topic<E> {
             name: name.to_owned(),
             recipient,
             filter,
+            reliable,
             stats: Arc::default(),
         });
         *guard = Arc::new(next);
@@ -129,7 +140,24 @@ impl<E: Message<Result = ()> + Send> Topic<E> {
 
     /// Subscribes `recipient` to every event.
     pub fn subscribe(&self, name: &str, recipient: Recipient<E>) -> SubscriberId {
-        self.add(name, recipient, None)
+        self.add(name, recipient, None, false)
+    }
+
+    /// Subscribes `recipient` to every event; a full mailbox never drops one (see the module
+    /// documentation). For consumers whose state depends on every event: the risk engine's loss
+    /// streak and daily P&L, the coordinator's halts, the rebalancer's batch fills.
+    pub fn subscribe_reliable(&self, name: &str, recipient: Recipient<E>) -> SubscriberId {
+        self.add(name, recipient, None, true)
+    }
+
+    /// [`Topic::subscribe_filtered`], reliable.
+    pub fn subscribe_filtered_reliable(
+        &self,
+        name: &str,
+        recipient: Recipient<E>,
+        filter: impl Fn(&E) -> bool + Send + Sync + 'static,
+    ) -> SubscriberId {
+        self.add(name, recipient, Some(Arc::new(filter)), true)
     }
 
     /// Subscribes `recipient` to the events `filter` accepts.
@@ -139,7 +167,7 @@ impl<E: Message<Result = ()> + Send> Topic<E> {
         recipient: Recipient<E>,
         filter: impl Fn(&E) -> bool + Send + Sync + 'static,
     ) -> SubscriberId {
-        self.add(name, recipient, Some(Arc::new(filter)))
+        self.add(name, recipient, Some(Arc::new(filter)), false)
     }
 
     /// Removes a subscription; returns whether it existed.
@@ -175,6 +203,8 @@ impl<E: Message<Result = ()> + Send> Topic<E> {
                 name: s.name.clone(),
                 delivered: s.stats.delivered.load(Ordering::Relaxed),
                 dropped: s.stats.dropped.load(Ordering::Relaxed),
+                overflowed: s.stats.overflowed.load(Ordering::Relaxed),
+                reliable: s.reliable,
             })
             .collect()
     }
@@ -209,6 +239,13 @@ impl<E: Message<Result = ()> + Send + Clone> Topic<E> {
         match sub.recipient.try_send(msg) {
             Ok(()) => {
                 sub.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                out.delivered += 1;
+            }
+            Err(SendError::Full(msg)) if sub.reliable => {
+                // `do_send` ignores the mailbox's capacity: the event waits in the queue.
+                sub.recipient.do_send(msg);
+                sub.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                sub.stats.overflowed.fetch_add(1, Ordering::Relaxed);
                 out.delivered += 1;
             }
             Err(err) => {

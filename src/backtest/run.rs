@@ -807,17 +807,17 @@ pub async fn run(
         .state
         .bus
         .risk_alerts
-        .subscribe("backtest", collector.clone().recipient());
+        .subscribe_reliable("backtest", collector.clone().recipient());
     system
         .state
         .bus
         .regime_updates
-        .subscribe("backtest", collector.clone().recipient());
+        .subscribe_reliable("backtest", collector.clone().recipient());
     system
         .state
         .bus
         .trading_signals
-        .subscribe("backtest", collector.clone().recipient());
+        .subscribe_reliable("backtest", collector.clone().recipient());
     let agent_names: Vec<&'static str> = system.state.agents.keys().map(|a| a.as_str()).collect();
     let pipeline = Pipeline::new(&system, &agent_names)?;
     let paper = system

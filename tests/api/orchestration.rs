@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use triplegain_actors::domain::{Symbol, TradeAction};
 use triplegain_actors::messages::{EventMeta, PortfolioUpdate, TradingSignal};
+use triplegain_actors::risk::DrawdownBasis;
 
 #[actix_web::test]
 async fn status_lists_the_real_tasks() {
@@ -216,7 +217,8 @@ async fn paused_state_and_task_switches_survive_a_restart() {
 
 #[actix_web::test]
 async fn drawdown_breaker_halts_and_admin_resume_needs_a_risk_reset() {
-    let app = spawn_app().await;
+    // The valuation drives the breaker only on the account basis.
+    let app = spawn_app_with(|s| s.risk.drawdown_basis = DrawdownBasis::Account).await;
     let now = app.state.clock.now();
     let update = |equity| PortfolioUpdate {
         meta: EventMeta::new("test", now),
@@ -258,6 +260,45 @@ async fn drawdown_breaker_halts_and_admin_resume_needs_a_risk_reset() {
     app.shutdown().await;
 }
 
+#[actix_web::test]
+async fn holdings_falling_with_the_market_do_not_halt_on_the_default_trading_basis() {
+    let app = spawn_app().await;
+    let now = app.state.clock.now();
+    for equity in [dec!(10000), dec!(7500)] {
+        app.state.bus.portfolio_updates.publish(PortfolioUpdate {
+            meta: EventMeta::new("test", now),
+            equity_usd: equity,
+            peak_equity_usd: dec!(10000),
+            drawdown_pct: dec!(0),
+            open_exposure_usd: dec!(0),
+            exposure_by_symbol: BTreeMap::new(),
+            balances: BTreeMap::new(),
+            allocation_pct: BTreeMap::new(),
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pct = |v: &Value, key: &str| {
+        v["state"][key]
+            .as_str()
+            .and_then(|s| s.parse::<rust_decimal::Decimal>().ok())
+    };
+    let mut risk = Value::Null;
+    for _ in 0..50 {
+        risk = app.get("/api/v1/risk/state", Some(VIEWER)).await.json().await.unwrap();
+        if pct(&risk, "account_drawdown_pct") == Some(dec!(25)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(pct(&risk, "account_drawdown_pct"), Some(dec!(25)), "{risk}");
+    assert_eq!(pct(&risk, "drawdown_pct"), Some(dec!(0)), "{risk}");
+    assert_eq!(risk["state"]["breakers"], json!([]), "{risk}");
+    assert_eq!(risk["limits"]["drawdown_basis"], json!("trading"), "{risk}");
+    let status = coordinator_status(&app).await;
+    assert_ne!(status["state"], "halted", "{status}");
+    app.shutdown().await;
+}
+
 async fn coordinator_status(app: &crate::helpers::TestApp) -> Value {
     app.get("/api/v1/coordinator/status", Some(VIEWER))
         .await
@@ -269,7 +310,7 @@ async fn coordinator_status(app: &crate::helpers::TestApp) -> Value {
 #[actix_web::test]
 async fn halted_state_task_clocks_and_breakers_survive_a_restart() {
     // Arrange: TA has run once (its clock is set), a 25 % drawdown trips the breaker and halts.
-    let first = spawn_app().await;
+    let first = spawn_app_with(|s| s.risk.drawdown_basis = DrawdownBasis::Account).await;
     let mut before = Value::Null;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -319,6 +360,7 @@ async fn halted_state_task_clocks_and_breakers_survive_a_restart() {
     first.shutdown().await;
     let mut settings = test_settings();
     settings.database.url = Some(triplegain::settings::Secret::new(db.url.clone()));
+    settings.risk.drawdown_basis = DrawdownBasis::Account;
     let second = spawn_with_settings(settings).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
 

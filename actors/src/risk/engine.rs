@@ -721,6 +721,7 @@ impl Handler<RiskAlert> for RiskEngine {
 mod tests {
     use super::*;
     use crate::clock::{Clock, ManualClock};
+    use crate::risk::DrawdownBasis;
     use crate::domain::{OrderStatus, Regime, Side, Symbol};
     use crate::risk::types::{ProposalSource, RejectionCode, VerdictStatus};
     use crate::supervision::{start_supervised, Registry, RestartPolicy};
@@ -819,8 +820,12 @@ mod tests {
         topic.subscribe("collector", collector.recipient());
         let shared: SharedClock = Arc::new(clock.clone());
         let registry = Registry::new(RestartPolicy::default(), topic.clone(), Arc::clone(&shared));
+        // These tests drive the drawdown breaker with valuations: the account basis.
         let cfg = RiskEngineConfig {
-            limits: RiskLimits::default(),
+            limits: RiskLimits {
+                drawdown_basis: DrawdownBasis::Account,
+                ..RiskLimits::default()
+            },
             store: Arc::new(store.clone()),
             alerts: topic,
             clock: shared,
@@ -969,6 +974,42 @@ mod tests {
         let view = state(&h).await;
         assert_eq!(view.state.weekly_pnl, dec!(0));
         assert_eq!(view.state.weekly_period_start, Some(h.clock.now()));
+    }
+
+    /// Publishes `n` losing position closes in one burst (no yield) through `topic`.
+    fn burst(h: &Harness, topic: &Topic<ExecutionEvent>, n: usize) -> usize {
+        (0..n).map(|_| topic.publish(closed(h, dec!(-1))).dropped).sum()
+    }
+
+    #[actix::test]
+    async fn a_burst_of_position_closes_past_a_full_mailbox_loses_none() {
+        // The engine's mailbox holds 64: an ordinary subscription drops most of a 300-close burst.
+        let lossy = start(MemStore::default(), ManualClock::new(wednesday()));
+        lossy.addr.send(portfolio(&lossy, dec!(100000), dec!(100000))).await.unwrap();
+        let topic = Topic::<ExecutionEvent>::new();
+        topic.subscribe("risk_engine", lossy.addr.clone().recipient());
+        let dropped = burst(&lossy, &topic, 300);
+        lossy.addr.send(Drain).await.unwrap();
+        let seen = state(&lossy).await.state;
+        assert!(dropped > 0, "the burst overflows the mailbox");
+        assert_eq!(seen.daily_pnl, Decimal::from(-(300 - dropped as i64)));
+
+        // The reliable subscription the server uses for money events counts every close.
+        let h = start(MemStore::default(), ManualClock::new(wednesday()));
+        h.addr.send(portfolio(&h, dec!(100000), dec!(100000))).await.unwrap();
+        let topic = Topic::<ExecutionEvent>::new();
+        topic.subscribe_reliable("risk_engine", h.addr.clone().recipient());
+        assert_eq!(burst(&h, &topic, 300), 0);
+        h.addr.send(Drain).await.unwrap();
+        let view = state(&h).await;
+        assert_eq!(view.state.daily_pnl, dec!(-300));
+        assert_eq!(view.state.weekly_pnl, dec!(-300));
+        assert_eq!(view.state.consecutive_losses, 300);
+        assert_eq!(view.state.trades_today, 300);
+        assert_eq!(view.state.trading_pnl_usd, dec!(-300));
+        let stats = &topic.stats()[0];
+        assert_eq!((stats.delivered, stats.dropped), (300, 0));
+        assert!(stats.overflowed > 0, "{stats:?}");
     }
 
     #[actix::test]

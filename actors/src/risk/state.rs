@@ -2,7 +2,7 @@
 //! roll-over, breakers, cooldowns and resets. The engine calls these and publishes
 //! what they report; nothing here does I/O.
 
-use super::types::{Breaker, RegimeInfo, RiskLimits, RiskState, TradeResult};
+use super::types::{Breaker, DrawdownBasis, RegimeInfo, RiskLimits, RiskState, TradeResult};
 use crate::domain::{CorrelationId, EntryStrictness, Regime, Symbol};
 use chrono::{DateTime, Datelike, Duration, Utc};
 use rust_decimal::Decimal;
@@ -222,10 +222,11 @@ impl RiskState {
         self.equity_usd = Some(equity);
         self.daily_start_equity.get_or_insert(equity);
         self.weekly_start_equity.get_or_insert(equity);
+        self.trading_base_usd.get_or_insert(equity);
         let reported_peak = if self.peak_rebased { Decimal::ZERO } else { peak };
         self.peak_equity_usd = self.peak_equity_usd.max(reported_peak).max(equity);
-        self.drawdown_pct = drawdown_pct(equity, self.peak_equity_usd);
-        self.max_drawdown_pct = self.max_drawdown_pct.max(self.drawdown_pct);
+        self.account_drawdown_pct = drawdown_pct(equity, self.peak_equity_usd);
+        self.update_drawdown(limits);
         self.open_exposure_usd = open_exposure_usd.max(Decimal::ZERO);
         self.exposure_by_symbol = exposure_by_symbol;
         self.available_margin_usd = (equity - self.open_exposure_usd).max(Decimal::ZERO);
@@ -245,6 +246,9 @@ impl RiskState {
     ) -> Vec<RiskEvent> {
         self.daily_pnl += realized_pnl;
         self.weekly_pnl += realized_pnl;
+        self.trading_pnl_usd += realized_pnl;
+        self.trading_peak_pnl_usd = self.trading_peak_pnl_usd.max(self.trading_pnl_usd);
+        self.update_drawdown(limits);
         self.trades_today += 1;
         self.last_results.push_back(TradeResult {
             symbol: symbol.clone(),
@@ -456,7 +460,28 @@ impl RiskState {
             self.peak_equity_usd = eq.max(Decimal::ZERO);
             self.peak_rebased = true;
             self.drawdown_pct = Decimal::ZERO;
+            self.account_drawdown_pct = Decimal::ZERO;
+            self.trading_base_usd = Some(eq);
+            self.trading_pnl_usd = Decimal::ZERO;
+            self.trading_peak_pnl_usd = Decimal::ZERO;
         }
+    }
+
+    /// The trading book's drawdown: the base equity plus realised P&L, against its peak.
+    pub fn trading_drawdown_pct(&self) -> Decimal {
+        match self.trading_base_usd {
+            Some(base) => drawdown_pct(base + self.trading_pnl_usd, base + self.trading_peak_pnl_usd),
+            None => Decimal::ZERO,
+        }
+    }
+
+    /// Sets `drawdown_pct` (and its worst) from the configured basis.
+    fn update_drawdown(&mut self, limits: &RiskLimits) {
+        self.drawdown_pct = match limits.drawdown_basis {
+            DrawdownBasis::Trading => self.trading_drawdown_pct(),
+            DrawdownBasis::Account => self.account_drawdown_pct,
+        };
+        self.max_drawdown_pct = self.max_drawdown_pct.max(self.drawdown_pct);
     }
 
     /// Halts trading for a reason outside the breakers (e.g. the state could not be loaded).
@@ -604,7 +629,10 @@ mod tests {
 
     #[test]
     fn drawdown_breaker_needs_an_admin_and_rebases_the_peak() {
-        let l = RiskLimits::default();
+        let l = RiskLimits {
+            drawdown_basis: DrawdownBasis::Account,
+            ..RiskLimits::default()
+        };
         let mut s = funded(&l);
         let t = at(2026, 11, 25, 12);
         let events = s.apply_portfolio(dec!(7900), dec!(10000), dec!(0), BTreeMap::new(), t, &l);
@@ -644,6 +672,59 @@ mod tests {
                 ..
             }]
         ));
+    }
+
+    #[test]
+    fn holdings_falling_with_the_market_do_not_trip_the_trading_drawdown() {
+        let l = RiskLimits::default();
+        assert_eq!(l.drawdown_basis, DrawdownBasis::Trading);
+        let mut s = funded(&l);
+        let t = at(2026, 11, 25, 12);
+        // The market takes the holdings 25 % down: no trade lost anything.
+        let events = s.apply_portfolio(dec!(7500), dec!(10000), dec!(0), BTreeMap::new(), t, &l);
+        assert!(events.is_empty(), "{events:?}");
+        assert!(!s.halted);
+        assert_eq!(s.account_drawdown_pct, dec!(25));
+        assert_eq!(s.drawdown_pct, dec!(0));
+        assert_eq!(crate::risk::leverage_cap(Regime::TrendingBull, &s, &l), 5);
+    }
+
+    #[test]
+    fn realised_losses_trip_the_trading_drawdown_from_its_own_peak() {
+        let l = RiskLimits {
+            // Only the drawdown breaker is under test here.
+            daily_loss_pct: dec!(100),
+            weekly_loss_pct: dec!(100),
+            ..RiskLimits::default()
+        };
+        let mut s = funded(&l);
+        let t = at(2026, 11, 25, 12);
+        // +1 000, then the holdings halve (ignored), then -2 300 from the 11 000 peak.
+        assert!(s.record_trade(&btc(), dec!(1000), CorrelationId::new(), t, &l).is_empty());
+        s.apply_portfolio(dec!(5500), dec!(11000), dec!(0), BTreeMap::new(), t, &l);
+        assert_eq!(s.account_drawdown_pct, dec!(50));
+        assert_eq!(s.drawdown_pct, dec!(0));
+        let events = s.record_trade(&btc(), dec!(-1200), CorrelationId::new(), t, &l);
+        assert!(events.is_empty(), "{events:?}");
+        assert_eq!(s.drawdown_pct, dec!(1200) / dec!(11000) * dec!(100));
+        let events = s.record_trade(&btc(), dec!(-1100), CorrelationId::new(), t, &l);
+        assert!(
+            events.iter().any(|e| matches!(
+                e,
+                RiskEvent::BreakerTripped {
+                    breaker: Breaker::MaxDrawdown,
+                    ..
+                }
+            )),
+            "{events:?}"
+        );
+        assert!(s.halted);
+        assert_eq!(s.max_drawdown_pct, dec!(2300) / dec!(11000) * dec!(100));
+        // An admin reset rebases the trading book at the current equity.
+        s.reset(ResetScope::Drawdown, true, t).unwrap();
+        assert!(!s.halted);
+        assert_eq!((s.trading_base_usd, s.trading_pnl_usd), (Some(dec!(5500)), dec!(0)));
+        assert_eq!(s.trading_drawdown_pct(), dec!(0));
     }
 
     #[test]

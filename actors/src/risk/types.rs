@@ -242,8 +242,20 @@ pub struct RiskState {
     pub peak_equity_usd: Decimal,
     /// Set by an admin drawdown reset: the peak is tracked from equity alone afterwards.
     pub peak_rebased: bool,
+    /// The drawdown the breaker and the leverage caps read, on the configured
+    /// [`DrawdownBasis`].
     pub drawdown_pct: Decimal,
     pub max_drawdown_pct: Decimal,
+    /// The whole account's drawdown (holdings included), whatever the basis: reported, and what
+    /// the breaker reads under [`DrawdownBasis::Account`].
+    pub account_drawdown_pct: Decimal,
+    /// The base of the trading equity: the equity of the first valuation (or of the last
+    /// drawdown reset).
+    pub trading_base_usd: Option<Decimal>,
+    /// Realised P&L of closed positions since that base.
+    pub trading_pnl_usd: Decimal,
+    /// The highest `trading_pnl_usd` since that base.
+    pub trading_peak_pnl_usd: Decimal,
     pub open_exposure_usd: Decimal,
     pub exposure_by_symbol: BTreeMap<String, Decimal>,
     pub available_margin_usd: Decimal,
@@ -289,6 +301,10 @@ impl Default for RiskState {
             peak_rebased: false,
             drawdown_pct: Decimal::ZERO,
             max_drawdown_pct: Decimal::ZERO,
+            account_drawdown_pct: Decimal::ZERO,
+            trading_base_usd: None,
+            trading_pnl_usd: Decimal::ZERO,
+            trading_peak_pnl_usd: Decimal::ZERO,
             open_exposure_usd: Decimal::ZERO,
             exposure_by_symbol: BTreeMap::new(),
             available_margin_usd: Decimal::ZERO,
@@ -407,6 +423,25 @@ pub struct DrawdownLeverage {
     pub max_leverage: u32,
 }
 
+/// What the drawdown breaker and the drawdown leverage caps measure.
+///
+/// The account's equity includes the rebalancer's holdings and the hodl bags, which are not
+/// trading positions: a crypto market that falls 30 % takes a 33/33/33 portfolio about 20 % down
+/// without one losing trade. Measured on the account, the drawdown breaker then halts every
+/// strategy entry and every later rebalance until an admin resets it, for a loss no trading rule
+/// caused. The default measures the trading book: the first valuation's equity plus the
+/// realised P&L of closed positions. The account's drawdown is still computed and reported
+/// (`account_drawdown_pct`, the portfolio valuation, the backtest report).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrawdownBasis {
+    /// The trading book: base equity plus the realised P&L of positions since it.
+    #[default]
+    Trading,
+    /// The whole account's equity, holdings included (the reference system's measure).
+    Account,
+}
+
 /// Every threshold the risk engine applies (`config/risk.yaml`); defaults are the reference values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -445,6 +480,8 @@ pub struct RiskLimits {
     pub daily_loss_pct: Decimal,
     pub weekly_loss_pct: Decimal,
     pub max_drawdown_pct: Decimal,
+    /// What `max_drawdown_pct` and `drawdown_leverage` are measured on.
+    pub drawdown_basis: DrawdownBasis,
     /// Consecutive losses that trip the breaker (alert, long cooldown, halved size).
     pub consecutive_losses_breaker: u32,
     /// Consecutive losses that raise the confidence floor, cap leverage and lengthen the cooldown.
@@ -517,6 +554,7 @@ impl Default for RiskLimits {
             daily_loss_pct: Decimal::new(5, 0),
             weekly_loss_pct: Decimal::new(10, 0),
             max_drawdown_pct: Decimal::new(20, 0),
+            drawdown_basis: DrawdownBasis::Trading,
             consecutive_losses_breaker: 5,
             consecutive_losses_warning: 3,
             consecutive_loss_size_reduction_pct: Decimal::new(50, 0),
