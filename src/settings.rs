@@ -1087,12 +1087,13 @@ impl Settings {
     /// # Errors
     /// [`SettingsError`] naming `market.source` or `server.fault_injection`.
     pub fn validate_money_safety(&self) -> Result<(), SettingsError> {
-        if self.app.mode == TradingMode::Live && self.market.source != MarketSource::Kraken {
+        let on_kraken = matches!(self.market.source, MarketSource::Kraken | MarketSource::KrakenWs);
+        if self.app.mode == TradingMode::Live && !on_kraken {
             return Err(SettingsError::new(
                 "market.source",
                 format!(
                     "live mode trades real money on Kraken and must price on the real Kraken feed: \
-                     set market.source: kraken (got {})",
+                     set market.source: kraken_ws or kraken (got {})",
                     serde_json::to_value(self.market.source)
                         .ok()
                         .and_then(|v| v.as_str().map(str::to_owned))
@@ -1415,7 +1416,8 @@ mod tests {
         let err = Settings::load_with_env(d.path(), no_env).unwrap_err();
         assert!(err.message.starts_with("market.source: "), "{err}");
         assert!(
-            err.message.contains("`simulated`, `kraken`, `replay`, `external`"),
+            err.message
+                .contains("`simulated`, `kraken`, `kraken_ws`, `replay`, `external`"),
             "{err}"
         );
 
@@ -1503,15 +1505,17 @@ mod tests {
             ),
             ("kraken:\n  ws_public_url: ws.kraken.com\n", "kraken.ws_public_url"),
             ("kraken:\n  reserved_rest_points: 9\n", "kraken.reserved_rest_points"),
-            (
-                "kraken:\n  rest_safety_net_secs: 0\n",
-                "kraken.rest_safety_net_secs / kraken.ws_reply_timeout_ms",
-            ),
+            ("kraken:\n  rest_safety_net_secs: 0\n", "kraken.rest_safety_net_secs"),
         ];
+        // The key is named as the source (a cross-field check) or leads the message (a range
+        // check, with the file as the source).
         for (yaml, key) in cases {
             let d = dir_with(&[("base.yaml", yaml)]);
             let err = Settings::load_with_env(d.path(), no_env).unwrap_err();
-            assert_eq!(err.source_name, key, "{err}");
+            assert!(
+                err.source_name == key || err.message.starts_with(&format!("{key}: ")),
+                "{err}"
+            );
         }
         let d = dir_with(&[("base.yaml", "market:\n  source: kraken_ws\n")]);
         assert_eq!(
@@ -1535,12 +1539,20 @@ mod tests {
             (m.max_unprotected_secs, m.visibility_window_secs, m.search_interval_ms),
             (5, 60, 2000)
         );
-        let d = dir_with(&[("base.yaml", "execution:\n  protection:\n    max_unprotected_secs: 0\n")]);
-        let err = Settings::load_with_env(d.path(), no_env).unwrap_err();
-        assert_eq!(err.source_name, "execution.protection.max_unprotected_secs", "{err}");
-        let d = dir_with(&[("base.yaml", "execution:\n  tracking:\n    visibility_window_secs: 0\n")]);
-        let err = Settings::load_with_env(d.path(), no_env).unwrap_err();
-        assert_eq!(err.source_name, "execution.tracking.visibility_window_secs", "{err}");
+        for key in [
+            "execution.protection.max_unprotected_secs",
+            "execution.tracking.visibility_window_secs",
+        ] {
+            let (section, name) = key.rsplit_once('.').unwrap();
+            let (_, sub) = section.split_once('.').unwrap();
+            let yaml = format!("execution:\n  {sub}:\n    {name}: 0\n");
+            let d = dir_with(&[("base.yaml", yaml.as_str())]);
+            let err = Settings::load_with_env(d.path(), no_env).unwrap_err();
+            assert!(
+                err.source_name == key || err.message.starts_with(&format!("{key}: ")),
+                "{err}"
+            );
+        }
         let d = dir_with(&[
             ("base.yaml", ""),
             ("execution.yaml", "execution:\n  protection:\n    max_unprotected: 5\n"),

@@ -183,8 +183,10 @@ impl TradeLog {
     pub fn start(registry: &Registry, bus: &Bus, orders: Arc<dyn OrderStore>) -> Addr<Self> {
         let addr = start_supervised(registry, "trade_log", false, 4096, move |sup| Self { sup, orders });
         // The trade log is a record: it never loses an event to a full mailbox.
-        bus.execution_events.subscribe_reliable("trade_log", addr.clone().recipient());
-        bus.risk_alerts.subscribe_reliable("trade_log", addr.clone().recipient());
+        bus.execution_events
+            .subscribe_reliable("trade_log", addr.clone().recipient());
+        bus.risk_alerts
+            .subscribe_reliable("trade_log", addr.clone().recipient());
         addr
     }
 }

@@ -218,7 +218,7 @@ fn each_silent_config_mistake_exits_2_naming_the_file_or_key() {
         (
             "a misspelt enum value",
             config_with(append("local.yaml", "market:\n  source: simulate\n")),
-            "market.source: unknown variant `simulate`, expected one of `simulated`, `kraken`, `replay`, `external`",
+            "market.source: unknown variant `simulate`, expected one of `simulated`, `kraken`, `kraken_ws`, `replay`, `external`",
         ),
         (
             "a bad role",

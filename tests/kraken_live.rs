@@ -354,7 +354,9 @@ async fn a_second_serve_on_the_same_api_key_exits_2_naming_the_lock() {
             .env(LIVE_TRADING_CONFIRMATION_VAR, LIVE_TRADING_CONFIRMATION)
             .env("TRIPLEGAIN__APP__MODE", "live")
             .env("TRIPLEGAIN__SERVER__BIND", "127.0.0.1:0")
-            .env("TRIPLEGAIN__MARKET__SOURCE", "external")
+            .env("TRIPLEGAIN__MARKET__SOURCE", "kraken")
+            // Another account (its own schema and account lock) on the same Kraken key.
+            .env("TRIPLEGAIN__APP__ACCOUNT", "second")
             .env("TRIPLEGAIN__KRAKEN__BASE_URL", "http://127.0.0.1:9")
             .output()
             .unwrap()

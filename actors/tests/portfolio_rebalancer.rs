@@ -556,8 +556,25 @@ async fn a_fresh_start_waits_for_the_first_valuation_instead_of_failing_on_equit
         alerts: Topic::new(),
         clock: shared.clone(),
     };
+    // The engine values proposals at the market, as the server's does (the paper exchange's
+    // last trades): the same prices the rebalancer sees.
+    struct Market(ManualClock);
+    impl triplegain_actors::risk::PriceSource for Market {
+        fn quote(&self, s: &Symbol) -> Option<triplegain_actors::risk::Quote> {
+            let price = if s.as_str() == "BTC/USDT" {
+                dec!(50000)
+            } else {
+                dec!(0.5)
+            };
+            Some(triplegain_actors::risk::Quote {
+                price,
+                at: triplegain_actors::clock::Clock::now(&self.0),
+            })
+        }
+    }
+    let market = Arc::new(Market(clock.clone()));
     let risk = start_supervised(&registry, "risk_engine", true, 64, move |sup| {
-        RiskEngine::new(sup, risk_cfg)
+        RiskEngine::new(sup, risk_cfg).with_price_source(market)
     });
     let paper = PaperExchange::new(
         PaperConfig {

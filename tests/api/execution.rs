@@ -618,7 +618,9 @@ async fn live_a_stop_left_pending_by_a_stop_between_fill_and_stop_is_placed_with
     // Kraken never receives the stop: the request hangs past the app's life.
     fake.script("AddOrder:stop-loss", [Fault::Hang(Duration::from_secs(60))]);
     let mut placed = None;
+    let mut last = None;
     for _ in 0..100 {
+        feed_price(&app, "50000");
         let (s, b) = body(
             app.post("/api/v1/trades", Some(OPERATOR), Some(limit_buy("1000")))
                 .await,
@@ -628,9 +630,11 @@ async fn live_a_stop_left_pending_by_a_stop_between_fill_and_stop_is_placed_with
             placed = Some(b);
             break;
         }
+        last = Some((s, b));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(placed.expect("entry placed")["orders"][0]["status"], "open");
+    assert!(placed.is_some(), "entry not placed: {last:?}");
+    assert_eq!(placed.unwrap()["orders"][0]["status"], "open");
     fake.update(
         |o| o.side == "buy",
         |o| {
@@ -667,7 +671,11 @@ async fn live_a_stop_left_pending_by_a_stop_between_fill_and_stop_is_placed_with
             .await
             .unwrap()
             .get(0);
-        assert_eq!(st, "pending", "the stop's record was left pending");
+        // `pending` (never sent) or `unknown` (sent, no reply): never confirmed on the exchange.
+        assert!(
+            st == "pending" || st == "unknown",
+            "the stop's record was left unconfirmed, not {st}"
+        );
     }
     assert!(
         !fake.orders().iter().any(|o| o.ordertype == "stop-loss"),

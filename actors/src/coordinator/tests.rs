@@ -404,7 +404,11 @@ fn start(opts: Opts, store: MemStore) -> H {
     bus.risk_alerts
         .subscribe("sink", Sink(Arc::clone(&alerts)).start().recipient());
     let risk_cfg = RiskEngineConfig {
-        limits: RiskLimits::default(),
+        // The breaker tests drive the drawdown with valuations: the account basis.
+        limits: RiskLimits {
+            drawdown_basis: crate::risk::DrawdownBasis::Account,
+            ..RiskLimits::default()
+        },
         store: Arc::new(MemStore::default()),
         alerts: if opts.paused_time {
             bus.risk_alerts.clone()

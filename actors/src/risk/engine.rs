@@ -721,9 +721,9 @@ impl Handler<RiskAlert> for RiskEngine {
 mod tests {
     use super::*;
     use crate::clock::{Clock, ManualClock};
-    use crate::risk::DrawdownBasis;
     use crate::domain::{OrderStatus, Regime, Side, Symbol};
     use crate::risk::types::{ProposalSource, RejectionCode, VerdictStatus};
+    use crate::risk::DrawdownBasis;
     use crate::supervision::{start_supervised, Registry, RestartPolicy};
     use chrono::TimeZone;
     use parking_lot::Mutex;
@@ -985,7 +985,11 @@ mod tests {
     async fn a_burst_of_position_closes_past_a_full_mailbox_loses_none() {
         // The engine's mailbox holds 64: an ordinary subscription drops most of a 300-close burst.
         let lossy = start(MemStore::default(), ManualClock::new(wednesday()));
-        lossy.addr.send(portfolio(&lossy, dec!(100000), dec!(100000))).await.unwrap();
+        lossy
+            .addr
+            .send(portfolio(&lossy, dec!(100000), dec!(100000)))
+            .await
+            .unwrap();
         let topic = Topic::<ExecutionEvent>::new();
         topic.subscribe("risk_engine", lossy.addr.clone().recipient());
         let dropped = burst(&lossy, &topic, 300);

@@ -700,7 +700,9 @@ mod tests {
         let mut s = funded(&l);
         let t = at(2026, 11, 25, 12);
         // +1 000, then the holdings halve (ignored), then -2 300 from the 11 000 peak.
-        assert!(s.record_trade(&btc(), dec!(1000), CorrelationId::new(), t, &l).is_empty());
+        assert!(s
+            .record_trade(&btc(), dec!(1000), CorrelationId::new(), t, &l)
+            .is_empty());
         s.apply_portfolio(dec!(5500), dec!(11000), dec!(0), BTreeMap::new(), t, &l);
         assert_eq!(s.account_drawdown_pct, dec!(50));
         assert_eq!(s.drawdown_pct, dec!(0));
