@@ -654,6 +654,8 @@ pub struct ExecutionSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct ProtectionSettings {
     pub max_unprotected_secs: u64,
+    /// How often the protection watchdog runs (it also runs on every candle).
+    pub check_interval_ms: u64,
 }
 
 impl Default for ProtectionSettings {
@@ -661,6 +663,7 @@ impl Default for ProtectionSettings {
         Self {
             max_unprotected_secs: triplegain_actors::execution::manager::ExecutionConfig::default()
                 .max_unprotected_secs,
+            check_interval_ms: 1000,
         }
     }
 }
@@ -721,6 +724,11 @@ pub struct TrackingSettings {
     pub visibility_window_secs: u64,
     /// Shortest time between two searches by client id (all unknown orders in one search).
     pub search_interval_ms: u64,
+    /// How often open orders and positions are synchronised with the exchange.
+    pub sync_interval_secs: u64,
+    /// Whether the paper exchange's account is saved (off only for a backtest, whose account
+    /// ends with the run).
+    pub persist_paper: bool,
 }
 
 impl Default for TrackingSettings {
@@ -732,6 +740,8 @@ impl Default for TrackingSettings {
             reconcile_attempts: 3,
             visibility_window_secs: 90,
             search_interval_ms: 10_000,
+            sync_interval_secs: 30,
+            persist_paper: true,
         }
     }
 }
@@ -788,6 +798,9 @@ impl ExecutionSettings {
             visibility_window_secs: self.tracking.visibility_window_secs,
             search_interval_ms: self.tracking.search_interval_ms,
             max_unprotected_secs: self.protection.max_unprotected_secs,
+            protection_check_interval_ms: self.protection.check_interval_ms,
+            sync_interval_secs: self.tracking.sync_interval_secs,
+            persist_paper: self.tracking.persist_paper,
             trailing_stop: self.trailing_stop.clone(),
         }
     }

@@ -190,6 +190,9 @@ pub struct ReportInput {
     /// Risk alerts by type.
     #[serde(default)]
     pub risk_alerts: BTreeMap<String, u64>,
+    /// The first message of each alert type (what went wrong, in words).
+    #[serde(default)]
+    pub risk_alert_examples: BTreeMap<String, String>,
     /// Trading decisions by action (`buy`, `sell`, `hold`, …).
     #[serde(default)]
     pub decisions: BTreeMap<String, u64>,
@@ -389,6 +392,8 @@ pub struct Report {
     pub risk_verdicts: VerdictCounts,
     /// Risk alerts by type.
     pub risk_alerts: BTreeMap<String, u64>,
+    /// The first message of each alert type.
+    pub risk_alert_examples: BTreeMap<String, String>,
     /// Rebalance orders that filled (= `rebalance.orders`).
     pub rebalances: u64,
     pub rebalance: RebalanceReport,
@@ -694,6 +699,7 @@ impl Report {
             decisions: input.decisions.clone(),
             risk_verdicts: input.risk_verdicts.clone(),
             risk_alerts: input.risk_alerts.clone(),
+            risk_alert_examples: input.risk_alert_examples.clone(),
             rebalances: rebalance.orders,
             rebalance: RebalanceReport {
                 trades: rebalance,
@@ -1122,6 +1128,7 @@ mod tests {
                 by_source: BTreeMap::new(),
             },
             risk_alerts: BTreeMap::new(),
+            risk_alert_examples: BTreeMap::new(),
             decisions: BTreeMap::from([("buy".to_owned(), 2), ("hold".to_owned(), 7)]),
             holdings: vec![HoldingTrade {
                 source: source::REBALANCE.to_owned(),

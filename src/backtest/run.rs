@@ -51,6 +51,8 @@ const PING_TIMEOUT: Duration = Duration::from_secs(10);
 const STABLE_ROUNDS: usize = 3;
 /// Most settling rounds after the feed ends.
 const MAX_SETTLE_ROUNDS: usize = 50;
+/// Settle rounds waiting for the execution manager's requests in flight.
+const MAX_IN_FLIGHT_ROUNDS: usize = 1000;
 /// Most decision records and model answers a backtest keeps in memory.
 const BACKTEST_MAX_RECORDS: usize = 5_000;
 /// Most candles in one [`CandleBatch`].
@@ -122,6 +124,11 @@ fn backtest_settings(mut settings: Settings, symbols: &[Symbol], seed: u64) -> S
     settings.execution.tracking.paper_poll_interval_ms = far * 1000;
     settings.execution.tracking.poll_interval_ms = far * 1000;
     settings.execution.tracking.snapshot_interval_secs = far;
+    settings.execution.tracking.sync_interval_secs = far;
+    // The protection watchdog runs on every candle (business time) instead.
+    settings.execution.protection.check_interval_ms = far * 1000;
+    // The paper account ends with the run: saving it would only cost time.
+    settings.execution.tracking.persist_paper = false;
     // Nothing is recorded: a backtest calls no model.
     settings.llm.record_path = String::new();
     settings
@@ -131,6 +138,8 @@ fn backtest_settings(mut settings: Settings, symbols: &[Symbol], seed: u64) -> S
 #[derive(Default)]
 struct Collected {
     alerts: BTreeMap<String, u64>,
+    /// The first message of each alert type.
+    alert_examples: BTreeMap<String, String>,
     /// Trading decisions by action.
     decisions: BTreeMap<String, u64>,
     /// Per symbol: business time of each regime change and the new regime.
@@ -185,6 +194,7 @@ impl Handler<RiskAlert> for Collector {
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_else(|| format!("{:?}", a.alert_type));
         if let Ok(mut c) = self.0.lock() {
+            c.alert_examples.entry(code.clone()).or_insert(a.message);
             *c.alerts.entry(code).or_insert(0) += 1;
         }
     }
@@ -680,6 +690,32 @@ async fn next_boundary(system: &System) -> anyhow::Result<Boundaries> {
     })
 }
 
+/// Lets the pipeline settle until the execution manager has nothing in flight (a placement, a
+/// protective order, a cancel, a poll): the next minute then meets the account as a real exchange
+/// would after those requests, whatever the machine's speed.
+async fn settle_in_flight(system: &System, pipeline: &Pipeline) -> anyhow::Result<()> {
+    for _ in 0..MAX_IN_FLIGHT_ROUNDS {
+        let a = system
+            .state
+            .execution
+            .send(GetActivity)
+            .await
+            .map_err(|e| anyhow::anyhow!("execution manager not reachable: {e}"))?;
+        let batches = system
+            .state
+            .portfolio
+            .send(triplegain_actors::portfolio::actor::RebalancerInFlight)
+            .await
+            .map_err(|e| anyhow::anyhow!("portfolio rebalancer not reachable: {e}"))?;
+        if a.in_flight == 0 && batches == 0 {
+            return Ok(());
+        }
+        pipeline.settle().await;
+    }
+    tracing::warn!("the execution manager still had requests in flight after {MAX_IN_FLIGHT_ROUNDS} rounds");
+    Ok(())
+}
+
 /// Whether orders or positions are live: then every business minute goes to the paper
 /// exchange on its own.
 async fn trading_live(system: &System) -> anyhow::Result<bool> {
@@ -911,12 +947,14 @@ pub async fn run(
         pipeline.sync_feed().await;
         if live {
             pipeline.sync_execution().await;
+            settle_in_flight(&system, &pipeline).await?;
         }
         let c = cascade_count(&system);
         if at_boundary || c != cascades {
-            // Settle until nothing new is set off.
+            // Settle until nothing new is set off and nothing is in flight.
             loop {
                 pipeline.settle().await;
+                settle_in_flight(&system, &pipeline).await?;
                 let after = cascade_count(&system);
                 if after == cascades {
                     break;
@@ -1069,7 +1107,7 @@ pub async fn run(
         .collect();
     // Drain the collector's mailbox before reading it.
     let _ = collector.send(Flush).await;
-    let (risk_alerts, decisions) = match collected.lock() {
+    let (risk_alerts, risk_alert_examples, decisions) = match collected.lock() {
         Ok(c) => {
             for t in &mut trades {
                 if let Some(r) = c.regime_at(&t.symbol, t.opened_at) {
@@ -1081,7 +1119,7 @@ pub async fn run(
                     h.regime = r;
                 }
             }
-            (c.alerts.clone(), c.decisions.clone())
+            (c.alerts.clone(), c.alert_examples.clone(), c.decisions.clone())
         }
         Err(_) => anyhow::bail!("bus collector failed"),
     };
@@ -1092,6 +1130,7 @@ pub async fn run(
         equity,
         risk_verdicts,
         risk_alerts,
+        risk_alert_examples,
         decisions,
         holdings,
         rebalance_batches,

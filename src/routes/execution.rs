@@ -276,7 +276,9 @@ async fn check_protection_change(
     Ok(())
 }
 
-/// Move a position's stop-loss and/or take-profit; the exchange orders are replaced (new before old).
+/// Move a position's stop-loss and/or take-profit; the exchange orders are replaced (new before old),
+/// and the stored value changes only once the exchange confirmed the new order (a refused order
+/// changes nothing; the old one keeps working).
 #[utoipa::path(patch, path = "/api/v1/positions/{id}", security(("bearer" = [])), request_body = ModifyBody,
     responses((status = 200, description = "modified"), (status = 404, description = "unknown"),
         (status = 422, description = "a price out of range")))]
@@ -311,6 +313,8 @@ pub async fn modify_position(
                 stop_loss: body.stop_loss,
                 take_profit: body.take_profit,
             })
+            // The new protective order is placed and confirmed before the answer.
+            .timeout(std::time::Duration::from_secs(30))
             .await
             .map_err(|e| ApiError::from_mailbox("execution manager", &e))?
             .map_err(|e| match e {

@@ -124,6 +124,61 @@ pub(crate) async fn patch(app: &TestApp, path: &str, token: &str, b: Value) -> (
     body(r).await
 }
 
+/// A crash at any instant finds the paper exchange's stored snapshot at least as far as the
+/// order store: the moment the store knows the stop by its exchange id, the stored paper exchange
+/// holds that stop and the entry's fill (before, it was saved up to 500 ms later, and a kill -9 in
+/// between restored an exchange that had never seen the stop).
+#[actix_web::test]
+async fn the_stored_paper_exchange_is_never_behind_the_order_store() {
+    let app = spawn_app().await;
+    ready(&app).await;
+    let (s, b) = body(
+        app.post("/api/v1/trades", Some(OPERATOR), Some(limit_buy("1000")))
+            .await,
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    price(&app, "49990");
+    let client = app.pool.as_ref().unwrap().get().await.unwrap();
+    let mut stop_id: Option<String> = None;
+    for _ in 0..2000 {
+        let row = client
+            .query_opt(
+                "SELECT exchange_order_id FROM orders WHERE purpose = 'stop_loss' AND exchange_order_id IS NOT NULL",
+                &[],
+            )
+            .await
+            .unwrap();
+        if let Some(row) = row {
+            stop_id = Some(row.get(0));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let stop_id = stop_id.expect("the stop reached the order store");
+    // Read at once, as a restart after a kill -9 at this instant would.
+    let snap: Value = client
+        .query_one(
+            "SELECT state_data FROM coordinator_state WHERE key = 'paper_exchange'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let orders = snap["orders"].as_array().unwrap();
+    assert!(
+        orders.iter().any(|o| o["id"] == json!(stop_id)),
+        "stored paper exchange lacks the stop {stop_id}: {:?}",
+        orders.iter().map(|o| &o["id"]).collect::<Vec<_>>()
+    );
+    let btc = snap["balances"]["BTC"]
+        .as_str()
+        .and_then(|v| Decimal::from_str(v).ok())
+        .unwrap_or_default();
+    assert!(btc > Decimal::ZERO, "entry fill missing: {snap}");
+    app.shutdown().await;
+}
+
 #[actix_web::test]
 async fn manual_limit_buy_fills_opens_a_protected_position_that_can_be_modified_and_closed() {
     let app = spawn_app().await;

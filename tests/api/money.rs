@@ -438,6 +438,76 @@ async fn stop_and_take_profit_changes_are_judged_against_the_market_and_stored_v
     app.shutdown().await;
 }
 
+/// The open stop orders of the account on the paper exchange: (price, volume).
+async fn working_stops(app: &TestApp) -> Vec<(String, String)> {
+    let (_, orders) = body(app.get("/api/v1/orders?open_only=true", Some(VIEWER)).await).await;
+    orders["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["purpose"] == "stop_loss")
+        .map(|o| (o["price"].to_string(), o["volume"].to_string()))
+        .collect()
+}
+
+#[actix_web::test]
+async fn a_stop_change_the_exchange_refuses_changes_nothing_and_a_confirmed_one_replaces_the_order() {
+    use triplegain_actors::execution::paper::PaperOp;
+    use triplegain_actors::ports::ExchangeError;
+    let app = spawn_app().await;
+    ready(&app).await;
+    let (s, b) = body(
+        app.post("/api/v1/trades", Some(OPERATOR), Some(limit_buy("1000")))
+            .await,
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    price(&app, "49990");
+    let pos = open_position(&app).await;
+    let path = format!("/api/v1/positions/{}", pos["id"].as_str().unwrap());
+    let mut before = Vec::new();
+    for _ in 0..100 {
+        before = working_stops(&app).await;
+        if !before.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(before.len(), 1, "one working stop: {before:?}");
+
+    // The exchange refuses the replacement stop.
+    let paper = app.state.paper.as_ref().unwrap();
+    paper.fail_next_op(
+        PaperOp::PlaceOrder,
+        ExchangeError::Rejected("EOrder:Invalid price".into()),
+        false,
+    );
+    let (s, e) = patch(&app, &path, OPERATOR, json!({"stop_loss": "49500"})).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (422, Some("order_rejected")), "{e}");
+    let (_, after) = body(app.get(&path, Some(VIEWER)).await).await;
+    assert_eq!(after["stop_loss"], pos["stop_loss"], "stored stop unchanged: {after}");
+    assert_eq!(working_stops(&app).await, before, "the old stop keeps working");
+
+    // Confirmed: stored and working agree, one stop at the new price.
+    let (s, e) = patch(&app, &path, OPERATOR, json!({"stop_loss": "49500"})).await;
+    assert_eq!(s, 200, "{e}");
+    assert_eq!(dec(&e["stop_loss"]), Decimal::from(49500));
+    let mut stops = Vec::new();
+    for _ in 0..100 {
+        stops = working_stops(&app).await;
+        if stops.len() == 1 && stops[0] != before[0] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(stops.len(), 1, "{stops:?}");
+    assert_eq!(
+        dec(&serde_json::from_str::<Value>(&stops[0].0).unwrap()),
+        Decimal::from(49500)
+    );
+    app.shutdown().await;
+}
+
 #[actix_web::test]
 async fn refused_control_requests_are_audited_with_the_request_id() {
     let app = spawn_app().await;

@@ -115,6 +115,13 @@ pub struct ExecutionConfig {
     /// A position without a working stop on the exchange for longer raises a critical alert and
     /// arms the software backup stop.
     pub max_unprotected_secs: u64,
+    /// How often (wall clock) the protection watchdog runs; it also runs on every candle.
+    pub protection_check_interval_ms: u64,
+    /// How often (wall clock) open orders and positions are synchronised with the exchange.
+    pub sync_interval_secs: u64,
+    /// Whether the paper exchange's account is saved to the state store (a backtest's is not:
+    /// it ends with the run).
+    pub persist_paper: bool,
     pub trailing_stop: TrailingStopConfig,
 }
 
@@ -139,6 +146,9 @@ impl Default for ExecutionConfig {
             visibility_window_secs: 90,
             search_interval_ms: 10_000,
             max_unprotected_secs: 10,
+            protection_check_interval_ms: 1000,
+            sync_interval_secs: 30,
+            persist_paper: true,
             trailing_stop: TrailingStopConfig::default(),
         }
     }
@@ -214,10 +224,15 @@ enum PaperWrite {
 
 /// One ordered writer: every store write of the manager, in the order the actor made it.
 ///
-/// Paper exchange saves go to a saver of their own: a snapshot with a long order history takes
-/// milliseconds to serialise, and order records must not wait behind it. The snapshot is
-/// serialised on a blocking thread so the actors sharing this thread keep running. A `Flush`
-/// waits for both, so "everything written" still means the paper exchange too.
+/// The paper exchange is the venue: like Kraken, it must never be behind the order store after
+/// a crash (an order the store knows by its exchange id that the restored exchange never saw
+/// leaves a position without its stop, and balances that miss a fill refuse the next orders).
+/// So before an order, status, position, trade or fill write, the writer saves the paper
+/// exchange's snapshot if it changed since its last save ([`PaperSaver`]); the exchange may be
+/// ahead of the store (the manager reconciles that at start, as with Kraken), never behind.
+/// Changes no store write follows (prices, resting orders untouched) go to a throttled saver of
+/// their own. The snapshot is serialised on a blocking thread so the actors sharing this
+/// thread keep running. A `Flush` waits for both.
 #[derive(Clone)]
 struct Writer {
     tx: mpsc::UnboundedSender<Write>,
@@ -232,17 +247,18 @@ const STORE_ATTEMPTS: u32 = 3;
 const PAPER_SAVE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Serialises the paper exchange's snapshot on a blocking thread and saves it, retrying the store.
-async fn save_paper(paper: &PaperExchange, state: &dyn StateStore) {
+/// Returns whether it was saved.
+async fn save_paper(paper: &PaperExchange, state: &dyn StateStore) -> bool {
     let p = paper.clone();
     let value = match tokio::task::spawn_blocking(move || serde_json::to_value(p.snapshot())).await {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => {
             tracing::error!(error = %e, "paper exchange snapshot not serialisable; save lost");
-            return;
+            return false;
         }
         Err(e) => {
             tracing::error!(error = %e, "paper exchange snapshot task failed; save lost");
-            return;
+            return false;
         }
     };
     for attempt in 1..=STORE_ATTEMPTS {
@@ -250,12 +266,38 @@ async fn save_paper(paper: &PaperExchange, state: &dyn StateStore) {
             .save_state(crate::execution::paper::STATE_KEY, value.clone())
             .await
         {
-            Ok(()) => return,
+            Ok(()) => return true,
             Err(e) if attempt < STORE_ATTEMPTS => {
                 tracing::warn!(error = %e, attempt, "paper exchange save failed; retrying");
                 actix::clock::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
             }
             Err(e) => tracing::error!(error = %e, "paper exchange save lost"),
+        }
+    }
+    false
+}
+
+/// Saves the paper exchange's snapshot when it changed since the last save. One lock orders the
+/// saves of the writer and of the throttled saver, so an older snapshot never overwrites a newer
+/// one.
+#[derive(Clone)]
+struct PaperSaver {
+    paper: PaperExchange,
+    state: Arc<dyn StateStore>,
+    /// The revision the stored snapshot holds (at least).
+    saved: Arc<futures::lock::Mutex<Option<u64>>>,
+}
+
+impl PaperSaver {
+    async fn save_if_changed(&self) {
+        let mut saved = self.saved.lock().await;
+        // Read before the snapshot is taken: the snapshot holds at least this revision.
+        let revision = self.paper.revision();
+        if *saved == Some(revision) {
+            return;
+        }
+        if save_paper(&self.paper, self.state.as_ref()).await {
+            *saved = Some(revision);
         }
     }
 }
@@ -266,12 +308,19 @@ impl Writer {
         let orders = deps.orders.clone();
         let audit = deps.audit.clone();
         let state = deps.state.clone();
-        let paper = deps.paper.clone();
+        let saver = deps
+            .paper
+            .clone()
+            .filter(|_| deps.config.persist_paper)
+            .map(|paper| PaperSaver {
+                paper,
+                state: state.clone(),
+                saved: Arc::default(),
+            });
         let save_queued = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let paper_tx = paper.map(|paper| {
+        let paper_tx = saver.clone().map(|saver| {
             let (ptx, mut prx) = mpsc::unbounded::<PaperWrite>();
             let queued = save_queued.clone();
-            let state = state.clone();
             actix::spawn(async move {
                 // At most one save per PAPER_SAVE_INTERVAL: a burst of changes is saved once, and
                 // a flush saves what is pending at once.
@@ -281,8 +330,8 @@ impl Writer {
                     // Changes made from here on queue a new save.
                     queued.store(false, std::sync::atomic::Ordering::SeqCst);
                     *last = std::time::Instant::now();
-                    let (paper, state) = (paper.clone(), state.clone());
-                    async move { save_paper(&paper, state.as_ref()).await }
+                    let saver = saver.clone();
+                    async move { saver.save_if_changed().await }
                 };
                 loop {
                     let next = if pending {
@@ -326,6 +375,12 @@ impl Writer {
                     if ptx.unbounded_send(PaperWrite::Flush(ack)).is_ok() {
                         let _ = done.await;
                     }
+                }
+                // The venue is saved before the store learns what happened on it.
+                if let (Op::Order(_) | Op::Status(_) | Op::Position(_) | Op::Trade(_) | Op::Fill(_), Some(saver)) =
+                    (&w.op, &saver)
+                {
+                    saver.save_if_changed().await;
                 }
                 let mut attempt = 0;
                 let res = loop {
@@ -1377,6 +1432,20 @@ impl OrderExecutionManager {
         replaces: Option<Uuid>,
         ctx: &mut Context<Self>,
     ) {
+        let rec = self.protection_record(pos, kind, price, volume);
+        self.protect_inflight.insert((pos.id, kind));
+        let pid = pos.id;
+        let fut = self.submit(rec, ctx);
+        ctx.spawn(fut.map(move |res, act, ctx| {
+            act.protect_inflight.remove(&(pid, kind));
+            let _ = guarded(act, ctx, |act, ctx| {
+                act.on_protection_result(pid, kind, replaces, res, ctx)
+            });
+        }));
+    }
+
+    /// The record of a new protective order of `pos` at `price` (quantised by the caller).
+    fn protection_record(&self, pos: &PositionView, kind: Protect, price: Decimal, volume: Decimal) -> OrderRecord {
         let side = match pos.side {
             PositionSide::Long => Side::Sell,
             PositionSide::Short => Side::Buy,
@@ -1398,7 +1467,7 @@ impl OrderExecutionManager {
             Protect::StopLoss => pos.take_profit_order_id,
             Protect::TakeProfit => pos.stop_loss_order_id,
         };
-        let rec = self.new_record(
+        self.new_record(
             pos.correlation_id,
             Some(pos.id),
             &pos.symbol,
@@ -1412,16 +1481,7 @@ impl OrderExecutionManager {
             // The take-profit is a plain limit on spot: reduce-only keeps it from reserving the base.
             kind == Protect::TakeProfit || pos.leverage > 1,
             linked,
-        );
-        self.protect_inflight.insert((pos.id, kind));
-        let pid = pos.id;
-        let fut = self.submit(rec, ctx);
-        ctx.spawn(fut.map(move |res, act, ctx| {
-            act.protect_inflight.remove(&(pid, kind));
-            let _ = guarded(act, ctx, |act, ctx| {
-                act.on_protection_result(pid, kind, replaces, res, ctx)
-            });
-        }));
+        )
     }
 
     fn on_protection_result(
@@ -2079,16 +2139,23 @@ impl OrderExecutionManager {
         }))
     }
 
-    fn modify(&mut self, msg: ModifyPosition, ctx: &mut Context<Self>) -> Result<PositionView, ExecutionError> {
+    /// Checks a stop / take-profit change; returns the protective orders to move, stop first.
+    fn plan_modify(&self, msg: &ModifyPosition) -> Result<Vec<(Protect, Decimal)>, ExecutionError> {
         if !self.ready {
             return Err(ExecutionError::Unavailable("execution manager is still loading".into()));
         }
-        let Some(p) = self.positions.get_mut(&msg.position_id) else {
+        let Some(p) = self.positions.get(&msg.position_id) else {
             return Err(ExecutionError::Invalid(format!(
                 "position {} is not open",
                 msg.position_id
             )));
         };
+        if p.status != PositionStatus::Open {
+            return Err(ExecutionError::NotAllowed(format!(
+                "position {} is {}",
+                msg.position_id, p.status
+            )));
+        }
         let reference = p.entry_price;
         for (name, v) in [("stop_loss", msg.stop_loss), ("take_profit", msg.take_profit)] {
             if v.is_some_and(|v| v <= Decimal::ZERO) {
@@ -2104,11 +2171,106 @@ impl OrderExecutionManager {
                 "stop_loss must be on the losing side of the entry price {reference}"
             )));
         }
-        if let Some(sl) = msg.stop_loss {
-            p.stop_loss = Some(sl);
+        let pair = self.pairs.get(&p.symbol);
+        let mut steps = Vec::new();
+        for (kind, target) in [
+            (Protect::StopLoss, msg.stop_loss),
+            (Protect::TakeProfit, msg.take_profit),
+        ] {
+            let Some(target) = target else { continue };
+            let quantised = pair.map_or(target, |pi| pi.quantise_price(target));
+            if quantised <= Decimal::ZERO {
+                return Err(ExecutionError::Invalid(format!(
+                    "{} {target} is 0 on the pair's price tick",
+                    kind.purpose()
+                )));
+            }
+            if self.protect_inflight.contains(&(p.id, kind)) {
+                return Err(ExecutionError::NotAllowed(format!(
+                    "a {} order of this position is being placed; retry shortly",
+                    kind.purpose()
+                )));
+            }
+            steps.push((kind, target));
         }
-        if let Some(tp) = msg.take_profit {
-            p.take_profit = Some(tp);
+        Ok(steps)
+    }
+
+    /// Moves one protective order to `target`: the new order is placed first and the stored
+    /// value changes only once the exchange confirmed it; then the old order is cancelled. A
+    /// refused order changes nothing (the old one keeps working). An order of unknown outcome
+    /// leaves the old one working and is cancelled if it ever appears.
+    fn move_protection(
+        &mut self,
+        pid: Uuid,
+        kind: Protect,
+        target: Decimal,
+        ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, Result<(), ExecutionError>> {
+        let Some(pos) = self.positions.get(&pid).cloned() else {
+            return fail(ExecutionError::Invalid(format!("position {pid} is not open")));
+        };
+        let enabled = match kind {
+            Protect::StopLoss => self.cfg().auto_stop_loss,
+            Protect::TakeProfit => self.cfg().auto_take_profit,
+        };
+        let current = match kind {
+            Protect::StopLoss => pos.stop_loss_order_id,
+            Protect::TakeProfit => pos.take_profit_order_id,
+        }
+        .filter(|id| !self.superseded.contains(id) && !self.cancel_requested.contains(id))
+        .and_then(|id| self.orders.get(&id))
+        .cloned();
+        let pair = self.pairs.get(&pos.symbol).cloned();
+        let price = pair.as_ref().map_or(target, |p| p.quantise_price(target));
+        let volume = pair.as_ref().map_or(pos.size, |p| p.quantise_volume(pos.size));
+        let unchanged = current.as_ref().is_some_and(|c| {
+            !is_unknown(c) && c.view.price == Some(price) && c.view.volume - c.view.filled_volume == volume
+        });
+        if !enabled || unchanged {
+            // No exchange order to move (protection off, or it already works at that price).
+            self.store_target(pid, kind, target);
+            return Box::pin(fut::ready(Ok(())));
+        }
+        let rec = self.protection_record(&pos, kind, price, volume);
+        let new_id = rec.view.id;
+        let replaces = current.map(|c| c.view.id);
+        self.protect_inflight.insert((pid, kind));
+        let fut = self.submit(rec, ctx);
+        Box::pin(fut.map(move |res, act, ctx| {
+            act.protect_inflight.remove(&(pid, kind));
+            match res {
+                Ok(view) => {
+                    act.store_target(pid, kind, target);
+                    let _ = guarded(act, ctx, |act, ctx| {
+                        act.on_protection_result(pid, kind, replaces, Ok(view), ctx)
+                    });
+                    Ok(())
+                }
+                Err(ExecutionError::Unknown(m)) => {
+                    act.superseded.insert(new_id);
+                    Err(ExecutionError::Unknown(format!(
+                        "{m}; the {} stays at its old price and the new order is cancelled if it appears",
+                        kind.purpose()
+                    )))
+                }
+                Err(e) => {
+                    tracing::warn!(position = %pid, kind = kind.purpose(), error = %e,
+                        "protective order change refused; the old order keeps working");
+                    Err(e)
+                }
+            }
+        }))
+    }
+
+    /// Stores a confirmed stop / take-profit value of a position.
+    fn store_target(&mut self, pid: Uuid, kind: Protect, target: Decimal) {
+        let Some(p) = self.positions.get_mut(&pid) else {
+            return;
+        };
+        match kind {
+            Protect::StopLoss => p.stop_loss = Some(target),
+            Protect::TakeProfit => p.take_profit = Some(target),
         }
         let view = p.clone();
         self.writer.send(Op::Position(Box::new(view.clone())));
@@ -2116,10 +2278,9 @@ impl OrderExecutionManager {
             view.correlation_id,
             "position_modified",
             &view.symbol,
-            serde_json::json!({"position_id": view.id, "stop_loss": view.stop_loss, "take_profit": view.take_profit}),
+            serde_json::json!({"position_id": view.id, "kind": kind.purpose(), "stop_loss": view.stop_loss,
+                "take_profit": view.take_profit}),
         );
-        self.ensure_protection(view.id, ctx);
-        Ok(view)
     }
 
     // -------------------------------------------------------------- periodic work
@@ -2696,10 +2857,11 @@ impl Actor for OrderExecutionManager {
         ctx.run_interval(snap, |act, ctx| {
             let _ = guarded(act, ctx, |act, ctx| act.on_tick(ctx));
         });
-        ctx.run_interval(Duration::from_secs(30), |act, ctx| {
+        ctx.run_interval(Duration::from_secs(self.cfg().sync_interval_secs.max(1)), |act, ctx| {
             let _ = guarded(act, ctx, |act, ctx| act.sync_with_exchange(ctx));
         });
-        ctx.run_interval(Duration::from_secs(1), |act, ctx| {
+        let check = Duration::from_millis(self.cfg().protection_check_interval_ms.max(10));
+        ctx.run_interval(check, |act, ctx| {
             let _ = guarded(act, ctx, |act, ctx| act.check_protection(ctx));
         });
         self.load(ctx);
@@ -2775,6 +2937,8 @@ impl Handler<CandleClosed> for OrderExecutionManager {
             if act.deps.paper.is_some() {
                 act.poll(ctx);
             }
+            // The watchdog on business time too: a replay's minutes pass faster than its timer.
+            act.check_protection(ctx);
         });
     }
 }
@@ -2861,6 +3025,9 @@ pub struct GetActivity;
 pub struct Activity {
     pub orders: usize,
     pub positions: usize,
+    /// Exchange requests and store writes under way (placements, protective orders, cancels, a
+    /// poll): a backtest lets the pipeline settle until none is left.
+    pub in_flight: usize,
 }
 
 impl Activity {
@@ -2875,10 +3042,15 @@ impl Handler<GetActivity> for OrderExecutionManager {
         guarded(self, ctx, |act, _| Activity {
             orders: act.orders.len() + act.placing.len(),
             positions: act.positions.len(),
+            in_flight: act.placing.len()
+                + act.protect_inflight.len()
+                + act.cancel_inflight.len()
+                + usize::from(act.polling),
         })
         .unwrap_or(Activity {
             orders: usize::MAX,
             positions: usize::MAX,
+            in_flight: usize::MAX,
         })
     }
 }
@@ -2965,10 +3137,30 @@ impl Handler<CloseAllPositions> for OrderExecutionManager {
 }
 
 impl Handler<ModifyPosition> for OrderExecutionManager {
-    type Result = Result<PositionView, ExecutionError>;
+    type Result = ResponseActFuture<Self, Result<PositionView, ExecutionError>>;
     fn handle(&mut self, msg: ModifyPosition, ctx: &mut Context<Self>) -> Self::Result {
-        guarded(self, ctx, |act, ctx| act.modify(msg, ctx))
-            .unwrap_or_else(|e| Err(ExecutionError::Unavailable(e.to_string())))
+        let steps = match guarded(self, ctx, |act, _| act.plan_modify(&msg)) {
+            Err(e) => return fail(ExecutionError::Unavailable(e.to_string())),
+            Ok(Err(e)) => return fail(e),
+            Ok(Ok(steps)) => steps,
+        };
+        let pid = msg.position_id;
+        let mut chain: ResponseActFuture<Self, Result<(), ExecutionError>> = Box::pin(fut::ready(Ok(())));
+        for (kind, target) in steps {
+            chain = Box::pin(chain.then(move |prev, act, ctx| {
+                if let Err(e) = prev {
+                    return fail(e);
+                }
+                act.move_protection(pid, kind, target, ctx)
+            }));
+        }
+        Box::pin(chain.map(move |res, act, _| {
+            res?;
+            act.positions
+                .get(&pid)
+                .cloned()
+                .ok_or_else(|| ExecutionError::Invalid(format!("position {pid} closed meanwhile")))
+        }))
     }
 }
 

@@ -149,6 +149,8 @@ pub struct PortfolioRebalancer {
     ledger: HodlLedger,
     purchasing: BTreeSet<String>,
     busy: bool,
+    /// Batches executing in the background.
+    batches_in_flight: usize,
     loaded: bool,
     /// A portfolio valuation with positive equity has been seen (the risk engine can size trades).
     valued: bool,
@@ -168,6 +170,7 @@ impl PortfolioRebalancer {
             ledger: HodlLedger::default(),
             purchasing: BTreeSet::new(),
             busy: false,
+            batches_in_flight: 0,
             loaded: false,
             valued: false,
             peak_equity: Decimal::ZERO,
@@ -309,7 +312,9 @@ impl PortfolioRebalancer {
                 tracing::error!(error = %e, "rebalance batch outcome not stored");
             }
         };
+        self.batches_in_flight += 1;
         ctx.spawn(fut.into_actor(self).map(move |(), act, _| {
+            act.batches_in_flight = act.batches_in_flight.saturating_sub(1);
             if first {
                 act.busy = false;
             }
@@ -802,6 +807,21 @@ impl Handler<RebalanceTick> for PortfolioRebalancer {
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "Option<chrono::DateTime<chrono::Utc>>")]
 pub struct NextBatchDue;
+
+/// Checks and batches under way (a backtest settles until none is left).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "usize")]
+pub struct RebalancerInFlight;
+
+impl Handler<RebalancerInFlight> for PortfolioRebalancer {
+    type Result = usize;
+    fn handle(&mut self, _: RebalancerInFlight, ctx: &mut Context<Self>) -> usize {
+        guarded(self, ctx, |act, _| {
+            act.batches_in_flight + act.purchasing.len() + usize::from(act.busy)
+        })
+        .unwrap_or(usize::MAX)
+    }
+}
 
 impl Handler<NextBatchDue> for PortfolioRebalancer {
     type Result = Option<chrono::DateTime<chrono::Utc>>;
