@@ -17,7 +17,9 @@ use triplegain_actors::domain::{
     CorrelationId, OrderStatus, OrderType, PositionStatus, Priority, Regime, Side, Symbol,
 };
 use triplegain_actors::execution::api::{ClosePosition, ExecuteTrade, ExecutionError, ModifyPosition, PositionView};
-use triplegain_actors::execution::manager::{ExecutionConfig, IsReady, ManagerDeps, OrderExecutionManager, PollNow};
+use triplegain_actors::execution::manager::{
+    ExecutionConfig, FlushWrites, IsReady, ManagerDeps, OrderExecutionManager, PollNow,
+};
 use triplegain_actors::execution::paper::{PaperConfig, PaperExchange, PaperOp};
 use triplegain_actors::execution::store::MemoryOrderStore;
 use triplegain_actors::messages::{AlertType, ExecutionEvent, ExecutionEventType, PortfolioUpdate, RiskAlert};
@@ -233,11 +235,18 @@ impl Env {
         self.addr.do_send(PollNow);
     }
 
+    /// Waits until the manager's queued store writes are done.
+    async fn flush(&self) {
+        self.addr.send(FlushWrites).await.unwrap();
+    }
+
     async fn positions(&self) -> Vec<PositionView> {
+        self.flush().await;
         self.store.list_positions(None, None, 100).await.unwrap()
     }
 
     async fn orders(&self) -> Vec<OrderRecord> {
+        self.flush().await;
         self.store.list_orders(None, false, 100).await.unwrap()
     }
 
@@ -305,6 +314,7 @@ async fn fill_opens_a_position_protected_by_stop_and_take_profit_for_the_filled_
     assert_eq!(entry.volume, dec!(0.02));
     assert_eq!(entry.price, Some(dec!(50000)));
     // The pending record was stored before the request was sent, then the acknowledgement.
+    env.flush().await;
     let log = env.store.status_log(entry.id).await.unwrap();
     assert_eq!(log[0].to, OrderStatus::Pending);
     assert_eq!(log[1].to, OrderStatus::Open);

@@ -2888,6 +2888,27 @@ impl SupervisedActor for OrderExecutionManager {
 
 crate::supervised_basics!(OrderExecutionManager);
 
+/// Answered once every store write the manager queued before it is done (the paper exchange's
+/// save before them included): the store then shows what the manager knew when it was sent.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct FlushWrites;
+
+impl Handler<FlushWrites> for OrderExecutionManager {
+    type Result = ResponseActFuture<Self, ()>;
+    fn handle(&mut self, _: FlushWrites, _: &mut Context<Self>) -> Self::Result {
+        let flush = self.writer.acked(Op::Flush);
+        Box::pin(
+            async move {
+                if let Err(e) = flush.await {
+                    tracing::warn!(error = %e, "execution writes not flushed");
+                }
+            }
+            .into_actor(self),
+        )
+    }
+}
+
 impl Handler<Drain> for OrderExecutionManager {
     type Result = ResponseActFuture<Self, ()>;
     fn handle(&mut self, _: Drain, _: &mut Context<Self>) -> Self::Result {
