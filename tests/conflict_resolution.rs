@@ -265,6 +265,7 @@ impl H {
             exposure_by_symbol: BTreeMap::new(),
             balances: BTreeMap::new(),
             allocation_pct: BTreeMap::new(),
+            position_footprint: BTreeMap::new(),
         };
         self.risk.send(p.clone()).await.unwrap();
         self.coord.send(p).await.unwrap();

@@ -149,6 +149,7 @@ fn valuation(equity: Decimal) -> PortfolioUpdate {
         exposure_by_symbol: Default::default(),
         balances: Default::default(),
         allocation_pct: Default::default(),
+        position_footprint: Default::default(),
     }
 }
 

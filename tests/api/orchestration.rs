@@ -130,6 +130,7 @@ async fn decision_chain_is_queryable() {
         exposure_by_symbol: BTreeMap::new(),
         balances: BTreeMap::new(),
         allocation_pct: BTreeMap::new(),
+        position_footprint: BTreeMap::new(),
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     let signal = TradingSignal {
@@ -229,6 +230,7 @@ async fn drawdown_breaker_halts_and_admin_resume_needs_a_risk_reset() {
         exposure_by_symbol: BTreeMap::new(),
         balances: BTreeMap::new(),
         allocation_pct: BTreeMap::new(),
+        position_footprint: BTreeMap::new(),
     };
     app.state.bus.portfolio_updates.publish(update(dec!(10000)));
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -274,6 +276,7 @@ async fn holdings_falling_with_the_market_do_not_halt_on_the_default_trading_bas
             exposure_by_symbol: BTreeMap::new(),
             balances: BTreeMap::new(),
             allocation_pct: BTreeMap::new(),
+            position_footprint: BTreeMap::new(),
         });
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -331,6 +334,7 @@ async fn halted_state_task_clocks_and_breakers_survive_a_restart() {
             exposure_by_symbol: BTreeMap::new(),
             balances: BTreeMap::new(),
             allocation_pct: BTreeMap::new(),
+            position_footprint: BTreeMap::new(),
         });
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -530,6 +530,7 @@ impl H {
             exposure_by_symbol: BTreeMap::new(),
             balances: BTreeMap::new(),
             allocation_pct: BTreeMap::new(),
+            position_footprint: BTreeMap::new(),
         };
         self.risk.send(p.clone()).await.unwrap();
         self.coord.send(p).await.unwrap();
@@ -1470,6 +1471,7 @@ async fn paused_time_a_circuit_breaker_alert_halts_everything() {
         exposure_by_symbol: BTreeMap::new(),
         balances: BTreeMap::new(),
         allocation_pct: BTreeMap::new(),
+        position_footprint: BTreeMap::new(),
     };
     // Act: the real risk engine sees a 25 % drawdown and publishes its breaker on the bus.
     h.risk.send(update(dec!(10000), dec!(10000))).await.unwrap();

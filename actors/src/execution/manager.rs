@@ -2735,6 +2735,21 @@ impl OrderExecutionManager {
             let px = self.prices.get(&p.symbol).copied().unwrap_or(p.entry_price);
             *exposure.entry(p.symbol.to_string()).or_default() += p.size * px;
         }
+        // Spot positions (leverage 1) hold their base and spent their quote; margin ones move no
+        // spot balance.
+        let mut footprint: BTreeMap<String, Decimal> = BTreeMap::new();
+        for p in self
+            .positions
+            .values()
+            .filter(|p| p.leverage <= 1 && p.size > Decimal::ZERO)
+        {
+            let sign = match p.side {
+                PositionSide::Long => Decimal::ONE,
+                PositionSide::Short => -Decimal::ONE,
+            };
+            *footprint.entry(p.symbol.base().to_owned()).or_default() += sign * p.size;
+            *footprint.entry(p.symbol.quote().to_owned()).or_default() -= sign * p.size * p.entry_price;
+        }
         let allocation = values
             .iter()
             .filter(|_| equity > Decimal::ZERO)
@@ -2749,6 +2764,7 @@ impl OrderExecutionManager {
             exposure_by_symbol: exposure,
             balances,
             allocation_pct: allocation,
+            position_footprint: footprint,
         });
     }
 

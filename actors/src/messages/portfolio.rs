@@ -16,5 +16,11 @@ pub struct PortfolioUpdate {
     pub balances: BTreeMap<String, Decimal>,
     /// Allocation per asset in percent.
     pub allocation_pct: BTreeMap<String, Decimal>,
+    /// What the open spot trading positions changed in the balances, per asset (a long: its base
+    /// units held and the quote spent at entry, negative; a short: the reverse). The rebalancer
+    /// takes it out of the balances, so it neither sells a strategy's position down nor buys it
+    /// back: its 33/33/33 is the portfolio without the trades.
+    #[serde(default)]
+    pub position_footprint: BTreeMap<String, Decimal>,
 }
 bus_event!(PortfolioUpdate, "portfolio_updates", |_e| "portfolio".to_owned());

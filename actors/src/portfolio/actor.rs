@@ -151,6 +151,9 @@ pub struct PortfolioRebalancer {
     busy: bool,
     /// Batches executing in the background.
     batches_in_flight: usize,
+    /// The open trading positions' share of the balances (from the execution manager's
+    /// valuation): not the rebalancer's to rebalance.
+    position_footprint: BTreeMap<String, Decimal>,
     loaded: bool,
     /// A portfolio valuation with positive equity has been seen (the risk engine can size trades).
     valued: bool,
@@ -171,6 +174,7 @@ impl PortfolioRebalancer {
             purchasing: BTreeSet::new(),
             busy: false,
             batches_in_flight: 0,
+            position_footprint: BTreeMap::new(),
             loaded: false,
             valued: false,
             peak_equity: Decimal::ZERO,
@@ -204,12 +208,18 @@ impl PortfolioRebalancer {
         Ok(Prices { btc, xrp })
     }
 
+    /// What the allocation leaves out of the balances: the hodl bags (when configured) and the
+    /// open trading positions' footprint.
     fn hodl_excluded(&self) -> BTreeMap<String, Decimal> {
-        if self.cfg.portfolio.exclude_hodl_bags {
+        let mut out = if self.cfg.portfolio.exclude_hodl_bags {
             self.ledger.balances()
         } else {
             BTreeMap::new()
+        };
+        for (asset, amount) in &self.position_footprint {
+            *out.entry(asset.clone()).or_default() += *amount;
         }
+        out
     }
 
     /// Loads bags, today's allocated total and the pending batches.
@@ -265,6 +275,7 @@ impl PortfolioRebalancer {
             exposure_by_symbol: exposure,
             balances: balances.clone(),
             allocation_pct: alloc.pct_map(),
+            position_footprint: BTreeMap::new(),
         });
     }
 
@@ -778,7 +789,11 @@ impl Handler<PortfolioUpdate> for PortfolioRebalancer {
     type Result = ();
     fn handle(&mut self, msg: PortfolioUpdate, ctx: &mut Context<Self>) {
         let _ = guarded(self, ctx, |act, ctx| {
-            if msg.meta.source == SOURCE || msg.equity_usd <= Decimal::ZERO || act.valued {
+            if msg.meta.source == SOURCE || msg.equity_usd <= Decimal::ZERO {
+                return;
+            }
+            act.position_footprint = msg.position_footprint;
+            if act.valued {
                 return;
             }
             act.valued = true;

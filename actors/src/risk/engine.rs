@@ -859,6 +859,7 @@ mod tests {
             exposure_by_symbol: BTreeMap::new(),
             balances: BTreeMap::new(),
             allocation_pct: BTreeMap::new(),
+            position_footprint: BTreeMap::new(),
         }
     }
 

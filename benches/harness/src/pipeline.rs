@@ -237,6 +237,7 @@ async fn pipeline_async(samples: usize, warmup: usize) -> anyhow::Result<Latency
         exposure_by_symbol: BTreeMap::new(),
         balances: BTreeMap::new(),
         allocation_pct: BTreeMap::new(),
+        position_footprint: Default::default(),
     };
     risk.send(portfolio.clone()).await?;
     coord.send(portfolio).await?;
