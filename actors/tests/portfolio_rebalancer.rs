@@ -529,6 +529,45 @@ async fn candles_move_business_time_and_run_due_batches_and_set_prices() {
     );
 }
 
+#[actix::test]
+async fn due_batches_wait_for_a_fresh_candle_instead_of_failing_on_warm_up_prices() {
+    use triplegain_actors::domain::{Candle, Timeframe};
+    use triplegain_actors::messages::CandleClosed;
+    let h = harness(
+        &[("USDT", dec!(10000))],
+        (dec!(50000), dec!(0.5)),
+        MemoryPortfolioStore::default(),
+    )
+    .await;
+    let candle = |open_time: DateTime<Utc>| CandleClosed {
+        meta: EventMeta::new("market", open_time),
+        candle: Candle {
+            symbol: sym("BTC/USDT"),
+            timeframe: Timeframe::M1,
+            open_time,
+            open: dec!(50000),
+            high: dec!(50000),
+            low: dec!(50000),
+            close: dec!(50000),
+            volume: dec!(1),
+        },
+    };
+    // The warm-up history: a candle three days old.
+    h.addr.send(candle(t0() - ChronoDuration::days(3))).await.unwrap();
+    h.addr.send(CheckPortfolio { force: true }).await.unwrap().unwrap();
+    actix::clock::sleep(Duration::from_millis(100)).await;
+    assert!(h.executed.lock().is_empty(), "no batch on a three-day-old price");
+    assert!(
+        statuses(&h.store).iter().all(|(_, s)| s == "pending"),
+        "{:?}",
+        statuses(&h.store)
+    );
+
+    // The live feed's first candle: batch 0 runs.
+    h.addr.send(candle(t0() - ChronoDuration::minutes(1))).await.unwrap();
+    eventually("batch 0 executed on the fresh candle", || h.executed.lock().len() == 2).await;
+}
+
 /// An in-memory state store for the real risk engine.
 #[derive(Clone, Default)]
 struct StateDocs(Arc<Mutex<std::collections::HashMap<String, serde_json::Value>>>);

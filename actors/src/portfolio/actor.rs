@@ -145,6 +145,8 @@ pub struct PortfolioRebalancer {
     cfg: PortfolioRebalancerConfig,
     execution: Option<Recipient<ExecuteTrade>>,
     prices: BTreeMap<String, Decimal>,
+    /// When each symbol's last candle closed (business time).
+    price_at: BTreeMap<String, DateTime<Utc>>,
     pending: Vec<PendingBatch>,
     ledger: HodlLedger,
     purchasing: BTreeSet<String>,
@@ -161,6 +163,9 @@ pub struct PortfolioRebalancer {
 }
 
 const SOURCE: &str = "portfolio_rebalancer";
+/// A candle older than this is no price to trade on (the risk engine's default
+/// `risk.max_price_age_secs`).
+const MAX_CANDLE_AGE_SECS: i64 = 120;
 
 impl PortfolioRebalancer {
     pub fn new(sup: SupervisionHandle, cfg: PortfolioRebalancerConfig) -> Self {
@@ -169,6 +174,7 @@ impl PortfolioRebalancer {
             execution: cfg.execution.clone(),
             cfg,
             prices: BTreeMap::new(),
+            price_at: BTreeMap::new(),
             pending: Vec::new(),
             ledger: HodlLedger::default(),
             purchasing: BTreeSet::new(),
@@ -206,6 +212,15 @@ impl PortfolioRebalancer {
             .filter(|p| *p > Decimal::ZERO)
             .ok_or_else(|| PortfolioError::NoPrice("XRP/USDT".into()))?;
         Ok(Prices { btc, xrp })
+    }
+
+    /// A symbol whose last candle is too old to trade on, if any.
+    fn stale_price(&self) -> Option<String> {
+        let now = self.now();
+        self.price_at
+            .iter()
+            .find(|(_, at)| now.signed_duration_since(**at) > chrono::Duration::seconds(MAX_CANDLE_AGE_SECS))
+            .map(|(s, _)| s.clone())
     }
 
     /// What the allocation leaves out of the balances: the hodl bags (when configured) and the
@@ -338,6 +353,12 @@ impl PortfolioRebalancer {
             return;
         }
         let now = self.now();
+        if let Some(symbol) = self.stale_price() {
+            // The risk engine refuses a trade on a stale price (the warm-up history before the
+            // feed is live): due batches wait for the next candle instead of failing.
+            tracing::debug!(%symbol, "rebalance batches wait for a fresh candle");
+            return;
+        }
         let (due, keep): (Vec<PendingBatch>, Vec<PendingBatch>) = std::mem::take(&mut self.pending)
             .into_iter()
             .partition(|b| b.batch.due_at <= now);
@@ -756,6 +777,9 @@ impl Handler<CandleClosed> for PortfolioRebalancer {
         let _ = guarded(self, ctx, |act, ctx| {
             if msg.candle.close > Decimal::ZERO {
                 act.prices.insert(msg.candle.symbol.to_string(), msg.candle.close);
+                let end = msg.candle.open_time + chrono::Duration::seconds(msg.candle.timeframe.seconds());
+                let at = act.price_at.entry(msg.candle.symbol.to_string()).or_insert(end);
+                *at = (*at).max(end);
             }
             // Candles carry business time: a replay reaches due batches without waiting for the tick.
             if act.loaded && act.pending.iter().any(|b| b.batch.due_at <= act.now()) {
@@ -998,11 +1022,17 @@ impl Handler<CheckPortfolio> for PortfolioRebalancer {
             if plan.action == RebalanceAction::Rebalance && !plan.batches.is_empty() {
                 for (i, b) in plan.batches.iter().enumerate() {
                     let Some(id) = records.get(i).copied() else { continue };
-                    if i == 0 && act.valued {
+                    let stale = act.stale_price();
+                    if i == 0 && act.valued && stale.is_none() {
                         act.spawn_batch(ctx, id, plan.id, b.clone(), true);
                     } else {
                         if i == 0 {
-                            tracing::info!(plan_id = %plan.id, "no portfolio valuation yet: the first batch waits for it");
+                            match &stale {
+                                Some(symbol) if act.valued => tracing::info!(plan_id = %plan.id, %symbol,
+                                    "the last price is stale (warm-up history): the first batch waits for a fresh candle"),
+                                _ => tracing::info!(plan_id = %plan.id,
+                                    "no portfolio valuation yet: the first batch waits for it"),
+                            }
                             act.busy = false;
                         }
                         act.pending.push(PendingBatch {
