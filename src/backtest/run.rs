@@ -221,7 +221,6 @@ struct Pipeline {
     all: Vec<Recipient<Ping>>,
     /// The subscribers of the per-candle topics (candles, snapshots, ticks).
     feed_subscribers: Vec<Recipient<Ping>>,
-    execution: Recipient<Ping>,
 }
 
 impl Pipeline {
@@ -253,11 +252,7 @@ impl Pipeline {
         .into_iter()
         .map(get)
         .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Self {
-            all,
-            feed_subscribers,
-            execution: get("execution_manager")?,
-        })
+        Ok(Self { all, feed_subscribers })
     }
 
     /// Pings every stage in order, twice, so that what a batch triggered (ticks → schedules →
@@ -280,15 +275,6 @@ impl Pipeline {
             for p in &self.feed_subscribers {
                 let _ = p.send(Ping).await;
             }
-        })
-        .await;
-    }
-
-    /// Waits until the execution manager has handled the candles and the order polls they started.
-    async fn sync_execution(&self) {
-        within_timeout(async {
-            let _ = self.execution.send(Ping).await;
-            let _ = self.execution.send(Ping).await;
         })
         .await;
     }
@@ -693,7 +679,16 @@ async fn next_boundary(system: &System) -> anyhow::Result<Boundaries> {
 /// Lets the pipeline settle until the execution manager has nothing in flight (a placement, a
 /// protective order, a cancel, a poll): the next minute then meets the account as a real exchange
 /// would after those requests, whatever the machine's speed.
-async fn settle_in_flight(system: &System, pipeline: &Pipeline) -> anyhow::Result<()> {
+///
+/// `rebalancer`: wait for the rebalancer's batches and hodl purchases too (they start only at a
+/// boundary or from a cascade, so a plain live minute need not ask). Returns the manager's
+/// activity when nothing was left in flight (whether orders or positions are live).
+async fn settle_in_flight(
+    system: &System,
+    pipeline: &Pipeline,
+    rebalancer: bool,
+) -> anyhow::Result<triplegain_actors::execution::manager::Activity> {
+    let mut last = None;
     for _ in 0..MAX_IN_FLIGHT_ROUNDS {
         let a = system
             .state
@@ -701,19 +696,24 @@ async fn settle_in_flight(system: &System, pipeline: &Pipeline) -> anyhow::Resul
             .send(GetActivity)
             .await
             .map_err(|e| anyhow::anyhow!("execution manager not reachable: {e}"))?;
-        let batches = system
-            .state
-            .portfolio
-            .send(triplegain_actors::portfolio::actor::RebalancerInFlight)
-            .await
-            .map_err(|e| anyhow::anyhow!("portfolio rebalancer not reachable: {e}"))?;
+        let batches = if rebalancer && a.in_flight == 0 {
+            system
+                .state
+                .portfolio
+                .send(triplegain_actors::portfolio::actor::RebalancerInFlight)
+                .await
+                .map_err(|e| anyhow::anyhow!("portfolio rebalancer not reachable: {e}"))?
+        } else {
+            0
+        };
         if a.in_flight == 0 && batches == 0 {
-            return Ok(());
+            return Ok(a);
         }
+        last = Some(a);
         pipeline.settle().await;
     }
     tracing::warn!("the execution manager still had requests in flight after {MAX_IN_FLIGHT_ROUNDS} rounds");
-    Ok(())
+    last.ok_or_else(|| anyhow::anyhow!("no activity read"))
 }
 
 /// Whether orders or positions are live: then every business minute goes to the paper
@@ -944,17 +944,20 @@ pub async fn run(
             Ok(Err(e)) => anyhow::bail!("market data refused a batch: {e}"),
             Err(e) => anyhow::bail!("market data not reachable: {e}"),
         }
+        // The feed's subscribers (the execution manager among them) have handled the batch; while
+        // orders or positions are live, the manager's requests it set off are done too.
         pipeline.sync_feed().await;
-        if live {
-            pipeline.sync_execution().await;
-            settle_in_flight(&system, &pipeline).await?;
-        }
+        let activity = if live {
+            Some(settle_in_flight(&system, &pipeline, false).await?)
+        } else {
+            None
+        };
         let c = cascade_count(&system);
         if at_boundary || c != cascades {
             // Settle until nothing new is set off and nothing is in flight.
             loop {
                 pipeline.settle().await;
-                settle_in_flight(&system, &pipeline).await?;
+                settle_in_flight(&system, &pipeline, true).await?;
                 let after = cascade_count(&system);
                 if after == cascades {
                     break;
@@ -964,8 +967,8 @@ pub async fn run(
             check_replay(book.as_ref())?;
             boundary = next_boundary(&system).await?;
             live = trading_live(&system).await?;
-        } else if live {
-            live = trading_live(&system).await?;
+        } else if let Some(a) = activity {
+            live = !a.idle();
         }
         cascades = cascade_count(&system);
         progress(delivered);
