@@ -153,17 +153,22 @@ pub fn subscribe(
         }
     });
     let on = |t: &str| settings.exports(t);
+    // Money and audit events reach the outbox reliably (a full mailbox queues, never drops);
+    // analysis events may be dropped under pressure, and are counted.
     if on("execution_events") {
-        bus.execution_events.subscribe(SUBSCRIBER, addr.clone().recipient());
+        bus.execution_events
+            .subscribe_reliable(SUBSCRIBER, addr.clone().recipient());
     }
     if on("portfolio_updates") {
-        bus.portfolio_updates.subscribe(SUBSCRIBER, addr.clone().recipient());
+        bus.portfolio_updates
+            .subscribe_reliable(SUBSCRIBER, addr.clone().recipient());
     }
     if on("risk_alerts") {
-        bus.risk_alerts.subscribe(SUBSCRIBER, addr.clone().recipient());
+        bus.risk_alerts.subscribe_reliable(SUBSCRIBER, addr.clone().recipient());
     }
     if on("system_events") {
-        bus.system_events.subscribe(SUBSCRIBER, addr.clone().recipient());
+        bus.system_events
+            .subscribe_reliable(SUBSCRIBER, addr.clone().recipient());
     }
     if on("ta_signals") {
         bus.ta_signals.subscribe(SUBSCRIBER, addr.clone().recipient());

@@ -124,6 +124,19 @@ pub(crate) async fn patch(app: &TestApp, path: &str, token: &str, b: Value) -> (
     body(r).await
 }
 
+/// Places the standard manual limit buy (1 000 USD at 50 000, stop 49 000, take-profit 52 000)
+/// and fills it at 49 990.
+pub(crate) async fn buy_and_fill(app: &TestApp) {
+    ready(app).await;
+    let (s, b) = body(
+        app.post("/api/v1/trades", Some(OPERATOR), Some(limit_buy("1000")))
+            .await,
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    price(app, "49990");
+}
+
 /// A crash at any instant finds the paper exchange's stored snapshot at least as far as the
 /// order store: the moment the store knows the stop by its exchange id, the stored paper exchange
 /// holds that stop and the entry's fill (before, it was saved up to 500 ms later, and a kill -9 in
@@ -131,14 +144,7 @@ pub(crate) async fn patch(app: &TestApp, path: &str, token: &str, b: Value) -> (
 #[actix_web::test]
 async fn the_stored_paper_exchange_is_never_behind_the_order_store() {
     let app = spawn_app().await;
-    ready(&app).await;
-    let (s, b) = body(
-        app.post("/api/v1/trades", Some(OPERATOR), Some(limit_buy("1000")))
-            .await,
-    )
-    .await;
-    assert_eq!(s, 200, "{b}");
-    price(&app, "49990");
+    buy_and_fill(&app).await;
     let client = app.pool.as_ref().unwrap().get().await.unwrap();
     let mut stop_id: Option<String> = None;
     for _ in 0..2000 {

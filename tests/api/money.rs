@@ -2,7 +2,7 @@
 //! actually sent: real HTTP, the app, PostgreSQL and the paper exchange. Each refusal is followed
 //! by reading the state back unchanged.
 
-use crate::execution::{body, dec, limit_buy, open_position, patch, price, ready};
+use crate::execution::{body, buy_and_fill, dec, limit_buy, open_position, patch, price, ready};
 use crate::helpers::{spawn_app, spawn_app_with, spawn_with_settings, test_settings, TestApp, ADMIN, OPERATOR, VIEWER};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
@@ -237,14 +237,7 @@ async fn lenient_bodies_are_refused_naming_the_field() {
 #[actix_web::test]
 async fn a_chunked_close_body_is_read_a_tenth_closes_a_tenth() {
     let app = spawn_app().await;
-    ready(&app).await;
-    let (s, b) = body(
-        app.post("/api/v1/trades", Some(OPERATOR), Some(limit_buy("1000")))
-            .await,
-    )
-    .await;
-    assert_eq!(s, 200, "{b}");
-    price(&app, "49990");
+    buy_and_fill(&app).await;
     let pos = open_position(&app).await;
     let pid = pos["id"].as_str().unwrap().to_owned();
     let size = dec(&pos["size"]);
@@ -318,14 +311,7 @@ async fn every_control_route_reads_a_chunked_body() {
 #[actix_web::test]
 async fn halted_means_halted_for_manual_trades_and_forced_rebalances_but_reductions_pass() {
     let app = spawn_app().await;
-    ready(&app).await;
-    let (s, b) = body(
-        app.post("/api/v1/trades", Some(OPERATOR), Some(limit_buy("1000")))
-            .await,
-    )
-    .await;
-    assert_eq!(s, 200, "{b}");
-    price(&app, "49990");
+    buy_and_fill(&app).await;
     let pos = open_position(&app).await;
     let (s, b) = body(
         app.post(
@@ -397,14 +383,7 @@ async fn halted_means_halted_for_manual_trades_and_forced_rebalances_but_reducti
 #[actix_web::test]
 async fn stop_and_take_profit_changes_are_judged_against_the_market_and_stored_values_stay() {
     let app = spawn_app().await;
-    ready(&app).await;
-    let (s, b) = body(
-        app.post("/api/v1/trades", Some(OPERATOR), Some(limit_buy("1000")))
-            .await,
-    )
-    .await;
-    assert_eq!(s, 200, "{b}");
-    price(&app, "49990");
+    buy_and_fill(&app).await;
     let pos = open_position(&app).await;
     let pid = pos["id"].as_str().unwrap().to_owned();
     let path = format!("/api/v1/positions/{pid}");
@@ -455,14 +434,7 @@ async fn a_stop_change_the_exchange_refuses_changes_nothing_and_a_confirmed_one_
     use triplegain_actors::execution::paper::PaperOp;
     use triplegain_actors::ports::ExchangeError;
     let app = spawn_app().await;
-    ready(&app).await;
-    let (s, b) = body(
-        app.post("/api/v1/trades", Some(OPERATOR), Some(limit_buy("1000")))
-            .await,
-    )
-    .await;
-    assert_eq!(s, 200, "{b}");
-    price(&app, "49990");
+    buy_and_fill(&app).await;
     let pos = open_position(&app).await;
     let path = format!("/api/v1/positions/{}", pos["id"].as_str().unwrap());
     let mut before = Vec::new();

@@ -121,17 +121,7 @@ async fn decision_chain_is_queryable() {
 
     // A BUY on the bus: the chain runs through consensus and the risk verdict.
     let now = app.state.clock.now();
-    app.state.bus.portfolio_updates.publish(PortfolioUpdate {
-        meta: EventMeta::new("test", now),
-        equity_usd: dec!(10000),
-        peak_equity_usd: dec!(10000),
-        drawdown_pct: dec!(0),
-        open_exposure_usd: dec!(0),
-        exposure_by_symbol: BTreeMap::new(),
-        balances: BTreeMap::new(),
-        allocation_pct: BTreeMap::new(),
-        position_footprint: BTreeMap::new(),
-    });
+    app.state.bus.portfolio_updates.publish(valuation(now, dec!(10000)));
     tokio::time::sleep(Duration::from_millis(100)).await;
     let signal = TradingSignal {
         meta: EventMeta::new("trading_decision", now),
@@ -221,17 +211,7 @@ async fn drawdown_breaker_halts_and_admin_resume_needs_a_risk_reset() {
     // The valuation drives the breaker only on the account basis.
     let app = spawn_app_with(|s| s.risk.drawdown_basis = DrawdownBasis::Account).await;
     let now = app.state.clock.now();
-    let update = |equity| PortfolioUpdate {
-        meta: EventMeta::new("test", now),
-        equity_usd: equity,
-        peak_equity_usd: dec!(10000),
-        drawdown_pct: dec!(0),
-        open_exposure_usd: dec!(0),
-        exposure_by_symbol: BTreeMap::new(),
-        balances: BTreeMap::new(),
-        allocation_pct: BTreeMap::new(),
-        position_footprint: BTreeMap::new(),
-    };
+    let update = |equity| valuation(now, equity);
     app.state.bus.portfolio_updates.publish(update(dec!(10000)));
     tokio::time::sleep(Duration::from_millis(100)).await;
     // 25 % drawdown: the risk engine trips max_drawdown, the coordinator halts.
@@ -267,17 +247,7 @@ async fn holdings_falling_with_the_market_do_not_halt_on_the_default_trading_bas
     let app = spawn_app().await;
     let now = app.state.clock.now();
     for equity in [dec!(10000), dec!(7500)] {
-        app.state.bus.portfolio_updates.publish(PortfolioUpdate {
-            meta: EventMeta::new("test", now),
-            equity_usd: equity,
-            peak_equity_usd: dec!(10000),
-            drawdown_pct: dec!(0),
-            open_exposure_usd: dec!(0),
-            exposure_by_symbol: BTreeMap::new(),
-            balances: BTreeMap::new(),
-            allocation_pct: BTreeMap::new(),
-            position_footprint: BTreeMap::new(),
-        });
+        app.state.bus.portfolio_updates.publish(valuation(now, equity));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let pct = |v: &Value, key: &str| {
@@ -300,6 +270,21 @@ async fn holdings_falling_with_the_market_do_not_halt_on_the_default_trading_bas
     let status = coordinator_status(&app).await;
     assert_ne!(status["state"], "halted", "{status}");
     app.shutdown().await;
+}
+
+/// The execution manager's valuation of an account worth `equity` (peak 10 000).
+fn valuation(now: chrono::DateTime<chrono::Utc>, equity: rust_decimal::Decimal) -> PortfolioUpdate {
+    PortfolioUpdate {
+        meta: EventMeta::new("test", now),
+        equity_usd: equity,
+        peak_equity_usd: dec!(10000),
+        drawdown_pct: dec!(0),
+        open_exposure_usd: dec!(0),
+        exposure_by_symbol: BTreeMap::new(),
+        balances: BTreeMap::new(),
+        allocation_pct: BTreeMap::new(),
+        position_footprint: BTreeMap::new(),
+    }
 }
 
 async fn coordinator_status(app: &crate::helpers::TestApp) -> Value {
@@ -325,17 +310,7 @@ async fn halted_state_task_clocks_and_breakers_survive_a_restart() {
     assert!(before["tasks"][0]["last_run"].is_string(), "{before}");
     let now = first.state.clock.now();
     for equity in [dec!(10000), dec!(7500)] {
-        first.state.bus.portfolio_updates.publish(PortfolioUpdate {
-            meta: EventMeta::new("test", now),
-            equity_usd: equity,
-            peak_equity_usd: dec!(10000),
-            drawdown_pct: dec!(0),
-            open_exposure_usd: dec!(0),
-            exposure_by_symbol: BTreeMap::new(),
-            balances: BTreeMap::new(),
-            allocation_pct: BTreeMap::new(),
-            position_footprint: BTreeMap::new(),
-        });
+        first.state.bus.portfolio_updates.publish(valuation(now, equity));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for _ in 0..50 {
