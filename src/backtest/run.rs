@@ -271,10 +271,9 @@ impl Pipeline {
 
     /// Waits until the per-candle topics' subscribers have handled a delivered batch.
     async fn sync_feed(&self) {
+        // The pings only wait (they change nothing), so they go out together.
         within_timeout(async {
-            for p in &self.feed_subscribers {
-                let _ = p.send(Ping).await;
-            }
+            futures::future::join_all(self.feed_subscribers.iter().map(|p| p.send(Ping))).await;
         })
         .await;
     }
