@@ -730,3 +730,61 @@ async fn two_accounts_on_one_database_trade_independently() {
     drop_stream(&js, &stream).await;
     drop(db);
 }
+
+/// `triplegain tail`, the real binary: the consumer example prints a manual trade's execution
+/// events from the stream, one JSON line each, with subject, id and topic, and stops at `--count`.
+#[actix_web::test]
+async fn tail_prints_a_manual_trade_s_execution_events_from_the_stream() {
+    let url = nats_url();
+    let mut names = (String::new(), String::new());
+    let app = spawn_app_with(|s| names = export_on(s, &url)).await;
+    let (stream, prefix) = names;
+    let (_, js) = js_for(&url).await;
+    let entry = trade_and_fill(&app).await;
+    let subject = format!("{prefix}.default.execution_events.BTC_USDT");
+    // The events are on the stream before the tail starts (`--from-start` reads them back).
+    let got = read_stream(&js, &stream, &subject, Duration::from_secs(15), has_fill_and_position).await;
+    let want = got.len().min(3);
+    let mut tail = tokio::process::Command::new(env!("CARGO_BIN_EXE_triplegain"))
+        .args([
+            "tail",
+            "--account",
+            "default",
+            "--topic",
+            "execution_events",
+            "--from-start",
+        ])
+        .args(["--count", &want.to_string()])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("TRIPLEGAIN__EXPORT__ENABLED", "true")
+        .env("TRIPLEGAIN__EXPORT__URL", &url)
+        .env("TRIPLEGAIN__EXPORT__STREAM", &stream)
+        .env("TRIPLEGAIN__EXPORT__SUBJECT_PREFIX", &prefix)
+        .env_remove("TRIPLEGAIN_ENV")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), tail.wait_with_output())
+        .await
+        .expect("tail stops at --count")
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert_eq!(lines.len(), want, "{lines:?}");
+    for (line, g) in lines.iter().zip(&got) {
+        assert_eq!(line["subject"], json!(subject));
+        assert_eq!(line["topic"], "execution_events");
+        assert_eq!(line["id"], json!(g.id), "the stream's order and ids");
+        assert_eq!(line["event"]["meta"]["id"], json!(g.id));
+    }
+    assert!(
+        got.iter().any(|g| g.event["order_id"] == json!(entry)),
+        "the entry's events are on the stream"
+    );
+    app.shutdown().await;
+}
