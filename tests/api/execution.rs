@@ -125,8 +125,8 @@ pub(crate) async fn patch(app: &TestApp, path: &str, token: &str, b: Value) -> (
 }
 
 /// Places the standard manual limit buy (1 000 USD at 50 000, stop 49 000, take-profit 52 000)
-/// and fills it at 49 990.
-pub(crate) async fn buy_and_fill(app: &TestApp) {
+/// and fills it at 49 990; returns the trade's response.
+pub(crate) async fn buy_and_fill(app: &TestApp) -> Value {
     ready(app).await;
     let (s, b) = body(
         app.post("/api/v1/trades", Some(OPERATOR), Some(limit_buy("1000")))
@@ -135,6 +135,7 @@ pub(crate) async fn buy_and_fill(app: &TestApp) {
     .await;
     assert_eq!(s, 200, "{b}");
     price(app, "49990");
+    b
 }
 
 /// A crash at any instant finds the paper exchange's stored snapshot at least as far as the

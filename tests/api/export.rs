@@ -2,7 +2,7 @@
 //! database: the whole app against the real NATS server (127.0.0.1:4222, `NATS_URL` overrides;
 //! a fresh stream and subject prefix per test) and a fresh PostgreSQL database.
 
-use crate::execution::{body, limit_buy, open_position, price, ready};
+use crate::execution::{body, buy_and_fill, limit_buy, open_position, price, ready};
 use crate::helpers::{spawn_app_with, spawn_with_settings, test_settings, TestApp, TestDb, OPERATOR, VIEWER};
 use async_nats::jetstream;
 use futures::StreamExt;
@@ -134,17 +134,9 @@ async fn drop_stream(js: &jetstream::Context, stream: &str) {
 }
 
 async fn trade_and_fill(app: &TestApp) -> String {
-    ready(app).await;
-    let (s, b) = body(
-        app.post("/api/v1/trades", Some(OPERATOR), Some(limit_buy("1000")))
-            .await,
-    )
-    .await;
-    assert_eq!(s, 200, "{b}");
-    let entry = b["orders"][0]["id"].as_str().unwrap().to_owned();
-    price(app, "49990");
+    let b = buy_and_fill(app).await;
     open_position(app).await;
-    entry
+    b["orders"][0]["id"].as_str().unwrap().to_owned()
 }
 
 #[actix_web::test]
@@ -745,7 +737,7 @@ async fn tail_prints_a_manual_trade_s_execution_events_from_the_stream() {
     // The events are on the stream before the tail starts (`--from-start` reads them back).
     let got = read_stream(&js, &stream, &subject, Duration::from_secs(15), has_fill_and_position).await;
     let want = got.len().min(3);
-    let mut tail = tokio::process::Command::new(env!("CARGO_BIN_EXE_triplegain"))
+    let tail = tokio::process::Command::new(env!("CARGO_BIN_EXE_triplegain"))
         .args([
             "tail",
             "--account",
