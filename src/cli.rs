@@ -114,7 +114,7 @@ pub struct BacktestArgs {
 }
 
 /// Options of `triplegain bench`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// Events per bus run.
     #[arg(long, default_value_t = 1_000_000)]

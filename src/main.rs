@@ -208,7 +208,15 @@ async fn main() -> ExitCode {
                 }
             }
         }
-        Command::Bench(args) => run_bench(args),
+        // The suite starts actor systems of its own, which cannot run inside this runtime: it
+        // runs on a thread without one.
+        Command::Bench(args) => {
+            let args = args.clone();
+            std::thread::spawn(move || run_bench(&args)).join().unwrap_or_else(|_| {
+                eprintln!("error: the benchmark suite panicked");
+                ExitCode::FAILURE
+            })
+        }
         Command::BenchExport { events } => {
             let settings = match load(&cli) {
                 Ok(s) => s,

@@ -376,10 +376,15 @@ impl Writer {
                         let _ = done.await;
                     }
                 }
-                // The venue is saved before the store learns what happened on it.
-                if let (Op::Order(_) | Op::Status(_) | Op::Position(_) | Op::Trade(_) | Op::Fill(_), Some(saver)) =
-                    (&w.op, &saver)
-                {
+                // The venue is saved before the store learns what happened on it. A record still
+                // `pending` (written before it is sent) tells nothing the venue knows.
+                let learns = match &w.op {
+                    Op::Order(o) => o.view.status != OrderStatus::Pending,
+                    Op::Status(t) => t.to != OrderStatus::Pending,
+                    Op::Position(_) | Op::Trade(_) | Op::Fill(_) => true,
+                    _ => false,
+                };
+                if let (true, Some(saver)) = (learns, &saver) {
                     saver.save_if_changed().await;
                 }
                 let mut attempt = 0;

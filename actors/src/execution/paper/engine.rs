@@ -216,6 +216,9 @@ pub(super) struct Engine {
     pub rng: u64,
     pub dead_man: Option<DateTime<Utc>>,
     pub faults: VecDeque<Fault>,
+    /// Moves with every change of an order or a balance (not with prices): a saver compares it
+    /// with the revision it stored.
+    pub revision: u64,
 }
 
 fn rejected(msg: &str) -> ExchangeError {
@@ -277,6 +280,7 @@ impl Engine {
             rng,
             dead_man: None,
             faults: VecDeque::new(),
+            revision: 0,
         }
     }
 
@@ -292,6 +296,7 @@ impl Engine {
 
     fn credit(&mut self, asset: &str, amount: Decimal) {
         *self.balances.entry(asset.to_owned()).or_default() += amount;
+        self.revision += 1;
     }
 
     fn hold(&mut self, asset: &str, amount: Decimal) {
@@ -513,6 +518,7 @@ impl Engine {
         };
         self.hold(&reserve_asset, amount);
         self.orders.insert(id.clone(), order);
+        self.revision += 1;
         tracing::debug!(order_id = %id, cid = %req.client_order_id, %description, "paper order placed");
         Ok(OrderAck {
             exchange_order_id: id,
@@ -562,6 +568,7 @@ impl Engine {
 
     /// Ends a live order: releases what it still holds, records the reason, trims the history.
     fn close_order(&mut self, id: &str, status: OrderStatus, now: DateTime<Utc>, reason: &str) {
+        self.revision += 1;
         let Some(o) = self.orders.get_mut(id) else {
             return;
         };
@@ -597,6 +604,7 @@ impl Engine {
             .collect();
         for id in drop {
             self.orders.remove(&id);
+            self.revision += 1;
         }
     }
 
@@ -668,6 +676,7 @@ impl Engine {
         let outcome = decision.and_then(|d| self.execute(&mut o, d, pair, bar.end));
         let closed = !o.is_live();
         self.orders.insert(o.id.clone(), o);
+        self.revision += 1;
         match outcome {
             Some(Ok(fill)) => {
                 if closed {

@@ -189,9 +189,6 @@ pub struct PaperSnapshot {
 pub struct PaperExchange {
     inner: Arc<Mutex<Engine>>,
     clock: SharedClock,
-    /// Bumped by every call and every market input that may change the account, so a saver
-    /// can tell whether the stored snapshot is behind ([`PaperExchange::revision`]).
-    revision: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for PaperExchange {
@@ -229,7 +226,6 @@ impl PaperExchange {
         config.validate()?;
         Ok(Self {
             inner: Arc::new(Mutex::new(Engine::new(config))),
-            revision: Arc::default(),
             clock,
         })
     }
@@ -287,9 +283,7 @@ impl PaperExchange {
             close: price,
         };
         let now = self.clock.now();
-        let fills = self.inner.lock().on_bar(symbol, bar, now);
-        self.bump();
-        fills
+        self.inner.lock().on_bar(symbol, bar, now)
     }
 
     /// A closed candle: triggers use its whole range for orders that existed when it opened.
@@ -299,19 +293,13 @@ impl PaperExchange {
             return Vec::new();
         };
         let now = self.clock.now();
-        let fills = self.inner.lock().on_bar(&candle.symbol, bar, now);
-        self.bump();
-        fills
+        self.inner.lock().on_bar(&candle.symbol, bar, now)
     }
 
-    /// A counter that moves whenever the account may have changed: a snapshot taken after
-    /// reading revision `r` holds every change up to `r`.
+    /// A counter that moves with every change of an order or a balance (prices alone do not move
+    /// it): a snapshot taken after reading revision `r` holds every change up to `r`.
     pub fn revision(&self) -> u64 {
-        self.revision.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    fn bump(&self) {
-        self.revision.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.lock().revision
     }
 
     /// Whether [`Self::on_candle`] with this candle would fill, trigger or cancel an order (see
@@ -528,7 +516,6 @@ impl PaperExchange {
                 None => f(&mut eng, now),
             }
         };
-        self.bump();
         futures::future::ready(result).boxed()
     }
 }
