@@ -400,7 +400,7 @@ pub fn evaluate(kind: StrategyKind, settings: &StrategySettings, input: &Decisio
         return hold(HOLD_CONFIDENCE, format!("no entries in a {} regime", regime.regime));
     }
     let ctx = rules::Ctx {
-        price,
+        level: price,
         ind: &snapshot.indicators,
         previous: input.previous_indicators.as_ref(),
         candles: &input.recent_candles,

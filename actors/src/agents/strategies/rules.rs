@@ -18,7 +18,9 @@ use rust_decimal::prelude::ToPrimitive;
 
 /// What the rules look at.
 pub(crate) struct Ctx<'a> {
-    pub price: f64,
+    /// The last close as a float, for comparisons with the (float) indicators only; the stop and
+    /// take-profit are priced in `Decimal` from the market price (`StrategyInput::current_price`).
+    pub level: f64,
     pub ind: &'a IndicatorSnapshot,
     pub previous: Option<&'a IndicatorSnapshot>,
     pub candles: &'a [Candle],
@@ -58,13 +60,13 @@ pub(crate) fn trend(c: &Ctx<'_>, p: &TrendParams) -> Setup {
     };
     let long = e9 > e21;
     let stacked = i.ema_50.is_none_or(|e50| if long { e21 > e50 } else { e21 < e50 });
-    let price_side = if long { c.price > e21 } else { c.price < e21 };
+    let price_side = if long { c.level > e21 } else { c.level < e21 };
     if !(stacked && price_side) || e9 == e21 {
         return none(
             "trend",
             format!(
                 "no stacked trend (EMA 9 {e9:.6}, EMA 21 {e21:.6}, price {:.6})",
-                c.price
+                c.level
             ),
         );
     }
@@ -92,7 +94,7 @@ pub(crate) fn trend(c: &Ctx<'_>, p: &TrendParams) -> Setup {
     entry(
         long,
         confidence,
-        p.atr_stop_multiplier * atr / c.price * 100.0,
+        p.atr_stop_multiplier * atr / c.level * 100.0,
         None,
         format!(
             "EMA 9/21/50 stacked, ADX {adx:.1}, {:.0}% of timeframes aligned",
@@ -133,7 +135,7 @@ pub(crate) fn momentum(c: &Ctx<'_>, p: &MomentumParams) -> Setup {
     entry(
         long,
         confidence,
-        p.atr_stop_multiplier * atr / c.price * 100.0,
+        p.atr_stop_multiplier * atr / c.level * 100.0,
         None,
         format!("MACD histogram {hist:+.6} rising, RSI {rsi:.1}, ROC {roc:+.2} %"),
     )
@@ -162,13 +164,13 @@ pub(crate) fn breakout(c: &Ctx<'_>, p: &BreakoutParams) -> Setup {
     };
     let released = c.previous.and_then(|p| p.squeeze_detected) == Some(true) && i.squeeze_detected != Some(true);
     let bb = &i.bollinger_bands;
-    let release_long = released && bb.upper.is_some_and(|u| c.price > u);
-    let release_short = released && bb.lower.is_some_and(|l| c.price < l);
+    let release_long = released && bb.upper.is_some_and(|u| c.level > u);
+    let release_short = released && bb.lower.is_some_and(|l| c.level < l);
     let long = donchian_long || release_long;
     let short = donchian_short || release_short;
     if long == short {
         let ch = channel.map_or("no channel yet".to_string(), |(l, h)| {
-            format!("price {:.6} inside the {n}-candle channel {l:.6}..{h:.6}", c.price)
+            format!("price {:.6} inside the {n}-candle channel {l:.6}..{h:.6}", c.level)
         });
         return none("breakout", ch);
     }
@@ -197,7 +199,7 @@ pub(crate) fn breakout(c: &Ctx<'_>, p: &BreakoutParams) -> Setup {
     entry(
         long,
         confidence,
-        p.atr_stop_multiplier * atr / c.price * 100.0,
+        p.atr_stop_multiplier * atr / c.level * 100.0,
         None,
         format!("{kind} with volume {volume:.2}x average"),
     )
@@ -227,12 +229,12 @@ pub(crate) fn mean_reversion(c: &Ctx<'_>, p: &MeanReversionParams) -> Setup {
         )
     };
     let confidence = 0.60 + 0.20 * unit(rsi_depth) + 0.15 * unit(band_depth);
-    let to_middle = (mid - c.price).abs() / c.price * 100.0;
+    let to_middle = (mid - c.level).abs() / c.level * 100.0;
     let side = if long { "oversold" } else { "overbought" };
     entry(
         long,
         confidence,
-        p.atr_stop_multiplier * atr / c.price * 100.0,
+        p.atr_stop_multiplier * atr / c.level * 100.0,
         Some(to_middle),
         format!("{side}: RSI {rsi:.1}, band position {pos:.2}, middle band {to_middle:.2} % away"),
     )

@@ -55,19 +55,19 @@ fn ta(bias: Bias) -> TaSignal {
     }
 }
 
-/// Hourly candles around `price`, the last closing at `last_close`.
-fn candles(n: usize, price: f64, last_close: f64) -> Arc<[Candle]> {
+/// Hourly candles around `level`, the last closing at `last_close`.
+fn candles(n: usize, level: f64, last_close: f64) -> Arc<[Candle]> {
     let d = |x: f64| Decimal::from_f64(x).unwrap().round_dp(4);
     (0..n)
         .map(|i| {
-            let c = if i + 1 == n { last_close } else { price };
+            let c = if i + 1 == n { last_close } else { level };
             Candle {
                 symbol: sym(),
                 timeframe: Timeframe::H1,
                 open_time: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + Duration::hours(i as i64),
-                open: d(price),
-                high: d(c.max(price) * 1.002),
-                low: d(c.min(price) * 0.998),
+                open: d(level),
+                high: d(c.max(level) * 1.002),
+                low: d(c.min(level) * 0.998),
                 close: d(c),
                 volume: d(10.0),
             }
