@@ -30,6 +30,16 @@ fn export_on(s: &mut Settings, url: &str) -> (String, String) {
     (stream, prefix)
 }
 
+/// An app exporting to a stream and subject prefix of its own, with a JetStream context on it.
+async fn exporting_app() -> (TestApp, String, String, jetstream::Context) {
+    let url = nats_url();
+    let mut names = (String::new(), String::new());
+    let app = spawn_app_with(|s| names = export_on(s, &url)).await;
+    let (stream, prefix) = names;
+    let (_, js) = js_for(&url).await;
+    (app, stream, prefix, js)
+}
+
 async fn js_for(url: &str) -> (async_nats::Client, jetstream::Context) {
     let client = async_nats::connect(url).await.expect("NATS is up (see .ci/run)");
     (client.clone(), jetstream::new(client))
@@ -142,11 +152,7 @@ async fn trade_and_fill(app: &TestApp) -> String {
 #[actix_web::test]
 async fn a_manual_trade_s_events_arrive_on_their_subjects_in_order_with_their_ids() {
     // Arrange
-    let url = nats_url();
-    let mut names = (String::new(), String::new());
-    let app = spawn_app_with(|s| names = export_on(s, &url)).await;
-    let (stream, prefix) = names;
-    let (_, js) = js_for(&url).await;
+    let (app, stream, prefix, js) = exporting_app().await;
 
     // Act: a manual limit buy that fills and becomes a protected position.
     let entry = trade_and_fill(&app).await;
@@ -278,11 +284,7 @@ async fn a_duplicated_publish_is_dropped_by_its_id() {
 #[actix_web::test]
 async fn an_outbox_row_relayed_twice_is_stored_once() {
     // Arrange: a running app with its events relayed.
-    let url = nats_url();
-    let mut names = (String::new(), String::new());
-    let app = spawn_app_with(|s| names = export_on(s, &url)).await;
-    let (stream, prefix) = names;
-    let (_, js) = js_for(&url).await;
+    let (app, stream, prefix, js) = exporting_app().await;
     trade_and_fill(&app).await;
     let subject = format!("{prefix}.default.execution_events.BTC_USDT");
     let first = read_stream(&js, &stream, &subject, Duration::from_secs(15), has_fill_and_position).await;
@@ -339,11 +341,7 @@ async fn an_outbox_row_relayed_twice_is_stored_once() {
 #[actix_web::test]
 async fn the_stream_deleted_while_trading_loses_no_execution_or_portfolio_event() {
     // Arrange: an open limit order, its placement exported.
-    let url = nats_url();
-    let mut names = (String::new(), String::new());
-    let app = spawn_app_with(|s| names = export_on(s, &url)).await;
-    let (stream, prefix) = names;
-    let (_, js) = js_for(&url).await;
+    let (app, stream, prefix, js) = exporting_app().await;
     ready(&app).await;
     let (s, b) = body(
         app.post("/api/v1/trades", Some(OPERATOR), Some(limit_buy("1000")))
@@ -727,11 +725,7 @@ async fn two_accounts_on_one_database_trade_independently() {
 /// events from the stream, one JSON line each, with subject, id and topic, and stops at `--count`.
 #[actix_web::test]
 async fn tail_prints_a_manual_trade_s_execution_events_from_the_stream() {
-    let url = nats_url();
-    let mut names = (String::new(), String::new());
-    let app = spawn_app_with(|s| names = export_on(s, &url)).await;
-    let (stream, prefix) = names;
-    let (_, js) = js_for(&url).await;
+    let (app, stream, prefix, js) = exporting_app().await;
     let entry = trade_and_fill(&app).await;
     let subject = format!("{prefix}.default.execution_events.BTC_USDT");
     // The events are on the stream before the tail starts (`--from-start` reads them back).
@@ -749,7 +743,7 @@ async fn tail_prints_a_manual_trade_s_execution_events_from_the_stream() {
         .args(["--count", &want.to_string()])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("TRIPLEGAIN__EXPORT__ENABLED", "true")
-        .env("TRIPLEGAIN__EXPORT__URL", &url)
+        .env("TRIPLEGAIN__EXPORT__URL", nats_url())
         .env("TRIPLEGAIN__EXPORT__STREAM", &stream)
         .env("TRIPLEGAIN__EXPORT__SUBJECT_PREFIX", &prefix)
         .env_remove("TRIPLEGAIN_ENV")

@@ -80,14 +80,10 @@ async fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) ->
 
 /// A limit buy that fills: placed at 50 000, then the price trades through it.
 async fn filled_buy(app: &crate::helpers::TestApp) -> String {
-    let (s, b) = body(
-        app.post("/api/v1/trades", Some(OPERATOR), Some(limit_buy("1000")))
-            .await,
-    )
-    .await;
-    assert_eq!(s, 200, "{b}");
-    price(app, "49990");
-    b["correlation_id"].as_str().unwrap().to_owned()
+    crate::execution::buy_and_fill(app).await["correlation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 #[actix_web::test]
