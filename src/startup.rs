@@ -185,6 +185,8 @@ pub struct System {
     pub state: AppState,
     /// The business clock moved by the market feed (every source but Kraken).
     pub feed_clock: Option<ManualClock>,
+    /// Notified when a store transaction wrote events to the export outbox (wakes the relay).
+    pub outbox_wake: Arc<tokio::sync::Notify>,
 }
 
 /// Builds the stores (and migrations) and starts and wires every actor.
@@ -378,6 +380,10 @@ pub async fn build_system_with(
         });
 
     // ---- execution: order execution manager, position tracker ------------------------
+    // With the event export on, the manager writes its events to the outbox in the transaction
+    // of the order, fill or position they describe (the bridge only relays the rest).
+    let outbox_wake = Arc::new(tokio::sync::Notify::new());
+    let outbox_sink = crate::export::manager_outbox(settings, pool.is_some(), outbox_wake.clone());
     let execution = {
         let deps = ManagerDeps {
             config: settings.execution.manager_config(paper.is_some()),
@@ -392,6 +398,7 @@ pub async fn build_system_with(
             portfolio: bus.portfolio_updates.clone(),
             alerts: bus.risk_alerts.clone(),
             clock: clock.clone(),
+            outbox: outbox_sink,
         };
         start_supervised(
             &registry,
@@ -585,7 +592,11 @@ pub async fn build_system_with(
         business_clock: feed_clock.clone(),
         sse_keep_alive: Duration::from_secs(settings.server.sse_keep_alive_secs),
     };
-    Ok(System { state, feed_clock })
+    Ok(System {
+        state,
+        feed_clock,
+        outbox_wake,
+    })
 }
 
 impl Application {
@@ -619,6 +630,7 @@ impl Application {
             .with_context(|| format!("binding server.bind {}", settings.server.bind))?;
         let port = listener.local_addr()?.port();
 
+        let outbox_wake = system.outbox_wake.clone();
         let state = web::Data::new(system.state);
         let token_table = Arc::new(TokenTable::new(&settings.api.tokens));
         let token_table_for_export = token_table.clone();
@@ -655,7 +667,7 @@ impl Application {
         .listen(listener)?
         .run();
 
-        let export = crate::export::start(&settings, state.clone(), token_table_for_export).await?;
+        let export = crate::export::start(&settings, state.clone(), token_table_for_export, outbox_wake).await?;
 
         tracing::info!(port, mode = %settings.app.mode, account = %settings.app.account, "TripleGain listening");
         Ok(Self {

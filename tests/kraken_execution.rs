@@ -112,6 +112,7 @@ async fn env_with(cfg: ExecutionConfig, tweak: impl FnOnce(&mut KrakenConfig)) -
         portfolio: Topic::new(),
         alerts: alerts_topic,
         clock: Arc::new(SystemClock),
+        outbox: None,
     };
     let addr = start_supervised(&registry, "execution_manager", true, 256, move |sup| {
         OrderExecutionManager::new(sup, deps)
@@ -675,6 +676,7 @@ async fn start_manager(
         portfolio: Topic::new(),
         alerts: alerts_topic,
         clock: Arc::new(SystemClock),
+        outbox: None,
     };
     let handle = registry.register("execution_manager", true);
     let arbiter = Arbiter::new();
@@ -1306,11 +1308,23 @@ async fn a_fill_transaction_that_fails_midway_writes_nothing() {
     // The last write (the position) fails inside the transaction: NUMERIC(30, 12) overflows.
     let mut broken = position.clone();
     broken.size = Decimal::from_str("1000000000000000000000").unwrap();
+    // The event that describes the fill, for the export outbox (same transaction).
+    let event = triplegain_actors::ports::OutboxEvent {
+        id: uuid::Uuid::new_v4(),
+        topic: "execution_events".into(),
+        symbol: Some("BTC/USDT".into()),
+        payload: serde_json::json!({"event_type": "order_filled", "order_id": open.view.id}),
+    };
     let fill = |p: PositionView| FillWrite {
         orders: vec![filled.clone()],
         statuses: vec![status.clone()],
         trades: vec![trade.clone()],
         positions: vec![p],
+        events: vec![event.clone()],
+    };
+    let outboxed = || async {
+        let client = helpers::pool_for(&db.name).get().await.unwrap();
+        triplegain::db::outbox::pending(&**client, 10).await.unwrap()
     };
     let err = store.record_fill(fill(broken)).await.unwrap_err();
     assert!(matches!(err, triplegain_actors::ports::StoreError::Query(_)), "{err}");
@@ -1327,6 +1341,7 @@ async fn a_fill_transaction_that_fails_midway_writes_nothing() {
         .unwrap()
         .iter()
         .any(|t| t.to == OrderStatus::Filled));
+    assert!(outboxed().await.is_empty(), "an event of a fill that was not written");
 
     // The same fill, valid, is written whole.
     position.size = open.view.volume;
@@ -1337,6 +1352,9 @@ async fn a_fill_transaction_that_fails_midway_writes_nothing() {
     );
     assert_eq!(store.list_trades(None, 10).await.unwrap().len(), 1);
     assert_eq!(store.get_position(pid).await.unwrap().unwrap().size, open.view.volume);
+    let rows = outboxed().await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].event_id, event.id);
 }
 
 // ------------------------------------------------------------------ cancels, orphans, hand cancels

@@ -169,19 +169,58 @@ pub struct PositionSnapshotRecord {
     pub unrealized_pnl_pct: Decimal,
 }
 
+/// A bus event bound for the event export's transactional outbox: written in the same
+/// transaction as the state it describes, so the event exists exactly when that state does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxEvent {
+    /// The event id (`Nats-Msg-Id` of the export).
+    pub id: uuid::Uuid,
+    /// The bus topic (`execution_events`, `portfolio_updates`).
+    pub topic: String,
+    /// The subject's symbol token, if the event is about one symbol.
+    pub symbol: Option<String>,
+    pub payload: serde_json::Value,
+}
+
+impl OutboxEvent {
+    /// The outbox form of a bus event.
+    ///
+    /// # Errors
+    /// When the event does not serialise (not expected for bus events).
+    pub fn of<E: crate::messages::BusEvent + Serialize>(
+        event: &E,
+        symbol: Option<String>,
+    ) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            id: event.meta().id,
+            topic: E::TOPIC.to_owned(),
+            symbol,
+            payload: serde_json::to_value(event)?,
+        })
+    }
+}
+
 /// Everything one fill changes, written as one unit: the order(s) and their status log, the trade,
-/// and the position. A crash never leaves the order filled without its trade and position.
+/// and the position, with the events that describe them (when the event export is on). A crash
+/// never leaves the order filled without its trade and position, nor the fill without its events.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FillWrite {
     pub orders: Vec<OrderRecord>,
     pub statuses: Vec<StatusTransition>,
     pub trades: Vec<TradeRecord>,
     pub positions: Vec<crate::execution::api::PositionView>,
+    /// Appended to the export outbox in the same transaction (stores without one ignore them).
+    #[serde(default)]
+    pub events: Vec<OutboxEvent>,
 }
 
 impl FillWrite {
     pub fn is_empty(&self) -> bool {
-        self.orders.is_empty() && self.statuses.is_empty() && self.trades.is_empty() && self.positions.is_empty()
+        self.orders.is_empty()
+            && self.statuses.is_empty()
+            && self.trades.is_empty()
+            && self.positions.is_empty()
+            && self.events.is_empty()
     }
 }
 

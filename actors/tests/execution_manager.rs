@@ -152,6 +152,7 @@ async fn env_full(paper_cfg: PaperConfig, cfg: ExecutionConfig, feed_paper: bool
         portfolio: portfolio_topic,
         alerts: alerts_topic,
         clock: Arc::new(clock.clone()),
+        outbox: None,
     };
     let addr = start_supervised(&registry, "execution_manager", true, 256, move |sup| {
         OrderExecutionManager::new(sup, deps)

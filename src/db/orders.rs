@@ -293,6 +293,12 @@ impl OrderStore for PgStore {
             for p in &fill.positions {
                 write_position(&tx, p).await?;
             }
+            // The events that describe this state, in the same transaction (event export on).
+            for e in &fill.events {
+                super::outbox::append(&*tx, e.id, &e.topic, e.symbol.as_deref(), &e.payload)
+                    .await
+                    .map_err(query)?;
+            }
             // Dropped without commit on any error above: nothing of the fill is written.
             tx.commit().await.map_err(query)
         }

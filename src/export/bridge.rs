@@ -92,6 +92,9 @@ impl Actor for Bridge {
 
 impl Bridge {
     fn take<E: Exported>(&mut self, event: &E) {
+        if super::written_by_manager(E::TOPIC, &event.meta().source) {
+            return; // already in the outbox, written with the state it describes
+        }
         let ev = match ExportEvent::of(event) {
             Ok(ev) => ev,
             Err(e) => {

@@ -63,9 +63,17 @@ pub async fn start(
         .subscribe(fleet.clone())
         .await
         .map_err(|e| anyhow::anyhow!("subscribing to {fleet}: {e}"))?;
-    // The server knows the subscriptions before the server reports ready.
-    if let Err(e) = client.flush().await {
-        tracing::warn!(error = %e, "control subscriptions not flushed yet");
+    // The server knows the subscriptions before the server reports ready, when NATS is up. When
+    // it is not, the start does not wait for it (a flush waits for the connection): the client
+    // subscribes again once it connects.
+    if client.connection_state() == async_nats::connection::State::Connected {
+        match tokio::time::timeout(std::time::Duration::from_secs(2), client.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "control subscriptions not flushed yet"),
+            Err(_) => tracing::warn!("control subscriptions not flushed within 2 s"),
+        }
+    } else {
+        tracing::warn!("NATS not connected: control subjects answer once it is");
     }
     let mut requests = futures::stream::select(a, b);
     let account = account.to_owned();

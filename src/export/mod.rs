@@ -8,8 +8,10 @@
 //! Two paths, and trading waits on neither:
 //! - **Money and audit** events (execution, portfolio, risk alerts, system/supervisor events,
 //!   decisions) go through the transactional outbox in PostgreSQL (`event_outbox`): decisions
-//!   are appended by the audit store in the transaction that records them; the bus events are
-//!   written by [`bridge`]'s writer before anything is sent. The [`relay`] publishes outbox rows
+//!   are appended by the audit store in the transaction that records them, the execution
+//!   manager's events and valuations by its writer in the transaction of the order, fill or
+//!   position they describe ([`manager_outbox`]); the other bus events are written by
+//!   [`bridge`]'s writer before anything is sent. The [`relay`] publishes outbox rows
 //!   in order and deletes each only after JetStream acknowledged it, so an outage of NATS (or a
 //!   deleted stream) only delays them.
 //! - **Analysis** events (TA, regime, sentiment, trading signals) go straight to JetStream
@@ -59,6 +61,30 @@ pub fn all_topics() -> Vec<String> {
         .chain(ANALYSIS_TOPICS.iter())
         .map(|t| (*t).to_owned())
         .collect()
+}
+
+/// What the execution manager writes to the outbox itself, in the transaction of the state each
+/// event describes (`None` when the export is off or has no database).
+pub fn manager_outbox(
+    settings: &crate::settings::Settings,
+    database: bool,
+    wake: Arc<tokio::sync::Notify>,
+) -> Option<triplegain_actors::execution::manager::OutboxSink> {
+    let export = &settings.export;
+    if !export.enabled || !database {
+        return None;
+    }
+    Some(triplegain_actors::execution::manager::OutboxSink {
+        execution: export.exports("execution_events"),
+        portfolio: export.exports("portfolio_updates"),
+        committed: Arc::new(move || wake.notify_one()),
+    })
+}
+
+/// Events the execution manager has already written to the outbox with their state: the
+/// bridge leaves them alone.
+pub fn written_by_manager(topic: &str, source: &str) -> bool {
+    source == triplegain_actors::execution::manager::SOURCE && matches!(topic, "execution_events" | "portfolio_updates")
 }
 
 /// Whether `topic` goes through the outbox.
@@ -451,6 +477,7 @@ pub async fn start(
     settings: &crate::settings::Settings,
     state: actix_web::web::Data<crate::startup::AppState>,
     tokens: Arc<crate::routes::auth::TokenTable>,
+    wake: Arc<tokio::sync::Notify>,
 ) -> anyhow::Result<Option<ExportHandle>> {
     let export = &settings.export;
     if !export.enabled {
@@ -476,7 +503,6 @@ pub async fn start(
     }
     let stats = Arc::new(ExportStats::default());
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let wake = Arc::new(tokio::sync::Notify::new());
     let mut tasks = Vec::new();
 
     let (outbox_tx, outbox_rx) = tokio::sync::mpsc::unbounded_channel();

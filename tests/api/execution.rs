@@ -56,6 +56,7 @@ pub(crate) async fn body(r: reqwest::Response) -> (u16, Value) {
 pub(crate) async fn ready(app: &TestApp) {
     price(app, "50000");
     // The execution manager values the account at start; the risk engine needs that equity.
+    let mut last = Value::Null;
     for _ in 0..100 {
         let (s, b) = body(
             app.post("/api/v1/trades/validate", Some(VIEWER), Some(limit_buy("1000")))
@@ -65,9 +66,10 @@ pub(crate) async fn ready(app: &TestApp) {
         if s == 200 && b["verdict"]["status"] == "approved" {
             return;
         }
+        last = b;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("risk engine never approved a plain trade");
+    panic!("risk engine never approved a plain trade: {last}");
 }
 
 pub(crate) fn limit_buy(size_usd: &str) -> Value {

@@ -742,7 +742,8 @@ async fn tail_prints_a_manual_trade_s_execution_events_from_the_stream() {
         ])
         .args(["--count", &want.to_string()])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("TRIPLEGAIN__EXPORT__ENABLED", "true")
+        // A consumer needs neither the export switched on nor a database.
+        .env_remove("DATABASE_URL")
         .env("TRIPLEGAIN__EXPORT__URL", nats_url())
         .env("TRIPLEGAIN__EXPORT__STREAM", &stream)
         .env("TRIPLEGAIN__EXPORT__SUBJECT_PREFIX", &prefix)
@@ -772,5 +773,108 @@ async fn tail_prints_a_manual_trade_s_execution_events_from_the_stream() {
         got.iter().any(|g| g.event["order_id"] == json!(entry)),
         "the entry's events are on the stream"
     );
+    app.shutdown().await;
+}
+
+/// Counts, in one statement (one snapshot), the stored fills and positions without the
+/// execution event that describes them in the outbox, and the events without their state.
+async fn outbox_disagreements(client: &deadpool_postgres::Object) -> (i64, i64) {
+    let row = client
+        .query_one(
+            "WITH ev AS (SELECT payload->>'event_type' AS ty, payload->>'order_id' AS order_id, \
+                    payload->>'position_id' AS position_id FROM event_outbox WHERE topic = 'execution_events') \
+             SELECT \
+               (SELECT count(*) FROM trades t WHERE NOT EXISTS (SELECT 1 FROM ev WHERE ev.order_id = t.order_id::text \
+                    AND ev.ty IN ('order_filled', 'order_partially_filled'))) \
+             + (SELECT count(*) FROM positions p WHERE NOT EXISTS (SELECT 1 FROM ev WHERE ev.position_id = p.id::text \
+                    AND ev.ty = 'position_opened')) \
+             + (SELECT count(*) FROM positions p WHERE p.status = 'closed' AND NOT EXISTS (SELECT 1 FROM ev \
+                    WHERE ev.position_id = p.id::text AND ev.ty = 'position_closed')), \
+               (SELECT count(*) FROM ev WHERE ev.ty IN ('order_filled', 'order_partially_filled') \
+                    AND NOT EXISTS (SELECT 1 FROM trades t WHERE t.order_id::text = ev.order_id)) \
+             + (SELECT count(*) FROM ev WHERE ev.ty = 'position_opened' \
+                    AND NOT EXISTS (SELECT 1 FROM positions p WHERE p.id::text = ev.position_id)) \
+             + (SELECT count(*) FROM ev WHERE ev.ty = 'position_closed' \
+                    AND NOT EXISTS (SELECT 1 FROM positions p WHERE p.id::text = ev.position_id AND p.status = 'closed'))",
+            &[],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+#[actix_web::test]
+async fn an_execution_event_is_in_the_outbox_exactly_when_the_state_it_describes_is_stored() {
+    // Arrange: the export on with NATS unreachable, so every event stays in the outbox; a reader
+    // compares the stored fills and positions with the outbox, one snapshot at a time, all along.
+    let app = spawn_app_with(|s| {
+        export_on(s, "nats://127.0.0.1:9");
+        s.risk.post_trade_cooldown_min = 0;
+        s.risk.post_loss_cooldown_min = 0;
+    })
+    .await;
+    let pool = app.pool.clone().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let client = pool.get().await.unwrap();
+            let (mut polls, mut seen) = (0u64, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let d = outbox_disagreements(&client).await;
+                if d != (0, 0) {
+                    seen.push(d);
+                }
+                polls += 1;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            (polls, seen)
+        })
+    };
+
+    // Act: two trades open and close by hand (fills, positions opened and closed).
+    for _ in 0..2 {
+        buy_and_fill(&app).await;
+        let pid = open_position(&app).await["id"].as_str().unwrap().to_owned();
+        let (s, c) = body(
+            app.post(&format!("/api/v1/positions/{pid}/close"), Some(OPERATOR), None)
+                .await,
+        )
+        .await;
+        assert_eq!(s, 200, "{c}");
+        price(&app, "50100");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, p) = body(app.get(&format!("/api/v1/positions/{pid}"), Some(VIEWER)).await).await;
+            if p["status"] == "closed" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "position closed: {p}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (polls, seen) = reader.await.unwrap();
+
+    // Assert: never a fill or position without its event, nor an event ahead of its state.
+    assert!(polls > 20, "the reader looked {polls} times");
+    assert!(
+        seen.is_empty(),
+        "state and outbox disagreed (missing events, events without state): {seen:?}"
+    );
+    let client = app.pool.as_ref().unwrap().get().await.unwrap();
+    let trades: i64 = client
+        .query_one("SELECT count(*) FROM trades", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let closed: i64 = client
+        .query_one("SELECT count(*) FROM positions WHERE status = 'closed'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!((trades, closed), (4, 2), "two round trips stored");
+    assert_eq!(outbox_disagreements(&client).await, (0, 0));
     app.shutdown().await;
 }

@@ -41,7 +41,8 @@ use crate::messages::{
 };
 use crate::ports::{
     AuditStore, DecisionRecord, Exchange, ExchangeError, ExchangeOrder, FillWrite, OrderAck, OrderRecord, OrderRef,
-    OrderRequest, OrderStore, PairInfo, PositionSnapshotRecord, StateStore, StatusTransition, StoreError, TradeRecord,
+    OrderRequest, OrderStore, OutboxEvent, PairInfo, PositionSnapshotRecord, StateStore, StatusTransition, StoreError,
+    TradeRecord,
 };
 use crate::supervision::{guarded, Drain, SupervisedActor, SupervisionHandle};
 use actix::prelude::*;
@@ -55,7 +56,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
-const SOURCE: &str = "execution_manager";
+/// The `source` of every event the manager publishes.
+pub const SOURCE: &str = "execution_manager";
 
 // ------------------------------------------------------------------ configuration
 
@@ -169,6 +171,29 @@ pub struct ManagerDeps {
     pub portfolio: Topic<PortfolioUpdate>,
     pub alerts: Topic<RiskAlert>,
     pub clock: SharedClock,
+    /// The event export's transactional outbox, when it is on: execution events and valuations
+    /// are written in the transaction of the state they describe.
+    pub outbox: Option<OutboxSink>,
+}
+
+/// Where the manager's events go besides the bus when the event export is on.
+#[derive(Clone)]
+pub struct OutboxSink {
+    /// Write `execution_events` to the outbox (in the transaction of their order or fill).
+    pub execution: bool,
+    /// Write the valuations (`portfolio_updates`) to the outbox, in order with the fills.
+    pub portfolio: bool,
+    /// Called after a transaction that wrote events commits (wakes the relay).
+    pub committed: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl std::fmt::Debug for OutboxSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxSink")
+            .field("execution", &self.execution)
+            .field("portfolio", &self.portfolio)
+            .finish_non_exhaustive()
+    }
 }
 
 // ------------------------------------------------------------------ P&L
@@ -203,6 +228,9 @@ enum Op {
     Fill(Box<FillWrite>),
     Snapshot(PositionSnapshotRecord),
     Decision(DecisionRecord),
+    /// An event for the export outbox: written with the state write queued just before it (the
+    /// one it describes), or on its own when none is.
+    Event(Box<OutboxEvent>),
     SavePaper,
     /// Answered once every write queued before it is done.
     Flush,
@@ -242,6 +270,36 @@ struct Writer {
 }
 
 const STORE_ATTEMPTS: u32 = 3;
+
+/// A state write as one transaction together with the events that describe it.
+fn with_events(op: Op, events: Vec<OutboxEvent>) -> FillWrite {
+    let mut fill = match op {
+        Op::Order(o) => FillWrite {
+            orders: vec![*o],
+            ..FillWrite::default()
+        },
+        Op::Status(t) => FillWrite {
+            statuses: vec![t],
+            ..FillWrite::default()
+        },
+        Op::Position(p) => FillWrite {
+            positions: vec![*p],
+            ..FillWrite::default()
+        },
+        Op::Trade(t) => FillWrite {
+            trades: vec![t],
+            ..FillWrite::default()
+        },
+        Op::Fill(f) => *f,
+        Op::Event(e) => FillWrite {
+            events: vec![*e],
+            ..FillWrite::default()
+        },
+        Op::Snapshot(_) | Op::Decision(_) | Op::SavePaper | Op::Flush | Op::FlushAll => FillWrite::default(),
+    };
+    fill.events.extend(events);
+    fill
+}
 /// Shortest time between two paper exchange saves. A crash loses at most this much of the paper
 /// exchange's changes (the manager reconciles against what was saved); a graceful stop saves all.
 const PAPER_SAVE_INTERVAL: Duration = Duration::from_millis(500);
@@ -368,8 +426,18 @@ impl Writer {
             ptx
         });
         let paper_flush = paper_tx.clone();
+        let outbox = deps.outbox.clone();
         actix::spawn(async move {
-            while let Some(w) = rx.next().await {
+            // A write taken from the queue while looking for the events that follow a state write.
+            let mut held: Option<Write> = None;
+            loop {
+                let w = match held.take() {
+                    Some(w) => w,
+                    None => match rx.next().await {
+                        Some(w) => w,
+                        None => break,
+                    },
+                };
                 if let (Op::FlushAll, Some(ptx)) = (&w.op, &paper_flush) {
                     let (ack, done) = oneshot::channel();
                     if ptx.unbounded_send(PaperWrite::Flush(ack)).is_ok() {
@@ -387,6 +455,29 @@ impl Writer {
                 if let (true, Some(saver)) = (learns, &saver) {
                     saver.save_if_changed().await;
                 }
+                // The events published right after a state write (queued behind it by the same
+                // handler) describe it: they go into its transaction.
+                let mut events = Vec::new();
+                let mut w = w;
+                if matches!(
+                    w.op,
+                    Op::Order(_) | Op::Status(_) | Op::Position(_) | Op::Trade(_) | Op::Fill(_) | Op::Event(_)
+                ) {
+                    loop {
+                        match rx.try_recv() {
+                            Ok(Write { op: Op::Event(e), .. }) => events.push(*e),
+                            Ok(next) => {
+                                held = Some(next);
+                                break;
+                            }
+                            Err(_) => break, // empty, or closed
+                        }
+                    }
+                }
+                if !events.is_empty() || matches!(w.op, Op::Event(_)) {
+                    w.op = Op::Fill(Box::new(with_events(w.op, events)));
+                }
+                let wrote_events = matches!(&w.op, Op::Fill(f) if !f.events.is_empty());
                 let mut attempt = 0;
                 let res = loop {
                     let r = match &w.op {
@@ -397,7 +488,7 @@ impl Writer {
                         Op::Fill(f) => orders.record_fill((**f).clone()).await,
                         Op::Snapshot(s) => orders.insert_snapshot(s.clone()).await,
                         Op::Decision(d) => audit.record_decision(d.clone()).await,
-                        Op::SavePaper | Op::Flush | Op::FlushAll => Ok(()),
+                        Op::Event(_) | Op::SavePaper | Op::Flush | Op::FlushAll => Ok(()),
                     };
                     attempt += 1;
                     match r {
@@ -410,6 +501,9 @@ impl Writer {
                 };
                 if let Err(e) = &res {
                     tracing::error!(error = %e, "execution store write lost");
+                }
+                if let (true, Ok(()), Some(sink)) = (wrote_events, &res, &outbox) {
+                    (sink.committed)();
                 }
                 if let Some(ack) = w.ack {
                     let _ = ack.send(res);
@@ -2760,7 +2854,7 @@ impl OrderExecutionManager {
             .filter(|_| equity > Decimal::ZERO)
             .map(|(a, v)| (a.clone(), (*v / equity * Decimal::ONE_HUNDRED).round_dp(4)))
             .collect();
-        self.deps.portfolio.publish(PortfolioUpdate {
+        let update = PortfolioUpdate {
             meta: EventMeta::new(SOURCE, self.now()),
             equity_usd: equity,
             peak_equity_usd: self.peak_equity,
@@ -2770,13 +2864,17 @@ impl OrderExecutionManager {
             balances,
             allocation_pct: allocation,
             position_footprint: footprint,
-        });
+        };
+        if self.deps.outbox.as_ref().is_some_and(|o| o.portfolio) {
+            self.outbox(OutboxEvent::of(&update, None));
+        }
+        self.deps.portfolio.publish(update);
     }
 
     // -------------------------------------------------------------- events
 
     fn publish(
-        &self,
+        &mut self,
         event_type: ExecutionEventType,
         rec: &OrderRecord,
         size: Decimal,
@@ -2788,7 +2886,7 @@ impl OrderExecutionManager {
             ExecutionEventType::PositionClosed | ExecutionEventType::OrderError => Priority::High,
             _ => Priority::Normal,
         };
-        self.deps.events.publish(ExecutionEvent {
+        let event = ExecutionEvent {
             meta: EventMeta::caused_by(SOURCE, self.now(), rec.view.correlation_id).with_priority(priority),
             event_type,
             order_id: rec.view.id.to_string(),
@@ -2801,7 +2899,28 @@ impl OrderExecutionManager {
             fee,
             realized_pnl,
             position_id: rec.view.position_id.map(|p| p.to_string()),
-        });
+        };
+        if self.deps.outbox.as_ref().is_some_and(|o| o.execution) {
+            let symbol = Some(event.symbol.to_string());
+            self.outbox(OutboxEvent::of(&event, symbol));
+        }
+        self.deps.events.publish(event);
+    }
+
+    /// An event for the export outbox: part of the fill being applied (its transaction), or
+    /// queued behind the state write it describes.
+    fn outbox(&mut self, event: Result<OutboxEvent, serde_json::Error>) {
+        let event = match event {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "event not serialisable for the outbox");
+                return;
+            }
+        };
+        match &mut self.batch {
+            Some(b) => b.events.push(event),
+            None => self.writer.send(Op::Event(Box::new(event))),
+        }
     }
 
     fn decision(&self, correlation_id: CorrelationId, stage: &str, symbol: &Symbol, detail: serde_json::Value) {

@@ -183,6 +183,7 @@ async fn pipeline_async(samples: usize, warmup: usize) -> anyhow::Result<Latency
         portfolio: Topic::new(),
         alerts: bus.risk_alerts.clone(),
         clock: shared.clone(),
+        outbox: None,
     };
     let exec = start_supervised(&registry, "execution_manager", true, 256, move |sup| {
         OrderExecutionManager::new(sup, deps)
