@@ -273,30 +273,16 @@ const STORE_ATTEMPTS: u32 = 3;
 
 /// A state write as one transaction together with the events that describe it.
 fn with_events(op: Op, events: Vec<OutboxEvent>) -> FillWrite {
-    let mut fill = match op {
-        Op::Order(o) => FillWrite {
-            orders: vec![*o],
-            ..FillWrite::default()
-        },
-        Op::Status(t) => FillWrite {
-            statuses: vec![t],
-            ..FillWrite::default()
-        },
-        Op::Position(p) => FillWrite {
-            positions: vec![*p],
-            ..FillWrite::default()
-        },
-        Op::Trade(t) => FillWrite {
-            trades: vec![t],
-            ..FillWrite::default()
-        },
-        Op::Fill(f) => *f,
-        Op::Event(e) => FillWrite {
-            events: vec![*e],
-            ..FillWrite::default()
-        },
-        Op::Snapshot(_) | Op::Decision(_) | Op::SavePaper | Op::Flush | Op::FlushAll => FillWrite::default(),
-    };
+    let mut fill = FillWrite::default();
+    match op {
+        Op::Order(o) => fill.orders.push(*o),
+        Op::Status(t) => fill.statuses.push(t),
+        Op::Position(p) => fill.positions.push(*p),
+        Op::Trade(t) => fill.trades.push(t),
+        Op::Fill(f) => fill = *f,
+        Op::Event(e) => fill.events.push(*e),
+        Op::Snapshot(_) | Op::Decision(_) | Op::SavePaper | Op::Flush | Op::FlushAll => {}
+    }
     fill.events.extend(events);
     fill
 }
