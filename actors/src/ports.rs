@@ -30,7 +30,7 @@ pub trait StateStore: Send + Sync + 'static {
 }
 
 /// One agent output, kept for the audit trail and `GET /agents/{name}/latest`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AgentOutputRecord {
     pub agent: String,
     pub symbol: String,
@@ -41,7 +41,7 @@ pub struct AgentOutputRecord {
 }
 
 /// One link of a decision chain (signal, verdict, order, fill, …).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DecisionRecord {
     pub correlation_id: CorrelationId,
     pub timestamp: DateTime<Utc>,
@@ -133,7 +133,7 @@ pub struct OrderRecord {
 }
 
 /// One order status transition (`order_status_log`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StatusTransition {
     pub order_id: uuid::Uuid,
     pub from: Option<OrderStatus>,
@@ -144,7 +144,7 @@ pub struct StatusTransition {
 }
 
 /// One execution (fill) of an order (`trades`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TradeRecord {
     pub id: uuid::Uuid,
     pub order_id: uuid::Uuid,

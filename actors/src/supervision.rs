@@ -28,7 +28,7 @@ pub enum ActorError {
 }
 
 /// Erlang/OTP-style restart intensity: more than `max_restarts` within `window` escalates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RestartPolicy {
     pub max_restarts: u32,
     pub window_secs: u64,
@@ -43,7 +43,7 @@ impl Default for RestartPolicy {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ActorState {
     Starting,
@@ -54,7 +54,7 @@ pub enum ActorState {
 }
 
 /// What the registry knows about one actor.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ActorRecord {
     pub name: String,
     pub core: bool,

@@ -13,18 +13,23 @@ const STORE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct LatestQuery {
-    /// The symbol, e.g. `BTC/USDT`.
+    /// The symbol, e.g. `BTC/USDT` (required).
+    #[param(
+        required = true,
+        pattern = "^[A-Za-z0-9]{2,10}/[A-Za-z0-9]{2,10}$",
+        example = "BTC/USDT"
+    )]
     pub symbol: Option<String>,
 }
 
 /// The newest stored output of one agent for one symbol.
 #[utoipa::path(get, path = "/api/v1/agents/{name}/latest", security(("bearer" = [])),
     params(
-        ("name" = String, Path, description = "technical_analysis | regime_detection | sentiment_analysis | trading_decision (or ta, regime, sentiment, trading)"),
+        ("name" = String, Path, pattern = "^(technical_analysis|regime_detection|sentiment_analysis|trading_decision|ta|regime|sentiment|trading)$", description = "technical_analysis | regime_detection | sentiment_analysis | trading_decision (or ta, regime, sentiment, trading)"),
         LatestQuery
     ),
     responses(
-        (status = 200, description = "the newest output with its timestamp, correlation id and model"),
+        (status = 200, description = "the newest output with its timestamp, correlation id and model", body = triplegain_actors::ports::AgentOutputRecord),
         (status = 400, description = "unknown agent or symbol (names the field)"),
         (status = 404, description = "no output yet"),
         (status = 503, description = "store not available")

@@ -346,7 +346,25 @@ pub fn query_error(err: actix_web::error::QueryPayloadError, _req: &actix_web::H
     e.into()
 }
 
-/// Unknown routes.
+/// Unknown routes: 405 with `Allow` when the path is a route's under another method, else 404.
 pub async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
-    ApiError::not_found(format!("no route for {} {}", req.method(), req.path())).error_response()
+    let allowed = super::methods_of(req.path());
+    if allowed.is_empty() {
+        return ApiError::not_found(format!("no route for {} {}", req.method(), req.path())).error_response();
+    }
+    let allow = allowed
+        .iter()
+        .map(actix_web::http::Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut res = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not allowed on {}; allowed: {allow}", req.method(), req.path()),
+    )
+    .error_response();
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&allow) {
+        res.headers_mut().insert(actix_web::http::header::ALLOW, v);
+    }
+    res
 }

@@ -144,6 +144,9 @@ pub struct EventsQuery {
     /// Comma-separated event types to stream (default: all): risk_alerts, execution_events,
     /// trading_signals, portfolio_updates, system_events, ta_signals, regime_updates,
     /// sentiment_updates.
+    #[param(
+        pattern = "^(risk_alerts|execution_events|trading_signals|portfolio_updates|system_events|ta_signals|regime_updates|sentiment_updates)( *, *(risk_alerts|execution_events|trading_signals|portfolio_updates|system_events|ta_signals|regime_updates|sentiment_updates))*$"
+    )]
     pub types: Option<String>,
 }
 

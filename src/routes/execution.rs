@@ -69,14 +69,16 @@ async fn audited(
 #[serde(deny_unknown_fields)]
 pub struct PositionQuery {
     /// e.g. `BTC/USDT`.
+    #[param(pattern = "^[A-Za-z0-9]{2,10}/[A-Za-z0-9]{2,10}$", example = "BTC/USDT")]
     pub symbol: Option<String>,
-    /// `open` (default), `closed` or `all`.
+    /// `open` (default), `closing`, `closed`, `liquidated` or `all`.
+    #[param(pattern = "^(open|closing|closed|liquidated|all)$")]
     pub status: Option<String>,
 }
 
 /// List positions.
 #[utoipa::path(get, path = "/api/v1/positions", params(PositionQuery), security(("bearer" = [])),
-    responses((status = 200, description = "positions, newest first"), (status = 400, description = "bad filter")))]
+    responses((status = 200, description = "positions, newest first", body = super::views::PositionList), (status = 400, description = "bad filter")))]
 pub async fn list_positions(
     _auth: Viewer,
     state: web::Data<AppState>,
@@ -94,12 +96,12 @@ pub async fn list_positions(
         .await
         .map_err(|e| ApiError::from_mailbox("execution manager", &e))?
         .map_err(execution_error)?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "positions": positions })))
+    Ok(HttpResponse::Ok().json(super::views::PositionList { positions }))
 }
 
 /// One position.
-#[utoipa::path(get, path = "/api/v1/positions/{id}", security(("bearer" = [])),
-    responses((status = 200, description = "the position"), (status = 404, description = "unknown")))]
+#[utoipa::path(get, path = "/api/v1/positions/{id}", security(("bearer" = [])), params(("id" = Uuid, Path, description = "position id")),
+    responses((status = 200, description = "the position", body = triplegain_actors::execution::api::PositionView), (status = 404, description = "unknown")))]
 pub async fn get_position(
     _auth: Viewer,
     state: web::Data<AppState>,
@@ -124,8 +126,8 @@ pub struct CloseBody {
 }
 
 /// Close (part of) a position with a bounded market order; its stop and take-profit are cancelled.
-#[utoipa::path(post, path = "/api/v1/positions/{id}/close", security(("bearer" = [])), request_body(content = Option<CloseBody>),
-    responses((status = 200, description = "close order placed"), (status = 404, description = "unknown"),
+#[utoipa::path(post, path = "/api/v1/positions/{id}/close", security(("bearer" = [])), params(("id" = Uuid, Path, description = "position id")), request_body(content = Option<CloseBody>),
+    responses((status = 200, description = "close order placed", body = triplegain_actors::execution::api::ExecutionResult), (status = 404, description = "unknown"),
         (status = 409, description = "not open"), (status = 422, description = "fraction out of range")))]
 pub async fn close_position(
     auth: Operator,
@@ -137,6 +139,9 @@ pub async fn close_position(
     let raw = serde_json::to_vec(&body).unwrap_or_default();
     let res = async {
         let id = parse_id(&path)?;
+        if body.reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
+            return Err(ApiError::validation("reason", "reason is longer than 500 characters"));
+        }
         let fraction = body.fraction.unwrap_or(Decimal::ONE);
         if fraction <= Decimal::ZERO || fraction > Decimal::ONE {
             return Err(ApiError::validation(
@@ -279,8 +284,8 @@ async fn check_protection_change(
 /// Move a position's stop-loss and/or take-profit; the exchange orders are replaced (new before old),
 /// and the stored value changes only once the exchange confirmed the new order (a refused order
 /// changes nothing; the old one keeps working).
-#[utoipa::path(patch, path = "/api/v1/positions/{id}", security(("bearer" = [])), request_body = ModifyBody,
-    responses((status = 200, description = "modified"), (status = 404, description = "unknown"),
+#[utoipa::path(patch, path = "/api/v1/positions/{id}", security(("bearer" = [])), params(("id" = Uuid, Path, description = "position id")), request_body = ModifyBody,
+    responses((status = 200, description = "modified", body = triplegain_actors::execution::api::PositionView), (status = 404, description = "unknown"),
         (status = 422, description = "a price out of range")))]
 pub async fn modify_position(
     auth: Operator,
@@ -333,17 +338,19 @@ pub async fn modify_position(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct OrderQuery {
+    #[param(pattern = "^[A-Za-z0-9]{2,10}/[A-Za-z0-9]{2,10}$", example = "BTC/USDT")]
     pub symbol: Option<String>,
     /// Only orders still working (default false).
     pub open_only: Option<bool>,
     /// One lifecycle status (`pending`, `open`, `partially_filled`, `filled`, `cancelled`, …).
+    #[param(value_type = Option<OrderStatus>)]
     pub status: Option<String>,
     pub correlation_id: Option<Uuid>,
 }
 
 /// List orders, newest first.
 #[utoipa::path(get, path = "/api/v1/orders", params(OrderQuery), security(("bearer" = [])),
-    responses((status = 200, description = "orders"), (status = 400, description = "bad filter")))]
+    responses((status = 200, description = "orders", body = super::views::OrderList), (status = 400, description = "bad filter")))]
 pub async fn list_orders(
     _auth: Viewer,
     state: web::Data<AppState>,
@@ -369,12 +376,12 @@ pub async fn list_orders(
         .into_iter()
         .filter(|o| status.is_none_or(|s| o.status == s))
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "orders": orders })))
+    Ok(HttpResponse::Ok().json(super::views::OrderList { orders }))
 }
 
 /// One order with its status history.
-#[utoipa::path(get, path = "/api/v1/orders/{id}", security(("bearer" = [])),
-    responses((status = 200, description = "the order and its transitions"), (status = 404, description = "unknown")))]
+#[utoipa::path(get, path = "/api/v1/orders/{id}", security(("bearer" = [])), params(("id" = Uuid, Path, description = "order id")),
+    responses((status = 200, description = "the order and its transitions", body = super::views::OrderDetail), (status = 404, description = "unknown")))]
 pub async fn get_order(
     _auth: Viewer,
     state: web::Data<AppState>,
@@ -384,18 +391,18 @@ pub async fn get_order(
     let rec = state.stores.orders.get_order(id).await.map_err(store_error)?;
     let rec = rec.ok_or_else(|| ApiError::not_found(format!("order {id} not found")))?;
     let log = state.stores.orders.status_log(id).await.map_err(store_error)?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "order": rec.view,
-        "reduce_only": rec.reduce_only,
-        "linked_order_id": rec.linked_order_id,
-        "error_message": rec.error_message,
-        "status_log": log,
-    })))
+    Ok(HttpResponse::Ok().json(super::views::OrderDetail {
+        order: rec.view,
+        reduce_only: rec.reduce_only,
+        linked_order_id: rec.linked_order_id,
+        error_message: rec.error_message,
+        status_log: log,
+    }))
 }
 
 /// Cancel a working order.
-#[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", security(("bearer" = [])),
-    responses((status = 200, description = "cancelled"), (status = 404, description = "unknown"),
+#[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", security(("bearer" = [])), params(("id" = Uuid, Path, description = "order id")),
+    responses((status = 200, description = "cancelled", body = triplegain_actors::execution::api::OrderView), (status = 404, description = "unknown"),
         (status = 409, description = "not working")))]
 pub async fn cancel_order(
     auth: Operator,
@@ -433,14 +440,16 @@ pub async fn cancel_order(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct TradeQuery {
+    #[param(pattern = "^[A-Za-z0-9]{2,10}/[A-Za-z0-9]{2,10}$", example = "BTC/USDT")]
     pub symbol: Option<String>,
     /// 1..=1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
 /// Executions (fills), newest first.
 #[utoipa::path(get, path = "/api/v1/trades", params(TradeQuery), security(("bearer" = [])),
-    responses((status = 200, description = "trades"), (status = 422, description = "limit out of range")))]
+    responses((status = 200, description = "trades", body = super::views::TradeList), (status = 422, description = "limit out of range")))]
 pub async fn list_trades(
     _auth: Viewer,
     state: web::Data<AppState>,
@@ -457,7 +466,7 @@ pub async fn list_trades(
         .list_trades(symbol, limit)
         .await
         .map_err(store_error)?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "trades": trades })))
+    Ok(HttpResponse::Ok().json(super::views::TradeList { trades }))
 }
 
 // ------------------------------------------------------------------ manual trades
@@ -778,7 +787,7 @@ fn verdict_error(v: &RiskVerdict, volume_given: bool) -> ApiError {
 
 /// Validate a manual trade with the risk engine only; nothing is placed.
 #[utoipa::path(post, path = "/api/v1/trades/validate", security(("bearer" = [])), request_body = ManualTradeBody,
-    responses((status = 200, description = "the verdict"), (status = 400, description = "malformed field"),
+    responses((status = 200, description = "the verdict", body = super::views::TradeCheck), (status = 400, description = "malformed field"),
         (status = 422, description = "a field out of range")))]
 pub async fn validate_trade(
     _auth: Viewer,
@@ -788,16 +797,16 @@ pub async fn validate_trade(
     let parsed = parse_trade(&state, &body.0).await?;
     let correlation_id = parsed.proposal.correlation_id;
     let verdict = risk_verdict(&state, parsed.proposal).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "correlation_id": correlation_id,
-        "verdict": verdict,
-    })))
+    Ok(HttpResponse::Ok().json(super::views::TradeCheck {
+        correlation_id,
+        verdict,
+    }))
 }
 
 /// Place a trade by hand: risk engine first, then the execution manager.
 #[utoipa::path(post, path = "/api/v1/trades", security(("bearer" = [])), request_body = ManualTradeBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "a repeat within 24 h returns the first result")),
-    responses((status = 200, description = "verdict, orders and correlation id"), (status = 400, description = "malformed field"),
+    responses((status = 200, description = "verdict, orders and correlation id", body = super::views::PlacedTrade), (status = 400, description = "malformed field"),
         (status = 403, description = "viewer token"), (status = 409, description = "trading paused or halted"),
         (status = 422, description = "rejected by the risk engine or a field out of range")))]
 pub async fn place_trade(
@@ -920,19 +929,18 @@ async fn place_trade_inner(
         .await
         .map_err(|e| ApiError::from_mailbox("execution manager", &e))?
         .map_err(execution_error)?;
-    let mut out = serde_json::json!({
-        "correlation_id": correlation_id,
-        "verdict": verdict,
-        "orders": result.orders,
-        "position_id": result.position_id,
+    let market_order = (parsed.order_type == OrderType::Market).then(|| super::views::MarketOrderNote {
+        placed_as: "limit",
+        market_price: approved.entry_price,
+        limit_price: result.orders.first().and_then(|o| o.price),
+        note: "a market order is placed as a limit order bounded by execution.orders.market_order_slippage_pct from the risk engine's market price; it fills at that bound or better, or stays open",
     });
-    if parsed.order_type == OrderType::Market {
-        out["market_order"] = serde_json::json!({
-            "placed_as": "limit",
-            "market_price": approved.entry_price,
-            "limit_price": result.orders.first().and_then(|o| o.price),
-            "note": "a market order is placed as a limit order bounded by execution.orders.market_order_slippage_pct from the risk engine's market price; it fills at that bound or better, or stays open",
-        });
-    }
-    Ok(out)
+    let out = super::views::PlacedTrade {
+        correlation_id,
+        verdict,
+        orders: result.orders,
+        position_id: result.position_id,
+        market_order,
+    };
+    serde_json::to_value(out).map_err(|e| ApiError::internal(format!("trade result does not serialise: {e}")))
 }

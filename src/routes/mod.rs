@@ -11,6 +11,7 @@ pub mod orchestration;
 pub mod panel;
 pub mod portfolio;
 mod system;
+pub mod views;
 
 use crate::startup::AppState;
 use actix_web::http::Method;
@@ -67,6 +68,9 @@ pub use error::{ApiError, JsonBody, OptionalJsonBody};
     components(schemas(
         error::ErrorEnvelope,
         error::ErrorBody,
+        // path parameters (schemas of bodies and responses are collected from the paths)
+        triplegain_actors::coordinator::TaskCommandKind,
+        triplegain_actors::coordinator::TaskName,
         system::ControlBody,
         // orchestration
         orchestration::RiskResetBody,
@@ -108,7 +112,31 @@ impl utoipa::Modify for ErrorResponses {
         }
         fn add(op: &mut Operation, path: &str, control: bool) {
             let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+            // An optional body is absent or one object, never `null` (the server refuses
+            // anything but one JSON object): the derive's `oneOf [null, T]` becomes `T`, not required.
+            if let Some(body) = op.request_body.as_mut() {
+                for content in body.content.values_mut() {
+                    if let Some(RefOr::T(utoipa::openapi::schema::Schema::OneOf(one))) = &content.schema {
+                        let inner: Vec<_> = one
+                            .items
+                            .iter()
+                            .filter(|s| {
+                                !matches!(s, RefOr::T(utoipa::openapi::schema::Schema::Object(o))
+                                    if o.schema_type == utoipa::openapi::schema::SchemaType::Type(utoipa::openapi::Type::Null))
+                            })
+                            .cloned()
+                            .collect();
+                        if inner.len() == 1 && inner.len() < one.items.len() {
+                            content.schema = inner.into_iter().next();
+                            body.required = Some(utoipa::openapi::Required::False);
+                        }
+                    }
+                }
+            }
             let mut codes: Vec<(&str, &str)> = Vec::new();
+            if op.parameters.as_ref().is_some_and(|p| !p.is_empty()) {
+                codes.push(("400", "a malformed path or query parameter; `field` names it"));
+            }
             if secured {
                 codes.push(("401", "no or unknown API token"));
                 codes.push(("429", "rate limit or failed-authentication throttle; see Retry-After"));
@@ -280,6 +308,26 @@ pub fn route_list() -> Vec<(Method, String)> {
                 .map(|d| (d.method, format!("{API_PREFIX}{}", d.path))),
         )
         .collect()
+}
+
+/// The methods registered for a concrete path (`{..}` segments match any one segment).
+pub fn methods_of(path: &str) -> Vec<Method> {
+    let want: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    let matches = |pattern: &str| {
+        let have: Vec<&str> = pattern.split('/').collect();
+        have.len() == want.len()
+            && have
+                .iter()
+                .zip(&want)
+                .all(|(p, w)| (p.starts_with('{') && !w.is_empty()) || p == w)
+    };
+    let mut out: Vec<Method> = route_list()
+        .into_iter()
+        .filter(|(_, p)| matches(p))
+        .map(|(m, _)| m)
+        .collect();
+    out.dedup();
+    out
 }
 
 /// Registers every route.

@@ -18,7 +18,7 @@ const MAX_DECISIONS: i64 = 500;
 
 /// Coordinator state, degradation level, task clocks and statistics.
 #[utoipa::path(get, path = "/api/v1/coordinator/status", security(("bearer" = [])),
-    responses((status = 200, description = "state, degradation, tasks with last/next run, statistics")))]
+    responses((status = 200, description = "state, degradation, tasks with last/next run, statistics", body = triplegain_actors::coordinator::actor::CoordinatorReport)))]
 pub async fn coordinator_status(_auth: Viewer, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let report = state
         .coordinator
@@ -32,9 +32,9 @@ pub async fn coordinator_status(_auth: Viewer, state: web::Data<AppState>) -> Re
 
 /// Run a task now, or enable / disable it.
 #[utoipa::path(post, path = "/api/v1/coordinator/tasks/{task}/{command}", security(("bearer" = [])),
-    params(("task" = String, Path, description = "ta_analysis, regime_detection, sentiment_analysis, trading_decision or portfolio_check"),
-           ("command" = String, Path, description = "run, enable or disable")),
-    responses((status = 200, description = "the task"), (status = 403, description = "operator role required"),
+    params(("task" = TaskName, Path, description = "the task"),
+           ("command" = triplegain_actors::coordinator::actor::TaskCommandKind, Path, description = "what to do")),
+    responses((status = 200, description = "the task", body = triplegain_actors::coordinator::actor::TaskView), (status = 403, description = "operator role required"),
               (status = 404, description = "unknown task or command")))]
 pub async fn task_command(
     auth: Operator,
@@ -82,9 +82,9 @@ pub async fn task_command(
 /// The same as `POST /api/v1/coordinator/tasks/{task}/{command}` (the singular path is kept for
 /// existing scripts).
 #[utoipa::path(post, path = "/api/v1/coordinator/task/{task}/{command}", security(("bearer" = [])),
-    params(("task" = String, Path, description = "ta_analysis, regime_detection, sentiment_analysis, trading_decision or portfolio_check"),
-           ("command" = String, Path, description = "run, enable or disable")),
-    responses((status = 200, description = "the task"), (status = 403, description = "operator role required"),
+    params(("task" = TaskName, Path, description = "the task"),
+           ("command" = triplegain_actors::coordinator::actor::TaskCommandKind, Path, description = "what to do")),
+    responses((status = 200, description = "the task", body = triplegain_actors::coordinator::actor::TaskView), (status = 403, description = "operator role required"),
               (status = 404, description = "unknown task or command")))]
 pub async fn task_command_alias(
     auth: Operator,
@@ -96,7 +96,7 @@ pub async fn task_command_alias(
 
 /// The risk engine's state: breakers, P&L periods, exposure, cooldown.
 #[utoipa::path(get, path = "/api/v1/risk/state", security(("bearer" = [])),
-    responses((status = 200, description = "risk state")))]
+    responses((status = 200, description = "risk state", body = triplegain_actors::risk::engine::RiskStateView)))]
 pub async fn risk_state(_auth: Viewer, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let view = state
         .risk
@@ -113,12 +113,13 @@ pub async fn risk_state(_auth: Viewer, state: web::Data<AppState>) -> Result<Htt
 #[serde(deny_unknown_fields)]
 pub struct RiskResetBody {
     /// `cooldown`, `drawdown` or `all`.
+    #[schema(pattern = "^(cooldown|drawdown|all)$", example = "cooldown")]
     pub scope: String,
 }
 
 /// Reset risk breakers (admin).
 #[utoipa::path(post, path = "/api/v1/risk/reset", security(("bearer" = [])), request_body = RiskResetBody,
-    responses((status = 200, description = "risk state after the reset"), (status = 422, description = "invalid scope"),
+    responses((status = 200, description = "risk state after the reset", body = triplegain_actors::risk::engine::RiskStateView), (status = 422, description = "invalid scope"),
               (status = 403, description = "admin role required"), (status = 409, description = "refused")))]
 pub async fn risk_reset(
     auth: Admin,
@@ -165,14 +166,16 @@ pub async fn risk_reset(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionsQuery {
+    #[param(pattern = "^[A-Za-z0-9]{2,10}/[A-Za-z0-9]{2,10}$", example = "BTC/USDT")]
     pub symbol: Option<String>,
-    /// At most 500; default 50.
+    /// 1..=500; default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 
 /// Recent decision records, newest first.
 #[utoipa::path(get, path = "/api/v1/decisions", security(("bearer" = [])), params(DecisionsQuery),
-    responses((status = 200, description = "recent decision records"), (status = 422, description = "invalid limit")))]
+    responses((status = 200, description = "recent decision records, newest first", body = Vec<DecisionRecord>), (status = 422, description = "invalid limit")))]
 pub async fn recent_decisions(
     _auth: Viewer,
     state: web::Data<AppState>,
@@ -185,6 +188,15 @@ pub async fn recent_decisions(
             format!("limit must be 1..={MAX_DECISIONS}"),
         ));
     }
+    let symbol = query
+        .symbol
+        .as_deref()
+        .map(|s| {
+            triplegain_actors::domain::Symbol::parse(s)
+                .map(|s| s.to_string())
+                .map_err(|e| ApiError::bad_request(e.to_string()).with_field("symbol"))
+        })
+        .transpose()?;
     let Some(pool) = &state.pool else {
         return Ok(HttpResponse::Ok().json(Vec::<DecisionRecord>::new()));
     };
@@ -193,7 +205,7 @@ pub async fn recent_decisions(
         .query(
             "SELECT correlation_id, stage, symbol, detail, at FROM decisions \
              WHERE ($1::TEXT IS NULL OR symbol = $1) ORDER BY id DESC LIMIT $2",
-            &[&query.symbol, &limit],
+            &[&symbol, &limit],
         )
         .await
         .map_err(|e| ApiError::internal(format!("decisions query failed: {e}")))?;
@@ -213,8 +225,8 @@ pub async fn recent_decisions(
 
 /// One decision chain, in order.
 #[utoipa::path(get, path = "/api/v1/decisions/{correlation_id}", security(("bearer" = [])),
-    params(("correlation_id" = String, Path, description = "UUID of the chain")),
-    responses((status = 200, description = "the chain, oldest first"), (status = 400, description = "not a UUID")))]
+    params(("correlation_id" = Uuid, Path, description = "UUID of the chain")),
+    responses((status = 200, description = "the chain, oldest first", body = super::views::DecisionChain), (status = 400, description = "not a UUID")))]
 pub async fn decision_chain(
     _auth: Viewer,
     state: web::Data<AppState>,
@@ -229,5 +241,8 @@ pub async fn decision_chain(
         .decision_chain(CorrelationId(cid))
         .await
         .map_err(|e| ApiError::internal(format!("decision chain unavailable: {e}")))?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "correlation_id": cid, "records": chain })))
+    Ok(HttpResponse::Ok().json(super::views::DecisionChain {
+        correlation_id: cid,
+        records: chain,
+    }))
 }

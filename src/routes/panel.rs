@@ -45,12 +45,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Who the token belongs to, its role, the trading mode and the business clock.
 #[utoipa::path(get, path = "/api/v1/session", security(("bearer" = [])),
-    responses((status = 200, description = "the caller's name and role, the trading mode and the business time")))]
+    responses((status = 200, description = "the caller's name and role, the trading mode and the business time", body = super::views::Session)))]
 pub async fn session(auth: Viewer, state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({
-        "name": auth.caller.name,
-        "role": super::auth::role_str(auth.caller.role),
-        "mode": state.mode.to_string(),
-        "business_time": state.clock.now(),
-    }))
+    HttpResponse::Ok().json(super::views::Session {
+        name: auth.caller.name.clone(),
+        role: auth.caller.role,
+        mode: state.mode,
+        business_time: state.clock.now(),
+    })
 }

@@ -25,7 +25,7 @@ fn portfolio_error(err: &PortfolioError) -> ApiError {
 }
 
 /// Current allocation of the available (non-hodl) holdings against the configured targets.
-#[utoipa::path(get, path = "/api/v1/portfolio/allocation", security(("bearer" = [])), responses((status = 200, description = "allocation, targets and threshold"), (status = 503, description = "no price or exchange unavailable")))]
+#[utoipa::path(get, path = "/api/v1/portfolio/allocation", security(("bearer" = [])), responses((status = 200, description = "allocation, targets and threshold", body = super::views::AllocationReport), (status = 503, description = "no price or exchange unavailable")))]
 pub async fn allocation(_auth: Viewer, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let alloc = state
         .portfolio
@@ -35,13 +35,13 @@ pub async fn allocation(_auth: Viewer, state: web::Data<AppState>) -> Result<Htt
         .map_err(|e| ApiError::from_mailbox("portfolio_rebalancer", &e))?
         .map_err(|e| portfolio_error(&e))?;
     let cfg = &state.portfolio_config;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "timestamp": state.clock.now(),
-        "current_allocation": alloc,
-        "target_allocation": cfg.target_allocation,
-        "threshold_pct": cfg.rebalancing.threshold_pct,
-        "needs_rebalance": alloc.max_deviation_pct >= cfg.rebalancing.threshold_pct,
-    })))
+    Ok(HttpResponse::Ok().json(super::views::AllocationReport {
+        timestamp: state.clock.now(),
+        needs_rebalance: alloc.max_deviation_pct >= cfg.rebalancing.threshold_pct,
+        current_allocation: alloc,
+        target_allocation: cfg.target_allocation.clone(),
+        threshold_pct: cfg.rebalancing.threshold_pct,
+    }))
 }
 
 /// Body of `POST /portfolio/rebalance`.
@@ -54,7 +54,7 @@ pub struct RebalanceBody {
 }
 
 /// Check the allocation now and rebalance when needed (or forced); returns the plan.
-#[utoipa::path(post, path = "/api/v1/portfolio/rebalance", security(("bearer" = [])), request_body(content = Option<RebalanceBody>), responses((status = 200, description = "the rebalance plan (seed schema)"), (status = 400, description = "malformed body, names the field"), (status = 409, description = "a check is already running"), (status = 503, description = "no price or exchange unavailable")))]
+#[utoipa::path(post, path = "/api/v1/portfolio/rebalance", security(("bearer" = [])), request_body(content = Option<RebalanceBody>), responses((status = 200, description = "the rebalance plan (seed schema)", body = triplegain_actors::portfolio::RebalancePlan), (status = 400, description = "malformed body, names the field"), (status = 409, description = "a check is already running"), (status = 503, description = "no price or exchange unavailable")))]
 pub async fn rebalance(
     auth: Operator,
     state: web::Data<AppState>,
@@ -94,7 +94,7 @@ pub async fn rebalance(
 }
 
 /// Hodl bags with balances, pending amounts, thresholds and unrealised P&L.
-#[utoipa::path(get, path = "/api/v1/hodl", security(("bearer" = [])), responses((status = 200, description = "hodl bags")))]
+#[utoipa::path(get, path = "/api/v1/hodl", security(("bearer" = [])), responses((status = 200, description = "hodl bags", body = triplegain_actors::portfolio::HodlView)))]
 pub async fn hodl_bags(_auth: Viewer, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let view = state
         .portfolio
@@ -110,14 +110,16 @@ pub async fn hodl_bags(_auth: Viewer, state: web::Data<AppState>) -> Result<Http
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct HodlHistoryQuery {
-    /// `BTC`, `XRP` or `USDT`.
+    /// `BTC`, `XRP` or `USDT` (any case).
+    #[param(pattern = "^(BTC|XRP|USDT|btc|xrp|usdt)$")]
     pub asset: Option<String>,
-    /// 1..500, default 50.
+    /// 1..=500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
 /// Hodl allocations and purchases, newest first.
-#[utoipa::path(get, path = "/api/v1/hodl/history", security(("bearer" = [])), params(HodlHistoryQuery), responses((status = 200, description = "transactions"), (status = 422, description = "asset or limit out of range")))]
+#[utoipa::path(get, path = "/api/v1/hodl/history", security(("bearer" = [])), params(HodlHistoryQuery), responses((status = 200, description = "transactions", body = super::views::HodlHistory), (status = 422, description = "asset or limit out of range")))]
 pub async fn hodl_history(
     _auth: Viewer,
     state: web::Data<AppState>,
@@ -148,10 +150,10 @@ pub async fn hodl_history(
         .await
         .map_err(|e| ApiError::from_mailbox("portfolio_rebalancer", &e))?
         .map_err(|e| portfolio_error(&e))?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "transactions": txs,
-        "count": txs.len(),
-        "asset_filter": asset,
-        "timestamp": state.clock.now(),
-    })))
+    Ok(HttpResponse::Ok().json(super::views::HodlHistory {
+        count: txs.len(),
+        transactions: txs,
+        asset_filter: asset,
+        timestamp: state.clock.now(),
+    }))
 }

@@ -11,13 +11,13 @@ use triplegain_actors::coordinator::{Control, InvalidTransition, Trigger};
 const ACTOR_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Process is alive.
-#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "alive")))]
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "alive", body = super::views::Liveness)))]
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "alive"}))
+    HttpResponse::Ok().json(super::views::Liveness { status: "alive" })
 }
 
 /// Ready: the database answers (when configured) and every core actor is alive.
-#[utoipa::path(get, path = "/readyz", responses((status = 200, description = "ready"), (status = 503, description = "not ready, with reasons")))]
+#[utoipa::path(get, path = "/readyz", responses((status = 200, description = "ready", body = super::views::Readiness), (status = 503, description = "not ready, with reasons", body = super::views::Readiness)))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let mut reasons = state.registry.unready_reasons();
     if state.stores.health.durable() {
@@ -35,9 +35,15 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         }
     }
     if reasons.is_empty() {
-        HttpResponse::Ok().json(serde_json::json!({"status": "ready"}))
+        HttpResponse::Ok().json(super::views::Readiness {
+            status: super::views::ReadyStatus::Ready,
+            reasons,
+        })
     } else {
-        HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "not_ready", "reasons": reasons}))
+        HttpResponse::ServiceUnavailable().json(super::views::Readiness {
+            status: super::views::ReadyStatus::NotReady,
+            reasons,
+        })
     }
 }
 
@@ -51,16 +57,18 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// The actor registry.
-#[utoipa::path(get, path = "/api/v1/actors", security(("bearer" = [])), responses((status = 200, description = "one record per actor")))]
+#[utoipa::path(get, path = "/api/v1/actors", security(("bearer" = [])), responses((status = 200, description = "one record per actor", body = super::views::ActorList)))]
 pub async fn list_actors(_auth: Viewer, state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .json(serde_json::json!({"actors": state.registry.snapshot(), "restart_policy": state.registry.policy()}))
+    HttpResponse::Ok().json(super::views::ActorList {
+        actors: state.registry.snapshot(),
+        restart_policy: state.registry.policy(),
+    })
 }
 
 /// Fault injection: the named actor panics inside its next handler (admin, `server.fault_injection`).
 #[utoipa::path(post, path = "/api/v1/actors/{name}/crash", security(("bearer" = [])),
     params(("name" = String, Path, description = "actor name")),
-    responses((status = 202, description = "the actor crashed and is restarting"), (status = 403, description = "fault injection disabled or role too low"), (status = 404, description = "unknown actor")))]
+    responses((status = 202, description = "the actor crashed and is restarting", body = super::views::FaultInjected), (status = 403, description = "fault injection disabled or role too low"), (status = 404, description = "unknown actor")))]
 pub async fn crash_actor(
     auth: Admin,
     state: web::Data<AppState>,
@@ -91,8 +99,12 @@ pub async fn crash_actor(
             "crashed",
         )
         .await;
-    Ok(HttpResponse::Accepted()
-        .json(serde_json::json!({"actor": name, "injected": true, "record": state.registry.get(&name)})))
+    let record = state.registry.get(&name);
+    Ok(HttpResponse::Accepted().json(super::views::FaultInjected {
+        actor: name,
+        injected: true,
+        record,
+    }))
 }
 
 /// Optional body of a coordinator command.
@@ -100,6 +112,7 @@ pub async fn crash_actor(
 #[serde(deny_unknown_fields)]
 pub struct ControlBody {
     /// Why (kept in the audit log and, for a halt, as the halt reason).
+    #[schema(max_length = 500)]
     pub reason: Option<String>,
 }
 
@@ -110,6 +123,10 @@ async fn control(
     trigger: Trigger,
     reason: Option<String>,
 ) -> Result<HttpResponse, ApiError> {
+    if reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
+        state.audit(caller, "POST", route, None, 422, "reason too long").await;
+        return Err(ApiError::validation("reason", "reason is longer than 500 characters"));
+    }
     let res = state
         .coordinator
         .send(Control {
@@ -139,7 +156,7 @@ fn reason_of(body: OptionalJsonBody<ControlBody>) -> Option<String> {
 }
 
 /// Pause trading (analysis keeps running).
-#[utoipa::path(post, path = "/api/v1/coordinator/pause", security(("bearer" = [])), request_body(content = Option<ControlBody>), responses((status = 200, description = "paused"), (status = 409, description = "invalid transition")))]
+#[utoipa::path(post, path = "/api/v1/coordinator/pause", security(("bearer" = [])), request_body(content = Option<ControlBody>), responses((status = 200, description = "paused", body = triplegain_actors::coordinator::actor::CoordinatorStatus), (status = 409, description = "invalid transition")))]
 pub async fn coordinator_pause(
     auth: Operator,
     state: web::Data<AppState>,
@@ -156,7 +173,7 @@ pub async fn coordinator_pause(
 }
 
 /// Resume from PAUSED.
-#[utoipa::path(post, path = "/api/v1/coordinator/resume", security(("bearer" = [])), request_body(content = Option<ControlBody>), responses((status = 200, description = "running"), (status = 409, description = "invalid transition")))]
+#[utoipa::path(post, path = "/api/v1/coordinator/resume", security(("bearer" = [])), request_body(content = Option<ControlBody>), responses((status = 200, description = "running", body = triplegain_actors::coordinator::actor::CoordinatorStatus), (status = 409, description = "invalid transition")))]
 pub async fn coordinator_resume(
     auth: Operator,
     state: web::Data<AppState>,
@@ -173,7 +190,7 @@ pub async fn coordinator_resume(
 }
 
 /// Halt trading.
-#[utoipa::path(post, path = "/api/v1/coordinator/halt", security(("bearer" = [])), request_body(content = Option<ControlBody>), responses((status = 200, description = "halted"), (status = 409, description = "invalid transition")))]
+#[utoipa::path(post, path = "/api/v1/coordinator/halt", security(("bearer" = [])), request_body(content = Option<ControlBody>), responses((status = 200, description = "halted", body = triplegain_actors::coordinator::actor::CoordinatorStatus), (status = 409, description = "invalid transition")))]
 pub async fn coordinator_halt(
     auth: Operator,
     state: web::Data<AppState>,
@@ -190,7 +207,7 @@ pub async fn coordinator_halt(
 }
 
 /// Resume from HALTED (admin): only once no actor is escalated and the risk engine is not halted.
-#[utoipa::path(post, path = "/api/v1/coordinator/admin-resume", security(("bearer" = [])), request_body(content = Option<ControlBody>), responses((status = 200, description = "running"), (status = 409, description = "cause not cleared or not halted")))]
+#[utoipa::path(post, path = "/api/v1/coordinator/admin-resume", security(("bearer" = [])), request_body(content = Option<ControlBody>), responses((status = 200, description = "running", body = triplegain_actors::coordinator::actor::CoordinatorStatus), (status = 409, description = "cause not cleared or not halted")))]
 pub async fn coordinator_admin_resume(
     auth: Admin,
     state: web::Data<AppState>,

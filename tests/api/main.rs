@@ -18,3 +18,4 @@ mod money;
 mod operators;
 mod orchestration;
 mod portfolio;
+mod schemathesis;

@@ -38,7 +38,7 @@ const STATE_KEY: &str = "coordinator";
 pub const ROUTINE_SAVE_EVERY: Duration = Duration::from_secs(1);
 
 /// Counters kept with the coordinator state.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct Statistics {
     pub total_task_runs: u64,
@@ -72,7 +72,7 @@ pub struct PersistedCoordinator {
 }
 
 /// `GET /api/v1/coordinator/status`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CoordinatorStatus {
     pub state: CoordinatorState,
     pub halt_reason: Option<String>,
@@ -113,7 +113,7 @@ pub struct NextDue;
 #[rtype(result = "()")]
 pub struct Connect(pub CoordinatorLinks);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskCommandKind {
     Run,
@@ -131,7 +131,7 @@ pub struct TaskCommand {
 }
 
 /// One task as the status shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskView {
     pub name: TaskName,
     pub agent: String,
@@ -146,7 +146,7 @@ pub struct TaskView {
 }
 
 /// The full status: lifecycle, degradation, tasks, statistics.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CoordinatorReport {
     #[serde(flatten)]
     pub status: CoordinatorStatus,

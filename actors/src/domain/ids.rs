@@ -3,7 +3,7 @@ use std::fmt;
 use uuid::Uuid;
 
 /// Links one decision chain: snapshot → signals → verdict → orders → fills → P&L.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct CorrelationId(pub Uuid);
 
@@ -26,7 +26,7 @@ impl fmt::Display for CorrelationId {
 }
 
 /// Client order id sent with every order (`cl_ord_id` on Kraken); the idempotency key of an order.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct ClientOrderId(String);
 

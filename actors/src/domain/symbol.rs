@@ -55,6 +55,19 @@ impl fmt::Display for Symbol {
     }
 }
 
+impl utoipa::PartialSchema for Symbol {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^[A-Z0-9]{2,10}/[A-Z0-9]{2,10}$"))
+            .description(Some("A trading pair, BASE/QUOTE"))
+            .examples([serde_json::json!("BTC/USDT")])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Symbol {}
+
 impl Serialize for Symbol {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.text)

@@ -47,7 +47,7 @@ pub struct ExecuteTrade {
 }
 
 /// What an execution request produced.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExecutionResult {
     pub correlation_id: CorrelationId,
     pub orders: Vec<OrderView>,
@@ -108,7 +108,7 @@ pub struct GetPositions {
 }
 
 /// An order as the API and the decision trail show it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderView {
     pub id: Uuid,
     pub client_order_id: ClientOrderId,
@@ -131,7 +131,7 @@ pub struct OrderView {
 }
 
 /// A position as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PositionView {
     pub id: Uuid,
     pub correlation_id: CorrelationId,

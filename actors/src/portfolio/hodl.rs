@@ -265,7 +265,7 @@ impl HodlLedger {
 }
 
 /// One bag as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HodlBagView {
     pub asset: String,
     pub balance: Decimal,
@@ -282,7 +282,7 @@ pub struct HodlBagView {
 }
 
 /// All bags with valuation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HodlView {
     pub enabled: bool,
     pub bags: Vec<HodlBagView>,

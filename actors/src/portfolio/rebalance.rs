@@ -11,7 +11,7 @@ use uuid::Uuid;
 pub const ASSETS: [&str; 3] = ["BTC", "XRP", "USDT"];
 
 /// Target allocation in percent; must sum to 100 ± 0.1.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct TargetAllocation {
     pub btc_pct: Decimal,
@@ -40,7 +40,7 @@ impl TargetAllocation {
 }
 
 /// Order type of rebalance trades.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutionType {
     Market,
@@ -165,7 +165,7 @@ impl PortfolioConfig {
 }
 
 /// USD prices of the portfolio's assets.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Prices {
     /// BTC/USDT
     pub btc: Decimal,
@@ -186,7 +186,7 @@ impl Prices {
 }
 
 /// The allocation of the available (non-hodl) holdings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Allocation {
     pub total_equity_usd: Decimal,
     pub btc_value_usd: Decimal,
@@ -291,22 +291,23 @@ pub fn allocation(
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RebalanceAction {
     NoAction,
     Rebalance,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = RebalanceTradeAction)]
 pub enum TradeAction {
     Buy,
     Sell,
 }
 
 /// How the plan is executed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutionStrategy {
     /// Nothing to execute.
@@ -328,7 +329,7 @@ impl ExecutionStrategy {
 }
 
 /// One rebalance trade (seed schema).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RebalanceTrade {
     /// `BTC/USDT` or `XRP/USDT`.
     pub symbol: String,
@@ -340,7 +341,7 @@ pub struct RebalanceTrade {
 }
 
 /// The trades of one DCA batch.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RebalanceBatch {
     pub index: u32,
     pub due_at: DateTime<Utc>,
@@ -350,7 +351,7 @@ pub struct RebalanceBatch {
 /// The rebalancer's output: the seed's schema (`timestamp`, `action`, `current_allocation`,
 /// `target_allocation`, `rebalance_trades`, `reasoning`), with decimals as JSON strings (exact money,
 /// as everywhere in the API) and the execution details added.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RebalancePlan {
     pub id: Uuid,
     pub timestamp: DateTime<Utc>,

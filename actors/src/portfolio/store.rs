@@ -37,7 +37,7 @@ impl HodlBag {
 }
 
 /// `allocation` (a profit share) or `purchase` (pending money turned into the asset).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HodlTxKind {
     Allocation,
@@ -62,7 +62,7 @@ impl HodlTxKind {
 }
 
 /// One row of `hodl_transactions`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HodlTransaction {
     pub id: Uuid,
     pub asset: String,

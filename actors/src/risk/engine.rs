@@ -117,7 +117,7 @@ pub enum RiskResetError {
 }
 
 /// The risk state as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RiskStateView {
     pub as_of: DateTime<Utc>,
     pub halted: bool,

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use uuid::Uuid;
 
 /// Who asks for the trade.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ProposalSource {
     Agent,
@@ -29,7 +29,7 @@ impl ProposalSource {
 
 /// A trade someone wants to make. `size_usd` is the capital committed; the notional
 /// (what exposure, risk and correlation count) is `size_usd × leverage`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TradeProposal {
     pub symbol: Symbol,
     pub side: Side,
@@ -65,7 +65,7 @@ impl TradeProposal {
 }
 
 /// Outcome of a validation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum VerdictStatus {
     Approved,
@@ -82,7 +82,7 @@ impl VerdictStatus {
 }
 
 /// Why a proposal was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectionCode {
     TradingHalted,
@@ -139,7 +139,7 @@ impl std::fmt::Display for RejectionCode {
 }
 
 /// Figures computed on the final proposal, for the audit trail.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VerdictMetrics {
     /// Loss at the stop as percent of equity.
     pub risk_per_trade_pct: Option<Decimal>,
@@ -159,7 +159,7 @@ pub struct VerdictMetrics {
 }
 
 /// The answer to a proposal.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RiskVerdict {
     pub status: VerdictStatus,
     /// The codes that refused the proposal (empty unless rejected or halted).
@@ -182,7 +182,7 @@ impl RiskVerdict {
 }
 
 /// A circuit breaker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Breaker {
     DailyLoss,
@@ -201,7 +201,7 @@ impl Breaker {
 }
 
 /// Latest regime facts per symbol (from `RegimeUpdate`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RegimeInfo {
     pub regime: Regime,
     pub entry_strictness: EntryStrictness,
@@ -209,7 +209,7 @@ pub struct RegimeInfo {
 }
 
 /// Volatility of one symbol: the latest ATR against its recent average.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VolatilityInfo {
     pub current_atr: f64,
     pub avg_atr: f64,
@@ -217,6 +217,7 @@ pub struct VolatilityInfo {
     /// Recent ATR samples the average is taken over, one per primary-timeframe candle (the
     /// reference's `avg_atr_20`: the mean ATR of the last `volatility_window` periods).
     #[serde(default)]
+    #[schema(value_type = Vec<f64>)]
     pub samples: VecDeque<f64>,
     /// Open time of the candle of the newest sample; a snapshot of the same candle adds none.
     #[serde(default)]
@@ -224,7 +225,7 @@ pub struct VolatilityInfo {
 }
 
 /// One closed trade.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TradeResult {
     pub symbol: Symbol,
     pub realized_pnl: Decimal,
@@ -234,7 +235,7 @@ pub struct TradeResult {
 
 /// Everything the risk engine knows. Equity, drawdown and exposure come only from
 /// `PortfolioUpdate`; trade results only from `ExecutionEvent`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RiskState {
     /// `None` until the first portfolio update arrives.
@@ -287,8 +288,10 @@ pub struct RiskState {
     pub regimes: BTreeMap<String, RegimeInfo>,
     pub volatility: BTreeMap<String, VolatilityInfo>,
     /// The most recent trade results, newest last.
+    #[schema(value_type = Vec<TradeResult>)]
     pub last_results: VecDeque<TradeResult>,
     /// Ids of recently applied events, so a redelivered event is not counted twice.
+    #[schema(value_type = Vec<String>, format = Uuid)]
     pub seen_events: VecDeque<Uuid>,
     pub updated_at: Option<DateTime<Utc>>,
 }
@@ -335,7 +338,7 @@ impl Default for RiskState {
 }
 
 /// Leverage caps by regime (reference §4, risk column).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegimeLeverage {
     pub trending_bull: u32,
@@ -379,7 +382,7 @@ impl RegimeLeverage {
 }
 
 /// Confidence floors by regime (reference §3.3).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegimeConfidence {
     pub trending: f64,
@@ -417,7 +420,7 @@ impl RegimeConfidence {
 }
 
 /// A drawdown level and the leverage allowed from it on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DrawdownLeverage {
     pub min_drawdown_pct: Decimal,
     pub max_leverage: u32,
@@ -432,7 +435,7 @@ pub struct DrawdownLeverage {
 /// caused. The default measures the trading book: the first valuation's equity plus the
 /// realised P&L of closed positions. The account's drawdown is still computed and reported
 /// (`account_drawdown_pct`, the portfolio valuation, the backtest report).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DrawdownBasis {
     /// The trading book: base equity plus the realised P&L of positions since it.
@@ -443,7 +446,7 @@ pub enum DrawdownBasis {
 }
 
 /// Every threshold the risk engine applies (`config/risk.yaml`); defaults are the reference values.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RiskLimits {
     pub max_leverage: u32,
