@@ -87,6 +87,10 @@ pub struct Settings {
     pub notifications: crate::notifier::NotificationSettings,
     /// The event stream on NATS JetStream and the fleet control subjects (`config/export.yaml`).
     pub export: crate::export::ExportSettings,
+    /// Set by `backtest` only, never from a file: the run's state ends with the process, so the
+    /// coordinator does not save it (a save per scheduled task start would only cost time).
+    #[serde(skip)]
+    pub ephemeral: bool,
 }
 
 impl Default for Settings {
@@ -110,6 +114,7 @@ impl Default for Settings {
             agents: AgentsSettings::default(),
             notifications: crate::notifier::NotificationSettings::default(),
             export: crate::export::ExportSettings::default(),
+            ephemeral: false,
         }
     }
 }

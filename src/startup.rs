@@ -445,6 +445,7 @@ pub async fn build_system_with(
         let store = stores.state.clone();
         let clock = clock.clone();
         let orchestration = settings.orchestration.clone();
+        let ephemeral = settings.ephemeral;
         let coordinator_bus = bus.clone();
         let audit = stores.audit.clone();
         // Conflicts go to the configured model chain when a provider of it has a key;
@@ -469,6 +470,7 @@ pub async fn build_system_with(
         };
         start_supervised(&registry, "coordinator", true, FEED_SUBSCRIBER_MAILBOX, move |sup| {
             Coordinator::new(sup, store, clock)
+                .with_persistence(!ephemeral)
                 .with_settings(orchestration)
                 .with_bus(coordinator_bus)
                 .with_audit(audit)

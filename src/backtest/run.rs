@@ -129,6 +129,8 @@ fn backtest_settings(mut settings: Settings, symbols: &[Symbol], seed: u64) -> S
     settings.execution.protection.check_interval_ms = far * 1000;
     // The paper account ends with the run: saving it would only cost time.
     settings.execution.tracking.persist_paper = false;
+    // Nor the coordinator's state (task clocks, statistics).
+    settings.ephemeral = true;
     // Nothing is recorded: a backtest calls no model.
     settings.llm.record_path = String::new();
     settings

@@ -187,6 +187,8 @@ pub struct Coordinator {
     persisted: bool,
     /// Routine changes not written yet.
     unsaved: bool,
+    /// Whether the state is saved at all (off in a backtest, whose state ends with the run).
+    persistence: bool,
     /// Wall time of the last write.
     last_save: Option<Instant>,
     /// A write of routine changes is scheduled.
@@ -230,6 +232,7 @@ impl Coordinator {
                 paused_symbols: BTreeMap::new(),
             },
             persisted: false,
+            persistence: true,
             unsaved: false,
             last_save: None,
             flush_scheduled: false,
@@ -245,6 +248,14 @@ impl Coordinator {
             outputs: BTreeMap::new(),
             last_eval: None,
         }
+    }
+
+    /// Whether the state is saved (default on). Off only where the state ends with the run
+    /// (a backtest): the status then reports `persisted: false`.
+    #[must_use]
+    pub fn with_persistence(mut self, on: bool) -> Self {
+        self.persistence = on;
+        self
     }
 
     /// Schedules and signal settings (`config/orchestration.yaml`).
@@ -353,6 +364,10 @@ impl Coordinator {
 
     /// Writes the state; the actor waits for the write so a crash never loses an acknowledged change.
     fn persist(&mut self, ctx: &mut Context<Self>) {
+        if !self.persistence {
+            self.unsaved = false;
+            return;
+        }
         self.current.tasks = self.scheduler.tasks.clone();
         let Ok(doc) = serde_json::to_value(&self.current) else {
             tracing::error!("coordinator state does not serialise");
