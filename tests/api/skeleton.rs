@@ -69,6 +69,42 @@ async fn auth_rejects_missing_bad_and_low_role_tokens() {
 }
 
 #[actix_web::test]
+async fn a_known_path_under_another_method_is_405_with_allow_and_changes_nothing() {
+    let app = spawn_app().await;
+    for (method, path, allow) in [
+        (
+            "PUT",
+            "/api/v1/positions/7f2c1a9e-0000-4000-8000-000000000001",
+            "GET, PATCH",
+        ),
+        ("DELETE", "/api/v1/trades", "GET, POST"),
+        ("TRACE", "/healthz", "GET"),
+        ("GET", "/api/v1/coordinator/halt", "POST"),
+    ] {
+        let r = app
+            .client
+            .request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), app.url(path))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405, "{method} {path}");
+        assert_eq!(r.headers()["allow"], allow, "{method} {path}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+    }
+    // A GET on the halt route did not halt.
+    let status: Value = app
+        .get("/api/v1/coordinator/status", Some(VIEWER))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["state"], "running", "{status}");
+    app.shutdown().await;
+}
+
+#[actix_web::test]
 async fn unknown_route_is_json_404_and_big_body_is_413() {
     let app = spawn_app().await;
     let r = app.get("/api/v1/nope", Some(VIEWER)).await;
