@@ -143,7 +143,7 @@ impl Handler<PortfolioUpdate> for MetricsRecorder {
 }
 
 /// Samples the scrape-time metrics (see the module documentation).
-pub async fn refresh(state: &crate::startup::AppState) {
+pub async fn refresh(state: &crate::routes::state::AppState) {
     for r in state.registry.snapshot() {
         let labels = [("actor", r.name.clone())];
         metrics::counter!("triplegain_actor_starts_total", &labels).absolute(u64::from(r.starts));

@@ -1,15 +1,13 @@
 //! The one place that builds the pool, starts and wires the actors, and binds HTTP.
 
 use crate::db;
-use crate::routes::{self, auth::Caller, auth::TokenTable};
+pub use crate::routes::state::AppState;
+use crate::routes::{self, auth::TokenTable};
 use crate::settings::MarketSource;
 use crate::settings::Settings;
-use actix::Addr;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
-use deadpool_postgres::Pool;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use sha2::{Digest, Sha256};
 use std::net::TcpListener;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -21,95 +19,12 @@ use triplegain_actors::domain::TradingMode;
 use triplegain_actors::execution::manager::{ManagerDeps, OrderExecutionManager};
 use triplegain_actors::execution::paper::PaperExchange;
 use triplegain_actors::ports::Exchange;
-use triplegain_actors::ports::Stores;
 use triplegain_actors::risk::{RiskEngine, RiskEngineConfig};
 use triplegain_actors::supervision::{start_supervised, Registry, RestartPolicy};
 
 /// Mailbox capacity of actors subscribed to per-candle topics (snapshots, ticks, candles): large
 /// enough to absorb the simulated market's warm-up burst without dropping events.
 const FEED_SUBSCRIBER_MAILBOX: usize = 16_384;
-
-/// Shared state of the HTTP handlers.
-pub struct AppState {
-    pub registry: Registry,
-    pub coordinator: Addr<Coordinator>,
-    pub stores: Stores,
-    pub pool: Option<Pool>,
-    pub bus: Bus,
-    pub clock: SharedClock,
-    pub fault_injection: bool,
-    pub mode: TradingMode,
-    pub core_actors: Vec<String>,
-    pub metrics: PrometheusHandle,
-    pub risk: Addr<RiskEngine>,
-    pub exchange: Arc<dyn Exchange>,
-    /// The paper exchange in paper mode.
-    pub paper: Option<PaperExchange>,
-    // -- execution area (fields) --
-    pub execution: Addr<triplegain_actors::execution::manager::OrderExecutionManager>,
-    /// Live mode: the REST exchange, the WebSocket session, the dead man's switch and the API key
-    /// lock (released by the safe shutdown in [`Application::run_until_stopped`]).
-    pub live: Option<crate::live::LiveKraken>,
-    // -- analysis area (fields) --
-    /// The market data actor (latest views per symbol).
-    pub market: Addr<triplegain_actors::market::MarketData>,
-    /// The enabled analysis agents; the coordinator's schedules send them `RunAnalysis`.
-    pub agents: std::collections::BTreeMap<
-        triplegain_actors::agents::api::AgentName,
-        actix::Recipient<triplegain_actors::agents::api::RunAnalysis>,
-    >,
-    /// Latest TA, regime and sentiment outputs per symbol.
-    pub analysis_caches: triplegain_actors::agents::actors::AnalysisCaches,
-    /// The configured market symbols.
-    pub analysis_symbols: Vec<triplegain_actors::domain::Symbol>,
-    // -- coordinator area (fields) --
-
-    // -- portfolio area (fields) --
-    pub portfolio: Addr<triplegain_actors::portfolio::PortfolioRebalancer>,
-    pub portfolio_config: triplegain_actors::portfolio::PortfolioConfig,
-    // -- operators area (fields) --
-    /// The business clock moved by the market feed (every source but Kraken).
-    pub business_clock: Option<ManualClock>,
-    /// The event stream's keep-alive comment period.
-    pub sse_keep_alive: Duration,
-}
-
-impl AppState {
-    /// Records a control action in `api_audit_log` (and the log). Never fails the request.
-    pub async fn audit(
-        &self,
-        caller: &Caller,
-        method: &str,
-        route: &str,
-        body: Option<&[u8]>,
-        status: u16,
-        result: &str,
-    ) {
-        let digest = body.map(|b| hex(&Sha256::digest(b)));
-        let role = routes::auth::role_str(caller.role);
-        tracing::info!(event = "audit", token = %caller.name, role, method, route, status, result, "control action");
-        // The request id of the middleware that wraps every request (api-money).
-        let request_id = routes::limits::mark_audited();
-        let Some(pool) = &self.pool else { return };
-        let client = match pool.get().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "audit log unavailable");
-                return;
-            }
-        };
-        let status = i32::from(status);
-        if let Err(e) = client
-            .execute(
-                "INSERT INTO api_audit_log (token_name, role, method, route, body_sha256, status, result, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                &[&caller.name, &role, &method, &route, &digest, &status, &result, &request_id],
-            )
-            .await
-        {
-            tracing::error!(error = %e, "audit record not written");
-        }
-    }
-}
 
 /// Connects the live Kraken exchange (pairs and precision loaded from AssetPairs).
 async fn connect_kraken(settings: &Settings) -> anyhow::Result<crate::kraken::KrakenExchange> {
@@ -139,10 +54,6 @@ async fn connect_kraken(settings: &Settings) -> anyhow::Result<crate::kraken::Kr
     KrakenExchange::connect(client, &symbols)
         .await
         .map_err(|e| anyhow::anyhow!("connecting to Kraken: {e}"))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn metrics_handle() -> PrometheusHandle {

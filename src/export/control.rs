@@ -10,8 +10,8 @@
 
 use super::FLEET;
 use crate::routes::auth::{Caller, TokenTable};
+use crate::routes::state::AppState;
 use crate::settings::Role;
-use crate::startup::AppState;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;

@@ -475,7 +475,7 @@ impl ExportHandle {
 /// A stream JetStream refuses, or a bad credentials file.
 pub async fn start(
     settings: &crate::settings::Settings,
-    state: actix_web::web::Data<crate::startup::AppState>,
+    state: actix_web::web::Data<crate::routes::state::AppState>,
     tokens: Arc<crate::routes::auth::TokenTable>,
     wake: Arc<tokio::sync::Notify>,
 ) -> anyhow::Result<Option<ExportHandle>> {

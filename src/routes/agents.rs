@@ -2,7 +2,7 @@
 
 use super::auth::Viewer;
 use super::error::ApiError;
-use crate::startup::AppState;
+use super::state::AppState;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use std::time::Duration;

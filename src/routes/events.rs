@@ -5,7 +5,7 @@
 
 use super::auth::Viewer;
 use super::error::ApiError;
-use crate::startup::AppState;
+use super::state::AppState;
 use actix::prelude::*;
 use actix_web::{web, HttpResponse};
 use futures::StreamExt;

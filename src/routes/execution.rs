@@ -4,7 +4,7 @@
 use super::auth::{Caller, Operator, Viewer};
 use super::error::{strict_decimal, ApiError, JsonBody, OptionalJsonBody};
 use super::idempotency;
-use crate::startup::AppState;
+use super::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use rust_decimal::Decimal;

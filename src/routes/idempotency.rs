@@ -9,7 +9,7 @@
 
 use super::error::ApiError;
 use super::limits::RateLimits;
-use crate::startup::AppState;
+use super::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use sha2::{Digest, Sha256};

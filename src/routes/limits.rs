@@ -7,8 +7,8 @@
 
 use super::auth::TokenTable;
 use super::error::ApiError;
+use super::state::AppState;
 use crate::settings::{ApiGuardSettings, RateLimitSettings};
-use crate::startup::AppState;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, StatusCode};

@@ -10,12 +10,13 @@ pub mod limits;
 pub mod orchestration;
 pub mod panel;
 pub mod portfolio;
+pub mod state;
 mod system;
 pub mod views;
 
-use crate::startup::AppState;
 use actix_web::http::Method;
 use actix_web::web;
+use state::AppState;
 use utoipa::OpenApi;
 
 pub use error::{ApiError, JsonBody, OptionalJsonBody};

@@ -4,7 +4,7 @@
 //! its roles; the token stays in the browser's session storage.
 
 use super::auth::Viewer;
-use crate::startup::AppState;
+use super::state::AppState;
 use actix_web::{http::header, web, HttpResponse};
 
 const INDEX_HTML: &str = include_str!("../panel/index.html");

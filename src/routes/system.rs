@@ -2,7 +2,7 @@
 
 use super::auth::{Admin, Operator, Viewer};
 use super::error::{ApiError, OptionalJsonBody};
-use crate::startup::AppState;
+use super::state::AppState;
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
