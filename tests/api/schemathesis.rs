@@ -15,7 +15,7 @@
 //! `target/schemathesis/bin/schemathesis`, which this test creates with pip when it is missing
 //! (`.ci/run` creates it before the tests).
 
-use crate::execution::{body, limit_buy, open_position, price, ready};
+use crate::execution::{body, buy_and_fill, limit_buy, open_position};
 use crate::helpers::{spawn_app_with, ADMIN, OPERATOR};
 use serde_json::json;
 use std::path::PathBuf;
@@ -62,18 +62,11 @@ async fn schemathesis_finds_every_response_as_the_openapi_document_describes_it(
     })
     .await;
     // State worth describing: a protected position (entry and fills), a resting limit order.
-    ready(&app).await;
+    buy_and_fill(&app).await;
     // Every configured pair has a price, so the portfolio can be valued.
     let xrp = triplegain_actors::domain::Symbol::parse("XRP/USDT").unwrap();
     let paper = app.state.paper.as_ref().expect("paper mode");
     paper.on_price(&xrp, rust_decimal::Decimal::new(25, 1), app.state.clock.now());
-    let (s, b) = body(
-        app.post("/api/v1/trades", Some(OPERATOR), Some(limit_buy("1000")))
-            .await,
-    )
-    .await;
-    assert_eq!(s, 200, "{b}");
-    price(&app, "49990");
     let position = open_position(&app).await;
     let mut resting = limit_buy("500");
     resting["price"] = json!("49500");
