@@ -937,7 +937,8 @@ async fn place_trade_inner(
     });
     let out = super::views::PlacedTrade {
         correlation_id,
-        verdict,
+        verdict: Some(verdict),
+        recovered: false,
         orders: result.orders,
         position_id: result.position_id,
         market_order,

@@ -88,12 +88,17 @@ async fn recovered_result(state: &AppState, cid: CorrelationId) -> Result<Option
         return Ok(None);
     }
     let position_id = entries.first().and_then(|o| o.position_id);
-    Ok(Some(serde_json::json!({
-        "correlation_id": cid,
-        "orders": entries,
-        "position_id": position_id,
-        "recovered": true,
-    })))
+    let recovered = super::views::PlacedTrade {
+        correlation_id: cid,
+        verdict: None,
+        recovered: true,
+        orders: entries,
+        position_id,
+        market_order: None,
+    };
+    serde_json::to_value(recovered)
+        .map(Some)
+        .map_err(|e| store_error(format!("recovered result does not serialise: {e}")))
 }
 
 /// Claims `key` for a request with `body` and correlation id `cid`, or answers it.

@@ -118,7 +118,13 @@ pub struct MarketOrderNote {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PlacedTrade {
     pub correlation_id: CorrelationId,
-    pub verdict: RiskVerdict,
+    /// Absent on a result recovered from the order store after a crash (`recovered: true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<RiskVerdict>,
+    /// Present and `true` when a repeat of a request that died was answered from the order
+    /// store.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub recovered: bool,
     pub orders: Vec<OrderView>,
     pub position_id: Option<Uuid>,
     /// Present for `order_type: market`.
