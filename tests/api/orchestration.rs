@@ -287,7 +287,7 @@ fn valuation(now: chrono::DateTime<chrono::Utc>, equity: rust_decimal::Decimal) 
     }
 }
 
-async fn coordinator_status(app: &crate::helpers::TestApp) -> Value {
+pub(crate) async fn coordinator_status(app: &crate::helpers::TestApp) -> Value {
     app.get("/api/v1/coordinator/status", Some(VIEWER))
         .await
         .json()

@@ -94,12 +94,7 @@ async fn a_known_path_under_another_method_is_405_with_allow_and_changes_nothing
         assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
     }
     // A GET on the halt route did not halt.
-    let status: Value = app
-        .get("/api/v1/coordinator/status", Some(VIEWER))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let status = crate::orchestration::coordinator_status(&app).await;
     assert_eq!(status["state"], "running", "{status}");
     app.shutdown().await;
 }
