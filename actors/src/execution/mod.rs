@@ -1,6 +1,10 @@
-//! Order lifecycle, the OrderExecutionManager actor (which also tracks positions), and the paper exchange.
+//! Order lifecycle: the I/O-free execution core (orders, positions, protection, trailing stops,
+//! reconciliation, valuation), the OrderExecutionManager actor shell around it, and the paper
+//! exchange.
 
 pub mod api;
+pub mod config;
+pub mod core;
 pub mod manager;
 pub mod paper;
 pub mod store;
