@@ -153,7 +153,7 @@ impl Actor for Exec {
 impl Handler<ExecuteTrade> for Exec {
     type Result = Result<ExecutionResult, ExecutionError>;
     fn handle(&mut self, msg: ExecuteTrade, _: &mut Context<Self>) -> Self::Result {
-        let cid = msg.proposal.correlation_id;
+        let cid = msg.proposal().correlation_id;
         self.trades.lock().push(msg);
         Ok(ExecutionResult {
             correlation_id: cid,
@@ -431,8 +431,8 @@ async fn proceed_routes_the_trade_through_risk_to_execution() {
     assert_eq!(stage(&chain, "risk_verdict")["status"], "approved");
     let trades = h.trades.lock().clone();
     assert_eq!(trades.len(), 1);
-    assert_eq!(trades[0].proposal.size_usd, dec!(750));
-    assert_eq!(trades[0].proposal.correlation_id, cid);
+    assert_eq!(trades[0].proposal().size_usd, dec!(750));
+    assert_eq!(trades[0].proposal().correlation_id, cid);
     assert!(m.anthropic.received_requests().await.unwrap().is_empty());
     assert_eq!(
         h.coord.send(GetReport).await.unwrap().unwrap().statistics.trades_routed,
@@ -481,7 +481,7 @@ async fn modify_sends_the_bounded_modified_proposal_to_the_risk_engine() {
     assert_eq!(d(&verdict["proposal"]["size_usd"]), dec!(375), "{verdict}");
     let trades = h.trades.lock().clone();
     assert_eq!(trades.len(), 1);
-    let p = &trades[0].proposal;
+    let p = &trades[0].proposal();
     assert_eq!(
         (p.size_usd, p.entry_price, p.stop_loss, p.leverage),
         (dec!(375), dec!(49500), Some(dec!(48510)), 1)

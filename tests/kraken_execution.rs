@@ -31,7 +31,7 @@ use triplegain_actors::execution::manager::{
 };
 use triplegain_actors::messages::{AlertType, RiskAlert};
 use triplegain_actors::ports::{Exchange, OrderRecord, OrderStore};
-use triplegain_actors::risk::{ProposalSource, TradeProposal};
+use triplegain_actors::risk::{ProposalSource, RiskApproved, TradeProposal};
 use triplegain_actors::supervision::{start_supervised, Registry, RestartPolicy};
 
 fn dec(s: &str) -> Decimal {
@@ -155,12 +155,8 @@ fn proposal(side: Side, size_usd: &str, entry: &str, sl: Option<&str>, tp: Optio
 
 fn trade(p: TradeProposal, order_type: OrderType) -> ExecuteTrade {
     ExecuteTrade {
-        proposal: p,
-        verdict: None,
         order_type,
-        limit_price: None,
-        volume: None,
-        note: None,
+        ..ExecuteTrade::limit(RiskApproved::for_tests(p))
     }
 }
 

@@ -25,11 +25,9 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 use triplegain::kraken::KrakenWs;
 use triplegain::settings::{Secret, Settings, LIVE_TRADING_CONFIRMATION, LIVE_TRADING_CONFIRMATION_VAR};
-use triplegain_actors::domain::{
-    CorrelationId, OrderStatus, OrderType, PositionStatus, Regime, Side, Symbol, TradingMode,
-};
+use triplegain_actors::domain::{CorrelationId, OrderStatus, PositionStatus, Regime, Side, Symbol, TradingMode};
 use triplegain_actors::execution::api::{ExecuteTrade, PositionView};
-use triplegain_actors::risk::{ProposalSource, TradeProposal};
+use triplegain_actors::risk::{ProposalSource, RiskApproved, TradeProposal};
 
 fn dec(s: &str) -> Decimal {
     Decimal::from_str(s).unwrap()
@@ -150,14 +148,7 @@ impl Live {
         self.app
             .state
             .execution
-            .send(ExecuteTrade {
-                proposal: p,
-                verdict: None,
-                order_type: OrderType::Limit,
-                limit_price: None,
-                volume: None,
-                note: None,
-            })
+            .send(ExecuteTrade::limit(RiskApproved::for_tests(p)))
             .await
             .unwrap()
     }

@@ -26,7 +26,7 @@ use triplegain_actors::messages::{AlertType, ExecutionEvent, ExecutionEventType,
 use triplegain_actors::ports::{
     AgentOutputRecord, AuditStore, DecisionRecord, ExchangeError, OrderRecord, OrderStore, StateStore, StoreFuture,
 };
-use triplegain_actors::risk::{ProposalSource, TradeProposal};
+use triplegain_actors::risk::{ProposalSource, RiskApproved, TradeProposal};
 use triplegain_actors::supervision::{start_supervised, Registry, RestartPolicy};
 
 // ------------------------------------------------------------------ fixtures
@@ -209,14 +209,7 @@ fn proposal(side: Side, size_usd: Decimal, sl: Option<Decimal>, tp: Option<Decim
 }
 
 fn trade(p: TradeProposal) -> ExecuteTrade {
-    ExecuteTrade {
-        proposal: p,
-        verdict: None,
-        order_type: OrderType::Limit,
-        limit_price: None,
-        volume: None,
-        note: None,
-    }
+    ExecuteTrade::limit(RiskApproved::for_tests(p))
 }
 
 impl Env {

@@ -23,7 +23,8 @@ use triplegain_actors::portfolio::{
     RebalanceTick,
 };
 use triplegain_actors::risk::{
-    ProposalSource, RiskVerdict, TradeProposal, ValidateTrade, VerdictMetrics, VerdictStatus,
+    judgement_for_tests, ApproveTrade, Judgement, ProposalSource, RiskVerdict, TradeProposal, VerdictMetrics,
+    VerdictStatus,
 };
 use triplegain_actors::supervision::{start_supervised, ActorError, Registry, RestartPolicy};
 
@@ -32,11 +33,11 @@ struct FakeRisk(Arc<Mutex<Vec<TradeProposal>>>);
 impl Actor for FakeRisk {
     type Context = Context<Self>;
 }
-impl Handler<ValidateTrade> for FakeRisk {
-    type Result = Result<RiskVerdict, ActorError>;
-    fn handle(&mut self, msg: ValidateTrade, _: &mut Context<Self>) -> Self::Result {
+impl Handler<ApproveTrade> for FakeRisk {
+    type Result = Result<Judgement, ActorError>;
+    fn handle(&mut self, msg: ApproveTrade, _: &mut Context<Self>) -> Self::Result {
         self.0.lock().push(msg.0.clone());
-        Ok(RiskVerdict {
+        Ok(judgement_for_tests(RiskVerdict {
             status: VerdictStatus::Approved,
             rejections: vec![],
             reason: None,
@@ -45,7 +46,7 @@ impl Handler<ValidateTrade> for FakeRisk {
             proposal: msg.0,
             metrics: VerdictMetrics::default(),
             validation_ms: 0.0,
-        })
+        }))
     }
 }
 
@@ -57,7 +58,7 @@ impl Actor for FakeExec {
 impl Handler<ExecuteTrade> for FakeExec {
     type Result = Result<ExecutionResult, ExecutionError>;
     fn handle(&mut self, msg: ExecuteTrade, _: &mut Context<Self>) -> Self::Result {
-        let cid = msg.proposal.correlation_id;
+        let cid = msg.proposal().correlation_id;
         self.0.lock().push(msg);
         Ok(ExecutionResult {
             correlation_id: cid,
@@ -203,10 +204,10 @@ async fn dca_batches_run_when_due_and_survive_a_restart() {
     assert_eq!(h.store.rebalances().len(), 6);
     eventually("batch 0 executed", || h.executed.lock().len() == 2).await;
     let first = h.executed.lock()[0].clone();
-    assert_eq!(first.proposal.source, ProposalSource::Rebalance);
-    assert_eq!(first.proposal.leverage, 1);
-    assert_eq!(first.proposal.stop_loss, None);
-    assert_eq!(first.proposal.size_usd, dec!(555.50), "3 333 / 6 in cents");
+    assert_eq!(first.proposal().source, ProposalSource::Rebalance);
+    assert_eq!(first.proposal().leverage, 1);
+    assert_eq!(first.proposal().stop_loss, None);
+    assert_eq!(first.proposal().size_usd, dec!(555.50), "3 333 / 6 in cents");
     eventually("batch 0 stored as executed", || statuses(&h.store)[0].1 == "executed").await;
 
     // Act: crash; the restarted actor reloads the pending batches from the store.
@@ -235,8 +236,8 @@ async fn dca_batches_run_when_due_and_survive_a_restart() {
         .executed
         .lock()
         .iter()
-        .filter(|e| e.proposal.symbol == sym("BTC/USDT"))
-        .map(|e| e.proposal.size_usd)
+        .filter(|e| e.proposal().symbol == sym("BTC/USDT"))
+        .map(|e| e.proposal().size_usd)
         .sum();
     assert_eq!(total, dec!(3333), "batches sum exactly to the trade");
 }
@@ -333,8 +334,8 @@ async fn realised_profits_fill_hodl_bags_and_buy_at_the_threshold() {
     h.addr.do_send(closed(dec!(400)));
     eventually("BTC purchase", || h.executed.lock().len() == 1).await;
     let buy = h.executed.lock()[0].clone();
-    assert_eq!(buy.proposal.symbol, sym("BTC/USDT"));
-    assert_eq!(buy.proposal.side, Side::Buy);
+    assert_eq!(buy.proposal().symbol, sym("BTC/USDT"));
+    assert_eq!(buy.proposal().side, Side::Buy);
     assert_eq!(buy.volume, Some(dec!(0.0003332)));
     let v = h.addr.send(GetHodl).await.unwrap().unwrap();
     assert_eq!(bag(&v, "BTC").balance, dec!(0.0003332));
@@ -521,9 +522,9 @@ async fn candles_move_business_time_and_run_due_batches_and_set_prices() {
         .unwrap();
     eventually("batch 1 executed", || h.executed.lock().len() == 4).await;
     let btc = h.executed.lock()[2].clone();
-    assert_eq!(btc.proposal.symbol, sym("BTC/USDT"));
+    assert_eq!(btc.proposal().symbol, sym("BTC/USDT"));
     assert_eq!(
-        btc.proposal.entry_price,
+        btc.proposal().entry_price,
         dec!(60000),
         "candle price preferred over the fallback source"
     );
@@ -677,7 +678,7 @@ async fn a_fresh_start_waits_for_the_first_valuation_instead_of_failing_on_equit
     eventually("batch 0 stored as executed", || statuses(&store)[0].1 == "executed").await;
     let row = store.rebalances()[0].clone();
     assert!(!row.plan.to_string().contains("equity_unavailable"), "{}", row.plan);
-    let sizes: Vec<Decimal> = executed.lock().iter().map(|e| e.proposal.size_usd).collect();
+    let sizes: Vec<Decimal> = executed.lock().iter().map(|e| e.proposal().size_usd).collect();
     assert_eq!(sizes, vec![dec!(555.50), dec!(555.50)]);
     assert!(statuses(&store)[1..].iter().all(|(_, s)| s == "pending"));
 }

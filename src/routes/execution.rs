@@ -16,7 +16,8 @@ use triplegain_actors::execution::api::{
 };
 use triplegain_actors::ports::PairInfo;
 use triplegain_actors::risk::{
-    GetMarketPrice, ProposalSource, Quote, RejectionCode, RiskVerdict, TradeProposal, ValidateTrade, VerdictStatus,
+    ApproveTrade, GetMarketPrice, ProposalSource, Quote, RejectionCode, RiskVerdict, TradeProposal, ValidateTrade,
+    VerdictStatus,
 };
 use uuid::Uuid;
 
@@ -900,10 +901,14 @@ async fn place_trade_inner(
             )));
         }
     }
-    let verdict = risk_verdict(state, parsed.proposal.clone()).await?;
-    if !verdict.is_approved() {
-        return Err(verdict_error(&verdict, parsed.volume.is_some()));
-    }
+    let judgement = state
+        .risk
+        .send(ApproveTrade(parsed.proposal.clone()))
+        .await
+        .map_err(|e| ApiError::from_mailbox("risk engine", &e))?
+        .map_err(|e| ApiError::from_actor("risk engine", &e))?;
+    let trade = judgement.map_err(|refused| verdict_error(refused.verdict(), parsed.volume.is_some()))?;
+    let verdict = trade.verdict().clone();
     // The engine valued the proposal at its market price (`entry_price`) keeping the volume
     // asked for; a modified proposal shrinks that volume with its size.
     let approved = &verdict.proposal;
@@ -919,8 +924,7 @@ async fn place_trade_inner(
     let result = state
         .execution
         .send(ExecuteTrade {
-            proposal: verdict.proposal.clone(),
-            verdict: Some(verdict.clone()),
+            trade,
             order_type: parsed.order_type,
             limit_price,
             volume,

@@ -15,7 +15,7 @@ use crate::domain::{CorrelationId, PositionSide, PositionStatus, Priority, Sever
 use crate::execution::api::{CloseAllPositions, ClosePosition, ExecuteTrade, ExecutionError, GetPositions};
 use crate::messages::{AlertType, EventMeta, RiskAlert, SystemEvent, TradingSignal};
 use crate::ports::{AuditStore, DecisionRecord};
-use crate::risk::ValidateTrade;
+use crate::risk::{verdict_of, ApproveTrade};
 use actix::prelude::*;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
@@ -43,7 +43,7 @@ pub struct ExecutionLinks {
 pub struct CoordinatorLinks {
     pub agents: BTreeMap<AgentName, Recipient<RunAnalysis>>,
     pub portfolio_check: Option<Recipient<RunPortfolioCheck>>,
-    pub risk: Option<Recipient<ValidateTrade>>,
+    pub risk: Option<Recipient<ApproveTrade>>,
     pub execution: Option<ExecutionLinks>,
     /// The model chain for conflicts; absent → the deterministic resolver.
     pub resolver: Option<Arc<dyn ConflictResolver>>,
@@ -240,7 +240,7 @@ impl FlowDeps {
             .await;
             return SignalOutcome::Dropped;
         };
-        let verdict = match risk.send(ValidateTrade(proposal)).await {
+        let judgement = match risk.send(ApproveTrade(proposal)).await {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => {
                 self.record(cid, "risk_verdict", sym, serde_json::json!({ "error": e.to_string() }))
@@ -257,22 +257,26 @@ impl FlowDeps {
             cid,
             "risk_verdict",
             sym,
-            serde_json::to_value(&verdict).unwrap_or_default(),
+            serde_json::to_value(verdict_of(&judgement)).unwrap_or_default(),
         )
         .await;
-        if !verdict.is_approved() {
-            let codes: Vec<&str> = verdict.rejections.iter().map(|r| r.as_str()).collect();
-            self.bus.risk_alerts.publish(RiskAlert {
-                meta: EventMeta::caused_by("coordinator", self.clock.now(), cid).with_priority(Priority::High),
-                alert_type: AlertType::TradeRejected,
-                severity: Severity::Medium,
-                message: format!("{} {} rejected: {}", signal.action, signal.symbol, codes.join(", ")),
-                action_required: None,
-                breach: None,
-                symbol: Some(signal.symbol.clone()),
-            });
-            return SignalOutcome::Rejected { conflicts: n };
-        }
+        let approved = match judgement {
+            Ok(approved) => approved,
+            Err(refused) => {
+                let verdict = refused.verdict();
+                let codes: Vec<&str> = verdict.rejections.iter().map(|r| r.as_str()).collect();
+                self.bus.risk_alerts.publish(RiskAlert {
+                    meta: EventMeta::caused_by("coordinator", self.clock.now(), cid).with_priority(Priority::High),
+                    alert_type: AlertType::TradeRejected,
+                    severity: Severity::Medium,
+                    message: format!("{} {} rejected: {}", signal.action, signal.symbol, codes.join(", ")),
+                    action_required: None,
+                    breach: None,
+                    symbol: Some(signal.symbol.clone()),
+                });
+                return SignalOutcome::Rejected { conflicts: n };
+            }
+        };
         let Some(exec) = self.links.execution.clone() else {
             self.record(
                 cid,
@@ -284,18 +288,14 @@ impl FlowDeps {
             return SignalOutcome::Dropped;
         };
         let req = ExecuteTrade {
-            proposal: verdict.proposal.clone(),
-            verdict: Some(verdict.clone()),
-            order_type: crate::domain::OrderType::Limit,
-            limit_price: None,
-            volume: None,
             note: Some(format!("{} signal", signal.action)),
+            ..ExecuteTrade::limit(approved)
         };
         self.record(
             cid,
             "execution_requested",
             sym,
-            serde_json::to_value(&verdict.proposal).unwrap_or_default(),
+            serde_json::to_value(req.proposal()).unwrap_or_default(),
         )
         .await;
         let mut delays = self.settings.execution_retry_delays_ms.clone().into_iter();

@@ -243,11 +243,11 @@ impl Handler<ExecuteTrade> for FakeExec {
     fn handle(&mut self, msg: ExecuteTrade, _: &mut Context<Self>) -> Self::Result {
         self.log
             .lock()
-            .push(format!("execute {} {}", msg.proposal.side, msg.proposal.symbol));
+            .push(format!("execute {} {}", msg.proposal().side, msg.proposal().symbol));
         if self.unavailable {
             return Err(ExecutionError::Unavailable("exchange down".into()));
         }
-        let cid = msg.proposal.correlation_id;
+        let cid = msg.proposal().correlation_id;
         self.trades.lock().push(msg);
         Ok(result(cid))
     }
@@ -767,10 +767,10 @@ async fn buy_is_sized_validated_and_executed_with_a_full_trail() {
     assert!((h.audit.detail(cid, "consensus")["multiplier"].as_f64().unwrap() - 1.0).abs() < 1e-9);
     let trade = h.trades.lock()[0].clone();
     // 10 % of 10 000 × ranging 0.75.
-    assert_eq!(trade.proposal.size_usd, dec!(750));
-    assert_eq!(trade.proposal.stop_loss, Some(dec!(49000)));
-    assert_eq!(trade.proposal.correlation_id, cid);
-    assert!(trade.verdict.as_ref().unwrap().is_approved());
+    assert_eq!(trade.proposal().size_usd, dec!(750));
+    assert_eq!(trade.proposal().stop_loss, Some(dec!(49000)));
+    assert_eq!(trade.proposal().correlation_id, cid);
+    assert!(trade.verdict().is_approved());
     assert_eq!(
         h.audit.stages(cid),
         vec![
@@ -900,7 +900,7 @@ async fn conflicts_are_resolved_by_model_or_rules() {
             let fallback = h.audit.detail(cid, "resolution")["fallback"].clone();
             assert_eq!(fallback, "model did not answer within 10000 ms", "case {i}");
         }
-        let got = h.trades.lock().first().map(|t| t.proposal.size_usd);
+        let got = h.trades.lock().first().map(|t| t.proposal().size_usd);
         assert_eq!(got, want, "case {i}: {:#?}", h.audit.stages(cid));
         let stages = h.audit.stages(cid);
         assert!(

@@ -2,7 +2,7 @@
 //! the HTTP routes and the backtest. The OrderExecutionManager actor implements these handlers.
 
 use crate::domain::{ClientOrderId, CorrelationId, OrderStatus, OrderType, PositionSide, PositionStatus, Side, Symbol};
-use crate::risk::{RiskVerdict, TradeProposal};
+use crate::risk::{RiskApproved, RiskVerdict, TradeProposal};
 use actix::Message;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -30,13 +30,13 @@ pub enum ExecutionError {
     Unavailable(String),
 }
 
-/// Place a trade the risk engine approved (possibly modified). The proposal is the one to execute.
+/// Place a trade the risk engine approved (possibly modified). Only an approval made by the risk
+/// rules can be sent ([`RiskApproved`] has no public constructor; see [`crate::risk::approved`]).
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<ExecutionResult, ExecutionError>")]
 pub struct ExecuteTrade {
-    pub proposal: TradeProposal,
-    /// The verdict that approved it (kept in the decision trail).
-    pub verdict: Option<RiskVerdict>,
+    /// The proposal to execute, with the verdict that approved it (kept in the decision trail).
+    pub trade: RiskApproved<TradeProposal>,
     /// `limit` by default; `market` is sent as a limit bounded by the slippage limit (0.5 %).
     pub order_type: OrderType,
     /// Limit price; defaults to the proposal's entry price.
@@ -44,6 +44,28 @@ pub struct ExecuteTrade {
     /// Base units; when absent, derived from `proposal.size_usd` and a real price.
     pub volume: Option<Decimal>,
     pub note: Option<String>,
+}
+
+impl ExecuteTrade {
+    /// A limit order at the approved proposal's entry price, sized from its `size_usd`.
+    pub fn limit(trade: RiskApproved<TradeProposal>) -> Self {
+        Self {
+            trade,
+            order_type: OrderType::Limit,
+            limit_price: None,
+            volume: None,
+            note: None,
+        }
+    }
+
+    /// The approved proposal.
+    pub fn proposal(&self) -> &TradeProposal {
+        self.trade.value()
+    }
+
+    pub fn verdict(&self) -> &RiskVerdict {
+        self.trade.verdict()
+    }
 }
 
 /// What an execution request produced.

@@ -29,7 +29,7 @@ use crate::domain::{CorrelationId, OrderType, Regime, Side, Symbol};
 use crate::execution::api::{ExecuteTrade, ExecutionResult};
 use crate::messages::{CandleClosed, EventMeta, ExecutionEvent, ExecutionEventType, PortfolioUpdate};
 use crate::ports::Exchange;
-use crate::risk::{ProposalSource, TradeProposal, ValidateTrade};
+use crate::risk::{ApproveTrade, ProposalSource, TradeProposal};
 use crate::supervision::{guarded, ActorError, Drain, SupervisedActor, SupervisionHandle};
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
@@ -122,7 +122,7 @@ pub struct PortfolioRebalancerConfig {
     pub hodl: HodlConfig,
     pub exchange: Arc<dyn Exchange>,
     pub store: Arc<dyn PortfolioStore>,
-    pub risk: Recipient<ValidateTrade>,
+    pub risk: Recipient<ApproveTrade>,
     pub execution: Option<Recipient<ExecuteTrade>>,
     pub updates: Topic<PortfolioUpdate>,
     pub clock: SharedClock,
@@ -436,17 +436,14 @@ impl PortfolioRebalancer {
             let mut proposal = proposal(symbol, Side::Buy, pending_usd, price, false, CorrelationId::new());
             proposal.source = ProposalSource::Hodl;
             let fut = async move {
-                let verdict = risk
-                    .send(ValidateTrade(proposal))
+                let approved = risk
+                    .send(ApproveTrade(proposal))
                     .await
                     .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?;
-                if !verdict.is_approved() {
-                    return Err(format!("risk: {}", verdict.reason.clone().unwrap_or_default()));
-                }
+                    .map_err(|e| e.to_string())?
+                    .map_err(|refused| format!("risk: {}", refused.verdict().reason.clone().unwrap_or_default()))?;
                 let req = ExecuteTrade {
-                    proposal: verdict.proposal.clone(),
-                    verdict: Some(verdict),
+                    trade: approved,
                     order_type: OrderType::Market,
                     limit_price: Some(price),
                     volume: Some(amount),
@@ -574,7 +571,7 @@ fn pending_from_record(r: RebalanceRecord) -> Option<PendingBatch> {
 /// Risk-checks and executes the trades of one batch in order (sells first). Returns the batch
 /// status (`executed`, `partial`, `failed`) and the per-trade outcomes.
 async fn run_batch(
-    risk: &Recipient<ValidateTrade>,
+    risk: &Recipient<ApproveTrade>,
     exec: Option<&Recipient<ExecuteTrade>>,
     batch: &RebalanceBatch,
     prices: Prices,
@@ -601,7 +598,7 @@ async fn run_batch(
 }
 
 async fn run_trade(
-    risk: &Recipient<ValidateTrade>,
+    risk: &Recipient<ApproveTrade>,
     exec: Option<&Recipient<ExecuteTrade>>,
     t: &RebalanceTrade,
     prices: Prices,
@@ -621,28 +618,31 @@ async fn run_trade(
         TradeAction::Sell => (Side::Sell, true),
     };
     let p = proposal(symbol, side, t.amount_usd, price, reduce_only, cid);
-    let verdict = match risk.send(ValidateTrade(p)).await {
-        Ok(Ok(v)) => v,
+    let judgement = match risk.send(ApproveTrade(p)).await {
+        Ok(Ok(j)) => j,
         Ok(Err(e)) => return fail("failed", format!("risk engine: {e}")),
         Err(e) => return fail("failed", format!("risk engine unavailable: {e}")),
     };
-    if !verdict.is_approved() {
-        return fail(
-            "rejected",
-            format!(
-                "{:?}: {}",
-                verdict.rejections,
-                verdict.reason.clone().unwrap_or_default()
-            ),
-        );
-    }
+    let approved = match judgement {
+        Ok(approved) => approved,
+        Err(refused) => {
+            let verdict = refused.verdict();
+            return fail(
+                "rejected",
+                format!(
+                    "{:?}: {}",
+                    verdict.rejections,
+                    verdict.reason.clone().unwrap_or_default()
+                ),
+            );
+        }
+    };
     let Some(exec) = exec else {
         return fail("failed", "execution manager not connected".into());
     };
-    let size = verdict.proposal.size_usd;
+    let size = approved.value().size_usd;
     let req = ExecuteTrade {
-        proposal: verdict.proposal.clone(),
-        verdict: Some(verdict),
+        trade: approved,
         order_type: match t.execution_type {
             ExecutionType::Limit => OrderType::Limit,
             ExecutionType::Market => OrderType::Market,

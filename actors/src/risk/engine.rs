@@ -486,21 +486,33 @@ fn record_verdict(verdict: &RiskVerdict) {
 impl Handler<ValidateTrade> for RiskEngine {
     type Result = Result<RiskVerdict, ActorError>;
     fn handle(&mut self, msg: ValidateTrade, ctx: &mut Context<Self>) -> Self::Result {
+        self.validate_now(&msg.0, ctx)
+    }
+}
+
+impl RiskEngine {
+    /// Judges a proposal on the current state (periods rolled first), counted and traced; shared by
+    /// [`ValidateTrade`] and [`super::ApproveTrade`].
+    pub(super) fn validate_now(
+        &mut self,
+        proposal: &TradeProposal,
+        ctx: &mut Context<Self>,
+    ) -> Result<RiskVerdict, ActorError> {
         guarded(self, ctx, |act, ctx| {
             let now = act.now();
             if act.state.roll_periods(now) {
-                act.changed(ctx, msg.0.correlation_id);
+                act.changed(ctx, proposal.correlation_id);
             }
-            let verdict = act.judge(&msg.0, now);
+            let verdict = act.judge(proposal, now);
             tracing::info!(
-                cid = %msg.0.correlation_id,
-                symbol = %msg.0.symbol,
+                cid = %proposal.correlation_id,
+                symbol = %proposal.symbol,
                 status = ?verdict.status,
                 rejections = ?verdict.rejections,
                 "trade validated"
             );
             record_verdict(&verdict);
-            act.verdicts.add(msg.0.source, &verdict);
+            act.verdicts.add(proposal.source, &verdict);
             verdict
         })
     }

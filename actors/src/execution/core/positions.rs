@@ -193,7 +193,7 @@ impl ExecutionCore {
     ) -> Result<Decimal, ExecutionError> {
         match msg.order_type {
             OrderType::Limit => Ok(pair.quantise_price(reference)),
-            OrderType::Market => Ok(self.bounded_price(msg.proposal.side, reference, pair)),
+            OrderType::Market => Ok(self.bounded_price(msg.proposal().side, reference, pair)),
             other => Err(ExecutionError::Invalid(format!(
                 "order_type {other} is not {what} (limit or market)"
             ))),
@@ -223,7 +223,7 @@ impl ExecutionCore {
         if !self.ready {
             return Err(ExecutionError::Unavailable("execution manager is still loading".into()));
         }
-        let p = msg.proposal.clone();
+        let p = msg.proposal().clone();
         if p.source.is_holding() {
             return self.plan_holding(msg).map(|r| TradePlan::Order(Box::new(r)));
         }
@@ -290,7 +290,7 @@ impl ExecutionCore {
             serde_json::json!({
                 "order_id": rec.view.id, "client_order_id": rec.view.client_order_id,
                 "requested_type": msg.order_type, "price": price, "volume": volume,
-                "verdict": msg.verdict.as_ref().map(|v| v.status), "note": msg.note,
+                "verdict": msg.verdict().status, "note": msg.note,
             }),
         );
         Ok(TradePlan::Order(Box::new(rec)))
@@ -301,7 +301,7 @@ impl ExecutionCore {
     /// limits (`max_positions_per_symbol`, `max_positions_total`). Its fills are recorded as trades
     /// without a position, under the order purpose `rebalance` or `hodl`.
     fn plan_holding(&mut self, msg: &ExecuteTrade) -> Result<OrderRecord, ExecutionError> {
-        let p = &msg.proposal;
+        let p = msg.proposal();
         let Some(pair) = self.pairs.get(&p.symbol).cloned() else {
             return Err(ExecutionError::Invalid(format!("symbol {} is not traded", p.symbol)));
         };
@@ -346,7 +346,7 @@ impl ExecutionCore {
             serde_json::json!({
                 "order_id": rec.view.id, "client_order_id": rec.view.client_order_id, "purpose": purpose,
                 "requested_type": msg.order_type, "price": price, "volume": volume,
-                "verdict": msg.verdict.as_ref().map(|v| v.status), "note": msg.note,
+                "verdict": msg.verdict().status, "note": msg.note,
             }),
         );
         Ok(rec)
@@ -354,7 +354,7 @@ impl ExecutionCore {
 
     /// A reduce-only trade closes (part of) the oldest open position it opposes on its symbol.
     fn plan_reduce_only(&self, msg: &ExecuteTrade) -> Result<TradePlan, ExecutionError> {
-        let p = &msg.proposal;
+        let p = msg.proposal();
         let closing_side = match p.side {
             Side::Sell => PositionSide::Long,
             Side::Buy => PositionSide::Short,

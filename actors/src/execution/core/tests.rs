@@ -7,7 +7,7 @@ use crate::domain::{OrderStatus, PositionSide, PositionStatus, Regime};
 use crate::execution::api::{ExecuteTrade, ExecutionError};
 use crate::messages::ExecutionEventType;
 use crate::ports::{ExchangeError, ExchangeOrder, OrderAck, PairInfo};
-use crate::risk::{ProposalSource, TradeProposal};
+use crate::risk::{ProposalSource, RiskApproved, TradeProposal};
 use chrono::TimeZone;
 use rust_decimal_macros::dec;
 
@@ -49,27 +49,20 @@ fn core() -> (ExecutionCore, ManualClock) {
 }
 
 fn buy(stop: Decimal, take_profit: Decimal) -> ExecuteTrade {
-    ExecuteTrade {
-        proposal: TradeProposal {
-            symbol: btc(),
-            side: Side::Buy,
-            size_usd: dec!(1000),
-            entry_price: dec!(50000),
-            stop_loss: Some(stop),
-            take_profit: Some(take_profit),
-            leverage: 1,
-            confidence: 0.8,
-            regime: Regime::TrendingBull,
-            source: ProposalSource::Agent,
-            correlation_id: CorrelationId::new(),
-            reduce_only: false,
-        },
-        verdict: None,
-        order_type: OrderType::Limit,
-        limit_price: None,
-        volume: None,
-        note: None,
-    }
+    ExecuteTrade::limit(RiskApproved::for_tests(TradeProposal {
+        symbol: btc(),
+        side: Side::Buy,
+        size_usd: dec!(1000),
+        entry_price: dec!(50000),
+        stop_loss: Some(stop),
+        take_profit: Some(take_profit),
+        leverage: 1,
+        confidence: 0.8,
+        regime: Regime::TrendingBull,
+        source: ProposalSource::Agent,
+        correlation_id: CorrelationId::new(),
+        reduce_only: false,
+    }))
 }
 
 /// The exchange's view of `rec`.
