@@ -2,7 +2,6 @@
 
 pub mod analysis;
 pub mod backtest;
-pub mod bench;
 pub mod business_clock;
 pub mod cli;
 pub mod db;

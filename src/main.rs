@@ -65,49 +65,58 @@ async fn shutdown_signal() {
     }
 }
 
+/// `triplegain bench --generate DIR` writes candle files; otherwise `triplegain bench` runs the
+/// `triplegain-bench` binary built next to this one, so the server binary carries no benchmark
+/// code (`cargo build --release -p triplegain-bench` builds it).
 fn run_bench(args: &triplegain::cli::BenchArgs) -> ExitCode {
-    let result = if let Some(dir) = &args.generate {
-        triplegain::bench::write_candle_files(dir, args.seed, args.days).map(|files| {
-            for (symbol, path, rows) in files {
-                println!("{symbol}: {rows} candles -> {}", path.display());
-            }
-        })
-    } else {
-        let series = if args.candles.is_empty() {
-            Ok(None)
-        } else {
-            triplegain::bench::load_series(&args.candles).map(Some)
-        };
-        let has = |part: &str| args.only.iter().any(|p| p.trim().eq_ignore_ascii_case(part));
-        let opts = triplegain::bench::SuiteOptions {
-            events: args.events,
-            window: args.window,
-            repeats: args.repeats,
-            bus: has("bus"),
-            indicators: has("indicators"),
-            risk: has("risk"),
-            risk_samples: args.risk_samples,
-            pipeline: has("pipeline"),
-            pipeline_samples: args.pipeline_samples,
-            seed: args.seed,
-            days: args.days,
-            series: None,
-        };
-        series
-            .and_then(|series| triplegain::bench::run_suite(&triplegain::bench::SuiteOptions { series, ..opts }))
-            .and_then(|report| {
-                if let Some(path) = &args.json {
-                    let text = serde_json::to_string_pretty(&report)?;
-                    std::fs::write(path, text + "\n")?;
-                    println!("results written to {}", path.display());
+    if let Some(dir) = &args.generate {
+        return match triplegain::market::generate::write_candle_files(dir, args.seed, args.days) {
+            Ok(files) => {
+                for (symbol, path, rows) in files {
+                    println!("{symbol}: {rows} candles -> {}", path.display());
                 }
-                Ok(())
-            })
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let name = format!("triplegain-bench{}", std::env::consts::EXE_SUFFIX);
+    let Some(exe) = std::env::current_exe()
+        .ok()
+        .and_then(|me| me.parent().map(|dir| dir.join(&name)))
+        .filter(|p| p.is_file())
+    else {
+        eprintln!(
+            "error: {name} is not next to this binary; build it with `cargo build --release -p triplegain-bench`"
+        );
+        return ExitCode::FAILURE;
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.arg("--events").arg(args.events.to_string());
+    cmd.arg("--window").arg(args.window.to_string());
+    cmd.arg("--repeats").arg(args.repeats.to_string());
+    cmd.arg("--only").arg(args.only.join(","));
+    cmd.arg("--risk-samples").arg(args.risk_samples.to_string());
+    cmd.arg("--pipeline-samples").arg(args.pipeline_samples.to_string());
+    cmd.arg("--seed").arg(args.seed.to_string());
+    cmd.arg("--days").arg(args.days.to_string());
+    for file in &args.candles {
+        cmd.arg("--candles").arg(file);
+    }
+    if let Some(file) = &args.json {
+        cmd.arg("--json").arg(file);
+    }
+    match cmd.status() {
+        Ok(status) if status.success() => ExitCode::SUCCESS,
+        Ok(status) => {
+            eprintln!("error: {} exited with {status}", exe.display());
+            ExitCode::FAILURE
+        }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: cannot run {}: {e}", exe.display());
             ExitCode::FAILURE
         }
     }
@@ -214,15 +223,7 @@ async fn main() -> ExitCode {
                 }
             }
         }
-        // The suite starts actor systems of its own, which cannot run inside this runtime: it
-        // runs on a thread without one.
-        Command::Bench(args) => {
-            let args = args.clone();
-            std::thread::spawn(move || run_bench(&args)).join().unwrap_or_else(|_| {
-                eprintln!("error: the benchmark suite panicked");
-                ExitCode::FAILURE
-            })
-        }
+        Command::Bench(args) => run_bench(args),
         Command::BenchExport { events } => {
             let settings = match load(&cli) {
                 Ok(s) => s,

@@ -2,6 +2,7 @@
 //! polling, and CSV replay.
 
 pub mod driver;
+pub mod generate;
 pub mod kraken_public;
 pub mod kraken_ws;
 pub mod replay;

@@ -99,7 +99,7 @@ pub fn judgement_for_tests(verdict: RiskVerdict) -> Judgement {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("refused by the risk engine: {}", .verdict.reason.as_deref().unwrap_or("no reason given"))]
 pub struct RiskRefused {
-    verdict: RiskVerdict,
+    verdict: Box<RiskVerdict>,
 }
 
 impl RiskRefused {
@@ -108,7 +108,7 @@ impl RiskRefused {
     }
 
     pub fn into_verdict(self) -> RiskVerdict {
-        self.verdict
+        *self.verdict
     }
 }
 
@@ -132,7 +132,9 @@ pub(super) fn judged(verdict: RiskVerdict) -> Judgement {
             verdict,
         })
     } else {
-        Err(RiskRefused { verdict })
+        Err(RiskRefused {
+            verdict: Box::new(verdict),
+        })
     }
 }
 

@@ -25,7 +25,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,7 +35,6 @@ use triplegain_actors::bus::Topic;
 use triplegain_actors::clock::SystemClock;
 use triplegain_actors::domain::{Candle, CorrelationId, Regime, Side, Symbol, Timeframe};
 use triplegain_actors::indicators::IndicatorEngine;
-use triplegain_actors::market::simulated::SimulatedMarket;
 use triplegain_actors::messages::{CandleClosed, EventMeta, Ping};
 use triplegain_actors::risk::{self, ProposalSource, RiskLimits, RiskState, TradeProposal};
 use triplegain_actors::supervision::{
@@ -397,70 +396,9 @@ pub fn bus_table(r: &BusReport) -> String {
     out
 }
 
-/// Symbols the generator writes (the simulated market's XRP/BTC cross is left out).
-pub const GENERATED_SYMBOLS: [&str; 2] = ["BTC/USDT", "XRP/USDT"];
-
-/// First candle of the generated year.
-pub fn generated_start() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).single().unwrap_or_default()
-}
-
-/// `days` of 1-minute candles for [`GENERATED_SYMBOLS`] from the seeded [`SimulatedMarket`], one
-/// vector per symbol.
-pub fn generate_candles(seed: u64, days: u32) -> Vec<(Symbol, Vec<Candle>)> {
-    let mut market = SimulatedMarket::new(seed, generated_start());
-    let minutes = usize::try_from(days).unwrap_or(0) * 1440;
-    let mut out: Vec<(Symbol, Vec<Candle>)> = GENERATED_SYMBOLS
-        .iter()
-        .filter_map(|s| Symbol::parse(s).ok())
-        .map(|s| (s, Vec::with_capacity(minutes)))
-        .collect();
-    for _ in 0..minutes {
-        for candle in market.step() {
-            if let Some((_, v)) = out.iter_mut().find(|(s, _)| *s == candle.symbol) {
-                v.push(candle);
-            }
-        }
-    }
-    out
-}
-
-/// File name the generator uses for `symbol` (the replay feed reads the symbol back from it).
-pub fn candle_file_name(symbol: &Symbol) -> String {
-    format!("{}.csv", symbol.as_str().replace('/', "_").to_ascii_lowercase())
-}
-
-/// Writes `days` of generated candles as header CSV files (`timestamp,open,high,low,close,volume`,
-/// unix seconds) into `dir`; returns the files written.
-///
-/// # Errors
-/// When `dir` cannot be created or a file cannot be written.
-pub fn write_candle_files(dir: &Path, seed: u64, days: u32) -> anyhow::Result<Vec<(Symbol, PathBuf, usize)>> {
-    use std::io::Write as _;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut written = Vec::new();
-    for (symbol, candles) in generate_candles(seed, days) {
-        let path = dir.join(candle_file_name(&symbol));
-        let file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-        let mut w = std::io::BufWriter::new(file);
-        writeln!(w, "timestamp,open,high,low,close,volume")?;
-        for c in &candles {
-            writeln!(
-                w,
-                "{},{},{},{},{},{}",
-                c.open_time.timestamp(),
-                c.open,
-                c.high,
-                c.low,
-                c.close,
-                c.volume
-            )?;
-        }
-        w.flush()?;
-        written.push((symbol, path, candles.len()));
-    }
-    Ok(written)
-}
+pub use triplegain::market::generate::{
+    candle_file_name, generate_candles, generated_start, write_candle_files, GENERATED_SYMBOLS,
+};
 
 /// Indicator updates per second: one [`IndicatorEngine`] per symbol, `update` over every candle.
 pub fn indicator_run(series: &[(Symbol, Vec<Candle>)]) -> Throughput {
@@ -724,6 +662,22 @@ pub fn run_suite(opts: &SuiteOptions) -> anyhow::Result<SuiteReport> {
         risk,
         pipeline,
     })
+}
+
+/// Loads candle files (`SYMBOL=FILE` or FILE, symbol from the file name) with the server's replay
+/// parser, so the suite reads exactly what `triplegain backtest` and the replay feed read.
+///
+/// # Errors
+/// A file that cannot be read, or its first malformed row (file and line).
+pub fn load_series(files: &[std::path::PathBuf]) -> anyhow::Result<Vec<(Symbol, Vec<Candle>)>> {
+    files
+        .iter()
+        .map(|f| {
+            let (symbol, path) = triplegain::market::replay::parse_replay_arg(&f.to_string_lossy())?;
+            let candles = triplegain::market::replay::load_candles(&path, &symbol)?;
+            Ok((symbol, candles))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -2,12 +2,16 @@
 //! `triplegain bench`, which also reads candle files).
 //!
 //! Usage: `triplegain-bench [--events N] [--window N] [--repeats N] [--only bus,indicators,risk,pipeline]
-//! [--risk-samples N] [--pipeline-samples N] [--seed N] [--days N] [--json FILE] [--generate DIR]`
+//! [--risk-samples N] [--pipeline-samples N] [--seed N] [--days N] [--candles [SYMBOL=]FILE]... [--json FILE]
+//! [--generate DIR]`. `triplegain bench` runs this binary with its own options.
 
 use std::process::ExitCode;
-use triplegain_bench::{run_suite, write_candle_files, SuiteOptions};
+use triplegain_bench::{load_series, run_suite, write_candle_files, SuiteOptions};
 
-fn parse() -> Result<(SuiteOptions, Option<String>, Option<String>), String> {
+/// The suite's options, then `--json`, `--generate` and the `--candles` files.
+type Parsed = (SuiteOptions, Option<String>, Option<String>, Vec<std::path::PathBuf>);
+
+fn parse() -> Result<Parsed, String> {
     let mut opts = SuiteOptions {
         events: 1_000_000,
         window: 1024,
@@ -22,7 +26,7 @@ fn parse() -> Result<(SuiteOptions, Option<String>, Option<String>), String> {
         days: 365,
         series: None,
     };
-    let (mut json, mut generate) = (None, None);
+    let (mut json, mut generate, mut candles) = (None, None, Vec::new());
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -46,14 +50,15 @@ fn parse() -> Result<(SuiteOptions, Option<String>, Option<String>), String> {
             }
             "--json" => json = Some(value),
             "--generate" => generate = Some(value),
+            "--candles" => candles.push(std::path::PathBuf::from(value)),
             other => return Err(format!("unknown option {other}")),
         }
     }
-    Ok((opts, json, generate))
+    Ok((opts, json, generate, candles))
 }
 
 fn main() -> ExitCode {
-    let (opts, json, generate) = match parse() {
+    let (mut opts, json, generate, candles) = match parse() {
         Ok(x) => x,
         Err(e) => {
             eprintln!("error: {e}");
@@ -67,13 +72,23 @@ fn main() -> ExitCode {
             }
         })
     } else {
-        run_suite(&opts).and_then(|report| {
-            if let Some(path) = json {
-                std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")?;
-                println!("results written to {path}");
-            }
-            Ok(())
-        })
+        let series = if candles.is_empty() {
+            Ok(None)
+        } else {
+            load_series(&candles).map(Some)
+        };
+        series
+            .and_then(|series| {
+                opts.series = series;
+                run_suite(&opts)
+            })
+            .and_then(|report| {
+                if let Some(path) = json {
+                    std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")?;
+                    println!("results written to {path}");
+                }
+                Ok(())
+            })
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
