@@ -1,6 +1,7 @@
 use super::*;
 use rust_decimal_macros::dec;
 use serde_json::json;
+use triplegain_actors::domain::Symbol;
 
 #[test]
 fn credentials_debug_hides_secrets() {
