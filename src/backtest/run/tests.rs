@@ -1,6 +1,6 @@
 use super::*;
 use rust_decimal_macros::dec;
-use triplegain_actors::domain::CorrelationId;
+use triplegain_actors::domain::{CorrelationId, Side};
 use triplegain_actors::ports::TradeRecord as Fill;
 
 fn fill(position: Option<uuid::Uuid>, side: Side, volume: Decimal, price: Decimal, fee: Decimal, min: i64) -> Fill {
