@@ -1,5 +1,7 @@
+use super::chart::{draw, register_chart_font};
 use super::*;
 use chrono::{Duration, TimeZone};
+use plotters::prelude::{BitMapBackend, IntoDrawingArea};
 use rust_decimal_macros::dec;
 
 fn t0() -> DateTime<Utc> {
