@@ -1,4 +1,5 @@
 use super::*;
+use std::path::PathBuf;
 
 /// A config directory with `files`, and every other required file empty.
 fn dir_with(files: &[(&str, &str)]) -> tempdir::Dir {
