@@ -3,7 +3,6 @@
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -336,14 +335,8 @@ impl ModelClient for CircuitBreakerClient {
 
 // ---------------------------------------------------------------- record and replay
 
-/// SHA-256 (lower-case hex) of the system prompt, a NUL byte, and the user prompt.
-pub fn prompt_hash(system_prompt: &str, user_prompt: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(system_prompt.as_bytes());
-    h.update([0u8]);
-    h.update(user_prompt.as_bytes());
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
+/// The replay key's prompt hash: the agents' own, one definition for recording and replaying.
+pub use triplegain_actors::agents::actors::prompt_hash;
 
 /// Identifies one model answer: agent, model and prompt hash.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

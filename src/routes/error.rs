@@ -85,6 +85,25 @@ impl ApiError {
         Self::unavailable(component)
     }
 
+    /// Maps a failed request that may have sent an order: no answer in time means the order's
+    /// outcome is unknown (502, reconciled by client id), not that nothing happened.
+    pub fn from_order_request(component: &str, err: &actix::MailboxError) -> Self {
+        match err {
+            actix::MailboxError::Timeout => {
+                tracing::error!(component, "order request unanswered in time; outcome unknown");
+                Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    "outcome_unknown",
+                    format!(
+                        "no answer from the {component} in time: the order's outcome is unknown and is \
+                         reconciled by client id; check GET /api/v1/orders before retrying"
+                    ),
+                )
+            }
+            other => Self::from_mailbox(component, other),
+        }
+    }
+
     pub fn from_actor(component: &str, err: &triplegain_actors::supervision::ActorError) -> Self {
         tracing::warn!(component, error = %err, "actor refused or crashed");
         Self::new(

@@ -22,6 +22,14 @@ pub use orders::*;
 pub use positions::*;
 pub use trades::*;
 
+/// Longest wait for the risk engine (a verdict, the risk state, a price).
+pub(super) const RISK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Longest wait for the execution manager to place, cancel, close or move an order (its store
+/// write, the exchange and the exchange's retries); past it the outcome is unknown.
+pub(super) const ORDER_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+/// Longest wait for a read of orders or positions.
+pub(super) const READ_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn execution_error(e: ExecutionError) -> ApiError {
     match e {
         ExecutionError::Invalid(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", m),
@@ -131,6 +139,7 @@ pub(crate) async fn market_quote(state: &AppState, symbol: &Symbol) -> Result<Op
     state
         .risk
         .send(GetMarketPrice(symbol.clone()))
+        .timeout(RISK_WAIT)
         .await
         .map_err(|e| ApiError::from_mailbox("risk engine", &e))
 }

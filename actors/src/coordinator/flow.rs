@@ -240,7 +240,11 @@ impl FlowDeps {
             .await;
             return SignalOutcome::Dropped;
         };
-        let judgement = match risk.send(ApproveTrade(proposal)).await {
+        let judgement = match risk
+            .send(ApproveTrade(proposal))
+            .timeout(Duration::from_millis(self.settings.risk_timeout_ms))
+            .await
+        {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => {
                 self.record(cid, "risk_verdict", sym, serde_json::json!({ "error": e.to_string() }))
@@ -248,7 +252,15 @@ impl FlowDeps {
                 return SignalOutcome::Dropped;
             }
             Err(e) => {
-                self.record(cid, "risk_verdict", sym, serde_json::json!({ "error": e.to_string() }))
+                let error = match e {
+                    MailboxError::Timeout => format!(
+                        "no verdict from the risk engine within {} ms; signal dropped",
+                        self.settings.risk_timeout_ms
+                    ),
+                    other => other.to_string(),
+                };
+                self.timed_out(cid, &signal.symbol, &error);
+                self.record(cid, "risk_verdict", sym, serde_json::json!({ "error": error }))
                     .await;
                 return SignalOutcome::Dropped;
             }
@@ -301,8 +313,25 @@ impl FlowDeps {
         let mut delays = self.settings.execution_retry_delays_ms.clone().into_iter();
         let mut attempt = 1u32;
         loop {
-            let (retryable, detail) = match exec.execute.send(req.clone()).await {
+            let sent = exec
+                .execute
+                .send(req.clone())
+                .timeout(Duration::from_millis(self.settings.execution_timeout_ms))
+                .await;
+            let (retryable, detail) = match sent {
                 Ok(Ok(r)) => (None, serde_json::json!({ "ok": true, "attempt": attempt, "result": r })),
+                // The manager may have sent the order: never resent, reconciled by client id.
+                Err(MailboxError::Timeout) => {
+                    let error = format!(
+                        "no answer from the execution manager within {} ms; the order's outcome is unknown \
+                         and the manager reconciles it by client id",
+                        self.settings.execution_timeout_ms
+                    );
+                    self.timed_out(cid, &signal.symbol, &error);
+                    let detail = serde_json::json!({ "ok": false, "attempt": attempt, "error": error });
+                    self.record(cid, "execution_result", sym, detail).await;
+                    return SignalOutcome::ExecutionFailed { conflicts: n, error };
+                }
                 // Nothing was placed: safe to retry.
                 Ok(Err(e @ ExecutionError::Unavailable(_))) => (
                     Some(e.to_string()),
@@ -330,6 +359,21 @@ impl FlowDeps {
         }
     }
 
+    /// A request to the risk engine or the execution manager failed or got no answer in time:
+    /// an operator must look.
+    fn timed_out(&self, cid: CorrelationId, symbol: &Symbol, error: &str) {
+        tracing::error!(%cid, %symbol, error, "risk or execution request unanswered");
+        self.bus.risk_alerts.publish(RiskAlert {
+            meta: EventMeta::caused_by("coordinator", self.clock.now(), cid).with_priority(Priority::High),
+            alert_type: AlertType::ExecutionError,
+            severity: Severity::High,
+            message: format!("{symbol}: {error}"),
+            action_required: None,
+            breach: None,
+            symbol: Some(symbol.clone()),
+        });
+    }
+
     async fn open_positions(&self, symbol: Option<Symbol>) -> Result<Vec<crate::execution::api::PositionView>, String> {
         let exec = self.links.execution.clone().ok_or("execution not connected")?;
         match exec
@@ -338,6 +382,7 @@ impl FlowDeps {
                 symbol,
                 status: Some(PositionStatus::Open),
             })
+            .timeout(Duration::from_millis(self.settings.execution_timeout_ms))
             .await
         {
             Ok(Ok(p)) => Ok(p),
@@ -387,7 +432,19 @@ impl FlowDeps {
                 serde_json::json!({ "close_position": p.id, "fraction": fraction, "reason": reason }),
             )
             .await;
-            let result = match exec.close.send(req).await {
+            let sent = exec
+                .close
+                .send(req)
+                .timeout(Duration::from_millis(self.settings.execution_timeout_ms))
+                .await;
+            if matches!(sent, Err(MailboxError::Timeout)) {
+                self.timed_out(
+                    cid,
+                    &p.symbol,
+                    "no answer from the execution manager to a close request",
+                );
+            }
+            let result = match sent {
                 Ok(Ok(r)) => {
                     closed += 1;
                     serde_json::json!({ "ok": true, "result": r })
@@ -442,6 +499,7 @@ impl FlowDeps {
             .send(CloseAllPositions {
                 reason: reason.to_owned(),
             })
+            .timeout(Duration::from_millis(self.settings.execution_timeout_ms))
             .await
         {
             Ok(Ok(r)) => (true, serde_json::json!({ "ok": true, "result": r })),

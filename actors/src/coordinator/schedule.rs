@@ -180,6 +180,11 @@ pub struct SignalSettings {
     pub execution_retry_delays_ms: Vec<u64>,
     /// A symbol whose execution keeps failing is paused this long.
     pub symbol_pause_minutes: i64,
+    /// Longest wait for the risk engine's verdict; past it the signal is dropped and alerted.
+    pub risk_timeout_ms: u64,
+    /// Longest wait for the execution manager's answer (its store write, the exchange and its
+    /// retries); past it the outcome is unknown: alerted, never resent (the manager reconciles it).
+    pub execution_timeout_ms: u64,
 }
 
 impl Default for SignalSettings {
@@ -212,6 +217,8 @@ impl Default for SignalSettings {
             resolution_max_tokens: 500,
             execution_retry_delays_ms: vec![5_000, 10_000, 20_000],
             symbol_pause_minutes: 15,
+            risk_timeout_ms: 5_000,
+            execution_timeout_ms: 120_000,
         }
     }
 }

@@ -267,7 +267,7 @@ pub fn model_eligible(conflicts: &[ConflictInfo], level: DegradationLevel) -> bo
 /// the ones the decision chose.
 pub fn apply_modifications(p: &mut TradeProposal, m: &Modifications) {
     if let Some(l) = m.leverage {
-        p.leverage = u32::try_from(l.clamp(1, 5)).unwrap_or(1);
+        p.leverage = u32::try_from(l.clamp(1, i64::from(crate::domain::MAX_LEVERAGE))).unwrap_or(1);
     }
     if let Some(r) = m
         .size_reduction_pct

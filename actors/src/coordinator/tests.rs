@@ -221,6 +221,8 @@ impl Clock for TokioClock {
 /// Records every execution request; answers from a fixed position list.
 struct FakeExec {
     unavailable: bool,
+    /// Takes the trade and never answers in time (a hung exchange request).
+    hangs: bool,
     log: Arc<Mutex<Vec<String>>>,
     trades: Arc<Mutex<Vec<ExecuteTrade>>>,
     positions: Vec<PositionView>,
@@ -239,17 +241,23 @@ fn result(cid: CorrelationId) -> ExecutionResult {
 }
 
 impl Handler<ExecuteTrade> for FakeExec {
-    type Result = Result<ExecutionResult, ExecutionError>;
+    type Result = ResponseFuture<Result<ExecutionResult, ExecutionError>>;
     fn handle(&mut self, msg: ExecuteTrade, _: &mut Context<Self>) -> Self::Result {
         self.log
             .lock()
             .push(format!("execute {} {}", msg.proposal().side, msg.proposal().symbol));
         if self.unavailable {
-            return Err(ExecutionError::Unavailable("exchange down".into()));
+            return Box::pin(async { Err(ExecutionError::Unavailable("exchange down".into())) });
         }
         let cid = msg.proposal().correlation_id;
         self.trades.lock().push(msg);
-        Ok(result(cid))
+        let hangs = self.hangs;
+        Box::pin(async move {
+            if hangs {
+                actix::clock::sleep(Duration::from_secs(30)).await;
+            }
+            Ok(result(cid))
+        })
     }
 }
 
@@ -329,6 +337,8 @@ struct Opts {
     resolver: Option<Arc<dyn ConflictResolver>>,
     resolution_timeout_ms: u64,
     exec_unavailable: bool,
+    /// The execution manager takes trades and answers after 30 s; the coordinator waits 50 ms.
+    exec_hangs: bool,
     /// Business time follows tokio's paused clock; schedules are evaluated every second, the bus
     /// carries decisions and risk alerts to the coordinator, and the decision agent publishes a BUY.
     paused_time: bool,
@@ -345,6 +355,7 @@ impl Default for Opts {
             resolver: None,
             resolution_timeout_ms: 100,
             exec_unavailable: false,
+            exec_hangs: false,
             paused_time: false,
         }
     }
@@ -440,6 +451,7 @@ fn start(opts: Opts, store: MemStore) -> H {
     let trades = Arc::new(Mutex::new(Vec::new()));
     let exec = FakeExec {
         unavailable: opts.exec_unavailable,
+        hangs: opts.exec_hangs,
         log: Arc::clone(&exec_log),
         trades: Arc::clone(&trades),
         positions: opts.positions,
@@ -468,6 +480,9 @@ fn start(opts: Opts, store: MemStore) -> H {
     let audit = MemAudit::default();
     let (st, au, b, cl) = (store.clone(), audit.clone(), bus.clone(), Arc::clone(&shared));
     let mut cfg = settings(opts.timeout_seconds, opts.resolution_timeout_ms);
+    if opts.exec_hangs {
+        cfg.signals.execution_timeout_ms = 50;
+    }
     if opts.paused_time {
         cfg.evaluate_every_seconds = 1;
     }
@@ -949,6 +964,34 @@ async fn execution_errors_retry_with_backoff_then_pause_the_symbol() {
     h.signal(TradeAction::Buy, Some(dec!(2))).await;
     actix::clock::sleep(Duration::from_millis(100)).await;
     assert_eq!(h.exec_log.lock().len(), 6);
+}
+
+#[actix::test]
+async fn an_execution_request_without_an_answer_is_alerted_and_never_resent() {
+    let h = start(
+        Opts {
+            exec_hangs: true,
+            ..Opts::default()
+        },
+        MemStore::default(),
+    );
+    settle().await;
+    h.equity(dec!(10000)).await;
+    h.regime(Regime::Ranging).await;
+    h.ta(Bias::Long, 0.8).await;
+    let cid = h.signal(TradeAction::Buy, Some(dec!(2))).await;
+    actix::clock::sleep(Duration::from_millis(200)).await;
+    // Sent once: the order may be on the exchange, so it is never sent again.
+    assert_eq!(h.exec_log.lock().len(), 1);
+    let detail = h.audit.detail(cid, "execution_result");
+    assert_eq!(detail["ok"], false);
+    assert!(
+        detail["error"].as_str().unwrap().contains("outcome is unknown"),
+        "{detail}"
+    );
+    assert!(h.alerts.lock().iter().any(|a| a.alert_type == AlertType::ExecutionError
+        && a.severity == Severity::High
+        && a.message.contains("no answer from the execution manager")));
 }
 
 #[actix::test]

@@ -174,11 +174,43 @@ impl OrderStatus {
     }
 }
 
+/// The most leverage any trade may carry (reference §6: 1..5); `risk.max_leverage` and the
+/// exchange's pair limits may allow less, never more.
+pub const MAX_LEVERAGE: u32 = 5;
+
 impl Side {
     pub fn opposite(self) -> Self {
         match self {
             Self::Buy => Self::Sell,
             Self::Sell => Self::Buy,
+        }
+    }
+
+    /// The side of the position this side opens.
+    pub fn position(self) -> PositionSide {
+        match self {
+            Self::Buy => PositionSide::Long,
+            Self::Sell => PositionSide::Short,
+        }
+    }
+}
+
+impl PositionSide {
+    /// Whether a stop at `stop` protects this position against `reference` (an entry or the
+    /// market): strictly below it for a long, strictly above it for a short.
+    pub fn stop_protects(self, reference: rust_decimal::Decimal, stop: rust_decimal::Decimal) -> bool {
+        match self {
+            Self::Long => stop < reference,
+            Self::Short => stop > reference,
+        }
+    }
+
+    /// Whether a take-profit at `target` is on the winning side of `reference`: strictly above it
+    /// for a long, strictly below it for a short.
+    pub fn take_profit_wins(self, reference: rust_decimal::Decimal, target: rust_decimal::Decimal) -> bool {
+        match self {
+            Self::Long => target > reference,
+            Self::Short => target < reference,
         }
     }
 }

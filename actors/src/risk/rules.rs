@@ -11,7 +11,7 @@ use super::types::{
     default_strictness, strictness_adjustment, ProposalSource, RejectionCode, RiskLimits, RiskState, RiskVerdict,
     TradeProposal, VerdictMetrics, VerdictStatus,
 };
-use crate::domain::{Regime, Side};
+use crate::domain::Regime;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use std::time::Instant;
@@ -200,11 +200,7 @@ impl Run<'_> {
             return bad(format!("confidence must be within [0, 1], got {}", p.confidence));
         }
         if let Some(stop) = p.stop_loss {
-            let wrong_side = match p.side {
-                Side::Buy => stop >= p.entry_price,
-                Side::Sell => stop <= p.entry_price,
-            };
-            if stop <= Decimal::ZERO || wrong_side {
+            if stop <= Decimal::ZERO || !p.side.position().stop_protects(p.entry_price, stop) {
                 return bad(format!(
                     "stop_loss {stop} is on the wrong side of entry {} for a {}",
                     p.entry_price, p.side
@@ -212,11 +208,7 @@ impl Run<'_> {
             }
         }
         if let Some(tp) = p.take_profit {
-            let wrong_side = match p.side {
-                Side::Buy => tp <= p.entry_price,
-                Side::Sell => tp >= p.entry_price,
-            };
-            if tp <= Decimal::ZERO || wrong_side {
+            if tp <= Decimal::ZERO || !p.side.position().take_profit_wins(p.entry_price, tp) {
                 return bad(format!(
                     "take_profit {tp} is on the wrong side of entry {} for a {}",
                     p.entry_price, p.side

@@ -44,6 +44,7 @@ pub async fn list_orders(
             open_only: q.open_only.unwrap_or(false),
             correlation_id: q.correlation_id.map(CorrelationId),
         })
+        .timeout(super::READ_WAIT)
         .await
         .map_err(|e| ApiError::from_mailbox("execution manager", &e))?
         .map_err(execution_error)?;
@@ -97,8 +98,9 @@ pub async fn cancel_order(
                 order_id: id,
                 reason: format!("manual ({})", auth.caller.name),
             })
+            .timeout(super::ORDER_WAIT)
             .await
-            .map_err(|e| ApiError::from_mailbox("execution manager", &e))?
+            .map_err(|e| ApiError::from_order_request("execution manager", &e))?
             .map_err(|e| match e {
                 ExecutionError::Invalid(m) => ApiError::conflict(m),
                 other => execution_error(other),

@@ -41,6 +41,7 @@ pub async fn list_positions(
     let positions = state
         .execution
         .send(GetPositions { symbol, status })
+        .timeout(super::READ_WAIT)
         .await
         .map_err(|e| ApiError::from_mailbox("execution manager", &e))?
         .map_err(execution_error)?;
@@ -113,8 +114,9 @@ pub async fn close_position(
                     .unwrap_or_else(|| format!("manual ({})", auth.caller.name)),
                 correlation_id: pos.correlation_id,
             })
+            .timeout(super::ORDER_WAIT)
             .await
-            .map_err(|e| ApiError::from_mailbox("execution manager", &e))?
+            .map_err(|e| ApiError::from_order_request("execution manager", &e))?
             .map_err(execution_error)?;
         Ok(HttpResponse::Ok().json(result))
     }
@@ -171,13 +173,14 @@ async fn check_protection_change(
     let limits = state
         .risk
         .send(triplegain_actors::risk::GetRiskState)
+        .timeout(super::RISK_WAIT)
         .await
         .map_err(|e| ApiError::from_mailbox("risk engine", &e))?
         .map_err(|e| ApiError::from_actor("risk engine", &e))?
         .limits;
     let long = pos.side == PositionSide::Long;
     if let Some(sl) = body.stop_loss {
-        if (long && sl >= market) || (!long && sl <= market) {
+        if !pos.side.stop_protects(market, sl) {
             return Err(ApiError::validation(
                 "stop_loss",
                 format!(
@@ -201,7 +204,7 @@ async fn check_protection_change(
         }
     }
     if let Some(tp) = body.take_profit {
-        if (long && tp <= market) || (!long && tp >= market) {
+        if !pos.side.take_profit_wins(market, tp) {
             return Err(ApiError::validation(
                 "take_profit",
                 format!(
@@ -267,9 +270,9 @@ pub async fn modify_position(
                 take_profit: body.take_profit,
             })
             // The new protective order is placed and confirmed before the answer.
-            .timeout(std::time::Duration::from_secs(30))
+            .timeout(super::ORDER_WAIT)
             .await
-            .map_err(|e| ApiError::from_mailbox("execution manager", &e))?
+            .map_err(|e| ApiError::from_order_request("execution manager", &e))?
             .map_err(|e| match e {
                 ExecutionError::Invalid(m) if m.starts_with("stop_loss") => ApiError::validation("stop_loss", m),
                 other => execution_error(other),

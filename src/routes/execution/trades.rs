@@ -2,7 +2,7 @@
 
 use super::{
     at_most_decimals, check_price_field, execution_error, market_quote, parse_symbol, positive, store_error,
-    traded_pair,
+    traded_pair, ORDER_WAIT, RISK_WAIT,
 };
 use crate::routes::auth::{Operator, Viewer};
 use crate::routes::error::{strict_decimal, ApiError, JsonBody};
@@ -183,11 +183,7 @@ async fn parse_trade(state: &AppState, b: &ManualTradeBody) -> Result<ParsedTrad
     };
     let reduce_only = b.reduce_only.unwrap_or(false);
     if let Some(sl) = b.stop_loss {
-        let wrong = match side {
-            Side::Buy => sl >= entry,
-            Side::Sell => sl <= entry,
-        };
-        if wrong {
+        if !side.position().stop_protects(entry, sl) {
             return Err(ApiError::validation(
                 "stop_loss",
                 format!("stop_loss {sl} must be on the losing side of the entry price {entry}"),
@@ -195,11 +191,7 @@ async fn parse_trade(state: &AppState, b: &ManualTradeBody) -> Result<ParsedTrad
         }
     }
     if let Some(tp) = b.take_profit {
-        let wrong = match side {
-            Side::Buy => tp <= entry,
-            Side::Sell => tp >= entry,
-        };
-        if wrong {
+        if !side.position().take_profit_wins(entry, tp) {
             return Err(ApiError::validation(
                 "take_profit",
                 format!("take_profit {tp} must be on the winning side of the entry price {entry}"),
@@ -237,6 +229,7 @@ async fn risk_verdict(state: &AppState, proposal: TradeProposal) -> Result<RiskV
     state
         .risk
         .send(ValidateTrade(proposal))
+        .timeout(RISK_WAIT)
         .await
         .map_err(|e| ApiError::from_mailbox("risk engine", &e))?
         .map_err(|e| ApiError::from_actor("risk engine", &e))
@@ -417,6 +410,7 @@ async fn place_trade_inner(
     let judgement = state
         .risk
         .send(ApproveTrade(parsed.proposal.clone()))
+        .timeout(RISK_WAIT)
         .await
         .map_err(|e| ApiError::from_mailbox("risk engine", &e))?
         .map_err(|e| ApiError::from_actor("risk engine", &e))?;
@@ -443,8 +437,9 @@ async fn place_trade_inner(
             volume,
             note: parsed.note,
         })
+        .timeout(ORDER_WAIT)
         .await
-        .map_err(|e| ApiError::from_mailbox("execution manager", &e))?
+        .map_err(|e| ApiError::from_order_request("execution manager", &e))?
         .map_err(execution_error)?;
     let market_order = (parsed.order_type == OrderType::Market).then(|| crate::routes::views::MarketOrderNote {
         placed_as: "limit",

@@ -233,8 +233,16 @@ impl ExecutionCore {
         let Some(pair) = self.pairs.get(&p.symbol).cloned() else {
             return Err(ExecutionError::Invalid(format!("symbol {} is not traded", p.symbol)));
         };
-        if p.leverage == 0 || p.leverage > 5 {
-            return Err(ExecutionError::Invalid(format!("leverage {} outside 1..5", p.leverage)));
+        let pair_max = match p.side {
+            Side::Buy => pair.max_leverage_buy,
+            Side::Sell => pair.max_leverage_sell,
+        };
+        let max = pair_max.clamp(1, crate::domain::MAX_LEVERAGE);
+        if p.leverage == 0 || p.leverage > max {
+            return Err(ExecutionError::Invalid(format!(
+                "leverage {} outside 1..{max} for {}",
+                p.leverage, p.symbol
+            )));
         }
         let pending_entries = |sym: Option<&Symbol>| {
             self.orders

@@ -270,11 +270,7 @@ impl ExecutionCore {
                 return Err(ExecutionError::Invalid(format!("{name} must be positive")));
             }
         }
-        let wrong_side = |sl: Decimal| match p.side {
-            PositionSide::Long => sl >= reference,
-            PositionSide::Short => sl <= reference,
-        };
-        if msg.stop_loss.is_some_and(wrong_side) {
+        if msg.stop_loss.is_some_and(|sl| !p.side.stop_protects(reference, sl)) {
             return Err(ExecutionError::Invalid(format!(
                 "stop_loss must be on the losing side of the entry price {reference}"
             )));

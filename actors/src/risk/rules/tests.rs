@@ -1,5 +1,5 @@
 use super::*;
-use crate::domain::{CorrelationId, EntryStrictness, Symbol};
+use crate::domain::{CorrelationId, EntryStrictness, Side, Symbol};
 use crate::risk::types::{RegimeInfo, VolatilityInfo};
 use chrono::{Duration, TimeZone};
 use rust_decimal_macros::dec;
