@@ -15,3 +15,5 @@ pub mod portfolio;
 pub mod ports;
 pub mod risk;
 pub mod supervision;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

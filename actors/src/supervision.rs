@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -67,12 +68,21 @@ pub struct ActorRecord {
     pub connected: bool,
     #[serde(skip)]
     restart_times: VecDeque<Instant>,
-    #[serde(skip)]
-    inject_fault: bool,
+}
+
+/// What every guarded handler checks, kept per actor beside its record so the hot path reads
+/// two atomics and never takes the registry's lock.
+#[derive(Debug, Default)]
+struct Flags {
+    /// Mirrors `state == Escalated` (set once, under the registry lock, when it escalates).
+    escalated: AtomicBool,
+    /// An armed fault: the next guarded handler panics.
+    fault: AtomicBool,
 }
 
 struct Entry {
     record: ActorRecord,
+    flags: Arc<Flags>,
     ping: Option<Recipient<Ping>>,
     drain: Option<Recipient<Drain>>,
 }
@@ -123,6 +133,7 @@ impl Registry {
 
     /// Registers `name` and returns the handle the actor keeps.
     pub fn register(&self, name: &str, core: bool) -> SupervisionHandle {
+        let flags = Arc::new(Flags::default());
         self.inner.actors.lock().insert(
             name.to_owned(),
             Entry {
@@ -137,8 +148,8 @@ impl Registry {
                     mailbox_drops: 0,
                     connected: true,
                     restart_times: VecDeque::new(),
-                    inject_fault: false,
                 },
+                flags: Arc::clone(&flags),
                 ping: None,
                 drain: None,
             },
@@ -146,6 +157,7 @@ impl Registry {
         SupervisionHandle {
             name: Arc::from(name),
             registry: self.clone(),
+            flags,
         }
     }
 
@@ -201,7 +213,7 @@ impl Registry {
         let ping = {
             let mut actors = self.inner.actors.lock();
             let entry = actors.get_mut(name).ok_or_else(|| format!("no actor named {name:?}"))?;
-            entry.record.inject_fault = true;
+            entry.flags.fault.store(true, Ordering::SeqCst);
             entry.ping.clone()
         };
         let ping = ping.ok_or_else(|| format!("actor {name:?} is not started"))?;
@@ -255,7 +267,13 @@ impl Registry {
     }
 
     fn update<R>(&self, name: &str, f: impl FnOnce(&mut ActorRecord) -> R) -> Option<R> {
-        self.inner.actors.lock().get_mut(name).map(|e| f(&mut e.record))
+        self.inner.actors.lock().get_mut(name).map(|e| {
+            let out = f(&mut e.record);
+            e.flags
+                .escalated
+                .store(e.record.state == ActorState::Escalated, Ordering::SeqCst);
+            out
+        })
     }
 
     fn escalate(&self, name: &str, restarts: u32, reason: &str) {
@@ -294,6 +312,7 @@ async fn tokio_timeout<F: std::future::Future>(d: Duration, f: F) -> Option<F::O
 pub struct SupervisionHandle {
     name: Arc<str>,
     registry: Registry,
+    flags: Arc<Flags>,
 }
 
 impl SupervisionHandle {
@@ -305,10 +324,9 @@ impl SupervisionHandle {
         &self.registry
     }
 
+    /// Lock-free: read on every guarded handler.
     pub fn is_escalated(&self) -> bool {
-        self.registry
-            .update(&self.name, |r| r.state == ActorState::Escalated)
-            .unwrap_or(false)
+        self.flags.escalated.load(Ordering::SeqCst)
     }
 
     /// Call from `Actor::started`. Returns `false` when the actor is escalated and must not load state.
@@ -383,12 +401,6 @@ impl SupervisionHandle {
             }
         });
     }
-
-    fn take_fault(&self) -> bool {
-        self.registry
-            .update(&self.name, |r| std::mem::replace(&mut r.inject_fault, false))
-            .unwrap_or(false)
-    }
 }
 
 /// An actor that runs under supervision.
@@ -434,15 +446,16 @@ pub fn guarded<A, R>(
 where
     A: SupervisedActor,
 {
-    let handle = act.supervision().clone();
-    if handle.is_escalated() {
-        return Err(ActorError::Escalated(handle.name().to_owned()));
+    let flags = Arc::clone(&act.supervision().flags);
+    if flags.escalated.load(Ordering::SeqCst) {
+        return Err(ActorError::Escalated(act.supervision().name().to_owned()));
     }
     let outcome = {
         let _depth = GuardDepth::enter();
         catch_unwind(AssertUnwindSafe(|| {
-            if handle.take_fault() {
-                inject_panic(handle.name());
+            // Lock-free: a swap only when a fault is armed.
+            if flags.fault.load(Ordering::Relaxed) && flags.fault.swap(false, Ordering::SeqCst) {
+                inject_panic(act.supervision().name());
             }
             body(act, ctx)
         }))
@@ -451,6 +464,7 @@ where
         Ok(r) => Ok(r),
         Err(payload) => {
             let reason = panic_message(payload.as_ref());
+            let handle = act.supervision().clone();
             handle.on_crash(&reason);
             ctx.stop();
             Err(ActorError::Crashed(handle.name().to_owned(), reason))
@@ -495,55 +509,4 @@ macro_rules! supervised_basics {
             }
         }
     };
-}
-
-/// A supervised actor that only answers pings; used to test supervision.
-pub struct Probe {
-    sup: SupervisionHandle,
-    pub generation: u32,
-}
-
-impl Probe {
-    pub fn new(sup: SupervisionHandle) -> Self {
-        Self { sup, generation: 0 }
-    }
-}
-
-impl Actor for Probe {
-    type Context = Context<Self>;
-    fn started(&mut self, _: &mut Context<Self>) {
-        self.sup.on_started();
-    }
-}
-
-impl actix::Supervised for Probe {
-    fn restarting(&mut self, _: &mut Context<Self>) {
-        self.generation += 1;
-        self.sup.on_restarting();
-    }
-}
-
-impl SupervisedActor for Probe {
-    fn supervision(&self) -> &SupervisionHandle {
-        &self.sup
-    }
-}
-
-supervised_basics!(Probe);
-
-impl Handler<Drain> for Probe {
-    type Result = ();
-    fn handle(&mut self, _: Drain, _: &mut Context<Self>) {}
-}
-
-/// Echo for supervision tests: answers with the actor's generation (restarts survived).
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "Result<u32, ActorError>")]
-pub struct Generation;
-
-impl Handler<Generation> for Probe {
-    type Result = Result<u32, ActorError>;
-    fn handle(&mut self, _: Generation, ctx: &mut Context<Self>) -> Self::Result {
-        guarded(self, ctx, |act, _| act.generation)
-    }
 }

@@ -7,9 +7,8 @@ use std::time::Duration;
 use triplegain_actors::bus::Topic;
 use triplegain_actors::clock::{SharedClock, SystemClock};
 use triplegain_actors::messages::{AlertType, RiskAlert};
-use triplegain_actors::supervision::{
-    start_supervised, ActorError, ActorState, Generation, Probe, Registry, RestartPolicy,
-};
+use triplegain_actors::supervision::{start_supervised, ActorError, ActorState, Registry, RestartPolicy};
+use triplegain_actors::testing::{Generation, Probe};
 
 struct AlertSink(Arc<parking_lot::Mutex<Vec<RiskAlert>>>);
 impl Actor for AlertSink {

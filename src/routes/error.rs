@@ -294,6 +294,29 @@ pub mod strict_decimal {
     use serde::de::{self, Deserializer, Visitor};
     use std::fmt;
 
+    /// How the OpenAPI document describes a money field of a request body: a decimal string or
+    /// a JSON integer, exactly what [`option`] accepts.
+    pub struct DecimalInput;
+
+    impl utoipa::PartialSchema for DecimalInput {
+        fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+            use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+            OneOfBuilder::new()
+                .item(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .format(Some(utoipa::openapi::SchemaFormat::Custom("decimal".into()))),
+                )
+                .item(ObjectBuilder::new().schema_type(Type::Integer))
+                .description(Some(
+                    "A decimal string such as \"0.5\" (exact, at most 28 decimals, no exponent) or a JSON integer",
+                ))
+                .into()
+        }
+    }
+
+    impl utoipa::ToSchema for DecimalInput {}
+
     struct V;
 
     impl Visitor<'_> for V {

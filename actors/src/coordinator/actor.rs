@@ -203,6 +203,8 @@ pub struct Coordinator {
     links: CoordinatorLinks,
     bus: Bus,
     audit: Option<Arc<dyn AuditStore>>,
+    /// The ordered writer of the decision trail (started with the actor).
+    audit_writer: Option<super::audit::AuditWriter>,
     ta: HashMap<String, TaSignal>,
     regime: HashMap<String, RegimeUpdate>,
     sentiment: HashMap<String, SentimentUpdate>,
@@ -242,6 +244,7 @@ impl Coordinator {
             links: CoordinatorLinks::default(),
             bus: Bus::default(),
             audit: None,
+            audit_writer: None,
             ta: HashMap::new(),
             regime: HashMap::new(),
             sentiment: HashMap::new(),
@@ -328,7 +331,7 @@ impl Coordinator {
     fn deps(&self) -> FlowDeps {
         FlowDeps {
             links: self.links.clone(),
-            audit: self.audit.clone(),
+            audit: self.audit_writer.clone(),
             bus: self.bus.clone(),
             clock: Arc::clone(&self.clock),
             settings: self.settings.signals.clone(),
@@ -790,6 +793,7 @@ impl Actor for Coordinator {
             return;
         }
         self.scheduler.started_at = self.clock.now();
+        self.audit_writer = self.audit.clone().map(super::audit::AuditWriter::start);
         let fut = self.store.load_state(STATE_KEY);
         ctx.wait(fut.into_actor(self).map(|res, act, ctx| {
             if let Some(carried) = act.carried.take() {

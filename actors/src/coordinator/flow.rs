@@ -14,7 +14,7 @@ use crate::clock::SharedClock;
 use crate::domain::{CorrelationId, PositionSide, PositionStatus, Priority, Severity, Symbol, TradeAction};
 use crate::execution::api::{CloseAllPositions, ClosePosition, ExecuteTrade, ExecutionError, GetPositions};
 use crate::messages::{AlertType, EventMeta, RiskAlert, SystemEvent, TradingSignal};
-use crate::ports::{AuditStore, DecisionRecord};
+use crate::ports::DecisionRecord;
 use crate::risk::{verdict_of, ApproveTrade};
 use actix::prelude::*;
 use rust_decimal::Decimal;
@@ -72,7 +72,7 @@ impl CoordinatorLinks {
 #[derive(Clone)]
 pub(crate) struct FlowDeps {
     pub links: CoordinatorLinks,
-    pub audit: Option<Arc<dyn AuditStore>>,
+    pub audit: Option<super::audit::AuditWriter>,
     pub bus: Bus,
     pub clock: SharedClock,
     pub settings: SignalSettings,
@@ -100,6 +100,7 @@ pub(crate) enum SignalOutcome {
 }
 
 impl FlowDeps {
+    /// Queues a decision record for the ordered writer; never waits for the store.
     pub async fn record(&self, cid: CorrelationId, stage: &str, symbol: Option<&Symbol>, detail: serde_json::Value) {
         let Some(audit) = &self.audit else { return };
         let rec = DecisionRecord {
@@ -109,9 +110,7 @@ impl FlowDeps {
             symbol: symbol.map(ToString::to_string),
             detail,
         };
-        if let Err(e) = audit.record_decision(rec).await {
-            tracing::error!(%cid, stage, error = %e, "decision not recorded");
-        }
+        audit.record(rec);
     }
 
     pub fn system_event(&self, event: &str, cid: CorrelationId, priority: Priority, details: serde_json::Value) {

@@ -1,6 +1,7 @@
 //! The coordinator: lifecycle state machine, schedules, degradation, signal handling and its actor.
 
 pub mod actor;
+pub mod audit;
 pub mod degradation;
 pub mod flow;
 pub mod resolution;

@@ -67,7 +67,7 @@ pub async fn get_position(
 pub struct CloseBody {
     /// Fraction of the position to close, a decimal string with 0 < f ≤ 1 (default `"1"`: all).
     #[serde(default, deserialize_with = "strict_decimal::option")]
-    #[schema(value_type = Option<String>, format = "decimal", example = "0.5")]
+    #[schema(value_type = Option<strict_decimal::DecimalInput>, example = "0.5")]
     pub fraction: Option<Decimal>,
     /// Free text kept in the decision trail (default `manual (<token name>)`).
     #[schema(max_length = 500, example = "taking profit")]
@@ -131,12 +131,12 @@ pub struct ModifyBody {
     /// New stop-loss: on the losing side of the market price, `risk.min_stop_distance_pct`..=
     /// `risk.max_stop_distance_pct` away from it, a multiple of the pair's tick.
     #[serde(default, deserialize_with = "strict_decimal::option")]
-    #[schema(value_type = Option<String>, format = "decimal", example = "49000")]
+    #[schema(value_type = Option<strict_decimal::DecimalInput>, example = "49000")]
     pub stop_loss: Option<Decimal>,
     /// New take-profit: on the winning side of the market price, at least `risk.min_reward_risk`
     /// times the stop's distance away, a multiple of the pair's tick.
     #[serde(default, deserialize_with = "strict_decimal::option")]
-    #[schema(value_type = Option<String>, format = "decimal", example = "52000")]
+    #[schema(value_type = Option<strict_decimal::DecimalInput>, example = "52000")]
     pub take_profit: Option<Decimal>,
 }
 

@@ -67,11 +67,11 @@ pub struct ManualTradeBody {
     /// Capital in USD (margin; the notional is `size_usd × leverage`); exactly one of
     /// `size_usd` and `volume`.
     #[serde(default, deserialize_with = "strict_decimal::option")]
-    #[schema(value_type = Option<String>, format = "decimal", example = "1000")]
+    #[schema(value_type = Option<strict_decimal::DecimalInput>, example = "1000")]
     pub size_usd: Option<Decimal>,
     /// Base units, at most the pair's lot decimals; exactly one of `size_usd` and `volume`.
     #[serde(default, deserialize_with = "strict_decimal::option")]
-    #[schema(value_type = Option<String>, format = "decimal", example = "0.02")]
+    #[schema(value_type = Option<strict_decimal::DecimalInput>, example = "0.02")]
     pub volume: Option<Decimal>,
     /// `limit` (default) or `market`. A market order is placed as a limit order bounded by
     /// `execution.orders.market_order_slippage_pct` from the risk engine's market price
@@ -81,13 +81,13 @@ pub struct ManualTradeBody {
     /// Limit price (required for limit orders): a multiple of the pair's tick, at most
     /// `risk.max_limit_deviation_pct` through the market.
     #[serde(default, deserialize_with = "strict_decimal::option")]
-    #[schema(value_type = Option<String>, format = "decimal", example = "50000")]
+    #[schema(value_type = Option<strict_decimal::DecimalInput>, example = "50000")]
     pub price: Option<Decimal>,
     #[serde(default, deserialize_with = "strict_decimal::option")]
-    #[schema(value_type = Option<String>, format = "decimal", example = "49000")]
+    #[schema(value_type = Option<strict_decimal::DecimalInput>, example = "49000")]
     pub stop_loss: Option<Decimal>,
     #[serde(default, deserialize_with = "strict_decimal::option")]
-    #[schema(value_type = Option<String>, format = "decimal", example = "52000")]
+    #[schema(value_type = Option<strict_decimal::DecimalInput>, example = "52000")]
     pub take_profit: Option<Decimal>,
     /// 1..=5, default 1.
     #[schema(minimum = 1, maximum = 5)]

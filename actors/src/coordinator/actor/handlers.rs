@@ -16,9 +16,16 @@ use chrono::{DateTime, Utc};
 
 /// Writes the newest state, with the routine changes not written yet.
 impl Handler<Drain> for Coordinator {
-    type Result = ();
-    fn handle(&mut self, _: Drain, ctx: &mut Context<Self>) {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, _: Drain, ctx: &mut Context<Self>) -> Self::Result {
         self.persist(ctx);
+        // The decision trail queued so far is written before the process goes.
+        let flush = self.audit_writer.as_ref().map(super::super::audit::AuditWriter::flush);
+        Box::pin(async move {
+            if let Some(flush) = flush {
+                flush.await;
+            }
+        })
     }
 }
 
