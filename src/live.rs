@@ -152,7 +152,7 @@ impl LiveKraken {
             };
             let stops: Vec<(String, Option<String>)> = active
                 .iter()
-                .filter(|o| matches!(o.view.purpose.as_str(), "stop_loss" | "take_profit"))
+                .filter(|o| o.view.purpose.is_protective())
                 .map(|o| (o.view.client_order_id.to_string(), o.view.exchange_order_id.clone()))
                 .collect();
             if stops.is_empty() {

@@ -7,6 +7,7 @@ use actix::prelude::*;
 use rust_decimal::Decimal;
 use std::sync::Arc;
 use triplegain_actors::bus::Bus;
+use triplegain_actors::domain::OrderPurpose;
 use triplegain_actors::messages::{ExecutionEvent, ExecutionEventType, RiskAlert};
 use triplegain_actors::ports::{OrderRecord, OrderStore};
 use triplegain_actors::supervised_basics;
@@ -63,7 +64,7 @@ pub struct TradeLine {
     pub text: String,
 }
 
-/// The purpose of the order (`entry`, `stop_loss`, `take_profit`, `close`, `rebalance`).
+/// The purpose of the order as spelled on the wire (`entry`, `stop_loss`, …), or empty.
 fn purpose(order: Option<&OrderRecord>) -> &str {
     order.map_or("", |o| o.view.purpose.as_str())
 }
@@ -99,12 +100,12 @@ pub fn describe(e: &ExecutionEvent, order: Option<&OrderRecord>) -> TradeLine {
                 ""
             };
             let fee = format!(", fee {}", readable(e.fee));
-            match purpose(order) {
-                "stop_loss" => TradeLine {
+            match order.map(|o| o.view.purpose) {
+                Some(OrderPurpose::StopLoss) => TradeLine {
                     kind: "stop_loss_triggered",
                     text: format!("stop-loss triggered: {side} {size} {sym} {partly}filled{at}{fee}"),
                 },
-                "take_profit" => TradeLine {
+                Some(OrderPurpose::TakeProfit) => TradeLine {
                     kind: "take_profit_triggered",
                     text: format!("take-profit triggered: {side} {size} {sym} {partly}filled{at}{fee}"),
                 },

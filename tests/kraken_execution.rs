@@ -360,7 +360,7 @@ async fn a_partial_fill_then_cancel_leaves_a_protected_position_for_the_filled_p
         .orders()
         .await
         .into_iter()
-        .find(|o| o.view.purpose == "entry")
+        .find(|o| o.view.purpose.as_str() == "entry")
         .unwrap();
     assert_eq!(entry.view.status, OrderStatus::Cancelled);
     assert_eq!(entry.view.filled_volume, dec("0.0075"));
@@ -869,7 +869,7 @@ async fn unknown_orders_are_searched_together_with_one_open_and_one_closed_order
             .await
             .unwrap()
             .iter()
-            .filter(|o| o.view.purpose == "entry")
+            .filter(|o| o.view.purpose.as_str() == "entry")
             .all(|o| matches!(o.view.status, OrderStatus::Open | OrderStatus::Filled))
     })
     .await;
@@ -947,7 +947,7 @@ async fn a_failed_search_does_not_stop_the_poll_of_acknowledged_orders() {
         .await
         .unwrap()
         .into_iter()
-        .find(|o| o.view.exchange_order_id.as_deref() != Some("OTX-1") && o.view.purpose == "entry")
+        .find(|o| o.view.exchange_order_id.as_deref() != Some("OTX-1") && o.view.purpose.as_str() == "entry")
         .unwrap();
     assert!(
         matches!(unknown.view.status, OrderStatus::Unknown | OrderStatus::Open),
@@ -1013,7 +1013,7 @@ async fn kill_between_fill_and_stop_alerts_critical_and_the_restart_places_the_s
         .await
         .unwrap()
         .into_iter()
-        .filter(|o| o.view.purpose == "stop_loss")
+        .filter(|o| o.view.purpose.as_str() == "stop_loss")
         .collect();
     assert_eq!(pending.len(), 1);
     assert_eq!(
@@ -1198,7 +1198,7 @@ async fn a_crash_inside_the_fill_write_loses_nothing_the_restart_rebuilds_one_pr
         .await
         .unwrap()
         .into_iter()
-        .find(|o| o.view.purpose == "entry")
+        .find(|o| o.view.purpose.as_str() == "entry")
         .unwrap();
     assert_eq!(entry.view.status, OrderStatus::Open);
     assert!(store.list_trades(None, 10).await.unwrap().is_empty());
@@ -1380,7 +1380,7 @@ async fn a_failed_cancel_is_retried_until_kraken_shows_the_stop_closed_and_no_or
         env.orders()
             .await
             .iter()
-            .any(|o| o.view.purpose == "stop_loss" && o.view.status == OrderStatus::Cancelled)
+            .any(|o| o.view.purpose.as_str() == "stop_loss" && o.view.status == OrderStatus::Cancelled)
     })
     .await;
     assert!(env.fake.calls_of("CancelOrder").len() >= 2);
@@ -1389,7 +1389,7 @@ async fn a_failed_cancel_is_retried_until_kraken_shows_the_stop_closed_and_no_or
         .orders()
         .await
         .into_iter()
-        .find(|o| o.view.purpose == "stop_loss")
+        .find(|o| o.view.purpose.as_str() == "stop_loss")
         .unwrap();
     let log: Vec<OrderStatus> = env
         .stores
@@ -1604,6 +1604,6 @@ async fn a_position_unprotected_too_long_arms_the_software_stop_which_closes_it_
     assert_eq!(closes.len(), 1, "one close");
     assert_eq!(closes[0].form["volume"], "0.02");
     let orders = store.list_orders(None, false, 10).await.unwrap();
-    assert!(orders.iter().any(|o| o.view.purpose == "close"), "{orders:?}");
+    assert!(orders.iter().any(|o| o.view.purpose.as_str() == "close"), "{orders:?}");
     fake.assert_clean();
 }

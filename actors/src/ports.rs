@@ -120,7 +120,7 @@ pub struct Stores {
 /// One order as stored: the API view plus what only execution needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OrderRecord {
-    pub view: crate::execution::api::OrderView,
+    pub view: crate::domain::OrderView,
     pub price2: Option<Decimal>,
     pub leverage: u32,
     pub reduce_only: bool,
@@ -208,7 +208,7 @@ pub struct FillWrite {
     pub orders: Vec<OrderRecord>,
     pub statuses: Vec<StatusTransition>,
     pub trades: Vec<TradeRecord>,
-    pub positions: Vec<crate::execution::api::PositionView>,
+    pub positions: Vec<crate::domain::PositionView>,
     /// Appended to the export outbox in the same transaction (stores without one ignore them).
     #[serde(default)]
     pub events: Vec<OutboxEvent>,
@@ -238,16 +238,16 @@ pub trait OrderStore: Send + Sync + 'static {
     /// Newest first.
     fn list_orders(&self, symbol: Option<Symbol>, open_only: bool, limit: usize) -> StoreFuture<Vec<OrderRecord>>;
     fn status_log(&self, order_id: uuid::Uuid) -> StoreFuture<Vec<StatusTransition>>;
-    fn upsert_position(&self, pos: crate::execution::api::PositionView) -> StoreFuture<()>;
-    fn load_open_positions(&self) -> StoreFuture<Vec<crate::execution::api::PositionView>>;
-    fn get_position(&self, id: uuid::Uuid) -> StoreFuture<Option<crate::execution::api::PositionView>>;
+    fn upsert_position(&self, pos: crate::domain::PositionView) -> StoreFuture<()>;
+    fn load_open_positions(&self) -> StoreFuture<Vec<crate::domain::PositionView>>;
+    fn get_position(&self, id: uuid::Uuid) -> StoreFuture<Option<crate::domain::PositionView>>;
     /// Newest first; `status` `None` = all.
     fn list_positions(
         &self,
         symbol: Option<Symbol>,
         status: Option<crate::domain::PositionStatus>,
         limit: usize,
-    ) -> StoreFuture<Vec<crate::execution::api::PositionView>>;
+    ) -> StoreFuture<Vec<crate::domain::PositionView>>;
     fn insert_trade(&self, t: TradeRecord) -> StoreFuture<()>;
     /// Newest first.
     fn list_trades(&self, symbol: Option<Symbol>, limit: usize) -> StoreFuture<Vec<TradeRecord>>;

@@ -248,7 +248,7 @@ impl Env {
         self.orders()
             .await
             .into_iter()
-            .filter(|o| o.view.purpose == purpose && o.view.status == status)
+            .filter(|o| o.view.purpose.as_str() == purpose && o.view.status == status)
             .collect()
     }
 
@@ -511,7 +511,7 @@ async fn unknown_outcome_is_tracked_as_unknown_and_reconciled_by_client_id_witho
         .orders()
         .await
         .into_iter()
-        .find(|o| o.view.purpose == "entry")
+        .find(|o| o.view.purpose.as_str() == "entry")
         .unwrap();
     let id = entry.view.id;
     assert_eq!(
@@ -599,7 +599,7 @@ async fn close_and_modify_replace_exchange_orders() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(res.orders[0].purpose, "close");
+    assert_eq!(res.orders[0].purpose.as_str(), "close");
     env.tick(dec!(50100));
     eventually("closed", || async {
         env.positions().await.iter().all(|p| p.status == PositionStatus::Closed)
@@ -671,7 +671,7 @@ async fn the_seventh_entry_counting_pending_ones_is_refused() {
         .orders()
         .await
         .into_iter()
-        .filter(|o| o.view.purpose == "entry")
+        .filter(|o| o.view.purpose.as_str() == "entry")
         .count();
     assert_eq!(entries, 6, "the refused entry never reached the store or the exchange");
 }
@@ -784,7 +784,11 @@ async fn a_breached_stop_without_a_working_stop_order_closes_the_position_once()
     })
     .await;
     assert_eq!(
-        env.orders().await.iter().filter(|o| o.view.purpose == "close").count(),
+        env.orders()
+            .await
+            .iter()
+            .filter(|o| o.view.purpose.as_str() == "close")
+            .count(),
         1
     );
     assert!(env

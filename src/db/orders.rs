@@ -7,7 +7,7 @@ use futures::FutureExt;
 use rust_decimal::Decimal;
 use tokio_postgres::Row;
 use triplegain_actors::domain::{
-    ClientOrderId, CorrelationId, OrderStatus, OrderType, PositionSide, PositionStatus, Side, Symbol,
+    ClientOrderId, CorrelationId, OrderPurpose, OrderStatus, OrderType, PositionSide, PositionStatus, Side, Symbol,
 };
 use triplegain_actors::execution::api::{OrderView, PositionView};
 use triplegain_actors::execution::store::UNRESOLVED;
@@ -65,7 +65,7 @@ fn order_from_row(r: &Row) -> Result<OrderRecord, StoreError> {
             symbol: Symbol::parse(&text(r, "symbol")?).map_err(corrupt)?,
             side: Side::parse(&text(r, "side")?).map_err(corrupt)?,
             order_type: OrderType::parse(&text(r, "order_type")?).map_err(corrupt)?,
-            purpose: text(r, "purpose")?,
+            purpose: OrderPurpose::parse(&text(r, "purpose")?).map_err(corrupt)?,
             status: OrderStatus::parse(&text(r, "status")?).map_err(corrupt)?,
             volume: dec(r, "volume")?,
             filled_volume: dec(r, "filled_volume")?,
@@ -163,7 +163,7 @@ async fn write_order<C: GenericClient>(c: &C, rec: &OrderRecord) -> Result<(), S
             &v.symbol.as_str(),
             &v.side.as_str(),
             &v.order_type.as_str(),
-            &v.purpose,
+            &v.purpose.as_str(),
             &v.status.as_str(),
             &v.volume,
             &v.filled_volume,

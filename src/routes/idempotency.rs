@@ -83,7 +83,10 @@ async fn recovered_result(state: &AppState, cid: CorrelationId) -> Result<Option
         .await
         .map_err(|e| ApiError::from_mailbox("execution manager", &e))?
         .map_err(|e| store_error(format!("{e:?}")))?;
-    let entries: Vec<_> = orders.into_iter().filter(|o| o.purpose == "entry").collect();
+    let entries: Vec<_> = orders
+        .into_iter()
+        .filter(|o| o.purpose == triplegain_actors::domain::OrderPurpose::Entry)
+        .collect();
     if entries.is_empty() {
         return Ok(None);
     }

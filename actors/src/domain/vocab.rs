@@ -52,6 +52,17 @@ wire_enum!(
     Side { Buy = "buy", Sell = "sell" }
 );
 wire_enum!(
+    /// Why an order exists: it opens a position, protects one, closes one, or trades holdings.
+    OrderPurpose {
+        Entry = "entry",
+        StopLoss = "stop_loss",
+        TakeProfit = "take_profit",
+        Close = "close",
+        Rebalance = "rebalance",
+        Hodl = "hodl"
+    }
+);
+wire_enum!(
     /// Position direction.
     PositionSide { Long = "long", Short = "short" }
 );
@@ -171,6 +182,18 @@ impl OrderStatus {
             (Unknown, Open | PartiallyFilled | Filled | Cancelled | Expired | Rejected | Error) => true,
             _ => false,
         }
+    }
+}
+
+impl OrderPurpose {
+    /// A stop-loss or take-profit of a position.
+    pub fn is_protective(self) -> bool {
+        matches!(self, Self::StopLoss | Self::TakeProfit)
+    }
+
+    /// A spot trade of holdings (rebalance or hodl): no position.
+    pub fn is_holding(self) -> bool {
+        matches!(self, Self::Rebalance | Self::Hodl)
     }
 }
 

@@ -1,10 +1,11 @@
 //! The execution manager's request/response interface, used by the coordinator, the rebalancer,
 //! the HTTP routes and the backtest. The OrderExecutionManager actor implements these handlers.
 
-use crate::domain::{ClientOrderId, CorrelationId, OrderStatus, OrderType, PositionSide, PositionStatus, Side, Symbol};
+pub use crate::domain::{OrderView, PositionView};
+
+use crate::domain::{CorrelationId, OrderType, PositionStatus, Symbol};
 use crate::risk::{RiskApproved, RiskVerdict, TradeProposal};
 use actix::Message;
-use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -127,50 +128,4 @@ pub struct GetPositions {
     pub symbol: Option<Symbol>,
     /// `None` = all.
     pub status: Option<PositionStatus>,
-}
-
-/// An order as the API and the decision trail show it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct OrderView {
-    pub id: Uuid,
-    pub client_order_id: ClientOrderId,
-    pub exchange_order_id: Option<String>,
-    pub correlation_id: CorrelationId,
-    pub position_id: Option<Uuid>,
-    pub symbol: Symbol,
-    pub side: Side,
-    pub order_type: OrderType,
-    /// `entry`, `stop_loss`, `take_profit`, `close`, `rebalance`.
-    pub purpose: String,
-    pub status: OrderStatus,
-    pub volume: Decimal,
-    pub filled_volume: Decimal,
-    pub price: Option<Decimal>,
-    pub avg_fill_price: Option<Decimal>,
-    pub fee: Decimal,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-/// A position as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct PositionView {
-    pub id: Uuid,
-    pub correlation_id: CorrelationId,
-    pub symbol: Symbol,
-    pub side: PositionSide,
-    pub status: PositionStatus,
-    pub size: Decimal,
-    pub entry_price: Decimal,
-    pub exit_price: Option<Decimal>,
-    pub leverage: u32,
-    pub stop_loss: Option<Decimal>,
-    pub take_profit: Option<Decimal>,
-    pub stop_loss_order_id: Option<Uuid>,
-    pub take_profit_order_id: Option<Uuid>,
-    pub realized_pnl: Decimal,
-    pub unrealized_pnl: Option<Decimal>,
-    pub fees: Decimal,
-    pub opened_at: DateTime<Utc>,
-    pub closed_at: Option<DateTime<Utc>>,
 }

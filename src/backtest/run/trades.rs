@@ -150,7 +150,10 @@ impl ExitClassifier {
         end_orders: std::collections::HashSet<uuid::Uuid>,
     ) -> Self {
         let mut first: std::collections::HashMap<uuid::Uuid, (DateTime<Utc>, Decimal)> = Default::default();
-        for o in orders.iter().filter(|o| o.view.purpose == "stop_loss") {
+        for o in orders
+            .iter()
+            .filter(|o| o.view.purpose == triplegain_actors::domain::OrderPurpose::StopLoss)
+        {
             let (Some(pid), Some(price)) = (o.view.position_id, o.view.price) else {
                 continue;
             };
@@ -162,7 +165,7 @@ impl ExitClassifier {
         Self {
             purpose: orders
                 .iter()
-                .map(|o| (o.view.id, (o.view.purpose.clone(), o.view.price)))
+                .map(|o| (o.view.id, (o.view.purpose.as_str().to_owned(), o.view.price)))
                 .collect(),
             first_stop: first.into_iter().map(|(k, (_, p))| (k, p)).collect(),
             positions: positions.into_iter().map(|p| (p.id, p)).collect(),

@@ -35,7 +35,7 @@ use super::config::ExecutionConfig;
 use super::store::UNRESOLVED;
 use crate::clock::SharedClock;
 use crate::domain::{
-    ClientOrderId, CorrelationId, OrderStatus, OrderType, PositionSide, Priority, Severity, Side, Symbol,
+    ClientOrderId, CorrelationId, OrderPurpose, OrderStatus, OrderType, PositionSide, Priority, Severity, Side, Symbol,
 };
 use crate::messages::{AlertType, EventMeta, ExecutionEvent, ExecutionEventType, PortfolioUpdate, RiskAlert};
 use crate::ports::{
@@ -101,10 +101,10 @@ pub enum Protect {
 }
 
 impl Protect {
-    pub fn purpose(self) -> &'static str {
+    pub fn purpose(self) -> OrderPurpose {
         match self {
-            Self::StopLoss => "stop_loss",
-            Self::TakeProfit => "take_profit",
+            Self::StopLoss => OrderPurpose::StopLoss,
+            Self::TakeProfit => OrderPurpose::TakeProfit,
         }
     }
 }
@@ -163,7 +163,7 @@ pub fn is_unknown(rec: &OrderRecord) -> bool {
 }
 
 pub fn is_protective(rec: &OrderRecord) -> bool {
-    matches!(rec.view.purpose.as_str(), "stop_loss" | "take_profit")
+    rec.view.purpose.is_protective()
 }
 
 /// A price known outside the core (the paper exchange's last trade), asked when the core has none.
@@ -429,7 +429,7 @@ impl ExecutionCore {
         symbol: &Symbol,
         side: Side,
         order_type: OrderType,
-        purpose: &str,
+        purpose: OrderPurpose,
         volume: Decimal,
         price: Option<Decimal>,
         price2: Option<Decimal>,
@@ -448,7 +448,7 @@ impl ExecutionCore {
                 symbol: symbol.clone(),
                 side,
                 order_type,
-                purpose: purpose.to_owned(),
+                purpose,
                 status: OrderStatus::Pending,
                 volume,
                 filled_volume: Decimal::ZERO,

@@ -2,7 +2,7 @@
 //! answers, cancels until confirmed, and orders found on the exchange that are not tracked.
 
 use super::{is_protective, is_unknown, Effect, ExecutionCore, Op};
-use crate::domain::{OrderStatus, PositionStatus, Severity};
+use crate::domain::{OrderPurpose, OrderStatus, PositionStatus, Severity};
 use crate::execution::api::{ExecutionError, OrderView, PositionView};
 use crate::execution::store::UNRESOLVED;
 use crate::messages::{AlertType, ExecutionEventType};
@@ -339,7 +339,7 @@ impl ExecutionCore {
             self.superseded.remove(&id);
             let msg = format!(
                 "{} {} appeared late on the exchange after its replacement was placed; cancelling it",
-                rec.view.purpose.replace('_', " "),
+                rec.view.purpose.as_str().replace('_', " "),
                 rec.view.client_order_id
             );
             self.alert(
@@ -411,7 +411,7 @@ impl ExecutionCore {
         {
             let msg = format!(
                 "{} {} of position {} was {} on the exchange without our request ({}); replacing it",
-                rec.view.purpose.replace('_', " "),
+                rec.view.purpose.as_str().replace('_', " "),
                 rec.view.client_order_id,
                 rec.view.position_id.map(|p| p.to_string()).unwrap_or_default(),
                 rec.view.status,
@@ -431,7 +431,7 @@ impl ExecutionCore {
                 // the position is re-checked and re-protected if still open.
                 self.ensure_protection(pid);
             }
-            if rec.view.purpose == "close" {
+            if rec.view.purpose == OrderPurpose::Close {
                 // A close that ended with the position still there (never or partly filled): the position
                 // is open again and needs its protection for what is left.
                 self.reopen(pid);
@@ -574,7 +574,7 @@ impl ExecutionCore {
                     self.alert(AlertType::ExecutionError, severity, Some(symbol.clone()), text);
                 }
                 self.forget(id);
-                if rec.view.purpose == "close" {
+                if rec.view.purpose == OrderPurpose::Close {
                     if let Some(pid) = rec.view.position_id {
                         self.reopen(pid);
                     }
@@ -592,7 +592,9 @@ impl ExecutionCore {
         let ids: Vec<Uuid> = self
             .orders
             .values()
-            .filter(|o| o.view.position_id == Some(pid) && !o.view.status.is_terminal() && o.view.purpose != "entry")
+            .filter(|o| {
+                o.view.position_id == Some(pid) && !o.view.status.is_terminal() && o.view.purpose != OrderPurpose::Entry
+            })
             .map(|o| o.view.id)
             .collect();
         for id in ids {

@@ -2,7 +2,7 @@
 //! trade or a close becomes (sized, quantised and checked against the limits).
 
 use super::{position_pnl, Effect, ExecutionCore, Op};
-use crate::domain::{CorrelationId, OrderType, PositionSide, PositionStatus, Side, Symbol};
+use crate::domain::{CorrelationId, OrderPurpose, OrderType, PositionSide, PositionStatus, Side, Symbol};
 use crate::execution::api::{ExecuteTrade, ExecutionError, PositionView};
 use crate::messages::ExecutionEventType;
 use crate::ports::{OrderRecord, PairInfo, TradeRecord};
@@ -28,7 +28,7 @@ impl ExecutionCore {
     pub(super) fn on_fill(&mut self, rec: &OrderRecord, delta: Decimal, price: Decimal, fee: Decimal) {
         let now = self.now();
         let Some(pid) = rec.view.position_id else {
-            if matches!(rec.view.purpose.as_str(), "rebalance" | "hodl") {
+            if rec.view.purpose.is_holding() {
                 // A spot trade of holdings: a fill without a position.
                 self.send(Op::Trade(TradeRecord {
                     id: Uuid::new_v4(),
@@ -59,7 +59,7 @@ impl ExecutionCore {
             realized_pnl: realized,
             executed_at: now,
         };
-        if rec.view.purpose == "entry" {
+        if rec.view.purpose == OrderPurpose::Entry {
             self.write(Op::Trade(trade(None)));
             let opened = if let Some(p) = self.positions.get_mut(&pid) {
                 let total = p.size + delta;
@@ -247,7 +247,7 @@ impl ExecutionCore {
         let pending_entries = |sym: Option<&Symbol>| {
             self.orders
                 .values()
-                .filter(|o| o.view.purpose == "entry" && o.view.filled_volume.is_zero())
+                .filter(|o| o.view.purpose == OrderPurpose::Entry && o.view.filled_volume.is_zero())
                 .filter(|o| sym.is_none_or(|s| &o.view.symbol == s))
                 .count()
         };
@@ -281,7 +281,7 @@ impl ExecutionCore {
             &p.symbol,
             p.side,
             OrderType::Limit,
-            "entry",
+            OrderPurpose::Entry,
             volume,
             Some(price),
             None,
@@ -329,9 +329,9 @@ impl ExecutionCore {
         };
         Self::check_minimums(volume, price, &pair, &p.symbol)?;
         let purpose = if p.source == crate::risk::ProposalSource::Hodl {
-            "hodl"
+            OrderPurpose::Hodl
         } else {
-            "rebalance"
+            OrderPurpose::Rebalance
         };
         let rec = self.new_record(
             p.correlation_id,
@@ -446,7 +446,7 @@ impl ExecutionCore {
             &pos.symbol,
             side,
             OrderType::Limit,
-            "close",
+            OrderPurpose::Close,
             volume,
             Some(price),
             None,

@@ -75,7 +75,7 @@ impl ExecutionCore {
                             let snapshot = p.clone();
                             self.send(Op::Position(Box::new(snapshot)));
                         }
-                        tracing::info!(position = %pid, order = %o.view.client_order_id, kind = kind.purpose(),
+                        tracing::info!(position = %pid, order = %o.view.client_order_id, kind = %kind.purpose(),
                             "adopted an unlinked protective order");
                     }
                     current_rec = Some(o);
@@ -226,7 +226,7 @@ impl ExecutionCore {
                 };
                 let msg = format!(
                     "{} for position {pid} not placed (attempt {n}): {e}; retrying",
-                    kind.purpose().replace('_', " ")
+                    kind.purpose().as_str().replace('_', " ")
                 );
                 self.alert(alert_type, severity, Some(pos.symbol.clone()), msg);
                 if matches!(e, ExecutionError::Unknown(_)) {
@@ -364,7 +364,7 @@ impl ExecutionCore {
             }
             Err(e) => {
                 self.protect_inflight.remove(&(pid, kind));
-                tracing::warn!(position = %pid, kind = kind.purpose(), error = %e,
+                tracing::warn!(position = %pid, kind = %kind.purpose(), error = %e,
                     "protective order change refused; the old order keeps working");
                 Err(e)
             }
@@ -490,7 +490,7 @@ impl ExecutionCore {
         for o in orphans {
             let msg = format!(
                 "orphan {} {} (position {} is closed or gone); cancelling it",
-                o.view.purpose.replace('_', " "),
+                o.view.purpose.as_str().replace('_', " "),
                 o.view.client_order_id,
                 o.view.position_id.map(|p| p.to_string()).unwrap_or_default()
             );
