@@ -471,6 +471,22 @@ pub async fn build_system_with(
         },
     ));
 
+    // The HTTP layer's stores: in PostgreSQL when there is a database, in memory otherwise.
+    let (api_audit, idempotency): (
+        Arc<dyn db::api_audit::ApiAuditStore>,
+        Arc<dyn db::idempotency::IdempotencyStore>,
+    ) = match &pool {
+        Some(pool) => (
+            Arc::new(db::api_audit::PgApiAuditStore::new(pool.clone())),
+            Arc::new(db::idempotency::PgIdempotencyStore::new(pool.clone())),
+        ),
+        None => (
+            Arc::new(db::api_audit::MemoryApiAuditStore::new(
+                settings.database.memory_max_records,
+            )),
+            Arc::new(db::idempotency::MemoryIdempotencyStore::default()),
+        ),
+    };
     let state = AppState {
         registry,
         coordinator,
@@ -504,6 +520,8 @@ pub async fn build_system_with(
         // -- operators area (values) --
         business_clock: feed_clock.clone(),
         sse_keep_alive: Duration::from_secs(settings.server.sse_keep_alive_secs),
+        api_audit,
+        idempotency,
     };
     Ok(System {
         state,

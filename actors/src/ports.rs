@@ -82,6 +82,12 @@ pub trait AuditStore: Send + Sync + 'static {
     fn record_decision(&self, rec: DecisionRecord) -> StoreFuture<()>;
     fn decision_chain(&self, correlation_id: CorrelationId) -> StoreFuture<Vec<DecisionRecord>>;
 
+    /// The latest decision records, newest first, of one symbol when given.
+    fn recent_decisions(&self, symbol: Option<String>, limit: usize) -> StoreFuture<Vec<DecisionRecord>> {
+        let _ = (symbol, limit);
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
     /// Stores one model answer. Stores that keep no comparisons accept and drop it.
     fn record_model_comparison(&self, rec: ModelComparisonRecord) -> StoreFuture<()> {
         let _ = rec;

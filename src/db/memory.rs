@@ -94,6 +94,20 @@ impl AuditStore for MemoryStore {
         async move { Ok(v) }.boxed()
     }
 
+    fn recent_decisions(&self, symbol: Option<String>, limit: usize) -> StoreFuture<Vec<DecisionRecord>> {
+        let v: Vec<DecisionRecord> = self
+            .inner
+            .lock()
+            .decisions
+            .iter()
+            .rev()
+            .filter(|d| symbol.is_none() || d.symbol == symbol)
+            .take(limit)
+            .cloned()
+            .collect();
+        async move { Ok(v) }.boxed()
+    }
+
     fn record_model_comparison(&self, rec: ModelComparisonRecord) -> StoreFuture<()> {
         let mut inner = self.inner.lock();
         while inner.comparisons.len() >= self.max_records {

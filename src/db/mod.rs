@@ -5,6 +5,10 @@
 pub mod account;
 pub mod outbox;
 
+// -- the HTTP layer's stores: API audit log, idempotency keys --
+pub mod api_audit;
+pub mod idempotency;
+
 mod memory;
 mod orders;
 mod pg;

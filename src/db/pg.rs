@@ -155,6 +155,34 @@ impl AuditStore for PgStore {
         .boxed()
     }
 
+    fn recent_decisions(&self, symbol: Option<String>, limit: usize) -> StoreFuture<Vec<DecisionRecord>> {
+        let pool = self.pool.clone();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        async move {
+            let client = pool.get().await.map_err(unavailable)?;
+            let rows = client
+                .query(
+                    "SELECT correlation_id, stage, symbol, detail, at FROM decisions \
+                     WHERE ($1::TEXT IS NULL OR symbol = $1) ORDER BY id DESC LIMIT $2",
+                    &[&symbol, &limit],
+                )
+                .await
+                .map_err(query)?;
+            rows.into_iter()
+                .map(|r| {
+                    Ok(DecisionRecord {
+                        correlation_id: CorrelationId(r.try_get(0).map_err(query)?),
+                        stage: r.try_get(1).map_err(query)?,
+                        symbol: r.try_get(2).map_err(query)?,
+                        detail: r.try_get(3).map_err(query)?,
+                        timestamp: r.try_get(4).map_err(query)?,
+                    })
+                })
+                .collect()
+        }
+        .boxed()
+    }
+
     fn decision_chain(&self, correlation_id: CorrelationId) -> StoreFuture<Vec<DecisionRecord>> {
         let pool = self.pool.clone();
         async move {

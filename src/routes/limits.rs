@@ -36,8 +36,6 @@ pub struct RateLimits {
     auth_failures: parking_lot::Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
     /// Open event streams per token name.
     streams: Arc<parking_lot::Mutex<HashMap<String, u32>>>,
-    /// Idempotency keys of a server without a database.
-    pub memory_keys: parking_lot::Mutex<HashMap<String, super::idempotency::MemoryKey>>,
 }
 
 const AUTH_WINDOW: Duration = Duration::from_secs(60);
@@ -125,7 +123,6 @@ impl RateLimits {
             guards: ApiGuardSettings::default(),
             auth_failures: parking_lot::Mutex::default(),
             streams: Arc::default(),
-            memory_keys: parking_lot::Mutex::default(),
         }
     }
 

@@ -197,29 +197,13 @@ pub async fn recent_decisions(
                 .map_err(|e| ApiError::bad_request(e.to_string()).with_field("symbol"))
         })
         .transpose()?;
-    let Some(pool) = &state.pool else {
-        return Ok(HttpResponse::Ok().json(Vec::<DecisionRecord>::new()));
-    };
-    let client = pool.get().await.map_err(|_| ApiError::unavailable("database"))?;
-    let rows = client
-        .query(
-            "SELECT correlation_id, stage, symbol, detail, at FROM decisions \
-             WHERE ($1::TEXT IS NULL OR symbol = $1) ORDER BY id DESC LIMIT $2",
-            &[&symbol, &limit],
-        )
+    let limit = usize::try_from(limit).unwrap_or(0);
+    let out = state
+        .stores
+        .audit
+        .recent_decisions(symbol, limit)
         .await
-        .map_err(|e| ApiError::internal(format!("decisions query failed: {e}")))?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let cid: Uuid = r.try_get(0).map_err(|e| ApiError::internal(e.to_string()))?;
-        out.push(DecisionRecord {
-            correlation_id: CorrelationId(cid),
-            stage: r.try_get(1).map_err(|e| ApiError::internal(e.to_string()))?,
-            symbol: r.try_get(2).map_err(|e| ApiError::internal(e.to_string()))?,
-            detail: r.try_get(3).map_err(|e| ApiError::internal(e.to_string()))?,
-            timestamp: r.try_get(4).map_err(|e| ApiError::internal(e.to_string()))?,
-        });
-    }
+        .map_err(|e| ApiError::internal(format!("decisions unavailable: {e}")))?;
     Ok(HttpResponse::Ok().json(out))
 }
 

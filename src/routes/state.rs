@@ -60,10 +60,14 @@ pub struct AppState {
     pub business_clock: Option<ManualClock>,
     /// The event stream's keep-alive comment period.
     pub sse_keep_alive: Duration,
+    /// The API audit log (PostgreSQL, or the latest records in memory).
+    pub api_audit: Arc<dyn crate::db::api_audit::ApiAuditStore>,
+    /// Idempotency keys of `POST /api/v1/trades` (PostgreSQL, or this server's memory).
+    pub idempotency: Arc<dyn crate::db::idempotency::IdempotencyStore>,
 }
 
 impl AppState {
-    /// Records a control action in `api_audit_log` (and the log). Never fails the request.
+    /// Records a control action in the API audit log (and the log). Never fails the request.
     pub async fn audit(
         &self,
         caller: &Caller,
@@ -78,22 +82,17 @@ impl AppState {
         tracing::info!(event = "audit", token = %caller.name, role, method, route, status, result, "control action");
         // The request id of the middleware that wraps every request (api-money).
         let request_id = super::limits::mark_audited();
-        let Some(pool) = &self.pool else { return };
-        let client = match pool.get().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "audit log unavailable");
-                return;
-            }
+        let rec = crate::db::api_audit::ApiAuditRecord {
+            token_name: caller.name.clone(),
+            role: role.to_owned(),
+            method: method.to_owned(),
+            route: route.to_owned(),
+            body_sha256: digest,
+            status,
+            result: result.to_owned(),
+            request_id,
         };
-        let status = i32::from(status);
-        if let Err(e) = client
-            .execute(
-                "INSERT INTO api_audit_log (token_name, role, method, route, body_sha256, status, result, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                &[&caller.name, &role, &method, &route, &digest, &status, &result, &request_id],
-            )
-            .await
-        {
+        if let Err(e) = self.api_audit.record(rec).await {
             tracing::error!(error = %e, "audit record not written");
         }
     }

@@ -321,7 +321,6 @@ pub async fn place_trade(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: JsonBody<ManualTradeBody>,
-    guards: Option<web::Data<crate::routes::limits::RateLimits>>,
 ) -> Result<HttpResponse, ApiError> {
     let raw = serde_json::to_vec(&body.0).unwrap_or_default();
     let key = req
@@ -331,7 +330,6 @@ pub async fn place_trade(
         .map(str::trim)
         .filter(|k| !k.is_empty())
         .map(|k| format!("trades:{k}"));
-    let guards = guards.as_ref().map(|g| g.get_ref());
     let correlation_id = CorrelationId::new();
     if let Some(k) = &key {
         if k.len() > 255 {
@@ -339,7 +337,7 @@ pub async fn place_trade(
                 ApiError::bad_request("Idempotency-Key is longer than 255 characters").with_field("Idempotency-Key")
             );
         }
-        match idempotency::begin(&state, guards, k, &auth.caller.name, &raw, correlation_id).await? {
+        match idempotency::begin(&state, k, &auth.caller.name, &raw, correlation_id).await? {
             idempotency::Begin::Replay(mut replay) => {
                 if let Ok(v) = actix_web::http::header::HeaderValue::from_str(idempotency::store_kind(&state)) {
                     replay
@@ -359,7 +357,7 @@ pub async fn place_trade(
         ),
     };
     if let Some(k) = &key {
-        idempotency::finish(&state, guards, k, status.as_u16(), &json).await;
+        idempotency::finish(&state, k, status.as_u16(), &json).await;
     }
     let result = if status.is_success() {
         "ok".to_owned()
