@@ -1,5 +1,7 @@
-//! The coordinator's decision trail, written in order by one task that no flow waits for: an audit
-//! write never sits between a verdict and the order it approves.
+//! The coordinator's decision trail, written in order by one task: a flow queues its records and
+//! goes on (the risk engine validates while they are written); it waits once, for whatever is
+//! still queued, before an order request goes out, so the trail keeps the coordinator's stages
+//! ahead of the execution manager's.
 
 use crate::ports::{AuditStore, DecisionRecord};
 use futures::channel::{mpsc, oneshot};

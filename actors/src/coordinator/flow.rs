@@ -113,6 +113,15 @@ impl FlowDeps {
         audit.record(rec);
     }
 
+    /// Waits until the decision records queued so far are written: called once before an order
+    /// request goes out, so the trail shows the coordinator's stages before the execution
+    /// manager's (which its own writer stores), in causal order.
+    pub async fn trail_written(&self) {
+        if let Some(audit) = &self.audit {
+            audit.flush().await;
+        }
+    }
+
     pub fn system_event(&self, event: &str, cid: CorrelationId, priority: Priority, details: serde_json::Value) {
         self.bus.system_events.publish(SystemEvent {
             meta: EventMeta::caused_by("coordinator", self.clock.now(), cid).with_priority(priority),
@@ -309,6 +318,7 @@ impl FlowDeps {
             serde_json::to_value(req.proposal()).unwrap_or_default(),
         )
         .await;
+        self.trail_written().await;
         let mut delays = self.settings.execution_retry_delays_ms.clone().into_iter();
         let mut attempt = 1u32;
         loop {
@@ -431,6 +441,7 @@ impl FlowDeps {
                 serde_json::json!({ "close_position": p.id, "fraction": fraction, "reason": reason }),
             )
             .await;
+            self.trail_written().await;
             let sent = exec
                 .close
                 .send(req)
@@ -493,6 +504,7 @@ impl FlowDeps {
             serde_json::json!({ "close_all_positions": reason }),
         )
         .await;
+        self.trail_written().await;
         let (ok, result) = match exec
             .close_all
             .send(CloseAllPositions {
