@@ -131,9 +131,6 @@ impl Handler<PortfolioUpdate> for MetricsRecorder {
     type Result = ();
     fn handle(&mut self, u: PortfolioUpdate, ctx: &mut Context<Self>) {
         let _ = guarded(self, ctx, |_, _| {
-            if u.meta.source == "portfolio_rebalancer" {
-                return;
-            }
             metrics::gauge!("triplegain_equity_usd").set(f(u.equity_usd));
             metrics::gauge!("triplegain_drawdown_pct").set(f(u.drawdown_pct));
             metrics::gauge!("triplegain_open_exposure_usd").set(f(u.open_exposure_usd));

@@ -270,14 +270,12 @@ pub async fn build_system_with(
         })
     };
     core_actors.push("risk_engine".into());
-    // Equity, drawdown and exposure come from the execution manager's position book; the
-    // rebalancer's allocation updates are informational and must not overwrite them.
+    // Equity, drawdown and exposure come from the execution manager's valuations alone (the
+    // rebalancer reports its holdings on a topic of their own).
     // Money events reach the risk engine reliably: its loss streak, daily P&L and breakers
     // depend on every position close (a full mailbox queues, never drops).
     bus.portfolio_updates
-        .subscribe_filtered_reliable("risk_engine", risk.clone().recipient(), |u| {
-            u.meta.source != "portfolio_rebalancer"
-        });
+        .subscribe_reliable("risk_engine", risk.clone().recipient());
     bus.execution_events
         .subscribe_reliable("risk_engine", risk.clone().recipient());
     bus.regime_updates.subscribe("risk_engine", risk.clone().recipient());
@@ -402,9 +400,7 @@ pub async fn build_system_with(
     bus.market_data
         .subscribe("coordinator", coordinator.clone().recipient());
     bus.portfolio_updates
-        .subscribe_filtered_reliable("coordinator", coordinator.clone().recipient(), |u| {
-            u.meta.source != "portfolio_rebalancer"
-        });
+        .subscribe_reliable("coordinator", coordinator.clone().recipient());
     bus.business_ticks
         .subscribe("coordinator", coordinator.clone().recipient());
 
@@ -425,7 +421,7 @@ pub async fn build_system_with(
             store: stores.portfolio.clone(),
             risk: risk.clone().recipient(),
             execution: Some(execution.clone().recipient()),
-            updates: bus.portfolio_updates.clone(),
+            updates: bus.holdings_reports.clone(),
             clock: clock.clone(),
             prices,
             advisor: None,
@@ -453,9 +449,7 @@ pub async fn build_system_with(
     // The rebalancer runs no batch before the execution manager's first valuation reached the
     // risk engine (which sizes the batch against that equity).
     bus.portfolio_updates
-        .subscribe_filtered_reliable("portfolio_rebalancer", portfolio.clone().recipient(), |u| {
-            u.meta.source != "portfolio_rebalancer"
-        });
+        .subscribe_reliable("portfolio_rebalancer", portfolio.clone().recipient());
 
     // ---- links between areas -------------------------------------------------------------
     coordinator.do_send(triplegain_actors::coordinator::Connect(

@@ -352,6 +352,8 @@ pub struct Bus {
     pub risk_alerts: Topic<crate::messages::RiskAlert>,
     pub execution_events: Topic<crate::messages::ExecutionEvent>,
     pub portfolio_updates: Topic<crate::messages::PortfolioUpdate>,
+    /// The rebalancer's holdings reports (never valuations).
+    pub holdings_reports: Topic<crate::messages::HoldingsReport>,
     pub system_events: Topic<crate::messages::SystemEvent>,
     /// Business-clock ticks from the market data actor.
     pub business_ticks: Topic<crate::messages::BusinessTick>,
@@ -359,7 +361,7 @@ pub struct Bus {
 
 impl Bus {
     /// Events published so far per topic (all since start), for metrics.
-    pub fn published_by_topic(&self) -> [(&'static str, u64); 11] {
+    pub fn published_by_topic(&self) -> [(&'static str, u64); 12] {
         [
             ("candles", self.candles.published()),
             ("market_data", self.market_data.published()),
@@ -370,6 +372,7 @@ impl Bus {
             ("risk_alerts", self.risk_alerts.published()),
             ("execution_events", self.execution_events.published()),
             ("portfolio_updates", self.portfolio_updates.published()),
+            ("holdings_reports", self.holdings_reports.published()),
             ("system_events", self.system_events.published()),
             ("business_ticks", self.business_ticks.published()),
         ]
@@ -392,6 +395,7 @@ impl Bus {
             risk_alerts: topic(&hook),
             execution_events: topic(&hook),
             portfolio_updates: topic(&hook),
+            holdings_reports: topic(&hook),
             system_events: topic(&hook),
             business_ticks: topic(&hook),
         }

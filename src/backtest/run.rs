@@ -226,6 +226,7 @@ fn cascade_count(system: &System) -> u64 {
         + b.risk_alerts.published()
         + b.execution_events.published()
         + b.portfolio_updates.published()
+        + b.holdings_reports.published()
         + b.system_events.published()
 }
 

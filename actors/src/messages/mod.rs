@@ -12,7 +12,7 @@ mod trading;
 pub use analysis::{RegimeUpdate, SentimentUpdate, TaSignal};
 pub use execution::{ExecutionEvent, ExecutionEventType};
 pub use market::{CandleClosed, MarketSnapshot};
-pub use portfolio::PortfolioUpdate;
+pub use portfolio::{HoldingsReport, PortfolioUpdate};
 pub use risk::{AlertType, RiskAlert};
 pub use system::{BusinessTick, Ping, SystemEvent};
 pub use trading::TradingSignal;

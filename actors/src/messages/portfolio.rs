@@ -24,3 +24,19 @@ pub struct PortfolioUpdate {
     pub position_footprint: BTreeMap<String, Decimal>,
 }
 bus_event!(PortfolioUpdate, "portfolio_updates", |_e| "portfolio".to_owned());
+
+/// The rebalancer's view of the holdings it balances (topic `holdings_reports`): their value,
+/// balances and allocation at the prices it planned with. Informational: equity, peak equity and
+/// drawdown have one owner, the execution manager's valuations ([`PortfolioUpdate`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HoldingsReport {
+    pub meta: EventMeta,
+    /// Value of the balanced assets (BTC, XRP, USDT) in USD.
+    pub value_usd: Decimal,
+    /// Value per trading pair of the non-cash assets, in USD.
+    pub value_by_symbol: BTreeMap<String, Decimal>,
+    pub balances: BTreeMap<String, Decimal>,
+    /// Allocation per asset in percent.
+    pub allocation_pct: BTreeMap<String, Decimal>,
+}
+bus_event!(HoldingsReport, "holdings_reports", |_e| "portfolio".to_owned());

@@ -27,7 +27,7 @@ use crate::bus::Topic;
 use crate::clock::SharedClock;
 use crate::domain::{CorrelationId, OrderType, Regime, Side, Symbol};
 use crate::execution::api::{ExecuteTrade, ExecutionResult};
-use crate::messages::{EventMeta, PortfolioUpdate};
+use crate::messages::{EventMeta, HoldingsReport};
 use crate::ports::Exchange;
 use crate::risk::{ApproveTrade, ProposalSource, TradeProposal};
 use crate::supervision::{ActorError, SupervisedActor, SupervisionHandle};
@@ -126,7 +126,8 @@ pub struct PortfolioRebalancerConfig {
     pub store: Arc<dyn PortfolioStore>,
     pub risk: Recipient<ApproveTrade>,
     pub execution: Option<Recipient<ExecuteTrade>>,
-    pub updates: Topic<PortfolioUpdate>,
+    /// Where the holdings reports go (`holdings_reports`).
+    pub updates: Topic<HoldingsReport>,
     pub clock: SharedClock,
     pub prices: Option<Arc<dyn PriceSource>>,
     pub advisor: Option<Arc<dyn StrategyAdvisor>>,
@@ -161,7 +162,6 @@ pub struct PortfolioRebalancer {
     loaded: bool,
     /// A portfolio valuation with positive equity has been seen (the risk engine can size trades).
     valued: bool,
-    peak_equity: Decimal,
 }
 
 const SOURCE: &str = "portfolio_rebalancer";
@@ -185,7 +185,6 @@ impl PortfolioRebalancer {
             position_footprint: BTreeMap::new(),
             loaded: false,
             valued: false,
-            peak_equity: Decimal::ZERO,
         }
     }
 
@@ -269,30 +268,21 @@ impl PortfolioRebalancer {
         }));
     }
 
+    /// Reports the holdings the plan was made on (informational: valuations come from the
+    /// execution manager alone).
     fn publish_update(&mut self, alloc: &Allocation, balances: &BTreeMap<String, Decimal>, cid: CorrelationId) {
         let p = alloc.prices;
         let value = |a: &str| balances.get(a).copied().unwrap_or_default() * p.of(a).unwrap_or_default();
-        let equity = value("BTC") + value("XRP") + value("USDT");
-        self.peak_equity = self.peak_equity.max(equity);
-        let drawdown = if self.peak_equity > Decimal::ZERO {
-            ((self.peak_equity - equity) / self.peak_equity * Decimal::ONE_HUNDRED).round_dp(4)
-        } else {
-            Decimal::ZERO
-        };
-        let exposure: BTreeMap<String, Decimal> = [("BTC/USDT", value("BTC")), ("XRP/USDT", value("XRP"))]
+        let value_by_symbol: BTreeMap<String, Decimal> = [("BTC/USDT", value("BTC")), ("XRP/USDT", value("XRP"))]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
             .collect();
-        self.cfg.updates.publish(PortfolioUpdate {
+        self.cfg.updates.publish(HoldingsReport {
             meta: EventMeta::caused_by(SOURCE, self.now(), cid),
-            equity_usd: equity,
-            peak_equity_usd: self.peak_equity,
-            drawdown_pct: drawdown,
-            open_exposure_usd: exposure.values().copied().sum(),
-            exposure_by_symbol: exposure,
+            value_usd: value("BTC") + value("XRP") + value("USDT"),
+            value_by_symbol,
             balances: balances.clone(),
             allocation_pct: alloc.pct_map(),
-            position_footprint: BTreeMap::new(),
         });
     }
 

@@ -3,7 +3,7 @@
 
 use super::{
     apply_advice, records_for, CheckPortfolio, ConnectExecution, GetAllocation, GetHodl, GetHodlHistory, NextBatchDue,
-    PendingBatch, PortfolioError, PortfolioRebalancer, RebalanceTick, RebalancerInFlight, SOURCE,
+    PendingBatch, PortfolioError, PortfolioRebalancer, RebalanceTick, RebalancerInFlight,
 };
 use crate::domain::CorrelationId;
 use crate::messages::{CandleClosed, ExecutionEvent, ExecutionEventType, PortfolioUpdate};
@@ -69,12 +69,12 @@ impl Handler<ExecutionEvent> for PortfolioRebalancer {
 }
 
 /// The execution manager's valuations: the first with positive equity lets batches run (the
-/// risk engine sizes them against that equity). The rebalancer's own updates are ignored.
+/// risk engine sizes them against that equity).
 impl Handler<PortfolioUpdate> for PortfolioRebalancer {
     type Result = ();
     fn handle(&mut self, msg: PortfolioUpdate, ctx: &mut Context<Self>) {
         let _ = guarded(self, ctx, |act, ctx| {
-            if msg.meta.source == SOURCE || msg.equity_usd <= Decimal::ZERO {
+            if msg.equity_usd <= Decimal::ZERO {
                 return;
             }
             act.position_footprint = msg.position_footprint;
