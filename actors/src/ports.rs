@@ -468,17 +468,7 @@ mod tests {
     use rust_decimal_macros::dec;
 
     fn pair() -> PairInfo {
-        PairInfo {
-            symbol: Symbol::parse("BTC/USDT").unwrap(),
-            exchange_name: "XBTUSDT".into(),
-            tick_size: dec!(0.1),
-            price_decimals: 1,
-            lot_decimals: 8,
-            ordermin: dec!(0.00005),
-            costmin: dec!(0.5),
-            max_leverage_buy: 5,
-            max_leverage_sell: 5,
-        }
+        crate::testing::btc_usdt_pair()
     }
 
     #[test]

@@ -4,8 +4,27 @@
 
 pub use crate::risk::{judgement_for_tests, RiskApproved};
 
+use crate::domain::Symbol;
+use crate::ports::PairInfo;
 use crate::supervision::{guarded, ActorError, Drain, SupervisedActor, SupervisionHandle};
 use actix::prelude::*;
+use rust_decimal::Decimal;
+
+/// BTC/USDT as Kraken lists it: tick 0.1, 8 lot decimals, minimum 0.00005 BTC and 0.5 USDT,
+/// leverage up to 5 both ways.
+pub fn btc_usdt_pair() -> PairInfo {
+    PairInfo {
+        symbol: Symbol::parse("BTC/USDT").unwrap_or_else(|_| unreachable!("a valid symbol")),
+        exchange_name: "XBTUSDT".into(),
+        tick_size: Decimal::new(1, 1),
+        price_decimals: 1,
+        lot_decimals: 8,
+        ordermin: Decimal::new(5, 5),
+        costmin: Decimal::new(5, 1),
+        max_leverage_buy: 5,
+        max_leverage_sell: 5,
+    }
+}
 
 /// A supervised actor that only answers pings; used to test supervision.
 pub struct Probe {

@@ -602,6 +602,14 @@ impl H {
             .unwrap();
     }
 
+    /// A valued account, a ranging regime, TA agreeing long, then a BUY with a 2 % stop.
+    async fn valued_buy(&self) -> CorrelationId {
+        self.equity(dec!(10000)).await;
+        self.regime(Regime::Ranging).await;
+        self.ta(Bias::Long, 0.8).await;
+        self.signal(TradeAction::Buy, Some(dec!(2))).await
+    }
+
     async fn signal(&self, action: TradeAction, stop_pct: Option<Decimal>) -> CorrelationId {
         let s = TradingSignal {
             meta: EventMeta::new("trading_decision", self.now.now()),
@@ -935,10 +943,7 @@ async fn execution_errors_retry_with_backoff_then_pause_the_symbol() {
         MemStore::default(),
     );
     settle().await;
-    h.equity(dec!(10000)).await;
-    h.regime(Regime::Ranging).await;
-    h.ta(Bias::Long, 0.8).await;
-    let cid = h.signal(TradeAction::Buy, Some(dec!(2))).await;
+    let cid = h.valued_buy().await;
     actix::clock::sleep(Duration::from_millis(100)).await;
     // First attempt plus two retries, then an alert and a paused symbol.
     assert_eq!(h.exec_log.lock().len(), 3);
@@ -976,10 +981,7 @@ async fn an_execution_request_without_an_answer_is_alerted_and_never_resent() {
         MemStore::default(),
     );
     settle().await;
-    h.equity(dec!(10000)).await;
-    h.regime(Regime::Ranging).await;
-    h.ta(Bias::Long, 0.8).await;
-    let cid = h.signal(TradeAction::Buy, Some(dec!(2))).await;
+    let cid = h.valued_buy().await;
     actix::clock::sleep(Duration::from_millis(200)).await;
     // Sent once: the order may be on the exchange, so it is never sent again.
     assert_eq!(h.exec_log.lock().len(), 1);

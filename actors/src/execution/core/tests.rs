@@ -16,17 +16,7 @@ fn btc() -> Symbol {
 }
 
 fn pair() -> PairInfo {
-    PairInfo {
-        symbol: btc(),
-        exchange_name: "XBTUSDT".into(),
-        tick_size: dec!(0.1),
-        price_decimals: 1,
-        lot_decimals: 8,
-        ordermin: dec!(0.0001),
-        costmin: dec!(0.5),
-        max_leverage_buy: 5,
-        max_leverage_sell: 5,
-    }
+    crate::testing::btc_usdt_pair()
 }
 
 fn start() -> DateTime<Utc> {
